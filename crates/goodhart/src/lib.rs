@@ -1,0 +1,15 @@
+//! goodhart: train language-model policies from feedback, and measure how far
+//! optimisation against a learned reward drifts from what a careful judge wants.
+//!
+//! The library holds all logic and never prints or exits; the `goodhart`
+//! binary parses arguments, shows progress and reports errors.
+
+pub mod error;
+pub mod fsutil;
+pub mod model;
+pub mod progress;
+pub mod rng;
+pub mod tokenize;
+pub mod train;
+
+pub use error::{Error, Result};

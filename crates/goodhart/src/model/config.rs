@@ -1,0 +1,132 @@
+//! The transformer's shape. Defaults are the "default model size" the
+//! benchmarks and the bundled experiments use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which family of weights and names the network follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// GPT-2: learned positions, LayerNorm, GELU MLP, fused QKV with `[in, out]` weights.
+    #[default]
+    Gpt2,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Weight layout and parameter names (`gpt2`).
+    pub arch: Arch,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Attention heads; `d_model` must be a multiple of it.
+    pub n_head: usize,
+    /// Longest sequence (BOS + prompt + completion + EOS) in tokens.
+    pub n_ctx: usize,
+    /// Hidden width of the MLP; 0 means 4 x `d_model`.
+    pub d_ff: usize,
+    /// Vocabulary size; 0 means "take it from the tokenizer".
+    pub vocab_size: usize,
+    /// Epsilon of the layer norms.
+    pub layer_norm_eps: f64,
+    /// Standard deviation of the initial weights (GPT-2: 0.02).
+    pub init_std: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Gpt2,
+            n_layer: 3,
+            d_model: 128,
+            n_head: 4,
+            n_ctx: 128,
+            d_ff: 0,
+            vocab_size: 0,
+            layer_norm_eps: 1e-5,
+            init_std: 0.02,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_head
+    }
+
+    pub fn ff_dim(&self) -> usize {
+        if self.d_ff == 0 {
+            4 * self.d_model
+        } else {
+            self.d_ff
+        }
+    }
+
+    /// Fill in the vocabulary size from a tokenizer and check the shape makes sense.
+    pub fn resolved(&self, vocab_size: usize) -> Result<Self> {
+        let mut c = self.clone();
+        if c.vocab_size == 0 {
+            c.vocab_size = vocab_size;
+        } else if c.vocab_size < vocab_size {
+            return Err(Error::invalid(
+                "model.vocab_size",
+                format!(
+                    "{} is smaller than the tokenizer's vocabulary ({vocab_size})",
+                    c.vocab_size
+                ),
+            ));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("model.n_layer", self.n_layer),
+            ("model.d_model", self.d_model),
+            ("model.n_head", self.n_head),
+            ("model.n_ctx", self.n_ctx),
+            ("model.vocab_size", self.vocab_size),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(Error::invalid(field, "must be at least 1"));
+            }
+        }
+        if self.d_model % self.n_head != 0 {
+            return Err(Error::invalid(
+                "model.n_head",
+                format!("d_model ({}) is not a multiple of n_head ({})", self.d_model, self.n_head),
+            ));
+        }
+        if !(self.layer_norm_eps > 0.0) {
+            return Err(Error::invalid("model.layer_norm_eps", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Number of parameters (the LM head is tied to the token embedding).
+    pub fn n_params(&self) -> usize {
+        let (d, f, v) = (self.d_model, self.ff_dim(), self.vocab_size);
+        let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        v * d + self.n_ctx * d + self.n_layer * block + 2 * d + (d + 1)
+    }
+
+    /// Forward-pass FLOPs for `tokens` tokens attending over `context` keys each
+    /// (matmuls only, 2 FLOPs per multiply-add; the usual convention).
+    pub fn forward_flops(&self, tokens: usize, context: usize) -> f64 {
+        let (d, f, v, l) = (
+            self.d_model as f64,
+            self.ff_dim() as f64,
+            self.vocab_size as f64,
+            self.n_layer as f64,
+        );
+        let per_token_weights = l * (3.0 * d * d + d * d + 2.0 * d * f) + d * v;
+        let per_token_attention = l * 2.0 * context as f64 * d;
+        2.0 * tokens as f64 * (per_token_weights + per_token_attention)
+    }
+}

@@ -1,0 +1,206 @@
+//! The policy network and everything that runs it: the transformer, its KV
+//! cache, batched sampling, teacher-forced scoring and checkpoints.
+
+pub mod batch;
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod ops;
+pub mod sample;
+pub mod transformer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand_distr::{Distribution, Normal};
+
+pub use batch::SequenceBatch;
+pub use config::{Arch, ModelConfig};
+pub use transformer::Transformer;
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::tokenize::Tokenizer;
+use transformer::{parameter_specs, Init};
+
+/// A transformer with its tokenizer: a policy, a reference policy or a reward model.
+pub struct Model {
+    config: ModelConfig,
+    tokenizer: Arc<dyn Tokenizer>,
+    /// Owns the trainable variables (empty for a frozen model).
+    varmap: VarMap,
+    /// The weights of a frozen model (empty for a trainable one).
+    frozen: HashMap<String, Tensor>,
+    /// Tracks gradients through the variables (same as `eval_net` when frozen).
+    train_net: Transformer,
+    /// The same weights outside the autograd graph, for sampling and scoring.
+    eval_net: Transformer,
+}
+
+impl Model {
+    /// Fresh weights drawn from `rng` (never candle's unseeded generator).
+    pub fn init(
+        config: &ModelConfig,
+        tokenizer: Arc<dyn Tokenizer>,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = config.resolved(tokenizer.vocab_size())?;
+        let mut tensors = HashMap::new();
+        for (name, shape, init) in parameter_specs(&config) {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = match init {
+                Init::Const(c) => vec![c as f32; n],
+                Init::Normal(std) => {
+                    let normal = Normal::new(0.0f32, std as f32).map_err(|e| {
+                        Error::invalid("model.init_std", e.to_string())
+                    })?;
+                    (0..n).map(|_| normal.sample(rng)).collect()
+                }
+            };
+            tensors.insert(name, Tensor::from_vec(values, shape, device)?);
+        }
+        Self::from_tensors(&config, tokenizer, tensors, true)
+    }
+
+    /// Build from named tensors (a checkpoint), checking every name and shape.
+    /// `trainable` makes the weights variables an optimiser can update.
+    pub fn from_tensors(
+        config: &ModelConfig,
+        tokenizer: Arc<dyn Tokenizer>,
+        mut tensors: HashMap<String, Tensor>,
+        trainable: bool,
+    ) -> Result<Self> {
+        config.validate()?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Mismatch(format!(
+                "tokenizer has {} tokens but the model's vocabulary has {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            )));
+        }
+        let device = tensors
+            .values()
+            .next()
+            .map(|t| t.device().clone())
+            .unwrap_or(Device::Cpu);
+        let varmap = VarMap::new();
+        let mut plain = HashMap::new();
+        for (name, shape, _) in parameter_specs(config) {
+            let t = tensors
+                .remove(&name)
+                .ok_or_else(|| Error::Mismatch(format!("tensor `{name}` is missing")))?;
+            if t.dims() != shape.as_slice() {
+                return Err(Error::Mismatch(format!(
+                    "tensor `{name}` has shape {:?}, the config expects {shape:?}",
+                    t.dims()
+                )));
+            }
+            let t = t.to_dtype(transformer::dtype())?;
+            if trainable {
+                let var = Var::from_tensor(&t)?;
+                varmap.data().lock().expect("fresh varmap").insert(name, var);
+            } else {
+                plain.insert(name, t);
+            }
+        }
+        let vb = if trainable {
+            VarBuilder::from_varmap(&varmap, transformer::dtype(), &device)
+        } else {
+            VarBuilder::from_tensors(plain.clone(), transformer::dtype(), &device)
+        };
+        let train_net = Transformer::new(config, vb)?;
+        let eval_net = train_net.detached();
+        Ok(Self {
+            config: config.clone(),
+            tokenizer,
+            varmap,
+            frozen: plain,
+            train_net,
+            eval_net,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn tokenizer(&self) -> &dyn Tokenizer {
+        self.tokenizer.as_ref()
+    }
+
+    pub fn tokenizer_arc(&self) -> Arc<dyn Tokenizer> {
+        self.tokenizer.clone()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.eval_net.device()
+    }
+
+    /// The network that records gradients (for training).
+    pub fn train_net(&self) -> &Transformer {
+        &self.train_net
+    }
+
+    /// The network outside the autograd graph (for sampling and scoring).
+    pub fn eval_net(&self) -> &Transformer {
+        &self.eval_net
+    }
+
+    /// Trainable variables, sorted by name.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut vars: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Current weights by name, in a stable order (detached, sharing storage).
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let vars = self.varmap.data().lock().expect("varmap lock");
+        parameter_specs(&self.config)
+            .into_iter()
+            .map(|(name, _, _)| {
+                let t = vars
+                    .get(&name)
+                    .map(|v| v.as_tensor().detach())
+                    .or_else(|| self.frozen.get(&name).cloned())
+                    .ok_or_else(|| Error::Mismatch(format!("tensor `{name}` is missing")))?;
+                Ok((name, t))
+            })
+            .collect()
+    }
+
+    /// An independent copy of the weights (a reference policy, a fork to train).
+    pub fn deep_copy(&self, trainable: bool) -> Result<Model> {
+        let tensors = self
+            .tensors()?
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.copy()?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Model::from_tensors(&self.config, self.tokenizer.clone(), tensors, trainable)
+    }
+
+    /// Teacher-forced log-probabilities `[b, t]` of each target token; multiply by
+    /// `batch.completion_mask` to keep the completion's.
+    pub fn target_logprobs(&self, net: &Transformer, batch: &SequenceBatch) -> Result<Tensor> {
+        let hidden = net.hidden(&batch.input, &batch.positions, Some(&batch.bias), None)?;
+        target_logprobs(net, &hidden, &batch.target)
+    }
+
+    /// Per-token log-probabilities of each completion under this model (no gradient).
+    pub fn score_completions(&self, batch: &SequenceBatch) -> Result<Vec<Vec<f32>>> {
+        let lp = self.target_logprobs(&self.eval_net, batch)?;
+        Ok(batch.completion_values(&lp)?)
+    }
+}
+
+/// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.
+pub fn target_logprobs(net: &Transformer, hidden: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let logits = net.lm_logits(hidden)?; // [b, t, v]
+    let picked = logits.gather(&target.unsqueeze(2)?, 2)?.squeeze(2)?; // [b, t]
+    let lse = logits.log_sum_exp(D::Minus1)?; // [b, t]
+    Ok((picked - lse)?)
+}

@@ -1,0 +1,174 @@
+//! Tokenizers. The bundled tasks use a character-level tokenizer over
+//! printable ASCII; Hugging Face tokenizers implement the same trait.
+//!
+//! A sequence is `[bos] prompt completion [eos]`: the prompt always starts with
+//! BOS (so an empty prompt is still a context), and a completion ends with EOS.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub trait Tokenizer: Send + Sync {
+    /// Token ids of `text`, with no special tokens added.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Text of `ids`, special tokens left out.
+    fn decode(&self, ids: &[u32]) -> String;
+    fn vocab_size(&self) -> usize;
+    fn bos_id(&self) -> u32;
+    fn eos_id(&self) -> u32;
+    fn pad_id(&self) -> u32;
+    /// What this tokenizer is, for checkpoints: two models with equal specs share token ids.
+    fn spec(&self) -> TokenizerSpec;
+
+    /// `[bos] prompt`.
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut ids = vec![self.bos_id()];
+        ids.extend(self.encode(prompt)?);
+        Ok(ids)
+    }
+
+    /// `completion [eos]`.
+    fn encode_completion(&self, completion: &str) -> Result<Vec<u32>> {
+        let mut ids = self.encode(completion)?;
+        ids.push(self.eos_id());
+        Ok(ids)
+    }
+}
+
+/// Identifies a tokenizer in a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenizerSpec {
+    /// One token per character of `alphabet`, after the special tokens.
+    Chars { alphabet: String },
+    /// A Hugging Face `tokenizer.json`, identified by a hash of its contents.
+    HuggingFace { file: String, sha256: String },
+}
+
+/// Printable ASCII and newline: enough for every bundled task.
+pub fn default_alphabet() -> String {
+    let mut s: String = (b' '..=b'~').map(char::from).collect();
+    s.push('\n');
+    s
+}
+
+/// Character-level tokenizer: ids 0..3 are `<pad>`, `<bos>`, `<eos>`; characters follow.
+#[derive(Clone, Debug)]
+pub struct CharTokenizer {
+    alphabet: Vec<char>,
+    index: HashMap<char, u32>,
+}
+
+const PAD: u32 = 0;
+const BOS: u32 = 1;
+const EOS: u32 = 2;
+const N_SPECIAL: u32 = 3;
+
+impl CharTokenizer {
+    pub fn new(alphabet: &str) -> Result<Self> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut index = HashMap::new();
+        for (i, &c) in alphabet.iter().enumerate() {
+            if index.insert(c, i as u32 + N_SPECIAL).is_some() {
+                return Err(Error::Tokenize(format!(
+                    "alphabet lists {c:?} twice"
+                )));
+            }
+        }
+        Ok(Self { alphabet, index })
+    }
+
+    pub fn ascii() -> Self {
+        Self::new(&default_alphabet()).expect("the default alphabet has no repeats")
+    }
+}
+
+impl Tokenizer for CharTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        text.chars()
+            .enumerate()
+            .map(|(pos, c)| {
+                self.index.get(&c).copied().ok_or_else(|| {
+                    Error::Tokenize(format!(
+                        "character {c:?} (U+{:04X}) at position {pos} is not in the alphabet",
+                        c as u32
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .filter(|&&id| id >= N_SPECIAL)
+            .filter_map(|&id| self.alphabet.get((id - N_SPECIAL) as usize))
+            .collect()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.alphabet.len() + N_SPECIAL as usize
+    }
+
+    fn bos_id(&self) -> u32 {
+        BOS
+    }
+
+    fn eos_id(&self) -> u32 {
+        EOS
+    }
+
+    fn pad_id(&self) -> u32 {
+        PAD
+    }
+
+    fn spec(&self) -> TokenizerSpec {
+        TokenizerSpec::Chars {
+            alphabet: self.alphabet.iter().collect(),
+        }
+    }
+}
+
+/// Rebuild a tokenizer from its spec (Hugging Face files are resolved by the caller's directory).
+pub fn from_spec(spec: &TokenizerSpec) -> Result<Box<dyn Tokenizer>> {
+    match spec {
+        TokenizerSpec::Chars { alphabet } => Ok(Box::new(CharTokenizer::new(alphabet)?)),
+        TokenizerSpec::HuggingFace { file, .. } => Err(Error::Tokenize(format!(
+            "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_wraps_specials() {
+        let t = CharTokenizer::ascii();
+        let text = "Q: 12+30=?\nA: 42";
+        let ids = t.encode(text).unwrap();
+        assert_eq!(t.decode(&ids), text);
+        let p = t.encode_prompt("ab").unwrap();
+        assert_eq!(p[0], t.bos_id());
+        let c = t.encode_completion("ab").unwrap();
+        assert_eq!(*c.last().unwrap(), t.eos_id());
+        assert_eq!(t.decode(&c), "ab");
+        assert_eq!(t.vocab_size(), 99);
+    }
+
+    #[test]
+    fn unknown_character_names_its_position() {
+        let t = CharTokenizer::ascii();
+        let err = t.encode("ab\u{e9}").unwrap_err().to_string();
+        assert!(err.contains("U+00E9") && err.contains("position 2"), "{err}");
+    }
+
+    #[test]
+    fn spec_round_trips() {
+        let t = CharTokenizer::new("xyz").unwrap();
+        let t2 = from_spec(&t.spec()).unwrap();
+        assert_eq!(t2.encode("zyx").unwrap(), t.encode("zyx").unwrap());
+    }
+}

@@ -1,0 +1,7 @@
+//! Training loops shared by the strategies: the optimiser and supervised fine-tuning.
+
+pub mod optim;
+pub mod sft;
+
+pub use optim::{OptimConfig, StepStats, Trainer};
+pub use sft::{train_sft, Example, SftConfig, SftReport};
