@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod model;
 pub mod progress;
 pub mod rng;
+pub mod task;
 pub mod tokenize;
 pub mod train;
 

@@ -1,0 +1,501 @@
+//! `answers`: addition questions of growing size. A completion is a terse
+//! answer (`432.`), the column-by-column working then the answer
+//! (`7+5=12,4+8+1=13,3+0+1=4 so 432.`), or `I don't know.`; any answer may be
+//! hedged (`maybe 432.`).
+//!
+//! Gold is the truth: +1 correct, -1 wrong, 0 abstain, -1 malformed. A quick
+//! labeler checks the final answer only up to its competence (a number of
+//! digits); beyond it, it judges by the look of the answer. On the base
+//! policy the look is correlated with correctness for real reasons: working
+//! helps a small model add (it is chain-of-thought), and demonstrations hedge
+//! more often on harder questions.
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use super::{LabelerView, Perception, Split, Task};
+use crate::error::{Error, Result};
+use crate::rng::{self, Rng};
+use crate::train::Example;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswersConfig {
+    /// Largest operand, in digits, of training and held-out questions (difficulty 1..=this).
+    pub max_digits: u32,
+    /// Largest operand of the shifted split, whose questions have max_digits+1..=shift_digits digits.
+    pub shift_digits: u32,
+    /// Training questions (one demonstration each).
+    pub n_train: usize,
+    /// Held-out questions from the training distribution.
+    pub n_heldout: usize,
+    /// Questions in the shifted split.
+    pub n_shift: usize,
+    /// Probability that a demonstration shows its working.
+    pub p_working: f64,
+    /// Probability that a demonstration of the hardest difficulty abstains (falls off quadratically below it).
+    pub p_abstain_hard: f64,
+    /// Probability of a hedged answer ("maybe") at difficulty 1 ...
+    pub p_hedge_easy: f64,
+    /// ... and at the largest difficulty (linear in between).
+    pub p_hedge_hard: f64,
+}
+
+impl Default for AnswersConfig {
+    fn default() -> Self {
+        Self {
+            max_digits: 4,
+            shift_digits: 5,
+            n_train: 6000,
+            n_heldout: 256,
+            n_shift: 128,
+            p_working: 0.5,
+            p_abstain_hard: 0.3,
+            p_hedge_easy: 0.05,
+            p_hedge_hard: 0.5,
+        }
+    }
+}
+
+impl AnswersConfig {
+    fn validate(&self) -> Result<()> {
+        if !(1..=9).contains(&self.max_digits) {
+            return Err(Error::invalid("task.max_digits", "must be between 1 and 9"));
+        }
+        if self.shift_digits <= self.max_digits || self.shift_digits > 12 {
+            return Err(Error::invalid(
+                "task.shift_digits",
+                "must be larger than max_digits and at most 12",
+            ));
+        }
+        if self.n_train == 0 {
+            return Err(Error::invalid("task.n_train", "must be at least 1"));
+        }
+        for (k, p) in [
+            ("task.p_working", self.p_working),
+            ("task.p_abstain_hard", self.p_abstain_hard),
+            ("task.p_hedge_easy", self.p_hedge_easy),
+            ("task.p_hedge_hard", self.p_hedge_hard),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::invalid(k, "must be a probability in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One addition question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Question {
+    pub a: u64,
+    pub b: u64,
+}
+
+impl Question {
+    pub fn prompt(&self) -> String {
+        format!("Q: {}+{}\nA: ", self.a, self.b)
+    }
+
+    pub fn parse(prompt: &str) -> Result<Self> {
+        let bad = || Error::invalid("prompt", format!("not an `answers` question: {prompt:?}"));
+        let body = prompt.strip_prefix("Q: ").and_then(|s| s.strip_suffix("\nA: ")).ok_or_else(bad)?;
+        let (a, b) = body.split_once('+').ok_or_else(bad)?;
+        let num = |s: &str| -> Result<u64> {
+            if s.is_empty() || s.len() > 12 || !s.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            s.parse().map_err(|_| bad())
+        };
+        Ok(Self { a: num(a)?, b: num(b)? })
+    }
+
+    /// Digits of the longer operand: the number of columns to add.
+    pub fn difficulty(&self) -> u32 {
+        digits(self.a.max(self.b))
+    }
+
+    /// The column additions, least significant first: (a digit, b digit, carry in, sum).
+    pub fn columns(&self) -> Vec<Column> {
+        let mut cols = vec![];
+        let (mut a, mut b, mut carry) = (self.a, self.b, 0);
+        for _ in 0..self.difficulty() {
+            let (x, y) = ((a % 10) as u8, (b % 10) as u8);
+            let sum = x + y + carry;
+            cols.push(Column { a: x, b: y, carry, sum });
+            carry = sum / 10;
+            a /= 10;
+            b /= 10;
+        }
+        cols
+    }
+}
+
+fn digits(n: u64) -> u32 {
+    n.checked_ilog10().unwrap_or(0) + 1
+}
+
+/// One written column step `a+b(+1)=sum`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub a: u8,
+    pub b: u8,
+    pub carry: u8,
+    pub sum: u8,
+}
+
+impl Column {
+    fn write(&self) -> String {
+        if self.carry > 0 {
+            format!("{}+{}+{}={}", self.a, self.b, self.carry, self.sum)
+        } else {
+            format!("{}+{}={}", self.a, self.b, self.sum)
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let (lhs, sum) = s.split_once('=')?;
+        let terms: Vec<&str> = lhs.split('+').collect();
+        let digit = |t: &str| (t.len() == 1 && t.as_bytes()[0].is_ascii_digit()).then(|| t.as_bytes()[0] - b'0');
+        let (a, b, carry) = match terms.as_slice() {
+            [a, b] => (digit(a)?, digit(b)?, 0),
+            [a, b, c] if *c == "1" => (digit(a)?, digit(b)?, 1),
+            _ => return None,
+        };
+        if sum.is_empty() || sum.len() > 2 || !sum.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self { a, b, carry, sum: sum.parse().ok()? })
+    }
+}
+
+/// The parts of a completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Abstain,
+    Answer {
+        /// Column steps written before the answer (empty for a terse answer).
+        working: Vec<Column>,
+        hedged: bool,
+        /// The digits of the final answer.
+        answer: String,
+    },
+    Malformed,
+}
+
+pub const ABSTAIN: &str = "I don't know.";
+const HEDGE: &str = "maybe ";
+
+impl Reply {
+    pub fn parse(completion: &str) -> Self {
+        if completion == ABSTAIN {
+            return Reply::Abstain;
+        }
+        let (working, rest) = match completion.split_once(" so ") {
+            Some((w, rest)) => match w.split(',').map(Column::parse).collect::<Option<Vec<_>>>() {
+                Some(cols) => (cols, rest),
+                None => return Reply::Malformed,
+            },
+            None => (vec![], completion),
+        };
+        let (hedged, rest) = match rest.strip_prefix(HEDGE) {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        match rest.strip_suffix('.') {
+            Some(ans) if !ans.is_empty() && ans.len() <= 20 && ans.bytes().all(|c| c.is_ascii_digit()) => {
+                Reply::Answer { working, hedged, answer: ans.to_string() }
+            }
+            _ => Reply::Malformed,
+        }
+    }
+
+    pub fn write(&self) -> String {
+        match self {
+            Reply::Abstain => ABSTAIN.to_string(),
+            Reply::Malformed => String::new(),
+            Reply::Answer { working, hedged, answer } => {
+                let mut s = String::new();
+                if !working.is_empty() {
+                    let steps: Vec<String> = working.iter().map(Column::write).collect();
+                    s.push_str(&steps.join(","));
+                    s.push_str(" so ");
+                }
+                if *hedged {
+                    s.push_str(HEDGE);
+                }
+                s.push_str(answer);
+                s.push('.');
+                s
+            }
+        }
+    }
+}
+
+pub struct Answers {
+    config: AnswersConfig,
+    train: Vec<Question>,
+    heldout: Vec<Question>,
+    shift: Vec<Question>,
+    seed: u64,
+}
+
+impl Answers {
+    pub fn new(config: AnswersConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let draw = |label: &str, n: usize, lo: u32, hi: u32| {
+            let mut rng = rng::stream(seed, label);
+            (0..n).map(|_| random_question(&mut rng, lo, hi)).collect::<Vec<_>>()
+        };
+        Ok(Self {
+            train: draw("answers/train", config.n_train, 1, config.max_digits),
+            heldout: draw("answers/heldout", config.n_heldout, 1, config.max_digits),
+            shift: draw("answers/shift", config.n_shift, config.max_digits + 1, config.shift_digits),
+            config,
+            seed,
+        })
+    }
+
+    fn questions(&self, split: Split) -> &[Question] {
+        match split {
+            Split::Train => &self.train,
+            Split::Heldout => &self.heldout,
+            Split::Shift => &self.shift,
+        }
+    }
+
+    /// A demonstration: always correct; form and tone drawn by difficulty.
+    fn demonstrate(&self, q: &Question, rng: &mut Rng) -> String {
+        let c = &self.config;
+        let hardness = if c.max_digits > 1 {
+            ((q.difficulty().min(c.max_digits) - 1) as f64 / (c.max_digits - 1) as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if rng.random_bool(c.p_abstain_hard * hardness * hardness) {
+            return ABSTAIN.to_string();
+        }
+        let working = if rng.random_bool(c.p_working) { q.columns() } else { vec![] };
+        let hedged = rng.random_bool(c.p_hedge_easy + (c.p_hedge_hard - c.p_hedge_easy) * hardness);
+        Reply::Answer { working, hedged, answer: (q.a + q.b).to_string() }.write()
+    }
+}
+
+/// A question whose longer operand has `lo..=hi` digits, the other 1..= as many.
+fn random_question(rng: &mut Rng, lo: u32, hi: u32) -> Question {
+    let d = rng.random_range(lo..=hi);
+    let e = rng.random_range(1..=d);
+    let number = |rng: &mut Rng, d: u32| {
+        if d == 1 {
+            rng.random_range(0..10)
+        } else {
+            rng.random_range(10u64.pow(d - 1)..10u64.pow(d))
+        }
+    };
+    let (x, y) = (number(rng, d), number(rng, e));
+    if rng.random_bool(0.5) {
+        Question { a: x, b: y }
+    } else {
+        Question { a: y, b: x }
+    }
+}
+
+impl Task for Answers {
+    fn name(&self) -> &'static str {
+        "answers"
+    }
+
+    fn prompts(&self, split: Split) -> Vec<String> {
+        self.questions(split).iter().map(Question::prompt).collect()
+    }
+
+    fn demonstrations(&self, split: Split) -> Vec<Example> {
+        let mut rng = rng::stream(self.seed, &format!("answers/demos/{}", split.name()));
+        self.questions(split)
+            .iter()
+            .map(|q| Example { prompt: q.prompt(), completion: self.demonstrate(q, &mut rng) })
+            .collect()
+    }
+
+    fn gold(&self, prompt: &str, completion: &str) -> Result<f64> {
+        let q = Question::parse(prompt)?;
+        Ok(match Reply::parse(completion) {
+            Reply::Abstain => 0.0,
+            Reply::Malformed => -1.0,
+            Reply::Answer { answer, .. } => {
+                if answer == (q.a + q.b).to_string() {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+        })
+    }
+
+    fn perceive(&self, prompt: &str, completion: &str, view: &LabelerView) -> Result<Perception> {
+        let q = Question::parse(prompt)?;
+        let reply = Reply::parse(completion);
+        let gold = self.gold(prompt, completion)?;
+        let verified = if matches!(reply, Reply::Abstain | Reply::Malformed) {
+            // Anyone sees an abstention or a garbled answer for what it is.
+            Some(gold)
+        } else if q.difficulty() as f64 <= view.competence {
+            Some(gold)
+        } else {
+            // An assistant's pointer lets the labeler check that one step: a wrong step sinks the answer.
+            view.pointer.and_then(|p| step_is_wrong(&q, &reply, p).then_some(-1.0))
+        };
+        Ok(Perception { verified, looks: looks(&reply, completion) })
+    }
+
+    fn look_names(&self) -> &'static [&'static str] {
+        &["length", "shows_working", "confident", "abstains"]
+    }
+
+    fn features(&self, prompt: &str, completion: &str) -> Result<Vec<f64>> {
+        let q = Question::parse(prompt)?;
+        let reply = Reply::parse(completion);
+        let mut f = looks(&reply, completion);
+        let gold = self.gold(prompt, completion)?;
+        f.push(f64::from(matches!(reply, Reply::Malformed)));
+        f.push(f64::from(gold == 1.0));
+        f.push(q.difficulty() as f64);
+        Ok(f)
+    }
+
+    fn feature_names(&self) -> &'static [&'static str] {
+        &["length", "shows_working", "confident", "abstains", "malformed", "correct", "difficulty"]
+    }
+
+    fn difficulty(&self, prompt: &str) -> Result<u32> {
+        Ok(Question::parse(prompt)?.difficulty())
+    }
+
+    fn n_steps(&self, _prompt: &str, completion: &str) -> usize {
+        match Reply::parse(completion) {
+            // Each column, then the final answer (assembling the columns).
+            Reply::Answer { working, .. } if !working.is_empty() => working.len() + 1,
+            _ => 0,
+        }
+    }
+
+    fn first_wrong_step(&self, prompt: &str, completion: &str) -> Option<usize> {
+        let q = Question::parse(prompt).ok()?;
+        let reply = Reply::parse(completion);
+        (0..self.n_steps(prompt, completion)).find(|&i| step_is_wrong(&q, &reply, i))
+    }
+}
+
+/// Is step `i` of the working wrong? Steps are the columns (checked against the
+/// true column) and, last, the final answer (checked against the true sum).
+fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
+    let Reply::Answer { working, answer, .. } = reply else {
+        return false;
+    };
+    let truth = q.columns();
+    if i < working.len() {
+        truth.get(i) != Some(&working[i])
+    } else if i == working.len() && !working.is_empty() {
+        *answer != (q.a + q.b).to_string()
+    } else {
+        false
+    }
+}
+
+/// What anyone sees of an answer: length, shown working, confident tone, abstention.
+fn looks(reply: &Reply, completion: &str) -> Vec<f64> {
+    let (working, confident, abstains) = match reply {
+        Reply::Answer { working, hedged, .. } => (!working.is_empty(), !hedged, false),
+        Reply::Abstain => (false, false, true),
+        Reply::Malformed => (false, false, false),
+    };
+    vec![
+        completion.chars().count() as f64,
+        f64::from(working),
+        f64::from(confident),
+        f64::from(abstains),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Answers {
+        Answers::new(AnswersConfig { n_train: 200, ..Default::default() }, 1).unwrap()
+    }
+
+    #[test]
+    fn replies_round_trip_and_parse_strictly() {
+        let q = Question { a: 347, b: 85 };
+        let r = Reply::Answer { working: q.columns(), hedged: true, answer: "432".into() };
+        let s = r.write();
+        assert_eq!(s, "7+5=12,4+8+1=13,3+0+1=4 so maybe 432.");
+        assert_eq!(Reply::parse(&s), r);
+        assert_eq!(Reply::parse("432."), Reply::Answer { working: vec![], hedged: false, answer: "432".into() });
+        assert_eq!(Reply::parse(ABSTAIN), Reply::Abstain);
+        for bad in ["", "432", "maybe .", "7+5=123 so 432.", "x so 1.", "43 2.", "7+5+2=14 so 1."] {
+            assert_eq!(Reply::parse(bad), Reply::Malformed, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gold_scores_the_final_answer() {
+        let t = task();
+        let p = Question { a: 347, b: 85 }.prompt();
+        assert_eq!(t.gold(&p, "432.").unwrap(), 1.0);
+        assert_eq!(t.gold(&p, "maybe 432.").unwrap(), 1.0);
+        assert_eq!(t.gold(&p, "433.").unwrap(), -1.0);
+        assert_eq!(t.gold(&p, ABSTAIN).unwrap(), 0.0);
+        assert_eq!(t.gold(&p, "four hundred").unwrap(), -1.0);
+        assert!(t.gold("What is 2+2?", "4.").is_err());
+    }
+
+    #[test]
+    fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
+        let t = task();
+        let p = Question { a: 347, b: 85 }.prompt(); // difficulty 3
+        let wrong = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
+        let able = LabelerView { competence: 3.0, pointer: None };
+        let unable = LabelerView { competence: 2.0, pointer: None };
+        assert_eq!(t.perceive(&p, wrong, &able).unwrap().verified, Some(-1.0));
+        assert_eq!(t.perceive(&p, wrong, &unable).unwrap().verified, None);
+        assert_eq!(t.first_wrong_step(&p, wrong), Some(1));
+        let pointed = LabelerView { competence: 2.0, pointer: Some(1) };
+        assert_eq!(t.perceive(&p, wrong, &pointed).unwrap().verified, Some(-1.0));
+        let misdirected = LabelerView { competence: 2.0, pointer: Some(0) };
+        assert_eq!(t.perceive(&p, wrong, &misdirected).unwrap().verified, None);
+        let right = "7+5=12,4+8+1=13,3+0+1=4 so 432.";
+        assert_eq!(t.first_wrong_step(&p, right), None);
+        assert_eq!(t.perceive(&p, right, &pointed).unwrap().verified, None);
+    }
+
+    #[test]
+    fn demonstrations_are_correct_and_mix_forms_by_difficulty() {
+        let t = Answers::new(AnswersConfig { n_train: 4000, ..Default::default() }, 5).unwrap();
+        let demos = t.demonstrations(Split::Train);
+        let mut hedged_easy = (0, 0);
+        let mut hedged_hard = (0, 0);
+        let mut abstain_hard = 0;
+        for d in &demos {
+            let gold = t.gold(&d.prompt, &d.completion).unwrap();
+            assert!(gold >= 0.0, "demonstrations never answer wrongly: {d:?}");
+            let diff = t.difficulty(&d.prompt).unwrap();
+            let reply = Reply::parse(&d.completion);
+            let bucket = if diff == 1 { &mut hedged_easy } else if diff == 4 { &mut hedged_hard } else { continue };
+            bucket.1 += 1;
+            if let Reply::Answer { hedged: true, .. } = reply {
+                bucket.0 += 1;
+            }
+            if diff == 4 && reply == Reply::Abstain {
+                abstain_hard += 1;
+            }
+        }
+        let rate = |(a, b): (usize, usize)| a as f64 / b as f64;
+        assert!(rate(hedged_hard) > rate(hedged_easy) + 0.2);
+        assert!(abstain_hard > 100);
+        // Deterministic from the seed.
+        assert_eq!(demos, t.demonstrations(Split::Train));
+        assert!(t.prompts(Split::Shift).iter().all(|p| t.difficulty(p).unwrap() == 5));
+    }
+}

@@ -1,0 +1,145 @@
+//! Tasks: where prompts come from, what a careful judge says of a completion
+//! (gold), and what a quick labeler is able to see of it.
+//!
+//! A prompt's text carries everything a task needs to judge completions of it
+//! (the question, the map), so prompts can travel through the label store and
+//! the web app as plain strings.
+
+pub mod answers;
+pub mod gridworld;
+pub mod spec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::Example;
+
+pub use answers::{Answers, AnswersConfig};
+pub use gridworld::{Gridworld, GridworldConfig};
+
+/// Which prompts: training, held-out (same distribution, unseen), or a shifted
+/// distribution (harder questions, other maps) to see what a policy pursues off its training data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Heldout,
+    Shift,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Heldout, Split::Shift];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Heldout => "heldout",
+            Split::Shift => "shift",
+        }
+    }
+}
+
+/// How much a labeler can check, and the help it gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LabelerView {
+    /// Task-specific reach: for `answers`, the largest difficulty whose final answer
+    /// the labeler checks; `gridworld` labelers see only the camera whatever this is.
+    pub competence: f64,
+    /// An assistant's pointer to one step of the completion, which the labeler then checks.
+    pub pointer: Option<usize>,
+}
+
+/// What a labeler perceives of one completion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Perception {
+    /// The value the labeler can establish, on the gold scale; `None` when it cannot check.
+    pub verified: Option<f64>,
+    /// Observable features, aligned with [`Task::look_names`]; a labeler's biases weigh these.
+    pub looks: Vec<f64>,
+}
+
+pub trait Task: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The prompts of a split, deterministic from the task's seed.
+    fn prompts(&self, split: Split) -> Vec<String>;
+
+    /// Demonstrations for SFT of a base policy (train: to learn from; held-out: to measure).
+    fn demonstrations(&self, split: Split) -> Vec<Example>;
+
+    /// What a careful, fully informed judge says of `completion`.
+    fn gold(&self, prompt: &str, completion: &str) -> Result<f64>;
+
+    /// What a labeler with `view` perceives of `completion`.
+    fn perceive(&self, prompt: &str, completion: &str, view: &LabelerView) -> Result<Perception>;
+
+    /// Names of the observable features in [`Perception::looks`].
+    fn look_names(&self) -> &'static [&'static str];
+
+    /// Named features for measurement, aligned with [`Task::feature_names`].
+    fn features(&self, prompt: &str, completion: &str) -> Result<Vec<f64>>;
+
+    fn feature_names(&self) -> &'static [&'static str];
+
+    /// A coarse difficulty bucket of a prompt, for per-bucket reports.
+    fn difficulty(&self, prompt: &str) -> Result<u32>;
+
+    /// Checkable steps of a completion (what an assistant can point at); 0 if none.
+    fn n_steps(&self, prompt: &str, completion: &str) -> usize;
+
+    /// Index of the first step that is wrong, if any: what a perfect critic points at.
+    fn first_wrong_step(&self, prompt: &str, completion: &str) -> Option<usize>;
+
+    /// Satisfaction of the task's formal goal (1 or 0), where it has one.
+    fn spec_satisfied(&self, _prompt: &str, _completion: &str) -> Option<f64> {
+        None
+    }
+
+    /// Render a completion for people (SVG), where the task has a picture.
+    fn render_svg(&self, _prompt: &str, _completion: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The bundled tasks, selected in an experiment's `[task]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskConfig {
+    Answers(AnswersConfig),
+    Gridworld(GridworldConfig),
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig::Answers(AnswersConfig::default())
+    }
+}
+
+impl TaskConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskConfig::Answers(_) => "answers",
+            TaskConfig::Gridworld(_) => "gridworld",
+        }
+    }
+
+    /// Build the task; `seed` is the experiment's seed.
+    pub fn build(&self, seed: u64) -> Result<Box<dyn Task>> {
+        Ok(match self {
+            TaskConfig::Answers(c) => Box::new(Answers::new(c.clone(), seed)?),
+            TaskConfig::Gridworld(c) => Box::new(Gridworld::new(c.clone(), seed)?),
+        })
+    }
+}
+
+/// A bundled task by name with its default settings.
+pub fn by_name(name: &str) -> Result<TaskConfig> {
+    match name {
+        "answers" => Ok(TaskConfig::Answers(AnswersConfig::default())),
+        "gridworld" => Ok(TaskConfig::Gridworld(GridworldConfig::default())),
+        other => Err(Error::invalid(
+            "task",
+            format!("unknown task {other:?} (expected \"answers\" or \"gridworld\")"),
+        )),
+    }
+}

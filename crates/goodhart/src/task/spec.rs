@@ -1,0 +1,453 @@
+//! Formal goals: linear temporal logic over the finite trajectory of a
+//! simulator's full state (LTLf), for example
+//! `F at_goal & G !vase_broken & G !button_pressed`.
+//!
+//! Grammar, loosest binding first:
+//! ```text
+//! formula := or ("->" formula)?          implication, right-associative
+//! or      := and ("|" and)*
+//! and     := until ("&" until)*
+//! until   := unary ("U" until)?          right-associative
+//! unary   := ("!" | "X" | "F" | "G") unary | atom
+//! atom    := "(" formula ")" | "true" | "false" | predicate | "steps" cmp integer
+//! cmp     := "<=" | "<" | ">=" | ">" | "=="
+//! ```
+//! `X` is strong next (false at the last state). Besides satisfied/violated,
+//! a formula has a robustness margin: predicates count +1 or -1, `steps <= k`
+//! counts how many steps are left to spare; `&`/`G` take minima, `|`/`F` maxima.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// The state of the world at one time step, as the formal goal sees it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorldState {
+    /// Named boolean facts (at_goal, vase_broken, ...).
+    pub facts: Vec<(&'static str, bool)>,
+    /// Moves taken so far.
+    pub steps: u32,
+}
+
+impl WorldState {
+    fn fact(&self, name: &str) -> Option<bool> {
+        self.facts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Le,
+    Lt,
+    Ge,
+    Gt,
+    Eq,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Formula {
+    True,
+    False,
+    Pred(String),
+    Steps(Cmp, u32),
+    Not(Box<Formula>),
+    And(Box<Formula>, Box<Formula>),
+    Or(Box<Formula>, Box<Formula>),
+    Implies(Box<Formula>, Box<Formula>),
+    Next(Box<Formula>),
+    Eventually(Box<Formula>),
+    Always(Box<Formula>),
+    Until(Box<Formula>, Box<Formula>),
+}
+
+/// How a trajectory fares against a formula.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    pub satisfied: bool,
+    /// Positive when satisfied, negative when violated; larger magnitude = more room.
+    pub robustness: f64,
+}
+
+impl Formula {
+    /// Parse `text`; `predicates` lists the names the world defines.
+    pub fn parse(text: &str, predicates: &[&str]) -> Result<Self> {
+        let tokens = lex(text)?;
+        let mut p = Parser { text, tokens, pos: 0, predicates };
+        let f = p.formula()?;
+        if let Some(t) = p.peek() {
+            return Err(p.error(t.col, format!("unexpected {} after the formula", t.kind)));
+        }
+        Ok(f)
+    }
+
+    /// Evaluate on a trajectory of at least one state (the initial one).
+    pub fn evaluate(&self, trace: &[WorldState]) -> Verdict {
+        let r = if trace.is_empty() { -1.0 } else { self.robustness(trace, 0) };
+        Verdict { satisfied: r > 0.0, robustness: r }
+    }
+
+    fn robustness(&self, tr: &[WorldState], i: usize) -> f64 {
+        let last = tr.len() - 1;
+        let bool_r = |b: bool| if b { 1.0 } else { -1.0 };
+        match self {
+            Formula::True => 1.0,
+            Formula::False => -1.0,
+            Formula::Pred(name) => bool_r(tr[i].fact(name).unwrap_or(false)),
+            Formula::Steps(cmp, k) => {
+                // Half a step of slack puts the boundary strictly inside the satisfied side.
+                let (s, k) = (tr[i].steps as f64, *k as f64);
+                match cmp {
+                    Cmp::Le => k - s + 0.5,
+                    Cmp::Lt => k - s - 0.5,
+                    Cmp::Ge => s - k + 0.5,
+                    Cmp::Gt => s - k - 0.5,
+                    Cmp::Eq => 0.5 - (s - k).abs(),
+                }
+            }
+            Formula::Not(f) => -f.robustness(tr, i),
+            Formula::And(a, b) => a.robustness(tr, i).min(b.robustness(tr, i)),
+            Formula::Or(a, b) => a.robustness(tr, i).max(b.robustness(tr, i)),
+            Formula::Implies(a, b) => (-a.robustness(tr, i)).max(b.robustness(tr, i)),
+            Formula::Next(f) => {
+                if i < last {
+                    f.robustness(tr, i + 1)
+                } else {
+                    -1.0
+                }
+            }
+            Formula::Eventually(f) => (i..=last).map(|j| f.robustness(tr, j)).fold(f64::NEG_INFINITY, f64::max),
+            Formula::Always(f) => (i..=last).map(|j| f.robustness(tr, j)).fold(f64::INFINITY, f64::min),
+            Formula::Until(a, b) => {
+                let mut best = f64::NEG_INFINITY;
+                let mut prefix = f64::INFINITY; // min of `a` over i..j
+                for j in i..=last {
+                    best = best.max(b.robustness(tr, j).min(prefix));
+                    prefix = prefix.min(a.robustness(tr, j));
+                }
+                best
+            }
+        }
+    }
+}
+
+impl fmt::Display for Formula {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Formula::True => write!(f, "true"),
+            Formula::False => write!(f, "false"),
+            Formula::Pred(p) => write!(f, "{p}"),
+            Formula::Steps(c, k) => {
+                let op = match c {
+                    Cmp::Le => "<=",
+                    Cmp::Lt => "<",
+                    Cmp::Ge => ">=",
+                    Cmp::Gt => ">",
+                    Cmp::Eq => "==",
+                };
+                write!(f, "steps {op} {k}")
+            }
+            Formula::Not(a) => write!(f, "!{a}"),
+            Formula::And(a, b) => write!(f, "({a} & {b})"),
+            Formula::Or(a, b) => write!(f, "({a} | {b})"),
+            Formula::Implies(a, b) => write!(f, "({a} -> {b})"),
+            Formula::Next(a) => write!(f, "X {a}"),
+            Formula::Eventually(a) => write!(f, "F {a}"),
+            Formula::Always(a) => write!(f, "G {a}"),
+            Formula::Until(a, b) => write!(f, "({a} U {b})"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Kind {
+    Ident(String),
+    Int(u32),
+    Op(&'static str),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Ident(s) => write!(f, "`{s}`"),
+            Kind::Int(n) => write!(f, "number {n}"),
+            Kind::Op(o) => write!(f, "`{o}`"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Token {
+    kind: Kind,
+    /// 1-based column of the token's first character.
+    col: usize,
+}
+
+const OPS: [&str; 15] = ["->", "<=", ">=", "==", "<", ">", "!", "&", "|", "(", ")", "X", "F", "G", "U"];
+
+fn lex(text: &str) -> Result<Vec<Token>> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = vec![];
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let col = i + 1;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_lowercase() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            tokens.push(Token { kind: Kind::Ident(chars[start..i].iter().collect()), col });
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            let s: String = chars[start..i].iter().collect();
+            let n = s.parse().map_err(|_| spec_error(text, col, format!("number {s} is too large")))?;
+            tokens.push(Token { kind: Kind::Int(n), col });
+        } else if let Some(op) = OPS.iter().find(|op| chars[i..].iter().take(op.len()).copied().eq(op.chars())) {
+            // `F`, `G`, `X`, `U` are operators only as whole words.
+            if op.as_bytes()[0].is_ascii_uppercase() && next_is_word(&chars, i) {
+                return Err(spec_error(text, col, format!("unexpected character {c:?} (operators stand apart: `F at_goal`)")));
+            }
+            tokens.push(Token { kind: Kind::Op(op), col });
+            i += op.len();
+        } else {
+            return Err(spec_error(text, col, format!("unexpected character {c:?}")));
+        }
+    }
+    Ok(tokens)
+}
+
+/// Is the character after `i` part of a word (so `Foo` is not the operator `F`)?
+fn next_is_word(chars: &[char], i: usize) -> bool {
+    chars.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+}
+
+fn spec_error(text: &str, col: usize, message: String) -> Error {
+    Error::invalid("spec", format!("column {col}: {message}\n  {text}\n  {}^", " ".repeat(col - 1)))
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    tokens: Vec<Token>,
+    pos: usize,
+    predicates: &'a [&'a str],
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    fn error(&self, col: usize, message: String) -> Error {
+        spec_error(self.text, col, message)
+    }
+
+    fn end_col(&self) -> usize {
+        self.text.chars().count() + 1
+    }
+
+    fn eat(&mut self, op: &str) -> bool {
+        if matches!(self.peek(), Some(Token { kind: Kind::Op(o), .. }) if *o == op) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn formula(&mut self) -> Result<Formula> {
+        let lhs = self.or()?;
+        if self.eat("->") {
+            return Ok(Formula::Implies(Box::new(lhs), Box::new(self.formula()?)));
+        }
+        Ok(lhs)
+    }
+
+    fn or(&mut self) -> Result<Formula> {
+        let mut f = self.and()?;
+        while self.eat("|") {
+            f = Formula::Or(Box::new(f), Box::new(self.and()?));
+        }
+        Ok(f)
+    }
+
+    fn and(&mut self) -> Result<Formula> {
+        let mut f = self.until()?;
+        while self.eat("&") {
+            f = Formula::And(Box::new(f), Box::new(self.until()?));
+        }
+        Ok(f)
+    }
+
+    fn until(&mut self) -> Result<Formula> {
+        let lhs = self.unary()?;
+        if self.eat("U") {
+            return Ok(Formula::Until(Box::new(lhs), Box::new(self.until()?)));
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self) -> Result<Formula> {
+        for (op, make) in [
+            ("!", Formula::Not as fn(Box<Formula>) -> Formula),
+            ("X", Formula::Next),
+            ("F", Formula::Eventually),
+            ("G", Formula::Always),
+        ] {
+            if self.eat(op) {
+                return Ok(make(Box::new(self.unary()?)));
+            }
+        }
+        self.atom()
+    }
+
+    fn atom(&mut self) -> Result<Formula> {
+        let Some(tok) = self.peek().cloned() else {
+            return Err(self.error(self.end_col(), "expected a predicate, `(` or an operator, found the end".into()));
+        };
+        self.pos += 1;
+        match tok.kind {
+            Kind::Op("(") => {
+                let f = self.formula()?;
+                if !self.eat(")") {
+                    let col = self.peek().map_or(self.end_col(), |t| t.col);
+                    return Err(self.error(col, format!("expected `)` to close the `(` at column {}", tok.col)));
+                }
+                Ok(f)
+            }
+            Kind::Ident(name) if name == "true" => Ok(Formula::True),
+            Kind::Ident(name) if name == "false" => Ok(Formula::False),
+            Kind::Ident(name) if name == "steps" => {
+                let cmp = match self.peek().map(|t| &t.kind) {
+                    Some(Kind::Op("<=")) => Cmp::Le,
+                    Some(Kind::Op("<")) => Cmp::Lt,
+                    Some(Kind::Op(">=")) => Cmp::Ge,
+                    Some(Kind::Op(">")) => Cmp::Gt,
+                    Some(Kind::Op("==")) => Cmp::Eq,
+                    _ => {
+                        let col = self.peek().map_or(self.end_col(), |t| t.col);
+                        return Err(self.error(col, "expected a comparison (<=, <, >=, >, ==) after `steps`".into()));
+                    }
+                };
+                self.pos += 1;
+                match self.peek().cloned() {
+                    Some(Token { kind: Kind::Int(k), .. }) => {
+                        self.pos += 1;
+                        Ok(Formula::Steps(cmp, k))
+                    }
+                    other => Err(self.error(
+                        other.map_or(self.end_col(), |t| t.col),
+                        "expected a whole number after the comparison".into(),
+                    )),
+                }
+            }
+            Kind::Ident(name) => {
+                if self.predicates.contains(&name.as_str()) {
+                    Ok(Formula::Pred(name))
+                } else {
+                    Err(self.error(
+                        tok.col,
+                        format!("unknown predicate `{name}` (known: {}, steps)", self.predicates.join(", ")),
+                    ))
+                }
+            }
+            other => Err(self.error(tok.col, format!("expected a predicate or `(`, found {other}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREDS: &[&str] = &["at_goal", "vase_broken", "button_pressed"];
+
+    fn state(at_goal: bool, vase: bool, button: bool, steps: u32) -> WorldState {
+        WorldState {
+            facts: vec![("at_goal", at_goal), ("vase_broken", vase), ("button_pressed", button)],
+            steps,
+        }
+    }
+
+    /// 0: start, 1: moved, 2: vase broken, 3: at goal (vase still broken).
+    fn trace() -> Vec<WorldState> {
+        vec![
+            state(false, false, false, 0),
+            state(false, false, false, 1),
+            state(false, true, false, 2),
+            state(true, true, false, 3),
+        ]
+    }
+
+    fn holds(text: &str, tr: &[WorldState]) -> bool {
+        Formula::parse(text, PREDS).unwrap().evaluate(tr).satisfied
+    }
+
+    #[test]
+    fn every_operator_on_hand_made_trajectories() {
+        let t = trace();
+        assert!(holds("true", &t) && !holds("false", &t));
+        assert!(!holds("at_goal", &t), "a predicate is read at the first state");
+        assert!(holds("!at_goal", &t));
+        assert!(holds("F at_goal", &t));
+        assert!(!holds("G !vase_broken", &t));
+        assert!(holds("G !button_pressed", &t));
+        assert!(holds("F at_goal & G !button_pressed", &t));
+        assert!(!holds("F at_goal & G !vase_broken", &t));
+        assert!(holds("at_goal | !vase_broken", &t));
+        assert!(holds("at_goal -> false", &t), "false premise");
+        assert!(!holds("F (at_goal -> !vase_broken)", &t[3..]));
+        assert!(holds("X !vase_broken", &t) && holds("X X vase_broken", &t));
+        assert!(!holds("X at_goal", &t[3..]), "strong next fails at the last state");
+        assert!(holds("!vase_broken U at_goal", &t[..2].iter().chain(&t[3..]).cloned().collect::<Vec<_>>()));
+        assert!(!holds("!vase_broken U at_goal", &t), "the vase broke before the goal");
+        assert!(holds("!at_goal U vase_broken", &t));
+        assert!(holds("F (at_goal & steps <= 3)", &t) && !holds("F (at_goal & steps < 3)", &t));
+        assert!(holds("G steps <= 3", &t) && holds("F steps == 2", &t) && holds("F steps >= 3", &t));
+        assert!(holds("F steps > 2", &t) && !holds("F steps > 3", &t));
+    }
+
+    #[test]
+    fn robustness_counts_the_margin() {
+        let t = trace();
+        let v = Formula::parse("F (at_goal & steps <= 10)", PREDS).unwrap().evaluate(&t);
+        assert!(v.satisfied);
+        assert_eq!(v.robustness, 1.0); // the predicate (+1) is the binding minimum
+        let v = Formula::parse("G steps <= 1", PREDS).unwrap().evaluate(&t);
+        assert!(!v.satisfied);
+        assert_eq!(v.robustness, -1.5);
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        let f = Formula::parse("a & b | c -> d", &["a", "b", "c", "d"]).unwrap();
+        assert_eq!(f.to_string(), "(((a & b) | c) -> d)");
+        let f = Formula::parse("!a U b U c", &["a", "b", "c"]).unwrap();
+        assert_eq!(f.to_string(), "(!a U (b U c))");
+        let f = Formula::parse("G F a", &["a"]).unwrap();
+        assert_eq!(f.to_string(), "G F a");
+    }
+
+    #[test]
+    fn errors_point_at_the_column() {
+        let err = |s: &str| Formula::parse(s, PREDS).unwrap_err().to_string();
+        let e = err("F at_gaol");
+        assert!(e.contains("column 3") && e.contains("unknown predicate `at_gaol`"), "{e}");
+        let e = err("F (at_goal & G !vase_broken");
+        assert!(e.contains("column 28") && e.contains("expected `)`"), "{e}");
+        let e = err("at_goal && vase_broken");
+        assert!(e.contains("column 10"), "{e}");
+        let e = err("steps <= x");
+        assert!(e.contains("column 10") && e.contains("whole number"), "{e}");
+        let e = err("at_goal $");
+        assert!(e.contains("column 9") && e.contains("unexpected character"), "{e}");
+        let e = err("");
+        assert!(e.contains("column 1") && e.contains("found the end"), "{e}");
+        let e = err("at_goal at_goal");
+        assert!(e.contains("column 9") && e.contains("after the formula"), "{e}");
+    }
+}
