@@ -1,1 +1,293 @@
-fn main() {}
+//! `goodhart`: the command-line program. It parses arguments, shows progress
+//! and prints results; all the work is in the `goodhart` library.
+
+mod progress;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
+use goodhart::experiment::{stages, Experiment};
+use goodhart::model::checkpoint;
+use goodhart::model::sample::{sample, SamplingConfig};
+use goodhart::task::{self, Split, Task};
+use goodhart::{fsutil, rng, runtime};
+use tracing_subscriber::EnvFilter;
+
+use progress::Bars;
+
+#[derive(Parser)]
+#[command(
+    name = "goodhart",
+    version,
+    about = "Train language-model policies from feedback and measure proxy, labeler and gold reward against KL.",
+    long_about = None
+)]
+struct Cli {
+    /// Threads for tensor work (default: the experiment's `threads`, 0 = one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Override the experiment's seed.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress bars and only warnings in the log.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a base policy by supervised fine-tuning on a task's demonstrations.
+    Sft(SftArgs),
+    /// Sample completions from a checkpoint (JSONL: prompt, completion, log-prob, gold).
+    Sample(SampleArgs),
+    /// Look at the bundled tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Print an experiment with every default filled in.
+    Config {
+        /// Experiment file (default: the embedded default experiment).
+        experiment: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ExperimentArgs {
+    /// Experiment file (default: the embedded default experiment).
+    experiment: Option<PathBuf>,
+    /// Which of the experiment's tasks (needed when it has several).
+    #[arg(long)]
+    task: Option<String>,
+}
+
+#[derive(Args)]
+struct SftArgs {
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Directory to write the checkpoint to.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing checkpoint directory.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Heldout,
+    Shift,
+}
+
+impl From<SplitArg> for Split {
+    fn from(s: SplitArg) -> Self {
+        match s {
+            SplitArg::Train => Split::Train,
+            SplitArg::Heldout => Split::Heldout,
+            SplitArg::Shift => Split::Shift,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Checkpoint directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Prompt text (repeatable); by default, prompts come from the checkpoint's task.
+    #[arg(long = "prompt")]
+    prompts: Vec<String>,
+    /// Which split of the task's prompts.
+    #[arg(long, value_enum, default_value = "heldout")]
+    split: SplitArg,
+    /// How many of the task's prompts.
+    #[arg(long, default_value_t = 8)]
+    n_prompts: usize,
+    /// Completions per prompt.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    n: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Write JSONL here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Show a few prompts, demonstrations and their gold reward.
+    Show {
+        /// answers or gridworld
+        name: String,
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        #[arg(long, value_enum, default_value = "train")]
+        split: SplitArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bars = Bars::new(!cli.quiet);
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("GOODHART_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_writer(bars.log_writer())
+        .with_target(false)
+        .init();
+    match run(cli, &bars) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, bars: &Bars) -> Result<()> {
+    match cli.command {
+        Command::Sft(args) => sft(&cli_settings(&cli.threads, cli.seed), args, bars),
+        Command::Sample(args) => sample_cmd(&cli_settings(&cli.threads, cli.seed), args),
+        Command::Task(TaskCommand::Show { name, n, split }) => task_show(&name, n, split.into(), cli.seed.unwrap_or(0)),
+        Command::Config { experiment } => {
+            let exp = load_experiment(experiment.as_deref(), &cli_settings(&cli.threads, cli.seed))?;
+            print!("{}", exp.to_toml());
+            Ok(())
+        }
+    }
+}
+
+/// Settings given on the command line that override the experiment.
+struct Overrides {
+    threads: Option<usize>,
+    seed: Option<u64>,
+}
+
+fn cli_settings(threads: &Option<usize>, seed: Option<u64>) -> Overrides {
+    Overrides { threads: *threads, seed }
+}
+
+fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment> {
+    let mut exp = match path {
+        Some(p) => Experiment::from_file(p)?,
+        None => Experiment::embedded_default(),
+    };
+    if let Some(s) = o.seed {
+        exp.seed = s;
+    }
+    if let Some(t) = o.threads {
+        exp.threads = t;
+    }
+    Ok(exp)
+}
+
+fn sft(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
+    let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
+    let setup = exp.task(args.exp.task.as_deref())?;
+    if args.out.exists() && !args.force {
+        bail!("{} already exists (use --force to replace it)", args.out.display());
+    }
+    let threads = runtime::set_threads(exp.threads);
+    let source = args.exp.experiment.as_ref().map_or(DEFAULT_EXPERIMENT_NAME.to_string(), |p| p.display().to_string());
+    tracing::info!(experiment = %source, task = setup.name(), seed = exp.seed, threads, "sft");
+    let task = setup.task_config().build(exp.seed)?;
+    let device = runtime::device();
+    let (model, report) = stages::train_base_policy(setup, task.as_ref(), exp.seed, &device, bars)?;
+    stages::save_policy(&model, &args.out, &setup.task_config(), exp.seed, Some(&report), args.force)?;
+    bars.println(&format!(
+        "held-out loss {:.4} nats/token (unigram baseline {:.4}); {} parameters; checkpoint in {}",
+        report.final_heldout_loss().unwrap_or(f64::NAN),
+        report.unigram_loss,
+        model.config().n_params(),
+        args.out.display()
+    ));
+    Ok(())
+}
+
+fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
+    runtime::set_threads(o.threads.unwrap_or(0));
+    let device = runtime::device();
+    let (model, info) = checkpoint::load(&args.checkpoint, &device, false)?;
+    let task_seed = stages::task_of_checkpoint(&info);
+    let task: Option<Box<dyn Task>> = match &task_seed {
+        Some((cfg, seed)) => Some(cfg.build(*seed)?),
+        None => None,
+    };
+    let prompts: Vec<String> = if !args.prompts.is_empty() {
+        args.prompts.clone()
+    } else {
+        let t = task.as_ref().context("the checkpoint records no task: give prompts with --prompt")?;
+        t.prompts(args.split.into()).into_iter().take(args.n_prompts).collect()
+    };
+    let tok = model.tokenizer();
+    let ids = prompts.iter().map(|p| tok.encode_prompt(p)).collect::<goodhart::Result<Vec<_>>>()?;
+    let cfg = SamplingConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        max_new_tokens: args.max_new_tokens,
+        ..Default::default()
+    };
+    let seed = o.seed.or(task_seed.as_ref().map(|t| t.1)).unwrap_or(0);
+    let samples = sample(&model, &ids, args.n, &cfg, &mut rng::stream(seed, "cli/sample"))?;
+    let mut out = Vec::new();
+    for s in &samples {
+        let prompt = &prompts[s.prompt_index];
+        let mut line = serde_json::json!({
+            "prompt_index": s.prompt_index,
+            "prompt": prompt,
+            "completion": s.text,
+            "logprob": s.logprob(),
+            "finished": s.finished,
+        });
+        if let Some(t) = &task {
+            line["gold"] = t.gold(prompt, &s.text)?.into();
+        }
+        writeln!(out, "{line}")?;
+    }
+    match &args.out {
+        Some(path) => fsutil::write_atomic(path, &out)?,
+        None => std::io::stdout().write_all(&out)?,
+    }
+    Ok(())
+}
+
+fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
+    let cfg = task::by_name(name)?;
+    let task = cfg.build(seed)?;
+    println!("task {name} ({} split)", split.name());
+    println!("labeler sees: {}", task.look_names().join(", "));
+    println!("measured features: {}\n", task.feature_names().join(", "));
+    for ex in task.demonstrations(split).iter().take(n) {
+        println!("--- prompt (difficulty {}):", task.difficulty(&ex.prompt)?);
+        println!("{}", ex.prompt);
+        println!("--- demonstration: {}", ex.completion);
+        println!("--- gold: {}", task.gold(&ex.prompt, &ex.completion)?);
+        if let Some(s) = task.spec_satisfied(&ex.prompt, &ex.completion) {
+            println!("--- formal goal satisfied: {}", s == 1.0);
+        }
+        println!();
+    }
+    Ok(())
+}

@@ -5,10 +5,12 @@
 //! binary parses arguments, shows progress and reports errors.
 
 pub mod error;
+pub mod experiment;
 pub mod fsutil;
 pub mod model;
 pub mod progress;
 pub mod rng;
+pub mod runtime;
 pub mod task;
 pub mod tokenize;
 pub mod train;

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Result, Tensor};
 
-use super::transformer::{arange_positions, causal_bias};
+use super::transformer::arange_positions;
 
 #[derive(Clone, Debug)]
 pub struct SequenceBatch {
@@ -17,8 +17,6 @@ pub struct SequenceBatch {
     pub last: Tensor,
     /// `[b, t]` positions 0..t.
     pub positions: Tensor,
-    /// `[1, 1, t, t]` causal attention bias.
-    pub bias: Tensor,
     pub prompt_lens: Vec<usize>,
     pub completion_lens: Vec<usize>,
 }
@@ -55,7 +53,6 @@ impl SequenceBatch {
             completion_mask: Tensor::from_vec(mask, (b, t), device)?,
             last: Tensor::from_vec(last, b, device)?,
             positions: arange_positions(b, t, device)?,
-            bias: causal_bias(t, device)?,
             prompt_lens: pairs.iter().map(|(p, _)| p.len()).collect(),
             completion_lens: pairs.iter().map(|(_, c)| c.len()).collect(),
         })

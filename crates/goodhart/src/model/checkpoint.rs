@@ -120,7 +120,8 @@ fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::transformer::{arange_positions, causal_bias};
+    use crate::model::transformer::arange_positions;
+    use crate::model::Mask;
     use crate::rng;
     use crate::tokenize::CharTokenizer;
 
@@ -141,7 +142,7 @@ mod tests {
         let tokens = Tensor::new(&[[1u32, 40, 41, 42, 43, 44]], &dev).unwrap();
         let net = m.eval_net();
         let h = net
-            .hidden(&tokens, &arange_positions(1, 6, &dev).unwrap(), Some(&causal_bias(6, &dev).unwrap()), None)
+            .hidden(&tokens, &arange_positions(1, 6, &dev).unwrap(), Mask::Causal, None)
             .unwrap();
         net.lm_logits(&h).unwrap().flatten_all().unwrap().to_vec1().unwrap()
     }

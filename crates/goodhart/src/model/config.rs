@@ -84,13 +84,21 @@ impl ModelConfig {
         Ok(c)
     }
 
+    /// Check a complete config (vocabulary size known).
     pub fn validate(&self) -> Result<()> {
+        if self.vocab_size == 0 {
+            return Err(Error::invalid("model.vocab_size", "must be at least 1"));
+        }
+        self.validate_shape()
+    }
+
+    /// Check everything but the vocabulary size (which may still come from the tokenizer).
+    pub fn validate_shape(&self) -> Result<()> {
         let positive = [
             ("model.n_layer", self.n_layer),
             ("model.d_model", self.d_model),
             ("model.n_head", self.n_head),
             ("model.n_ctx", self.n_ctx),
-            ("model.vocab_size", self.vocab_size),
         ];
         for (field, v) in positive {
             if v == 0 {

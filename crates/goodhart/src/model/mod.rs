@@ -12,13 +12,14 @@ pub mod transformer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor, Var, D};
+use candle_core::{Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use rand_distr::{Distribution, Normal};
 
 pub use batch::SequenceBatch;
 pub use config::{Arch, ModelConfig};
-pub use transformer::Transformer;
+pub use transformer::{Mask, Transformer};
+pub use candle_core::Device;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -186,7 +187,7 @@ impl Model {
     /// Teacher-forced log-probabilities `[b, t]` of each target token; multiply by
     /// `batch.completion_mask` to keep the completion's.
     pub fn target_logprobs(&self, net: &Transformer, batch: &SequenceBatch) -> Result<Tensor> {
-        let hidden = net.hidden(&batch.input, &batch.positions, Some(&batch.bias), None)?;
+        let hidden = net.hidden(&batch.input, &batch.positions, Mask::Causal, None)?;
         target_logprobs(net, &hidden, &batch.target)
     }
 

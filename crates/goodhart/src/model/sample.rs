@@ -10,8 +10,7 @@ use candle_core::Tensor;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::transformer::MASKED;
-use super::Model;
+use super::{Mask, Model};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -162,22 +161,18 @@ fn sample_chunk(
     let pads: Vec<usize> = chunk.iter().map(|&(i, _)| width - prompts[i].len()).collect();
     let mut tokens = vec![tok.pad_id(); p * width];
     let mut positions = vec![0u32; p * width];
-    let mut bias = vec![MASKED; p * width * width];
     for (r, &(i, _)) in chunk.iter().enumerate() {
         let pad = pads[r];
         tokens[r * width + pad..(r + 1) * width].copy_from_slice(&prompts[i]);
         for t in pad..width {
             positions[r * width + t] = (t - pad) as u32;
-            for k in pad..=t {
-                bias[(r * width + t) * width + k] = 0.0;
-            }
         }
     }
     let mut cache = net.new_cache(p, width + max_new)?;
     let hidden = net.hidden(
         &Tensor::from_vec(tokens, (p, width), &device)?,
         &Tensor::from_vec(positions, (p, width), &device)?,
-        Some(&Tensor::from_vec(bias, (p, 1, width, width), &device)?),
+        Mask::LeftPadded(&pads),
         Some(&mut cache),
     )?; // [p, width, d]
     let logits = net.lm_logits(&hidden.narrow(1, width - 1, 1)?)?.squeeze(1)?; // [p, vocab]
@@ -226,17 +221,12 @@ fn sample_chunk(
         if step + 1 == max_new || samples.iter().all(|s| s.finished) {
             break;
         }
-        // Decode one token per row: position = prompt length + step; keys left of the padding are masked.
-        let keys = width + step + 1;
+        // Decode one token per row at position prompt length + step; keys left of the padding are masked.
         let positions: Vec<u32> = row_pad.iter().map(|&pad| (width - pad + step) as u32).collect();
-        let mut bias = vec![0f32; rows * keys];
-        for (r, &pad) in row_pad.iter().enumerate() {
-            bias[r * keys..r * keys + pad].fill(MASKED);
-        }
         let hidden = net.hidden(
             &Tensor::from_vec(next, (rows, 1), &device)?,
             &Tensor::from_vec(positions, (rows, 1), &device)?,
-            Some(&Tensor::from_vec(bias, (rows, 1, 1, keys), &device)?),
+            Mask::LeftPadded(&row_pad),
             Some(&mut cache),
         )?; // [rows, 1, d]
         logits = net.lm_logits(&hidden)?.squeeze(1)?; // [rows, vocab]

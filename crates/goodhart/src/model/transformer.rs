@@ -129,37 +129,71 @@ struct Attention {
 }
 
 impl Attention {
-    /// `x: [b, t, d]`, `bias: [b|1, 1, t, s]` additive mask over the `s` keys.
-    fn forward(
-        &self,
-        x: &Tensor,
-        bias: Option<&Tensor>,
-        cache: Option<&mut LayerCache>,
-    ) -> Result<Tensor> {
+    /// `x: [b, t, d]`; `mask` says which of the `s` keys (cached ones included) each query sees.
+    fn forward(&self, x: &Tensor, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let (h, dh) = (self.n_head, d / self.n_head);
-        let qkv = self
-            .c_attn
-            .forward(x)? // [b, t, 3d]
-            .reshape((b, t, 3, h, dh))?
-            .permute((2, 0, 3, 1, 4))?; // [3, b, h, t, dh]
-        let q = (qkv.get(0)? * (1.0 / (dh as f64).sqrt()))?; // [b, h, t, dh]
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
+        // Slice the weights, not the activations: narrowing a [b, t, 3d] activation
+        // would cost a zero-padded [b, t, 3d] tensor per slice in the backward pass.
+        let (w, b_attn) = (&self.c_attn.weight, &self.c_attn.bias);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let project = |i: usize, scale: f64| -> Result<Tensor> {
+            let (w, b_i) = (w.narrow(1, i * d, d)?, b_attn.narrow(0, i * d, d)?);
+            let (w, b_i) = if scale != 1.0 { ((w * scale)?, (b_i * scale)?) } else { (w, b_i) };
+            x.reshape((b * t, d))?
+                .matmul(&w)?
+                .broadcast_add(&b_i)?
+                .reshape((b, t, h, dh))?
+                .transpose(1, 2)?
+                .contiguous() // [b, h, t, dh]
+        };
+        let q = project(0, scale)?; // scaled by 1/sqrt(dh) through its weights
+        let (k, v) = (project(1, 1.0)?, project(2, 1.0)?);
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?, // [b, h, s, dh]
             None => (k, v),
         };
-        let scores = q.matmul(&k.t()?)?; // [b, h, t, s]
-        let scores = match bias {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let attn = ops::softmax_last_dim(&scores)?;
-        let y = attn.matmul(&v)?; // [b, h, t, dh]
+        let y = match mask {
+            LayerMask::None => attention(&q, &k, &v, None)?,
+            LayerMask::Bias(m) => attention(&q, &k, &v, Some(m))?,
+            LayerMask::Decode(pads) if ops::fused(&q) && !q.track_op() => ops::decode_attention(&q, &k, &v, pads)?,
+            LayerMask::Decode(pads) => {
+                let s = k.dim(2)?;
+                attention(&q, &k, &v, Some(&bias(b, 1, s, s - 1, pads, x.device())?))?
+            }
+        }; // [b, h, t, dh]
         let y = y.transpose(1, 2)?.reshape((b, t, d))?;
         self.c_proj.forward(&y)
     }
+}
+
+/// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let scores = q.matmul(&k.t()?)?; // [b, h, t, s]
+    let scores = match bias {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    ops::softmax_last_dim(&scores)?.matmul(v)
+}
+
+/// How one layer masks attention, prepared once per forward pass.
+enum LayerMask {
+    /// No masking needed (a single query over keys that are all visible).
+    None,
+    /// An additive bias `[b|1, 1, t, s]`.
+    Bias(Tensor),
+    /// One query per row over cached keys, the first `pads[row]` of them padding.
+    Decode(Vec<usize>),
+}
+
+/// Which keys each query may attend to.
+#[derive(Clone, Copy, Debug)]
+pub enum Mask<'a> {
+    /// Causal, sequences aligned on the left (right-padded batches).
+    Causal,
+    /// Causal, with `pads[row]` padding tokens at the start of each row (left-padded prompts).
+    LeftPadded(&'a [usize]),
 }
 
 #[derive(Clone, Debug)]
@@ -171,7 +205,7 @@ struct Mlp {
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // GPT-2's "gelu_new" is the tanh approximation.
-        self.c_proj.forward(&self.c_fc.forward(x)?.gelu()?)
+        self.c_proj.forward(&ops::gelu(&self.c_fc.forward(x)?)?)
     }
 }
 
@@ -201,13 +235,8 @@ impl Block {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        bias: Option<&Tensor>,
-        cache: Option<&mut LayerCache>,
-    ) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bias, cache)?)?;
+    fn forward(&self, x: &Tensor, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 
@@ -287,23 +316,24 @@ impl Transformer {
     }
 
     /// Final hidden states `[b, t, d]` of `tokens: [b, t]` at `positions: [b, t]`.
-    /// `bias: [b|1, 1, t, s]` is added to the attention scores (0 = attend, large
-    /// negative = masked); with a cache, `s` counts the cached keys too.
+    /// With a cache, the tokens follow the cached ones and attend to them too.
     pub fn hidden(
         &self,
         tokens: &Tensor,
         positions: &Tensor,
-        bias: Option<&Tensor>,
+        mask: Mask,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let d = self.config.d_model;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let layer_mask = layer_mask(mask, b, t, offset, self.device())?;
         let tok = self.wte.index_select(&tokens.flatten_all()?, 0)?; // [b*t, d]
         let pos = self.wpe.index_select(&positions.flatten_all()?, 0)?; // [b*t, d]
         let mut x = (tok + pos)?.reshape((b, t, d))?;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer(i));
-            x = block.forward(&x, bias, layer_cache)?;
+            x = block.forward(&x, &layer_mask, layer_cache)?;
         }
         if let Some(c) = cache {
             c.advance(t);
@@ -326,15 +356,34 @@ impl Transformer {
     }
 }
 
-/// Additive attention bias `[1, 1, t, t]` for a causal pass with no padding on the left.
-pub fn causal_bias(t: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { MASKED }))
-        .collect();
-    Tensor::from_vec(mask, (1, 1, t, t), device)
+/// The mask for `t` queries following `offset` cached keys.
+fn layer_mask(mask: Mask, b: usize, t: usize, offset: usize, device: &Device) -> Result<LayerMask> {
+    let s = offset + t;
+    Ok(match mask {
+        Mask::Causal if t == 1 => LayerMask::None,
+        Mask::Causal => LayerMask::Bias(bias(1, t, s, offset, &[0], device)?),
+        Mask::LeftPadded(pads) if t == 1 => LayerMask::Decode(pads.to_vec()),
+        Mask::LeftPadded(pads) => LayerMask::Bias(bias(b, t, s, offset, pads, device)?),
+    })
 }
 
-/// A finite "minus infinity": a fully masked row (a padding query) stays finite.
+/// Additive bias `[rows, 1, t, s]`: query `q` (at key position `offset + q`) sees keys
+/// `pads[row] ..= offset + q`; everything else gets [`MASKED`].
+fn bias(rows: usize, t: usize, s: usize, offset: usize, pads: &[usize], device: &Device) -> Result<Tensor> {
+    let mut m = vec![MASKED; rows * t * s];
+    for r in 0..rows {
+        let pad = pads[r.min(pads.len() - 1)];
+        for q in 0..t {
+            let row = &mut m[(r * t + q) * s..(r * t + q + 1) * s];
+            // A padding query sees only itself, so its softmax stays finite.
+            let lo = pad.min(offset + q);
+            row[lo..=offset + q].fill(0.0);
+        }
+    }
+    Tensor::from_vec(m, (rows, 1, t, s), device)
+}
+
+/// A finite "minus infinity": a fully masked row stays finite.
 pub const MASKED: f32 = -1e9;
 
 /// `[b, t]` positions 0..t for every row.

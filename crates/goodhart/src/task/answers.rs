@@ -58,24 +58,24 @@ impl Default for AnswersConfig {
 }
 
 impl AnswersConfig {
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if !(1..=9).contains(&self.max_digits) {
-            return Err(Error::invalid("task.max_digits", "must be between 1 and 9"));
+            return Err(Error::invalid("answers.max_digits", "must be between 1 and 9"));
         }
         if self.shift_digits <= self.max_digits || self.shift_digits > 12 {
             return Err(Error::invalid(
-                "task.shift_digits",
+                "answers.shift_digits",
                 "must be larger than max_digits and at most 12",
             ));
         }
         if self.n_train == 0 {
-            return Err(Error::invalid("task.n_train", "must be at least 1"));
+            return Err(Error::invalid("answers.n_train", "must be at least 1"));
         }
         for (k, p) in [
-            ("task.p_working", self.p_working),
-            ("task.p_abstain_hard", self.p_abstain_hard),
-            ("task.p_hedge_easy", self.p_hedge_easy),
-            ("task.p_hedge_hard", self.p_hedge_hard),
+            ("answers.p_working", self.p_working),
+            ("answers.p_abstain_hard", self.p_abstain_hard),
+            ("answers.p_hedge_easy", self.p_hedge_easy),
+            ("answers.p_hedge_hard", self.p_hedge_hard),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(Error::invalid(k, "must be a probability in [0, 1]"));

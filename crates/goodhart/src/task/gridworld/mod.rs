@@ -79,26 +79,27 @@ impl Default for GridworldConfig {
 }
 
 impl GridworldConfig {
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if !(4..=12).contains(&self.width) || !(3..=12).contains(&self.height) {
-            return Err(Error::invalid("task.width", "maps are 4..=12 wide and 3..=12 high"));
+            return Err(Error::invalid("gridworld.width", "maps are 4..=12 wide and 3..=12 high"));
         }
         if self.camera_size == 0 || self.camera_size > self.width.min(self.height) {
-            return Err(Error::invalid("task.camera_size", "must be between 1 and the map's smaller side"));
+            return Err(Error::invalid("gridworld.camera_size", "must be between 1 and the map's smaller side"));
         }
         if self.n_vases == 0 || self.n_vases > self.width * self.height / 4 {
-            return Err(Error::invalid("task.n_vases", "must be at least 1 and at most a quarter of the cells"));
+            return Err(Error::invalid("gridworld.n_vases", "must be at least 1 and at most a quarter of the cells"));
         }
         if !(0.0..0.4).contains(&self.wall_density) {
-            return Err(Error::invalid("task.wall_density", "must be in [0, 0.4)"));
+            return Err(Error::invalid("gridworld.wall_density", "must be in [0, 0.4)"));
         }
         if self.n_train == 0 {
-            return Err(Error::invalid("task.n_train", "must be at least 1"));
+            return Err(Error::invalid("gridworld.n_train", "must be at least 1"));
         }
+        Formula::parse(&self.spec, PREDICATES).map_err(|e| Error::invalid("gridworld.spec", e.to_string()))?;
         let mix = self.p_careful + self.p_careless + self.p_button;
         if [self.p_careful, self.p_careless, self.p_button, self.p_detour].iter().any(|p| !(0.0..=1.0).contains(p)) || mix > 1.0 {
             return Err(Error::invalid(
-                "task.p_careful",
+                "gridworld.p_careful",
                 "planner probabilities must be in [0, 1] and p_careful + p_careless + p_button <= 1",
             ));
         }
@@ -129,8 +130,7 @@ pub struct Gridworld {
 impl Gridworld {
     pub fn new(config: GridworldConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let spec = Formula::parse(&config.spec, PREDICATES)
-            .map_err(|e| Error::invalid("task.spec", e.to_string()))?;
+        let spec = Formula::parse(&config.spec, PREDICATES).map_err(|e| Error::invalid("gridworld.spec", e.to_string()))?;
         let maps = |label: &str, n: usize, mirrored: bool| {
             let mut rng = rng::stream(seed, label);
             (0..n).map(|_| generate(&config.layout(mirrored), &mut rng)).collect::<Vec<_>>()
@@ -396,6 +396,6 @@ mod tests {
     fn a_bad_spec_is_reported_with_its_column() {
         let cfg = GridworldConfig { spec: "F at_goal & G !vase_brokn".into(), n_train: 1, ..Default::default() };
         let err = Gridworld::new(cfg, 0).err().unwrap().to_string();
-        assert!(err.contains("task.spec") && err.contains("column 16"), "{err}");
+        assert!(err.contains("gridworld.spec") && err.contains("column 16"), "{err}");
     }
 }

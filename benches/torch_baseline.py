@@ -1,0 +1,140 @@
+"""PyTorch baseline for `cargo bench -p goodhart --bench throughput`.
+
+The same GPT-2-layout model (default goodhart size unless overridden), the same
+shapes and the same thread count:
+  - one SFT step: batch 32 x 64 tokens, loss on the last 48, AdamW, clipping;
+  - KV-cache sampling: batch 64, 16-token prompts, 64 new tokens, multinomial
+    sampling from the full softmax, like goodhart's sampler.
+
+Run by hand (not in CI), with CPU torch from PyPI:
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
+    /tmp/torchenv/bin/python benches/torch_baseline.py --threads 2
+"""
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.ln_1 = nn.LayerNorm(d)
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+        self.ln_2 = nn.LayerNorm(d)
+        self.c_fc = nn.Linear(d, 4 * d)
+        self.mlp_proj = nn.Linear(4 * d, d)
+
+    def attn(self, x, cache):
+        b, t, d = x.shape
+        q, k, v = self.c_attn(x).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.h, d // self.h).transpose(1, 2) for z in (q, k, v))
+        if cache is not None:
+            if cache[0] is not None:
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            cache[0], cache[1] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+        return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab, d, layers, heads, ctx):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(ctx, d)
+        self.h = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+
+    def forward(self, idx, start=0, caches=None):
+        t = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(start, start + t))
+        for i, block in enumerate(self.h):
+            x = block(x, None if caches is None else caches[i])
+        return self.ln_f(x) @ self.wte.weight.T
+
+
+def forward_flops(vocab, d, layers, tokens, context):
+    per_token = layers * (3 * d * d + d * d + 8 * d * d) + d * vocab
+    return 2.0 * tokens * (per_token + layers * 2 * context * d)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    vocab, ctx = 99, 128
+    model = GPT(vocab, args.d_model, args.layers, args.heads, ctx)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"torch {torch.__version__}, {args.threads} threads, {n_params} parameters")
+
+    # One SFT step.
+    batch, seq, prompt = 32, 64, 16
+    idx = torch.randint(3, vocab, (batch, seq))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
+
+    def step():
+        logits = model(idx)
+        loss = F.cross_entropy(logits[:, prompt - 1 : -1].reshape(-1, vocab), idx[:, prompt:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    n = 20
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    secs = (time.perf_counter() - t0) / n
+    flops = 3 * forward_flops(vocab, args.d_model, args.layers, batch * seq, seq // 2)
+    print(f"sft step (batch {batch} x {seq} tokens): {secs*1e3:.1f} ms/step, {1/secs:.1f} steps/s, {flops/secs/1e9:.1f} GFLOP/s")
+
+    # KV-cache sampling.
+    sample_batch, new_tokens = 64, 64
+    prompts = torch.randint(3, vocab, (sample_batch, prompt))
+
+    @torch.inference_mode()
+    def sample():
+        caches = [[None, None] for _ in model.h]
+        logits = model(prompts, 0, caches)[:, -1]
+        for i in range(new_tokens):
+            nxt = torch.multinomial(F.softmax(logits, dim=-1), 1)
+            if i + 1 == new_tokens:
+                break
+            logits = model(nxt, prompt + i, caches)[:, -1]
+
+    sample()
+    reps = 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        sample()
+    secs = (time.perf_counter() - t0) / reps
+    tokens = sample_batch * new_tokens
+    flops = forward_flops(vocab, args.d_model, args.layers, tokens, prompt + new_tokens // 2) + forward_flops(
+        vocab, args.d_model, args.layers, sample_batch * prompt, prompt // 2
+    )
+    print(
+        f"sampling (batch {sample_batch}, {prompt}-token prompts, {new_tokens} new tokens): "
+        f"{tokens/secs:.0f} new tokens/s, {flops/secs/1e9:.1f} GFLOP/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+//! Progress bars (indicatif) for the library's `Progress` reports, and a log
+//! writer that lifts the bars out of the way so log lines never garble them.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use goodhart::progress::Progress;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Bars {
+    multi: MultiProgress,
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    pub fn new(visible: bool) -> Self {
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        Self { multi: MultiProgress::with_draw_target(target), current: Mutex::new(None) }
+    }
+
+    pub fn log_writer(&self) -> LogWriter {
+        LogWriter(self.multi.clone())
+    }
+
+    /// Print a line above the bars.
+    pub fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, stage: &str, total: u64) {
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>14.bold} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(stage.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        if let Some(old) = self.current.lock().expect("bar lock").replace(bar) {
+            old.finish();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.current.lock().expect("bar lock").as_ref() {
+            b.inc(n);
+        }
+    }
+
+    fn message(&self, msg: &str) {
+        if let Some(b) = self.current.lock().expect("bar lock").as_ref() {
+            b.set_message(msg.to_string());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.current.lock().expect("bar lock").take() {
+            b.finish();
+        }
+    }
+}
+
+/// Writes log lines to stderr with the progress bars suspended.
+#[derive(Clone)]
+pub struct LogWriter(MultiProgress);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

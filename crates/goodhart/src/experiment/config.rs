@@ -1,0 +1,232 @@
+//! Experiment files: TOML into serde structs. Every setting has its default
+//! and a one-line doc beside it; an unknown key or a wrong type is an error
+//! naming the file, line, column and key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::sample::SamplingConfig;
+use crate::model::ModelConfig;
+use crate::task::{AnswersConfig, GridworldConfig, TaskConfig};
+use crate::train::SftConfig;
+
+/// The experiment compiled into the binary: what `goodhart run` runs with no argument.
+pub const DEFAULT_EXPERIMENT: &str = include_str!("../../../../experiments/default.toml");
+pub const DEFAULT_EXPERIMENT_NAME: &str = "experiments/default.toml (embedded)";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Experiment {
+    /// Shown in reports.
+    pub name: String,
+    /// Seeds every random draw of the run.
+    pub seed: u64,
+    /// Threads for tensor work; 0 means one per core.
+    pub threads: usize,
+    /// One `[[task]]` table per task studied.
+    #[serde(rename = "task")]
+    pub tasks: Vec<TaskSetup>,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Self {
+            name: "experiment".into(),
+            seed: 0,
+            threads: 0,
+            tasks: vec![TaskSetup::default()],
+        }
+    }
+}
+
+/// Which bundled task a `[[task]]` table studies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    #[default]
+    Answers,
+    Gridworld,
+}
+
+/// Everything about one task: its generator, the policy, and how it is trained and judged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskSetup {
+    /// The bundled task: "answers" or "gridworld".
+    pub kind: TaskKind,
+    /// Settings of the answers task (read when kind = "answers").
+    pub answers: AnswersConfig,
+    /// Settings of the gridworld task (read when kind = "gridworld").
+    pub gridworld: GridworldConfig,
+    /// Shape of the policy (and reward-model) network.
+    pub model: ModelConfig,
+    /// Supervised fine-tuning of the base policy on the task's demonstrations.
+    pub sft: SftConfig,
+    /// How completions are sampled for labels and evaluation.
+    pub sampling: SamplingConfig,
+}
+
+impl TaskSetup {
+    pub fn name(&self) -> &'static str {
+        self.task_config().name()
+    }
+
+    /// The task's kind and settings as one value (recorded in checkpoints).
+    pub fn task_config(&self) -> TaskConfig {
+        match self.kind {
+            TaskKind::Answers => TaskConfig::Answers(self.answers.clone()),
+            TaskKind::Gridworld => TaskConfig::Gridworld(self.gridworld.clone()),
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<()> {
+        let stray = match self.kind {
+            TaskKind::Answers => (self.gridworld != GridworldConfig::default()).then_some("gridworld"),
+            TaskKind::Gridworld => (self.answers != AnswersConfig::default()).then_some("answers"),
+        };
+        if let Some(other) = stray {
+            return Err(Error::invalid(
+                format!("{at}.{other}"),
+                format!("settings for `{other}` are given but this task's kind is `{}`", self.name()),
+            ));
+        }
+        let prefixed = |e: Error| match e {
+            Error::Invalid { field, message } => Error::Invalid { field: format!("{at}.{field}"), message },
+            other => other,
+        };
+        match self.kind {
+            TaskKind::Answers => self.answers.validate(),
+            TaskKind::Gridworld => self.gridworld.validate(),
+        }
+        .map_err(prefixed)?;
+        self.model.validate_shape().map_err(prefixed)?;
+        self.sft.validate().map_err(prefixed)?;
+        self.sampling.validate().map_err(prefixed)?;
+        Ok(())
+    }
+}
+
+impl Experiment {
+    /// Parse an experiment; `source_name` (a path) is used in errors.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(source_name, text, &e, None))?;
+        let exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            toml_error(source_name, text, e.inner(), Some(path))
+        })?;
+        exp.validate().map_err(|e| Error::Config {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(exp)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The default experiment compiled into the binary.
+    pub fn embedded_default() -> Self {
+        Self::parse(DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_NAME).expect("the embedded experiment is valid")
+    }
+
+    /// The experiment as TOML, every default spelled out.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("experiments serialise")
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Err(Error::invalid("task", "an experiment needs at least one [[task]]"));
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            t.validate(&format!("task[{i}]"))?;
+            if self.tasks[..i].iter().any(|u| u.kind == t.kind) {
+                return Err(Error::invalid(format!("task[{i}].kind"), format!("task `{}` is listed twice", t.name())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `[[task]]` of the given name, or the only one.
+    pub fn task(&self, name: Option<&str>) -> Result<&TaskSetup> {
+        match name {
+            Some(n) => self.tasks.iter().find(|t| t.name() == n).ok_or_else(|| {
+                let names: Vec<&str> = self.tasks.iter().map(|t| t.name()).collect();
+                Error::invalid("task", format!("this experiment has no task {n:?} (it has: {})", names.join(", ")))
+            }),
+            None if self.tasks.len() == 1 => Ok(&self.tasks[0]),
+            None => {
+                let names: Vec<&str> = self.tasks.iter().map(|t| t.name()).collect();
+                Err(Error::invalid("task", format!("choose a task with --task ({})", names.join(", "))))
+            }
+        }
+    }
+}
+
+/// `file:line:col: key: message` from a TOML or type error.
+fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<String>) -> Error {
+    let location = e
+        .span()
+        .map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("{line}:{col}: ")
+        })
+        .unwrap_or_default();
+    let key = match path.as_deref() {
+        Some(p) if p != "." && !p.is_empty() => format!("`{p}`: "),
+        _ => String::new(),
+    };
+    Error::Config {
+        source_name: format!("{source_name}:{location}").trim_end_matches(": ").trim_end_matches(':').to_string(),
+        message: format!("{key}{}", e.message().trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_parses_and_round_trips() {
+        let exp = Experiment::embedded_default();
+        assert!(exp.tasks.len() >= 2);
+        let again = Experiment::parse(&exp.to_toml(), "resolved.toml").unwrap();
+        assert_eq!(exp, again);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlerning_rate = 0.1\n";
+        let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:6:1:"), "{err}");
+        assert!(err.contains("task[0].sft") && err.contains("unknown field `lerning_rate`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n";
+        let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
+        assert!(err.starts_with("exp.toml:4:11:"), "{err}");
+        assert!(err.contains("task[0].model.n_layer") && err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unknown_task_and_bad_values_are_rejected() {
+        let err = Experiment::parse("[[task]]\nkind = \"chess\"\n", "e.toml").unwrap_err().to_string();
+        assert!(err.contains("e.toml:2:8") && err.contains("unknown variant `chess`"), "{err}");
+        let err = Experiment::parse("[[task]]\n[task.model]\nn_head = 3\n", "e.toml").unwrap_err().to_string();
+        assert!(err.contains("task[0].model.n_head"), "{err}");
+        let err = Experiment::parse("[[task]]\n[task.gridworld]\nwidth = 5\n", "e.toml").unwrap_err().to_string();
+        assert!(err.contains("task[0].gridworld") && err.contains("kind is `answers`"), "{err}");
+        let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml").unwrap_err().to_string();
+        assert!(err.contains("task[0].sampling.top_p"), "{err}");
+        let err = Experiment::parse("seed = [\n", "e.toml").unwrap_err().to_string();
+        assert!(err.starts_with("e.toml:"), "{err}");
+    }
+}
