@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod experiment;
+pub mod feedback;
 pub mod fsutil;
 pub mod model;
 pub mod progress;

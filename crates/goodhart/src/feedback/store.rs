@@ -1,0 +1,557 @@
+//! The label store: every prompt, sample and comparison, and who made it, in
+//! one SQLite file (WAL mode). Every write happens in a transaction, so a killed
+//! writer leaves each comparison either wholly there or not at all; an
+//! append-only history (enforced by triggers) records every label given or withdrawn.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::labeler::Answer;
+use crate::error::{Error, Result};
+
+const FORMAT: &str = "goodhart-labels";
+const VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS prompts (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    split TEXT NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (task, text)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+    completion TEXT NOT NULL,
+    policy TEXT NOT NULL,          -- which policy or checkpoint produced it
+    step INTEGER,                  -- its training step, when it has one
+    logprob REAL,                  -- log-probability under that policy
+    created_at INTEGER NOT NULL    -- unix milliseconds
+);
+CREATE INDEX IF NOT EXISTS samples_prompt ON samples(prompt_id);
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY,
+    sample_a INTEGER NOT NULL REFERENCES samples(id),
+    sample_b INTEGER NOT NULL REFERENCES samples(id),
+    labeler TEXT NOT NULL,
+    answer TEXT NOT NULL CHECK (answer IN ('a', 'b', 'tie', 'cant_tell')),
+    reason TEXT,
+    batch TEXT,                    -- the round of labelling that asked for it
+    seconds REAL,                  -- time the labeler took, when known
+    created_at INTEGER NOT NULL,
+    retracted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS comparisons_labeler ON comparisons(labeler);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    comparison_id INTEGER,
+    detail TEXT
+);
+CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history
+    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
+    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
+";
+
+pub struct LabelStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A sample to record.
+#[derive(Clone, Debug)]
+pub struct NewSample<'a> {
+    pub prompt_id: i64,
+    pub completion: &'a str,
+    pub policy: &'a str,
+    pub step: Option<i64>,
+    pub logprob: Option<f64>,
+}
+
+/// A comparison to record.
+#[derive(Clone, Debug)]
+pub struct NewComparison<'a> {
+    pub sample_a: i64,
+    pub sample_b: i64,
+    pub labeler: &'a str,
+    pub answer: Answer,
+    pub reason: Option<&'a str>,
+    pub batch: Option<&'a str>,
+    pub seconds: Option<f64>,
+}
+
+/// A stored comparison with its texts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub id: i64,
+    pub task: String,
+    pub prompt: String,
+    pub a: String,
+    pub b: String,
+    pub policy_a: String,
+    pub policy_b: String,
+    pub labeler: String,
+    pub answer: Answer,
+    pub batch: Option<String>,
+}
+
+/// Which comparisons to read.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub task: Option<String>,
+    /// Only these labelers (empty: all).
+    pub labelers: Vec<String>,
+    /// Only comparisons from these batches (empty: all).
+    pub batches: Vec<String>,
+}
+
+/// One line of the common preference JSONL form, with goodhart's extra fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceLine {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+    /// Who judged (default on import: the name given to the import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeler: Option<String>,
+    /// The two were judged equally good (chosen/rejected order carries no meaning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tie: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_gold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_gold: Option<f64>,
+}
+
+/// What to do with a bad JSONL line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnBadLine {
+    /// Stop at the first bad line; nothing is imported.
+    Stop,
+    /// Skip bad lines (each reported) and import the rest.
+    Skip,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportReport {
+    pub imported: usize,
+    /// (line number, problem) of every skipped line.
+    pub skipped: Vec<(usize, String)>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl LabelStore {
+    /// Open a store, creating it if the file does not exist. A file that is not a
+    /// goodhart label store is an error, and is left untouched.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let fresh = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false);
+        let conn = Connection::open(path).map_err(|e| store_error(path, e))?;
+        let store = Self { conn, path: path.to_path_buf() };
+        if fresh {
+            store.init()?;
+        } else {
+            store.check_format()?;
+        }
+        store.configure()?;
+        Ok(store)
+    }
+
+    /// Open a store that must already exist.
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Store { path: path.to_path_buf(), message: "no such label store".into() });
+        }
+        Self::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        store_error(&self.path, e)
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| self.err(e))
+    }
+
+    fn init(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA journal_mode = WAL;").map_err(|e| self.err(e))?;
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?1), ('version', ?2)", params![FORMAT, VERSION.to_string()])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let not_ours = |why: String| Error::Store { path: self.path.clone(), message: format!("not a goodhart label store ({why})") };
+        let format: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| not_ours(e.to_string()))?;
+        match format.as_deref() {
+            Some(FORMAT) => {}
+            Some(other) => return Err(not_ours(format!("its format is {other:?}"))),
+            None => return Err(not_ours("no format record".into())),
+        }
+        let version: String = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| r.get(0))
+            .map_err(|e| not_ours(e.to_string()))?;
+        if version != VERSION.to_string() {
+            return Err(not_ours(format!("version {version}; this build reads version {VERSION}")));
+        }
+        // Schema additions of later issues are created idempotently.
+        self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))
+    }
+
+    /// Run `f` in one transaction: all its writes land together, or none do.
+    pub fn write<T>(&mut self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_error(&path, e))?;
+        let mut w = Writer { tx, path: path.clone() };
+        let out = f(&mut w)?;
+        w.tx.commit().map_err(|e| store_error(&path, e))?;
+        Ok(out)
+    }
+
+    /// Comparisons matching `filter`, oldest first (withdrawn ones left out).
+    pub fn comparisons(&self, filter: &Filter) -> Result<Vec<Comparison>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.id, p.task, p.text, sa.completion, sb.completion, sa.policy, sb.policy, c.labeler, c.answer, c.batch
+                 FROM comparisons c
+                 JOIN samples sa ON sa.id = c.sample_a
+                 JOIN samples sb ON sb.id = c.sample_b
+                 JOIN prompts p ON p.id = sa.prompt_id
+                 WHERE c.retracted = 0
+                 ORDER BY c.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = vec![];
+        for row in rows {
+            let (id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch) = row.map_err(|e| self.err(e))?;
+            let keep = filter.task.as_ref().is_none_or(|t| *t == task)
+                && (filter.labelers.is_empty() || filter.labelers.contains(&labeler))
+                && (filter.batches.is_empty() || batch.as_ref().is_some_and(|b| filter.batches.contains(b)));
+            if !keep {
+                continue;
+            }
+            let answer = Answer::parse(&answer).ok_or_else(|| Error::Store {
+                path: self.path.clone(),
+                message: format!("comparison {id} has an unknown answer {answer:?}"),
+            })?;
+            out.push(Comparison { id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch });
+        }
+        Ok(out)
+    }
+
+    pub fn count_comparisons(&self) -> Result<usize> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM comparisons WHERE retracted = 0", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The store's own consistency check (SQLite integrity and foreign keys).
+    pub fn check_integrity(&self) -> Result<()> {
+        let ok: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let dangling: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if ok != "ok" || dangling != 0 {
+            return Err(Error::Store {
+                path: self.path.clone(),
+                message: format!("integrity check failed: {ok}; {dangling} dangling references"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Write comparisons as preference JSONL; "can't tell" answers have no preference and are left out.
+    pub fn export_jsonl(&self, filter: &Filter, out: &mut dyn Write) -> Result<usize> {
+        let mut n = 0;
+        for c in self.comparisons(filter)? {
+            let (chosen, rejected, tie) = match c.answer {
+                Answer::A => (c.a, c.b, false),
+                Answer::B => (c.b, c.a, false),
+                Answer::Tie => (c.a, c.b, true),
+                Answer::CantTell => continue,
+            };
+            let line = PreferenceLine {
+                prompt: c.prompt,
+                chosen,
+                rejected,
+                labeler: Some(c.labeler),
+                tie,
+                task: Some(c.task),
+                chosen_gold: None,
+                rejected_gold: None,
+            };
+            serde_json::to_writer(&mut *out, &line).map_err(|e| Error::io(&self.path, e.into()))?;
+            out.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Import preference JSONL from `path` as comparisons, in one transaction.
+    /// `task` and `labeler` apply to lines that do not name their own.
+    pub fn import_jsonl(&mut self, path: &Path, task: &str, labeler: &str, on_bad: OnBadLine) -> Result<ImportReport> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut lines = vec![];
+        let mut report = ImportReport::default();
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let n = i + 1;
+            let line = line.map_err(|e| Error::io(path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<PreferenceLine>(&line) {
+                Ok(p) => lines.push(p),
+                Err(e) => {
+                    let problem = e.to_string();
+                    match on_bad {
+                        OnBadLine::Stop => {
+                            return Err(Error::Data { path: path.to_path_buf(), line: n, message: problem })
+                        }
+                        OnBadLine::Skip => report.skipped.push((n, problem)),
+                    }
+                }
+            }
+        }
+        let source = format!("import:{}", path.display());
+        self.write(|w| {
+            for p in &lines {
+                let task = p.task.as_deref().unwrap_or(task);
+                let prompt_id = w.prompt(task, "import", &p.prompt)?;
+                let sample = |w: &mut Writer, text: &str| {
+                    w.sample(&NewSample { prompt_id, completion: text, policy: &source, step: None, logprob: None })
+                };
+                let (a, b) = (sample(w, &p.chosen)?, sample(w, &p.rejected)?);
+                let answer = if p.tie { Answer::Tie } else { Answer::A };
+                w.comparison(&NewComparison {
+                    sample_a: a,
+                    sample_b: b,
+                    labeler: p.labeler.as_deref().unwrap_or(labeler),
+                    answer,
+                    reason: None,
+                    batch: Some("import"),
+                    seconds: None,
+                })?;
+            }
+            Ok(())
+        })?;
+        report.imported = lines.len();
+        Ok(report)
+    }
+}
+
+/// Writes inside one transaction.
+pub struct Writer<'c> {
+    tx: Transaction<'c>,
+    path: PathBuf,
+}
+
+impl Writer<'_> {
+    fn err(&self, e: rusqlite::Error) -> Error {
+        store_error(&self.path, e)
+    }
+
+    /// The id of a prompt, recording it if new.
+    pub fn prompt(&mut self, task: &str, split: &str, text: &str) -> Result<i64> {
+        self.tx
+            .execute("INSERT OR IGNORE INTO prompts (task, split, text) VALUES (?1, ?2, ?3)", params![task, split, text])
+            .map_err(|e| store_error(&self.path, e))?;
+        self.tx
+            .query_row("SELECT id FROM prompts WHERE task = ?1 AND text = ?2", params![task, text], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn sample(&mut self, s: &NewSample) -> Result<i64> {
+        self.tx
+            .execute(
+                "INSERT INTO samples (prompt_id, completion, policy, step, logprob, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.prompt_id, s.completion, s.policy, s.step, s.logprob, now_ms()],
+            )
+            .map_err(|e| store_error(&self.path, e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn comparison(&mut self, c: &NewComparison) -> Result<i64> {
+        let at = now_ms();
+        self.tx
+            .execute(
+                "INSERT INTO comparisons (sample_a, sample_b, labeler, answer, reason, batch, seconds, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![c.sample_a, c.sample_b, c.labeler, c.answer.as_str(), c.reason, c.batch, c.seconds, at],
+            )
+            .map_err(|e| store_error(&self.path, e))?;
+        let id = self.tx.last_insert_rowid();
+        self.tx
+            .execute(
+                "INSERT INTO history (at, event, comparison_id, detail) VALUES (?1, 'label', ?2, ?3)",
+                params![at, id, format!("{} {}", c.labeler, c.answer.as_str())],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+}
+
+fn store_error(path: &Path, e: rusqlite::Error) -> Error {
+    let message = match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            "not a goodhart label store (not an SQLite database)".to_string()
+        }
+        other => other.to_string(),
+    };
+    Error::Store { path: path.to_path_buf(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(store: &mut LabelStore) -> (i64, i64) {
+        store
+            .write(|w| {
+                let p = w.prompt("answers", "train", "Q: 1+1\nA: ")?;
+                let a = w.sample(&NewSample { prompt_id: p, completion: "2.", policy: "base", step: None, logprob: Some(-1.0) })?;
+                let b = w.sample(&NewSample { prompt_id: p, completion: "3.", policy: "base", step: None, logprob: None })?;
+                for (labeler, answer) in [("quick", Answer::A), ("careful", Answer::B), ("quick", Answer::Tie), ("quick", Answer::CantTell)] {
+                    w.comparison(&NewComparison { sample_a: a, sample_b: b, labeler, answer, reason: None, batch: Some("0"), seconds: None })?;
+                }
+                Ok((a, b))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn stores_reads_and_filters_comparisons() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.sqlite");
+        let mut store = LabelStore::open(&path).unwrap();
+        fill(&mut store);
+        assert_eq!(store.count_comparisons().unwrap(), 4);
+        let quick = store.comparisons(&Filter { labelers: vec!["quick".into()], ..Default::default() }).unwrap();
+        assert_eq!(quick.len(), 3);
+        assert_eq!((quick[0].a.as_str(), quick[0].b.as_str(), quick[0].answer), ("2.", "3.", Answer::A));
+        drop(store);
+        let store = LabelStore::open_existing(&path).unwrap();
+        store.check_integrity().unwrap();
+        assert_eq!(store.count_comparisons().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_failed_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
+        let r: Result<()> = store.write(|w| {
+            let p = w.prompt("answers", "train", "Q: 1+1\nA: ")?;
+            w.sample(&NewSample { prompt_id: p, completion: "2.", policy: "base", step: None, logprob: None })?;
+            Err(Error::invalid("test", "abort"))
+        });
+        assert!(r.is_err());
+        let n: i64 = store.conn.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn history_is_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
+        fill(&mut store);
+        let err = store.conn.execute("DELETE FROM history", []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{err}");
+        assert!(store.conn.execute("UPDATE history SET event = 'x'", []).is_err());
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_label_stores_and_leaves_them_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.sqlite");
+        std::fs::write(&text, b"these are my notes, not a database, and long enough to matter........").unwrap();
+        let err = LabelStore::open(&text).err().unwrap().to_string();
+        assert!(err.contains("not a goodhart label store"), "{err}");
+        assert!(std::fs::read(&text).unwrap().starts_with(b"these are my notes"));
+        let other = dir.path().join("other.sqlite");
+        Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
+        let err = LabelStore::open(&other).err().unwrap().to_string();
+        assert!(err.contains("not a goodhart label store"), "{err}");
+        assert!(LabelStore::open_existing(&dir.path().join("missing.sqlite")).is_err());
+    }
+
+    #[test]
+    fn jsonl_round_trip_and_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(&dir.path().join("a.sqlite")).unwrap();
+        fill(&mut store);
+        let mut out = vec![];
+        let n = store.export_jsonl(&Filter::default(), &mut out).unwrap();
+        assert_eq!(n, 3, "can't-tell has no preference to export");
+        let text = String::from_utf8(out).unwrap();
+        let first: PreferenceLine = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!((first.chosen.as_str(), first.rejected.as_str()), ("2.", "3."));
+        let second: PreferenceLine = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!((second.chosen.as_str(), second.labeler.as_deref()), ("3.", Some("careful")));
+
+        let file = dir.path().join("prefs.jsonl");
+        std::fs::write(&file, &text).unwrap();
+        let mut other = LabelStore::open(&dir.path().join("b.sqlite")).unwrap();
+        let r = other.import_jsonl(&file, "answers", "imported", OnBadLine::Stop).unwrap();
+        assert_eq!(r.imported, 3);
+        let back = other.comparisons(&Filter::default()).unwrap();
+        assert_eq!(back.iter().filter(|c| c.answer == Answer::Tie).count(), 1);
+        assert_eq!(back[1].labeler, "careful");
+
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, format!("{}\n{{\"prompt\": \"p\", \"chosen\": \"x\"}}\nnot json\n", text.lines().next().unwrap())).unwrap();
+        let before = other.count_comparisons().unwrap();
+        let err = other.import_jsonl(&bad, "answers", "x", OnBadLine::Stop).unwrap_err().to_string();
+        assert!(err.contains("bad.jsonl:2:") && err.contains("missing field `rejected`"), "{err}");
+        assert_eq!(other.count_comparisons().unwrap(), before, "stopping imports nothing");
+        let r = other.import_jsonl(&bad, "answers", "x", OnBadLine::Skip).unwrap();
+        assert_eq!(r.imported, 1);
+        assert_eq!(r.skipped.iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}
