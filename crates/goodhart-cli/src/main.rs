@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
 use goodhart::experiment::{stages, Experiment};
+use goodhart::feedback::{Filter, LabelStore, OnBadLine};
 use goodhart::model::checkpoint;
 use goodhart::model::sample::{sample, SamplingConfig};
 use goodhart::task::{self, Split, Task};
@@ -49,6 +50,14 @@ enum Command {
     Sft(SftArgs),
     /// Sample completions from a checkpoint (JSONL: prompt, completion, log-prob, gold).
     Sample(SampleArgs),
+    /// Measure a policy: gold, labeler scores, features, and how well each labeler tracks gold.
+    Eval(EvalArgs),
+    /// Collect labels: simulated labelers judge pairs of a policy's completions.
+    #[command(subcommand)]
+    Label(LabelCommand),
+    /// Move comparisons in and out of a label store as preference JSONL.
+    #[command(subcommand)]
+    Labels(LabelsCommand),
     /// Look at the bundled tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -127,6 +136,78 @@ struct SampleArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint directory of the policy.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Labelers and sampling come from this experiment's task (default: the embedded one).
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    #[arg(long, value_enum, default_value = "heldout")]
+    split: SplitArg,
+    #[arg(long, default_value_t = 128)]
+    n_prompts: usize,
+    /// Completions per prompt.
+    #[arg(long, short = 'n', default_value_t = 4)]
+    n: usize,
+    /// Also write the full report (every completion scored) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum LabelCommand {
+    /// Sample pairs from a checkpoint on the task's training prompts and have every labeler of the experiment compare them.
+    Simulate {
+        /// Policy checkpoint to sample from.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Label store (SQLite; created if missing).
+        #[arg(long)]
+        store: PathBuf,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Pairs to label (default: the experiment's `labels.pairs`).
+        #[arg(long)]
+        pairs: Option<usize>,
+        /// Name of this round of labelling in the store.
+        #[arg(long, default_value = "simulate")]
+        batch: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabelsCommand {
+    /// Write comparisons as {"prompt","chosen","rejected"} JSONL (ties marked, can't-tell left out).
+    Export {
+        #[arg(long)]
+        store: PathBuf,
+        /// Only this labeler (repeatable).
+        #[arg(long)]
+        labeler: Vec<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read {"prompt","chosen","rejected"} JSONL into the store as comparisons, all in one transaction.
+    Import {
+        #[arg(long)]
+        store: PathBuf,
+        /// The JSONL file.
+        file: PathBuf,
+        /// Task the prompts belong to (lines may name their own).
+        #[arg(long)]
+        task: String,
+        /// Labeler name for lines that give none.
+        #[arg(long, default_value = "imported")]
+        labeler: String,
+        /// Skip bad lines (each reported) instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum TaskCommand {
     /// Show a few prompts, demonstrations and their gold reward.
@@ -169,6 +250,11 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
     match cli.command {
         Command::Sft(args) => sft(&cli_settings(&cli.threads, cli.seed), args, bars),
         Command::Sample(args) => sample_cmd(&cli_settings(&cli.threads, cli.seed), args),
+        Command::Eval(args) => eval_cmd(&cli_settings(&cli.threads, cli.seed), args),
+        Command::Label(LabelCommand::Simulate { checkpoint, store, exp, pairs, batch }) => {
+            label_simulate(&cli_settings(&cli.threads, cli.seed), &checkpoint, &store, &exp, pairs, &batch, bars)
+        }
+        Command::Labels(cmd) => labels_cmd(cmd),
         Command::Task(TaskCommand::Show { name, n, split }) => task_show(&name, n, split.into(), cli.seed.unwrap_or(0)),
         Command::Config { experiment } => {
             let exp = load_experiment(experiment.as_deref(), &cli_settings(&cli.threads, cli.seed))?;
@@ -288,6 +374,135 @@ fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
             println!("--- formal goal satisfied: {}", s == 1.0);
         }
         println!();
+    }
+    Ok(())
+}
+
+fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
+    let (model, info) = checkpoint::load(&args.checkpoint, &runtime::device(), false)?;
+    let (task_cfg, task_seed) =
+        stages::task_of_checkpoint(&info).context("the checkpoint records no task to evaluate it on")?;
+    let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
+    runtime::set_threads(exp.threads);
+    let setup = match args.exp.task.as_deref() {
+        Some(name) => exp.task(Some(name))?,
+        None => exp.task(Some(task_cfg.name()))?,
+    };
+    let task = task_cfg.build(task_seed)?;
+    let labelers = setup.labelers(task.as_ref())?;
+    let split: Split = args.split.into();
+    let report = stages::evaluate_policy(
+        &model,
+        task.as_ref(),
+        &labelers,
+        split,
+        args.n_prompts,
+        args.n,
+        &setup.sampling,
+        &mut rng::stream(exp.seed, "cli/eval"),
+    )?;
+    println!(
+        "{} on {} ({} split): {} prompts x {} samples",
+        args.checkpoint.display(),
+        task.name(),
+        split.name(),
+        report.n_prompts,
+        report.per_prompt
+    );
+    println!("gold            {}", fmt_stat(&report.gold));
+    for (name, s) in &report.labelers {
+        println!("labeler {name:8}{}", fmt_stat(s));
+    }
+    if let Some(s) = &report.spec {
+        println!("formal goal     {}", fmt_stat(s));
+    }
+    for (name, fid) in &report.fidelity {
+        println!("\nlabeler {name}: correlation with gold {:.3}", fid.correlation);
+        println!("  difficulty  accuracy (gold = +1)   agreement with gold on pairs");
+        for ((d, acc), (_, agree)) in fid.accuracy.iter().zip(&fid.agreement) {
+            println!("  {d:>10}  {:<22} {}", fmt_stat(acc), fmt_stat(agree));
+        }
+    }
+    println!("\nfeatures:");
+    for (name, s) in &report.features {
+        println!("  {name:20} {}", fmt_stat(s));
+    }
+    if let Some(path) = &args.json {
+        fsutil::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+fn fmt_stat(s: &goodhart::measure::Stat) -> String {
+    format!("{:.3} ± {:.3} (n={})", s.mean, s.stderr, s.n)
+}
+
+fn label_simulate(
+    o: &Overrides,
+    checkpoint: &Path,
+    store_path: &Path,
+    exp_args: &ExperimentArgs,
+    pairs: Option<usize>,
+    batch: &str,
+    bars: &Bars,
+) -> Result<()> {
+    let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
+    runtime::set_threads(exp.threads);
+    let (model, info) = checkpoint::load(checkpoint, &runtime::device(), false)?;
+    let (task_cfg, task_seed) = stages::task_of_checkpoint(&info).context("the checkpoint records no task")?;
+    let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
+    let task = task_cfg.build(task_seed)?;
+    let labelers = setup.labelers(task.as_ref())?;
+    let mut cfg = setup.labels.clone();
+    if let Some(p) = pairs {
+        cfg.pairs = p;
+    }
+    let mut store = LabelStore::open(store_path)?;
+    let name = checkpoint.display().to_string();
+    let n = stages::simulate_labels(
+        &mut store,
+        &model,
+        &stages::PolicyTag { name: &name, step: None },
+        task.as_ref(),
+        &labelers,
+        &task.prompts(Split::Train),
+        &cfg,
+        batch,
+        &mut rng::stream(exp.seed, &format!("cli/label/{batch}")),
+        bars,
+    )?;
+    bars.println(&format!(
+        "{n} pairs x {} labelers recorded; {} comparisons in {}",
+        labelers.len(),
+        store.count_comparisons()?,
+        store_path.display()
+    ));
+    Ok(())
+}
+
+fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
+    match cmd {
+        LabelsCommand::Export { store, labeler, out } => {
+            let store = LabelStore::open_existing(&store)?;
+            let filter = Filter { labelers: labeler, ..Default::default() };
+            let mut buf = vec![];
+            let n = store.export_jsonl(&filter, &mut buf)?;
+            match out {
+                Some(path) => fsutil::write_atomic(&path, &buf)?,
+                None => std::io::stdout().write_all(&buf)?,
+            }
+            eprintln!("exported {n} comparisons");
+        }
+        LabelsCommand::Import { store, file, task, labeler, skip_bad } => {
+            task::by_name(&task)?;
+            let mut store = LabelStore::open(&store)?;
+            let mode = if skip_bad { OnBadLine::Skip } else { OnBadLine::Stop };
+            let report = store.import_jsonl(&file, &task, &labeler, mode)?;
+            for (line, problem) in &report.skipped {
+                eprintln!("{}:{line}: skipped: {problem}", file.display());
+            }
+            eprintln!("imported {} comparisons ({} lines skipped)", report.imported, report.skipped.len());
+        }
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
-use crate::task::{AnswersConfig, GridworldConfig, TaskConfig};
+use crate::feedback::{Labeler, LabelerConfig};
+use crate::task::{AnswersConfig, GridworldConfig, Task, TaskConfig};
 use crate::train::SftConfig;
 
 /// The experiment compiled into the binary: what `goodhart run` runs with no argument.
@@ -51,7 +52,7 @@ pub enum TaskKind {
 }
 
 /// Everything about one task: its generator, the policy, and how it is trained and judged.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSetup {
     /// The bundled task: "answers" or "gridworld".
@@ -66,9 +67,66 @@ pub struct TaskSetup {
     pub sft: SftConfig,
     /// How completions are sampled for labels and evaluation.
     pub sampling: SamplingConfig,
+    /// The simulated labelers (`[[task.labelers]]`), each with its own name in the label store.
+    pub labelers: Vec<LabelerConfig>,
+    /// How many comparisons to collect, and how.
+    pub labels: LabelsConfig,
+}
+
+/// The label budget: pairs of base-policy completions, each compared by every labeler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelsConfig {
+    /// Pairs to label for the first reward model.
+    pub pairs: usize,
+    /// Pairs written per transaction (a killed run loses at most this many).
+    pub commit_every: usize,
+    /// How the pairs are sampled.
+    pub sampling: SamplingConfig,
+}
+
+impl Default for LabelsConfig {
+    fn default() -> Self {
+        Self { pairs: 2000, commit_every: 64, sampling: SamplingConfig::default() }
+    }
+}
+
+impl LabelsConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.pairs == 0 {
+            return Err(Error::invalid("labels.pairs", "must be at least 1"));
+        }
+        if self.commit_every == 0 {
+            return Err(Error::invalid("labels.commit_every", "must be at least 1"));
+        }
+        self.sampling.validate().map_err(|e| match e {
+            Error::Invalid { field, message } => Error::Invalid { field: format!("labels.{field}"), message },
+            other => other,
+        })
+    }
+}
+
+impl Default for TaskSetup {
+    fn default() -> Self {
+        Self {
+            kind: TaskKind::default(),
+            answers: AnswersConfig::default(),
+            gridworld: GridworldConfig::default(),
+            model: ModelConfig::default(),
+            sft: SftConfig::default(),
+            sampling: SamplingConfig::default(),
+            labelers: vec![LabelerConfig::default()],
+            labels: LabelsConfig::default(),
+        }
+    }
 }
 
 impl TaskSetup {
+    /// The labelers bound to a built task (checks their bias names against it).
+    pub fn labelers<'t>(&self, task: &'t dyn Task) -> Result<Vec<Labeler<'t>>> {
+        self.labelers.iter().map(|c| Labeler::new(c.clone(), task)).collect()
+    }
+
     pub fn name(&self) -> &'static str {
         self.task_config().name()
     }
@@ -104,6 +162,20 @@ impl TaskSetup {
         self.model.validate_shape().map_err(prefixed)?;
         self.sft.validate().map_err(prefixed)?;
         self.sampling.validate().map_err(prefixed)?;
+        self.labels.validate().map_err(prefixed)?;
+        if self.labelers.is_empty() {
+            return Err(Error::invalid(format!("{at}.labelers"), "at least one labeler is needed"));
+        }
+        let looks = match self.kind {
+            TaskKind::Answers => crate::task::answers::LOOK_NAMES,
+            TaskKind::Gridworld => crate::task::gridworld::LOOK_NAMES,
+        };
+        for (i, l) in self.labelers.iter().enumerate() {
+            l.validate(self.name(), looks, &format!("{at}.labelers[{i}]"))?;
+            if self.labelers[..i].iter().any(|m| m.name == l.name) {
+                return Err(Error::invalid(format!("{at}.labelers[{i}].name"), format!("labeler {:?} is listed twice", l.name)));
+            }
+        }
         Ok(())
     }
 }

@@ -115,7 +115,7 @@ impl Default for LabelerConfig {
 
 impl LabelerConfig {
     /// Check the settings, and the bias names against what the task lets a labeler see.
-    pub fn validate(&self, task: &dyn Task, at: &str) -> Result<()> {
+    pub fn validate(&self, task_name: &str, looks: &[&str], at: &str) -> Result<()> {
         let f = |k: &str| format!("{at}.{k}");
         if self.name.is_empty() || self.name.len() > 64 {
             return Err(Error::invalid(f("name"), "must be 1 to 64 characters"));
@@ -131,12 +131,11 @@ impl LabelerConfig {
         if self.tie_margin < 0.0 {
             return Err(Error::invalid(f("tie_margin"), "must be >= 0"));
         }
-        let looks = task.look_names();
         for name in self.biases.keys() {
             if !looks.contains(&name.as_str()) {
                 return Err(Error::invalid(
                     f(&format!("biases.{name}")),
-                    format!("the {} task has no observable feature {name:?} (it has: {})", task.name(), looks.join(", ")),
+                    format!("the {task_name} task has no observable feature {name:?} (it has: {})", looks.join(", ")),
                 ));
             }
         }
@@ -166,7 +165,7 @@ pub struct Judgement {
 
 impl<'t> Labeler<'t> {
     pub fn new(config: LabelerConfig, task: &'t dyn Task) -> Result<Self> {
-        config.validate(task, &format!("labeler {:?}", config.name))?;
+        config.validate(task.name(), task.look_names(), &format!("labeler {:?}", config.name))?;
         let weights = task
             .look_names()
             .iter()

@@ -12,7 +12,7 @@ pub mod transformer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::{Tensor, Var, D};
+use candle_core::{Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand_distr::{Distribution, Normal};
 
@@ -200,10 +200,10 @@ impl Model {
 
 /// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.
 pub fn target_logprobs(net: &Transformer, hidden: &Tensor, target: &Tensor) -> Result<Tensor> {
-    let logits = net.lm_logits(hidden)?; // [b, t, v]
-    let picked = logits.gather(&target.unsqueeze(2)?, 2)?.squeeze(2)?; // [b, t]
-    let lse = logits.log_sum_exp(D::Minus1)?; // [b, t]
-    Ok((picked - lse)?)
+    let (b, t, _) = hidden.dims3()?;
+    let logits = net.lm_logits_2d(&hidden.flatten_to(1)?)?; // [b*t, v]
+    let lp = ops::target_logprobs(&logits, &target.flatten_all()?)?; // [b*t]
+    Ok(lp.reshape((b, t))?)
 }
 
 #[cfg(test)]
@@ -212,6 +212,7 @@ mod tests {
     use super::*;
     use crate::rng;
     use crate::tokenize::CharTokenizer;
+    use candle_core::Device;
 
     pub(crate) fn tiny_model(seed: u64) -> Model {
         let cfg = ModelConfig { n_layer: 2, d_model: 32, n_head: 4, n_ctx: 40, ..Default::default() };
@@ -254,6 +255,47 @@ mod tests {
         let c = sample(&model, &prompts, 5, &cfg, &mut rng::stream(10, "s")).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn backward_through_the_whole_model_matches_finite_differences() {
+        let model = tiny_model(4);
+        let tok = model.tokenizer();
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")]
+            .iter()
+            .map(|(p, c)| (tok.encode_prompt(p).unwrap(), tok.encode_completion(c).unwrap()))
+            .collect();
+        let pairs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
+        let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+        let loss = |m: &Model| crate::train::sft::completion_nll(m, &batch).unwrap();
+        let grads = loss(&model).backward().unwrap();
+        let mut checked = 0;
+        for (name, var) in model.vars() {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                // Only the scalar head is off the LM loss's path; anything else means a cut graph.
+                assert!(name.starts_with("scalar_head"), "no gradient reached {name}");
+                continue;
+            };
+            let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            // The largest gradient entry of each parameter, against a central difference.
+            let (i, &gi) = g.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap();
+            if gi.abs() < 1e-3 {
+                continue;
+            }
+            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let eps = 1e-2f32;
+            let at = |delta: f32| {
+                let mut v = orig.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                loss(&model).to_scalar::<f32>().unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            at(0.0);
+            assert!((numeric - gi).abs() < 0.05 * gi.abs() + 1e-3, "{name}[{i}]: backward {gi}, finite difference {numeric}");
+            checked += 1;
+        }
+        assert!(checked > 20, "checked {checked} parameters");
     }
 
     #[test]

@@ -40,9 +40,65 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if fused(x) {
-        x.contiguous()?.apply_op1(Softmax)
+        x.contiguous()?.apply_op1(Softmax { causal: false })
     } else {
         candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+/// `x + bias` for `x: [n, d]` and `bias: [d]`. The backward pass sums the
+/// gradient over rows in one contiguous pass (candle's reduction over the
+/// first dimension walks the tensor with a stride, an order of magnitude slower).
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if fused(x) && x.rank() == 2 {
+        x.contiguous()?.apply_op2(bias, AddBias)
+    } else {
+        x.broadcast_add(bias)
+    }
+}
+
+/// `log softmax(logits)[target]` per row: `logits: [n, v]`, `targets: [n]` (u32) -> `[n]`.
+/// Fused so the backward pass is one `onehot - softmax` pass instead of a dozen ops.
+pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    if fused(logits) && logits.rank() == 2 {
+        let targets = targets.to_dtype(DType::F32)?; // ids < 2^24 are exact
+        logits.contiguous()?.apply_op2(&targets, TargetLogprobs)
+    } else {
+        let picked = logits.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        picked - logits.log_sum_exp(D::Minus1)?
+    }
+}
+
+/// `[b*t, h*dh]` -> `[b, h, t, dh]` (one copy; its backward is [`merge_heads`]).
+pub fn split_heads(x: &Tensor, b: usize, h: usize) -> Result<Tensor> {
+    let (bt, d) = x.dims2()?;
+    if fused(x) {
+        x.contiguous()?.apply_op1(Heads { b, t: bt / b, h, dh: d / h, split: true })
+    } else {
+        x.reshape((b, bt / b, h, d / h))?.transpose(1, 2)?.contiguous()
+    }
+}
+
+/// `[b, h, t, dh]` -> `[b*t, h*dh]` (one copy; its backward is [`split_heads`]).
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, dh) = x.dims4()?;
+    if fused(x) {
+        x.contiguous()?.apply_op1(Heads { b, t, h, dh, split: false })
+    } else {
+        x.transpose(1, 2)?.reshape((b * t, h * dh))
+    }
+}
+
+/// Softmax over the last dimension of `[.., t, t]` attention scores with a causal
+/// mask applied in the kernel (query i sees keys 0..=i): no bias tensor, no extra node.
+pub fn causal_softmax(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(Softmax { causal: true })
+    } else {
+        let t = x.dim(D::Minus1)?;
+        let mask: Vec<f32> = (0..t).flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 })).collect();
+        let mask = Tensor::from_vec(mask, (t, t), x.device())?;
+        candle_nn::ops::softmax(&x.broadcast_add(&mask)?, D::Minus1)
     }
 }
 
@@ -84,6 +140,9 @@ impl CustomOp3 for DecodeAttention {
             candle_core::bail!("decode-attention: q {:?}, k {:?}, v {:?}, {} pads", l1.dims(), l2.dims(), l3.dims(), self.pads.len());
         }
         let (ks, vs) = (l2.stride(), l3.stride());
+        if ks[3] != 1 || vs[3] != 1 {
+            candle_core::bail!("decode-attention: the head dimension of the cache must be contiguous");
+        }
         let (ko, vo) = (l2.start_offset(), l3.start_offset());
         let mut out = vec![0f32; b * h * dh];
         const ROWS: usize = 8;
@@ -94,25 +153,21 @@ impl CustomOp3 for DecodeAttention {
                 let (bi, hi) = (row / h, row % h);
                 let pad = self.pads[bi].min(s - 1);
                 let q = &q[row * dh..(row + 1) * dh];
-                let mut max = f32::NEG_INFINITY;
+                let (kb, vb) = (ko + bi * ks[0] + hi * ks[1], vo + bi * vs[0] + hi * vs[1]);
                 for j in pad..s {
-                    let base = ko + bi * ks[0] + hi * ks[1] + j * ks[2];
-                    let score: f32 = (0..dh).map(|d| q[d] * k[base + d * ks[3]]).sum();
-                    p[j] = score;
-                    max = max.max(score);
+                    p[j] = lane_dot(q, &k[kb + j * ks[2]..kb + j * ks[2] + dh]);
                 }
-                let mut sum = 0f32;
+                let max = p[pad..s].iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 for pj in &mut p[pad..s] {
                     *pj = exp_nonpositive(*pj - max);
-                    sum += *pj;
                 }
-                let inv = 1.0 / sum;
+                let inv = 1.0 / lane_sum(&p[pad..s]);
                 y.fill(0.0);
                 for j in pad..s {
-                    let base = vo + bi * vs[0] + hi * vs[1] + j * vs[2];
                     let w = p[j] * inv;
-                    for (d, y) in y.iter_mut().enumerate() {
-                        *y += w * v[base + d * vs[3]];
+                    let v = &v[vb + j * vs[2]..vb + j * vs[2] + dh];
+                    for (y, &v) in y.iter_mut().zip(v) {
+                        *y += w * v;
                     }
                 }
             }
@@ -155,7 +210,7 @@ fn tanh(x: f32) -> f32 {
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even(); // vroundps; `round` is a libm call
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // x - n ln 2, in two parts
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -215,7 +270,10 @@ impl CustomOp2 for GeluBackward {
     }
 }
 
-struct Softmax;
+struct Softmax {
+    /// Row `r` of each `[t, t]` block sees only its first `r % t + 1` entries; the rest are 0.
+    causal: bool,
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -226,17 +284,19 @@ impl CustomOp1 for Softmax {
         let x = f32_slice(s, l)?;
         let d = l.dims().last().copied().unwrap_or(1).max(1);
         let mut y = vec![0f32; x.len()];
+        let causal = self.causal;
         y.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(x.par_chunks(d * ROWS_PER_TASK))
-            .for_each(|(y, x)| {
-                for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+            .enumerate()
+            .for_each(|(c, (y, x))| {
+                for (i, (y, x)) in y.chunks_mut(d).zip(x.chunks(d)).enumerate() {
+                    let n = if causal { (c * ROWS_PER_TASK + i) % d + 1 } else { d };
+                    let (y, x) = (&mut y[..n], &x[..n]);
                     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
                     for (y, &x) in y.iter_mut().zip(x) {
                         *y = exp_nonpositive(x - max);
-                        sum += *y;
                     }
-                    let inv = 1.0 / sum;
+                    let inv = 1.0 / lane_sum(y);
                     y.iter_mut().for_each(|y| *y *= inv);
                 }
             });
@@ -264,7 +324,7 @@ impl CustomOp2 for SoftmaxBackward {
             .zip(y.par_chunks(d * ROWS_PER_TASK).zip(g.par_chunks(d * ROWS_PER_TASK)))
             .for_each(|(dx, (y, g))| {
                 for ((dx, y), g) in dx.chunks_mut(d).zip(y.chunks(d)).zip(g.chunks(d)) {
-                    let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                    let dot = lane_dot(y, g);
                     for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
                         *dx = y * (g - dot);
                     }
@@ -278,11 +338,47 @@ struct LayerNorm {
     eps: f32,
 }
 
+/// Sum in 8 independent lanes (a fixed order, so deterministic): a plain f32
+/// sum is a serial chain the compiler may not reorder, 4 cycles per element.
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn lane_dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
+    for (a, b) in xc.zip(yc) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Mean and 1/std of one row.
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(x) / n;
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += (c[i] - mean) * (c[i] - mean);
+        }
+    }
+    let var = (acc.iter().sum::<f32>() + tail) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -397,6 +493,192 @@ impl CustomOp3 for LayerNormBackward {
     }
 }
 
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "fused-add-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
+        let d = b.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d * ROWS_PER_TASK).zip(x.par_chunks(d * ROWS_PER_TASK)).for_each(|(y, x)| {
+            for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                for i in 0..d {
+                    y[i] = x[i] + b[i];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, bias: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = bias.dim(0)?;
+        Ok((Some(grad.clone()), Some(grad.contiguous()?.apply_op1_no_bwd(&SumRows { d })?)))
+    }
+}
+
+/// Sum of the rows of `[n, d]` -> `[d]`, over fixed chunks of rows added in order.
+struct SumRows {
+    d: usize,
+}
+
+impl CustomOp1 for SumRows {
+    fn name(&self) -> &'static str {
+        "sum-rows"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s, l)?;
+        let d = self.d;
+        let partials: Vec<Vec<f32>> = g
+            .par_chunks(d * ROWS_PER_TASK * 4)
+            .map(|rows| {
+                let mut acc = vec![0f32; d];
+                for row in rows.chunks(d) {
+                    for i in 0..d {
+                        acc[i] += row[i];
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut out = vec![0f32; d];
+        for p in &partials {
+            for i in 0..d {
+                out[i] += p[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(d)))
+    }
+}
+
+struct TargetLogprobs;
+
+impl CustomOp2 for TargetLogprobs {
+    fn name(&self) -> &'static str {
+        "target-logprobs"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (z, t) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
+        let (n, v) = l1.shape().dims2()?;
+        let mut out = vec![0f32; n];
+        out.par_chunks_mut(ROWS_PER_TASK).zip(z.par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(c, (out, z))| {
+            for (i, (o, z)) in out.iter_mut().zip(z.chunks(v)).enumerate() {
+                let target = t[c * ROWS_PER_TASK + i] as usize;
+                *o = z[target.min(v - 1)] - log_sum_exp(z);
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+
+    fn bwd(&self, logits: &Tensor, targets: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = logits.apply_op3_no_bwd(targets, &grad.contiguous()?, &TargetLogprobsBackward)?;
+        Ok((Some(g), None))
+    }
+}
+
+fn log_sum_exp(z: &[f32]) -> f32 {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut acc = [0f32; 8];
+    let chunks = z.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&x| exp_nonpositive(x - max)).sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += exp_nonpositive(c[i] - max);
+        }
+    }
+    max + (acc.iter().sum::<f32>() + tail).ln()
+}
+
+/// d/dlogits of `g * log softmax(logits)[target]` = `g * (onehot(target) - softmax(logits))`.
+struct TargetLogprobsBackward;
+
+impl CustomOp3 for TargetLogprobsBackward {
+    fn name(&self) -> &'static str {
+        "target-logprobs-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (z, t, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        let (_, v) = l1.shape().dims2()?;
+        let mut dz = vec![0f32; z.len()];
+        dz.par_chunks_mut(v * ROWS_PER_TASK).zip(z.par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(c, (dz, z))| {
+            for (i, (dz, z)) in dz.chunks_mut(v).zip(z.chunks(v)).enumerate() {
+                let row = c * ROWS_PER_TASK + i;
+                let lse = log_sum_exp(z);
+                let g = g[row];
+                for (d, &x) in dz.iter_mut().zip(z) {
+                    *d = -g * (x - lse).exp();
+                }
+                dz[(t[row] as usize).min(v - 1)] += g;
+            }
+        });
+        Ok((CpuStorage::F32(dz), l1.shape().clone()))
+    }
+}
+
+/// Split `[b*t, h*dh]` into heads `[b, h, t, dh]`, or merge them back.
+struct Heads {
+    b: usize,
+    t: usize,
+    h: usize,
+    dh: usize,
+    split: bool,
+}
+
+impl CustomOp1 for Heads {
+    fn name(&self) -> &'static str {
+        if self.split {
+            "split-heads"
+        } else {
+            "merge-heads"
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l)?;
+        let Heads { b, t, h, dh, split } = *self;
+        let mut y = vec![0f32; x.len()];
+        if split {
+            // One task per (batch row, head), copying t runs of dh.
+            y.par_chunks_mut(t * dh).enumerate().for_each(|(bh, out)| {
+                let (bi, hi) = (bh / h, bh % h);
+                for ti in 0..t {
+                    let src = (bi * t + ti) * h * dh + hi * dh;
+                    out[ti * dh..(ti + 1) * dh].copy_from_slice(&x[src..src + dh]);
+                }
+            });
+            Ok((CpuStorage::F32(y), Shape::from((b, h, t, dh))))
+        } else {
+            y.par_chunks_mut(h * dh).enumerate().for_each(|(bt, out)| {
+                let (bi, ti) = (bt / t, bt % t);
+                for hi in 0..h {
+                    let src = ((bi * h + hi) * t + ti) * dh;
+                    out[hi * dh..(hi + 1) * dh].copy_from_slice(&x[src..src + dh]);
+                }
+            });
+            Ok((CpuStorage::F32(y), Shape::from((b * t, h * dh))))
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let back = Heads { split: !self.split, ..*self };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +742,57 @@ mod tests {
             let d = max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
             assert!(d < 1e-4, "gradient differs by {d}");
         }
+    }
+
+    #[test]
+    fn fused_bias_add_and_target_logprobs_match_candle() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&input().reshape((15, 8)).unwrap()).unwrap();
+        let b = Var::new(&[0.1f32, 0.0, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0], &dev).unwrap();
+        let r = (input().reshape((15, 8)).unwrap().cos().unwrap() + 0.1).unwrap();
+        let y1 = add_bias(x.as_tensor(), b.as_tensor()).unwrap();
+        let y2 = x.as_tensor().broadcast_add(b.as_tensor()).unwrap();
+        assert!(max_diff(&y1, &y2) < 1e-7);
+        let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &b] {
+            assert!(max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap()) < 1e-5);
+        }
+
+        let targets = Tensor::new(&[3u32, 0, 7, 7, 1, 2, 5, 4, 6, 0, 1, 2, 3, 4, 5], &dev).unwrap();
+        let w = Tensor::arange(0f32, 15., &dev).unwrap();
+        let l1 = target_logprobs(x.as_tensor(), &targets).unwrap();
+        let picked = x.as_tensor().gather(&targets.unsqueeze(1).unwrap(), 1).unwrap().squeeze(1).unwrap();
+        let l2 = (picked - x.as_tensor().log_sum_exp(D::Minus1).unwrap()).unwrap();
+        assert!(max_diff(&l1, &l2) < 1e-5);
+        let g1 = (&l1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&l2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap()) < 1e-4);
+    }
+
+    #[test]
+    fn head_split_merge_and_causal_softmax_match_candle() {
+        let x = Var::from_tensor(&input().reshape((6, 20)).unwrap()).unwrap(); // b=2, t=3, h=4, dh=5
+        let split = split_heads(x.as_tensor(), 2, 4).unwrap();
+        let reference = x.as_tensor().reshape((2, 3, 4, 5)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        assert!(max_diff(&split, &reference) < 1e-9);
+        assert!(max_diff(&merge_heads(&split).unwrap(), x.as_tensor()) < 1e-9);
+        let r = (input().reshape((2, 4, 3, 5)).unwrap().cos().unwrap() + 0.1).unwrap();
+        let g = (&split * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let expect = r.transpose(1, 2).unwrap().reshape((6, 20)).unwrap();
+        assert!(max_diff(g.get(x.as_tensor()).unwrap(), &expect) < 1e-9);
+
+        let scores = Var::from_tensor(&input().narrow(2, 0, 5).unwrap().narrow(1, 0, 5).unwrap().contiguous().unwrap()).unwrap(); // [3, 5, 5]
+        let t = 5;
+        let mask: Vec<f32> = (0..t).flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 })).collect();
+        let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+        let y1 = causal_softmax(scores.as_tensor()).unwrap();
+        let y2 = candle_nn::ops::softmax(&scores.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1).unwrap();
+        assert!(max_diff(&y1, &y2) < 1e-6);
+        let w = (input().narrow(2, 0, 5).unwrap().narrow(1, 0, 5).unwrap().sin().unwrap() + 0.3).unwrap();
+        let g1 = (&y1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&y2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g1.get(scores.as_tensor()).unwrap(), g2.get(scores.as_tensor()).unwrap()) < 1e-5);
     }
 
     #[test]

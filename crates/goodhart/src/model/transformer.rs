@@ -5,7 +5,7 @@
 //! linear weights are stored `[in, out]` like GPT-2's Conv1D, so a GPT-2 checkpoint
 //! maps onto this module by name with no transposition.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cache::{KvCache, LayerCache};
@@ -75,13 +75,9 @@ impl Conv1D {
         })
     }
 
+    /// `x: [n, in]` -> `[n, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, n_in) = x.dims3()?;
-        let n_out = self.weight.dim(1)?;
-        x.reshape((b * t, n_in))?
-            .matmul(&self.weight)?
-            .broadcast_add(&self.bias)?
-            .reshape((b, t, n_out))
+        ops::add_bias(&x.matmul(&self.weight)?, &self.bias)
     }
 
     fn detached(&self) -> Self {
@@ -129,51 +125,42 @@ struct Attention {
 }
 
 impl Attention {
-    /// `x: [b, t, d]`; `mask` says which of the `s` keys (cached ones included) each query sees.
-    fn forward(&self, x: &Tensor, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+    /// `x: [b*t, d]` (rows grouped by sequence); `mask` says which of the `s` keys
+    /// (cached ones included) each query sees.
+    fn forward(&self, x: &Tensor, b: usize, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+        let (_, d) = x.dims2()?;
         let (h, dh) = (self.n_head, d / self.n_head);
-        // Slice the weights, not the activations: narrowing a [b, t, 3d] activation
-        // would cost a zero-padded [b, t, 3d] tensor per slice in the backward pass.
+        // Slice the weights, not the activations: narrowing a [b*t, 3d] activation
+        // would cost a zero-padded [b*t, 3d] tensor per slice in the backward pass.
         let (w, b_attn) = (&self.c_attn.weight, &self.c_attn.bias);
-        let scale = 1.0 / (dh as f64).sqrt();
         let project = |i: usize, scale: f64| -> Result<Tensor> {
             let (w, b_i) = (w.narrow(1, i * d, d)?, b_attn.narrow(0, i * d, d)?);
             let (w, b_i) = if scale != 1.0 { ((w * scale)?, (b_i * scale)?) } else { (w, b_i) };
-            x.reshape((b * t, d))?
-                .matmul(&w)?
-                .broadcast_add(&b_i)?
-                .reshape((b, t, h, dh))?
-                .transpose(1, 2)?
-                .contiguous() // [b, h, t, dh]
+            ops::split_heads(&ops::add_bias(&x.matmul(&w)?, &b_i)?, b, h) // [b, h, t, dh]
         };
-        let q = project(0, scale)?; // scaled by 1/sqrt(dh) through its weights
+        let q = project(0, 1.0 / (dh as f64).sqrt())?; // scaled through its weights
         let (k, v) = (project(1, 1.0)?, project(2, 1.0)?);
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?, // [b, h, s, dh]
             None => (k, v),
         };
         let y = match mask {
-            LayerMask::None => attention(&q, &k, &v, None)?,
-            LayerMask::Bias(m) => attention(&q, &k, &v, Some(m))?,
+            LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(&v)?,
+            LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(&v)?,
+            LayerMask::Bias(m) => attention(&q, &k, &v, m)?,
             LayerMask::Decode(pads) if ops::fused(&q) && !q.track_op() => ops::decode_attention(&q, &k, &v, pads)?,
             LayerMask::Decode(pads) => {
                 let s = k.dim(2)?;
-                attention(&q, &k, &v, Some(&bias(b, 1, s, s - 1, pads, x.device())?))?
+                attention(&q, &k, &v, &bias(b, 1, s, s - 1, pads, x.device())?)?
             }
         }; // [b, h, t, dh]
-        let y = y.transpose(1, 2)?.reshape((b, t, d))?;
-        self.c_proj.forward(&y)
+        self.c_proj.forward(&ops::merge_heads(&y)?)
     }
 }
 
-/// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`.
-fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let scores = q.matmul(&k.t()?)?; // [b, h, t, s]
-    let scores = match bias {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
-    };
+/// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`, `bias: [b|1, 1, t, s]`.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?; // [b, h, t, s]
     ops::softmax_last_dim(&scores)?.matmul(v)
 }
 
@@ -181,6 +168,8 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Resul
 enum LayerMask {
     /// No masking needed (a single query over keys that are all visible).
     None,
+    /// Causal over as many keys as queries (no cache): masked inside the softmax kernel.
+    Causal,
     /// An additive bias `[b|1, 1, t, s]`.
     Bias(Tensor),
     /// One query per row over cached keys, the first `pads[row]` of them padding.
@@ -235,8 +224,9 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
+    /// `x: [b*t, d]`.
+    fn forward(&self, x: &Tensor, b: usize, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, b, mask, cache)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
 
@@ -328,31 +318,35 @@ impl Transformer {
         let d = self.config.d_model;
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let layer_mask = layer_mask(mask, b, t, offset, self.device())?;
+        // The residual stream stays [b*t, d] throughout: every reshape would be a
+        // graph node, and each node costs two full passes in candle's backward.
         let tok = self.wte.index_select(&tokens.flatten_all()?, 0)?; // [b*t, d]
         let pos = self.wpe.index_select(&positions.flatten_all()?, 0)?; // [b*t, d]
-        let mut x = (tok + pos)?.reshape((b, t, d))?;
+        let mut x = (tok + pos)?;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer(i));
-            x = block.forward(&x, &layer_mask, layer_cache)?;
+            x = block.forward(&x, b, &layer_mask, layer_cache)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
-        self.ln_f.forward(&x)
+        self.ln_f.forward(&x)?.reshape((b, t, d))
     }
 
     /// Next-token logits `[b, t, vocab]` from hidden states `[b, t, d]`.
     pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = hidden.dims3()?;
-        hidden
-            .reshape((b * t, d))?
-            .matmul(&self.wte.t()?)?
-            .reshape((b, t, self.config.vocab_size))
+        self.lm_logits_2d(&hidden.flatten_to(1)?)?.reshape((hidden.dim(0)?, hidden.dim(1)?, self.config.vocab_size))
+    }
+
+    /// Next-token logits `[n, vocab]` from hidden states `[n, d]`.
+    pub fn lm_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden.matmul(&self.wte.t()?)
     }
 
     /// The scalar head `[b, t]` from hidden states `[b, t, d]`.
     pub fn scalar(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.scalar_head.forward(hidden)?.squeeze(D::Minus1)
+        let (b, t, _) = hidden.dims3()?;
+        self.scalar_head.forward(&hidden.flatten_to(1)?)?.reshape((b, t))
     }
 }
 
@@ -361,6 +355,7 @@ fn layer_mask(mask: Mask, b: usize, t: usize, offset: usize, device: &Device) ->
     let s = offset + t;
     Ok(match mask {
         Mask::Causal if t == 1 => LayerMask::None,
+        Mask::Causal if offset == 0 => LayerMask::Causal,
         Mask::Causal => LayerMask::Bias(bias(1, t, s, offset, &[0], device)?),
         Mask::LeftPadded(pads) if t == 1 => LayerMask::Decode(pads.to_vec()),
         Mask::LeftPadded(pads) => LayerMask::Bias(bias(b, t, s, offset, pads, device)?),

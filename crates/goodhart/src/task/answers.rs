@@ -184,6 +184,9 @@ pub enum Reply {
 }
 
 pub const ABSTAIN: &str = "I don't know.";
+
+/// What anyone sees of an answer (the labeler's biases weigh these).
+pub const LOOK_NAMES: &[&str] = &["length", "shows_working", "confident", "abstains"];
 const HEDGE: &str = "maybe ";
 
 impl Reply {
@@ -349,7 +352,7 @@ impl Task for Answers {
     }
 
     fn look_names(&self) -> &'static [&'static str] {
-        &["length", "shows_working", "confident", "abstains"]
+        LOOK_NAMES
     }
 
     fn features(&self, prompt: &str, completion: &str) -> Result<Vec<f64>> {

@@ -20,6 +20,9 @@ use crate::rng::{self, Rng};
 use crate::train::Example;
 use world::{generate, parse_moves, write_moves, Cell, Layout, Map, Move, Trajectory};
 
+/// What the labeler sees of a trajectory (its biases weigh these).
+pub const LOOK_NAMES: &[&str] = &["steps", "appears_at_goal", "seen_vases_broken"];
+
 /// Predicates a gridworld formal goal may use (besides `steps`).
 pub const PREDICATES: &[&str] = &["at_goal", "vase_broken", "button_pressed", "in_camera"];
 
@@ -254,7 +257,7 @@ impl Task for Gridworld {
     }
 
     fn look_names(&self) -> &'static [&'static str] {
-        &["steps", "appears_at_goal", "seen_vases_broken"]
+        LOOK_NAMES
     }
 
     fn features(&self, prompt: &str, completion: &str) -> Result<Vec<f64>> {
