@@ -58,6 +58,9 @@ enum Command {
     /// Move comparisons in and out of a label store as preference JSONL.
     #[command(subcommand)]
     Labels(LabelsCommand),
+    /// Train a reward model on a label store, or score completions with one.
+    #[command(subcommand)]
+    Rm(RmCommand),
     /// Look at the bundled tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -209,6 +212,38 @@ enum LabelsCommand {
 }
 
 #[derive(Subcommand)]
+enum RmCommand {
+    /// Train on the store's comparisons (the experiment's `reward_model` settings); report held-out accuracy.
+    Train {
+        #[arg(long)]
+        store: PathBuf,
+        /// The base policy: the task it was trained on, its tokenizer, and the initial weights.
+        #[arg(long)]
+        base: PathBuf,
+        /// Directory to write the reward model to.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Learn these labelers' comparisons (repeatable; default: the experiment's choice).
+        #[arg(long)]
+        labeler: Vec<String>,
+        /// Replace an existing output directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Score completions: JSONL lines with "prompt" and "completion" in, the same with "reward" and "spread" out.
+    Score {
+        /// Reward model directory.
+        #[arg(long)]
+        rm: PathBuf,
+        /// JSONL input (default: standard input).
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TaskCommand {
     /// Show a few prompts, demonstrations and their gold reward.
     Show {
@@ -255,6 +290,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             label_simulate(&cli_settings(&cli.threads, cli.seed), &checkpoint, &store, &exp, pairs, &batch, bars)
         }
         Command::Labels(cmd) => labels_cmd(cmd),
+        Command::Rm(cmd) => rm_cmd(&cli_settings(&cli.threads, cli.seed), cmd, bars),
         Command::Task(TaskCommand::Show { name, n, split }) => task_show(&name, n, split.into(), cli.seed.unwrap_or(0)),
         Command::Config { experiment } => {
             let exp = load_experiment(experiment.as_deref(), &cli_settings(&cli.threads, cli.seed))?;
@@ -502,6 +538,75 @@ fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
                 eprintln!("{}:{line}: skipped: {problem}", file.display());
             }
             eprintln!("imported {} comparisons ({} lines skipped)", report.imported, report.skipped.len());
+        }
+    }
+    Ok(())
+}
+
+fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
+    match cmd {
+        RmCommand::Train { store, base, out, exp: exp_args, labeler, force } => {
+            if out.exists() && !force {
+                bail!("{} already exists (use --force to replace it)", out.display());
+            }
+            let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
+            runtime::set_threads(exp.threads);
+            let (model, info) = checkpoint::load(&base, &runtime::device(), false)?;
+            let (task_cfg, task_seed) = stages::task_of_checkpoint(&info).context("the base checkpoint records no task")?;
+            let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
+            let task = task_cfg.build(task_seed)?;
+            let labelers = if labeler.is_empty() { setup.reward_labelers() } else { labeler };
+            let store = LabelStore::open_existing(&store)?;
+            let filter = Filter { task: Some(task.name().to_string()), labelers: labelers.clone(), ..Default::default() };
+            let comparisons = store.comparisons(&filter)?;
+            tracing::info!(comparisons = comparisons.len(), labelers = ?labelers, "training reward model");
+            let (rm, report) = goodhart::reward::train_reward_model(
+                &model,
+                &comparisons,
+                task.as_ref(),
+                &setup.reward_model,
+                &mut rng::stream(exp.seed, "cli/rm"),
+                bars,
+            )?;
+            rm.save(&out, force)?;
+            bars.println(&format!(
+                "{} comparisons ({} held out); held-out accuracy vs labeler {}, vs gold {}",
+                report.train_comparisons,
+                report.heldout_comparisons,
+                fmt_stat(&report.accuracy_labeler),
+                fmt_stat(&report.accuracy_gold)
+            ));
+            for (d, l, g) in &report.by_difficulty {
+                bars.println(&format!("  difficulty {d}: vs labeler {}, vs gold {}", fmt_stat(l), fmt_stat(g)));
+            }
+        }
+        RmCommand::Score { rm, input } => {
+            let rm = goodhart::reward::RewardModel::load(&rm, &runtime::device())?;
+            let text = match &input {
+                Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                None => std::io::read_to_string(std::io::stdin())?,
+            };
+            let name = input.as_ref().map_or("<stdin>".to_string(), |p| p.display().to_string());
+            let mut rows = vec![];
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
+                let field = |k: &str| -> Result<String> {
+                    v.get(k)
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string)
+                        .with_context(|| format!("{name}:{}: missing string field {k:?}", i + 1))
+                };
+                rows.push((v.clone(), field("prompt")?, field("completion")?));
+            }
+            let items: Vec<(&str, &str)> = rows.iter().map(|(_, p, c)| (p.as_str(), c.as_str())).collect();
+            let scores = rm.score_texts(&items)?;
+            let mut out = std::io::stdout().lock();
+            for ((mut v, _, _), s) in rows.into_iter().zip(scores) {
+                v["reward"] = s.mean.into();
+                v["spread"] = s.spread.into();
+                writeln!(out, "{v}")?;
+            }
         }
     }
     Ok(())

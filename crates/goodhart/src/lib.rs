@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod measure;
 pub mod model;
 pub mod progress;
+pub mod reward;
 pub mod rng;
 pub mod runtime;
 pub mod task;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
 use crate::feedback::{Labeler, LabelerConfig};
+use crate::reward::RewardModelConfig;
 use crate::task::{AnswersConfig, GridworldConfig, Task, TaskConfig};
 use crate::train::SftConfig;
 
@@ -71,6 +72,8 @@ pub struct TaskSetup {
     pub labelers: Vec<LabelerConfig>,
     /// How many comparisons to collect, and how.
     pub labels: LabelsConfig,
+    /// The reward model learned from the comparisons.
+    pub reward_model: RewardModelConfig,
 }
 
 /// The label budget: pairs of base-policy completions, each compared by every labeler.
@@ -117,11 +120,21 @@ impl Default for TaskSetup {
             sampling: SamplingConfig::default(),
             labelers: vec![LabelerConfig::default()],
             labels: LabelsConfig::default(),
+            reward_model: RewardModelConfig::default(),
         }
     }
 }
 
 impl TaskSetup {
+    /// Whose comparisons the reward model learns: its `labelers`, else the first labeler.
+    pub fn reward_labelers(&self) -> Vec<String> {
+        if self.reward_model.labelers.is_empty() {
+            vec![self.labelers[0].name.clone()]
+        } else {
+            self.reward_model.labelers.clone()
+        }
+    }
+
     /// The labelers bound to a built task (checks their bias names against it).
     pub fn labelers<'t>(&self, task: &'t dyn Task) -> Result<Vec<Labeler<'t>>> {
         self.labelers.iter().map(|c| Labeler::new(c.clone(), task)).collect()
@@ -163,6 +176,15 @@ impl TaskSetup {
         self.sft.validate().map_err(prefixed)?;
         self.sampling.validate().map_err(prefixed)?;
         self.labels.validate().map_err(prefixed)?;
+        self.reward_model.validate().map_err(prefixed)?;
+        for name in &self.reward_model.labelers {
+            if !self.labelers.iter().any(|l| &l.name == name) {
+                return Err(Error::invalid(
+                    format!("{at}.reward_model.labelers"),
+                    format!("no labeler named {name:?} in this task's [[task.labelers]]"),
+                ));
+            }
+        }
         if self.labelers.is_empty() {
             return Err(Error::invalid(format!("{at}.labelers"), "at least one labeler is needed"));
         }

@@ -1,0 +1,295 @@
+//! Training a reward model on comparisons: `-log P(label)` with
+//! `P(A over B) = p/2 + (1 - p) sigmoid(r(A) - r(B))`, where `p` is the
+//! labelers' random-answer rate; ties are 0.5 targets, "can't tell" is dropped.
+
+use rand::seq::SliceRandom;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use super::{last_token_scalar, raw_scores, Member, RewardModel, RewardModelInfo};
+use crate::error::{Error, Result};
+use crate::feedback::{Answer, Comparison};
+use crate::measure::Stat;
+use crate::model::{Model, ModelConfig, SequenceBatch};
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::task::Task;
+use crate::train::{OptimConfig, Trainer};
+
+/// Where a reward model's weights start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardInit {
+    /// From the base policy (its trunk already reads the task).
+    #[default]
+    Policy,
+    /// From fresh random weights, shaped like the policy unless `model` says otherwise.
+    Scratch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardModelConfig {
+    /// Start from the base policy's weights ("policy") or from fresh ones ("scratch").
+    pub init: RewardInit,
+    /// Shape of a reward model trained from scratch (default: the policy's).
+    pub model: Option<ModelConfig>,
+    /// Ensemble members, each trained on a bootstrap resample of the comparisons.
+    pub ensemble: usize,
+    /// Learn these labelers' comparisons (empty: the experiment's first labeler).
+    pub labelers: Vec<String>,
+    /// Probability that a label is a random answer, folded into the likelihood.
+    pub p_random: f64,
+    /// Optimiser steps per member.
+    pub steps: usize,
+    /// Comparisons per step.
+    pub batch_size: usize,
+    pub optim: OptimConfig,
+    /// Share of the comparisons held out to measure accuracy.
+    pub heldout_fraction: f64,
+}
+
+impl Default for RewardModelConfig {
+    fn default() -> Self {
+        Self {
+            init: RewardInit::Policy,
+            model: None,
+            ensemble: 1,
+            labelers: vec![],
+            p_random: 0.0,
+            steps: 300,
+            batch_size: 32,
+            optim: OptimConfig { lr: 1e-3, warmup_steps: 20, ..OptimConfig::default() },
+            heldout_fraction: 0.1,
+        }
+    }
+}
+
+impl RewardModelConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.ensemble == 0 {
+            return Err(Error::invalid("reward_model.ensemble", "must be at least 1"));
+        }
+        if self.steps == 0 || self.batch_size == 0 {
+            return Err(Error::invalid("reward_model.steps", "steps and batch_size must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.p_random) {
+            return Err(Error::invalid("reward_model.p_random", "must be in [0, 1)"));
+        }
+        if !(0.0..0.9).contains(&self.heldout_fraction) {
+            return Err(Error::invalid("reward_model.heldout_fraction", "must be in [0, 0.9)"));
+        }
+        self.optim.validate("reward_model.optim")
+    }
+}
+
+/// How well a reward model learned, on held-out comparisons.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RewardReport {
+    /// Comparisons trained on and held out (after dropping "can't tell").
+    pub train_comparisons: usize,
+    pub heldout_comparisons: usize,
+    /// (step, loss) of the first member.
+    pub train_loss: Vec<(usize, f64)>,
+    /// Share of held-out A/B labels the model ranks the same way, and its loss on them.
+    pub accuracy_labeler: Stat,
+    pub loss_labeler: f64,
+    /// The same against gold-derived labels (pairs whose gold differs).
+    pub accuracy_gold: Stat,
+    pub loss_gold: f64,
+    /// (difficulty, accuracy against the labeler, accuracy against gold).
+    pub by_difficulty: Vec<(u32, Stat, Stat)>,
+}
+
+/// A comparison as tokens and a target probability that A is better.
+struct Encoded {
+    prompt: Vec<u32>,
+    a: Vec<u32>,
+    b: Vec<u32>,
+    target: f32,
+}
+
+/// Train a reward model (or ensemble) on `comparisons` of `task`, starting from `base`.
+pub fn train_reward_model(
+    base: &Model,
+    comparisons: &[Comparison],
+    task: &dyn Task,
+    cfg: &RewardModelConfig,
+    rng: &mut Rng,
+    progress: &dyn Progress,
+) -> Result<(RewardModel, RewardReport)> {
+    cfg.validate()?;
+    let usable: Vec<&Comparison> = comparisons.iter().filter(|c| c.answer != Answer::CantTell).collect();
+    let decisive = usable.iter().filter(|c| matches!(c.answer, Answer::A | Answer::B)).count();
+    if usable.len() < 2 || decisive == 0 {
+        return Err(Error::invalid(
+            "reward_model",
+            format!("{} usable comparisons, {decisive} with a preference: too few to learn from", usable.len()),
+        ));
+    }
+    let first = usable[0].answer;
+    if usable.iter().all(|c| c.answer == first) {
+        return Err(Error::invalid(
+            "reward_model",
+            format!("every comparison says {:?}: a one-sided label set carries no preference to learn", first.as_str()),
+        ));
+    }
+    let tok = base.tokenizer();
+    let encode = |c: &Comparison| -> Result<Encoded> {
+        Ok(Encoded {
+            prompt: tok.encode_prompt(&c.prompt)?,
+            a: tok.encode_completion(&c.a)?,
+            b: tok.encode_completion(&c.b)?,
+            target: match c.answer {
+                Answer::A => 1.0,
+                Answer::B => 0.0,
+                _ => 0.5,
+            },
+        })
+    };
+    let mut order: Vec<usize> = (0..usable.len()).collect();
+    order.shuffle(rng);
+    let n_heldout = ((usable.len() as f64 * cfg.heldout_fraction).round() as usize).min(usable.len() - 1);
+    let (heldout_idx, train_idx) = order.split_at(n_heldout);
+    let train: Vec<Encoded> = train_idx.iter().map(|&i| encode(usable[i])).collect::<Result<_>>()?;
+
+    let mut members = vec![];
+    let mut report = RewardReport {
+        train_comparisons: train.len(),
+        heldout_comparisons: heldout_idx.len(),
+        ..Default::default()
+    };
+    progress.start("reward model", (cfg.steps * cfg.ensemble) as u64);
+    for m in 0..cfg.ensemble {
+        let model = match cfg.init {
+            RewardInit::Policy => base.deep_copy(true)?,
+            RewardInit::Scratch => {
+                let shape = cfg.model.clone().unwrap_or_else(|| base.config().clone());
+                Model::init(&shape, base.tokenizer_arc(), rng, base.device())?
+            }
+        };
+        // Member 0 of a single model sees every comparison; ensemble members see bootstrap resamples.
+        let pool: Vec<usize> = if cfg.ensemble == 1 {
+            (0..train.len()).collect()
+        } else {
+            (0..train.len()).map(|_| rng.random_range(0..train.len())).collect()
+        };
+        let mut trainer = Trainer::new(model.vars(), &cfg.optim, cfg.steps, "reward model")?;
+        for _ in 0..cfg.steps {
+            let batch: Vec<&Encoded> = (0..cfg.batch_size).map(|_| &train[pool[rng.random_range(0..pool.len())]]).collect();
+            let loss = bt_loss(&model, &batch, cfg.p_random)?;
+            let stats = trainer.step(&loss)?;
+            if m == 0 {
+                report.train_loss.push((stats.step, stats.loss));
+            }
+            progress.advance(1);
+        }
+        members.push(model);
+    }
+    progress.finish();
+
+    // Normalise each member on the base policy's completions (the compared samples).
+    let mut completions: Vec<(&[u32], &[u32])> = vec![];
+    for e in &train {
+        completions.push((&e.prompt, &e.a));
+        completions.push((&e.prompt, &e.b));
+    }
+    let members: Vec<Member> = members
+        .into_iter()
+        .map(|model| {
+            let raw = raw_scores(&model, &completions)?;
+            let s = Stat::of(&raw);
+            let std = (s.stderr * (s.n as f64).sqrt()).max(1e-6);
+            Ok(Member { model, shift: s.mean, scale: std })
+        })
+        .collect::<Result<_>>()?;
+    let mut labelers: Vec<String> = usable.iter().map(|c| c.labeler.clone()).collect();
+    labelers.sort();
+    labelers.dedup();
+    let rm = RewardModel {
+        info: RewardModelInfo {
+            task: task.name().to_string(),
+            tokenizer: tok.spec(),
+            labelers,
+            comparisons: train.len(),
+            normalisation: members.iter().map(|m| (m.shift, m.scale)).collect(),
+        },
+        members,
+    };
+    let heldout: Vec<&Comparison> = heldout_idx.iter().map(|&i| usable[i]).collect();
+    evaluate(&rm, &heldout, task, &mut report)?;
+    Ok((rm, report))
+}
+
+/// Bradley-Terry negative log-likelihood of a batch of comparisons (differentiable).
+fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_core::Tensor> {
+    let n = batch.len();
+    let mut pairs: Vec<(&[u32], &[u32])> = batch.iter().map(|e| (e.prompt.as_slice(), e.a.as_slice())).collect();
+    pairs.extend(batch.iter().map(|e| (e.prompt.as_slice(), e.b.as_slice())));
+    let seqs = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?;
+    let r = last_token_scalar(model.train_net(), &seqs)?; // [2n]
+    let d = (r.narrow(0, 0, n)? - r.narrow(0, n, n)?)?; // r(A) - r(B)
+    let y = candle_core::Tensor::from_vec(batch.iter().map(|e| e.target).collect::<Vec<_>>(), n, model.device())?;
+    let loss = if p_random == 0.0 {
+        // -(y log s(d) + (1-y) log s(-d)) = softplus(d) - y d, with a stable softplus.
+        let softplus = (d.relu()? + (d.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        (softplus - (&y * &d)?)?
+    } else {
+        let p = ((candle_nn::ops::sigmoid(&d)? * (1.0 - p_random))? + p_random / 2.0)?;
+        let q = (p.neg()? + 1.0)?;
+        ((&y * p.log()?)? + ((y.neg()? + 1.0)? * q.log()?)?)?.neg()?
+    };
+    Ok(loss.mean_all()?)
+}
+
+/// Held-out accuracy and loss against the labelers' labels and against gold, by difficulty.
+fn evaluate(rm: &RewardModel, heldout: &[&Comparison], task: &dyn Task, report: &mut RewardReport) -> Result<()> {
+    if heldout.is_empty() {
+        return Ok(());
+    }
+    let mut items = vec![];
+    for c in heldout {
+        items.push((c.prompt.as_str(), c.a.as_str()));
+        items.push((c.prompt.as_str(), c.b.as_str()));
+    }
+    let scores = rm.score_texts(&items)?;
+    // Per comparison: (difficulty, model's P(A), labeler's target or None, gold target or None).
+    let mut rows = vec![];
+    for (i, c) in heldout.iter().enumerate() {
+        let d = scores[2 * i].mean - scores[2 * i + 1].mean;
+        let p_a = 1.0 / (1.0 + (-d).exp());
+        let labeler = match c.answer {
+            Answer::A => Some(1.0),
+            Answer::B => Some(0.0),
+            _ => None,
+        };
+        let (ga, gb) = (task.gold(&c.prompt, &c.a)?, task.gold(&c.prompt, &c.b)?);
+        let gold = (ga != gb).then_some(if ga > gb { 1.0 } else { 0.0 });
+        rows.push((task.difficulty(&c.prompt)?, p_a, labeler, gold));
+    }
+    let acc = |rows: &[&(u32, f64, Option<f64>, Option<f64>)], gold: bool| -> (Stat, f64) {
+        let mut hits = vec![];
+        let mut nll = 0.0;
+        for r in rows {
+            let target = if gold { r.3 } else { r.2 };
+            if let Some(t) = target {
+                hits.push(f64::from((r.1 > 0.5) == (t > 0.5)));
+                let p = if t > 0.5 { r.1 } else { 1.0 - r.1 };
+                nll -= p.max(1e-12).ln();
+            }
+        }
+        let n = hits.len().max(1) as f64;
+        (Stat::of(&hits), nll / n)
+    };
+    let all: Vec<_> = rows.iter().collect();
+    (report.accuracy_labeler, report.loss_labeler) = acc(&all, false);
+    (report.accuracy_gold, report.loss_gold) = acc(&all, true);
+    let mut diffs: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    diffs.sort_unstable();
+    diffs.dedup();
+    for d in diffs {
+        let sub: Vec<_> = rows.iter().filter(|r| r.0 == d).collect();
+        report.by_difficulty.push((d, acc(&sub, false).0, acc(&sub, true).0));
+    }
+    Ok(())
+}
