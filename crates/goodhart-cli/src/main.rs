@@ -495,10 +495,10 @@ fn label_simulate(
     }
     let mut store = LabelStore::open(store_path)?;
     let name = checkpoint.display().to_string();
-    let n = stages::simulate_labels(
+    let n = goodhart::feedback::simulate_labels(
         &mut store,
         &model,
-        &stages::PolicyTag { name: &name, step: None },
+        &goodhart::feedback::PolicyTag { name: &name, step: None },
         task.as_ref(),
         &labelers,
         &task.prompts(Split::Train),

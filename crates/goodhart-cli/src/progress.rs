@@ -23,9 +23,9 @@ impl Bars {
         LogWriter(self.multi.clone())
     }
 
-    /// Print a line above the bars.
+    /// Print a result line on standard output, with the bars lifted out of the way.
     pub fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
+        self.multi.suspend(|| println!("{line}"));
     }
 }
 

@@ -10,6 +10,7 @@ pub mod feedback;
 pub mod fsutil;
 pub mod measure;
 pub mod model;
+pub mod optimize;
 pub mod progress;
 pub mod reward;
 pub mod rng;

@@ -6,12 +6,9 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use super::config::LabelsConfig;
 use super::TaskSetup;
 use crate::error::Result;
-use crate::feedback::{LabelStore, Labeler, NewComparison, NewSample};
-use crate::model::sample::Sample;
-use rand::Rng as _;
+use crate::feedback::Labeler;
 use crate::measure::{labeler_fidelity, score_samples, LabelerFidelity, Scored, Stat};
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
@@ -121,82 +118,3 @@ pub fn evaluate_policy(
     })
 }
 
-/// Where sampled pairs come from in the label store.
-pub struct PolicyTag<'a> {
-    /// Name of the policy (or checkpoint) in the store.
-    pub name: &'a str,
-    /// Its training step, when it has one.
-    pub step: Option<i64>,
-}
-
-/// Sample `n_pairs` pairs of completions on `prompts` (drawn at random), have every
-/// labeler compare each pair, and record them. Every `commit_every` pairs are one
-/// transaction: a killed run keeps every comparison committed before it.
-#[allow(clippy::too_many_arguments)]
-pub fn simulate_labels(
-    store: &mut LabelStore,
-    model: &Model,
-    policy: &PolicyTag,
-    task: &dyn Task,
-    labelers: &[Labeler],
-    prompts: &[String],
-    cfg: &LabelsConfig,
-    batch: &str,
-    rng: &mut crate::rng::Rng,
-    progress: &dyn Progress,
-) -> Result<usize> {
-    cfg.validate()?;
-    if prompts.is_empty() {
-        return Err(crate::Error::invalid("labels", "no prompts to label"));
-    }
-    let sampling = SamplingConfig { batch_size: cfg.commit_every.max(1) * 2, ..cfg.sampling.clone() };
-    let mut done = 0;
-    progress.start(&format!("labels {batch}"), cfg.pairs as u64);
-    while done < cfg.pairs {
-        let n = cfg.commit_every.min(cfg.pairs - done);
-        let chosen: Vec<&String> = (0..n).map(|_| &prompts[rng.random_range(0..prompts.len())]).collect();
-        let ids = chosen.iter().map(|p| model.tokenizer().encode_prompt(p)).collect::<Result<Vec<_>>>()?;
-        let samples = sample(model, &ids, 2, &sampling, rng)?;
-        // Judge first, then write the whole chunk in one transaction.
-        let mut judged = Vec::with_capacity(n);
-        for (i, pair) in samples.chunks(2).enumerate() {
-            let (a, b) = (&pair[0], &pair[1]);
-            let answers = labelers
-                .iter()
-                .map(|l| l.compare(chosen[i], &a.text, &b.text, rng))
-                .collect::<Result<Vec<_>>>()?;
-            judged.push((chosen[i], a, b, answers));
-        }
-        store.write(|w| {
-            for (prompt, a, b, answers) in &judged {
-                let prompt_id = w.prompt(task.name(), "train", prompt)?;
-                let mut record = |s: &Sample| {
-                    w.sample(&NewSample {
-                        prompt_id,
-                        completion: &s.text,
-                        policy: policy.name,
-                        step: policy.step,
-                        logprob: Some(s.logprob()),
-                    })
-                };
-                let (ia, ib) = (record(a)?, record(b)?);
-                for (l, answer) in labelers.iter().zip(answers) {
-                    w.comparison(&NewComparison {
-                        sample_a: ia,
-                        sample_b: ib,
-                        labeler: l.name(),
-                        answer: *answer,
-                        reason: None,
-                        batch: Some(batch),
-                        seconds: None,
-                    })?;
-                }
-            }
-            Ok(())
-        })?;
-        done += n;
-        progress.advance(n as u64);
-    }
-    progress.finish();
-    Ok(done)
-}

@@ -1,7 +1,9 @@
 //! Feedback: simulated labelers and the store where every judgement is kept.
 
 pub mod labeler;
+pub mod simulate;
 pub mod store;
 
 pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
+pub use simulate::{simulate_labels, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

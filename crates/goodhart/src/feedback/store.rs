@@ -285,6 +285,25 @@ impl LabelStore {
         Ok(out)
     }
 
+    /// Withdraw every live comparison whose batch is `batch` or starts with
+    /// `batch` + "/" (a resumed run redoing an interrupted stage). The rows stay
+    /// on disk, marked retracted, and each withdrawal is recorded in the history.
+    pub fn retract_batch(&mut self, batch: &str) -> Result<usize> {
+        let prefix = format!("{batch}/%");
+        self.write(|w| {
+            let at = now_ms();
+            w.tx.execute(
+                "INSERT INTO history (at, event, comparison_id, detail)
+                 SELECT ?1, 'retract', id, 'batch ' || batch || ' redone' FROM comparisons
+                 WHERE retracted = 0 AND (batch = ?2 OR batch LIKE ?3)",
+                params![at, batch, prefix],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute("UPDATE comparisons SET retracted = 1 WHERE retracted = 0 AND (batch = ?1 OR batch LIKE ?2)", params![batch, prefix])
+                .map_err(|e| w.err(e))
+        })
+    }
+
     pub fn count_comparisons(&self) -> Result<usize> {
         self.conn
             .query_row("SELECT COUNT(*) FROM comparisons WHERE retracted = 0", [], |r| r.get::<_, i64>(0))
@@ -494,6 +513,31 @@ mod tests {
         assert!(r.is_err());
         let n: i64 = store.conn.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn retracting_a_batch_hides_it_and_its_sub_batches_but_keeps_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
+        fill(&mut store); // batch "0"
+        store
+            .write(|w| {
+                let p = w.prompt("answers", "train", "Q: 2+2\nA: ")?;
+                let a = w.sample(&NewSample { prompt_id: p, completion: "4.", policy: "x", step: None, logprob: None })?;
+                let b = w.sample(&NewSample { prompt_id: p, completion: "5.", policy: "x", step: None, logprob: None })?;
+                for batch in ["online/ppo/5", "online/ppo2/5"] {
+                    w.comparison(&NewComparison { sample_a: a, sample_b: b, labeler: "quick", answer: Answer::A, reason: None, batch: Some(batch), seconds: None })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.retract_batch("online/ppo").unwrap(), 1);
+        assert_eq!(store.retract_batch("online/ppo").unwrap(), 0, "already withdrawn");
+        let live: Vec<_> = store.comparisons(&Filter::default()).unwrap().into_iter().filter_map(|c| c.batch).collect();
+        assert_eq!(live, ["0", "0", "0", "0", "online/ppo2/5"]);
+        let rows: i64 = store.conn.query_row("SELECT COUNT(*) FROM comparisons", [], |r| r.get(0)).unwrap();
+        let logged: i64 = store.conn.query_row("SELECT COUNT(*) FROM history WHERE event = 'retract'", [], |r| r.get(0)).unwrap();
+        assert_eq!((rows, logged), (6, 1));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Measurement: what every completion is worth to gold, to each labeler and to
 //! the proxy, its features, and summaries with their standard errors.
 
+pub mod curve;
+pub mod fit;
+pub mod policy;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +13,7 @@ use crate::feedback::Labeler;
 use crate::model::sample::Sample;
 use crate::task::Task;
 
+pub use curve::CurvePoint;
 pub use stats::{pearson, Stat};
 
 /// Everything measured about one completion.
@@ -27,6 +31,8 @@ pub struct Scored {
     pub spec: Option<f64>,
     /// log pi(completion) under the policy that sampled it.
     pub logprob: f64,
+    /// The proxy reward model's score, when there is one.
+    pub proxy: Option<f64>,
 }
 
 /// Score samples of `prompts` with gold, every labeler and the task's features.
@@ -44,6 +50,7 @@ pub fn score_samples(task: &dyn Task, labelers: &[Labeler], prompts: &[String], 
                 difficulty: task.difficulty(prompt)?,
                 spec: task.spec_satisfied(prompt, &s.text),
                 logprob: s.logprob(),
+                proxy: None,
             })
         })
         .collect()

@@ -17,7 +17,7 @@ use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::{Device, Model, SequenceBatch};
 use crate::tokenize::{Tokenizer, TokenizerSpec};
 
-pub use train::{train_reward_model, RewardModelConfig, RewardReport};
+pub use train::{evaluate_on, fine_tune, train_reward_model, RewardInit, RewardModelConfig, RewardReport};
 
 const INFO_FILE: &str = "reward_model.json";
 

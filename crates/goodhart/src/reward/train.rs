@@ -14,6 +14,7 @@ use crate::model::{Model, ModelConfig, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::task::Task;
+use crate::tokenize::Tokenizer;
 use crate::train::{OptimConfig, Trainer};
 
 /// Where a reward model's weights start.
@@ -59,7 +60,7 @@ impl Default for RewardModelConfig {
             p_random: 0.0,
             steps: 300,
             batch_size: 32,
-            optim: OptimConfig { lr: 1e-3, warmup_steps: 20, ..OptimConfig::default() },
+            optim: OptimConfig { lr: 2e-3, warmup_steps: 20, ..OptimConfig::default() },
             heldout_fraction: 0.1,
         }
     }
@@ -135,23 +136,12 @@ pub fn train_reward_model(
         ));
     }
     let tok = base.tokenizer();
-    let encode = |c: &Comparison| -> Result<Encoded> {
-        Ok(Encoded {
-            prompt: tok.encode_prompt(&c.prompt)?,
-            a: tok.encode_completion(&c.a)?,
-            b: tok.encode_completion(&c.b)?,
-            target: match c.answer {
-                Answer::A => 1.0,
-                Answer::B => 0.0,
-                _ => 0.5,
-            },
-        })
-    };
     let mut order: Vec<usize> = (0..usable.len()).collect();
     order.shuffle(rng);
     let n_heldout = ((usable.len() as f64 * cfg.heldout_fraction).round() as usize).min(usable.len() - 1);
     let (heldout_idx, train_idx) = order.split_at(n_heldout);
-    let train: Vec<Encoded> = train_idx.iter().map(|&i| encode(usable[i])).collect::<Result<_>>()?;
+    let train_set: Vec<Comparison> = train_idx.iter().map(|&i| usable[i].clone()).collect();
+    let train = encode_all(tok, &train_set)?;
 
     let mut members = vec![];
     let mut report = RewardReport {
@@ -168,39 +158,21 @@ pub fn train_reward_model(
                 Model::init(&shape, base.tokenizer_arc(), rng, base.device())?
             }
         };
-        // Member 0 of a single model sees every comparison; ensemble members see bootstrap resamples.
-        let pool: Vec<usize> = if cfg.ensemble == 1 {
-            (0..train.len()).collect()
-        } else {
-            (0..train.len()).map(|_| rng.random_range(0..train.len())).collect()
-        };
-        let mut trainer = Trainer::new(model.vars(), &cfg.optim, cfg.steps, "reward model")?;
-        for _ in 0..cfg.steps {
-            let batch: Vec<&Encoded> = (0..cfg.batch_size).map(|_| &train[pool[rng.random_range(0..pool.len())]]).collect();
-            let loss = bt_loss(&model, &batch, cfg.p_random)?;
-            let stats = trainer.step(&loss)?;
-            if m == 0 {
-                report.train_loss.push((stats.step, stats.loss));
-            }
-            progress.advance(1);
+        let losses = train_member(&model, &train, cfg.ensemble > 1, cfg, cfg.steps, rng, progress)?;
+        if m == 0 {
+            report.train_loss = losses;
         }
         members.push(model);
     }
     progress.finish();
 
     // Normalise each member on the base policy's completions (the compared samples).
-    let mut completions: Vec<(&[u32], &[u32])> = vec![];
-    for e in &train {
-        completions.push((&e.prompt, &e.a));
-        completions.push((&e.prompt, &e.b));
-    }
+    let base_completions = completions_of(&train);
     let members: Vec<Member> = members
         .into_iter()
         .map(|model| {
-            let raw = raw_scores(&model, &completions)?;
-            let s = Stat::of(&raw);
-            let std = (s.stderr * (s.n as f64).sqrt()).max(1e-6);
-            Ok(Member { model, shift: s.mean, scale: std })
+            let (shift, scale) = normalisation(&model, &base_completions)?;
+            Ok(Member { model, shift, scale })
         })
         .collect::<Result<_>>()?;
     let mut labelers: Vec<String> = usable.iter().map(|c| c.labeler.clone()).collect();
@@ -219,6 +191,100 @@ pub fn train_reward_model(
     let heldout: Vec<&Comparison> = heldout_idx.iter().map(|&i| usable[i]).collect();
     evaluate(&rm, &heldout, task, &mut report)?;
     Ok((rm, report))
+}
+
+/// Train one member for `steps` steps on `train` (a bootstrap resample of it when `bootstrap`).
+fn train_member(
+    model: &Model,
+    train: &[Encoded],
+    bootstrap: bool,
+    cfg: &RewardModelConfig,
+    steps: usize,
+    rng: &mut Rng,
+    progress: &dyn Progress,
+) -> Result<Vec<(usize, f64)>> {
+    let pool: Vec<usize> = if bootstrap {
+        (0..train.len()).map(|_| rng.random_range(0..train.len())).collect()
+    } else {
+        (0..train.len()).collect()
+    };
+    let mut trainer = Trainer::new(model.vars(), &cfg.optim, steps, "reward model")?;
+    let mut losses = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let batch: Vec<&Encoded> = (0..cfg.batch_size).map(|_| &train[pool[rng.random_range(0..pool.len())]]).collect();
+        let loss = bt_loss(model, &batch, cfg.p_random)?;
+        let stats = trainer.step(&loss)?;
+        losses.push((stats.step, stats.loss));
+        progress.advance(1);
+    }
+    Ok(losses)
+}
+
+fn completions_of(train: &[Encoded]) -> Vec<(&[u32], &[u32])> {
+    train.iter().flat_map(|e| [(e.prompt.as_slice(), e.a.as_slice()), (e.prompt.as_slice(), e.b.as_slice())]).collect()
+}
+
+/// (shift, scale) that map a model's raw scores on `completions` to mean 0, standard deviation 1.
+fn normalisation(model: &Model, completions: &[(&[u32], &[u32])]) -> Result<(f64, f64)> {
+    let raw = raw_scores(model, completions)?;
+    let s = Stat::of(&raw);
+    Ok((s.mean, (s.stderr * (s.n as f64).sqrt()).max(1e-6)))
+}
+
+fn encode_all(tok: &dyn Tokenizer, comparisons: &[Comparison]) -> Result<Vec<Encoded>> {
+    comparisons
+        .iter()
+        .filter(|c| c.answer != Answer::CantTell)
+        .map(|c| {
+            Ok(Encoded {
+                prompt: tok.encode_prompt(&c.prompt)?,
+                a: tok.encode_completion(&c.a)?,
+                b: tok.encode_completion(&c.b)?,
+                target: match c.answer {
+                    Answer::A => 1.0,
+                    Answer::B => 0.0,
+                    _ => 0.5,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Continue training every member of a (trainable) reward model on `comparisons`
+/// for `steps` steps, then renormalise on the base policy's completions in `base`.
+pub fn fine_tune(
+    rm: &mut RewardModel,
+    comparisons: &[Comparison],
+    base: &[Comparison],
+    cfg: &RewardModelConfig,
+    steps: usize,
+    rng: &mut Rng,
+) -> Result<()> {
+    let train = encode_all(rm.tokenizer(), comparisons)?;
+    if train.is_empty() {
+        return Err(Error::invalid("reward_model", "no comparisons to fine-tune on"));
+    }
+    let base_encoded = encode_all(rm.tokenizer(), base)?;
+    let base_completions = completions_of(&base_encoded);
+    let k = rm.members.len();
+    for m in &mut rm.members {
+        if m.model.vars().is_empty() {
+            return Err(Error::invalid("reward_model", "a loaded reward model is frozen; fine-tune the one training made"));
+        }
+        train_member(&m.model, &train, k > 1, cfg, steps, rng, &crate::progress::Silent)?;
+        (m.shift, m.scale) = normalisation(&m.model, &base_completions)?;
+    }
+    rm.info.normalisation = rm.members.iter().map(|m| (m.shift, m.scale)).collect();
+    rm.info.comparisons = train.len();
+    Ok(())
+}
+
+/// Held-out accuracy and loss of `rm` on `comparisons`, against their labels and against gold.
+pub fn evaluate_on(rm: &RewardModel, comparisons: &[Comparison], task: &dyn Task) -> Result<RewardReport> {
+    let usable: Vec<&Comparison> = comparisons.iter().filter(|c| c.answer != Answer::CantTell).collect();
+    let mut report = RewardReport { heldout_comparisons: usable.len(), ..Default::default() };
+    evaluate(rm, &usable, task, &mut report)?;
+    Ok(report)
 }
 
 /// Bradley-Terry negative log-likelihood of a batch of comparisons (differentiable).

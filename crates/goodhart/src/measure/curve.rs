@@ -1,0 +1,73 @@
+//! One point of a strategy's curve: everything measured about one policy (a
+//! checkpoint, or best-of-n at one n, ...) on one split of prompts.
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::Stat;
+use super::Scored;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub task: String,
+    /// The strategy's name in the experiment (e.g. "ppo-kl", "bon").
+    pub strategy: String,
+    /// "heldout" or "shift".
+    pub split: String,
+    /// What was swept: "n", "beta", "q", "iteration", "epoch".
+    pub knob: String,
+    pub value: f64,
+    /// KL(policy || base) in nats, estimated from samples.
+    pub kl: Stat,
+    /// The closed form, where there is one (best-of-n, quantiliser).
+    pub kl_analytic: Option<f64>,
+    pub proxy: Stat,
+    pub gold: Stat,
+    /// (labeler name, its score).
+    pub labelers: Vec<(String, Stat)>,
+    /// Formal-goal satisfaction (gridworld).
+    pub spec: Option<Stat>,
+    /// (feature name, mean).
+    pub features: Vec<(String, f64)>,
+    /// Effective sample size per prompt (importance-weighted estimates).
+    pub ess: Option<f64>,
+    /// The saved policy behind this point, when there is one.
+    pub checkpoint: Option<String>,
+}
+
+/// Summaries of weighted samples: `weights[p]` weighs the samples of prompt `p`
+/// (summing to 1); every summary is a mean over prompts, with the standard error across prompts.
+pub struct Weighted<'a> {
+    pub scored: &'a [Scored],
+    pub per_prompt: usize,
+}
+
+impl Weighted<'_> {
+    fn per_prompt(&self, weights: &[Vec<f64>], f: impl Fn(&Scored) -> f64) -> Stat {
+        let means: Vec<f64> = weights
+            .iter()
+            .enumerate()
+            .map(|(p, w)| {
+                let group = &self.scored[p * self.per_prompt..(p + 1) * self.per_prompt];
+                group.iter().zip(w).map(|(s, w)| w * f(s)).sum()
+            })
+            .collect();
+        Stat::of(&means)
+    }
+
+    /// Fill the reward and feature summaries of `point` from weighted samples.
+    pub fn summarise(&self, weights: &[Vec<f64>], feature_names: &[&str], labeler_names: &[String], point: &mut CurvePoint) {
+        point.gold = self.per_prompt(weights, |s| s.gold);
+        point.proxy = self.per_prompt(weights, |s| s.proxy.unwrap_or(f64::NAN));
+        point.labelers = labeler_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), self.per_prompt(weights, |s| s.labeler[i])))
+            .collect();
+        point.spec = self.scored.first().and_then(|s| s.spec).map(|_| self.per_prompt(weights, |s| s.spec.unwrap_or(0.0)));
+        point.features = feature_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), self.per_prompt(weights, |s| s.features[i]).mean))
+            .collect();
+    }
+}

@@ -1,0 +1,62 @@
+//! Measuring a policy that is a network (an RL or DPO checkpoint): sample it on
+//! an evaluation split, score every completion, and estimate its KL from the
+//! base policy as the mean of `log pi(x) - log pi_base(x)` over its own samples.
+
+use super::curve::{CurvePoint, Weighted};
+use super::{score_samples, Scored, Stat};
+use crate::error::Result;
+use crate::feedback::Labeler;
+use crate::model::sample::{sample, SamplingConfig};
+use crate::model::Model;
+use crate::optimize::{score_samples as score_under, sequence_log_ratios, Proxy, RewardSource};
+use crate::reward::RewardModel;
+use crate::rng::Rng;
+use crate::task::{Split, Task};
+
+/// Where and how much to sample when measuring a policy.
+pub struct Evaluation<'a> {
+    pub task: &'a dyn Task,
+    pub labelers: &'a [Labeler<'a>],
+    pub rm: Option<&'a RewardModel>,
+    pub split: Split,
+    pub prompts: &'a [String],
+    pub per_prompt: usize,
+    pub max_new_tokens: usize,
+}
+
+/// Measure `policy` against `base`; the point's strategy/knob/value are left for the caller.
+pub fn measure_policy(policy: &Model, base: &Model, ev: &Evaluation, rng: &mut Rng) -> Result<(CurvePoint, Vec<Scored>)> {
+    let tok = policy.tokenizer();
+    let ids = ev.prompts.iter().map(|p| tok.encode_prompt(p)).collect::<Result<Vec<_>>>()?;
+    let cfg = SamplingConfig { max_new_tokens: ev.max_new_tokens, ..SamplingConfig::default() };
+    let samples = sample(policy, &ids, ev.per_prompt, &cfg, rng)?;
+    let mut scored = score_samples(ev.task, ev.labelers, ev.prompts, &samples)?;
+    if let Some(rm) = ev.rm {
+        for (s, p) in scored.iter_mut().zip(Proxy(rm).rewards(ev.prompts, &ids, &samples)?) {
+            s.proxy = Some(p);
+        }
+    }
+    let policy_lp = score_under(policy, &ids, &samples)?;
+    let base_lp = score_under(base, &ids, &samples)?;
+    let kl = Stat::of(&sequence_log_ratios(&policy_lp, &base_lp));
+    let uniform = vec![vec![1.0 / ev.per_prompt as f64; ev.per_prompt]; ev.prompts.len()];
+    let mut point = CurvePoint {
+        task: ev.task.name().to_string(),
+        strategy: String::new(),
+        split: ev.split.name().to_string(),
+        knob: String::new(),
+        value: 0.0,
+        kl,
+        kl_analytic: None,
+        proxy: Stat::default(),
+        gold: Stat::default(),
+        labelers: vec![],
+        spec: None,
+        features: vec![],
+        ess: None,
+        checkpoint: None,
+    };
+    let names: Vec<String> = ev.labelers.iter().map(|l| l.name().to_string()).collect();
+    Weighted { scored: &scored, per_prompt: ev.per_prompt }.summarise(&uniform, ev.task.feature_names(), &names, &mut point);
+    Ok((point, scored))
+}

@@ -1,0 +1,121 @@
+//! Conditioning: the optimum of the KL-regularised objective
+//! `E[r] - beta KL(pi || pi_ref)` is `pi*(x) = pi_ref(x) exp(r(x) / beta) / Z`.
+//! On a pool of base samples its expectations are self-normalised importance
+//! weighted averages (weights `exp(r / beta)`), with their effective sample
+//! size; on an output space small enough to enumerate it is computed exactly.
+//! With a 0/1 reward and small beta it is rejection sampling on r = 1.
+
+use serde::{Deserialize, Serialize};
+
+use super::pool::Pool;
+use crate::error::{Error, Result};
+use crate::measure::stats::effective_sample_size;
+use crate::measure::{CurvePoint, Stat};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionConfig {
+    /// The beta of the sweep, each > 0 (smaller: further from the base policy).
+    pub beta: Vec<f64>,
+}
+
+impl Default for ConditionConfig {
+    fn default() -> Self {
+        Self { beta: vec![4.0, 2.0, 1.0, 0.5, 0.25, 0.125] }
+    }
+}
+
+/// Importance weights of `pi*` over samples from `pi_ref` with rewards `r`, and
+/// the estimated KL(pi* || pi_ref) = E_pi*[r] / beta - log E_ref[exp(r / beta)].
+pub fn weights_and_kl(rewards: &[f64], beta: f64) -> (Vec<f64>, f64) {
+    let lw: Vec<f64> = rewards.iter().map(|r| r / beta).collect();
+    let max = lw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = lw.iter().map(|l| (l - max).exp()).sum();
+    let lse = max + sum.ln();
+    let w: Vec<f64> = lw.iter().map(|l| (l - lse).exp()).collect();
+    let log_mean = lse - (rewards.len() as f64).ln();
+    let kl = w.iter().zip(&lw).map(|(w, l)| w * l).sum::<f64>() - log_mean;
+    (w, kl.max(0.0))
+}
+
+/// `pi*` on an enumerated output space: `outputs[i] = (log pi_ref(x_i), r(x_i))`
+/// covering all of pi_ref's mass. Returns (pi*(x_i), KL(pi* || pi_ref), E_pi*[r]).
+pub fn exact(outputs: &[(f64, f64)], beta: f64) -> (Vec<f64>, f64, f64) {
+    let logits: Vec<f64> = outputs.iter().map(|(lp, r)| lp + r / beta).collect();
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+    let pi: Vec<f64> = logits.iter().map(|l| (l - log_z).exp()).collect();
+    let expected_r: f64 = pi.iter().zip(outputs).map(|(p, (_, r))| p * r).sum();
+    let kl: f64 = pi.iter().zip(outputs).filter(|(p, _)| **p > 0.0).map(|(p, (lp, _))| p * (p.ln() - lp)).sum();
+    (pi, kl, expected_r)
+}
+
+pub fn run(pool: &Pool, cfg: &ConditionConfig, strategy: &str) -> Result<Vec<CurvePoint>> {
+    let mut points = vec![];
+    for &beta in &cfg.beta {
+        if !(beta > 0.0 && beta.is_finite()) {
+            return Err(Error::invalid("strategies.conditioning.beta", format!("beta = {beta} must be > 0")));
+        }
+        let mut weights = vec![];
+        let mut kls = vec![];
+        let mut ess = 0.0;
+        for p in 0..pool.n_prompts() {
+            let (w, kl) = weights_and_kl(pool.rewards_of(p), beta);
+            ess += effective_sample_size(&w);
+            kls.push(kl);
+            weights.push(w);
+        }
+        let mut point = pool.point(strategy, "beta", beta, &weights, Stat::of(&kls));
+        point.ess = Some(ess / pool.n_prompts() as f64);
+        points.push(point);
+    }
+    Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng as _;
+
+    #[test]
+    fn importance_weighting_converges_to_the_exact_optimum_on_an_enumerated_space() {
+        // Five outputs with base probabilities and rewards; enumerate pi* exactly.
+        let p0 = [0.4, 0.3, 0.15, 0.1, 0.05];
+        let r = [0.0, 0.5, 1.0, 2.0, -1.0];
+        let outputs: Vec<(f64, f64)> = p0.iter().zip(&r).map(|(p, r)| (f64::ln(*p), *r)).collect();
+        let beta = 0.5;
+        let (pi, kl, er) = exact(&outputs, beta);
+        assert!((pi.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // The closed form: KL = E[r] / beta - log Z, Z = sum p0 exp(r / beta).
+        let z: f64 = p0.iter().zip(&r).map(|(p, r)| p * (r / beta).exp()).sum();
+        assert!((kl - (er / beta - z.ln())).abs() < 1e-12);
+        // Importance-weighted estimates from samples of the base distribution.
+        let mut rng = crate::rng::stream(3, "t");
+        let draws: Vec<usize> = (0..200_000)
+            .map(|_| {
+                let u: f64 = rng.random();
+                let mut acc = 0.0;
+                p0.iter().position(|p| {
+                    acc += p;
+                    u < acc
+                })
+                .unwrap_or(4)
+            })
+            .collect();
+        let rewards: Vec<f64> = draws.iter().map(|&i| r[i]).collect();
+        let (w, kl_hat) = weights_and_kl(&rewards, beta);
+        let er_hat: f64 = w.iter().zip(&rewards).map(|(w, r)| w * r).sum();
+        assert!((er_hat - er).abs() < 0.01, "E[r]: {er_hat} vs exact {er}");
+        assert!((kl_hat - kl).abs() < 0.01, "KL: {kl_hat} vs exact {kl}");
+        let mass_on_best: f64 = w.iter().zip(&draws).filter(|(_, &i)| i == 3).map(|(w, _)| w).sum();
+        assert!((mass_on_best - pi[3]).abs() < 0.01);
+    }
+
+    #[test]
+    fn binary_rewards_with_small_beta_are_rejection_sampling() {
+        let rewards = [1.0, 0.0, 1.0, 0.0, 0.0];
+        let (w, kl) = weights_and_kl(&rewards, 0.01);
+        assert!((w[0] - 0.5).abs() < 1e-9 && (w[2] - 0.5).abs() < 1e-9 && w[1] < 1e-9);
+        assert!((kl - (5.0f64 / 2.0).ln()).abs() < 1e-6, "KL of conditioning on an event of mass 2/5: {kl}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Online reward modelling: while RL runs, label pairs of the *current*
+//! policy's completions and fine-tune the reward model on every label so far.
+//! The frozen alternative keeps the reward model from the first batch.
+
+use std::sync::Mutex;
+
+use super::rl::OnlineConfig;
+use super::{Proxy, RewardSource};
+use crate::error::Result;
+use crate::experiment::config::LabelsConfig;
+use crate::feedback::{simulate_labels, Comparison, Filter, LabelStore, Labeler, PolicyTag};
+use crate::model::sample::Sample;
+use crate::model::Model;
+use crate::progress::Silent;
+use crate::reward::{fine_tune, RewardModel, RewardModelConfig};
+use crate::rng::Rng;
+use crate::task::Task;
+
+/// A proxy reward whose model can be refreshed between iterations.
+pub struct OnlineProxy {
+    pub rm: Mutex<RewardModel>,
+}
+
+impl RewardSource for OnlineProxy {
+    fn name(&self) -> &str {
+        "proxy"
+    }
+
+    fn rewards(&self, prompts: &[String], prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
+        let rm = self.rm.lock().expect("reward model lock");
+        Proxy(&rm).rewards(prompts, prompt_tokens, samples)
+    }
+}
+
+/// Everything a refresh needs besides the policy.
+pub struct Online<'a> {
+    pub store: &'a mut LabelStore,
+    pub task: &'a dyn Task,
+    pub labelers: &'a [Labeler<'a>],
+    /// Prompts to label on (the training split).
+    pub prompts: &'a [String],
+    pub labels: LabelsConfig,
+    pub rm_config: RewardModelConfig,
+    /// Whose labels the reward model learns.
+    pub rm_labelers: Vec<String>,
+    /// The first batch of labels (on the base policy): trained on, and what scores are normalised on.
+    pub base_batch: String,
+    /// This run's name, which names its batches of labels.
+    pub run: String,
+    pub config: OnlineConfig,
+}
+
+impl Online<'_> {
+    /// Label `pairs` of `policy`'s completions at `iteration`, then fine-tune the proxy on all of this run's labels.
+    /// Returns the number of new comparisons.
+    pub fn refresh(&mut self, proxy: &OnlineProxy, policy: &Model, iteration: usize, rng: &mut Rng) -> Result<usize> {
+        let batch = format!("online/{}/{iteration}", self.run);
+        let cfg = LabelsConfig { pairs: self.config.pairs, ..self.labels.clone() };
+        let n = simulate_labels(
+            self.store,
+            policy,
+            &PolicyTag { name: &self.run, step: Some(iteration as i64) },
+            self.task,
+            self.labelers,
+            self.prompts,
+            &cfg,
+            &batch,
+            rng,
+            &Silent,
+        )?;
+        let mine = |batches: Vec<String>| -> Result<Vec<Comparison>> {
+            self.store.comparisons(&Filter {
+                task: Some(self.task.name().to_string()),
+                labelers: self.rm_labelers.clone(),
+                batches,
+            })
+        };
+        let base = mine(vec![self.base_batch.clone()])?;
+        let prefix = format!("online/{}/", self.run);
+        let all: Vec<Comparison> = self
+            .store
+            .comparisons(&Filter { task: Some(self.task.name().to_string()), labelers: self.rm_labelers.clone(), batches: vec![] })?
+            .into_iter()
+            .filter(|c| c.batch.as_deref().is_some_and(|b| b == self.base_batch || b.starts_with(&prefix)))
+            .collect();
+        let mut rm = proxy.rm.lock().expect("reward model lock");
+        fine_tune(&mut rm, &all, &base, &self.rm_config, self.config.rm_steps, rng)?;
+        tracing::info!(run = %self.run, iteration, new = n, total = all.len(), "reward model refreshed on current-policy labels");
+        Ok(n * self.labelers.len())
+    }
+}

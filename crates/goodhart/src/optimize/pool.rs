@@ -1,0 +1,161 @@
+//! A pool of base-policy samples per prompt, each scored every way (gold,
+//! labelers, proxy, features, the reward being selected on). Best-of-n,
+//! conditioning and quantilisation are all reweightings of one pool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::RewardSource;
+use crate::error::{Error, Result};
+use crate::feedback::Labeler;
+use crate::measure::curve::{CurvePoint, Weighted};
+use crate::measure::{score_samples, Scored, Stat};
+use crate::model::sample::{sample, SamplingConfig};
+use crate::model::Model;
+use crate::reward::RewardModel;
+use crate::rng::Rng;
+use crate::task::{Split, Task};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Prompts of each evaluation split in the pool.
+    pub prompts: usize,
+    /// Base-policy samples per prompt (the largest best-of-n).
+    pub samples: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { prompts: 64, samples: 64 }
+    }
+}
+
+pub struct Pool {
+    pub task: String,
+    pub split: Split,
+    pub prompts: Vec<String>,
+    pub per_prompt: usize,
+    /// Grouped by prompt, `per_prompt` each; `proxy` filled when there is a reward model.
+    pub scored: Vec<Scored>,
+    /// What the strategies select on, per sample.
+    pub reward: Vec<f64>,
+    pub reward_name: String,
+    pub labeler_names: Vec<String>,
+    pub feature_names: Vec<&'static str>,
+}
+
+/// Sample `per_prompt` completions of each prompt from `base` (plain sampling:
+/// the pool must be draws from the base policy itself) and score them.
+#[allow(clippy::too_many_arguments)]
+pub fn build_pool(
+    base: &Model,
+    task: &dyn Task,
+    labelers: &[Labeler],
+    rm: Option<&RewardModel>,
+    select_on: &dyn RewardSource,
+    split: Split,
+    prompts: Vec<String>,
+    per_prompt: usize,
+    max_new_tokens: usize,
+    rng: &mut Rng,
+) -> Result<Pool> {
+    if per_prompt == 0 || prompts.is_empty() {
+        return Err(Error::invalid("pool", "needs at least one prompt and one sample per prompt"));
+    }
+    let tok = base.tokenizer();
+    let ids = prompts.iter().map(|p| tok.encode_prompt(p)).collect::<Result<Vec<_>>>()?;
+    let cfg = SamplingConfig { max_new_tokens, ..SamplingConfig::default() };
+    let samples = sample(base, &ids, per_prompt, &cfg, rng)?;
+    let mut scored = score_samples(task, labelers, &prompts, &samples)?;
+    if let Some(rm) = rm {
+        let proxy = super::Proxy(rm).rewards(&prompts, &ids, &samples)?;
+        for (s, p) in scored.iter_mut().zip(proxy) {
+            s.proxy = Some(p);
+        }
+    }
+    let reward = select_on.rewards(&prompts, &ids, &samples)?;
+    Ok(Pool {
+        task: task.name().to_string(),
+        split,
+        prompts,
+        per_prompt,
+        scored,
+        reward,
+        reward_name: select_on.name().to_string(),
+        labeler_names: labelers.iter().map(|l| l.name().to_string()).collect(),
+        feature_names: task.feature_names().to_vec(),
+    })
+}
+
+impl Pool {
+    pub fn n_prompts(&self) -> usize {
+        self.prompts.len()
+    }
+
+    /// Sample indices of prompt `p`, sorted by reward ascending (ties by sample order).
+    pub fn ranked(&self, p: usize) -> Vec<usize> {
+        let base = p * self.per_prompt;
+        let mut idx: Vec<usize> = (base..base + self.per_prompt).collect();
+        idx.sort_by(|&a, &b| self.reward[a].total_cmp(&self.reward[b]).then(a.cmp(&b)));
+        idx
+    }
+
+    pub fn rewards_of(&self, p: usize) -> &[f64] {
+        &self.reward[p * self.per_prompt..(p + 1) * self.per_prompt]
+    }
+
+    /// A curve point from per-prompt weights over each prompt's samples (in sample order).
+    pub fn point(&self, strategy: &str, knob: &str, value: f64, weights: &[Vec<f64>], kl: Stat) -> CurvePoint {
+        let mut point = CurvePoint {
+            task: self.task.clone(),
+            strategy: strategy.to_string(),
+            split: self.split.name().to_string(),
+            knob: knob.to_string(),
+            value,
+            kl,
+            kl_analytic: None,
+            proxy: Stat::default(),
+            gold: Stat::default(),
+            labelers: vec![],
+            spec: None,
+            features: vec![],
+            ess: None,
+            checkpoint: None,
+        };
+        Weighted { scored: &self.scored, per_prompt: self.per_prompt }.summarise(
+            weights,
+            &self.feature_names,
+            &self.labeler_names,
+            &mut point,
+        );
+        point
+    }
+
+    /// KL(weighted || base) per prompt by the plug-in estimate over distinct
+    /// completions: the base probability of a completion is its share of the
+    /// pool, so repeated completions (common on small output spaces) count once, with their mass.
+    pub fn plugin_kl(&self, weights: &[Vec<f64>]) -> Stat {
+        let per: Vec<f64> = weights
+            .iter()
+            .enumerate()
+            .map(|(p, w)| {
+                let group = &self.scored[p * self.per_prompt..(p + 1) * self.per_prompt];
+                let mut mass: BTreeMap<&str, (f64, usize)> = BTreeMap::new(); // ordered: sums repeat bit for bit
+                for (s, &wi) in group.iter().zip(w) {
+                    let e = mass.entry(s.completion.as_str()).or_insert((0.0, 0));
+                    e.0 += wi;
+                    e.1 += 1;
+                }
+                let n = self.per_prompt as f64;
+                mass.values()
+                    .filter(|(pi, _)| *pi > 0.0)
+                    .map(|&(pi, count)| pi * (pi / (count as f64 / n)).ln())
+                    .sum::<f64>()
+                    .max(0.0)
+            })
+            .collect();
+        Stat::of(&per)
+    }
+}

@@ -1,0 +1,176 @@
+//! PPO with a KL penalty to the reference policy (InstructGPT style).
+//!
+//! Each iteration: per-token rewards (the KL penalty on every token, or once
+//! per sequence, plus the reward at the last token); GAE advantages from the
+//! value head; then epochs of minibatch updates of the clipped policy loss and
+//! the clipped value loss. The value head is the policy's scalar head, on the
+//! shared trunk.
+
+use rand::seq::SliceRandom;
+
+use super::rl::{batch_of, scatter_completion, whiten, IterationLog, KlMode, RlConfig, Rollout, Update};
+use crate::error::Result;
+use crate::model::{target_logprobs, Mask, Model};
+use crate::rng::Rng;
+use crate::train::Trainer;
+
+pub struct Ppo {
+    cfg: RlConfig,
+    trainer: Trainer,
+}
+
+impl Ppo {
+    pub fn new(policy: &Model, cfg: &RlConfig) -> Result<Self> {
+        let steps = cfg.iterations * cfg.epochs * (cfg.prompts_per_iteration * cfg.samples_per_prompt).div_ceil(cfg.minibatch_size);
+        Ok(Self { cfg: cfg.clone(), trainer: Trainer::new(policy.vars(), &cfg.optim, steps, &cfg.name)? })
+    }
+}
+
+/// Per-token rewards: `-beta * kl_t` on every token (per-token mode) or summed
+/// at the end (sequence mode), plus the sequence's reward on its last token.
+pub fn token_rewards(reward: f64, token_kl: &[f32], mode: KlMode, beta: f64) -> Vec<f32> {
+    let n = token_kl.len();
+    let mut r = vec![0f32; n];
+    match mode {
+        KlMode::PerToken => {
+            for (r, k) in r.iter_mut().zip(token_kl) {
+                *r = (-beta * *k as f64) as f32;
+            }
+        }
+        KlMode::Sequence if n > 0 => r[n - 1] = (-beta * token_kl.iter().map(|&k| k as f64).sum::<f64>()) as f32,
+        _ => {}
+    }
+    if n > 0 {
+        r[n - 1] += reward as f32;
+    }
+    r
+}
+
+/// Generalised advantage estimation over one completion: (advantages, returns).
+pub fn gae(rewards: &[f32], values: &[f32], gamma: f64, lam: f64) -> (Vec<f32>, Vec<f32>) {
+    let n = rewards.len();
+    let mut adv = vec![0f32; n];
+    let mut next_adv = 0f64;
+    for t in (0..n).rev() {
+        let next_value = if t + 1 < n { values[t + 1] as f64 } else { 0.0 };
+        let delta = rewards[t] as f64 + gamma * next_value - values[t] as f64;
+        next_adv = delta + gamma * lam * next_adv;
+        adv[t] = next_adv as f32;
+    }
+    let returns = adv.iter().zip(values).map(|(a, v)| a + v).collect();
+    (adv, returns)
+}
+
+impl Update for Ppo {
+    fn needs_values(&self) -> bool {
+        true
+    }
+
+    fn update(&mut self, policy: &Model, ro: &Rollout, kl_coef: f64, rng: &mut Rng) -> Result<IterationLog> {
+        let cfg = &self.cfg;
+        // 1. Rewards per token and advantages.
+        let token_kl = ro.token_kl();
+        let mut advantages = vec![];
+        let mut returns = vec![];
+        for i in 0..ro.samples.len() {
+            let r = token_rewards(ro.rewards[i], &token_kl[i], cfg.kl.mode, kl_coef);
+            let (a, ret) = gae(&r, &ro.values[i], cfg.gamma, cfg.lam);
+            advantages.push(a);
+            returns.push(ret);
+        }
+        if cfg.whiten_advantages {
+            let mut flat: Vec<f32> = advantages.iter().flatten().copied().collect();
+            whiten(&mut flat);
+            let mut k = 0;
+            for a in &mut advantages {
+                for x in a.iter_mut() {
+                    *x = flat[k];
+                    k += 1;
+                }
+            }
+        }
+
+        // 2. Epochs of clipped minibatch updates.
+        let (mut pg_sum, mut vf_sum, mut clip_sum, mut n_mb) = (0.0, 0.0, 0.0, 0usize);
+        let mut order: Vec<usize> = (0..ro.samples.len()).collect();
+        for _ in 0..cfg.epochs {
+            order.shuffle(rng);
+            for mb in order.chunks(cfg.minibatch_size) {
+                let samples: Vec<_> = mb.iter().map(|&i| ro.samples[i].clone()).collect();
+                let batch = batch_of(policy, &ro.prompt_tokens, &samples)?;
+                fn pick<'a>(v: &'a [Vec<f32>], mb: &[usize]) -> Vec<&'a [f32]> {
+                    mb.iter().map(|&i| v[i].as_slice()).collect()
+                }
+                let old_lp = scatter_completion(&batch, &pick(&ro.logprobs, mb))?; // [b, t]
+                let old_v = scatter_completion(&batch, &pick(&ro.values, mb))?;
+                let adv = scatter_completion(&batch, &pick(&advantages, mb))?;
+                let ret = scatter_completion(&batch, &pick(&returns, mb))?;
+                let mask = &batch.completion_mask;
+                let n_tokens = batch.n_completion_tokens().max(1) as f64;
+
+                let net = policy.train_net();
+                let hidden = net.hidden(&batch.input, &batch.positions, Mask::Causal, None)?;
+                let new_lp = target_logprobs(net, &hidden, &batch.target)?; // [b, t]
+                let new_v = net.scalar(&hidden)?; // [b, t]
+
+                let ratio = (&new_lp - &old_lp)?.exp()?;
+                let unclipped = (&ratio * &adv)?;
+                let clipped = (ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)? * &adv)?;
+                let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?.sum_all()?.affine(1.0 / n_tokens, 0.0)?;
+
+                let v_clipped = (&old_v + (&new_v - &old_v)?.clamp(-cfg.value_clip, cfg.value_clip)?)?;
+                let vf1 = (&new_v - &ret)?.sqr()?;
+                let vf2 = (&v_clipped - &ret)?.sqr()?;
+                let vf = (vf1.maximum(&vf2)? * mask)?.sum_all()?.affine(0.5 / n_tokens, 0.0)?;
+
+                let loss = (&pg + vf.affine(cfg.vf_coef, 0.0)?)?;
+                self.trainer.step(&loss)?;
+
+                let outside = ((&ratio - 1.0)?.abs()?.gt(cfg.clip)?.to_dtype(candle_core::DType::F32)? * mask)?;
+                clip_sum += outside.sum_all()?.to_scalar::<f32>()? as f64 / n_tokens;
+                pg_sum += pg.to_scalar::<f32>()? as f64;
+                vf_sum += vf.to_scalar::<f32>()? as f64;
+                n_mb += 1;
+            }
+        }
+        let n = n_mb.max(1) as f64;
+        Ok(IterationLog {
+            iteration: 0,
+            reward: ro.rewards.iter().sum::<f64>() / ro.rewards.len().max(1) as f64,
+            kl: ro.mean_kl(),
+            kl_coef,
+            policy_loss: pg_sum / n,
+            value_loss: vf_sum / n,
+            clip_fraction: clip_sum / n,
+            length: ro.samples.iter().map(|s| s.tokens.len() as f64).sum::<f64>() / ro.samples.len().max(1) as f64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rewards_place_the_penalty_and_the_reward() {
+        let kl = [0.5f32, -0.1, 0.2];
+        let per_token = token_rewards(1.0, &kl, KlMode::PerToken, 0.1);
+        assert_eq!(per_token, vec![-0.05, 0.01, 1.0 - 0.02]);
+        let seq = token_rewards(1.0, &kl, KlMode::Sequence, 0.1);
+        assert!((seq[2] - (1.0 - 0.06)).abs() < 1e-6 && seq[0] == 0.0);
+        assert_eq!(token_rewards(1.0, &kl, KlMode::None, 0.1), vec![0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn gae_with_lambda_one_is_reward_to_go_minus_value() {
+        let r = [0.0f32, 0.0, 1.0];
+        let v = [0.2f32, 0.5, 0.7];
+        let (a, ret) = gae(&r, &v, 1.0, 1.0);
+        for t in 0..3 {
+            assert!((ret[t] - 1.0).abs() < 1e-6, "returns are the reward-to-go");
+            assert!((a[t] - (1.0 - v[t])).abs() < 1e-6);
+        }
+        let (a0, _) = gae(&r, &v, 1.0, 0.0);
+        assert!((a0[0] - (0.5 - 0.2)).abs() < 1e-6, "lambda 0: one-step TD error");
+    }
+}
