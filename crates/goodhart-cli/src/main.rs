@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
+use goodhart::experiment::run::{self, RunDir};
 use goodhart::experiment::{stages, Experiment};
 use goodhart::feedback::{Filter, LabelStore, OnBadLine};
 use goodhart::model::checkpoint;
@@ -46,6 +47,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an experiment end to end: base policy, labels, reward model, every strategy, fits and report.
+    Run(RunArgs),
+    /// Run one strategy of an experiment (with the stages it needs) and write its curve.
+    Optimize {
+        /// The strategy's name in the experiment: bon, conditioning, quantiliser, or an RL/DPO run's name.
+        strategy: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Rebuild a run's report.html, curves.csv, fits.json and metrics.jsonl from its files.
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// Train a base policy by supervised fine-tuning on a task's demonstrations.
     Sft(SftArgs),
     /// Sample completions from a checkpoint (JSONL: prompt, completion, log-prob, gold).
@@ -69,6 +84,24 @@ enum Command {
         /// Experiment file (default: the embedded default experiment).
         experiment: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Experiment file (default: the embedded default experiment).
+    experiment: Option<PathBuf>,
+    /// A shrunken version of the experiment that finishes in under a minute (for smoke tests).
+    #[arg(long)]
+    quick: bool,
+    /// Run directory to create (default: runs/<experiment name>).
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last completed stage.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Replace an existing run directory at --out.
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -266,7 +299,9 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("GOODHART_LOG").unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_env_filter(
+            EnvFilter::try_from_env("GOODHART_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+        )
         .with_writer(bars.log_writer())
         .with_target(false)
         .init();
@@ -283,17 +318,48 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, bars: &Bars) -> Result<()> {
     match cli.command {
+        Command::Run(args) => run_cmd(&cli_settings(&cli.threads, cli.seed), args, None, bars),
+        Command::Optimize { strategy, run } => run_cmd(
+            &cli_settings(&cli.threads, cli.seed),
+            run,
+            Some(strategy),
+            bars,
+        ),
+        Command::Report { run_dir } => {
+            let out = goodhart::report::write_outputs(&RunDir::new(&run_dir))?;
+            bars.println(&out.summary);
+            bars.println(&format!(
+                "report: {}",
+                run_dir.join("report.html").display()
+            ));
+            Ok(())
+        }
         Command::Sft(args) => sft(&cli_settings(&cli.threads, cli.seed), args, bars),
         Command::Sample(args) => sample_cmd(&cli_settings(&cli.threads, cli.seed), args),
         Command::Eval(args) => eval_cmd(&cli_settings(&cli.threads, cli.seed), args),
-        Command::Label(LabelCommand::Simulate { checkpoint, store, exp, pairs, batch }) => {
-            label_simulate(&cli_settings(&cli.threads, cli.seed), &checkpoint, &store, &exp, pairs, &batch, bars)
-        }
+        Command::Label(LabelCommand::Simulate {
+            checkpoint,
+            store,
+            exp,
+            pairs,
+            batch,
+        }) => label_simulate(
+            &cli_settings(&cli.threads, cli.seed),
+            &checkpoint,
+            &store,
+            &exp,
+            pairs,
+            &batch,
+            bars,
+        ),
         Command::Labels(cmd) => labels_cmd(cmd),
         Command::Rm(cmd) => rm_cmd(&cli_settings(&cli.threads, cli.seed), cmd, bars),
-        Command::Task(TaskCommand::Show { name, n, split }) => task_show(&name, n, split.into(), cli.seed.unwrap_or(0)),
+        Command::Task(TaskCommand::Show { name, n, split }) => {
+            task_show(&name, n, split.into(), cli.seed.unwrap_or(0))
+        }
         Command::Config { experiment } => {
-            let exp = load_experiment(experiment.as_deref(), &cli_settings(&cli.threads, cli.seed))?;
+            let exp =
+                load_experiment(experiment.as_deref(), &cli_settings(&cli.threads, cli.seed))?;
             print!("{}", exp.to_toml());
             Ok(())
         }
@@ -307,7 +373,10 @@ struct Overrides {
 }
 
 fn cli_settings(threads: &Option<usize>, seed: Option<u64>) -> Overrides {
-    Overrides { threads: *threads, seed }
+    Overrides {
+        threads: *threads,
+        seed,
+    }
 }
 
 fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment> {
@@ -324,19 +393,96 @@ fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment> {
     Ok(exp)
 }
 
+fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) -> Result<()> {
+    let start = std::time::Instant::now();
+    let opts = run::RunOptions { only };
+    let (root, exp) = match &args.resume {
+        Some(dir) => {
+            let given = match &args.experiment {
+                Some(p) => {
+                    let e = load_experiment(Some(p), o)?;
+                    Some(if args.quick { e.quick() } else { e })
+                }
+                None => None,
+            };
+            (dir.clone(), run::prepare(dir, given.as_ref(), true)?)
+        }
+        None => {
+            let mut exp = load_experiment(args.experiment.as_deref(), o)?;
+            if args.quick {
+                exp = exp.quick();
+            }
+            let slug: String = exp
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            opts.check(&exp)?;
+            let root = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(slug.trim_matches('-')));
+            if args.force {
+                run::clear(&root)?;
+            }
+            (root.clone(), run::prepare(&root, Some(&exp), false)?)
+        }
+    };
+    let total = if exp.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        exp.threads
+    };
+    let lanes = exp.tasks.len().clamp(1, total);
+    runtime::set_threads(total / lanes);
+    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
+    let dir = RunDir::new(&root);
+    run::run_tasks(&dir, &exp, total, &opts, bars)?;
+    let out = goodhart::report::write_outputs(&dir)?;
+    bars.println(&out.summary);
+    bars.println(&format!(
+        "finished in {:.0} s; report: {}",
+        start.elapsed().as_secs_f64(),
+        root.join("report.html").display()
+    ));
+    Ok(())
+}
+
 fn sft(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
     let setup = exp.task(args.exp.task.as_deref())?;
     if args.out.exists() && !args.force {
-        bail!("{} already exists (use --force to replace it)", args.out.display());
+        bail!(
+            "{} already exists (use --force to replace it)",
+            args.out.display()
+        );
     }
     let threads = runtime::set_threads(exp.threads);
-    let source = args.exp.experiment.as_ref().map_or(DEFAULT_EXPERIMENT_NAME.to_string(), |p| p.display().to_string());
+    let source = args
+        .exp
+        .experiment
+        .as_ref()
+        .map_or(DEFAULT_EXPERIMENT_NAME.to_string(), |p| {
+            p.display().to_string()
+        });
     tracing::info!(experiment = %source, task = setup.name(), seed = exp.seed, threads, "sft");
     let task = setup.task_config().build(exp.seed)?;
     let device = runtime::device();
     let (model, report) = stages::train_base_policy(setup, task.as_ref(), exp.seed, &device, bars)?;
-    stages::save_policy(&model, &args.out, &setup.task_config(), exp.seed, Some(&report), args.force)?;
+    stages::save_policy(
+        &model,
+        &args.out,
+        &setup.task_config(),
+        exp.seed,
+        Some(&report),
+        args.force,
+    )?;
     bars.println(&format!(
         "held-out loss {:.4} nats/token (unigram baseline {:.4}); {} parameters; checkpoint in {}",
         report.final_heldout_loss().unwrap_or(f64::NAN),
@@ -359,11 +505,19 @@ fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
     let prompts: Vec<String> = if !args.prompts.is_empty() {
         args.prompts.clone()
     } else {
-        let t = task.as_ref().context("the checkpoint records no task: give prompts with --prompt")?;
-        t.prompts(args.split.into()).into_iter().take(args.n_prompts).collect()
+        let t = task
+            .as_ref()
+            .context("the checkpoint records no task: give prompts with --prompt")?;
+        t.prompts(args.split.into())
+            .into_iter()
+            .take(args.n_prompts)
+            .collect()
     };
     let tok = model.tokenizer();
-    let ids = prompts.iter().map(|p| tok.encode_prompt(p)).collect::<goodhart::Result<Vec<_>>>()?;
+    let ids = prompts
+        .iter()
+        .map(|p| tok.encode_prompt(p))
+        .collect::<goodhart::Result<Vec<_>>>()?;
     let cfg = SamplingConfig {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -372,7 +526,13 @@ fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
         ..Default::default()
     };
     let seed = o.seed.or(task_seed.as_ref().map(|t| t.1)).unwrap_or(0);
-    let samples = sample(&model, &ids, args.n, &cfg, &mut rng::stream(seed, "cli/sample"))?;
+    let samples = sample(
+        &model,
+        &ids,
+        args.n,
+        &cfg,
+        &mut rng::stream(seed, "cli/sample"),
+    )?;
     let mut out = Vec::new();
     for s in &samples {
         let prompt = &prompts[s.prompt_index];
@@ -416,8 +576,8 @@ fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
 
 fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
     let (model, info) = checkpoint::load(&args.checkpoint, &runtime::device(), false)?;
-    let (task_cfg, task_seed) =
-        stages::task_of_checkpoint(&info).context("the checkpoint records no task to evaluate it on")?;
+    let (task_cfg, task_seed) = stages::task_of_checkpoint(&info)
+        .context("the checkpoint records no task to evaluate it on")?;
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads);
     let setup = match args.exp.task.as_deref() {
@@ -453,7 +613,10 @@ fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         println!("formal goal     {}", fmt_stat(s));
     }
     for (name, fid) in &report.fidelity {
-        println!("\nlabeler {name}: correlation with gold {:.3}", fid.correlation);
+        println!(
+            "\nlabeler {name}: correlation with gold {:.3}",
+            fid.correlation
+        );
         println!("  difficulty  accuracy (gold = +1)   agreement with gold on pairs");
         for ((d, acc), (_, agree)) in fid.accuracy.iter().zip(&fid.agreement) {
             println!("  {d:>10}  {:<22} {}", fmt_stat(acc), fmt_stat(agree));
@@ -485,7 +648,8 @@ fn label_simulate(
     let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads);
     let (model, info) = checkpoint::load(checkpoint, &runtime::device(), false)?;
-    let (task_cfg, task_seed) = stages::task_of_checkpoint(&info).context("the checkpoint records no task")?;
+    let (task_cfg, task_seed) =
+        stages::task_of_checkpoint(&info).context("the checkpoint records no task")?;
     let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
     let task = task_cfg.build(task_seed)?;
     let labelers = setup.labelers(task.as_ref())?;
@@ -498,7 +662,10 @@ fn label_simulate(
     let n = goodhart::feedback::simulate_labels(
         &mut store,
         &model,
-        &goodhart::feedback::PolicyTag { name: &name, step: None },
+        &goodhart::feedback::PolicyTag {
+            name: &name,
+            step: None,
+        },
         task.as_ref(),
         &labelers,
         &task.prompts(Split::Train),
@@ -518,9 +685,16 @@ fn label_simulate(
 
 fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
     match cmd {
-        LabelsCommand::Export { store, labeler, out } => {
+        LabelsCommand::Export {
+            store,
+            labeler,
+            out,
+        } => {
             let store = LabelStore::open_existing(&store)?;
-            let filter = Filter { labelers: labeler, ..Default::default() };
+            let filter = Filter {
+                labelers: labeler,
+                ..Default::default()
+            };
             let mut buf = vec![];
             let n = store.export_jsonl(&filter, &mut buf)?;
             match out {
@@ -529,15 +703,29 @@ fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
             }
             eprintln!("exported {n} comparisons");
         }
-        LabelsCommand::Import { store, file, task, labeler, skip_bad } => {
+        LabelsCommand::Import {
+            store,
+            file,
+            task,
+            labeler,
+            skip_bad,
+        } => {
             task::by_name(&task)?;
             let mut store = LabelStore::open(&store)?;
-            let mode = if skip_bad { OnBadLine::Skip } else { OnBadLine::Stop };
+            let mode = if skip_bad {
+                OnBadLine::Skip
+            } else {
+                OnBadLine::Stop
+            };
             let report = store.import_jsonl(&file, &task, &labeler, mode)?;
             for (line, problem) in &report.skipped {
                 eprintln!("{}:{line}: skipped: {problem}", file.display());
             }
-            eprintln!("imported {} comparisons ({} lines skipped)", report.imported, report.skipped.len());
+            eprintln!(
+                "imported {} comparisons ({} lines skipped)",
+                report.imported,
+                report.skipped.len()
+            );
         }
     }
     Ok(())
@@ -545,19 +733,38 @@ fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
 
 fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
     match cmd {
-        RmCommand::Train { store, base, out, exp: exp_args, labeler, force } => {
+        RmCommand::Train {
+            store,
+            base,
+            out,
+            exp: exp_args,
+            labeler,
+            force,
+        } => {
             if out.exists() && !force {
-                bail!("{} already exists (use --force to replace it)", out.display());
+                bail!(
+                    "{} already exists (use --force to replace it)",
+                    out.display()
+                );
             }
             let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
             runtime::set_threads(exp.threads);
             let (model, info) = checkpoint::load(&base, &runtime::device(), false)?;
-            let (task_cfg, task_seed) = stages::task_of_checkpoint(&info).context("the base checkpoint records no task")?;
+            let (task_cfg, task_seed) =
+                stages::task_of_checkpoint(&info).context("the base checkpoint records no task")?;
             let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
             let task = task_cfg.build(task_seed)?;
-            let labelers = if labeler.is_empty() { setup.reward_labelers() } else { labeler };
+            let labelers = if labeler.is_empty() {
+                setup.reward_labelers()
+            } else {
+                labeler
+            };
             let store = LabelStore::open_existing(&store)?;
-            let filter = Filter { task: Some(task.name().to_string()), labelers: labelers.clone(), ..Default::default() };
+            let filter = Filter {
+                task: Some(task.name().to_string()),
+                labelers: labelers.clone(),
+                ..Default::default()
+            };
             let comparisons = store.comparisons(&filter)?;
             tracing::info!(comparisons = comparisons.len(), labelers = ?labelers, "training reward model");
             let (rm, report) = goodhart::reward::train_reward_model(
@@ -577,20 +784,31 @@ fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
                 fmt_stat(&report.accuracy_gold)
             ));
             for (d, l, g) in &report.by_difficulty {
-                bars.println(&format!("  difficulty {d}: vs labeler {}, vs gold {}", fmt_stat(l), fmt_stat(g)));
+                bars.println(&format!(
+                    "  difficulty {d}: vs labeler {}, vs gold {}",
+                    fmt_stat(l),
+                    fmt_stat(g)
+                ));
             }
         }
         RmCommand::Score { rm, input } => {
             let rm = goodhart::reward::RewardModel::load(&rm, &runtime::device())?;
             let text = match &input {
-                Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?,
                 None => std::io::read_to_string(std::io::stdin())?,
             };
-            let name = input.as_ref().map_or("<stdin>".to_string(), |p| p.display().to_string());
+            let name = input
+                .as_ref()
+                .map_or("<stdin>".to_string(), |p| p.display().to_string());
             let mut rows = vec![];
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: serde_json::Value =
-                    serde_json::from_str(line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .with_context(|| format!("{name}:{}: not JSON", i + 1))?;
                 let field = |k: &str| -> Result<String> {
                     v.get(k)
                         .and_then(|x| x.as_str())
@@ -599,7 +817,10 @@ fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
                 };
                 rows.push((v.clone(), field("prompt")?, field("completion")?));
             }
-            let items: Vec<(&str, &str)> = rows.iter().map(|(_, p, c)| (p.as_str(), c.as_str())).collect();
+            let items: Vec<(&str, &str)> = rows
+                .iter()
+                .map(|(_, p, c)| (p.as_str(), c.as_str()))
+                .collect();
             let scores = rm.score_texts(&items)?;
             let mut out = std::io::stdout().lock();
             for ((mut v, _, _), s) in rows.into_iter().zip(scores) {

@@ -10,13 +10,23 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Bars {
     multi: MultiProgress,
+    /// Put before each stage's name (a lane's task).
+    prefix: String,
     current: Mutex<Option<ProgressBar>>,
 }
 
 impl Bars {
     pub fn new(visible: bool) -> Self {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Self { multi: MultiProgress::with_draw_target(target), current: Mutex::new(None) }
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            prefix: String::new(),
+            current: Mutex::new(None),
+        }
     }
 
     pub fn log_writer(&self) -> LogWriter {
@@ -33,11 +43,13 @@ impl Progress for Bars {
     fn start(&self, stage: &str, total: u64) {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>14.bold} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:>24.bold} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
-        bar.set_prefix(stage.to_string());
+        bar.set_prefix(format!("{}{stage}", self.prefix));
         bar.enable_steady_tick(Duration::from_millis(200));
         if let Some(old) = self.current.lock().expect("bar lock").replace(bar) {
             old.finish();
@@ -60,6 +72,14 @@ impl Progress for Bars {
         if let Some(b) = self.current.lock().expect("bar lock").take() {
             b.finish();
         }
+    }
+
+    fn lane(&self, name: &str) -> Box<dyn Progress + '_> {
+        Box::new(Bars {
+            multi: self.multi.clone(),
+            prefix: format!("{name}: "),
+            current: Mutex::new(None),
+        })
     }
 }
 

@@ -23,7 +23,10 @@ fn ok(args: &[&str]) -> String {
 
 fn fail(args: &[&str]) -> String {
     let out = goodhart(args);
-    assert!(!out.status.success(), "goodhart {args:?} should have failed");
+    assert!(
+        !out.status.success(),
+        "goodhart {args:?} should have failed"
+    );
     String::from_utf8(out.stderr).unwrap()
 }
 
@@ -65,9 +68,12 @@ commit_every = 8
 }
 
 fn sft_report(ckpt: &Path) -> (f64, f64) {
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(ckpt.join("checkpoint.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("checkpoint.json")).unwrap()).unwrap();
     let sft = &info["meta"]["sft"];
-    let heldout = sft["heldout_loss"].as_array().unwrap().last().unwrap()[1].as_f64().unwrap();
+    let heldout = sft["heldout_loss"].as_array().unwrap().last().unwrap()[1]
+        .as_f64()
+        .unwrap();
     (heldout, sft["unigram_loss"].as_f64().unwrap())
 }
 
@@ -82,12 +88,29 @@ fn sft_learns_and_repeats_bit_for_bit_and_so_does_sampling() {
 
     let (heldout, unigram) = sft_report(&a);
     println!("held-out loss {heldout:.3} nats/token vs unigram baseline {unigram:.3}");
-    assert!(heldout < 0.6 * unigram, "held-out loss {heldout} is not well below the unigram baseline {unigram}");
+    assert!(
+        heldout < 0.6 * unigram,
+        "held-out loss {heldout} is not well below the unigram baseline {unigram}"
+    );
 
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
-    assert_eq!(weights(&a), weights(&b), "same seed, same thread count: identical checkpoints");
+    assert_eq!(
+        weights(&a),
+        weights(&b),
+        "same seed, same thread count: identical checkpoints"
+    );
 
-    let sample = |d: &Path| ok(&["sample", "--checkpoint", d.to_str().unwrap(), "--n-prompts", "6", "-n", "3"]);
+    let sample = |d: &Path| {
+        ok(&[
+            "sample",
+            "--checkpoint",
+            d.to_str().unwrap(),
+            "--n-prompts",
+            "6",
+            "-n",
+            "3",
+        ])
+    };
     let (sa, sb) = (sample(&a), sample(&b));
     assert_eq!(sa, sb, "identical samples");
     assert_eq!(sa.lines().count(), 18);
@@ -99,16 +122,34 @@ fn sft_learns_and_repeats_bit_for_bit_and_so_does_sampling() {
 fn a_bad_config_names_file_line_and_key_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let exp = dir.path().join("bad.toml");
-    std::fs::write(&exp, "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlearning_rate = 0.1\n").unwrap();
+    std::fs::write(
+        &exp,
+        "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlearning_rate = 0.1\n",
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let err = fail(&["sft", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("bad.toml:6:1") && err.contains("task[0].sft") && err.contains("learning_rate"), "{err}");
+    assert!(
+        err.contains("bad.toml:6:1")
+            && err.contains("task[0].sft")
+            && err.contains("learning_rate"),
+        "{err}"
+    );
     assert!(!out.exists());
 
-    std::fs::write(&exp, "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n").unwrap();
+    std::fs::write(
+        &exp,
+        "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n",
+    )
+    .unwrap();
     let err = fail(&["sft", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(err.contains("bad.toml:4:11") && err.contains("task[0].model.n_layer") && err.contains("invalid type"), "{err}");
+    assert!(
+        err.contains("bad.toml:4:11")
+            && err.contains("task[0].model.n_layer")
+            && err.contains("invalid type"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -120,7 +161,10 @@ fn existing_output_is_not_overwritten_and_bad_checkpoints_are_reported() {
     std::fs::write(out.join("precious.txt"), "keep me").unwrap();
     let err = fail(&["sft", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("precious.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(out.join("precious.txt")).unwrap(),
+        "keep me"
+    );
 
     let ck = dir.path().join("real");
     ok(&["sft", exp.to_str().unwrap(), "--out", ck.to_str().unwrap()]);
@@ -129,7 +173,14 @@ fn existing_output_is_not_overwritten_and_bad_checkpoints_are_reported() {
     std::fs::write(&weights, &bytes[..bytes.len() - 100]).unwrap();
     let err = fail(&["sample", "--checkpoint", ck.to_str().unwrap()]);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("model.safetensors") && err.contains("truncated or corrupt"), "{err}");
-    let err = fail(&["sample", "--checkpoint", dir.path().join("nowhere").to_str().unwrap()]);
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated or corrupt"),
+        "{err}"
+    );
+    let err = fail(&[
+        "sample",
+        "--checkpoint",
+        dir.path().join("nowhere").to_str().unwrap(),
+    ]);
     assert!(err.contains("not a directory"), "{err}");
 }

@@ -25,8 +25,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let threads = runtime::set_threads(threads);
-    let which = |name: &str| !args.iter().any(|a| a == "sft" || a == "sample") || args.iter().any(|a| a == name);
-    let cfg = ModelConfig::default().resolved(CharTokenizer::ascii().vocab_size()).unwrap();
+    let which = |name: &str| {
+        !args.iter().any(|a| a == "sft" || a == "sample") || args.iter().any(|a| a == name)
+    };
+    let cfg = ModelConfig::default()
+        .resolved(CharTokenizer::ascii().vocab_size())
+        .unwrap();
     println!(
         "model: {} layers, d_model {}, {} heads, {} parameters; {threads} threads",
         cfg.n_layer,
@@ -43,7 +47,13 @@ fn main() {
 }
 
 fn model(cfg: &ModelConfig) -> Model {
-    Model::init(cfg, Arc::new(CharTokenizer::ascii()), &mut rng::stream(0, "bench"), &runtime::device()).unwrap()
+    Model::init(
+        cfg,
+        Arc::new(CharTokenizer::ascii()),
+        &mut rng::stream(0, "bench"),
+        &runtime::device(),
+    )
+    .unwrap()
 }
 
 fn bench_sft(cfg: &ModelConfig) {
@@ -51,12 +61,19 @@ fn bench_sft(cfg: &ModelConfig) {
     let batch_size = 32;
     let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..batch_size)
         .map(|i| {
-            let p: Vec<u32> = std::iter::once(1).chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32)).collect();
-            let c: Vec<u32> = (0..SEQ - PROMPT).map(|j| 3 + ((i * 7 + j) % 90) as u32).collect();
+            let p: Vec<u32> = std::iter::once(1)
+                .chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32))
+                .collect();
+            let c: Vec<u32> = (0..SEQ - PROMPT)
+                .map(|j| 3 + ((i * 7 + j) % 90) as u32)
+                .collect();
             (p, c)
         })
         .collect();
-    let pairs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
+    let pairs: Vec<(&[u32], &[u32])> = seqs
+        .iter()
+        .map(|(p, c)| (p.as_slice(), c.as_slice()))
+        .collect();
     let batch = SequenceBatch::new(&pairs, 0, m.device()).unwrap();
     let mut trainer = Trainer::new(m.vars(), &OptimConfig::default(), 1000, "bench").unwrap();
     let step = |t: &mut Trainer| {
@@ -87,11 +104,19 @@ fn bench_sample(cfg: &ModelConfig) {
     let batch = 64;
     let new_tokens = 64;
     let prompts: Vec<Vec<u32>> = (0..batch)
-        .map(|i| std::iter::once(1).chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32)).collect())
+        .map(|i| {
+            std::iter::once(1)
+                .chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32))
+                .collect()
+        })
         .collect();
     // Sampling never stops early here: EOS is banned by sampling from a config with no stop token reachable?
     // Instead we count the tokens actually generated.
-    let sc = SamplingConfig { max_new_tokens: new_tokens, batch_size: batch, ..Default::default() };
+    let sc = SamplingConfig {
+        max_new_tokens: new_tokens,
+        batch_size: batch,
+        ..Default::default()
+    };
     let run = |seed: u64| -> (usize, f64) {
         let start = Instant::now();
         let s = sample(&m, &prompts, 1, &sc, &mut rng::stream(seed, "bench")).unwrap();
@@ -106,7 +131,8 @@ fn bench_sample(cfg: &ModelConfig) {
         secs += s;
     }
     let steps = tokens as f64 / batch as f64;
-    let flops = cfg.forward_flops(tokens, PROMPT + (steps / 3.0) as usize / 2) + 3.0 * cfg.forward_flops(batch * PROMPT, PROMPT / 2);
+    let flops = cfg.forward_flops(tokens, PROMPT + (steps / 3.0) as usize / 2)
+        + 3.0 * cfg.forward_flops(batch * PROMPT, PROMPT / 2);
     println!(
         "sampling (batch {batch}, {PROMPT}-token prompts, up to {new_tokens} new tokens): {:.0} new tokens/s, {:.1} GFLOP/s",
         tokens as f64 / secs,

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// A configuration file (or embedded config) that does not parse or validate.
     #[error("{source_name}: {message}")]
-    Config { source_name: String, message: String },
+    Config {
+        source_name: String,
+        message: String,
+    },
 
     /// A setting that parses but makes no sense (n < 1, q outside (0, 1], ...).
     #[error("invalid setting `{field}`: {message}")]

@@ -12,6 +12,7 @@ pub mod measure;
 pub mod model;
 pub mod optimize;
 pub mod progress;
+pub mod report;
 pub mod reward;
 pub mod rng;
 pub mod runtime;

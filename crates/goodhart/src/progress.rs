@@ -10,6 +10,11 @@ pub trait Progress: Sync {
     fn message(&self, _msg: &str) {}
     /// The current stage is over.
     fn finish(&self) {}
+    /// An independent reporter for work running beside this one (one task of a
+    /// run), its stages prefixed by `name`.
+    fn lane(&self, _name: &str) -> Box<dyn Progress + '_> {
+        Box::new(Silent)
+    }
 }
 
 /// Reports nothing.

@@ -13,7 +13,9 @@ pub fn set_threads(threads: usize) -> usize {
     };
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // Fails only if the pool was already built, in which case the first setting stands.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     n
 }
 

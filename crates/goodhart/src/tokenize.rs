@@ -72,9 +72,7 @@ impl CharTokenizer {
         let mut index = HashMap::new();
         for (i, &c) in alphabet.iter().enumerate() {
             if index.insert(c, i as u32 + N_SPECIAL).is_some() {
-                return Err(Error::Tokenize(format!(
-                    "alphabet lists {c:?} twice"
-                )));
+                return Err(Error::Tokenize(format!("alphabet lists {c:?} twice")));
             }
         }
         Ok(Self { alphabet, index })
@@ -162,7 +160,10 @@ mod tests {
     fn unknown_character_names_its_position() {
         let t = CharTokenizer::ascii();
         let err = t.encode("ab\u{e9}").unwrap_err().to_string();
-        assert!(err.contains("U+00E9") && err.contains("position 2"), "{err}");
+        assert!(
+            err.contains("U+00E9") && err.contains("position 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::{Mutex, OnceLock};
 
 use goodhart::experiment::config::LabelsConfig;
 use goodhart::experiment::stages::evaluate_policy;
-use goodhart::feedback::{simulate_labels, Comparison, Filter, LabelStore, Labeler, LabelerConfig, PolicyTag};
+use goodhart::feedback::{
+    simulate_labels, Comparison, Filter, LabelStore, Labeler, LabelerConfig, PolicyTag,
+};
 use goodhart::model::sample::SamplingConfig;
 use goodhart::model::{Model, ModelConfig};
 use goodhart::optimize::bon::{self, BonConfig};
@@ -36,7 +38,12 @@ fn labeler_config() -> LabelerConfig {
     LabelerConfig {
         name: "quick".into(),
         competence: 1.0,
-        biases: [("confident".to_string(), 0.3), ("shows_working".to_string(), 0.3)].into_iter().collect(),
+        biases: [
+            ("confident".to_string(), 0.3),
+            ("shows_working".to_string(), 0.3),
+        ]
+        .into_iter()
+        .collect(),
         ..Default::default()
     }
 }
@@ -46,17 +53,40 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         runtime::set_threads(2);
         let task = Answers::new(
-            AnswersConfig { max_digits: 3, shift_digits: 4, n_train: 3000, n_heldout: 128, n_shift: 32, ..Default::default() },
+            AnswersConfig {
+                max_digits: 3,
+                shift_digits: 4,
+                n_train: 3000,
+                n_heldout: 128,
+                n_shift: 32,
+                ..Default::default()
+            },
             11,
         )
         .unwrap();
-        let cfg = ModelConfig { n_layer: 2, d_model: 64, n_head: 4, n_ctx: 64, ..Default::default() };
-        let base = Model::init(&cfg, std::sync::Arc::new(CharTokenizer::ascii()), &mut rng::stream(11, "init"), &runtime::device()).unwrap();
+        let cfg = ModelConfig {
+            n_layer: 2,
+            d_model: 64,
+            n_head: 4,
+            n_ctx: 64,
+            ..Default::default()
+        };
+        let base = Model::init(
+            &cfg,
+            std::sync::Arc::new(CharTokenizer::ascii()),
+            &mut rng::stream(11, "init"),
+            &runtime::device(),
+        )
+        .unwrap();
         let sft = SftConfig {
             steps: 400,
             batch_size: 32,
             eval_every: 400,
-            optim: OptimConfig { lr: 8e-3, warmup_steps: 20, ..Default::default() },
+            optim: OptimConfig {
+                lr: 8e-3,
+                warmup_steps: 20,
+                ..Default::default()
+            },
         };
         let report = train_sft(
             &base,
@@ -67,7 +97,11 @@ fn fixture() -> &'static Fixture {
             &Silent,
         )
         .unwrap();
-        println!("fixture SFT: held-out loss {:.3} (unigram {:.3})", report.final_heldout_loss().unwrap(), report.unigram_loss);
+        println!(
+            "fixture SFT: held-out loss {:.3} (unigram {:.3})",
+            report.final_heldout_loss().unwrap(),
+            report.unigram_loss
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let mut store = LabelStore::open(&dir.path().join("labels.sqlite")).unwrap();
@@ -75,12 +109,18 @@ fn fixture() -> &'static Fixture {
         let labels = LabelsConfig {
             pairs: 1300,
             commit_every: 200,
-            sampling: SamplingConfig { max_new_tokens: 40, ..Default::default() },
+            sampling: SamplingConfig {
+                max_new_tokens: 40,
+                ..Default::default()
+            },
         };
         simulate_labels(
             &mut store,
             &base,
-            &PolicyTag { name: "base", step: None },
+            &PolicyTag {
+                name: "base",
+                step: None,
+            },
             &task,
             &labelers,
             &task.prompts(Split::Train),
@@ -91,39 +131,91 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         let comparisons = store.comparisons(&Filter::default()).unwrap();
-        let (rm, report) = train_reward_model(&base, &comparisons[..1000], &task, &rm_config(), &mut rng::stream(11, "rm"), &Silent).unwrap();
+        let (rm, report) = train_reward_model(
+            &base,
+            &comparisons[..1000],
+            &task,
+            &rm_config(),
+            &mut rng::stream(11, "rm"),
+            &Silent,
+        )
+        .unwrap();
         println!(
             "fixture reward model: held-out accuracy vs labeler {:.3}, vs gold {:.3}",
             report.accuracy_labeler.mean, report.accuracy_gold.mean
         );
         drop(labelers);
-        Fixture { task, base, store: Mutex::new(store), _dir: dir, rm }
+        Fixture {
+            task,
+            base,
+            store: Mutex::new(store),
+            _dir: dir,
+            rm,
+        }
     })
 }
 
 fn rm_config() -> RewardModelConfig {
-    RewardModelConfig { steps: 200, batch_size: 32, heldout_fraction: 0.0, ..Default::default() }
+    RewardModelConfig {
+        steps: 200,
+        batch_size: 32,
+        heldout_fraction: 0.0,
+        ..Default::default()
+    }
 }
 
 fn comparisons(f: &Fixture) -> Vec<Comparison> {
-    f.store.lock().unwrap().comparisons(&Filter { batches: vec!["base".into()], ..Default::default() }).unwrap()
+    f.store
+        .lock()
+        .unwrap()
+        .comparisons(&Filter {
+            batches: vec!["base".into()],
+            ..Default::default()
+        })
+        .unwrap()
 }
 
 #[test]
 fn the_base_policy_is_imperfect_and_the_labeler_is_fooled_on_hard_items() {
     let f = fixture();
     let labelers = vec![Labeler::new(labeler_config(), &f.task).unwrap()];
-    let sampling = SamplingConfig { max_new_tokens: 40, ..Default::default() };
-    let report = evaluate_policy(&f.base, &f.task, &labelers, Split::Heldout, 128, 4, &sampling, &mut rng::stream(1, "eval")).unwrap();
+    let sampling = SamplingConfig {
+        max_new_tokens: 40,
+        ..Default::default()
+    };
+    let report = evaluate_policy(
+        &f.base,
+        &f.task,
+        &labelers,
+        Split::Heldout,
+        128,
+        4,
+        &sampling,
+        &mut rng::stream(1, "eval"),
+    )
+    .unwrap();
     let fid = &report.fidelity[0].1;
     let acc: Vec<f64> = fid.accuracy.iter().map(|(_, s)| s.mean).collect();
     let agree: Vec<f64> = fid.agreement.iter().map(|(_, s)| s.mean).collect();
     println!("accuracy by difficulty (1, 2, 3): {acc:.3?}");
     println!("labeler agreement with gold on pairs, by difficulty: {agree:.3?}");
-    println!("correlation of labeler score with gold: {:.3}", fid.correlation);
-    assert!(acc[0] > acc[2] + 0.15, "gold accuracy falls with difficulty: {acc:?}");
-    assert!(agree[0] > agree[2] + 0.3, "the labeler agrees with gold on easy items far more than on hard ones: {agree:?}");
-    assert!(fid.correlation > 0.2 && fid.correlation < 0.95, "positive but clearly below 1: {}", fid.correlation);
+    println!(
+        "correlation of labeler score with gold: {:.3}",
+        fid.correlation
+    );
+    assert!(
+        acc[0] > acc[2] + 0.15,
+        "gold accuracy falls with difficulty: {acc:?}"
+    );
+    assert!(
+        agree[0] > agree[2] + 0.3,
+        "the labeler agrees with gold on easy items far more than on hard ones: {agree:?}"
+    );
+    assert!(
+        fid.correlation > 0.2 && fid.correlation < 0.95,
+        "positive but clearly below 1: {}",
+        fid.correlation
+    );
 }
 
 #[test]
@@ -132,20 +224,38 @@ fn reward_model_accuracy_rises_with_the_number_of_comparisons() {
     let all = comparisons(f);
     let heldout = &all[1000..];
     let train = |n: usize| {
-        let (rm, _) = train_reward_model(&f.base, &all[..n], &f.task, &rm_config(), &mut rng::stream(2, "rm"), &Silent).unwrap();
+        let (rm, _) = train_reward_model(
+            &f.base,
+            &all[..n],
+            &f.task,
+            &rm_config(),
+            &mut rng::stream(2, "rm"),
+            &Silent,
+        )
+        .unwrap();
         evaluate_on(&rm, heldout, &f.task).unwrap().accuracy_labeler
     };
     let small = train(40);
-    let large = evaluate_on(&f.rm, heldout, &f.task).unwrap().accuracy_labeler;
+    let large = evaluate_on(&f.rm, heldout, &f.task)
+        .unwrap()
+        .accuracy_labeler;
     // The best any model can do against these noisy labels: E[max(P, 1 - P)] under the labeler's own model.
     let labeler = Labeler::new(labeler_config(), &f.task).unwrap();
     let c = labeler_config();
-    let decisive: Vec<&Comparison> =
-        heldout.iter().filter(|x| matches!(x.answer, goodhart::feedback::Answer::A | goodhart::feedback::Answer::B)).collect();
+    let decisive: Vec<&Comparison> = heldout
+        .iter()
+        .filter(|x| {
+            matches!(
+                x.answer,
+                goodhart::feedback::Answer::A | goodhart::feedback::Answer::B
+            )
+        })
+        .collect();
     let ceiling = decisive
         .iter()
         .map(|x| {
-            let d = labeler.score(&x.prompt, &x.a).unwrap() - labeler.score(&x.prompt, &x.b).unwrap();
+            let d =
+                labeler.score(&x.prompt, &x.a).unwrap() - labeler.score(&x.prompt, &x.b).unwrap();
             let p = c.p_random / 2.0 + (1.0 - c.p_random) / (1.0 + (-d / c.temperature).exp());
             p.max(1.0 - p)
         })
@@ -155,17 +265,48 @@ fn reward_model_accuracy_rises_with_the_number_of_comparisons() {
         "held-out accuracy vs the labeler ({} comparisons; the labels' own noise caps it at {ceiling:.3}): 40 comparisons {:.3} ± {:.3}, 1000 comparisons {:.3} ± {:.3}",
         decisive.len(), small.mean, small.stderr, large.mean, large.stderr
     );
-    assert!(large.mean > small.mean + 0.03, "more comparisons, better accuracy");
-    assert!(large.mean - 0.5 > 0.25 * (ceiling - 0.5), "well above chance: {} (ceiling {ceiling})", large.mean);
+    assert!(
+        large.mean > small.mean + 0.03,
+        "more comparisons, better accuracy"
+    );
+    assert!(
+        large.mean - 0.5 > 0.25 * (ceiling - 0.5),
+        "well above chance: {} (ceiling {ceiling})",
+        large.mean
+    );
 }
 
 #[test]
 fn best_of_n_proxy_rises_monotonically_in_n() {
     let f = fixture();
     let labelers = vec![Labeler::new(labeler_config(), &f.task).unwrap()];
-    let prompts: Vec<String> = f.task.prompts(Split::Heldout).into_iter().take(32).collect();
-    let pool = build_pool(&f.base, &f.task, &labelers, Some(&f.rm), &Proxy(&f.rm), Split::Heldout, prompts, 16, 40, &mut rng::stream(3, "pool")).unwrap();
-    let points = bon::run(&pool, &BonConfig { n: vec![1, 2, 4, 8, 16] }, "bon").unwrap();
+    let prompts: Vec<String> = f
+        .task
+        .prompts(Split::Heldout)
+        .into_iter()
+        .take(32)
+        .collect();
+    let pool = build_pool(
+        &f.base,
+        &f.task,
+        &labelers,
+        Some(&f.rm),
+        &Proxy(&f.rm),
+        Split::Heldout,
+        prompts,
+        16,
+        40,
+        &mut rng::stream(3, "pool"),
+    )
+    .unwrap();
+    let points = bon::run(
+        &pool,
+        &BonConfig {
+            n: vec![1, 2, 4, 8, 16],
+        },
+        "bon",
+    )
+    .unwrap();
     let proxy: Vec<f64> = points.iter().map(|p| p.proxy.mean).collect();
     let gold: Vec<f64> = points.iter().map(|p| p.gold.mean).collect();
     println!("best-of-n proxy {proxy:.3?}, gold {gold:.3?}");
@@ -194,16 +335,39 @@ fn ppo_raises_proxy_reward() {
         prompts_per_iteration: 32,
         samples_per_prompt: 2,
         max_new_tokens: 40,
-        optim: OptimConfig { lr: 5e-4, warmup_steps: 0, min_lr_ratio: 1.0, weight_decay: 0.0, ..Default::default() },
+        optim: OptimConfig {
+            lr: 5e-4,
+            warmup_steps: 0,
+            min_lr_ratio: 1.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
         checkpoint_every: 100,
         ..Default::default()
     };
     let mut algo = Ppo::new(&policy, &cfg).unwrap();
-    let logs = rl::train(&policy, &f.base, &Proxy(&f.rm), &f.task.prompts(Split::Train), &cfg, &mut algo, &mut Quiet, &mut rng::stream(4, "ppo"), &Silent).unwrap();
+    let logs = rl::train(
+        &policy,
+        &f.base,
+        &Proxy(&f.rm),
+        &f.task.prompts(Split::Train),
+        &cfg,
+        &mut algo,
+        &mut Quiet,
+        &mut rng::stream(4, "ppo"),
+        &Silent,
+    )
+    .unwrap();
     let mean = |l: &[IterationLog]| l.iter().map(|x| x.reward).sum::<f64>() / l.len() as f64;
     let (first, last) = (mean(&logs[..3]), mean(&logs[logs.len() - 3..]));
-    println!("PPO proxy reward: first 3 iterations {first:.3}, last 3 {last:.3}; KL at the end {:.3}", logs.last().unwrap().kl);
-    assert!(last > first + 0.2, "PPO raises proxy reward: {first} -> {last}");
+    println!(
+        "PPO proxy reward: first 3 iterations {first:.3}, last 3 {last:.3}; KL at the end {:.3}",
+        logs.last().unwrap().kl
+    );
+    assert!(
+        last > first + 0.2,
+        "PPO raises proxy reward: {first} -> {last}"
+    );
     assert!(logs.iter().all(|l| l.kl.is_finite()));
 }
 
@@ -212,21 +376,53 @@ fn dpo_moves_the_log_ratio_towards_the_chosen_completions() {
     let f = fixture();
     let policy = f.base.deep_copy(true).unwrap();
     // Two epochs over 160 pairs: the second pass sees pairs the policy has already been pushed on.
-    let cfg = DpoConfig { epochs: 2, batch_size: 16, checkpoint_every: 1000, ..Default::default() };
+    let cfg = DpoConfig {
+        epochs: 2,
+        batch_size: 16,
+        checkpoint_every: 1000,
+        ..Default::default()
+    };
     let data = comparisons(f);
-    let logs = train_dpo(&policy, &f.base, &data[..160], &cfg, &mut Quiet, &mut rng::stream(5, "dpo"), &Silent).unwrap();
-    let mean = |l: &[goodhart::optimize::dpo::DpoLog]| l.iter().map(|x| x.margin).sum::<f64>() / l.len() as f64;
+    let logs = train_dpo(
+        &policy,
+        &f.base,
+        &data[..160],
+        &cfg,
+        &mut Quiet,
+        &mut rng::stream(5, "dpo"),
+        &Silent,
+    )
+    .unwrap();
+    let mean = |l: &[goodhart::optimize::dpo::DpoLog]| {
+        l.iter().map(|x| x.margin).sum::<f64>() / l.len() as f64
+    };
     let (first, last) = (mean(&logs[..3]), mean(&logs[logs.len() - 5..]));
-    println!("DPO chosen-vs-rejected log-ratio margin: first steps {first:.3}, last steps {last:.3}");
+    println!(
+        "DPO chosen-vs-rejected log-ratio margin: first steps {first:.3}, last steps {last:.3}"
+    );
     assert!(first.abs() < 0.5, "starts at the reference");
-    assert!(last > first + 0.3, "the policy moves towards chosen completions: {first} -> {last}");
+    assert!(
+        last > first + 0.3,
+        "the policy moves towards chosen completions: {first} -> {last}"
+    );
 }
 
 #[test]
 fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
     let f = fixture();
     let policy = f.base.deep_copy(true).unwrap();
-    let (rm, _) = train_reward_model(&f.base, &comparisons(f)[..300], &f.task, &RewardModelConfig { steps: 50, ..rm_config() }, &mut rng::stream(6, "rm"), &Silent).unwrap();
+    let (rm, _) = train_reward_model(
+        &f.base,
+        &comparisons(f)[..300],
+        &f.task,
+        &RewardModelConfig {
+            steps: 50,
+            ..rm_config()
+        },
+        &mut rng::stream(6, "rm"),
+        &Silent,
+    )
+    .unwrap();
     let before = rm.info.normalisation.clone();
     let proxy = OnlineProxy { rm: Mutex::new(rm) };
     let cfg = RlConfig {
@@ -234,7 +430,11 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
         iterations: 4,
         prompts_per_iteration: 16,
         max_new_tokens: 40,
-        online: Some(OnlineConfig { every: 2, pairs: 32, rm_steps: 10 }),
+        online: Some(OnlineConfig {
+            every: 2,
+            pairs: 32,
+            rm_steps: 10,
+        }),
         ..Default::default()
     };
     struct OnlineHooks<'a> {
@@ -247,7 +447,9 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
             Ok(())
         }
         fn refresh_reward(&mut self, iteration: usize, policy: &Model) -> goodhart::Result<()> {
-            self.online.refresh(self.proxy, policy, iteration, &mut self.rng).map(|_| ())
+            self.online
+                .refresh(self.proxy, policy, iteration, &mut self.rng)
+                .map(|_| ())
         }
     }
     let labelers = vec![Labeler::new(labeler_config(), &f.task).unwrap()];
@@ -259,7 +461,13 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
             task: &f.task,
             labelers: &labelers,
             prompts: &prompts,
-            labels: LabelsConfig { sampling: SamplingConfig { max_new_tokens: 40, ..Default::default() }, ..Default::default() },
+            labels: LabelsConfig {
+                sampling: SamplingConfig {
+                    max_new_tokens: 40,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             rm_config: rm_config(),
             rm_labelers: vec!["quick".into()],
             base_batch: "base".into(),
@@ -270,9 +478,25 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
         rng: rng::stream(6, "online"),
     };
     let mut algo = Ppo::new(&policy, &cfg).unwrap();
-    rl::train(&policy, &f.base, &proxy, &prompts, &cfg, &mut algo, &mut hooks, &mut rng::stream(6, "ppo"), &Silent).unwrap();
+    rl::train(
+        &policy,
+        &f.base,
+        &proxy,
+        &prompts,
+        &cfg,
+        &mut algo,
+        &mut hooks,
+        &mut rng::stream(6, "ppo"),
+        &Silent,
+    )
+    .unwrap();
     drop(hooks);
-    let online = store.comparisons(&Filter { batches: vec!["online/online/2".into()], ..Default::default() }).unwrap();
+    let online = store
+        .comparisons(&Filter {
+            batches: vec!["online/online/2".into()],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(online.len(), 32, "labels on the policy at iteration 2");
     assert!(online.iter().all(|c| c.policy_a == "online"));
     let after = proxy.rm.lock().unwrap().info.normalisation.clone();

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::strategies::{EvalConfig, StrategiesConfig};
 use crate::error::{Error, Result};
+use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
-use crate::feedback::{Labeler, LabelerConfig};
 use crate::reward::RewardModelConfig;
 use crate::task::{AnswersConfig, GridworldConfig, Task, TaskConfig};
 use crate::train::SftConfig;
@@ -62,6 +63,8 @@ pub struct TaskSetup {
     pub answers: AnswersConfig,
     /// Settings of the gridworld task (read when kind = "gridworld").
     pub gridworld: GridworldConfig,
+    /// Start from this saved policy (a `goodhart sft` output) instead of training one; `model` and `sft` are then unused.
+    pub base_checkpoint: Option<std::path::PathBuf>,
     /// Shape of the policy (and reward-model) network.
     pub model: ModelConfig,
     /// Supervised fine-tuning of the base policy on the task's demonstrations.
@@ -74,6 +77,10 @@ pub struct TaskSetup {
     pub labels: LabelsConfig,
     /// The reward model learned from the comparisons.
     pub reward_model: RewardModelConfig,
+    /// How every policy is measured.
+    pub evaluation: EvalConfig,
+    /// What is optimised, and how far.
+    pub strategies: StrategiesConfig,
 }
 
 /// The label budget: pairs of base-policy completions, each compared by every labeler.
@@ -90,7 +97,11 @@ pub struct LabelsConfig {
 
 impl Default for LabelsConfig {
     fn default() -> Self {
-        Self { pairs: 2000, commit_every: 64, sampling: SamplingConfig::default() }
+        Self {
+            pairs: 2000,
+            commit_every: 64,
+            sampling: SamplingConfig::default(),
+        }
     }
 }
 
@@ -103,7 +114,10 @@ impl LabelsConfig {
             return Err(Error::invalid("labels.commit_every", "must be at least 1"));
         }
         self.sampling.validate().map_err(|e| match e {
-            Error::Invalid { field, message } => Error::Invalid { field: format!("labels.{field}"), message },
+            Error::Invalid { field, message } => Error::Invalid {
+                field: format!("labels.{field}"),
+                message,
+            },
             other => other,
         })
     }
@@ -121,6 +135,9 @@ impl Default for TaskSetup {
             labelers: vec![LabelerConfig::default()],
             labels: LabelsConfig::default(),
             reward_model: RewardModelConfig::default(),
+            base_checkpoint: None,
+            evaluation: EvalConfig::default(),
+            strategies: StrategiesConfig::default(),
         }
     }
 }
@@ -137,7 +154,10 @@ impl TaskSetup {
 
     /// The labelers bound to a built task (checks their bias names against it).
     pub fn labelers<'t>(&self, task: &'t dyn Task) -> Result<Vec<Labeler<'t>>> {
-        self.labelers.iter().map(|c| Labeler::new(c.clone(), task)).collect()
+        self.labelers
+            .iter()
+            .map(|c| Labeler::new(c.clone(), task))
+            .collect()
     }
 
     pub fn name(&self) -> &'static str {
@@ -154,17 +174,25 @@ impl TaskSetup {
 
     fn validate(&self, at: &str) -> Result<()> {
         let stray = match self.kind {
-            TaskKind::Answers => (self.gridworld != GridworldConfig::default()).then_some("gridworld"),
+            TaskKind::Answers => {
+                (self.gridworld != GridworldConfig::default()).then_some("gridworld")
+            }
             TaskKind::Gridworld => (self.answers != AnswersConfig::default()).then_some("answers"),
         };
         if let Some(other) = stray {
             return Err(Error::invalid(
                 format!("{at}.{other}"),
-                format!("settings for `{other}` are given but this task's kind is `{}`", self.name()),
+                format!(
+                    "settings for `{other}` are given but this task's kind is `{}`",
+                    self.name()
+                ),
             ));
         }
         let prefixed = |e: Error| match e {
-            Error::Invalid { field, message } => Error::Invalid { field: format!("{at}.{field}"), message },
+            Error::Invalid { field, message } => Error::Invalid {
+                field: format!("{at}.{field}"),
+                message,
+            },
             other => other,
         };
         match self.kind {
@@ -177,6 +205,11 @@ impl TaskSetup {
         self.sampling.validate().map_err(prefixed)?;
         self.labels.validate().map_err(prefixed)?;
         self.reward_model.validate().map_err(prefixed)?;
+        self.evaluation.validate(&format!("{at}.evaluation"))?;
+        self.strategies.validate(
+            &format!("{at}.strategies"),
+            self.kind == TaskKind::Gridworld,
+        )?;
         for name in &self.reward_model.labelers {
             if !self.labelers.iter().any(|l| &l.name == name) {
                 return Err(Error::invalid(
@@ -186,7 +219,10 @@ impl TaskSetup {
             }
         }
         if self.labelers.is_empty() {
-            return Err(Error::invalid(format!("{at}.labelers"), "at least one labeler is needed"));
+            return Err(Error::invalid(
+                format!("{at}.labelers"),
+                "at least one labeler is needed",
+            ));
         }
         let looks = match self.kind {
             TaskKind::Answers => crate::task::answers::LOOK_NAMES,
@@ -195,7 +231,10 @@ impl TaskSetup {
         for (i, l) in self.labelers.iter().enumerate() {
             l.validate(self.name(), looks, &format!("{at}.labelers[{i}]"))?;
             if self.labelers[..i].iter().any(|m| m.name == l.name) {
-                return Err(Error::invalid(format!("{at}.labelers[{i}].name"), format!("labeler {:?} is listed twice", l.name)));
+                return Err(Error::invalid(
+                    format!("{at}.labelers[{i}].name"),
+                    format!("labeler {:?} is listed twice", l.name),
+                ));
             }
         }
         Ok(())
@@ -205,7 +244,8 @@ impl TaskSetup {
 impl Experiment {
     /// Parse an experiment; `source_name` (a path) is used in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Self> {
-        let de = toml::de::Deserializer::parse(text).map_err(|e| toml_error(source_name, text, &e, None))?;
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| toml_error(source_name, text, &e, None))?;
         let exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             toml_error(source_name, text, e.inner(), Some(path))
@@ -224,7 +264,8 @@ impl Experiment {
 
     /// The default experiment compiled into the binary.
     pub fn embedded_default() -> Self {
-        Self::parse(DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_NAME).expect("the embedded experiment is valid")
+        Self::parse(DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_NAME)
+            .expect("the embedded experiment is valid")
     }
 
     /// The experiment as TOML, every default spelled out.
@@ -232,14 +273,66 @@ impl Experiment {
         toml::to_string_pretty(self).expect("experiments serialise")
     }
 
+    /// The same experiment shrunk to run in seconds (`goodhart run --quick`):
+    /// every stage and strategy still runs, on a tiny network with small
+    /// budgets and sweeps. For smoke tests, not for conclusions.
+    pub fn quick(&self) -> Experiment {
+        let mut e = self.clone();
+        e.name = format!("{} (quick)", e.name);
+        for t in &mut e.tasks {
+            t.model = ModelConfig {
+                n_layer: 1,
+                d_model: 32,
+                n_head: 2,
+                d_ff: 0,
+                ..t.model.clone()
+            };
+            t.sft.steps = t.sft.steps.min(60);
+            t.sft.eval_every = t.sft.steps;
+            t.sft.batch_size = t.sft.batch_size.min(32);
+            t.sft.optim.warmup_steps = t.sft.optim.warmup_steps.min(6);
+            t.labels.pairs = t.labels.pairs.min(96);
+            t.reward_model.steps = t.reward_model.steps.min(30);
+            t.reward_model.ensemble = 1;
+            t.evaluation.prompts = t.evaluation.prompts.min(8);
+            t.evaluation.shift_prompts = t.evaluation.shift_prompts.min(8);
+            t.evaluation.per_prompt = t.evaluation.per_prompt.min(2);
+            let s = &mut t.strategies;
+            s.pool.prompts = s.pool.prompts.min(8);
+            s.pool.samples = s.pool.samples.min(8);
+            s.bon.n.retain(|&n| n <= 8);
+            for r in &mut s.rl {
+                r.iterations = r.iterations.min(3);
+                r.prompts_per_iteration = r.prompts_per_iteration.min(8);
+                r.checkpoint_every = r.checkpoint_every.min(r.iterations);
+                if let Some(o) = &mut r.online {
+                    o.every = 1;
+                    o.pairs = o.pairs.min(16);
+                    o.rm_steps = o.rm_steps.min(5);
+                }
+            }
+            for d in &mut s.dpo {
+                d.epochs = 1;
+                d.checkpoint_every = d.checkpoint_every.min(3);
+            }
+        }
+        e
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.tasks.is_empty() {
-            return Err(Error::invalid("task", "an experiment needs at least one [[task]]"));
+            return Err(Error::invalid(
+                "task",
+                "an experiment needs at least one [[task]]",
+            ));
         }
         for (i, t) in self.tasks.iter().enumerate() {
             t.validate(&format!("task[{i}]"))?;
             if self.tasks[..i].iter().any(|u| u.kind == t.kind) {
-                return Err(Error::invalid(format!("task[{i}].kind"), format!("task `{}` is listed twice", t.name())));
+                return Err(Error::invalid(
+                    format!("task[{i}].kind"),
+                    format!("task `{}` is listed twice", t.name()),
+                ));
             }
         }
         Ok(())
@@ -250,12 +343,21 @@ impl Experiment {
         match name {
             Some(n) => self.tasks.iter().find(|t| t.name() == n).ok_or_else(|| {
                 let names: Vec<&str> = self.tasks.iter().map(|t| t.name()).collect();
-                Error::invalid("task", format!("this experiment has no task {n:?} (it has: {})", names.join(", ")))
+                Error::invalid(
+                    "task",
+                    format!(
+                        "this experiment has no task {n:?} (it has: {})",
+                        names.join(", ")
+                    ),
+                )
             }),
             None if self.tasks.len() == 1 => Ok(&self.tasks[0]),
             None => {
                 let names: Vec<&str> = self.tasks.iter().map(|t| t.name()).collect();
-                Err(Error::invalid("task", format!("choose a task with --task ({})", names.join(", "))))
+                Err(Error::invalid(
+                    "task",
+                    format!("choose a task with --task ({})", names.join(", ")),
+                ))
             }
         }
     }
@@ -277,7 +379,10 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
         _ => String::new(),
     };
     Error::Config {
-        source_name: format!("{source_name}:{location}").trim_end_matches(": ").trim_end_matches(':').to_string(),
+        source_name: format!("{source_name}:{location}")
+            .trim_end_matches(": ")
+            .trim_end_matches(':')
+            .to_string(),
         message: format!("{key}{}", e.message().trim()),
     }
 }
@@ -296,10 +401,14 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let text = "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlerning_rate = 0.1\n";
+        let text =
+            "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlerning_rate = 0.1\n";
         let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
         assert!(err.starts_with("exp.toml:6:1:"), "{err}");
-        assert!(err.contains("task[0].sft") && err.contains("unknown field `lerning_rate`"), "{err}");
+        assert!(
+            err.contains("task[0].sft") && err.contains("unknown field `lerning_rate`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -307,20 +416,39 @@ mod tests {
         let text = "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n";
         let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
         assert!(err.starts_with("exp.toml:4:11:"), "{err}");
-        assert!(err.contains("task[0].model.n_layer") && err.contains("invalid type"), "{err}");
+        assert!(
+            err.contains("task[0].model.n_layer") && err.contains("invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_task_and_bad_values_are_rejected() {
-        let err = Experiment::parse("[[task]]\nkind = \"chess\"\n", "e.toml").unwrap_err().to_string();
-        assert!(err.contains("e.toml:2:8") && err.contains("unknown variant `chess`"), "{err}");
-        let err = Experiment::parse("[[task]]\n[task.model]\nn_head = 3\n", "e.toml").unwrap_err().to_string();
+        let err = Experiment::parse("[[task]]\nkind = \"chess\"\n", "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("e.toml:2:8") && err.contains("unknown variant `chess`"),
+            "{err}"
+        );
+        let err = Experiment::parse("[[task]]\n[task.model]\nn_head = 3\n", "e.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("task[0].model.n_head"), "{err}");
-        let err = Experiment::parse("[[task]]\n[task.gridworld]\nwidth = 5\n", "e.toml").unwrap_err().to_string();
-        assert!(err.contains("task[0].gridworld") && err.contains("kind is `answers`"), "{err}");
-        let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml").unwrap_err().to_string();
+        let err = Experiment::parse("[[task]]\n[task.gridworld]\nwidth = 5\n", "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("task[0].gridworld") && err.contains("kind is `answers`"),
+            "{err}"
+        );
+        let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("task[0].sampling.top_p"), "{err}");
-        let err = Experiment::parse("seed = [\n", "e.toml").unwrap_err().to_string();
+        let err = Experiment::parse("seed = [\n", "e.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("e.toml:"), "{err}");
     }
 }

@@ -1,6 +1,10 @@
 //! Experiments: the config file, and the stages of a run as plain functions.
 
+pub mod analysis;
 pub mod config;
+pub mod run;
 pub mod stages;
+pub mod strategies;
 
-pub use config::{Experiment, TaskKind, TaskSetup};
+pub use config::{Experiment, LabelsConfig, TaskKind, TaskSetup};
+pub use strategies::{EvalConfig, StrategiesConfig};

@@ -10,8 +10,8 @@ use super::TaskSetup;
 use crate::error::Result;
 use crate::feedback::Labeler;
 use crate::measure::{labeler_fidelity, score_samples, LabelerFidelity, Scored, Stat};
-use crate::model::sample::{sample, SamplingConfig};
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
+use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::rng;
@@ -28,7 +28,12 @@ pub fn train_base_policy(
     progress: &dyn Progress,
 ) -> Result<(Model, SftReport)> {
     let tokenizer = Arc::new(CharTokenizer::ascii());
-    let model = Model::init(&setup.model, tokenizer, &mut rng::stream(seed, &format!("{}/init", task.name())), device)?;
+    let model = Model::init(
+        &setup.model,
+        tokenizer,
+        &mut rng::stream(seed, &format!("{}/init", task.name())),
+        device,
+    )?;
     let train = task.demonstrations(Split::Train);
     let heldout = task.demonstrations(Split::Heldout);
     let mut rng = rng::stream(seed, &format!("{}/sft", task.name()));
@@ -46,10 +51,16 @@ pub fn save_policy(
     replace: bool,
 ) -> Result<()> {
     let mut info = CheckpointInfo::new(model, ModelKind::Policy);
-    info.meta.insert("task".into(), serde_json::to_value(task).expect("task config serialises"));
+    info.meta.insert(
+        "task".into(),
+        serde_json::to_value(task).expect("task config serialises"),
+    );
     info.meta.insert("seed".into(), seed.into());
     if let Some(r) = sft {
-        info.meta.insert("sft".into(), serde_json::to_value(r).expect("report serialises"));
+        info.meta.insert(
+            "sft".into(),
+            serde_json::to_value(r).expect("report serialises"),
+        );
     }
     checkpoint::save(model, &info, dir, replace)
 }
@@ -91,7 +102,10 @@ pub fn evaluate_policy(
     rng: &mut crate::rng::Rng,
 ) -> Result<PolicyReport> {
     let prompts: Vec<String> = task.prompts(split).into_iter().take(n_prompts).collect();
-    let ids = prompts.iter().map(|p| model.tokenizer().encode_prompt(p)).collect::<Result<Vec<_>>>()?;
+    let ids = prompts
+        .iter()
+        .map(|p| model.tokenizer().encode_prompt(p))
+        .collect::<Result<Vec<_>>>()?;
     let samples = sample(model, &ids, per_prompt, sampling, rng)?;
     let scored = score_samples(task, labelers, &prompts, &samples)?;
     let column = |f: &dyn Fn(&Scored) -> f64| Stat::of(&scored.iter().map(f).collect::<Vec<_>>());
@@ -101,11 +115,20 @@ pub fn evaluate_policy(
         n_prompts: prompts.len(),
         per_prompt,
         gold: column(&|s| s.gold),
-        labelers: labelers.iter().enumerate().map(|(i, l)| (l.name().to_string(), column(&|s| s.labeler[i]))).collect(),
+        labelers: labelers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name().to_string(), column(&|s| s.labeler[i])))
+            .collect(),
         fidelity: labelers
             .iter()
             .enumerate()
-            .map(|(i, l)| (l.name().to_string(), labeler_fidelity(&scored, i, per_prompt)))
+            .map(|(i, l)| {
+                (
+                    l.name().to_string(),
+                    labeler_fidelity(&scored, i, per_prompt),
+                )
+            })
             .collect(),
         features: task
             .feature_names()
@@ -117,4 +140,3 @@ pub fn evaluate_policy(
         scored,
     })
 }
-

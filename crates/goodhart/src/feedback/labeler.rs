@@ -121,9 +121,15 @@ impl LabelerConfig {
             return Err(Error::invalid(f("name"), "must be 1 to 64 characters"));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Error::invalid(f("temperature"), "must be a positive number"));
+            return Err(Error::invalid(
+                f("temperature"),
+                "must be a positive number",
+            ));
         }
-        for (k, p) in [("p_random", self.p_random), ("p_cant_tell", self.p_cant_tell)] {
+        for (k, p) in [
+            ("p_random", self.p_random),
+            ("p_cant_tell", self.p_cant_tell),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(Error::invalid(f(k), "must be a probability in [0, 1]"));
             }
@@ -135,13 +141,19 @@ impl LabelerConfig {
             if !looks.contains(&name.as_str()) {
                 return Err(Error::invalid(
                     f(&format!("biases.{name}")),
-                    format!("the {task_name} task has no observable feature {name:?} (it has: {})", looks.join(", ")),
+                    format!(
+                        "the {task_name} task has no observable feature {name:?} (it has: {})",
+                        looks.join(", ")
+                    ),
                 ));
             }
         }
         if let Some(a) = &self.assistant {
             if !(0.0..=1.0).contains(&a.accuracy) {
-                return Err(Error::invalid(f("assistant.accuracy"), "must be a probability in [0, 1]"));
+                return Err(Error::invalid(
+                    f("assistant.accuracy"),
+                    "must be a probability in [0, 1]",
+                ));
             }
         }
         Ok(())
@@ -165,13 +177,21 @@ pub struct Judgement {
 
 impl<'t> Labeler<'t> {
     pub fn new(config: LabelerConfig, task: &'t dyn Task) -> Result<Self> {
-        config.validate(task.name(), task.look_names(), &format!("labeler {:?}", config.name))?;
+        config.validate(
+            task.name(),
+            task.look_names(),
+            &format!("labeler {:?}", config.name),
+        )?;
         let weights = task
             .look_names()
             .iter()
             .map(|n| config.biases.get(*n).copied().unwrap_or(0.0))
             .collect();
-        Ok(Self { config, task, weights })
+        Ok(Self {
+            config,
+            task,
+            weights,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -198,23 +218,43 @@ impl<'t> Labeler<'t> {
     /// The labeler's score of a completion, the assistant (if any) pointing at the
     /// first wrong step: its reward, for measurement.
     pub fn score(&self, prompt: &str, completion: &str) -> Result<f64> {
-        let pointer = self.config.assistant.as_ref().and_then(|_| self.task.first_wrong_step(prompt, completion));
+        let pointer = self
+            .config
+            .assistant
+            .as_ref()
+            .and_then(|_| self.task.first_wrong_step(prompt, completion));
         Ok(self.judge_with(prompt, completion, pointer)?.score)
     }
 
-    fn judge_with(&self, prompt: &str, completion: &str, pointer: Option<usize>) -> Result<Judgement> {
-        let view = LabelerView { competence: self.config.competence, pointer };
+    fn judge_with(
+        &self,
+        prompt: &str,
+        completion: &str,
+        pointer: Option<usize>,
+    ) -> Result<Judgement> {
+        let view = LabelerView {
+            competence: self.config.competence,
+            pointer,
+        };
         let p = self.task.perceive(prompt, completion, &view)?;
         let bias: f64 = p.looks.iter().zip(&self.weights).map(|(x, w)| x * w).sum();
         let base = p.verified.unwrap_or(self.config.unverified_value);
-        Ok(Judgement { score: self.config.verified_weight * base + bias, checked: p.verified.is_some() })
+        Ok(Judgement {
+            score: self.config.verified_weight * base + bias,
+            checked: p.verified.is_some(),
+        })
     }
 
     /// Compare completions `a` and `b` of `prompt`.
     pub fn compare(&self, prompt: &str, a: &str, b: &str, rng: &mut Rng) -> Result<Answer> {
         let (ja, jb) = (self.judge(prompt, a, rng)?, self.judge(prompt, b, rng)?);
         // Fixed number of draws per comparison keeps streams aligned across labelers and runs.
-        let (lapse, lapse_side, cant, bt) = (rng.random::<f64>(), rng.random_bool(0.5), rng.random::<f64>(), rng.random::<f64>());
+        let (lapse, lapse_side, cant, bt) = (
+            rng.random::<f64>(),
+            rng.random_bool(0.5),
+            rng.random::<f64>(),
+            rng.random::<f64>(),
+        );
         let c = &self.config;
         if lapse < c.p_random {
             return Ok(if lapse_side { Answer::A } else { Answer::B });
@@ -239,13 +279,22 @@ mod tests {
     use crate::task::{Answers, AnswersConfig};
 
     fn task() -> Answers {
-        Answers::new(AnswersConfig { n_train: 10, ..Default::default() }, 0).unwrap()
+        Answers::new(
+            AnswersConfig {
+                n_train: 10,
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap()
     }
 
     fn share_a(l: &Labeler, p: &str, a: &str, b: &str) -> f64 {
         let mut rng = rng::stream(1, "t");
         let n = 4000;
-        let wins = (0..n).filter(|_| l.compare(p, a, b, &mut rng).unwrap() == Answer::A).count();
+        let wins = (0..n)
+            .filter(|_| l.compare(p, a, b, &mut rng).unwrap() == Answer::A)
+            .count();
         wins as f64 / n as f64
     }
 
@@ -259,8 +308,14 @@ mod tests {
         };
         let l = Labeler::new(cfg, &t).unwrap();
         let easy = Question { a: 12, b: 30 }.prompt();
-        assert!(share_a(&l, &easy, "42.", "maybe 43.") > 0.95, "easy: checks correctness");
-        assert!(share_a(&l, &easy, "maybe 42.", "43.") > 0.95, "easy: correct beats confident");
+        assert!(
+            share_a(&l, &easy, "42.", "maybe 43.") > 0.95,
+            "easy: checks correctness"
+        );
+        assert!(
+            share_a(&l, &easy, "maybe 42.", "43.") > 0.95,
+            "easy: correct beats confident"
+        );
         let hard = Question { a: 1234, b: 4321 }.prompt();
         // Cannot check 4-digit sums: the confident wrong answer wins.
         assert!(share_a(&l, &hard, "5556.", "maybe 5555.") > 0.8);
@@ -272,14 +327,43 @@ mod tests {
     fn noise_ties_and_cant_tell_follow_their_settings() {
         let t = task();
         let hard = Question { a: 1234, b: 4321 }.prompt();
-        let random = Labeler::new(LabelerConfig { p_random: 1.0, ..Default::default() }, &t).unwrap();
+        let random = Labeler::new(
+            LabelerConfig {
+                p_random: 1.0,
+                ..Default::default()
+            },
+            &t,
+        )
+        .unwrap();
         let s = share_a(&random, &hard, "5555.", "5556.");
         assert!((s - 0.5).abs() < 0.05, "{s}");
-        let unsure = Labeler::new(LabelerConfig { p_random: 0.0, p_cant_tell: 1.0, ..Default::default() }, &t).unwrap();
+        let unsure = Labeler::new(
+            LabelerConfig {
+                p_random: 0.0,
+                p_cant_tell: 1.0,
+                ..Default::default()
+            },
+            &t,
+        )
+        .unwrap();
         let mut rng = rng::stream(2, "t");
-        assert_eq!(unsure.compare(&hard, "5555.", "5556.", &mut rng).unwrap(), Answer::CantTell);
-        let tied = Labeler::new(LabelerConfig { p_random: 0.0, tie_margin: 0.1, ..Default::default() }, &t).unwrap();
-        assert_eq!(tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(), Answer::Tie);
+        assert_eq!(
+            unsure.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
+            Answer::CantTell
+        );
+        let tied = Labeler::new(
+            LabelerConfig {
+                p_random: 0.0,
+                tie_margin: 0.1,
+                ..Default::default()
+            },
+            &t,
+        )
+        .unwrap();
+        assert_eq!(
+            tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
+            Answer::Tie
+        );
     }
 
     #[test]
@@ -289,24 +373,43 @@ mod tests {
         let hard = q.prompt();
         let right = "4+1=5,3+2=5,2+3=5,1+4=5 so 5555.";
         let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
-        let base = LabelerConfig { p_random: 0.0, ..Default::default() };
+        let base = LabelerConfig {
+            p_random: 0.0,
+            ..Default::default()
+        };
         let plain = Labeler::new(base.clone(), &t).unwrap();
         let assisted = Labeler::new(
-            LabelerConfig { name: "assisted".into(), assistant: Some(AssistantConfig { accuracy: 1.0 }), ..base },
+            LabelerConfig {
+                name: "assisted".into(),
+                assistant: Some(AssistantConfig { accuracy: 1.0 }),
+                ..base
+            },
             &t,
         )
         .unwrap();
         let p_plain = share_a(&plain, &hard, right, wrong);
         let p_assisted = share_a(&assisted, &hard, right, wrong);
-        assert!((p_plain - 0.5).abs() < 0.05, "unassisted cannot tell: {p_plain}");
-        assert!(p_assisted > 0.95, "assisted finds the wrong step: {p_assisted}");
+        assert!(
+            (p_plain - 0.5).abs() < 0.05,
+            "unassisted cannot tell: {p_plain}"
+        );
+        assert!(
+            p_assisted > 0.95,
+            "assisted finds the wrong step: {p_assisted}"
+        );
     }
 
     #[test]
     fn unknown_bias_names_the_feature_and_the_options() {
         let t = task();
-        let cfg = LabelerConfig { biases: [("politeness".to_string(), 1.0)].into_iter().collect(), ..Default::default() };
+        let cfg = LabelerConfig {
+            biases: [("politeness".to_string(), 1.0)].into_iter().collect(),
+            ..Default::default()
+        };
         let err = Labeler::new(cfg, &t).err().unwrap().to_string();
-        assert!(err.contains("biases.politeness") && err.contains("confident"), "{err}");
+        assert!(
+            err.contains("biases.politeness") && err.contains("confident"),
+            "{err}"
+        );
     }
 }

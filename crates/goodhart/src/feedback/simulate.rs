@@ -39,14 +39,22 @@ pub fn simulate_labels(
     if prompts.is_empty() {
         return Err(crate::Error::invalid("labels", "no prompts to label"));
     }
-    let sampling = SamplingConfig { batch_size: cfg.commit_every.max(1) * 2, ..cfg.sampling.clone() };
+    let sampling = SamplingConfig {
+        batch_size: cfg.commit_every.max(1) * 2,
+        ..cfg.sampling.clone()
+    };
     let mut done = 0;
     let mut barren = 0;
     progress.start(&format!("labels {batch}"), cfg.pairs as u64);
     while done < cfg.pairs {
         let n = cfg.commit_every.min(cfg.pairs - done);
-        let chosen: Vec<&String> = (0..n).map(|_| &prompts[rng.random_range(0..prompts.len())]).collect();
-        let ids = chosen.iter().map(|p| model.tokenizer().encode_prompt(p)).collect::<Result<Vec<_>>>()?;
+        let chosen: Vec<&String> = (0..n)
+            .map(|_| &prompts[rng.random_range(0..prompts.len())])
+            .collect();
+        let ids = chosen
+            .iter()
+            .map(|p| model.tokenizer().encode_prompt(p))
+            .collect::<Result<Vec<_>>>()?;
         let samples = sample(model, &ids, 2, &sampling, rng)?;
         // Judge first, then write the whole chunk in one transaction. Two identical
         // completions carry no preference: they are skipped, not labelled.

@@ -151,7 +151,9 @@ pub struct ImportReport {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl LabelStore {
@@ -161,9 +163,15 @@ impl LabelStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let fresh = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(false);
+        let fresh = !path.exists()
+            || std::fs::metadata(path)
+                .map(|m| m.len() == 0)
+                .unwrap_or(false);
         let conn = Connection::open(path).map_err(|e| store_error(path, e))?;
-        let store = Self { conn, path: path.to_path_buf() };
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
         if fresh {
             store.init()?;
         } else {
@@ -176,7 +184,10 @@ impl LabelStore {
     /// Open a store that must already exist.
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.is_file() {
-            return Err(Error::Store { path: path.to_path_buf(), message: "no such label store".into() });
+            return Err(Error::Store {
+                path: path.to_path_buf(),
+                message: "no such label store".into(),
+            });
         }
         Self::open(path)
     }
@@ -196,19 +207,29 @@ impl LabelStore {
     }
 
     fn init(&self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA journal_mode = WAL;").map_err(|e| self.err(e))?;
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL;")
+            .map_err(|e| self.err(e))?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?1), ('version', ?2)", params![FORMAT, VERSION.to_string()])
-            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?1), ('version', ?2)",
+            params![FORMAT, VERSION.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
     fn check_format(&self) -> Result<()> {
-        let not_ours = |why: String| Error::Store { path: self.path.clone(), message: format!("not a goodhart label store ({why})") };
+        let not_ours = |why: String| Error::Store {
+            path: self.path.clone(),
+            message: format!("not a goodhart label store ({why})"),
+        };
         let format: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| not_ours(e.to_string()))?;
         match format.as_deref() {
@@ -218,10 +239,14 @@ impl LabelStore {
         }
         let version: String = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| not_ours(e.to_string()))?;
         if version != VERSION.to_string() {
-            return Err(not_ours(format!("version {version}; this build reads version {VERSION}")));
+            return Err(not_ours(format!(
+                "version {version}; this build reads version {VERSION}"
+            )));
         }
         // Schema additions of later issues are created idempotently.
         self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))
@@ -231,7 +256,10 @@ impl LabelStore {
     pub fn write<T>(&mut self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| store_error(&path, e))?;
-        let mut w = Writer { tx, path: path.clone() };
+        let mut w = Writer {
+            tx,
+            path: path.clone(),
+        };
         let out = f(&mut w)?;
         w.tx.commit().map_err(|e| store_error(&path, e))?;
         Ok(out)
@@ -269,10 +297,12 @@ impl LabelStore {
             .map_err(|e| self.err(e))?;
         let mut out = vec![];
         for row in rows {
-            let (id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch) = row.map_err(|e| self.err(e))?;
+            let (id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch) =
+                row.map_err(|e| self.err(e))?;
             let keep = filter.task.as_ref().is_none_or(|t| *t == task)
                 && (filter.labelers.is_empty() || filter.labelers.contains(&labeler))
-                && (filter.batches.is_empty() || batch.as_ref().is_some_and(|b| filter.batches.contains(b)));
+                && (filter.batches.is_empty()
+                    || batch.as_ref().is_some_and(|b| filter.batches.contains(b)));
             if !keep {
                 continue;
             }
@@ -280,7 +310,18 @@ impl LabelStore {
                 path: self.path.clone(),
                 message: format!("comparison {id} has an unknown answer {answer:?}"),
             })?;
-            out.push(Comparison { id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch });
+            out.push(Comparison {
+                id,
+                task,
+                prompt,
+                a,
+                b,
+                policy_a,
+                policy_b,
+                labeler,
+                answer,
+                batch,
+            });
         }
         Ok(out)
     }
@@ -306,17 +347,26 @@ impl LabelStore {
 
     pub fn count_comparisons(&self) -> Result<usize> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM comparisons WHERE retracted = 0", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT COUNT(*) FROM comparisons WHERE retracted = 0",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as usize)
             .map_err(|e| self.err(e))
     }
 
     /// The store's own consistency check (SQLite integrity and foreign keys).
     pub fn check_integrity(&self) -> Result<()> {
-        let ok: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let ok: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         let dangling: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.err(e))?;
         if ok != "ok" || dangling != 0 {
             return Err(Error::Store {
@@ -356,7 +406,13 @@ impl LabelStore {
 
     /// Import preference JSONL from `path` as comparisons, in one transaction.
     /// `task` and `labeler` apply to lines that do not name their own.
-    pub fn import_jsonl(&mut self, path: &Path, task: &str, labeler: &str, on_bad: OnBadLine) -> Result<ImportReport> {
+    pub fn import_jsonl(
+        &mut self,
+        path: &Path,
+        task: &str,
+        labeler: &str,
+        on_bad: OnBadLine,
+    ) -> Result<ImportReport> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut lines = vec![];
         let mut report = ImportReport::default();
@@ -372,7 +428,11 @@ impl LabelStore {
                     let problem = e.to_string();
                     match on_bad {
                         OnBadLine::Stop => {
-                            return Err(Error::Data { path: path.to_path_buf(), line: n, message: problem })
+                            return Err(Error::Data {
+                                path: path.to_path_buf(),
+                                line: n,
+                                message: problem,
+                            })
                         }
                         OnBadLine::Skip => report.skipped.push((n, problem)),
                     }
@@ -385,7 +445,13 @@ impl LabelStore {
                 let task = p.task.as_deref().unwrap_or(task);
                 let prompt_id = w.prompt(task, "import", &p.prompt)?;
                 let sample = |w: &mut Writer, text: &str| {
-                    w.sample(&NewSample { prompt_id, completion: text, policy: &source, step: None, logprob: None })
+                    w.sample(&NewSample {
+                        prompt_id,
+                        completion: text,
+                        policy: &source,
+                        step: None,
+                        logprob: None,
+                    })
                 };
                 let (a, b) = (sample(w, &p.chosen)?, sample(w, &p.rejected)?);
                 let answer = if p.tie { Answer::Tie } else { Answer::A };
@@ -420,10 +486,17 @@ impl Writer<'_> {
     /// The id of a prompt, recording it if new.
     pub fn prompt(&mut self, task: &str, split: &str, text: &str) -> Result<i64> {
         self.tx
-            .execute("INSERT OR IGNORE INTO prompts (task, split, text) VALUES (?1, ?2, ?3)", params![task, split, text])
+            .execute(
+                "INSERT OR IGNORE INTO prompts (task, split, text) VALUES (?1, ?2, ?3)",
+                params![task, split, text],
+            )
             .map_err(|e| store_error(&self.path, e))?;
         self.tx
-            .query_row("SELECT id FROM prompts WHERE task = ?1 AND text = ?2", params![task, text], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM prompts WHERE task = ?1 AND text = ?2",
+                params![task, text],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 
@@ -464,7 +537,10 @@ fn store_error(path: &Path, e: rusqlite::Error) -> Error {
         }
         other => other.to_string(),
     };
-    Error::Store { path: path.to_path_buf(), message }
+    Error::Store {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -475,10 +551,35 @@ mod tests {
         store
             .write(|w| {
                 let p = w.prompt("answers", "train", "Q: 1+1\nA: ")?;
-                let a = w.sample(&NewSample { prompt_id: p, completion: "2.", policy: "base", step: None, logprob: Some(-1.0) })?;
-                let b = w.sample(&NewSample { prompt_id: p, completion: "3.", policy: "base", step: None, logprob: None })?;
-                for (labeler, answer) in [("quick", Answer::A), ("careful", Answer::B), ("quick", Answer::Tie), ("quick", Answer::CantTell)] {
-                    w.comparison(&NewComparison { sample_a: a, sample_b: b, labeler, answer, reason: None, batch: Some("0"), seconds: None })?;
+                let a = w.sample(&NewSample {
+                    prompt_id: p,
+                    completion: "2.",
+                    policy: "base",
+                    step: None,
+                    logprob: Some(-1.0),
+                })?;
+                let b = w.sample(&NewSample {
+                    prompt_id: p,
+                    completion: "3.",
+                    policy: "base",
+                    step: None,
+                    logprob: None,
+                })?;
+                for (labeler, answer) in [
+                    ("quick", Answer::A),
+                    ("careful", Answer::B),
+                    ("quick", Answer::Tie),
+                    ("quick", Answer::CantTell),
+                ] {
+                    w.comparison(&NewComparison {
+                        sample_a: a,
+                        sample_b: b,
+                        labeler,
+                        answer,
+                        reason: None,
+                        batch: Some("0"),
+                        seconds: None,
+                    })?;
                 }
                 Ok((a, b))
             })
@@ -492,9 +593,17 @@ mod tests {
         let mut store = LabelStore::open(&path).unwrap();
         fill(&mut store);
         assert_eq!(store.count_comparisons().unwrap(), 4);
-        let quick = store.comparisons(&Filter { labelers: vec!["quick".into()], ..Default::default() }).unwrap();
+        let quick = store
+            .comparisons(&Filter {
+                labelers: vec!["quick".into()],
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(quick.len(), 3);
-        assert_eq!((quick[0].a.as_str(), quick[0].b.as_str(), quick[0].answer), ("2.", "3.", Answer::A));
+        assert_eq!(
+            (quick[0].a.as_str(), quick[0].b.as_str(), quick[0].answer),
+            ("2.", "3.", Answer::A)
+        );
         drop(store);
         let store = LabelStore::open_existing(&path).unwrap();
         store.check_integrity().unwrap();
@@ -507,11 +616,20 @@ mod tests {
         let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
         let r: Result<()> = store.write(|w| {
             let p = w.prompt("answers", "train", "Q: 1+1\nA: ")?;
-            w.sample(&NewSample { prompt_id: p, completion: "2.", policy: "base", step: None, logprob: None })?;
+            w.sample(&NewSample {
+                prompt_id: p,
+                completion: "2.",
+                policy: "base",
+                step: None,
+                logprob: None,
+            })?;
             Err(Error::invalid("test", "abort"))
         });
         assert!(r.is_err());
-        let n: i64 = store.conn.query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0)).unwrap();
+        let n: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 0);
     }
 
@@ -523,20 +641,59 @@ mod tests {
         store
             .write(|w| {
                 let p = w.prompt("answers", "train", "Q: 2+2\nA: ")?;
-                let a = w.sample(&NewSample { prompt_id: p, completion: "4.", policy: "x", step: None, logprob: None })?;
-                let b = w.sample(&NewSample { prompt_id: p, completion: "5.", policy: "x", step: None, logprob: None })?;
+                let a = w.sample(&NewSample {
+                    prompt_id: p,
+                    completion: "4.",
+                    policy: "x",
+                    step: None,
+                    logprob: None,
+                })?;
+                let b = w.sample(&NewSample {
+                    prompt_id: p,
+                    completion: "5.",
+                    policy: "x",
+                    step: None,
+                    logprob: None,
+                })?;
                 for batch in ["online/ppo/5", "online/ppo2/5"] {
-                    w.comparison(&NewComparison { sample_a: a, sample_b: b, labeler: "quick", answer: Answer::A, reason: None, batch: Some(batch), seconds: None })?;
+                    w.comparison(&NewComparison {
+                        sample_a: a,
+                        sample_b: b,
+                        labeler: "quick",
+                        answer: Answer::A,
+                        reason: None,
+                        batch: Some(batch),
+                        seconds: None,
+                    })?;
                 }
                 Ok(())
             })
             .unwrap();
         assert_eq!(store.retract_batch("online/ppo").unwrap(), 1);
-        assert_eq!(store.retract_batch("online/ppo").unwrap(), 0, "already withdrawn");
-        let live: Vec<_> = store.comparisons(&Filter::default()).unwrap().into_iter().filter_map(|c| c.batch).collect();
+        assert_eq!(
+            store.retract_batch("online/ppo").unwrap(),
+            0,
+            "already withdrawn"
+        );
+        let live: Vec<_> = store
+            .comparisons(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.batch)
+            .collect();
         assert_eq!(live, ["0", "0", "0", "0", "online/ppo2/5"]);
-        let rows: i64 = store.conn.query_row("SELECT COUNT(*) FROM comparisons", [], |r| r.get(0)).unwrap();
-        let logged: i64 = store.conn.query_row("SELECT COUNT(*) FROM history WHERE event = 'retract'", [], |r| r.get(0)).unwrap();
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM comparisons", [], |r| r.get(0))
+            .unwrap();
+        let logged: i64 = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM history WHERE event = 'retract'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!((rows, logged), (6, 1));
     }
 
@@ -545,21 +702,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
         fill(&mut store);
-        let err = store.conn.execute("DELETE FROM history", []).unwrap_err().to_string();
+        let err = store
+            .conn
+            .execute("DELETE FROM history", [])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("append-only"), "{err}");
-        assert!(store.conn.execute("UPDATE history SET event = 'x'", []).is_err());
+        assert!(store
+            .conn
+            .execute("UPDATE history SET event = 'x'", [])
+            .is_err());
     }
 
     #[test]
     fn rejects_files_that_are_not_label_stores_and_leaves_them_alone() {
         let dir = tempfile::tempdir().unwrap();
         let text = dir.path().join("notes.sqlite");
-        std::fs::write(&text, b"these are my notes, not a database, and long enough to matter........").unwrap();
+        std::fs::write(
+            &text,
+            b"these are my notes, not a database, and long enough to matter........",
+        )
+        .unwrap();
         let err = LabelStore::open(&text).err().unwrap().to_string();
         assert!(err.contains("not a goodhart label store"), "{err}");
-        assert!(std::fs::read(&text).unwrap().starts_with(b"these are my notes"));
+        assert!(std::fs::read(&text)
+            .unwrap()
+            .starts_with(b"these are my notes"));
         let other = dir.path().join("other.sqlite");
-        Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x INTEGER);").unwrap();
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x INTEGER);")
+            .unwrap();
         let err = LabelStore::open(&other).err().unwrap().to_string();
         assert!(err.contains("not a goodhart label store"), "{err}");
         assert!(LabelStore::open_existing(&dir.path().join("missing.sqlite")).is_err());
@@ -575,27 +748,57 @@ mod tests {
         assert_eq!(n, 3, "can't-tell has no preference to export");
         let text = String::from_utf8(out).unwrap();
         let first: PreferenceLine = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!((first.chosen.as_str(), first.rejected.as_str()), ("2.", "3."));
+        assert_eq!(
+            (first.chosen.as_str(), first.rejected.as_str()),
+            ("2.", "3.")
+        );
         let second: PreferenceLine = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
-        assert_eq!((second.chosen.as_str(), second.labeler.as_deref()), ("3.", Some("careful")));
+        assert_eq!(
+            (second.chosen.as_str(), second.labeler.as_deref()),
+            ("3.", Some("careful"))
+        );
 
         let file = dir.path().join("prefs.jsonl");
         std::fs::write(&file, &text).unwrap();
         let mut other = LabelStore::open(&dir.path().join("b.sqlite")).unwrap();
-        let r = other.import_jsonl(&file, "answers", "imported", OnBadLine::Stop).unwrap();
+        let r = other
+            .import_jsonl(&file, "answers", "imported", OnBadLine::Stop)
+            .unwrap();
         assert_eq!(r.imported, 3);
         let back = other.comparisons(&Filter::default()).unwrap();
         assert_eq!(back.iter().filter(|c| c.answer == Answer::Tie).count(), 1);
         assert_eq!(back[1].labeler, "careful");
 
         let bad = dir.path().join("bad.jsonl");
-        std::fs::write(&bad, format!("{}\n{{\"prompt\": \"p\", \"chosen\": \"x\"}}\nnot json\n", text.lines().next().unwrap())).unwrap();
+        std::fs::write(
+            &bad,
+            format!(
+                "{}\n{{\"prompt\": \"p\", \"chosen\": \"x\"}}\nnot json\n",
+                text.lines().next().unwrap()
+            ),
+        )
+        .unwrap();
         let before = other.count_comparisons().unwrap();
-        let err = other.import_jsonl(&bad, "answers", "x", OnBadLine::Stop).unwrap_err().to_string();
-        assert!(err.contains("bad.jsonl:2:") && err.contains("missing field `rejected`"), "{err}");
-        assert_eq!(other.count_comparisons().unwrap(), before, "stopping imports nothing");
-        let r = other.import_jsonl(&bad, "answers", "x", OnBadLine::Skip).unwrap();
+        let err = other
+            .import_jsonl(&bad, "answers", "x", OnBadLine::Stop)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.jsonl:2:") && err.contains("missing field `rejected`"),
+            "{err}"
+        );
+        assert_eq!(
+            other.count_comparisons().unwrap(),
+            before,
+            "stopping imports nothing"
+        );
+        let r = other
+            .import_jsonl(&bad, "answers", "x", OnBadLine::Skip)
+            .unwrap();
         assert_eq!(r.imported, 1);
-        assert_eq!(r.skipped.iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            r.skipped.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 }

@@ -32,6 +32,20 @@ pub struct CurvePoint {
     pub ess: Option<f64>,
     /// The saved policy behind this point, when there is one.
     pub checkpoint: Option<String>,
+    /// A few completions this point's policy gives (for reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<Shown>,
+}
+
+/// One completion as a report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shown {
+    pub prompt: String,
+    pub completion: String,
+    pub gold: f64,
+    pub proxy: Option<f64>,
+    /// The first labeler's score.
+    pub labeler: Option<f64>,
 }
 
 /// Summaries of weighted samples: `weights[p]` weighs the samples of prompt `p`
@@ -42,6 +56,26 @@ pub struct Weighted<'a> {
 }
 
 impl Weighted<'_> {
+    /// The most heavily weighted completion of each of the first `k` prompts.
+    pub fn examples(&self, weights: &[Vec<f64>], prompts: &[String], k: usize) -> Vec<Shown> {
+        weights
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(p, w)| {
+                let best = (0..w.len()).fold(0, |b, i| if w[i] > w[b] { i } else { b });
+                let s = &self.scored[p * self.per_prompt + best];
+                Shown {
+                    prompt: prompts[p].clone(),
+                    completion: s.completion.clone(),
+                    gold: s.gold,
+                    proxy: s.proxy,
+                    labeler: s.labeler.first().copied(),
+                }
+            })
+            .collect()
+    }
+
     fn per_prompt(&self, weights: &[Vec<f64>], f: impl Fn(&Scored) -> f64) -> Stat {
         let means: Vec<f64> = weights
             .iter()
@@ -55,7 +89,13 @@ impl Weighted<'_> {
     }
 
     /// Fill the reward and feature summaries of `point` from weighted samples.
-    pub fn summarise(&self, weights: &[Vec<f64>], feature_names: &[&str], labeler_names: &[String], point: &mut CurvePoint) {
+    pub fn summarise(
+        &self,
+        weights: &[Vec<f64>],
+        feature_names: &[&str],
+        labeler_names: &[String],
+        point: &mut CurvePoint,
+    ) {
         point.gold = self.per_prompt(weights, |s| s.gold);
         point.proxy = self.per_prompt(weights, |s| s.proxy.unwrap_or(f64::NAN));
         point.labelers = labeler_names
@@ -63,11 +103,20 @@ impl Weighted<'_> {
             .enumerate()
             .map(|(i, n)| (n.clone(), self.per_prompt(weights, |s| s.labeler[i])))
             .collect();
-        point.spec = self.scored.first().and_then(|s| s.spec).map(|_| self.per_prompt(weights, |s| s.spec.unwrap_or(0.0)));
+        point.spec = self
+            .scored
+            .first()
+            .and_then(|s| s.spec)
+            .map(|_| self.per_prompt(weights, |s| s.spec.unwrap_or(0.0)));
         point.features = feature_names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), self.per_prompt(weights, |s| s.features[i]).mean))
+            .map(|(i, n)| {
+                (
+                    n.to_string(),
+                    self.per_prompt(weights, |s| s.features[i]).mean,
+                )
+            })
             .collect();
     }
 }

@@ -88,14 +88,21 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
     let c1 = (s22 * t1 - s12 * t2) / det;
     let c2 = (s11 * t2 - s12 * t1) / det;
     let (alpha, beta) = (c1, -c2);
-    let rss: f64 = ds.iter().zip(gains).map(|(&d, &g)| (g - form.eval(alpha, beta, d)).powi(2)).sum();
+    let rss: f64 = ds
+        .iter()
+        .zip(gains)
+        .map(|(&d, &g)| (g - form.eval(alpha, beta, d)).powi(2))
+        .sum();
     let mean = gains.iter().sum::<f64>() / n as f64;
     let tss: f64 = gains.iter().map(|g| (g - mean).powi(2)).sum();
     let sigma2 = rss / (n - 2) as f64;
     let (alpha_se, beta_se) = ((sigma2 * s22 / det).sqrt(), (sigma2 * s11 / det).sqrt());
     let (peak_d, peak_gain) = match form {
         _ if beta <= 1e-9 * alpha.abs().max(1e-9) => (None, None),
-        Form::Bon => (Some(alpha / (2.0 * beta)), Some(alpha * alpha / (4.0 * beta))),
+        Form::Bon => (
+            Some(alpha / (2.0 * beta)),
+            Some(alpha * alpha / (4.0 * beta)),
+        ),
         // g'(d) = alpha - beta ln d - beta = 0  =>  d* = exp(alpha / beta - 1), g(d*) = beta d*.
         Form::Rl => {
             let d = (alpha / beta - 1.0).exp();
@@ -161,12 +168,18 @@ mod tests {
         for (form, alpha, beta) in [(Form::Bon, 0.8, 0.2), (Form::Rl, 0.5, 0.3)] {
             let gains: Vec<f64> = ds.iter().map(|&d| form.eval(alpha, beta, d)).collect();
             let f = fit(form, &ds, &gains).unwrap();
-            assert!((f.alpha - alpha).abs() < 1e-9 && (f.beta - beta).abs() < 1e-9, "{f:?}");
+            assert!(
+                (f.alpha - alpha).abs() < 1e-9 && (f.beta - beta).abs() < 1e-9,
+                "{f:?}"
+            );
             assert!((f.r2 - 1.0).abs() < 1e-9);
             let (d, g) = (f.peak_d.unwrap(), f.peak_gain.unwrap());
             // The peak is a maximum of the curve.
             assert!((f.gain(d) - g).abs() < 1e-9);
-            assert!(f.gain(d * 1.01) < g && f.gain(d * 0.99) < g, "{form:?}: peak at {d}");
+            assert!(
+                f.gain(d * 1.01) < g && f.gain(d * 0.99) < g,
+                "{form:?}: peak at {d}"
+            );
             let half = predict_half(form, &ds, &gains).unwrap();
             assert!(half.rmse < 1e-9 && half.n_predicted == 6);
         }
@@ -176,9 +189,18 @@ mod tests {
     fn noisy_points_give_honest_standard_errors() {
         let ds: Vec<f64> = (1..=40).map(|i| i as f64 * 0.1).collect();
         let noise = |i: usize| ((i * 7919 % 101) as f64 / 101.0 - 0.5) * 0.1;
-        let gains: Vec<f64> = ds.iter().enumerate().map(|(i, &d)| Form::Bon.eval(1.0, 0.25, d) + noise(i)).collect();
+        let gains: Vec<f64> = ds
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| Form::Bon.eval(1.0, 0.25, d) + noise(i))
+            .collect();
         let f = fit(Form::Bon, &ds, &gains).unwrap();
-        assert!((f.alpha - 1.0).abs() < 4.0 * f.alpha_se + 1e-3 && f.alpha_se > 0.0 && f.alpha_se < 0.05, "{f:?}");
+        assert!(
+            (f.alpha - 1.0).abs() < 4.0 * f.alpha_se + 1e-3
+                && f.alpha_se > 0.0
+                && f.alpha_se < 0.05,
+            "{f:?}"
+        );
         assert!((f.beta - 0.25).abs() < 4.0 * f.beta_se + 1e-3, "{f:?}");
         assert!(f.r2 > 0.9);
     }

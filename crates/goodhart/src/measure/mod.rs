@@ -36,7 +36,12 @@ pub struct Scored {
 }
 
 /// Score samples of `prompts` with gold, every labeler and the task's features.
-pub fn score_samples(task: &dyn Task, labelers: &[Labeler], prompts: &[String], samples: &[Sample]) -> Result<Vec<Scored>> {
+pub fn score_samples(
+    task: &dyn Task,
+    labelers: &[Labeler],
+    prompts: &[String],
+    samples: &[Sample],
+) -> Result<Vec<Scored>> {
     samples
         .iter()
         .map(|s| {
@@ -45,7 +50,10 @@ pub fn score_samples(task: &dyn Task, labelers: &[Labeler], prompts: &[String], 
                 prompt_index: s.prompt_index,
                 completion: s.text.clone(),
                 gold: task.gold(prompt, &s.text)?,
-                labeler: labelers.iter().map(|l| l.score(prompt, &s.text)).collect::<Result<_>>()?,
+                labeler: labelers
+                    .iter()
+                    .map(|l| l.score(prompt, &s.text))
+                    .collect::<Result<_>>()?,
                 features: task.features(prompt, &s.text)?,
                 difficulty: task.difficulty(prompt)?,
                 spec: task.spec_satisfied(prompt, &s.text),
@@ -64,20 +72,32 @@ pub struct LabelerFidelity {
     /// (difficulty, share of pairs with different gold where the labeler's score ranks them as gold does).
     pub agreement: Vec<(u32, Stat)>,
     /// Correlation of the labeler's score with gold over all completions.
+    #[serde(deserialize_with = "stats::null_as_nan")]
     pub correlation: f64,
 }
 
 /// Compare a labeler with gold on scored samples, `per_prompt` consecutive samples per prompt.
-pub fn labeler_fidelity(scored: &[Scored], labeler_index: usize, per_prompt: usize) -> LabelerFidelity {
+pub fn labeler_fidelity(
+    scored: &[Scored],
+    labeler_index: usize,
+    per_prompt: usize,
+) -> LabelerFidelity {
     let mut difficulties: Vec<u32> = scored.iter().map(|s| s.difficulty).collect();
     difficulties.sort_unstable();
     difficulties.dedup();
     let mut fid = LabelerFidelity::default();
     for &d in &difficulties {
-        let correct: Vec<f64> = scored.iter().filter(|s| s.difficulty == d).map(|s| f64::from(s.gold == 1.0)).collect();
+        let correct: Vec<f64> = scored
+            .iter()
+            .filter(|s| s.difficulty == d)
+            .map(|s| f64::from(s.gold == 1.0))
+            .collect();
         fid.accuracy.push((d, Stat::of(&correct)));
         let mut agree = vec![];
-        for group in scored.chunks(per_prompt.max(1)).filter(|g| g[0].difficulty == d) {
+        for group in scored
+            .chunks(per_prompt.max(1))
+            .filter(|g| g[0].difficulty == d)
+        {
             for i in 0..group.len() {
                 for j in i + 1..group.len() {
                     let (a, b) = (&group[i], &group[j]);

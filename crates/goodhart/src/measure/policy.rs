@@ -22,17 +22,34 @@ pub struct Evaluation<'a> {
     pub prompts: &'a [String],
     pub per_prompt: usize,
     pub max_new_tokens: usize,
+    /// Completions kept on the point for reports.
+    pub examples: usize,
 }
 
 /// Measure `policy` against `base`; the point's strategy/knob/value are left for the caller.
-pub fn measure_policy(policy: &Model, base: &Model, ev: &Evaluation, rng: &mut Rng) -> Result<(CurvePoint, Vec<Scored>)> {
+pub fn measure_policy(
+    policy: &Model,
+    base: &Model,
+    ev: &Evaluation,
+    rng: &mut Rng,
+) -> Result<(CurvePoint, Vec<Scored>)> {
     let tok = policy.tokenizer();
-    let ids = ev.prompts.iter().map(|p| tok.encode_prompt(p)).collect::<Result<Vec<_>>>()?;
-    let cfg = SamplingConfig { max_new_tokens: ev.max_new_tokens, ..SamplingConfig::default() };
+    let ids = ev
+        .prompts
+        .iter()
+        .map(|p| tok.encode_prompt(p))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = SamplingConfig {
+        max_new_tokens: ev.max_new_tokens,
+        ..SamplingConfig::default()
+    };
     let samples = sample(policy, &ids, ev.per_prompt, &cfg, rng)?;
     let mut scored = score_samples(ev.task, ev.labelers, ev.prompts, &samples)?;
     if let Some(rm) = ev.rm {
-        for (s, p) in scored.iter_mut().zip(Proxy(rm).rewards(ev.prompts, &ids, &samples)?) {
+        for (s, p) in scored
+            .iter_mut()
+            .zip(Proxy(rm).rewards(ev.prompts, &ids, &samples)?)
+        {
             s.proxy = Some(p);
         }
     }
@@ -55,8 +72,14 @@ pub fn measure_policy(policy: &Model, base: &Model, ev: &Evaluation, rng: &mut R
         features: vec![],
         ess: None,
         checkpoint: None,
+        examples: vec![],
     };
     let names: Vec<String> = ev.labelers.iter().map(|l| l.name().to_string()).collect();
-    Weighted { scored: &scored, per_prompt: ev.per_prompt }.summarise(&uniform, ev.task.feature_names(), &names, &mut point);
+    let w = Weighted {
+        scored: &scored,
+        per_prompt: ev.per_prompt,
+    };
+    w.summarise(&uniform, ev.task.feature_names(), &names, &mut point);
+    point.examples = w.examples(&uniform, ev.prompts, ev.examples);
     Ok((point, scored))
 }

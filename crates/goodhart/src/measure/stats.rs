@@ -2,19 +2,30 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A mean with its standard error.
+/// A mean with its standard error (NaN for no data: written as JSON null, read back as NaN).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub stderr: f64,
     pub n: usize,
+}
+
+/// JSON has no NaN: serde_json writes it as null; this reads null back as NaN.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Stat {
     pub fn of(xs: &[f64]) -> Self {
         let n = xs.len();
         if n == 0 {
-            return Stat { mean: f64::NAN, stderr: f64::NAN, n: 0 };
+            return Stat {
+                mean: f64::NAN,
+                stderr: f64::NAN,
+                n: 0,
+            };
         }
         let mean = xs.iter().sum::<f64>() / n as f64;
         let stderr = if n > 1 {
@@ -30,12 +41,25 @@ impl Stat {
     pub fn weighted(xs: &[f64], ws: &[f64]) -> Self {
         let total: f64 = ws.iter().sum();
         if xs.is_empty() || total <= 0.0 {
-            return Stat { mean: f64::NAN, stderr: f64::NAN, n: 0 };
+            return Stat {
+                mean: f64::NAN,
+                stderr: f64::NAN,
+                n: 0,
+            };
         }
         let mean = xs.iter().zip(ws).map(|(x, w)| x * w).sum::<f64>() / total;
-        let var = xs.iter().zip(ws).map(|(x, w)| w * (x - mean).powi(2)).sum::<f64>() / total;
+        let var = xs
+            .iter()
+            .zip(ws)
+            .map(|(x, w)| w * (x - mean).powi(2))
+            .sum::<f64>()
+            / total;
         let ess = effective_sample_size(ws);
-        Stat { mean, stderr: (var / ess.max(1.0)).sqrt(), n: xs.len() }
+        Stat {
+            mean,
+            stderr: (var / ess.max(1.0)).sqrt(),
+            n: xs.len(),
+        }
     }
 }
 
@@ -56,7 +80,10 @@ pub fn pearson(xs: &[f64], ys: &[f64]) -> f64 {
     if n < 2 {
         return f64::NAN;
     }
-    let (mx, my) = (xs[..n].iter().sum::<f64>() / n as f64, ys[..n].iter().sum::<f64>() / n as f64);
+    let (mx, my) = (
+        xs[..n].iter().sum::<f64>() / n as f64,
+        ys[..n].iter().sum::<f64>() / n as f64,
+    );
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
     for i in 0..n {
         let (dx, dy) = (xs[i] - mx, ys[i] - my);

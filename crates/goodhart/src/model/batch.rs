@@ -25,7 +25,11 @@ impl SequenceBatch {
     /// `pairs[i] = (prompt tokens, completion tokens)`; each prompt must be non-empty (it starts with BOS).
     pub fn new(pairs: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Result<Self> {
         let b = pairs.len();
-        let t = pairs.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(1);
+        let t = pairs
+            .iter()
+            .map(|(p, c)| p.len() + c.len())
+            .max()
+            .unwrap_or(1);
         let mut input = vec![pad; b * t];
         let mut target = vec![pad; b * t];
         let mut mask = vec![0f32; b * t];
@@ -93,14 +97,23 @@ mod tests {
     fn targets_and_mask_line_up_with_completions() {
         let dev = Device::Cpu;
         let b = SequenceBatch::new(&[(&[1, 5, 6], &[7, 2]), (&[1, 5], &[2])], 0, &dev).unwrap();
-        assert_eq!(b.input.to_vec2::<u32>().unwrap(), vec![vec![1, 5, 6, 7, 2], vec![1, 5, 2, 0, 0]]);
-        assert_eq!(b.target.to_vec2::<u32>().unwrap(), vec![vec![5, 6, 7, 2, 0], vec![5, 2, 0, 0, 0]]);
+        assert_eq!(
+            b.input.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 5, 6, 7, 2], vec![1, 5, 2, 0, 0]]
+        );
+        assert_eq!(
+            b.target.to_vec2::<u32>().unwrap(),
+            vec![vec![5, 6, 7, 2, 0], vec![5, 2, 0, 0, 0]]
+        );
         assert_eq!(
             b.completion_mask.to_vec2::<f32>().unwrap(),
             vec![vec![0., 0., 1., 1., 0.], vec![0., 1., 0., 0., 0.]]
         );
         assert_eq!(b.last.to_vec1::<u32>().unwrap(), vec![4, 2]);
         let per_pos = b.target.to_dtype(candle_core::DType::F32).unwrap();
-        assert_eq!(b.completion_values(&per_pos).unwrap(), vec![vec![7., 2.], vec![2.]]);
+        assert_eq!(
+            b.completion_values(&per_pos).unwrap(),
+            vec![vec![7., 2.], vec![2.]]
+        );
     }
 }

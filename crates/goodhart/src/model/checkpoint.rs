@@ -79,13 +79,19 @@ pub fn read_info(dir: &Path) -> Result<CheckpointInfo> {
     if info.format != FORMAT {
         return Err(Error::checkpoint(
             dir,
-            format!("{INFO_FILE}: format is {:?}, expected {FORMAT:?}", info.format),
+            format!(
+                "{INFO_FILE}: format is {:?}, expected {FORMAT:?}",
+                info.format
+            ),
         ));
     }
     if info.version != VERSION {
         return Err(Error::checkpoint(
             dir,
-            format!("{INFO_FILE}: version {} is not supported (this build reads {VERSION})", info.version),
+            format!(
+                "{INFO_FILE}: version {} is not supported (this build reads {VERSION})",
+                info.version
+            ),
         ));
     }
     info.model
@@ -142,9 +148,19 @@ mod tests {
         let tokens = Tensor::new(&[[1u32, 40, 41, 42, 43, 44]], &dev).unwrap();
         let net = m.eval_net();
         let h = net
-            .hidden(&tokens, &arange_positions(1, 6, &dev).unwrap(), Mask::Causal, None)
+            .hidden(
+                &tokens,
+                &arange_positions(1, 6, &dev).unwrap(),
+                Mask::Causal,
+                None,
+            )
             .unwrap();
-        net.lm_logits(&h).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        net.lm_logits(&h)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     #[test]
@@ -167,8 +183,14 @@ mod tests {
         info.model.d_model = 64;
         info.model.n_head = 4;
         save(&m, &info, &dir.path().join("ck"), false).unwrap();
-        let err = load(&dir.path().join("ck"), &Device::Cpu, false).err().unwrap().to_string();
-        assert!(err.contains("model.safetensors") && err.contains("wte.weight"), "{err}");
+        let err = load(&dir.path().join("ck"), &Device::Cpu, false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("wte.weight"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ impl ModelConfig {
         if self.d_model % self.n_head != 0 {
             return Err(Error::invalid(
                 "model.n_head",
-                format!("d_model ({}) is not a multiple of n_head ({})", self.d_model, self.n_head),
+                format!(
+                    "d_model ({}) is not a multiple of n_head ({})",
+                    self.d_model, self.n_head
+                ),
             ));
         }
         if !(self.layer_norm_eps > 0.0) {

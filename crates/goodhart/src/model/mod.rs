@@ -17,9 +17,9 @@ use candle_nn::{VarBuilder, VarMap};
 use rand_distr::{Distribution, Normal};
 
 pub use batch::SequenceBatch;
+pub use candle_core::Device;
 pub use config::{Arch, ModelConfig};
 pub use transformer::{Mask, Transformer};
-pub use candle_core::Device;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -55,9 +55,8 @@ impl Model {
             let values: Vec<f32> = match init {
                 Init::Const(c) => vec![c as f32; n],
                 Init::Normal(std) => {
-                    let normal = Normal::new(0.0f32, std as f32).map_err(|e| {
-                        Error::invalid("model.init_std", e.to_string())
-                    })?;
+                    let normal = Normal::new(0.0f32, std as f32)
+                        .map_err(|e| Error::invalid("model.init_std", e.to_string()))?;
                     (0..n).map(|_| normal.sample(rng)).collect()
                 }
             };
@@ -102,7 +101,11 @@ impl Model {
             let t = t.to_dtype(transformer::dtype())?;
             if trainable {
                 let var = Var::from_tensor(&t)?;
-                varmap.data().lock().expect("fresh varmap").insert(name, var);
+                varmap
+                    .data()
+                    .lock()
+                    .expect("fresh varmap")
+                    .insert(name, var);
             } else {
                 plain.insert(name, t);
             }
@@ -215,8 +218,20 @@ mod tests {
     use candle_core::Device;
 
     pub(crate) fn tiny_model(seed: u64) -> Model {
-        let cfg = ModelConfig { n_layer: 2, d_model: 32, n_head: 4, n_ctx: 40, ..Default::default() };
-        Model::init(&cfg, Arc::new(CharTokenizer::ascii()), &mut rng::stream(seed, "init"), &Device::Cpu).unwrap()
+        let cfg = ModelConfig {
+            n_layer: 2,
+            d_model: 32,
+            n_head: 4,
+            n_ctx: 40,
+            ..Default::default()
+        };
+        Model::init(
+            &cfg,
+            Arc::new(CharTokenizer::ascii()),
+            &mut rng::stream(seed, "init"),
+            &Device::Cpu,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -228,12 +243,21 @@ mod tests {
             .iter()
             .map(|p| tok.encode_prompt(p).unwrap())
             .collect();
-        let cfg = SamplingConfig { max_new_tokens: 12, batch_size: 4, ..Default::default() };
+        let cfg = SamplingConfig {
+            max_new_tokens: 12,
+            batch_size: 4,
+            ..Default::default()
+        };
         let samples = sample(&model, &prompts, 3, &cfg, &mut rng::stream(0, "s")).unwrap();
         assert_eq!(samples.len(), 9);
-        assert_eq!(samples.iter().map(|s| s.prompt_index).collect::<Vec<_>>(), vec![0, 0, 0, 1, 1, 1, 2, 2, 2]);
-        let pairs: Vec<(&[u32], &[u32])> =
-            samples.iter().map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice())).collect();
+        assert_eq!(
+            samples.iter().map(|s| s.prompt_index).collect::<Vec<_>>(),
+            vec![0, 0, 0, 1, 1, 1, 2, 2, 2]
+        );
+        let pairs: Vec<(&[u32], &[u32])> = samples
+            .iter()
+            .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+            .collect();
         let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
         let scored = model.score_completions(&batch).unwrap();
         for (s, lp) in samples.iter().zip(&scored) {
@@ -249,7 +273,10 @@ mod tests {
     fn sampling_is_reproducible_from_the_seed() {
         let model = tiny_model(2);
         let prompts = vec![model.tokenizer().encode_prompt("abc").unwrap()];
-        let cfg = SamplingConfig { max_new_tokens: 10, ..Default::default() };
+        let cfg = SamplingConfig {
+            max_new_tokens: 10,
+            ..Default::default()
+        };
         let a = sample(&model, &prompts, 5, &cfg, &mut rng::stream(9, "s")).unwrap();
         let b = sample(&model, &prompts, 5, &cfg, &mut rng::stream(9, "s")).unwrap();
         let c = sample(&model, &prompts, 5, &cfg, &mut rng::stream(10, "s")).unwrap();
@@ -261,11 +288,20 @@ mod tests {
     fn backward_through_the_whole_model_matches_finite_differences() {
         let model = tiny_model(4);
         let tok = model.tokenizer();
-        let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")]
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> =
+            [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")]
+                .iter()
+                .map(|(p, c)| {
+                    (
+                        tok.encode_prompt(p).unwrap(),
+                        tok.encode_completion(c).unwrap(),
+                    )
+                })
+                .collect();
+        let pairs: Vec<(&[u32], &[u32])> = seqs
             .iter()
-            .map(|(p, c)| (tok.encode_prompt(p).unwrap(), tok.encode_completion(c).unwrap()))
+            .map(|(p, c)| (p.as_slice(), c.as_slice()))
             .collect();
-        let pairs: Vec<(&[u32], &[u32])> = seqs.iter().map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
         let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
         let loss = |m: &Model| crate::train::sft::completion_nll(m, &batch).unwrap();
         let grads = loss(&model).backward().unwrap();
@@ -273,26 +309,42 @@ mod tests {
         for (name, var) in model.vars() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 // Only the scalar head is off the LM loss's path; anything else means a cut graph.
-                assert!(name.starts_with("scalar_head"), "no gradient reached {name}");
+                assert!(
+                    name.starts_with("scalar_head"),
+                    "no gradient reached {name}"
+                );
                 continue;
             };
             let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             // The largest gradient entry of each parameter, against a central difference.
-            let (i, &gi) = g.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap();
+            let (i, &gi) = g
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .unwrap();
             if gi.abs() < 1e-3 {
                 continue;
             }
-            let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let orig = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let eps = 1e-2f32;
             let at = |delta: f32| {
                 let mut v = orig.clone();
                 v[i] += delta;
-                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
                 loss(&model).to_scalar::<f32>().unwrap()
             };
             let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
             at(0.0);
-            assert!((numeric - gi).abs() < 0.05 * gi.abs() + 1e-3, "{name}[{i}]: backward {gi}, finite difference {numeric}");
+            assert!(
+                (numeric - gi).abs() < 0.05 * gi.abs() + 1e-3,
+                "{name}[{i}]: backward {gi}, finite difference {numeric}"
+            );
             checked += 1;
         }
         assert!(checked > 20, "checked {checked} parameters");
@@ -303,9 +355,27 @@ mod tests {
         let model = tiny_model(3);
         let frozen = model.deep_copy(false).unwrap();
         assert!(frozen.vars().is_empty());
-        let (name, var) = model.vars().into_iter().find(|(n, _)| n == "wte.weight").unwrap();
+        let (name, var) = model
+            .vars()
+            .into_iter()
+            .find(|(n, _)| n == "wte.weight")
+            .unwrap();
         var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
-        let copy = frozen.tensors().unwrap().into_iter().find(|(n, _)| *n == name).unwrap().1;
-        assert!(copy.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        let copy = frozen
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
+        assert!(
+            copy.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
     }
 }

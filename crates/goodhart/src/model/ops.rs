@@ -8,7 +8,9 @@
 //! fixed-size chunks in order, so results do not depend on the thread count.
 //! Other devices take the composite path, which candle runs natively.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
 use rayon::prelude::*;
 
 /// Rows per parallel task, and the fixed chunking of cross-row reductions.
@@ -17,7 +19,8 @@ const ROWS_PER_TASK: usize = 32;
 /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     if fused(x) {
-        x.contiguous()?.apply_op3(weight, bias, LayerNorm { eps: eps as f32 })
+        x.contiguous()?
+            .apply_op3(weight, bias, LayerNorm { eps: eps as f32 })
     } else {
         let d = x.dim(D::Minus1)? as f64;
         let mean = (x.sum_keepdim(D::Minus1)? / d)?;
@@ -73,9 +76,17 @@ pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 pub fn split_heads(x: &Tensor, b: usize, h: usize) -> Result<Tensor> {
     let (bt, d) = x.dims2()?;
     if fused(x) {
-        x.contiguous()?.apply_op1(Heads { b, t: bt / b, h, dh: d / h, split: true })
+        x.contiguous()?.apply_op1(Heads {
+            b,
+            t: bt / b,
+            h,
+            dh: d / h,
+            split: true,
+        })
     } else {
-        x.reshape((b, bt / b, h, d / h))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, bt / b, h, d / h))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 }
 
@@ -83,7 +94,13 @@ pub fn split_heads(x: &Tensor, b: usize, h: usize) -> Result<Tensor> {
 pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
     let (b, h, t, dh) = x.dims4()?;
     if fused(x) {
-        x.contiguous()?.apply_op1(Heads { b, t, h, dh, split: false })
+        x.contiguous()?.apply_op1(Heads {
+            b,
+            t,
+            h,
+            dh,
+            split: false,
+        })
     } else {
         x.transpose(1, 2)?.reshape((b * t, h * dh))
     }
@@ -96,7 +113,9 @@ pub fn causal_softmax(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1(Softmax { causal: true })
     } else {
         let t = x.dim(D::Minus1)?;
-        let mask: Vec<f32> = (0..t).flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 })).collect();
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 }))
+            .collect();
         let mask = Tensor::from_vec(mask, (t, t), x.device())?;
         candle_nn::ops::softmax(&x.broadcast_add(&mask)?, D::Minus1)
     }
@@ -112,7 +131,13 @@ pub(crate) fn fused(x: &Tensor) -> bool {
 /// `pads[row]` keys of each row masked. No gradient. One pass per (row, head)
 /// instead of `b * h` tiny matrix products.
 pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[usize]) -> Result<Tensor> {
-    q.contiguous()?.apply_op3_no_bwd(k, v, &DecodeAttention { pads: pads.to_vec() })
+    q.contiguous()?.apply_op3_no_bwd(
+        k,
+        v,
+        &DecodeAttention {
+            pads: pads.to_vec(),
+        },
+    )
 }
 
 struct DecodeAttention {
@@ -136,42 +161,55 @@ impl CustomOp3 for DecodeAttention {
         let q = f32_slice(s1, l1)?;
         let (k, v) = (s2.as_slice::<f32>()?, s3.as_slice::<f32>()?);
         let (b, h, s, dh) = l2.shape().dims4()?;
-        if l1.shape().dims4()? != (b, h, 1, dh) || l3.shape().dims4()? != (b, h, s, dh) || self.pads.len() != b {
-            candle_core::bail!("decode-attention: q {:?}, k {:?}, v {:?}, {} pads", l1.dims(), l2.dims(), l3.dims(), self.pads.len());
+        if l1.shape().dims4()? != (b, h, 1, dh)
+            || l3.shape().dims4()? != (b, h, s, dh)
+            || self.pads.len() != b
+        {
+            candle_core::bail!(
+                "decode-attention: q {:?}, k {:?}, v {:?}, {} pads",
+                l1.dims(),
+                l2.dims(),
+                l3.dims(),
+                self.pads.len()
+            );
         }
         let (ks, vs) = (l2.stride(), l3.stride());
         if ks[3] != 1 || vs[3] != 1 {
-            candle_core::bail!("decode-attention: the head dimension of the cache must be contiguous");
+            candle_core::bail!(
+                "decode-attention: the head dimension of the cache must be contiguous"
+            );
         }
         let (ko, vo) = (l2.start_offset(), l3.start_offset());
         let mut out = vec![0f32; b * h * dh];
         const ROWS: usize = 8;
-        out.par_chunks_mut(dh * ROWS).enumerate().for_each(|(chunk, out)| {
-            let mut p = vec![0f32; s];
-            for (i, y) in out.chunks_mut(dh).enumerate() {
-                let row = chunk * ROWS + i;
-                let (bi, hi) = (row / h, row % h);
-                let pad = self.pads[bi].min(s - 1);
-                let q = &q[row * dh..(row + 1) * dh];
-                let (kb, vb) = (ko + bi * ks[0] + hi * ks[1], vo + bi * vs[0] + hi * vs[1]);
-                for j in pad..s {
-                    p[j] = lane_dot(q, &k[kb + j * ks[2]..kb + j * ks[2] + dh]);
-                }
-                let max = p[pad..s].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                for pj in &mut p[pad..s] {
-                    *pj = exp_nonpositive(*pj - max);
-                }
-                let inv = 1.0 / lane_sum(&p[pad..s]);
-                y.fill(0.0);
-                for j in pad..s {
-                    let w = p[j] * inv;
-                    let v = &v[vb + j * vs[2]..vb + j * vs[2] + dh];
-                    for (y, &v) in y.iter_mut().zip(v) {
-                        *y += w * v;
+        out.par_chunks_mut(dh * ROWS)
+            .enumerate()
+            .for_each(|(chunk, out)| {
+                let mut p = vec![0f32; s];
+                for (i, y) in out.chunks_mut(dh).enumerate() {
+                    let row = chunk * ROWS + i;
+                    let (bi, hi) = (row / h, row % h);
+                    let pad = self.pads[bi].min(s - 1);
+                    let q = &q[row * dh..(row + 1) * dh];
+                    let (kb, vb) = (ko + bi * ks[0] + hi * ks[1], vo + bi * vs[0] + hi * vs[1]);
+                    for j in pad..s {
+                        p[j] = lane_dot(q, &k[kb + j * ks[2]..kb + j * ks[2] + dh]);
+                    }
+                    let max = p[pad..s].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    for pj in &mut p[pad..s] {
+                        *pj = exp_nonpositive(*pj - max);
+                    }
+                    let inv = 1.0 / lane_sum(&p[pad..s]);
+                    y.fill(0.0);
+                    for j in pad..s {
+                        let w = p[j] * inv;
+                        let v = &v[vb + j * vs[2]..vb + j * vs[2] + dh];
+                        for (y, &v) in y.iter_mut().zip(v) {
+                            *y += w * v;
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, h, 1, dh))))
     }
 }
@@ -232,17 +270,21 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l)?;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(4096).zip(x.par_chunks(4096)).for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                let t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
-                *y = 0.5 * x * (1.0 + t);
-            }
-        });
+        y.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096))
+            .for_each(|(y, x)| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let t = tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
+                    *y = 0.5 * x * (1.0 + t);
+                }
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &GeluBackward)?))
+        Ok(Some(
+            x.apply_op2_no_bwd(&grad.contiguous()?, &GeluBackward)?,
+        ))
     }
 }
 
@@ -254,7 +296,13 @@ impl CustomOp2 for GeluBackward {
         "fused-gelu-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(4096)
@@ -290,7 +338,11 @@ impl CustomOp1 for Softmax {
             .enumerate()
             .for_each(|(c, (y, x))| {
                 for (i, (y, x)) in y.chunks_mut(d).zip(x.chunks(d)).enumerate() {
-                    let n = if causal { (c * ROWS_PER_TASK + i) % d + 1 } else { d };
+                    let n = if causal {
+                        (c * ROWS_PER_TASK + i) % d + 1
+                    } else {
+                        d
+                    };
                     let (y, x) = (&mut y[..n], &x[..n]);
                     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     for (y, &x) in y.iter_mut().zip(x) {
@@ -304,7 +356,9 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward)?))
+        Ok(Some(
+            y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward)?,
+        ))
     }
 }
 
@@ -316,12 +370,21 @@ impl CustomOp2 for SoftmaxBackward {
         "fused-softmax-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (y, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
         let d = l1.dims().last().copied().unwrap_or(1).max(1);
         let mut dx = vec![0f32; y.len()];
         dx.par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(y.par_chunks(d * ROWS_PER_TASK).zip(g.par_chunks(d * ROWS_PER_TASK)))
+            .zip(
+                y.par_chunks(d * ROWS_PER_TASK)
+                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
+            )
             .for_each(|(dx, (y, g))| {
                 for ((dx, y), g) in dx.chunks_mut(d).zip(y.chunks(d)).zip(g.chunks(d)) {
                     let dot = lane_dot(y, g);
@@ -357,7 +420,12 @@ fn lane_sum(x: &[f32]) -> f32 {
 fn lane_dot(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
     for (a, b) in xc.zip(yc) {
         for i in 0..8 {
             acc[i] += a[i] * b[i];
@@ -372,7 +440,11 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let mean = lane_sum(x) / n;
     let mut acc = [0f32; 8];
     let chunks = x.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
     for c in chunks {
         for i in 0..8 {
             acc[i] += (c[i] - mean) * (c[i] - mean);
@@ -424,7 +496,8 @@ impl CustomOp3 for LayerNorm {
         let d = w.dim(0)?;
         let rows = shape.elem_count() / d;
         // One pass yields all three gradients, packed as rows: dx (rows of them), then dw, then db.
-        let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormBackward { eps: self.eps })?;
+        let packed =
+            x.apply_op3_no_bwd(w, &grad.contiguous()?, &LayerNormBackward { eps: self.eps })?;
         let dx = packed.narrow(0, 0, rows)?.reshape(shape)?;
         let dw = packed.get(rows)?;
         let db = packed.get(rows + 1)?;
@@ -458,7 +531,10 @@ impl CustomOp3 for LayerNormBackward {
         // Each task returns its partial (dw, db); partials are summed in chunk order below.
         let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
             .par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(x.par_chunks(d * ROWS_PER_TASK).zip(g.par_chunks(d * ROWS_PER_TASK)))
+            .zip(
+                x.par_chunks(d * ROWS_PER_TASK)
+                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
+            )
             .map(|(dx, (x, g))| {
                 let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
                 for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
@@ -500,23 +576,40 @@ impl CustomOp2 for AddBias {
         "fused-add-bias"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, b) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
         let d = b.len();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(d * ROWS_PER_TASK).zip(x.par_chunks(d * ROWS_PER_TASK)).for_each(|(y, x)| {
-            for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
-                for i in 0..d {
-                    y[i] = x[i] + b[i];
+        y.par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(x.par_chunks(d * ROWS_PER_TASK))
+            .for_each(|(y, x)| {
+                for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                    for i in 0..d {
+                        y[i] = x[i] + b[i];
+                    }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, bias: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let d = bias.dim(0)?;
-        Ok((Some(grad.clone()), Some(grad.contiguous()?.apply_op1_no_bwd(&SumRows { d })?)))
+        Ok((
+            Some(grad.clone()),
+            Some(grad.contiguous()?.apply_op1_no_bwd(&SumRows { d })?),
+        ))
     }
 }
 
@@ -562,20 +655,35 @@ impl CustomOp2 for TargetLogprobs {
         "target-logprobs"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (z, t) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
         let (n, v) = l1.shape().dims2()?;
         let mut out = vec![0f32; n];
-        out.par_chunks_mut(ROWS_PER_TASK).zip(z.par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(c, (out, z))| {
-            for (i, (o, z)) in out.iter_mut().zip(z.chunks(v)).enumerate() {
-                let target = t[c * ROWS_PER_TASK + i] as usize;
-                *o = z[target.min(v - 1)] - log_sum_exp(z);
-            }
-        });
+        out.par_chunks_mut(ROWS_PER_TASK)
+            .zip(z.par_chunks(v * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(c, (out, z))| {
+                for (i, (o, z)) in out.iter_mut().zip(z.chunks(v)).enumerate() {
+                    let target = t[c * ROWS_PER_TASK + i] as usize;
+                    *o = z[target.min(v - 1)] - log_sum_exp(z);
+                }
+            });
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
-    fn bwd(&self, logits: &Tensor, targets: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = logits.apply_op3_no_bwd(targets, &grad.contiguous()?, &TargetLogprobsBackward)?;
         Ok((Some(g), None))
     }
@@ -585,7 +693,11 @@ fn log_sum_exp(z: &[f32]) -> f32 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut acc = [0f32; 8];
     let chunks = z.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&x| exp_nonpositive(x - max)).sum();
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&x| exp_nonpositive(x - max))
+        .sum();
     for c in chunks {
         for i in 0..8 {
             acc[i] += exp_nonpositive(c[i] - max);
@@ -614,17 +726,20 @@ impl CustomOp3 for TargetLogprobsBackward {
         let (z, t, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
         let (_, v) = l1.shape().dims2()?;
         let mut dz = vec![0f32; z.len()];
-        dz.par_chunks_mut(v * ROWS_PER_TASK).zip(z.par_chunks(v * ROWS_PER_TASK)).enumerate().for_each(|(c, (dz, z))| {
-            for (i, (dz, z)) in dz.chunks_mut(v).zip(z.chunks(v)).enumerate() {
-                let row = c * ROWS_PER_TASK + i;
-                let lse = log_sum_exp(z);
-                let g = g[row];
-                for (d, &x) in dz.iter_mut().zip(z) {
-                    *d = -g * (x - lse).exp();
+        dz.par_chunks_mut(v * ROWS_PER_TASK)
+            .zip(z.par_chunks(v * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(c, (dz, z))| {
+                for (i, (dz, z)) in dz.chunks_mut(v).zip(z.chunks(v)).enumerate() {
+                    let row = c * ROWS_PER_TASK + i;
+                    let lse = log_sum_exp(z);
+                    let g = g[row];
+                    for (d, &x) in dz.iter_mut().zip(z) {
+                        *d = -g * (x - lse).exp();
+                    }
+                    dz[(t[row] as usize).min(v - 1)] += g;
                 }
-                dz[(t[row] as usize).min(v - 1)] += g;
-            }
-        });
+            });
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
     }
 }
@@ -674,7 +789,10 @@ impl CustomOp1 for Heads {
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let back = Heads { split: !self.split, ..*self };
+        let back = Heads {
+            split: !self.split,
+            ..*self
+        };
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
     }
 }
@@ -685,23 +803,43 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     fn input() -> Tensor {
-        let x = Tensor::arange(0f32, 3. * 5. * 8., &Device::Cpu).unwrap().reshape((3, 5, 8)).unwrap();
+        let x = Tensor::arange(0f32, 3. * 5. * 8., &Device::Cpu)
+            .unwrap()
+            .reshape((3, 5, 8))
+            .unwrap();
         ((x * 0.37).unwrap().sin().unwrap() * 2.5).unwrap()
     }
 
     /// Gradient of sum(f(x) * r) for a fixed random-ish r, through the fused op and the composite one.
-    fn grads(f: impl Fn(&Tensor) -> Tensor, composite: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
+    fn grads(
+        f: impl Fn(&Tensor) -> Tensor,
+        composite: impl Fn(&Tensor) -> Tensor,
+    ) -> (Tensor, Tensor, Tensor, Tensor) {
         let x = Var::from_tensor(&input()).unwrap();
         let r = (input().cos().unwrap() + 0.1).unwrap();
         let y1 = f(x.as_tensor());
         let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let y2 = composite(x.as_tensor());
         let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        (y1, y2, g1.get(x.as_tensor()).unwrap().clone(), g2.get(x.as_tensor()).unwrap().clone())
+        (
+            y1,
+            y2,
+            g1.get(x.as_tensor()).unwrap().clone(),
+            g2.get(x.as_tensor()).unwrap().clone(),
+        )
     }
 
     #[test]
@@ -713,8 +851,10 @@ mod tests {
 
     #[test]
     fn fused_softmax_matches_composite_forward_and_backward() {
-        let (y1, y2, g1, g2) =
-            grads(|x| softmax_last_dim(x).unwrap(), |x| candle_nn::ops::softmax(x, D::Minus1).unwrap());
+        let (y1, y2, g1, g2) = grads(
+            |x| softmax_last_dim(x).unwrap(),
+            |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
+        );
         assert!(max_diff(&y1, &y2) < 1e-6);
         assert!(max_diff(&g1, &g2) < 1e-5);
     }
@@ -730,7 +870,9 @@ mod tests {
             let mean = (x.sum_keepdim(D::Minus1).unwrap() / 8.0).unwrap();
             let c = x.broadcast_sub(&mean).unwrap();
             let var = (c.sqr().unwrap().sum_keepdim(D::Minus1).unwrap() / 8.0).unwrap();
-            let n = c.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap();
+            let n = c
+                .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+                .unwrap();
             n.broadcast_mul(w).unwrap().broadcast_add(b).unwrap()
         };
         let y1 = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
@@ -739,7 +881,10 @@ mod tests {
         let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&x, &w, &b] {
-            let d = max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            let d = max_diff(
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
             assert!(d < 1e-4, "gradient differs by {d}");
         }
     }
@@ -756,43 +901,96 @@ mod tests {
         let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [&x, &b] {
-            assert!(max_diff(g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap()) < 1e-5);
+            assert!(
+                max_diff(
+                    g1.get(v.as_tensor()).unwrap(),
+                    g2.get(v.as_tensor()).unwrap()
+                ) < 1e-5
+            );
         }
 
         let targets = Tensor::new(&[3u32, 0, 7, 7, 1, 2, 5, 4, 6, 0, 1, 2, 3, 4, 5], &dev).unwrap();
         let w = Tensor::arange(0f32, 15., &dev).unwrap();
         let l1 = target_logprobs(x.as_tensor(), &targets).unwrap();
-        let picked = x.as_tensor().gather(&targets.unsqueeze(1).unwrap(), 1).unwrap().squeeze(1).unwrap();
+        let picked = x
+            .as_tensor()
+            .gather(&targets.unsqueeze(1).unwrap(), 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
         let l2 = (picked - x.as_tensor().log_sum_exp(D::Minus1).unwrap()).unwrap();
         assert!(max_diff(&l1, &l2) < 1e-5);
         let g1 = (&l1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&l2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(max_diff(g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap()) < 1e-4);
+        assert!(
+            max_diff(
+                g1.get(x.as_tensor()).unwrap(),
+                g2.get(x.as_tensor()).unwrap()
+            ) < 1e-4
+        );
     }
 
     #[test]
     fn head_split_merge_and_causal_softmax_match_candle() {
         let x = Var::from_tensor(&input().reshape((6, 20)).unwrap()).unwrap(); // b=2, t=3, h=4, dh=5
         let split = split_heads(x.as_tensor(), 2, 4).unwrap();
-        let reference = x.as_tensor().reshape((2, 3, 4, 5)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let reference = x
+            .as_tensor()
+            .reshape((2, 3, 4, 5))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap();
         assert!(max_diff(&split, &reference) < 1e-9);
         assert!(max_diff(&merge_heads(&split).unwrap(), x.as_tensor()) < 1e-9);
         let r = (input().reshape((2, 4, 3, 5)).unwrap().cos().unwrap() + 0.1).unwrap();
-        let g = (&split * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = (&split * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let expect = r.transpose(1, 2).unwrap().reshape((6, 20)).unwrap();
         assert!(max_diff(g.get(x.as_tensor()).unwrap(), &expect) < 1e-9);
 
-        let scores = Var::from_tensor(&input().narrow(2, 0, 5).unwrap().narrow(1, 0, 5).unwrap().contiguous().unwrap()).unwrap(); // [3, 5, 5]
+        let scores = Var::from_tensor(
+            &input()
+                .narrow(2, 0, 5)
+                .unwrap()
+                .narrow(1, 0, 5)
+                .unwrap()
+                .contiguous()
+                .unwrap(),
+        )
+        .unwrap(); // [3, 5, 5]
         let t = 5;
-        let mask: Vec<f32> = (0..t).flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 })).collect();
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 }))
+            .collect();
         let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
         let y1 = causal_softmax(scores.as_tensor()).unwrap();
-        let y2 = candle_nn::ops::softmax(&scores.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1).unwrap();
+        let y2 =
+            candle_nn::ops::softmax(&scores.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
+                .unwrap();
         assert!(max_diff(&y1, &y2) < 1e-6);
-        let w = (input().narrow(2, 0, 5).unwrap().narrow(1, 0, 5).unwrap().sin().unwrap() + 0.3).unwrap();
+        let w = (input()
+            .narrow(2, 0, 5)
+            .unwrap()
+            .narrow(1, 0, 5)
+            .unwrap()
+            .sin()
+            .unwrap()
+            + 0.3)
+            .unwrap();
         let g1 = (&y1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (&y2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(max_diff(g1.get(scores.as_tensor()).unwrap(), g2.get(scores.as_tensor()).unwrap()) < 1e-5);
+        assert!(
+            max_diff(
+                g1.get(scores.as_tensor()).unwrap(),
+                g2.get(scores.as_tensor()).unwrap()
+            ) < 1e-5
+        );
     }
 
     #[test]
@@ -803,7 +1001,9 @@ mod tests {
             worst.0 = worst.0.max((tanh(x) - x.tanh()).abs());
             if x <= 0.0 {
                 let e = x * 4.0;
-                worst.1 = worst.1.max(((exp_nonpositive(e) - e.exp()) / e.exp()).abs());
+                worst.1 = worst
+                    .1
+                    .max(((exp_nonpositive(e) - e.exp()) / e.exp()).abs());
             }
         }
         assert!(worst.0 < 1e-6, "tanh error {}", worst.0);
@@ -816,7 +1016,13 @@ mod tests {
         // A plain tensor goes through the same fused kernels with no graph recorded.
         let y = softmax_last_dim(&input()).unwrap();
         assert!(!y.track_op());
-        let sums: Vec<f32> = y.sum(D::Minus1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let sums: Vec<f32> = y
+            .sum(D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));
     }
 }

@@ -44,13 +44,19 @@ impl Default for SamplingConfig {
 impl SamplingConfig {
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::invalid("sampling.temperature", "must be a finite number >= 0"));
+            return Err(Error::invalid(
+                "sampling.temperature",
+                "must be a finite number >= 0",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::invalid("sampling.top_p", "must be in (0, 1]"));
         }
         if self.max_new_tokens == 0 {
-            return Err(Error::invalid("sampling.max_new_tokens", "must be at least 1"));
+            return Err(Error::invalid(
+                "sampling.max_new_tokens",
+                "must be at least 1",
+            ));
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("sampling.batch_size", "must be at least 1"));
@@ -101,12 +107,18 @@ pub fn sample(
     let n_ctx = model.config().n_ctx;
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
-            return Err(Error::invalid("prompt", format!("prompt {i} is empty (it must start with BOS)")));
+            return Err(Error::invalid(
+                "prompt",
+                format!("prompt {i} is empty (it must start with BOS)"),
+            ));
         }
         if p.len() >= n_ctx {
             return Err(Error::invalid(
                 "prompt",
-                format!("prompt {i} has {} tokens; the model's context is {n_ctx}", p.len()),
+                format!(
+                    "prompt {i} has {} tokens; the model's context is {n_ctx}",
+                    p.len()
+                ),
             ));
         }
     }
@@ -119,7 +131,11 @@ pub fn sample(
 
 /// Split (prompt, sample) rows into batches of at most `batch_size` rows,
 /// each a list of (prompt index, rows for it).
-fn plan_chunks(n_prompts: usize, n_per_prompt: usize, batch_size: usize) -> Vec<Vec<(usize, usize)>> {
+fn plan_chunks(
+    n_prompts: usize,
+    n_per_prompt: usize,
+    batch_size: usize,
+) -> Vec<Vec<(usize, usize)>> {
     let mut chunks = vec![];
     let mut current: Vec<(usize, usize)> = vec![];
     let mut rows = 0;
@@ -156,9 +172,16 @@ fn sample_chunk(
 
     // Prefill: the chunk's prompts, left-padded to a common width.
     let p = chunk.len();
-    let width = chunk.iter().map(|&(i, _)| prompts[i].len()).max().unwrap_or(1);
+    let width = chunk
+        .iter()
+        .map(|&(i, _)| prompts[i].len())
+        .max()
+        .unwrap_or(1);
     let max_new = cfg.max_new_tokens.min(n_ctx - width);
-    let pads: Vec<usize> = chunk.iter().map(|&(i, _)| width - prompts[i].len()).collect();
+    let pads: Vec<usize> = chunk
+        .iter()
+        .map(|&(i, _)| width - prompts[i].len())
+        .collect();
     let mut tokens = vec![tok.pad_id(); p * width];
     let mut positions = vec![0u32; p * width];
     for (r, &(i, _)) in chunk.iter().enumerate() {
@@ -175,7 +198,9 @@ fn sample_chunk(
         Mask::LeftPadded(&pads),
         Some(&mut cache),
     )?; // [p, width, d]
-    let logits = net.lm_logits(&hidden.narrow(1, width - 1, 1)?)?.squeeze(1)?; // [p, vocab]
+    let logits = net
+        .lm_logits(&hidden.narrow(1, width - 1, 1)?)?
+        .squeeze(1)?; // [p, vocab]
 
     // Expand: every sample of a prompt starts from that prompt's cache rows.
     let row_prompt: Vec<u32> = chunk
@@ -209,7 +234,8 @@ fn sample_chunk(
             if s.finished {
                 continue;
             }
-            let (token, lp, sampler_lp) = picker.pick(&step_logits[r * vocab..(r + 1) * vocab], rng);
+            let (token, lp, sampler_lp) =
+                picker.pick(&step_logits[r * vocab..(r + 1) * vocab], rng);
             s.tokens.push(token);
             s.logprobs.push(lp);
             s.sampler_logprobs.push(sampler_lp);
@@ -222,7 +248,10 @@ fn sample_chunk(
             break;
         }
         // Decode one token per row at position prompt length + step; keys left of the padding are masked.
-        let positions: Vec<u32> = row_pad.iter().map(|&pad| (width - pad + step) as u32).collect();
+        let positions: Vec<u32> = row_pad
+            .iter()
+            .map(|&pad| (width - pad + step) as u32)
+            .collect();
         let hidden = net.hidden(
             &Tensor::from_vec(next, (rows, 1), &device)?,
             &Tensor::from_vec(positions, (rows, 1), &device)?,
@@ -260,7 +289,12 @@ impl Picker {
     /// (token, log pi(token) under the policy, log q(token) under the sampler).
     fn pick(&mut self, logits: &[f32], rng: &mut Rng) -> (u32, f32, f32) {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+        let lse = max
+            + logits
+                .iter()
+                .map(|&l| (l as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
         let policy_lp = |t: u32| (logits[t as usize] as f64 - lse) as f32;
 
         let allowed = |t: usize| !self.banned.contains(&(t as u32));
@@ -288,7 +322,11 @@ impl Picker {
                 self.scratch.truncate(self.top_k.max(1));
             }
         }
-        let top = self.scratch.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+        let top = self
+            .scratch
+            .iter()
+            .map(|s| s.0)
+            .fold(f64::NEG_INFINITY, f64::max);
         for s in &mut self.scratch {
             s.0 = (s.0 - top).exp();
         }
@@ -330,9 +368,18 @@ mod tests {
         let chunks = plan_chunks(3, 5, 4);
         let total: usize = chunks.iter().flatten().map(|&(_, n)| n).sum();
         assert_eq!(total, 15);
-        assert!(chunks.iter().all(|c| c.iter().map(|&(_, n)| n).sum::<usize>() <= 4));
+        assert!(chunks
+            .iter()
+            .all(|c| c.iter().map(|&(_, n)| n).sum::<usize>() <= 4));
         let per_prompt: Vec<usize> = (0..3)
-            .map(|p| chunks.iter().flatten().filter(|&&(q, _)| q == p).map(|&(_, n)| n).sum())
+            .map(|p| {
+                chunks
+                    .iter()
+                    .flatten()
+                    .filter(|&&(q, _)| q == p)
+                    .map(|&(_, n)| n)
+                    .sum()
+            })
             .collect();
         assert_eq!(per_prompt, vec![5, 5, 5]);
     }
@@ -341,20 +388,40 @@ mod tests {
     fn picker_respects_truncation_and_reports_both_logprobs() {
         let logits = [0.0f32, 2.0, 1.0, -1.0, 3.0];
         let mut rng = Rng::seed_from_u64(0);
-        let cfg = SamplingConfig { top_k: 2, ..Default::default() };
+        let cfg = SamplingConfig {
+            top_k: 2,
+            ..Default::default()
+        };
         let mut picker = Picker::new(&cfg, &[0]);
         for _ in 0..200 {
             let (t, lp, slp) = picker.pick(&logits, &mut rng);
             assert!(t == 4 || t == 1, "top-2 keeps tokens 4 and 1, got {t}");
-            assert!(slp > lp, "the truncated sampler puts more mass on kept tokens");
+            assert!(
+                slp > lp,
+                "the truncated sampler puts more mass on kept tokens"
+            );
         }
-        let greedy = SamplingConfig { temperature: 0.0, ..Default::default() };
+        let greedy = SamplingConfig {
+            temperature: 0.0,
+            ..Default::default()
+        };
         let mut picker = Picker::new(&greedy, &[4]);
-        assert_eq!(picker.pick(&logits, &mut rng).0, 1, "banned tokens are never picked");
-        let nucleus = SamplingConfig { top_p: 0.5, ..Default::default() };
+        assert_eq!(
+            picker.pick(&logits, &mut rng).0,
+            1,
+            "banned tokens are never picked"
+        );
+        let nucleus = SamplingConfig {
+            top_p: 0.5,
+            ..Default::default()
+        };
         let mut picker = Picker::new(&nucleus, &[]);
         for _ in 0..50 {
-            assert_eq!(picker.pick(&logits, &mut rng).0, 4, "token 4 alone holds over half the mass");
+            assert_eq!(
+                picker.pick(&logits, &mut rng).0,
+                4,
+                "token 4 alone holds over half the mass"
+            );
         }
     }
 
@@ -374,7 +441,10 @@ mod tests {
         for t in 0..3 {
             let expected = (logits[t] as f64).exp() / z;
             let got = counts[t] as f64 / n as f64;
-            assert!((got - expected).abs() < 0.015, "token {t}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 0.015,
+                "token {t}: {got} vs {expected}"
+            );
         }
     }
 }

@@ -27,8 +27,16 @@ pub fn parameter_specs(c: &ModelConfig) -> Vec<(String, Vec<usize>, Init)> {
     // GPT-2 scales the residual projections so the stream's variance does not grow with depth.
     let proj_std = std / (2.0 * c.n_layer as f64).sqrt();
     let mut specs = vec![
-        ("wte.weight".to_string(), vec![c.vocab_size, d], Init::Normal(std)),
-        ("wpe.weight".to_string(), vec![c.n_ctx, d], Init::Normal(std / 2.0)),
+        (
+            "wte.weight".to_string(),
+            vec![c.vocab_size, d],
+            Init::Normal(std),
+        ),
+        (
+            "wpe.weight".to_string(),
+            vec![c.n_ctx, d],
+            Init::Normal(std / 2.0),
+        ),
     ];
     for i in 0..c.n_layer {
         let p = |s: &str| format!("h.{i}.{s}");
@@ -127,7 +135,13 @@ struct Attention {
 impl Attention {
     /// `x: [b*t, d]` (rows grouped by sequence); `mask` says which of the `s` keys
     /// (cached ones included) each query sees.
-    fn forward(&self, x: &Tensor, b: usize, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        b: usize,
+        mask: &LayerMask,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
         let (_, d) = x.dims2()?;
         let (h, dh) = (self.n_head, d / self.n_head);
         // Slice the weights, not the activations: narrowing a [b*t, 3d] activation
@@ -135,7 +149,11 @@ impl Attention {
         let (w, b_attn) = (&self.c_attn.weight, &self.c_attn.bias);
         let project = |i: usize, scale: f64| -> Result<Tensor> {
             let (w, b_i) = (w.narrow(1, i * d, d)?, b_attn.narrow(0, i * d, d)?);
-            let (w, b_i) = if scale != 1.0 { ((w * scale)?, (b_i * scale)?) } else { (w, b_i) };
+            let (w, b_i) = if scale != 1.0 {
+                ((w * scale)?, (b_i * scale)?)
+            } else {
+                (w, b_i)
+            };
             ops::split_heads(&ops::add_bias(&x.matmul(&w)?, &b_i)?, b, h) // [b, h, t, dh]
         };
         let q = project(0, 1.0 / (dh as f64).sqrt())?; // scaled through its weights
@@ -148,7 +166,9 @@ impl Attention {
             LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(&v)?,
             LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(&v)?,
             LayerMask::Bias(m) => attention(&q, &k, &v, m)?,
-            LayerMask::Decode(pads) if ops::fused(&q) && !q.track_op() => ops::decode_attention(&q, &k, &v, pads)?,
+            LayerMask::Decode(pads) if ops::fused(&q) && !q.track_op() => {
+                ops::decode_attention(&q, &k, &v, pads)?
+            }
             LayerMask::Decode(pads) => {
                 let s = k.dim(2)?;
                 attention(&q, &k, &v, &bias(b, 1, s, s - 1, pads, x.device())?)?
@@ -225,7 +245,13 @@ impl Block {
     }
 
     /// `x: [b*t, d]`.
-    fn forward(&self, x: &Tensor, b: usize, mask: &LayerMask, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        b: usize,
+        mask: &LayerMask,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, b, mask, cache)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
     }
@@ -335,7 +361,11 @@ impl Transformer {
 
     /// Next-token logits `[b, t, vocab]` from hidden states `[b, t, d]`.
     pub fn lm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_logits_2d(&hidden.flatten_to(1)?)?.reshape((hidden.dim(0)?, hidden.dim(1)?, self.config.vocab_size))
+        self.lm_logits_2d(&hidden.flatten_to(1)?)?.reshape((
+            hidden.dim(0)?,
+            hidden.dim(1)?,
+            self.config.vocab_size,
+        ))
     }
 
     /// Next-token logits `[n, vocab]` from hidden states `[n, d]`.
@@ -346,7 +376,9 @@ impl Transformer {
     /// The scalar head `[b, t]` from hidden states `[b, t, d]`.
     pub fn scalar(&self, hidden: &Tensor) -> Result<Tensor> {
         let (b, t, _) = hidden.dims3()?;
-        self.scalar_head.forward(&hidden.flatten_to(1)?)?.reshape((b, t))
+        self.scalar_head
+            .forward(&hidden.flatten_to(1)?)?
+            .reshape((b, t))
     }
 }
 
@@ -364,7 +396,14 @@ fn layer_mask(mask: Mask, b: usize, t: usize, offset: usize, device: &Device) ->
 
 /// Additive bias `[rows, 1, t, s]`: query `q` (at key position `offset + q`) sees keys
 /// `pads[row] ..= offset + q`; everything else gets [`MASKED`].
-fn bias(rows: usize, t: usize, s: usize, offset: usize, pads: &[usize], device: &Device) -> Result<Tensor> {
+fn bias(
+    rows: usize,
+    t: usize,
+    s: usize,
+    offset: usize,
+    pads: &[usize],
+    device: &Device,
+) -> Result<Tensor> {
     let mut m = vec![MASKED; rows * t * s];
     for r in 0..rows {
         let pad = pads[r.min(pads.len() - 1)];

@@ -19,7 +19,9 @@ pub struct BonConfig {
 
 impl Default for BonConfig {
     fn default() -> Self {
-        Self { n: vec![1, 2, 4, 8, 16, 32, 64] }
+        Self {
+            n: vec![1, 2, 4, 8, 16, 32, 64],
+        }
     }
 }
 
@@ -40,7 +42,13 @@ pub fn rank_weights(big_n: usize, n: usize) -> Vec<f64> {
         .collect();
     let log_choose = |a: usize, b: usize| lf[a] - lf[b] - lf[a - b];
     (1..=big_n)
-        .map(|i| if i < n { 0.0 } else { (log_choose(i - 1, n - 1) - log_choose(big_n, n)).exp() })
+        .map(|i| {
+            if i < n {
+                0.0
+            } else {
+                (log_choose(i - 1, n - 1) - log_choose(big_n, n)).exp()
+            }
+        })
         .collect()
 }
 
@@ -57,7 +65,10 @@ pub fn plugin_kl(pool: &Pool, prompt: usize, n: usize) -> f64 {
     let mut groups: Vec<(f64, &str, usize)> = vec![];
     for &i in &ranked {
         let (r, text) = (pool.reward[i], pool.scored[i].completion.as_str());
-        match groups.iter_mut().find(|(gr, gt, _)| *gr == r && *gt == text) {
+        match groups
+            .iter_mut()
+            .find(|(gr, gt, _)| *gr == r && *gt == text)
+        {
             Some(g) => g.2 += 1,
             None => groups.push((r, text, 1)),
         }
@@ -68,7 +79,11 @@ pub fn plugin_kl(pool: &Pool, prompt: usize, n: usize) -> f64 {
     while i < groups.len() {
         // Completions tied in reward share one rung of the CDF, split by their counts.
         let r = groups[i].0;
-        let rung: Vec<usize> = groups[i..].iter().take_while(|g| g.0 == r).map(|g| g.2).collect();
+        let rung: Vec<usize> = groups[i..]
+            .iter()
+            .take_while(|g| g.0 == r)
+            .map(|g| g.2)
+            .collect();
         let rung_count: usize = rung.iter().sum();
         let (lo, hi) = (below / big_n, (below + rung_count as f64) / big_n);
         let rung_mass = hi.powi(n as i32) - lo.powi(n as i32);
@@ -94,7 +109,10 @@ pub fn run(pool: &Pool, cfg: &BonConfig, strategy: &str) -> Result<Vec<CurvePoin
         if n > pool.per_prompt {
             return Err(Error::invalid(
                 "strategies.bon.n",
-                format!("n = {n} exceeds the pool's {} samples per prompt", pool.per_prompt),
+                format!(
+                    "n = {n} exceeds the pool's {} samples per prompt",
+                    pool.per_prompt
+                ),
             ));
         }
         let by_rank = rank_weights(pool.per_prompt, n);
@@ -107,7 +125,11 @@ pub fn run(pool: &Pool, cfg: &BonConfig, strategy: &str) -> Result<Vec<CurvePoin
                 w
             })
             .collect();
-        let kl = Stat::of(&(0..pool.n_prompts()).map(|p| plugin_kl(pool, p, n)).collect::<Vec<_>>());
+        let kl = Stat::of(
+            &(0..pool.n_prompts())
+                .map(|p| plugin_kl(pool, p, n))
+                .collect::<Vec<_>>(),
+        );
         let mut point = pool.point(strategy, "n", n as f64, &weights, kl);
         point.kl_analytic = Some(analytic_kl(n));
         points.push(point);
@@ -164,6 +186,7 @@ mod tests {
             reward_name: "proxy".into(),
             labeler_names: vec![],
             feature_names: vec![],
+            examples: 0,
         }
     }
 
@@ -172,27 +195,61 @@ mod tests {
         let mut rng = crate::rng::stream(1, "t");
         // 64 prompts, 256 distinct completions each, continuous rewards: the closed form holds.
         let pool = synthetic_pool(
-            (0..64).map(|p| (0..256).map(|i| (format!("{p}-{i}"), rng.random::<f64>())).collect()).collect(),
+            (0..64)
+                .map(|p| {
+                    (0..256)
+                        .map(|i| (format!("{p}-{i}"), rng.random::<f64>()))
+                        .collect()
+                })
+                .collect(),
         );
-        let points = run(&pool, &BonConfig { n: vec![1, 2, 4, 8, 16] }, "bon").unwrap();
+        let points = run(
+            &pool,
+            &BonConfig {
+                n: vec![1, 2, 4, 8, 16],
+            },
+            "bon",
+        )
+        .unwrap();
         for p in &points {
             let (est, exact) = (p.kl.mean, p.kl_analytic.unwrap());
-            println!("n = {}: sample estimate {est:.4} ± {:.4}, log n - (n-1)/n = {exact:.4}", p.value, p.kl.stderr);
-            assert!((est - exact).abs() <= 2.0 * p.kl.stderr + 0.02 * exact.max(0.05), "n = {}: {est} vs {exact}", p.value);
+            println!(
+                "n = {}: sample estimate {est:.4} ± {:.4}, log n - (n-1)/n = {exact:.4}",
+                p.value, p.kl.stderr
+            );
+            assert!(
+                (est - exact).abs() <= 2.0 * p.kl.stderr + 0.02 * exact.max(0.05),
+                "n = {}: {est} vs {exact}",
+                p.value
+            );
         }
         // Ten equally likely completions, each repeated 20 times: the exact KL of best-of-16 is
         // sum_k pi_k log(10 pi_k) with pi_k = (k/10)^16 - ((k-1)/10)^16, below the closed form.
         let pool = synthetic_pool(
-            (0..8).map(|_| (0..200).map(|i| (format!("c{}", i % 10), (i % 10) as f64)).collect()).collect(),
+            (0..8)
+                .map(|_| {
+                    (0..200)
+                        .map(|i| (format!("c{}", i % 10), (i % 10) as f64))
+                        .collect()
+                })
+                .collect(),
         );
         let p = &run(&pool, &BonConfig { n: vec![16] }, "bon").unwrap()[0];
         let exact: f64 = (1..=10)
             .map(|k| {
                 let pi = (k as f64 / 10.0).powi(16) - ((k - 1) as f64 / 10.0).powi(16);
-                if pi > 0.0 { pi * (10.0 * pi).ln() } else { 0.0 }
+                if pi > 0.0 {
+                    pi * (10.0 * pi).ln()
+                } else {
+                    0.0
+                }
             })
             .sum();
-        assert!((p.kl.mean - exact).abs() < 1e-9, "{} vs exact {exact}", p.kl.mean);
+        assert!(
+            (p.kl.mean - exact).abs() < 1e-9,
+            "{} vs exact {exact}",
+            p.kl.mean
+        );
         assert!(exact < p.kl_analytic.unwrap());
         // Best-of-16 over ten equally likely values: P(best = top value) = 1 - 0.9^16.
         assert!((p.gold.mean - 9.0).abs() < 1.0 && p.gold.mean > 8.5);

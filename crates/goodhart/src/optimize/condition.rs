@@ -21,7 +21,9 @@ pub struct ConditionConfig {
 
 impl Default for ConditionConfig {
     fn default() -> Self {
-        Self { beta: vec![4.0, 2.0, 1.0, 0.5, 0.25, 0.125] }
+        Self {
+            beta: vec![4.0, 2.0, 1.0, 0.5, 0.25, 0.125],
+        }
     }
 }
 
@@ -46,7 +48,12 @@ pub fn exact(outputs: &[(f64, f64)], beta: f64) -> (Vec<f64>, f64, f64) {
     let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
     let pi: Vec<f64> = logits.iter().map(|l| (l - log_z).exp()).collect();
     let expected_r: f64 = pi.iter().zip(outputs).map(|(p, (_, r))| p * r).sum();
-    let kl: f64 = pi.iter().zip(outputs).filter(|(p, _)| **p > 0.0).map(|(p, (lp, _))| p * (p.ln() - lp)).sum();
+    let kl: f64 = pi
+        .iter()
+        .zip(outputs)
+        .filter(|(p, _)| **p > 0.0)
+        .map(|(p, (lp, _))| p * (p.ln() - lp))
+        .sum();
     (pi, kl, expected_r)
 }
 
@@ -54,7 +61,10 @@ pub fn run(pool: &Pool, cfg: &ConditionConfig, strategy: &str) -> Result<Vec<Cur
     let mut points = vec![];
     for &beta in &cfg.beta {
         if !(beta > 0.0 && beta.is_finite()) {
-            return Err(Error::invalid("strategies.conditioning.beta", format!("beta = {beta} must be > 0")));
+            return Err(Error::invalid(
+                "strategies.conditioning.beta",
+                format!("beta = {beta} must be > 0"),
+            ));
         }
         let mut weights = vec![];
         let mut kls = vec![];
@@ -95,11 +105,12 @@ mod tests {
             .map(|_| {
                 let u: f64 = rng.random();
                 let mut acc = 0.0;
-                p0.iter().position(|p| {
-                    acc += p;
-                    u < acc
-                })
-                .unwrap_or(4)
+                p0.iter()
+                    .position(|p| {
+                        acc += p;
+                        u < acc
+                    })
+                    .unwrap_or(4)
             })
             .collect();
         let rewards: Vec<f64> = draws.iter().map(|&i| r[i]).collect();
@@ -107,7 +118,12 @@ mod tests {
         let er_hat: f64 = w.iter().zip(&rewards).map(|(w, r)| w * r).sum();
         assert!((er_hat - er).abs() < 0.01, "E[r]: {er_hat} vs exact {er}");
         assert!((kl_hat - kl).abs() < 0.01, "KL: {kl_hat} vs exact {kl}");
-        let mass_on_best: f64 = w.iter().zip(&draws).filter(|(_, &i)| i == 3).map(|(w, _)| w).sum();
+        let mass_on_best: f64 = w
+            .iter()
+            .zip(&draws)
+            .filter(|(_, &i)| i == 3)
+            .map(|(w, _)| w)
+            .sum();
         assert!((mass_on_best - pi[3]).abs() < 0.01);
     }
 
@@ -116,6 +132,9 @@ mod tests {
         let rewards = [1.0, 0.0, 1.0, 0.0, 0.0];
         let (w, kl) = weights_and_kl(&rewards, 0.01);
         assert!((w[0] - 0.5).abs() < 1e-9 && (w[2] - 0.5).abs() < 1e-9 && w[1] < 1e-9);
-        assert!((kl - (5.0f64 / 2.0).ln()).abs() < 1e-6, "KL of conditioning on an event of mass 2/5: {kl}");
+        assert!(
+            (kl - (5.0f64 / 2.0).ln()).abs() < 1e-6,
+            "KL of conditioning on an event of mass 2/5: {kl}"
+        );
     }
 }

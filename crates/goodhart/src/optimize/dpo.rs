@@ -49,7 +49,13 @@ impl Default for DpoConfig {
             beta: 0.1,
             epochs: 2,
             batch_size: 16,
-            optim: OptimConfig { lr: 3e-4, warmup_steps: 10, min_lr_ratio: 1.0, weight_decay: 0.0, ..OptimConfig::default() },
+            optim: OptimConfig {
+                lr: 3e-4,
+                warmup_steps: 10,
+                min_lr_ratio: 1.0,
+                weight_decay: 0.0,
+                ..OptimConfig::default()
+            },
             checkpoint_every: 50,
         }
     }
@@ -61,7 +67,10 @@ impl DpoConfig {
             return Err(Error::invalid(format!("{at}.beta"), "must be > 0"));
         }
         if self.epochs == 0 || self.batch_size == 0 || self.checkpoint_every == 0 {
-            return Err(Error::invalid(format!("{at}.epochs"), "epochs, batch_size and checkpoint_every must be at least 1"));
+            return Err(Error::invalid(
+                format!("{at}.epochs"),
+                "epochs, batch_size and checkpoint_every must be at least 1",
+            ));
         }
         self.optim.validate(&format!("{at}.optim"))
     }
@@ -88,7 +97,11 @@ struct Pair {
 }
 
 /// Sum of completion log-probabilities `[b]` of `seqs` under `net`.
-fn sequence_logprobs(model: &Model, net: &crate::model::Transformer, seqs: &[(&[u32], &[u32])]) -> Result<Tensor> {
+fn sequence_logprobs(
+    model: &Model,
+    net: &crate::model::Transformer,
+    seqs: &[(&[u32], &[u32])],
+) -> Result<Tensor> {
     let batch = SequenceBatch::new(seqs, model.tokenizer().pad_id(), model.device())?;
     Ok((model.target_logprobs(net, &batch)? * &batch.completion_mask)?.sum(1)?)
 }
@@ -124,12 +137,22 @@ pub fn train_dpo(
         });
     }
     if !pairs.iter().any(|p| !p.tie) {
-        return Err(Error::invalid("dpo", "no preference pairs to learn from (only ties or none)"));
+        return Err(Error::invalid(
+            "dpo",
+            "no preference pairs to learn from (only ties or none)",
+        ));
     }
     // The reference's log-probabilities, once.
     for chunk in pairs.chunks_mut(32) {
-        let mut seqs: Vec<(&[u32], &[u32])> = chunk.iter().map(|p| (p.prompt.as_slice(), p.chosen.as_slice())).collect();
-        seqs.extend(chunk.iter().map(|p| (p.prompt.as_slice(), p.rejected.as_slice())));
+        let mut seqs: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+            .collect();
+        seqs.extend(
+            chunk
+                .iter()
+                .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
+        );
         let lp: Vec<f32> = sequence_logprobs(reference, reference.eval_net(), &seqs)?.to_vec1()?;
         let n = chunk.len();
         for (i, p) in chunk.iter_mut().enumerate() {
@@ -151,17 +174,37 @@ pub fn train_dpo(
         for idx in order.chunks(cfg.batch_size) {
             let batch: Vec<&Pair> = idx.iter().map(|&i| &pairs[i]).collect();
             let n = batch.len();
-            let mut seqs: Vec<(&[u32], &[u32])> = batch.iter().map(|p| (p.prompt.as_slice(), p.chosen.as_slice())).collect();
-            seqs.extend(batch.iter().map(|p| (p.prompt.as_slice(), p.rejected.as_slice())));
+            let mut seqs: Vec<(&[u32], &[u32])> = batch
+                .iter()
+                .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+                .collect();
+            seqs.extend(
+                batch
+                    .iter()
+                    .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
+            );
             let lp = sequence_logprobs(policy, policy.train_net(), &seqs)?; // [2n]
-            let refs: Vec<f32> = batch.iter().map(|p| (p.ref_chosen - p.ref_rejected) as f32).collect();
-            let h = ((lp.narrow(0, 0, n)? - lp.narrow(0, n, n)?)? - Tensor::from_vec(refs, n, policy.device())?)?;
-            let ties = Tensor::from_vec(batch.iter().map(|p| f32::from(p.tie as u8)).collect::<Vec<_>>(), n, policy.device())?;
+            let refs: Vec<f32> = batch
+                .iter()
+                .map(|p| (p.ref_chosen - p.ref_rejected) as f32)
+                .collect();
+            let h = ((lp.narrow(0, 0, n)? - lp.narrow(0, n, n)?)?
+                - Tensor::from_vec(refs, n, policy.device())?)?;
+            let ties = Tensor::from_vec(
+                batch
+                    .iter()
+                    .map(|p| f32::from(p.tie as u8))
+                    .collect::<Vec<_>>(),
+                n,
+                policy.device(),
+            )?;
             let strict = (ties.neg()? + 1.0)?;
             let loss = match cfg.loss {
                 PreferenceLoss::Dpo => {
                     let bh = (&h * cfg.beta)?;
-                    let softplus = |x: &Tensor| -> Result<Tensor> { Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?) };
+                    let softplus = |x: &Tensor| -> Result<Tensor> {
+                        Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+                    };
                     // Strict pairs: softplus(-beta h); ties: the mean of both directions.
                     let down = softplus(&bh.neg()?)?;
                     let up = softplus(&bh)?;
@@ -176,12 +219,18 @@ pub fn train_dpo(
             let stats = trainer.step(&loss)?;
             step += 1;
             let hv: Vec<f32> = h.to_vec1()?;
-            let strict_h: Vec<f32> = hv.iter().zip(&batch).filter(|(_, p)| !p.tie).map(|(h, _)| *h).collect();
+            let strict_h: Vec<f32> = hv
+                .iter()
+                .zip(&batch)
+                .filter(|(_, p)| !p.tie)
+                .map(|(h, _)| *h)
+                .collect();
             logs.push(DpoLog {
                 step,
                 loss: stats.loss,
                 margin: hv.iter().map(|&x| x as f64).sum::<f64>() / n as f64,
-                accuracy: strict_h.iter().filter(|&&x| x > 0.0).count() as f64 / strict_h.len().max(1) as f64,
+                accuracy: strict_h.iter().filter(|&&x| x > 0.0).count() as f64
+                    / strict_h.len().max(1) as f64,
             });
             progress.advance(1);
             if step % cfg.checkpoint_every == 0 || step == total {

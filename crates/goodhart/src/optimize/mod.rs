@@ -29,7 +29,12 @@ use crate::task::Task;
 pub trait RewardSource: Sync {
     fn name(&self) -> &str;
     /// One reward per sample; `prompts[s.prompt_index]` is each sample's prompt.
-    fn rewards(&self, prompts: &[String], prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>>;
+    fn rewards(
+        &self,
+        prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<Vec<f64>>;
 }
 
 /// The learned reward model: the proxy.
@@ -40,12 +45,27 @@ impl RewardSource for Proxy<'_> {
         "proxy"
     }
 
-    fn rewards(&self, _prompts: &[String], prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
+    fn rewards(
+        &self,
+        _prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<Vec<f64>> {
         let pairs: Vec<(&[u32], &[u32])> = samples
             .iter()
-            .map(|s| (prompt_tokens[s.prompt_index].as_slice(), completion_tokens(s)))
+            .map(|s| {
+                (
+                    prompt_tokens[s.prompt_index].as_slice(),
+                    completion_tokens(s),
+                )
+            })
             .collect();
-        Ok(self.0.score_tokens(&pairs)?.into_iter().map(|s| s.mean).collect())
+        Ok(self
+            .0
+            .score_tokens(&pairs)?
+            .into_iter()
+            .map(|s| s.mean)
+            .collect())
     }
 }
 
@@ -61,9 +81,14 @@ impl RewardSource for Spec<'_> {
         samples
             .iter()
             .map(|s| {
-                self.0.spec_satisfied(&prompts[s.prompt_index], &s.text).ok_or_else(|| {
-                    Error::invalid("reward", format!("the {} task has no formal goal to optimise", self.0.name()))
-                })
+                self.0
+                    .spec_satisfied(&prompts[s.prompt_index], &s.text)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "reward",
+                            format!("the {} task has no formal goal to optimise", self.0.name()),
+                        )
+                    })
             })
             .collect()
     }
@@ -78,7 +103,10 @@ impl RewardSource for Gold<'_> {
     }
 
     fn rewards(&self, prompts: &[String], _: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
-        samples.iter().map(|s| self.0.gold(&prompts[s.prompt_index], &s.text)).collect()
+        samples
+            .iter()
+            .map(|s| self.0.gold(&prompts[s.prompt_index], &s.text))
+            .collect()
     }
 }
 
@@ -91,7 +119,10 @@ impl RewardSource for LabelerScore<'_> {
     }
 
     fn rewards(&self, prompts: &[String], _: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
-        samples.iter().map(|s| self.0.score(&prompts[s.prompt_index], &s.text)).collect()
+        samples
+            .iter()
+            .map(|s| self.0.score(&prompts[s.prompt_index], &s.text))
+            .collect()
     }
 }
 
@@ -102,11 +133,22 @@ pub fn completion_tokens(s: &Sample) -> &[u32] {
 }
 
 /// Per-token log-probabilities of each sample's completion under `model` (no gradient).
-pub fn score_samples(model: &Model, prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<Vec<f32>>> {
+pub fn score_samples(
+    model: &Model,
+    prompt_tokens: &[Vec<u32>],
+    samples: &[Sample],
+) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(64) {
-        let pairs: Vec<(&[u32], &[u32])> =
-            chunk.iter().map(|s| (prompt_tokens[s.prompt_index].as_slice(), completion_tokens(s))).collect();
+        let pairs: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|s| {
+                (
+                    prompt_tokens[s.prompt_index].as_slice(),
+                    completion_tokens(s),
+                )
+            })
+            .collect();
         let batch = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?;
         out.extend(model.score_completions(&batch)?);
     }

@@ -26,7 +26,12 @@ impl RewardSource for OnlineProxy {
         "proxy"
     }
 
-    fn rewards(&self, prompts: &[String], prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
+    fn rewards(
+        &self,
+        prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<Vec<f64>> {
         let rm = self.rm.lock().expect("reward model lock");
         Proxy(&rm).rewards(prompts, prompt_tokens, samples)
     }
@@ -53,13 +58,25 @@ pub struct Online<'a> {
 impl Online<'_> {
     /// Label `pairs` of `policy`'s completions at `iteration`, then fine-tune the proxy on all of this run's labels.
     /// Returns the number of new comparisons.
-    pub fn refresh(&mut self, proxy: &OnlineProxy, policy: &Model, iteration: usize, rng: &mut Rng) -> Result<usize> {
+    pub fn refresh(
+        &mut self,
+        proxy: &OnlineProxy,
+        policy: &Model,
+        iteration: usize,
+        rng: &mut Rng,
+    ) -> Result<usize> {
         let batch = format!("online/{}/{iteration}", self.run);
-        let cfg = LabelsConfig { pairs: self.config.pairs, ..self.labels.clone() };
+        let cfg = LabelsConfig {
+            pairs: self.config.pairs,
+            ..self.labels.clone()
+        };
         let n = simulate_labels(
             self.store,
             policy,
-            &PolicyTag { name: &self.run, step: Some(iteration as i64) },
+            &PolicyTag {
+                name: &self.run,
+                step: Some(iteration as i64),
+            },
             self.task,
             self.labelers,
             self.prompts,
@@ -79,12 +96,27 @@ impl Online<'_> {
         let prefix = format!("online/{}/", self.run);
         let all: Vec<Comparison> = self
             .store
-            .comparisons(&Filter { task: Some(self.task.name().to_string()), labelers: self.rm_labelers.clone(), batches: vec![] })?
+            .comparisons(&Filter {
+                task: Some(self.task.name().to_string()),
+                labelers: self.rm_labelers.clone(),
+                batches: vec![],
+            })?
             .into_iter()
-            .filter(|c| c.batch.as_deref().is_some_and(|b| b == self.base_batch || b.starts_with(&prefix)))
+            .filter(|c| {
+                c.batch
+                    .as_deref()
+                    .is_some_and(|b| b == self.base_batch || b.starts_with(&prefix))
+            })
             .collect();
         let mut rm = proxy.rm.lock().expect("reward model lock");
-        fine_tune(&mut rm, &all, &base, &self.rm_config, self.config.rm_steps, rng)?;
+        fine_tune(
+            &mut rm,
+            &all,
+            &base,
+            &self.rm_config,
+            self.config.rm_steps,
+            rng,
+        )?;
         tracing::info!(run = %self.run, iteration, new = n, total = all.len(), "reward model refreshed on current-policy labels");
         Ok(n * self.labelers.len())
     }

@@ -28,7 +28,10 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { prompts: 64, samples: 64 }
+        Self {
+            prompts: 64,
+            samples: 64,
+        }
     }
 }
 
@@ -44,6 +47,8 @@ pub struct Pool {
     pub reward_name: String,
     pub labeler_names: Vec<String>,
     pub feature_names: Vec<&'static str>,
+    /// Completions kept per curve point for reports (the first prompts' most weighted).
+    pub examples: usize,
 }
 
 /// Sample `per_prompt` completions of each prompt from `base` (plain sampling:
@@ -62,11 +67,20 @@ pub fn build_pool(
     rng: &mut Rng,
 ) -> Result<Pool> {
     if per_prompt == 0 || prompts.is_empty() {
-        return Err(Error::invalid("pool", "needs at least one prompt and one sample per prompt"));
+        return Err(Error::invalid(
+            "pool",
+            "needs at least one prompt and one sample per prompt",
+        ));
     }
     let tok = base.tokenizer();
-    let ids = prompts.iter().map(|p| tok.encode_prompt(p)).collect::<Result<Vec<_>>>()?;
-    let cfg = SamplingConfig { max_new_tokens, ..SamplingConfig::default() };
+    let ids = prompts
+        .iter()
+        .map(|p| tok.encode_prompt(p))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = SamplingConfig {
+        max_new_tokens,
+        ..SamplingConfig::default()
+    };
     let samples = sample(base, &ids, per_prompt, &cfg, rng)?;
     let mut scored = score_samples(task, labelers, &prompts, &samples)?;
     if let Some(rm) = rm {
@@ -86,6 +100,7 @@ pub fn build_pool(
         reward_name: select_on.name().to_string(),
         labeler_names: labelers.iter().map(|l| l.name().to_string()).collect(),
         feature_names: task.feature_names().to_vec(),
+        examples: 3,
     })
 }
 
@@ -107,7 +122,14 @@ impl Pool {
     }
 
     /// A curve point from per-prompt weights over each prompt's samples (in sample order).
-    pub fn point(&self, strategy: &str, knob: &str, value: f64, weights: &[Vec<f64>], kl: Stat) -> CurvePoint {
+    pub fn point(
+        &self,
+        strategy: &str,
+        knob: &str,
+        value: f64,
+        weights: &[Vec<f64>],
+        kl: Stat,
+    ) -> CurvePoint {
         let mut point = CurvePoint {
             task: self.task.clone(),
             strategy: strategy.to_string(),
@@ -123,13 +145,19 @@ impl Pool {
             features: vec![],
             ess: None,
             checkpoint: None,
+            examples: vec![],
         };
-        Weighted { scored: &self.scored, per_prompt: self.per_prompt }.summarise(
+        let w = Weighted {
+            scored: &self.scored,
+            per_prompt: self.per_prompt,
+        };
+        w.summarise(
             weights,
             &self.feature_names,
             &self.labeler_names,
             &mut point,
         );
+        point.examples = w.examples(weights, &self.prompts, self.examples);
         point
     }
 

@@ -8,7 +8,9 @@
 
 use rand::seq::SliceRandom;
 
-use super::rl::{batch_of, scatter_completion, whiten, IterationLog, KlMode, RlConfig, Rollout, Update};
+use super::rl::{
+    batch_of, scatter_completion, whiten, IterationLog, KlMode, RlConfig, Rollout, Update,
+};
 use crate::error::Result;
 use crate::model::{target_logprobs, Mask, Model};
 use crate::rng::Rng;
@@ -21,8 +23,13 @@ pub struct Ppo {
 
 impl Ppo {
     pub fn new(policy: &Model, cfg: &RlConfig) -> Result<Self> {
-        let steps = cfg.iterations * cfg.epochs * (cfg.prompts_per_iteration * cfg.samples_per_prompt).div_ceil(cfg.minibatch_size);
-        Ok(Self { cfg: cfg.clone(), trainer: Trainer::new(policy.vars(), &cfg.optim, steps, &cfg.name)? })
+        let steps = cfg.iterations
+            * cfg.epochs
+            * (cfg.prompts_per_iteration * cfg.samples_per_prompt).div_ceil(cfg.minibatch_size);
+        Ok(Self {
+            cfg: cfg.clone(),
+            trainer: Trainer::new(policy.vars(), &cfg.optim, steps, &cfg.name)?,
+        })
     }
 }
 
@@ -37,7 +44,9 @@ pub fn token_rewards(reward: f64, token_kl: &[f32], mode: KlMode, beta: f64) -> 
                 *r = (-beta * *k as f64) as f32;
             }
         }
-        KlMode::Sequence if n > 0 => r[n - 1] = (-beta * token_kl.iter().map(|&k| k as f64).sum::<f64>()) as f32,
+        KlMode::Sequence if n > 0 => {
+            r[n - 1] = (-beta * token_kl.iter().map(|&k| k as f64).sum::<f64>()) as f32
+        }
         _ => {}
     }
     if n > 0 {
@@ -66,7 +75,13 @@ impl Update for Ppo {
         true
     }
 
-    fn update(&mut self, policy: &Model, ro: &Rollout, kl_coef: f64, rng: &mut Rng) -> Result<IterationLog> {
+    fn update(
+        &mut self,
+        policy: &Model,
+        ro: &Rollout,
+        kl_coef: f64,
+        rng: &mut Rng,
+    ) -> Result<IterationLog> {
         let cfg = &self.cfg;
         // 1. Rewards per token and advantages.
         let token_kl = ro.token_kl();
@@ -116,17 +131,26 @@ impl Update for Ppo {
                 let ratio = (&new_lp - &old_lp)?.exp()?;
                 let unclipped = (&ratio * &adv)?;
                 let clipped = (ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)? * &adv)?;
-                let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?.sum_all()?.affine(1.0 / n_tokens, 0.0)?;
+                let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?
+                    .sum_all()?
+                    .affine(1.0 / n_tokens, 0.0)?;
 
-                let v_clipped = (&old_v + (&new_v - &old_v)?.clamp(-cfg.value_clip, cfg.value_clip)?)?;
+                let v_clipped =
+                    (&old_v + (&new_v - &old_v)?.clamp(-cfg.value_clip, cfg.value_clip)?)?;
                 let vf1 = (&new_v - &ret)?.sqr()?;
                 let vf2 = (&v_clipped - &ret)?.sqr()?;
-                let vf = (vf1.maximum(&vf2)? * mask)?.sum_all()?.affine(0.5 / n_tokens, 0.0)?;
+                let vf = (vf1.maximum(&vf2)? * mask)?
+                    .sum_all()?
+                    .affine(0.5 / n_tokens, 0.0)?;
 
                 let loss = (&pg + vf.affine(cfg.vf_coef, 0.0)?)?;
                 self.trainer.step(&loss)?;
 
-                let outside = ((&ratio - 1.0)?.abs()?.gt(cfg.clip)?.to_dtype(candle_core::DType::F32)? * mask)?;
+                let outside = ((&ratio - 1.0)?
+                    .abs()?
+                    .gt(cfg.clip)?
+                    .to_dtype(candle_core::DType::F32)?
+                    * mask)?;
                 clip_sum += outside.sum_all()?.to_scalar::<f32>()? as f64 / n_tokens;
                 pg_sum += pg.to_scalar::<f32>()? as f64;
                 vf_sum += vf.to_scalar::<f32>()? as f64;
@@ -142,7 +166,12 @@ impl Update for Ppo {
             policy_loss: pg_sum / n,
             value_loss: vf_sum / n,
             clip_fraction: clip_sum / n,
-            length: ro.samples.iter().map(|s| s.tokens.len() as f64).sum::<f64>() / ro.samples.len().max(1) as f64,
+            length: ro
+                .samples
+                .iter()
+                .map(|s| s.tokens.len() as f64)
+                .sum::<f64>()
+                / ro.samples.len().max(1) as f64,
         })
     }
 }
@@ -158,7 +187,10 @@ mod tests {
         assert_eq!(per_token, vec![-0.05, 0.01, 1.0 - 0.02]);
         let seq = token_rewards(1.0, &kl, KlMode::Sequence, 0.1);
         assert!((seq[2] - (1.0 - 0.06)).abs() < 1e-6 && seq[0] == 0.0);
-        assert_eq!(token_rewards(1.0, &kl, KlMode::None, 0.1), vec![0.0, 0.0, 1.0]);
+        assert_eq!(
+            token_rewards(1.0, &kl, KlMode::None, 0.1),
+            vec![0.0, 0.0, 1.0]
+        );
     }
 
     #[test]
@@ -171,6 +203,9 @@ mod tests {
             assert!((a[t] - (1.0 - v[t])).abs() < 1e-6);
         }
         let (a0, _) = gae(&r, &v, 1.0, 0.0);
-        assert!((a0[0] - (0.5 - 0.2)).abs() < 1e-6, "lambda 0: one-step TD error");
+        assert!(
+            (a0[0] - (0.5 - 0.2)).abs() < 1e-6,
+            "lambda 0: one-step TD error"
+        );
     }
 }

@@ -17,7 +17,9 @@ pub struct QuantiliserConfig {
 
 impl Default for QuantiliserConfig {
     fn default() -> Self {
-        Self { q: vec![1.0, 0.5, 0.25, 0.1, 0.05] }
+        Self {
+            q: vec![1.0, 0.5, 0.25, 0.1, 0.05],
+        }
     }
 }
 
@@ -25,7 +27,10 @@ pub fn run(pool: &Pool, cfg: &QuantiliserConfig, strategy: &str) -> Result<Vec<C
     let mut points = vec![];
     for &q in &cfg.q {
         if !(q > 0.0 && q <= 1.0) {
-            return Err(Error::invalid("strategies.quantiliser.q", format!("q = {q} is outside (0, 1]")));
+            return Err(Error::invalid(
+                "strategies.quantiliser.q",
+                format!("q = {q} is outside (0, 1]"),
+            ));
         }
         let keep = ((q * pool.per_prompt as f64).round() as usize).clamp(1, pool.per_prompt);
         let weights: Vec<Vec<f64>> = (0..pool.n_prompts())

@@ -43,7 +43,12 @@ pub struct KlConfig {
 
 impl Default for KlConfig {
     fn default() -> Self {
-        Self { mode: KlMode::PerToken, coef: 0.05, target: None, horizon: 2000.0 }
+        Self {
+            mode: KlMode::PerToken,
+            coef: 0.05,
+            target: None,
+            horizon: 2000.0,
+        }
     }
 }
 
@@ -57,7 +62,15 @@ pub struct KlController {
 
 impl KlController {
     pub fn new(cfg: &KlConfig) -> Self {
-        Self { coef: if cfg.mode == KlMode::None { 0.0 } else { cfg.coef }, target: cfg.target, horizon: cfg.horizon }
+        Self {
+            coef: if cfg.mode == KlMode::None {
+                0.0
+            } else {
+                cfg.coef
+            },
+            target: cfg.target,
+            horizon: cfg.horizon,
+        }
     }
 
     pub fn update(&mut self, measured_kl: f64, n_samples: usize) {
@@ -95,7 +108,11 @@ pub struct OnlineConfig {
 
 impl Default for OnlineConfig {
     fn default() -> Self {
-        Self { every: 5, pairs: 200, rm_steps: 100 }
+        Self {
+            every: 5,
+            pairs: 200,
+            rm_steps: 100,
+        }
     }
 }
 
@@ -158,7 +175,13 @@ impl Default for RlConfig {
             samples_per_prompt: 2,
             max_new_tokens: 48,
             kl: KlConfig::default(),
-            optim: OptimConfig { lr: 3e-4, warmup_steps: 0, min_lr_ratio: 1.0, weight_decay: 0.0, ..OptimConfig::default() },
+            optim: OptimConfig {
+                lr: 3e-4,
+                warmup_steps: 0,
+                min_lr_ratio: 1.0,
+                weight_decay: 0.0,
+                ..OptimConfig::default()
+            },
             epochs: 2,
             minibatch_size: 32,
             clip: 0.2,
@@ -193,25 +216,41 @@ impl RlConfig {
             }
         }
         if self.algorithm == Algorithm::Rloo && self.samples_per_prompt < 2 {
-            return Err(Error::invalid(f("samples_per_prompt"), "RLOO's leave-one-out baseline needs at least 2"));
+            return Err(Error::invalid(
+                f("samples_per_prompt"),
+                "RLOO's leave-one-out baseline needs at least 2",
+            ));
         }
         if !(self.kl.coef >= 0.0 && self.kl.coef.is_finite()) {
             return Err(Error::invalid(f("kl.coef"), "must be >= 0"));
         }
         if let Some(t) = self.kl.target {
             if !(t > 0.0) || self.kl.mode == KlMode::None {
-                return Err(Error::invalid(f("kl.target"), "needs a KL mode and a target > 0"));
+                return Err(Error::invalid(
+                    f("kl.target"),
+                    "needs a KL mode and a target > 0",
+                ));
             }
         }
         if !(self.kl.horizon > 0.0) {
             return Err(Error::invalid(f("kl.horizon"), "must be > 0"));
         }
-        if !(self.clip > 0.0 && self.value_clip > 0.0 && (0.0..=1.0).contains(&self.gamma) && (0.0..=1.0).contains(&self.lam)) {
-            return Err(Error::invalid(f("clip"), "clip and value_clip must be > 0; gamma and lam in [0, 1]"));
+        if !(self.clip > 0.0
+            && self.value_clip > 0.0
+            && (0.0..=1.0).contains(&self.gamma)
+            && (0.0..=1.0).contains(&self.lam))
+        {
+            return Err(Error::invalid(
+                f("clip"),
+                "clip and value_clip must be > 0; gamma and lam in [0, 1]",
+            ));
         }
         if let Some(o) = &self.online {
             if o.every == 0 || o.pairs == 0 || o.rm_steps == 0 {
-                return Err(Error::invalid(f("online"), "every, pairs and rm_steps must be at least 1"));
+                return Err(Error::invalid(
+                    f("online"),
+                    "every, pairs and rm_steps must be at least 1",
+                ));
             }
         }
         self.optim.validate(&f("optim"))
@@ -236,13 +275,20 @@ pub struct Rollout {
 impl Rollout {
     /// Per-token `log pi - log pi_ref` of each sample.
     pub fn token_kl(&self) -> Vec<Vec<f32>> {
-        self.logprobs.iter().zip(&self.ref_logprobs).map(|(p, r)| p.iter().zip(r).map(|(a, b)| a - b).collect()).collect()
+        self.logprobs
+            .iter()
+            .zip(&self.ref_logprobs)
+            .map(|(p, r)| p.iter().zip(r).map(|(a, b)| a - b).collect())
+            .collect()
     }
 
     /// Mean KL per sequence.
     pub fn mean_kl(&self) -> f64 {
         let kl = self.token_kl();
-        kl.iter().map(|k| k.iter().map(|&x| x as f64).sum::<f64>()).sum::<f64>() / kl.len().max(1) as f64
+        kl.iter()
+            .map(|k| k.iter().map(|&x| x as f64).sum::<f64>())
+            .sum::<f64>()
+            / kl.len().max(1) as f64
     }
 }
 
@@ -257,13 +303,34 @@ pub fn rollout(
     rng: &mut Rng,
 ) -> Result<Rollout> {
     let tok = policy.tokenizer();
-    let prompt_tokens = prompts.iter().map(|p| tok.encode_prompt(p)).collect::<Result<Vec<_>>>()?;
-    let sampling = SamplingConfig { max_new_tokens: cfg.max_new_tokens, batch_size: 256, ..SamplingConfig::default() };
-    let samples = sample(policy, &prompt_tokens, cfg.samples_per_prompt, &sampling, rng)?;
+    let prompt_tokens = prompts
+        .iter()
+        .map(|p| tok.encode_prompt(p))
+        .collect::<Result<Vec<_>>>()?;
+    let sampling = SamplingConfig {
+        max_new_tokens: cfg.max_new_tokens,
+        batch_size: 256,
+        ..SamplingConfig::default()
+    };
+    let samples = sample(
+        policy,
+        &prompt_tokens,
+        cfg.samples_per_prompt,
+        &sampling,
+        rng,
+    )?;
     let rewards = reward.rewards(&prompts, &prompt_tokens, &samples)?;
     let (logprobs, values) = score_policy(policy, &prompt_tokens, &samples, with_values)?;
     let ref_logprobs = super::score_samples(reference, &prompt_tokens, &samples)?;
-    Ok(Rollout { prompt_tokens, prompts, samples, rewards, logprobs, ref_logprobs, values })
+    Ok(Rollout {
+        prompt_tokens,
+        prompts,
+        samples,
+        rewards,
+        logprobs,
+        ref_logprobs,
+        values,
+    })
 }
 
 /// Per-token log-probabilities (and values) of samples under `model`, in one forward pass per chunk.
@@ -277,8 +344,17 @@ fn score_policy(
     let net = model.eval_net();
     for chunk in samples.chunks(64) {
         let batch = batch_of(model, prompt_tokens, chunk)?;
-        let hidden = net.hidden(&batch.input, &batch.positions, crate::model::Mask::Causal, None)?;
-        lps.extend(batch.completion_values(&crate::model::target_logprobs(net, &hidden, &batch.target)?)?);
+        let hidden = net.hidden(
+            &batch.input,
+            &batch.positions,
+            crate::model::Mask::Causal,
+            None,
+        )?;
+        lps.extend(batch.completion_values(&crate::model::target_logprobs(
+            net,
+            &hidden,
+            &batch.target,
+        )?)?);
         if with_values {
             vs.extend(batch.completion_values(&net.scalar(&hidden)?)?);
         }
@@ -287,10 +363,25 @@ fn score_policy(
 }
 
 /// A teacher-forcing batch of prompt + completion for `samples`.
-pub fn batch_of(model: &Model, prompt_tokens: &[Vec<u32>], samples: &[Sample]) -> Result<SequenceBatch> {
-    let pairs: Vec<(&[u32], &[u32])> =
-        samples.iter().map(|s| (prompt_tokens[s.prompt_index].as_slice(), s.tokens.as_slice())).collect();
-    Ok(SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?)
+pub fn batch_of(
+    model: &Model,
+    prompt_tokens: &[Vec<u32>],
+    samples: &[Sample],
+) -> Result<SequenceBatch> {
+    let pairs: Vec<(&[u32], &[u32])> = samples
+        .iter()
+        .map(|s| {
+            (
+                prompt_tokens[s.prompt_index].as_slice(),
+                s.tokens.as_slice(),
+            )
+        })
+        .collect();
+    Ok(SequenceBatch::new(
+        &pairs,
+        model.tokenizer().pad_id(),
+        model.device(),
+    )?)
 }
 
 /// Lay per-completion-token values out as `[b, t]` in the batch's target positions (0 elsewhere).
@@ -326,7 +417,13 @@ pub struct IterationLog {
 pub trait Update {
     fn needs_values(&self) -> bool;
     /// Learn from one rollout; `kl_coef` is the current penalty.
-    fn update(&mut self, policy: &Model, rollout: &Rollout, kl_coef: f64, rng: &mut Rng) -> Result<IterationLog>;
+    fn update(
+        &mut self,
+        policy: &Model,
+        rollout: &Rollout,
+        kl_coef: f64,
+        rng: &mut Rng,
+    ) -> Result<IterationLog>;
 }
 
 /// Hooks into the loop: where checkpoints go, and how the reward refreshes.
@@ -366,7 +463,15 @@ pub fn train(
         let prompts: Vec<String> = (0..cfg.prompts_per_iteration)
             .map(|_| train_prompts[rng.random_range(0..train_prompts.len())].clone())
             .collect();
-        let ro = rollout(policy, reference, reward, prompts, cfg, algo.needs_values(), rng)?;
+        let ro = rollout(
+            policy,
+            reference,
+            reward,
+            prompts,
+            cfg,
+            algo.needs_values(),
+            rng,
+        )?;
         let mut log = algo.update(policy, &ro, kl.coef, rng)?;
         log.iteration = it;
         kl.update(log.kl, ro.samples.len());
@@ -404,15 +509,30 @@ mod tests {
 
     #[test]
     fn adaptive_controller_moves_beta_towards_the_target() {
-        let cfg = KlConfig { coef: 0.1, target: Some(2.0), horizon: 1000.0, ..Default::default() };
+        let cfg = KlConfig {
+            coef: 0.1,
+            target: Some(2.0),
+            horizon: 1000.0,
+            ..Default::default()
+        };
         let mut c = KlController::new(&cfg);
         c.update(6.0, 100); // far above target: beta grows by at most 20% * 100/1000
         assert!((c.coef - 0.1 * 1.02).abs() < 1e-12);
         c.update(1.0, 100); // below target: beta shrinks
         assert!(c.coef < 0.1 * 1.02);
-        let mut fixed = KlController::new(&KlConfig { coef: 0.1, ..Default::default() });
+        let mut fixed = KlController::new(&KlConfig {
+            coef: 0.1,
+            ..Default::default()
+        });
         fixed.update(100.0, 100);
         assert_eq!(fixed.coef, 0.1);
-        assert_eq!(KlController::new(&KlConfig { mode: KlMode::None, ..Default::default() }).coef, 0.0);
+        assert_eq!(
+            KlController::new(&KlConfig {
+                mode: KlMode::None,
+                ..Default::default()
+            })
+            .coef,
+            0.0
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct Rloo {
 
 impl Rloo {
     pub fn new(policy: &Model, cfg: &RlConfig) -> Result<Self> {
-        Ok(Self { cfg: cfg.clone(), trainer: Trainer::new(policy.vars(), &cfg.optim, cfg.iterations, &cfg.name)? })
+        Ok(Self {
+            cfg: cfg.clone(),
+            trainer: Trainer::new(policy.vars(), &cfg.optim, cfg.iterations, &cfg.name)?,
+        })
     }
 }
 
@@ -39,7 +42,13 @@ impl Update for Rloo {
         false
     }
 
-    fn update(&mut self, policy: &Model, ro: &Rollout, kl_coef: f64, _rng: &mut Rng) -> Result<IterationLog> {
+    fn update(
+        &mut self,
+        policy: &Model,
+        ro: &Rollout,
+        kl_coef: f64,
+        _rng: &mut Rng,
+    ) -> Result<IterationLog> {
         // The sequence's KL (per-token and sequence penalties coincide for REINFORCE).
         let returns: Vec<f64> = ro
             .token_kl()
@@ -55,7 +64,11 @@ impl Update for Rloo {
         let batch = batch_of(policy, &ro.prompt_tokens, &ro.samples)?;
         let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
         let seq_lp = (lp * &batch.completion_mask)?.sum(1)?; // [b]
-        let adv_t = Tensor::from_vec(adv.iter().map(|&a| a as f32).collect::<Vec<_>>(), adv.len(), policy.device())?;
+        let adv_t = Tensor::from_vec(
+            adv.iter().map(|&a| a as f32).collect::<Vec<_>>(),
+            adv.len(),
+            policy.device(),
+        )?;
         let loss = (seq_lp * adv_t)?.mean_all()?.neg()?;
         let stats = self.trainer.step(&loss)?;
         Ok(IterationLog {
@@ -66,7 +79,12 @@ impl Update for Rloo {
             policy_loss: stats.loss,
             value_loss: 0.0,
             clip_fraction: 0.0,
-            length: ro.samples.iter().map(|s| s.tokens.len() as f64).sum::<f64>() / ro.samples.len().max(1) as f64,
+            length: ro
+                .samples
+                .iter()
+                .map(|s| s.tokens.len() as f64)
+                .sum::<f64>()
+                / ro.samples.len().max(1) as f64,
         })
     }
 }
@@ -81,6 +99,9 @@ mod tests {
         assert_eq!(a, vec![-2.0, 2.0, -2.0, 2.0]);
         let a = leave_one_out(&[3.0, 0.0, 0.0], 3);
         assert_eq!(a, vec![3.0, -1.5, -1.5]);
-        assert!((a.iter().sum::<f64>()).abs() < 1e-12, "advantages of a group sum to zero");
+        assert!(
+            (a.iter().sum::<f64>()).abs() < 1e-12,
+            "advantages of a group sum to zero"
+        );
     }
 }

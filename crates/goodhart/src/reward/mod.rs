@@ -17,7 +17,9 @@ use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::{Device, Model, SequenceBatch};
 use crate::tokenize::{Tokenizer, TokenizerSpec};
 
-pub use train::{evaluate_on, fine_tune, train_reward_model, RewardInit, RewardModelConfig, RewardReport};
+pub use train::{
+    evaluate_on, fine_tune, train_reward_model, RewardInit, RewardModelConfig, RewardReport,
+};
 
 const INFO_FILE: &str = "reward_model.json";
 
@@ -71,8 +73,15 @@ impl RewardModel {
         Ok((0..pairs.len())
             .map(|i| {
                 let mean = per_member.iter().map(|s| s[i]).sum::<f64>() / k;
-                let var = per_member.iter().map(|s| (s[i] - mean).powi(2)).sum::<f64>() / k;
-                RewardScore { mean, spread: var.sqrt() }
+                let var = per_member
+                    .iter()
+                    .map(|s| (s[i] - mean).powi(2))
+                    .sum::<f64>()
+                    / k;
+                RewardScore {
+                    mean,
+                    spread: var.sqrt(),
+                }
             })
             .collect())
     }
@@ -84,7 +93,10 @@ impl RewardModel {
             .iter()
             .map(|(p, c)| Ok((tok.encode_prompt(p)?, tok.encode_completion(c)?)))
             .collect::<Result<Vec<_>>>()?;
-        let pairs: Vec<(&[u32], &[u32])> = encoded.iter().map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
+        let pairs: Vec<(&[u32], &[u32])> = encoded
+            .iter()
+            .map(|(p, c)| (p.as_slice(), c.as_slice()))
+            .collect();
         self.score_tokens(&pairs)
     }
 
@@ -97,7 +109,9 @@ impl RewardModel {
             )));
         }
         if &self.info.tokenizer != tokenizer {
-            return Err(Error::Mismatch("the reward model uses another tokenizer than the policy".into()));
+            return Err(Error::Mismatch(
+                "the reward model uses another tokenizer than the policy".into(),
+            ));
         }
         Ok(())
     }
@@ -116,9 +130,10 @@ impl RewardModel {
 
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let path = dir.join(INFO_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::checkpoint(dir, format!("cannot read {INFO_FILE}: {e}")))?;
-        let info: RewardModelInfo =
-            serde_json::from_slice(&bytes).map_err(|e| Error::checkpoint(dir, format!("{INFO_FILE}: {e}")))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::checkpoint(dir, format!("cannot read {INFO_FILE}: {e}")))?;
+        let info: RewardModelInfo = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::checkpoint(dir, format!("{INFO_FILE}: {e}")))?;
         if info.normalisation.is_empty() {
             return Err(Error::checkpoint(dir, format!("{INFO_FILE}: no members")));
         }
@@ -127,17 +142,47 @@ impl RewardModel {
             .iter()
             .enumerate()
             .map(|(i, &(shift, scale))| {
-                let (model, ck) = checkpoint::load(&dir.join(format!("member-{i}")), device, false)?;
+                let (model, ck) =
+                    checkpoint::load(&dir.join(format!("member-{i}")), device, false)?;
                 if ck.kind != ModelKind::RewardModel {
-                    return Err(Error::checkpoint(dir, format!("member-{i} is not a reward model")));
+                    return Err(Error::checkpoint(
+                        dir,
+                        format!("member-{i} is not a reward model"),
+                    ));
                 }
                 if ck.tokenizer != info.tokenizer {
-                    return Err(Error::checkpoint(dir, format!("member-{i} has another tokenizer than {INFO_FILE} says")));
+                    return Err(Error::checkpoint(
+                        dir,
+                        format!("member-{i} has another tokenizer than {INFO_FILE} says"),
+                    ));
                 }
-                Ok(Member { model, shift, scale })
+                Ok(Member {
+                    model,
+                    shift,
+                    scale,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { members, info })
+    }
+
+    /// An independent copy whose members can be trained further (online reward modelling).
+    pub fn trainable_copy(&self) -> Result<Self> {
+        let members = self
+            .members
+            .iter()
+            .map(|m| {
+                Ok(Member {
+                    model: m.model.deep_copy(true)?,
+                    shift: m.shift,
+                    scale: m.scale,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            members,
+            info: self.info.clone(),
+        })
     }
 
     pub fn tokenizer_arc(&self) -> Arc<dyn Tokenizer> {
@@ -158,7 +203,12 @@ pub fn raw_scores(model: &Model, pairs: &[(&[u32], &[u32])]) -> Result<Vec<f64>>
 
 /// The scalar head at each sequence's last token `[b]` (differentiable through `net`).
 pub fn last_token_scalar(net: &crate::model::Transformer, batch: &SequenceBatch) -> Result<Tensor> {
-    let hidden = net.hidden(&batch.input, &batch.positions, crate::model::Mask::Causal, None)?;
+    let hidden = net.hidden(
+        &batch.input,
+        &batch.positions,
+        crate::model::Mask::Causal,
+        None,
+    )?;
     let values = net.scalar(&hidden)?; // [b, t]
     Ok(values.gather(&batch.last.unsqueeze(1)?, 1)?.squeeze(1)?)
 }

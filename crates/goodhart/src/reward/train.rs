@@ -60,7 +60,11 @@ impl Default for RewardModelConfig {
             p_random: 0.0,
             steps: 300,
             batch_size: 32,
-            optim: OptimConfig { lr: 2e-3, warmup_steps: 20, ..OptimConfig::default() },
+            optim: OptimConfig {
+                lr: 2e-3,
+                warmup_steps: 20,
+                ..OptimConfig::default()
+            },
             heldout_fraction: 0.1,
         }
     }
@@ -69,16 +73,25 @@ impl Default for RewardModelConfig {
 impl RewardModelConfig {
     pub fn validate(&self) -> Result<()> {
         if self.ensemble == 0 {
-            return Err(Error::invalid("reward_model.ensemble", "must be at least 1"));
+            return Err(Error::invalid(
+                "reward_model.ensemble",
+                "must be at least 1",
+            ));
         }
         if self.steps == 0 || self.batch_size == 0 {
-            return Err(Error::invalid("reward_model.steps", "steps and batch_size must be at least 1"));
+            return Err(Error::invalid(
+                "reward_model.steps",
+                "steps and batch_size must be at least 1",
+            ));
         }
         if !(0.0..1.0).contains(&self.p_random) {
             return Err(Error::invalid("reward_model.p_random", "must be in [0, 1)"));
         }
         if !(0.0..0.9).contains(&self.heldout_fraction) {
-            return Err(Error::invalid("reward_model.heldout_fraction", "must be in [0, 0.9)"));
+            return Err(Error::invalid(
+                "reward_model.heldout_fraction",
+                "must be in [0, 0.9)",
+            ));
         }
         self.optim.validate("reward_model.optim")
     }
@@ -120,25 +133,38 @@ pub fn train_reward_model(
     progress: &dyn Progress,
 ) -> Result<(RewardModel, RewardReport)> {
     cfg.validate()?;
-    let usable: Vec<&Comparison> = comparisons.iter().filter(|c| c.answer != Answer::CantTell).collect();
-    let decisive = usable.iter().filter(|c| matches!(c.answer, Answer::A | Answer::B)).count();
+    let usable: Vec<&Comparison> = comparisons
+        .iter()
+        .filter(|c| c.answer != Answer::CantTell)
+        .collect();
+    let decisive = usable
+        .iter()
+        .filter(|c| matches!(c.answer, Answer::A | Answer::B))
+        .count();
     if usable.len() < 2 || decisive == 0 {
         return Err(Error::invalid(
             "reward_model",
-            format!("{} usable comparisons, {decisive} with a preference: too few to learn from", usable.len()),
+            format!(
+                "{} usable comparisons, {decisive} with a preference: too few to learn from",
+                usable.len()
+            ),
         ));
     }
     let first = usable[0].answer;
     if usable.iter().all(|c| c.answer == first) {
         return Err(Error::invalid(
             "reward_model",
-            format!("every comparison says {:?}: a one-sided label set carries no preference to learn", first.as_str()),
+            format!(
+                "every comparison says {:?}: a one-sided label set carries no preference to learn",
+                first.as_str()
+            ),
         ));
     }
     let tok = base.tokenizer();
     let mut order: Vec<usize> = (0..usable.len()).collect();
     order.shuffle(rng);
-    let n_heldout = ((usable.len() as f64 * cfg.heldout_fraction).round() as usize).min(usable.len() - 1);
+    let n_heldout =
+        ((usable.len() as f64 * cfg.heldout_fraction).round() as usize).min(usable.len() - 1);
     let (heldout_idx, train_idx) = order.split_at(n_heldout);
     let train_set: Vec<Comparison> = train_idx.iter().map(|&i| usable[i].clone()).collect();
     let train = encode_all(tok, &train_set)?;
@@ -158,7 +184,15 @@ pub fn train_reward_model(
                 Model::init(&shape, base.tokenizer_arc(), rng, base.device())?
             }
         };
-        let losses = train_member(&model, &train, cfg.ensemble > 1, cfg, cfg.steps, rng, progress)?;
+        let losses = train_member(
+            &model,
+            &train,
+            cfg.ensemble > 1,
+            cfg,
+            cfg.steps,
+            rng,
+            progress,
+        )?;
         if m == 0 {
             report.train_loss = losses;
         }
@@ -172,7 +206,11 @@ pub fn train_reward_model(
         .into_iter()
         .map(|model| {
             let (shift, scale) = normalisation(&model, &base_completions)?;
-            Ok(Member { model, shift, scale })
+            Ok(Member {
+                model,
+                shift,
+                scale,
+            })
         })
         .collect::<Result<_>>()?;
     let mut labelers: Vec<String> = usable.iter().map(|c| c.labeler.clone()).collect();
@@ -204,14 +242,18 @@ fn train_member(
     progress: &dyn Progress,
 ) -> Result<Vec<(usize, f64)>> {
     let pool: Vec<usize> = if bootstrap {
-        (0..train.len()).map(|_| rng.random_range(0..train.len())).collect()
+        (0..train.len())
+            .map(|_| rng.random_range(0..train.len()))
+            .collect()
     } else {
         (0..train.len()).collect()
     };
     let mut trainer = Trainer::new(model.vars(), &cfg.optim, steps, "reward model")?;
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let batch: Vec<&Encoded> = (0..cfg.batch_size).map(|_| &train[pool[rng.random_range(0..pool.len())]]).collect();
+        let batch: Vec<&Encoded> = (0..cfg.batch_size)
+            .map(|_| &train[pool[rng.random_range(0..pool.len())]])
+            .collect();
         let loss = bt_loss(model, &batch, cfg.p_random)?;
         let stats = trainer.step(&loss)?;
         losses.push((stats.step, stats.loss));
@@ -221,7 +263,15 @@ fn train_member(
 }
 
 fn completions_of(train: &[Encoded]) -> Vec<(&[u32], &[u32])> {
-    train.iter().flat_map(|e| [(e.prompt.as_slice(), e.a.as_slice()), (e.prompt.as_slice(), e.b.as_slice())]).collect()
+    train
+        .iter()
+        .flat_map(|e| {
+            [
+                (e.prompt.as_slice(), e.a.as_slice()),
+                (e.prompt.as_slice(), e.b.as_slice()),
+            ]
+        })
+        .collect()
 }
 
 /// (shift, scale) that map a model's raw scores on `completions` to mean 0, standard deviation 1.
@@ -262,16 +312,30 @@ pub fn fine_tune(
 ) -> Result<()> {
     let train = encode_all(rm.tokenizer(), comparisons)?;
     if train.is_empty() {
-        return Err(Error::invalid("reward_model", "no comparisons to fine-tune on"));
+        return Err(Error::invalid(
+            "reward_model",
+            "no comparisons to fine-tune on",
+        ));
     }
     let base_encoded = encode_all(rm.tokenizer(), base)?;
     let base_completions = completions_of(&base_encoded);
     let k = rm.members.len();
     for m in &mut rm.members {
         if m.model.vars().is_empty() {
-            return Err(Error::invalid("reward_model", "a loaded reward model is frozen; fine-tune the one training made"));
+            return Err(Error::invalid(
+                "reward_model",
+                "a loaded reward model is frozen; fine-tune the one training made",
+            ));
         }
-        train_member(&m.model, &train, k > 1, cfg, steps, rng, &crate::progress::Silent)?;
+        train_member(
+            &m.model,
+            &train,
+            k > 1,
+            cfg,
+            steps,
+            rng,
+            &crate::progress::Silent,
+        )?;
         (m.shift, m.scale) = normalisation(&m.model, &base_completions)?;
     }
     rm.info.normalisation = rm.members.iter().map(|m| (m.shift, m.scale)).collect();
@@ -280,9 +344,19 @@ pub fn fine_tune(
 }
 
 /// Held-out accuracy and loss of `rm` on `comparisons`, against their labels and against gold.
-pub fn evaluate_on(rm: &RewardModel, comparisons: &[Comparison], task: &dyn Task) -> Result<RewardReport> {
-    let usable: Vec<&Comparison> = comparisons.iter().filter(|c| c.answer != Answer::CantTell).collect();
-    let mut report = RewardReport { heldout_comparisons: usable.len(), ..Default::default() };
+pub fn evaluate_on(
+    rm: &RewardModel,
+    comparisons: &[Comparison],
+    task: &dyn Task,
+) -> Result<RewardReport> {
+    let usable: Vec<&Comparison> = comparisons
+        .iter()
+        .filter(|c| c.answer != Answer::CantTell)
+        .collect();
+    let mut report = RewardReport {
+        heldout_comparisons: usable.len(),
+        ..Default::default()
+    };
     evaluate(rm, &usable, task, &mut report)?;
     Ok(report)
 }
@@ -290,12 +364,19 @@ pub fn evaluate_on(rm: &RewardModel, comparisons: &[Comparison], task: &dyn Task
 /// Bradley-Terry negative log-likelihood of a batch of comparisons (differentiable).
 fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_core::Tensor> {
     let n = batch.len();
-    let mut pairs: Vec<(&[u32], &[u32])> = batch.iter().map(|e| (e.prompt.as_slice(), e.a.as_slice())).collect();
+    let mut pairs: Vec<(&[u32], &[u32])> = batch
+        .iter()
+        .map(|e| (e.prompt.as_slice(), e.a.as_slice()))
+        .collect();
     pairs.extend(batch.iter().map(|e| (e.prompt.as_slice(), e.b.as_slice())));
     let seqs = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?;
     let r = last_token_scalar(model.train_net(), &seqs)?; // [2n]
     let d = (r.narrow(0, 0, n)? - r.narrow(0, n, n)?)?; // r(A) - r(B)
-    let y = candle_core::Tensor::from_vec(batch.iter().map(|e| e.target).collect::<Vec<_>>(), n, model.device())?;
+    let y = candle_core::Tensor::from_vec(
+        batch.iter().map(|e| e.target).collect::<Vec<_>>(),
+        n,
+        model.device(),
+    )?;
     let loss = if p_random == 0.0 {
         // -(y log s(d) + (1-y) log s(-d)) = softplus(d) - y d, with a stable softplus.
         let softplus = (d.relu()? + (d.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
@@ -309,7 +390,12 @@ fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_co
 }
 
 /// Held-out accuracy and loss against the labelers' labels and against gold, by difficulty.
-fn evaluate(rm: &RewardModel, heldout: &[&Comparison], task: &dyn Task, report: &mut RewardReport) -> Result<()> {
+fn evaluate(
+    rm: &RewardModel,
+    heldout: &[&Comparison],
+    task: &dyn Task,
+    report: &mut RewardReport,
+) -> Result<()> {
     if heldout.is_empty() {
         return Ok(());
     }
@@ -355,7 +441,9 @@ fn evaluate(rm: &RewardModel, heldout: &[&Comparison], task: &dyn Task, report: 
     diffs.dedup();
     for d in diffs {
         let sub: Vec<_> = rows.iter().filter(|r| r.0 == d).collect();
-        report.by_difficulty.push((d, acc(&sub, false).0, acc(&sub, true).0));
+        report
+            .by_difficulty
+            .push((d, acc(&sub, false).0, acc(&sub, true).0));
     }
     Ok(())
 }

@@ -60,7 +60,10 @@ impl Default for AnswersConfig {
 impl AnswersConfig {
     pub fn validate(&self) -> Result<()> {
         if !(1..=9).contains(&self.max_digits) {
-            return Err(Error::invalid("answers.max_digits", "must be between 1 and 9"));
+            return Err(Error::invalid(
+                "answers.max_digits",
+                "must be between 1 and 9",
+            ));
         }
         if self.shift_digits <= self.max_digits || self.shift_digits > 12 {
             return Err(Error::invalid(
@@ -99,7 +102,10 @@ impl Question {
 
     pub fn parse(prompt: &str) -> Result<Self> {
         let bad = || Error::invalid("prompt", format!("not an `answers` question: {prompt:?}"));
-        let body = prompt.strip_prefix("Q: ").and_then(|s| s.strip_suffix("\nA: ")).ok_or_else(bad)?;
+        let body = prompt
+            .strip_prefix("Q: ")
+            .and_then(|s| s.strip_suffix("\nA: "))
+            .ok_or_else(bad)?;
         let (a, b) = body.split_once('+').ok_or_else(bad)?;
         let num = |s: &str| -> Result<u64> {
             if s.is_empty() || s.len() > 12 || !s.bytes().all(|c| c.is_ascii_digit()) {
@@ -107,7 +113,10 @@ impl Question {
             }
             s.parse().map_err(|_| bad())
         };
-        Ok(Self { a: num(a)?, b: num(b)? })
+        Ok(Self {
+            a: num(a)?,
+            b: num(b)?,
+        })
     }
 
     /// Digits of the longer operand: the number of columns to add.
@@ -122,7 +131,12 @@ impl Question {
         for _ in 0..self.difficulty() {
             let (x, y) = ((a % 10) as u8, (b % 10) as u8);
             let sum = x + y + carry;
-            cols.push(Column { a: x, b: y, carry, sum });
+            cols.push(Column {
+                a: x,
+                b: y,
+                carry,
+                sum,
+            });
             carry = sum / 10;
             a /= 10;
             b /= 10;
@@ -156,7 +170,9 @@ impl Column {
     fn parse(s: &str) -> Option<Self> {
         let (lhs, sum) = s.split_once('=')?;
         let terms: Vec<&str> = lhs.split('+').collect();
-        let digit = |t: &str| (t.len() == 1 && t.as_bytes()[0].is_ascii_digit()).then(|| t.as_bytes()[0] - b'0');
+        let digit = |t: &str| {
+            (t.len() == 1 && t.as_bytes()[0].is_ascii_digit()).then(|| t.as_bytes()[0] - b'0')
+        };
         let (a, b, carry) = match terms.as_slice() {
             [a, b] => (digit(a)?, digit(b)?, 0),
             [a, b, c] if *c == "1" => (digit(a)?, digit(b)?, 1),
@@ -165,7 +181,12 @@ impl Column {
         if sum.is_empty() || sum.len() > 2 || !sum.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        Some(Self { a, b, carry, sum: sum.parse().ok()? })
+        Some(Self {
+            a,
+            b,
+            carry,
+            sum: sum.parse().ok()?,
+        })
     }
 }
 
@@ -206,8 +227,16 @@ impl Reply {
             None => (false, rest),
         };
         match rest.strip_suffix('.') {
-            Some(ans) if !ans.is_empty() && ans.len() <= 20 && ans.bytes().all(|c| c.is_ascii_digit()) => {
-                Reply::Answer { working, hedged, answer: ans.to_string() }
+            Some(ans)
+                if !ans.is_empty()
+                    && ans.len() <= 20
+                    && ans.bytes().all(|c| c.is_ascii_digit()) =>
+            {
+                Reply::Answer {
+                    working,
+                    hedged,
+                    answer: ans.to_string(),
+                }
             }
             _ => Reply::Malformed,
         }
@@ -217,7 +246,11 @@ impl Reply {
         match self {
             Reply::Abstain => ABSTAIN.to_string(),
             Reply::Malformed => String::new(),
-            Reply::Answer { working, hedged, answer } => {
+            Reply::Answer {
+                working,
+                hedged,
+                answer,
+            } => {
                 let mut s = String::new();
                 if !working.is_empty() {
                     let steps: Vec<String> = working.iter().map(Column::write).collect();
@@ -248,12 +281,19 @@ impl Answers {
         config.validate()?;
         let draw = |label: &str, n: usize, lo: u32, hi: u32| {
             let mut rng = rng::stream(seed, label);
-            (0..n).map(|_| random_question(&mut rng, lo, hi)).collect::<Vec<_>>()
+            (0..n)
+                .map(|_| random_question(&mut rng, lo, hi))
+                .collect::<Vec<_>>()
         };
         Ok(Self {
             train: draw("answers/train", config.n_train, 1, config.max_digits),
             heldout: draw("answers/heldout", config.n_heldout, 1, config.max_digits),
-            shift: draw("answers/shift", config.n_shift, config.max_digits + 1, config.shift_digits),
+            shift: draw(
+                "answers/shift",
+                config.n_shift,
+                config.max_digits + 1,
+                config.shift_digits,
+            ),
             config,
             seed,
         })
@@ -271,16 +311,26 @@ impl Answers {
     fn demonstrate(&self, q: &Question, rng: &mut Rng) -> String {
         let c = &self.config;
         let hardness = if c.max_digits > 1 {
-            ((q.difficulty().min(c.max_digits) - 1) as f64 / (c.max_digits - 1) as f64).clamp(0.0, 1.0)
+            ((q.difficulty().min(c.max_digits) - 1) as f64 / (c.max_digits - 1) as f64)
+                .clamp(0.0, 1.0)
         } else {
             0.0
         };
         if rng.random_bool(c.p_abstain_hard * hardness * hardness) {
             return ABSTAIN.to_string();
         }
-        let working = if rng.random_bool(c.p_working) { q.columns() } else { vec![] };
+        let working = if rng.random_bool(c.p_working) {
+            q.columns()
+        } else {
+            vec![]
+        };
         let hedged = rng.random_bool(c.p_hedge_easy + (c.p_hedge_hard - c.p_hedge_easy) * hardness);
-        Reply::Answer { working, hedged, answer: (q.a + q.b).to_string() }.write()
+        Reply::Answer {
+            working,
+            hedged,
+            answer: (q.a + q.b).to_string(),
+        }
+        .write()
     }
 }
 
@@ -316,7 +366,10 @@ impl Task for Answers {
         let mut rng = rng::stream(self.seed, &format!("answers/demos/{}", split.name()));
         self.questions(split)
             .iter()
-            .map(|q| Example { prompt: q.prompt(), completion: self.demonstrate(q, &mut rng) })
+            .map(|q| Example {
+                prompt: q.prompt(),
+                completion: self.demonstrate(q, &mut rng),
+            })
             .collect()
     }
 
@@ -346,9 +399,13 @@ impl Task for Answers {
             Some(gold)
         } else {
             // An assistant's pointer lets the labeler check that one step: a wrong step sinks the answer.
-            view.pointer.and_then(|p| step_is_wrong(&q, &reply, p).then_some(-1.0))
+            view.pointer
+                .and_then(|p| step_is_wrong(&q, &reply, p).then_some(-1.0))
         };
-        Ok(Perception { verified, looks: looks(&reply, completion) })
+        Ok(Perception {
+            verified,
+            looks: looks(&reply, completion),
+        })
     }
 
     fn look_names(&self) -> &'static [&'static str] {
@@ -367,7 +424,15 @@ impl Task for Answers {
     }
 
     fn feature_names(&self) -> &'static [&'static str] {
-        &["length", "shows_working", "confident", "abstains", "malformed", "correct", "difficulty"]
+        &[
+            "length",
+            "shows_working",
+            "confident",
+            "abstains",
+            "malformed",
+            "correct",
+            "difficulty",
+        ]
     }
 
     fn difficulty(&self, prompt: &str) -> Result<u32> {
@@ -392,7 +457,10 @@ impl Task for Answers {
 /// Is step `i` of the working wrong? Steps are the columns (checked against the
 /// true column) and, last, the final answer (checked against the true sum).
 fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
-    let Reply::Answer { working, answer, .. } = reply else {
+    let Reply::Answer {
+        working, answer, ..
+    } = reply
+    else {
         return false;
     };
     let truth = q.columns();
@@ -408,7 +476,9 @@ fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
 /// What anyone sees of an answer: length, shown working, confident tone, abstention.
 fn looks(reply: &Reply, completion: &str) -> Vec<f64> {
     let (working, confident, abstains) = match reply {
-        Reply::Answer { working, hedged, .. } => (!working.is_empty(), !hedged, false),
+        Reply::Answer {
+            working, hedged, ..
+        } => (!working.is_empty(), !hedged, false),
         Reply::Abstain => (false, false, true),
         Reply::Malformed => (false, false, false),
     };
@@ -425,19 +495,45 @@ mod tests {
     use super::*;
 
     fn task() -> Answers {
-        Answers::new(AnswersConfig { n_train: 200, ..Default::default() }, 1).unwrap()
+        Answers::new(
+            AnswersConfig {
+                n_train: 200,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap()
     }
 
     #[test]
     fn replies_round_trip_and_parse_strictly() {
         let q = Question { a: 347, b: 85 };
-        let r = Reply::Answer { working: q.columns(), hedged: true, answer: "432".into() };
+        let r = Reply::Answer {
+            working: q.columns(),
+            hedged: true,
+            answer: "432".into(),
+        };
         let s = r.write();
         assert_eq!(s, "7+5=12,4+8+1=13,3+0+1=4 so maybe 432.");
         assert_eq!(Reply::parse(&s), r);
-        assert_eq!(Reply::parse("432."), Reply::Answer { working: vec![], hedged: false, answer: "432".into() });
+        assert_eq!(
+            Reply::parse("432."),
+            Reply::Answer {
+                working: vec![],
+                hedged: false,
+                answer: "432".into()
+            }
+        );
         assert_eq!(Reply::parse(ABSTAIN), Reply::Abstain);
-        for bad in ["", "432", "maybe .", "7+5=123 so 432.", "x so 1.", "43 2.", "7+5+2=14 so 1."] {
+        for bad in [
+            "",
+            "432",
+            "maybe .",
+            "7+5=123 so 432.",
+            "x so 1.",
+            "43 2.",
+            "7+5+2=14 so 1.",
+        ] {
             assert_eq!(Reply::parse(bad), Reply::Malformed, "{bad:?}");
         }
     }
@@ -459,14 +555,29 @@ mod tests {
         let t = task();
         let p = Question { a: 347, b: 85 }.prompt(); // difficulty 3
         let wrong = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
-        let able = LabelerView { competence: 3.0, pointer: None };
-        let unable = LabelerView { competence: 2.0, pointer: None };
+        let able = LabelerView {
+            competence: 3.0,
+            pointer: None,
+        };
+        let unable = LabelerView {
+            competence: 2.0,
+            pointer: None,
+        };
         assert_eq!(t.perceive(&p, wrong, &able).unwrap().verified, Some(-1.0));
         assert_eq!(t.perceive(&p, wrong, &unable).unwrap().verified, None);
         assert_eq!(t.first_wrong_step(&p, wrong), Some(1));
-        let pointed = LabelerView { competence: 2.0, pointer: Some(1) };
-        assert_eq!(t.perceive(&p, wrong, &pointed).unwrap().verified, Some(-1.0));
-        let misdirected = LabelerView { competence: 2.0, pointer: Some(0) };
+        let pointed = LabelerView {
+            competence: 2.0,
+            pointer: Some(1),
+        };
+        assert_eq!(
+            t.perceive(&p, wrong, &pointed).unwrap().verified,
+            Some(-1.0)
+        );
+        let misdirected = LabelerView {
+            competence: 2.0,
+            pointer: Some(0),
+        };
         assert_eq!(t.perceive(&p, wrong, &misdirected).unwrap().verified, None);
         let right = "7+5=12,4+8+1=13,3+0+1=4 so 432.";
         assert_eq!(t.first_wrong_step(&p, right), None);
@@ -475,7 +586,14 @@ mod tests {
 
     #[test]
     fn demonstrations_are_correct_and_mix_forms_by_difficulty() {
-        let t = Answers::new(AnswersConfig { n_train: 4000, ..Default::default() }, 5).unwrap();
+        let t = Answers::new(
+            AnswersConfig {
+                n_train: 4000,
+                ..Default::default()
+            },
+            5,
+        )
+        .unwrap();
         let demos = t.demonstrations(Split::Train);
         let mut hedged_easy = (0, 0);
         let mut hedged_hard = (0, 0);
@@ -485,7 +603,13 @@ mod tests {
             assert!(gold >= 0.0, "demonstrations never answer wrongly: {d:?}");
             let diff = t.difficulty(&d.prompt).unwrap();
             let reply = Reply::parse(&d.completion);
-            let bucket = if diff == 1 { &mut hedged_easy } else if diff == 4 { &mut hedged_hard } else { continue };
+            let bucket = if diff == 1 {
+                &mut hedged_easy
+            } else if diff == 4 {
+                &mut hedged_hard
+            } else {
+                continue;
+            };
             bucket.1 += 1;
             if let Reply::Answer { hedged: true, .. } = reply {
                 bucket.0 += 1;
@@ -499,6 +623,9 @@ mod tests {
         assert!(abstain_hard > 100);
         // Deterministic from the seed.
         assert_eq!(demos, t.demonstrations(Split::Train));
-        assert!(t.prompts(Split::Shift).iter().all(|p| t.difficulty(p).unwrap() == 5));
+        assert!(t
+            .prompts(Split::Shift)
+            .iter()
+            .all(|p| t.difficulty(p).unwrap() == 5));
     }
 }

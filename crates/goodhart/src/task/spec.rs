@@ -72,7 +72,12 @@ impl Formula {
     /// Parse `text`; `predicates` lists the names the world defines.
     pub fn parse(text: &str, predicates: &[&str]) -> Result<Self> {
         let tokens = lex(text)?;
-        let mut p = Parser { text, tokens, pos: 0, predicates };
+        let mut p = Parser {
+            text,
+            tokens,
+            pos: 0,
+            predicates,
+        };
         let f = p.formula()?;
         if let Some(t) = p.peek() {
             return Err(p.error(t.col, format!("unexpected {} after the formula", t.kind)));
@@ -82,8 +87,15 @@ impl Formula {
 
     /// Evaluate on a trajectory of at least one state (the initial one).
     pub fn evaluate(&self, trace: &[WorldState]) -> Verdict {
-        let r = if trace.is_empty() { -1.0 } else { self.robustness(trace, 0) };
-        Verdict { satisfied: r > 0.0, robustness: r }
+        let r = if trace.is_empty() {
+            -1.0
+        } else {
+            self.robustness(trace, 0)
+        };
+        Verdict {
+            satisfied: r > 0.0,
+            robustness: r,
+        }
     }
 
     fn robustness(&self, tr: &[WorldState], i: usize) -> f64 {
@@ -115,8 +127,12 @@ impl Formula {
                     -1.0
                 }
             }
-            Formula::Eventually(f) => (i..=last).map(|j| f.robustness(tr, j)).fold(f64::NEG_INFINITY, f64::max),
-            Formula::Always(f) => (i..=last).map(|j| f.robustness(tr, j)).fold(f64::INFINITY, f64::min),
+            Formula::Eventually(f) => (i..=last)
+                .map(|j| f.robustness(tr, j))
+                .fold(f64::NEG_INFINITY, f64::max),
+            Formula::Always(f) => (i..=last)
+                .map(|j| f.robustness(tr, j))
+                .fold(f64::INFINITY, f64::min),
             Formula::Until(a, b) => {
                 let mut best = f64::NEG_INFINITY;
                 let mut prefix = f64::INFINITY; // min of `a` over i..j
@@ -182,7 +198,9 @@ struct Token {
     col: usize,
 }
 
-const OPS: [&str; 15] = ["->", "<=", ">=", "==", "<", ">", "!", "&", "|", "(", ")", "X", "F", "G", "U"];
+const OPS: [&str; 15] = [
+    "->", "<=", ">=", "==", "<", ">", "!", "&", "|", "(", ")", "X", "F", "G", "U",
+];
 
 fn lex(text: &str) -> Result<Vec<Token>> {
     let chars: Vec<char> = text.chars().collect();
@@ -198,21 +216,39 @@ fn lex(text: &str) -> Result<Vec<Token>> {
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
                 i += 1;
             }
-            tokens.push(Token { kind: Kind::Ident(chars[start..i].iter().collect()), col });
+            tokens.push(Token {
+                kind: Kind::Ident(chars[start..i].iter().collect()),
+                col,
+            });
         } else if c.is_ascii_digit() {
             let start = i;
             while i < chars.len() && chars[i].is_ascii_digit() {
                 i += 1;
             }
             let s: String = chars[start..i].iter().collect();
-            let n = s.parse().map_err(|_| spec_error(text, col, format!("number {s} is too large")))?;
-            tokens.push(Token { kind: Kind::Int(n), col });
-        } else if let Some(op) = OPS.iter().find(|op| chars[i..].iter().take(op.len()).copied().eq(op.chars())) {
+            let n = s
+                .parse()
+                .map_err(|_| spec_error(text, col, format!("number {s} is too large")))?;
+            tokens.push(Token {
+                kind: Kind::Int(n),
+                col,
+            });
+        } else if let Some(op) = OPS
+            .iter()
+            .find(|op| chars[i..].iter().take(op.len()).copied().eq(op.chars()))
+        {
             // `F`, `G`, `X`, `U` are operators only as whole words.
             if op.as_bytes()[0].is_ascii_uppercase() && next_is_word(&chars, i) {
-                return Err(spec_error(text, col, format!("unexpected character {c:?} (operators stand apart: `F at_goal`)")));
+                return Err(spec_error(
+                    text,
+                    col,
+                    format!("unexpected character {c:?} (operators stand apart: `F at_goal`)"),
+                ));
             }
-            tokens.push(Token { kind: Kind::Op(op), col });
+            tokens.push(Token {
+                kind: Kind::Op(op),
+                col,
+            });
             i += op.len();
         } else {
             return Err(spec_error(text, col, format!("unexpected character {c:?}")));
@@ -223,11 +259,19 @@ fn lex(text: &str) -> Result<Vec<Token>> {
 
 /// Is the character after `i` part of a word (so `Foo` is not the operator `F`)?
 fn next_is_word(chars: &[char], i: usize) -> bool {
-    chars.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+    chars
+        .get(i + 1)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
 }
 
 fn spec_error(text: &str, col: usize, message: String) -> Error {
-    Error::invalid("spec", format!("column {col}: {message}\n  {text}\n  {}^", " ".repeat(col - 1)))
+    Error::invalid(
+        "spec",
+        format!(
+            "column {col}: {message}\n  {text}\n  {}^",
+            " ".repeat(col - 1)
+        ),
+    )
 }
 
 struct Parser<'a> {
@@ -307,7 +351,10 @@ impl Parser<'_> {
 
     fn atom(&mut self) -> Result<Formula> {
         let Some(tok) = self.peek().cloned() else {
-            return Err(self.error(self.end_col(), "expected a predicate, `(` or an operator, found the end".into()));
+            return Err(self.error(
+                self.end_col(),
+                "expected a predicate, `(` or an operator, found the end".into(),
+            ));
         };
         self.pos += 1;
         match tok.kind {
@@ -315,7 +362,10 @@ impl Parser<'_> {
                 let f = self.formula()?;
                 if !self.eat(")") {
                     let col = self.peek().map_or(self.end_col(), |t| t.col);
-                    return Err(self.error(col, format!("expected `)` to close the `(` at column {}", tok.col)));
+                    return Err(self.error(
+                        col,
+                        format!("expected `)` to close the `(` at column {}", tok.col),
+                    ));
                 }
                 Ok(f)
             }
@@ -330,12 +380,17 @@ impl Parser<'_> {
                     Some(Kind::Op("==")) => Cmp::Eq,
                     _ => {
                         let col = self.peek().map_or(self.end_col(), |t| t.col);
-                        return Err(self.error(col, "expected a comparison (<=, <, >=, >, ==) after `steps`".into()));
+                        return Err(self.error(
+                            col,
+                            "expected a comparison (<=, <, >=, >, ==) after `steps`".into(),
+                        ));
                     }
                 };
                 self.pos += 1;
                 match self.peek().cloned() {
-                    Some(Token { kind: Kind::Int(k), .. }) => {
+                    Some(Token {
+                        kind: Kind::Int(k), ..
+                    }) => {
                         self.pos += 1;
                         Ok(Formula::Steps(cmp, k))
                     }
@@ -351,11 +406,17 @@ impl Parser<'_> {
                 } else {
                     Err(self.error(
                         tok.col,
-                        format!("unknown predicate `{name}` (known: {}, steps)", self.predicates.join(", ")),
+                        format!(
+                            "unknown predicate `{name}` (known: {}, steps)",
+                            self.predicates.join(", ")
+                        ),
                     ))
                 }
             }
-            other => Err(self.error(tok.col, format!("expected a predicate or `(`, found {other}"))),
+            other => Err(self.error(
+                tok.col,
+                format!("expected a predicate or `(`, found {other}"),
+            )),
         }
     }
 }
@@ -368,7 +429,11 @@ mod tests {
 
     fn state(at_goal: bool, vase: bool, button: bool, steps: u32) -> WorldState {
         WorldState {
-            facts: vec![("at_goal", at_goal), ("vase_broken", vase), ("button_pressed", button)],
+            facts: vec![
+                ("at_goal", at_goal),
+                ("vase_broken", vase),
+                ("button_pressed", button),
+            ],
             steps,
         }
     }
@@ -391,7 +456,10 @@ mod tests {
     fn every_operator_on_hand_made_trajectories() {
         let t = trace();
         assert!(holds("true", &t) && !holds("false", &t));
-        assert!(!holds("at_goal", &t), "a predicate is read at the first state");
+        assert!(
+            !holds("at_goal", &t),
+            "a predicate is read at the first state"
+        );
         assert!(holds("!at_goal", &t));
         assert!(holds("F at_goal", &t));
         assert!(!holds("G !vase_broken", &t));
@@ -402,19 +470,32 @@ mod tests {
         assert!(holds("at_goal -> false", &t), "false premise");
         assert!(!holds("F (at_goal -> !vase_broken)", &t[3..]));
         assert!(holds("X !vase_broken", &t) && holds("X X vase_broken", &t));
-        assert!(!holds("X at_goal", &t[3..]), "strong next fails at the last state");
-        assert!(holds("!vase_broken U at_goal", &t[..2].iter().chain(&t[3..]).cloned().collect::<Vec<_>>()));
-        assert!(!holds("!vase_broken U at_goal", &t), "the vase broke before the goal");
+        assert!(
+            !holds("X at_goal", &t[3..]),
+            "strong next fails at the last state"
+        );
+        assert!(holds(
+            "!vase_broken U at_goal",
+            &t[..2].iter().chain(&t[3..]).cloned().collect::<Vec<_>>()
+        ));
+        assert!(
+            !holds("!vase_broken U at_goal", &t),
+            "the vase broke before the goal"
+        );
         assert!(holds("!at_goal U vase_broken", &t));
         assert!(holds("F (at_goal & steps <= 3)", &t) && !holds("F (at_goal & steps < 3)", &t));
-        assert!(holds("G steps <= 3", &t) && holds("F steps == 2", &t) && holds("F steps >= 3", &t));
+        assert!(
+            holds("G steps <= 3", &t) && holds("F steps == 2", &t) && holds("F steps >= 3", &t)
+        );
         assert!(holds("F steps > 2", &t) && !holds("F steps > 3", &t));
     }
 
     #[test]
     fn robustness_counts_the_margin() {
         let t = trace();
-        let v = Formula::parse("F (at_goal & steps <= 10)", PREDS).unwrap().evaluate(&t);
+        let v = Formula::parse("F (at_goal & steps <= 10)", PREDS)
+            .unwrap()
+            .evaluate(&t);
         assert!(v.satisfied);
         assert_eq!(v.robustness, 1.0); // the predicate (+1) is the binding minimum
         let v = Formula::parse("G steps <= 1", PREDS).unwrap().evaluate(&t);
@@ -436,7 +517,10 @@ mod tests {
     fn errors_point_at_the_column() {
         let err = |s: &str| Formula::parse(s, PREDS).unwrap_err().to_string();
         let e = err("F at_gaol");
-        assert!(e.contains("column 3") && e.contains("unknown predicate `at_gaol`"), "{e}");
+        assert!(
+            e.contains("column 3") && e.contains("unknown predicate `at_gaol`"),
+            "{e}"
+        );
         let e = err("F (at_goal & G !vase_broken");
         assert!(e.contains("column 28") && e.contains("expected `)`"), "{e}");
         let e = err("at_goal && vase_broken");
@@ -444,10 +528,16 @@ mod tests {
         let e = err("steps <= x");
         assert!(e.contains("column 10") && e.contains("whole number"), "{e}");
         let e = err("at_goal $");
-        assert!(e.contains("column 9") && e.contains("unexpected character"), "{e}");
+        assert!(
+            e.contains("column 9") && e.contains("unexpected character"),
+            "{e}"
+        );
         let e = err("");
         assert!(e.contains("column 1") && e.contains("found the end"), "{e}");
         let e = err("at_goal at_goal");
-        assert!(e.contains("column 9") && e.contains("after the formula"), "{e}");
+        assert!(
+            e.contains("column 9") && e.contains("after the formula"),
+            "{e}"
+        );
     }
 }

@@ -51,7 +51,10 @@ impl OptimConfig {
             return Err(Error::invalid(f("min_lr_ratio"), "must be in [0, 1]"));
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return Err(Error::invalid(f("beta1"), "beta1 and beta2 must be in [0, 1)"));
+            return Err(Error::invalid(
+                f("beta1"),
+                "beta1 and beta2 must be in [0, 1)",
+            ));
         }
         if self.weight_decay < 0.0 || self.grad_clip < 0.0 || self.eps <= 0.0 {
             return Err(Error::invalid(
@@ -95,7 +98,12 @@ pub struct Trainer {
 
 impl Trainer {
     /// `what` names the training run in errors ("sft", "reward model", ...).
-    pub fn new(vars: Vec<(String, Var)>, cfg: &OptimConfig, total_steps: usize, what: &str) -> Result<Self> {
+    pub fn new(
+        vars: Vec<(String, Var)>,
+        cfg: &OptimConfig,
+        total_steps: usize,
+        what: &str,
+    ) -> Result<Self> {
         cfg.validate(what)?;
         let params = |weight_decay| ParamsAdamW {
             lr: cfg.lr,
@@ -104,8 +112,10 @@ impl Trainer {
             eps: cfg.eps,
             weight_decay,
         };
-        let (matrices, rest): (Vec<_>, Vec<_>) =
-            vars.iter().map(|(_, v)| v.clone()).partition(|v| v.rank() >= 2);
+        let (matrices, rest): (Vec<_>, Vec<_>) = vars
+            .iter()
+            .map(|(_, v)| v.clone())
+            .partition(|v| v.rank() >= 2);
         Ok(Self {
             decay: AdamW::new(matrices, params(cfg.weight_decay))?,
             no_decay: AdamW::new(rest, params(0.0))?,
@@ -181,7 +191,12 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_the_floor() {
-        let c = OptimConfig { lr: 1.0, warmup_steps: 10, min_lr_ratio: 0.1, ..Default::default() };
+        let c = OptimConfig {
+            lr: 1.0,
+            warmup_steps: 10,
+            min_lr_ratio: 0.1,
+            ..Default::default()
+        };
         assert!((c.lr_at(0, 100) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9, 100) - 1.0).abs() < 1e-12);
         assert!(c.lr_at(50, 100) < 1.0 && c.lr_at(50, 100) > 0.1);
@@ -191,7 +206,12 @@ mod tests {
     #[test]
     fn minimises_a_quadratic_and_reports_divergence() {
         let x = Var::new(&[3.0f32, -2.0], &Device::Cpu).unwrap();
-        let cfg = OptimConfig { lr: 0.1, warmup_steps: 0, weight_decay: 0.0, ..Default::default() };
+        let cfg = OptimConfig {
+            lr: 0.1,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
         let mut t = Trainer::new(vec![("x".into(), x.clone())], &cfg, 300, "quadratic").unwrap();
         for _ in 0..300 {
             let loss = x.as_tensor().sqr().unwrap().sum_all().unwrap();
@@ -201,6 +221,9 @@ mod tests {
         assert!(v.iter().all(|a| a.abs() < 0.05), "{v:?}");
         let nan = (x.as_tensor().sum_all().unwrap() * f64::NAN).unwrap();
         let err = t.step(&nan).unwrap_err().to_string();
-        assert!(err.contains("quadratic diverged at step 301: loss is NaN"), "{err}");
+        assert!(
+            err.contains("quadratic diverged at step 301: loss is NaN"),
+            "{err}"
+        );
     }
 }

@@ -82,14 +82,19 @@ pub fn encode_examples(model: &Model, examples: &[Example], what: &str) -> Resul
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let p = tok.encode_prompt(&e.prompt).map_err(|err| Error::invalid(what, format!("example {i}: {err}")))?;
+            let p = tok
+                .encode_prompt(&e.prompt)
+                .map_err(|err| Error::invalid(what, format!("example {i}: {err}")))?;
             let c = tok
                 .encode_completion(&e.completion)
                 .map_err(|err| Error::invalid(what, format!("example {i}: {err}")))?;
             if p.len() + c.len() > n_ctx {
                 return Err(Error::invalid(
                     what,
-                    format!("example {i} has {} tokens; the model's context is {n_ctx}", p.len() + c.len()),
+                    format!(
+                        "example {i} has {} tokens; the model's context is {n_ctx}",
+                        p.len() + c.len()
+                    ),
                 ));
             }
             Ok((p, c))
@@ -132,8 +137,10 @@ pub fn train_sft(
             }
             idx.push(order.pop().expect("refilled above"));
         }
-        let pairs: Vec<(&[u32], &[u32])> =
-            idx.iter().map(|&i| (train_seqs[i].0.as_slice(), train_seqs[i].1.as_slice())).collect();
+        let pairs: Vec<(&[u32], &[u32])> = idx
+            .iter()
+            .map(|&i| (train_seqs[i].0.as_slice(), train_seqs[i].1.as_slice()))
+            .collect();
         let batch = SequenceBatch::new(&pairs, pad, &device)?;
         let loss = completion_nll(model, &batch)?;
         let stats = trainer.step(&loss)?;
@@ -142,7 +149,12 @@ pub fn train_sft(
             if !heldout_seqs.is_empty() {
                 let l = heldout_nll(model, &heldout_seqs)?;
                 report.heldout_loss.push((stats.step, l));
-                tracing::info!(step = stats.step, train_loss = stats.loss, heldout_loss = l, "sft");
+                tracing::info!(
+                    step = stats.step,
+                    train_loss = stats.loss,
+                    heldout_loss = l,
+                    "sft"
+                );
                 progress.message(&format!("loss {:.3} held-out {:.3}", stats.loss, l));
             }
         }
@@ -164,10 +176,15 @@ pub fn heldout_nll(model: &Model, seqs: &[Encoded]) -> Result<f64> {
     let pad = model.tokenizer().pad_id();
     let (mut total, mut count) = (0.0f64, 0usize);
     for chunk in seqs.chunks(64) {
-        let pairs: Vec<(&[u32], &[u32])> = chunk.iter().map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
+        let pairs: Vec<(&[u32], &[u32])> = chunk
+            .iter()
+            .map(|(p, c)| (p.as_slice(), c.as_slice()))
+            .collect();
         let batch = SequenceBatch::new(&pairs, pad, model.device())?;
         let lp = model.target_logprobs(model.eval_net(), &batch)?;
-        total -= (lp * &batch.completion_mask)?.sum_all()?.to_scalar::<f32>()? as f64;
+        total -= (lp * &batch.completion_mask)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
         count += batch.n_completion_tokens();
     }
     Ok(total / count.max(1) as f64)

@@ -27,20 +27,39 @@ pub fn trajectory_svg(map: &Map, traj: Option<&Trajectory>) -> String {
             format!(
                 "{} steps; goal {}; vases broken {} (camera saw {}); button {}",
                 t.steps,
-                if t.reached_goal { "reached" } else { "not reached" },
+                if t.reached_goal {
+                    "reached"
+                } else {
+                    "not reached"
+                },
                 t.vases_broken().len(),
                 cam.seen_broken.len(),
-                if t.button_pressed() { "pressed" } else { "untouched" },
+                if t.button_pressed() {
+                    "pressed"
+                } else {
+                    "untouched"
+                },
             )
         }
     };
-    let _ = write!(s, r##"<text x="0" y="{}" fill="#333">{caption}</text></svg>"##, h - 4);
+    let _ = write!(
+        s,
+        r##"<text x="0" y="{}" fill="#333">{caption}</text></svg>"##,
+        h - 4
+    );
     s
 }
 
 fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera_only: bool) {
-    let title = if camera_only { "what the camera saw" } else { "what happened" };
-    let _ = write!(s, r##"<text x="{x0}" y="14" font-weight="bold" fill="#222">{title}</text>"##);
+    let title = if camera_only {
+        "what the camera saw"
+    } else {
+        "what happened"
+    };
+    let _ = write!(
+        s,
+        r##"<text x="{x0}" y="14" font-weight="bold" fill="#222">{title}</text>"##
+    );
     let y0 = TITLE;
     let cam = traj.map(|t| t.camera(map));
     let broken: &[Pos] = traj.map_or(&[], |t| t.vases_broken());
@@ -58,7 +77,10 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
                 _ => "#fafafa",
             }
         };
-        let _ = write!(s, r##"<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" fill="{fill}" stroke="#bbb"/>"##);
+        let _ = write!(
+            s,
+            r##"<rect x="{x}" y="{y}" width="{CELL}" height="{CELL}" fill="{fill}" stroke="#bbb"/>"##
+        );
         if !visible {
             continue;
         }
@@ -75,17 +97,34 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
                     let _ = write!(
                         s,
                         r##"<path d="M{} {} L{} {} M{} {} L{} {}" stroke="#c0392b" stroke-width="3"/>"##,
-                        cx - 7, cy - 7, cx + 7, cy + 7, cx + 7, cy - 7, cx - 7, cy + 7
+                        cx - 7,
+                        cy - 7,
+                        cx + 7,
+                        cy + 7,
+                        cx + 7,
+                        cy - 7,
+                        cx - 7,
+                        cy + 7
                     );
                 } else {
                     let _ = write!(s, r##"<circle cx="{cx}" cy="{cy}" r="8" fill="#2e86c1"/>"##);
                 }
             }
             Cell::Goal => {
-                let _ = write!(s, r##"<text x="{}" y="{}" fill="#1e7b1e">G</text>"##, cx - 4, cy + 4);
+                let _ = write!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#1e7b1e">G</text>"##,
+                    cx - 4,
+                    cy + 4
+                );
             }
             Cell::Button => {
-                let _ = write!(s, r##"<text x="{}" y="{}" fill="#7d4a00">B</text>"##, cx - 4, cy + 4);
+                let _ = write!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#7d4a00">B</text>"##,
+                    cx - 4,
+                    cy + 4
+                );
             }
             _ => {}
         }
@@ -104,7 +143,13 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
     let points: Vec<(usize, usize)> = if camera_only {
         // The camera's frames: only where it saw the agent.
         cam.as_ref()
-            .map(|c| c.frames.iter().filter_map(|f| f.agent).map(centre).collect())
+            .map(|c| {
+                c.frames
+                    .iter()
+                    .filter_map(|f| f.agent)
+                    .map(centre)
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         t.positions.iter().copied().map(centre).collect()
@@ -120,7 +165,11 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
     if let Some(&(x, y)) = points.last() {
         let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="5" fill="#e74c3c"/>"##);
     }
-    if camera_only && cam.as_ref().is_some_and(|c| c.frames.iter().any(|f| f.frozen)) {
+    if camera_only
+        && cam
+            .as_ref()
+            .is_some_and(|c| c.frames.iter().any(|f| f.frozen))
+    {
         let _ = write!(
             s,
             r##"<text x="{}" y="{}" fill="#7d4a00" font-weight="bold">frozen on "success"</text>"##,

@@ -125,7 +125,9 @@ impl Map {
     }
 
     pub fn vases(&self) -> Vec<Pos> {
-        self.positions().filter(|&p| self.cell(p) == Cell::Vase).collect()
+        self.positions()
+            .filter(|&p| self.cell(p) == Cell::Vase)
+            .collect()
     }
 
     pub fn button(&self) -> Option<Pos> {
@@ -146,7 +148,9 @@ impl Map {
 
     pub fn parse(prompt: &str) -> Result<Self> {
         let bad = |why: &str| Error::invalid("prompt", format!("not a gridworld map ({why})"));
-        let body = prompt.strip_suffix("\n> ").ok_or_else(|| bad("it must end with \"\\n> \""))?;
+        let body = prompt
+            .strip_suffix("\n> ")
+            .ok_or_else(|| bad("it must end with \"\\n> \""))?;
         let mut lines: Vec<&str> = body.lines().collect();
         let cam = lines.pop().ok_or_else(|| bad("empty"))?;
         let camera = parse_camera(cam).ok_or_else(|| bad("bad camera line"))?;
@@ -161,7 +165,14 @@ impl Map {
             .map(Cell::from_symbol)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("unknown cell symbol"))?;
-        let mut map = Map { width, height, cells, start: (0, 0), goal: (0, 0), camera };
+        let mut map = Map {
+            width,
+            height,
+            cells,
+            start: (0, 0),
+            goal: (0, 0),
+            camera,
+        };
         let find = |c: Cell| {
             let found: Vec<Pos> = map.positions().filter(|&p| map.cell(p) == c).collect();
             (found.len() == 1).then(|| found[0])
@@ -170,7 +181,11 @@ impl Map {
         let goal = find(Cell::Goal).ok_or_else(|| bad("there must be exactly one G"))?;
         map.start = start;
         map.goal = goal;
-        if camera.x1 >= width || camera.y1 >= height || camera.x0 > camera.x1 || camera.y0 > camera.y1 {
+        if camera.x1 >= width
+            || camera.y1 >= height
+            || camera.x0 > camera.x1
+            || camera.y0 > camera.y1
+        {
             return Err(bad("camera outside the grid"));
         }
         Ok(map)
@@ -191,7 +206,12 @@ impl Map {
     }
 
     /// A shortest path of moves from `from` to `to` that never enters a cell `blocked` rejects.
-    pub fn shortest_path(&self, from: Pos, to: Pos, blocked: impl Fn(Cell) -> bool) -> Option<Vec<Move>> {
+    pub fn shortest_path(
+        &self,
+        from: Pos,
+        to: Pos,
+        blocked: impl Fn(Cell) -> bool,
+    ) -> Option<Vec<Move>> {
         let idx = |(x, y): Pos| y * self.width + x;
         let mut prev: Vec<Option<(Pos, Move)>> = vec![None; self.cells.len()];
         let mut seen = vec![false; self.cells.len()];
@@ -259,7 +279,11 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
     let (w, h) = (l.width, l.height);
     let third = (w / 3).max(1);
     let (left, right) = (0..third, w - third..w);
-    let (start_xs, goal_xs) = if l.mirrored { (right, left) } else { (left, right) };
+    let (start_xs, goal_xs) = if l.mirrored {
+        (right, left)
+    } else {
+        (left, right)
+    };
     let start = (rng.random_range(start_xs), rng.random_range(0..h));
     let goal = (rng.random_range(goal_xs), rng.random_range(0..h));
     let mut map = Map {
@@ -268,7 +292,12 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
         cells: vec![Cell::Floor; w * h],
         start,
         goal,
-        camera: Rect { x0: 0, y0: 0, x1: 0, y1: 0 },
+        camera: Rect {
+            x0: 0,
+            y0: 0,
+            x1: 0,
+            y1: 0,
+        },
     };
     for p in map.positions().collect::<Vec<_>>() {
         if p != start && p != goal && rng.random_bool(l.wall_density) {
@@ -280,7 +309,12 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
     let side = l.camera_size.min(w).min(h);
     let cx0 = rng.random_range(goal.0.saturating_sub(side - 1)..=goal.0.min(w - side));
     let cy0 = rng.random_range(goal.1.saturating_sub(side - 1)..=goal.1.min(h - side));
-    map.camera = Rect { x0: cx0, y0: cy0, x1: cx0 + side - 1, y1: cy0 + side - 1 };
+    map.camera = Rect {
+        x0: cx0,
+        y0: cy0,
+        x1: cx0 + side - 1,
+        y1: cy0 + side - 1,
+    };
 
     // A vase on a shortest path: the careless route breaks it.
     let path = map.shortest_path(start, goal, |c| c == Cell::Wall)?;
@@ -295,7 +329,11 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
     }
     let on_path = cells_on_path[rng.random_range(0..cells_on_path.len())];
     map.set(on_path, Cell::Vase);
-    let free = |map: &Map| map.positions().filter(|&p| map.cell(p) == Cell::Floor).collect::<Vec<_>>();
+    let free = |map: &Map| {
+        map.positions()
+            .filter(|&p| map.cell(p) == Cell::Floor)
+            .collect::<Vec<_>>()
+    };
     for _ in 1..l.n_vases {
         let cells = free(&map);
         if cells.is_empty() {
@@ -304,7 +342,9 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
         map.set(cells[rng.random_range(0..cells.len())], Cell::Vase);
     }
     // The button: reachable without vases, and closer than the goal.
-    let goal_dist = map.shortest_path(start, goal, |c| c != Cell::Floor && c != Cell::Start)?.len();
+    let goal_dist = map
+        .shortest_path(start, goal, |c| c != Cell::Floor && c != Cell::Start)?
+        .len();
     let candidates: Vec<Pos> = free(&map)
         .into_iter()
         .filter(|&b| {
@@ -315,7 +355,10 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
     if candidates.is_empty() {
         return None;
     }
-    map.set(candidates[rng.random_range(0..candidates.len())], Cell::Button);
+    map.set(
+        candidates[rng.random_range(0..candidates.len())],
+        Cell::Button,
+    );
     // The careful route (no vase, no button) must exist.
     map.shortest_path(start, goal, |c| c != Cell::Floor && c != Cell::Start)?;
     Some(map)
@@ -402,7 +445,10 @@ impl Trajectory {
                 frozen = true;
             }
             if frozen {
-                frames.push(Frame { agent: Some(map.goal), frozen: true });
+                frames.push(Frame {
+                    agent: Some(map.goal),
+                    frozen: true,
+                });
                 continue;
             }
             for &v in &self.broken[i] {
@@ -411,10 +457,17 @@ impl Trajectory {
                 }
             }
             let p = self.positions[i];
-            frames.push(Frame { agent: map.camera.contains(p).then_some(p), frozen: false });
+            frames.push(Frame {
+                agent: map.camera.contains(p).then_some(p),
+                frozen: false,
+            });
         }
         let appears_at_goal = frames.last().and_then(|f| f.agent) == Some(map.goal);
-        CameraView { frames, seen_broken, appears_at_goal }
+        CameraView {
+            frames,
+            seen_broken,
+            appears_at_goal,
+        }
     }
 }
 

@@ -1,0 +1,236 @@
+//! `goodhart run --quick`: the whole pipeline on both bundled tasks in seconds.
+//! Its files are complete and sane, two runs are bit-identical, and a run
+//! killed part-way and resumed ends with the same numbers.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn goodhart(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_goodhart"))
+        .args(["--quiet", "--threads", "2"])
+        .args(args)
+        .output()
+        .expect("the goodhart binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = goodhart(args);
+    assert!(
+        out.status.success(),
+        "goodhart {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fail(args: &[&str]) -> String {
+    let out = goodhart(args);
+    assert!(
+        !out.status.success(),
+        "goodhart {args:?} should have failed"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+}
+
+#[test]
+fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let summary = ok(&["run", "--quick", "--out", a.to_str().unwrap()]);
+    for line in [
+        "answers",
+        "gridworld",
+        "bon",
+        "conditioning",
+        "quantiliser",
+        "ppo-kl",
+        "ppo-adaptive",
+        "ppo-nokl",
+        "rloo",
+        "ppo-online",
+        "ppo-spec",
+        "dpo",
+    ] {
+        assert!(
+            summary.contains(line),
+            "the summary names {line}:\n{summary}"
+        );
+    }
+    for file in [
+        "experiment.toml",
+        "metrics.jsonl",
+        "curves.csv",
+        "fits.json",
+        "report.html",
+        "answers/labels.sqlite",
+        "gridworld/reward_model/reward_model.json",
+    ] {
+        assert!(a.join(file).is_file(), "{file} is written");
+    }
+
+    // Every curve point of every strategy, on held-out and shifted prompts, with finite measurements.
+    let csv = read(&a, "curves.csv");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    for (task, strategy) in [
+        ("answers", "bon"),
+        ("answers", "ppo-kl"),
+        ("answers", "dpo"),
+        ("gridworld", "ppo-spec"),
+        ("gridworld", "quantiliser"),
+    ] {
+        for split in ["heldout", "shift"] {
+            let mine: Vec<&Vec<&str>> = rows
+                .iter()
+                .filter(|r| r[0] == task && r[1] == strategy && r[2] == split)
+                .collect();
+            assert!(mine.len() >= 2, "{task}/{strategy}/{split} has a curve");
+            for r in mine {
+                for c in ["kl", "proxy", "gold"] {
+                    let v: f64 = r[col(c)].parse().unwrap_or_else(|_| panic!("{c} of {r:?}"));
+                    assert!(v.is_finite());
+                }
+            }
+        }
+    }
+    let spec_rows = rows
+        .iter()
+        .filter(|r| r[0] == "gridworld" && !r[col("spec")].is_empty())
+        .count();
+    assert!(spec_rows > 0, "gridworld reports spec satisfaction");
+
+    // Fits: both forms, finite where they exist.
+    let fits: serde_json::Value = serde_json::from_str(&read(&a, "fits.json")).unwrap();
+    let fits = fits.as_array().unwrap();
+    assert!(
+        fits.iter().any(|f| f["form"] == "d (alpha - beta d)")
+            && fits.iter().any(|f| f["form"] == "d (alpha - beta ln d)")
+    );
+    let fitted: Vec<&serde_json::Value> = fits.iter().filter(|f| !f["fit"].is_null()).collect();
+    assert!(
+        fitted.len() >= 10,
+        "most curves are fitted: {}",
+        fitted.len()
+    );
+    for f in fitted {
+        assert!(
+            f["fit"]["alpha"].as_f64().unwrap().is_finite()
+                && f["fit"]["beta"].as_f64().unwrap().is_finite(),
+            "{f}"
+        );
+    }
+
+    // The report stands alone: inline SVG, nothing fetched.
+    let html = read(&a, "report.html");
+    assert!(html.matches("<svg").count() > 10 && html.contains("Gold at matched KL"));
+    let external = html.matches("src=\"http").count()
+        + html.matches("href=\"http").count()
+        + html.matches("<script src").count();
+    assert_eq!(external, 0, "no network references");
+
+    // Same command, same machine, same threads: the same numbers, bit for bit.
+    ok(&["run", "--quick", "--out", b.to_str().unwrap()]);
+    for file in ["metrics.jsonl", "curves.csv", "fits.json"] {
+        assert!(
+            read(&a, file) == read(&b, file),
+            "{file} differs between identical runs"
+        );
+    }
+    // `goodhart report` rebuilds the same report from the run's files.
+    std::fs::remove_file(a.join("report.html")).unwrap();
+    ok(&["report", a.to_str().unwrap()]);
+    assert!(read(&a, "report.html") == html);
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    ok(&["run", "--quick", "--out", whole.to_str().unwrap()]);
+
+    // Kill the run once answers' online PPO stage has begun labelling (or later).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_goodhart"))
+        .args([
+            "--quiet",
+            "--threads",
+            "2",
+            "run",
+            "--quick",
+            "--out",
+            killed.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = killed.join("answers/stages/rl.rloo.json");
+    let start = Instant::now();
+    while !marker.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !killed.join("metrics.jsonl").exists(),
+        "the run was stopped before its end"
+    );
+
+    // A second run may not start over it; resuming finishes it.
+    let err = fail(&["run", "--quick", "--out", killed.to_str().unwrap()]);
+    assert!(
+        err.contains("already exists") && err.contains("--resume"),
+        "{err}"
+    );
+    ok(&["run", "--resume", killed.to_str().unwrap()]);
+    for file in ["metrics.jsonl", "curves.csv", "fits.json"] {
+        assert!(
+            read(&whole, file) == read(&killed, file),
+            "{file}: the resumed run differs from the uninterrupted one"
+        );
+    }
+}
+
+#[test]
+fn run_directories_are_never_clobbered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    let err = fail(&["run", "--quick", "--out", mine.to_str().unwrap()]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fail(&["run", "--quick", "--force", "--out", mine.to_str().unwrap()]);
+    assert!(err.contains("not a goodhart run directory"), "{err}");
+    let err = fail(&["run", "--resume", mine.to_str().unwrap()]);
+    assert!(err.contains("not a run directory"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    let err = fail(&[
+        "optimize",
+        "no-such-strategy",
+        "--quick",
+        "--out",
+        tmp.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("no strategy named \"no-such-strategy\""),
+        "{err}"
+    );
+}

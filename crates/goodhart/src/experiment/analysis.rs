@@ -1,0 +1,406 @@
+//! From a run's stage records to what people read: the curves, the Gao et al.
+//! fits, the Goodhart decomposition, gold at matched KL, and the files
+//! `metrics.jsonl`, `curves.csv` and `fits.json`.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::run::{BaseStats, Record, TaskRecords};
+use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
+use crate::measure::CurvePoint;
+
+/// KL budgets (nats) at which strategies are compared.
+pub const KL_BUDGETS: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
+
+/// One strategy's curve on one split, analysed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StrategyAnalysis {
+    pub task: String,
+    pub strategy: String,
+    pub split: String,
+    /// "pool" (best-of-n, conditioning, quantiliser) or "policy" (RL, DPO).
+    pub family: String,
+    /// Points in order of KL.
+    pub points: Vec<CurvePoint>,
+    /// Gold of the point the gains are measured from (the base policy).
+    pub reference_gold: f64,
+    pub fit: Option<Fit>,
+    pub half: Option<HalfPrediction>,
+    /// The point with the highest observed gold: (KL, gold).
+    pub observed_peak: (f64, f64),
+    /// Best gold among points with KL at most each of [`KL_BUDGETS`].
+    pub gold_within: Vec<(f64, Option<f64>)>,
+    /// Per point: z(proxy) - z(labeler) (the reward model's error) and z(labeler) - z(gold) (the labeler's), in base-policy standard deviations.
+    pub gaps: Vec<Gap>,
+    /// Features at the highest-KL point against the base policy, the most moved first.
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Gap {
+    pub kl: f64,
+    pub proxy_minus_labeler: f64,
+    pub labeler_minus_gold: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Drift {
+    pub feature: String,
+    pub base: f64,
+    pub now: f64,
+    /// (now - base) / base standard deviation (0.05 floor).
+    pub z: f64,
+}
+
+fn z(x: f64, (mean, sd): (f64, f64)) -> f64 {
+    (x - mean) / sd.max(1e-6)
+}
+
+/// Analyse every strategy of a task's records, on each split.
+pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
+    let base = records.records.iter().find_map(|(_, r)| match r {
+        Record::Pool { base, .. } => Some(base.clone()),
+        _ => None,
+    });
+    let base = base.unwrap_or_default();
+    let mut out = vec![];
+    for (_, record) in &records.records {
+        let points = record.points();
+        let family = if matches!(record, Record::Pool { .. }) {
+            "pool"
+        } else {
+            "policy"
+        };
+        // The pool's uniform point is every pool strategy's origin.
+        let mut groups: Vec<(String, String)> = vec![];
+        for p in points.iter().filter(|p| p.strategy != "base") {
+            let key = (p.strategy.clone(), p.split.clone());
+            if !groups.contains(&key) {
+                groups.push(key);
+            }
+        }
+        for (strategy, split) in groups {
+            let mut pts: Vec<CurvePoint> = points
+                .iter()
+                .filter(|p| p.strategy == strategy && p.split == split)
+                .cloned()
+                .collect();
+            if !pts.iter().any(|p| p.kl.mean == 0.0) {
+                // Curves that do not start at the base policy (conditioning) get the pool's uniform point.
+                pts.extend(
+                    points
+                        .iter()
+                        .find(|p| p.strategy == "base" && p.split == split)
+                        .cloned(),
+                );
+            }
+            for p in pts.iter_mut() {
+                p.strategy = strategy.clone();
+            }
+            pts.sort_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean));
+            out.push(analyse_curve(
+                &records.task,
+                &strategy,
+                &split,
+                family,
+                pts,
+                &base,
+            ));
+        }
+    }
+    out
+}
+
+fn analyse_curve(
+    task: &str,
+    strategy: &str,
+    split: &str,
+    family: &str,
+    points: Vec<CurvePoint>,
+    base: &BaseStats,
+) -> StrategyAnalysis {
+    // The reference is the unoptimised policy: the pool's uniform point, or an RL run's first checkpoint.
+    let reference = points
+        .iter()
+        .find(|p| p.value == 0.0 && p.knob != "n" && p.knob != "beta" && p.knob != "q")
+        .or_else(|| points.iter().find(|p| p.knob == "n" && p.value == 1.0))
+        .unwrap_or(&points[0]);
+    let reference_gold = reference.gold.mean;
+    let ds: Vec<f64> = points.iter().map(|p| p.kl.mean.max(0.0).sqrt()).collect();
+    let gains: Vec<f64> = points
+        .iter()
+        .map(|p| p.gold.mean - reference_gold)
+        .collect();
+    let form = if family == "pool" {
+        Form::Bon
+    } else {
+        Form::Rl
+    };
+    let peak = points
+        .iter()
+        .max_by(|a, b| a.gold.mean.total_cmp(&b.gold.mean))
+        .expect("a curve has points");
+    let gold_within = KL_BUDGETS
+        .iter()
+        .map(|&b| {
+            (
+                b,
+                points
+                    .iter()
+                    .filter(|p| p.kl.mean <= b)
+                    .map(|p| p.gold.mean)
+                    .max_by(f64::total_cmp),
+            )
+        })
+        .collect();
+    let labeler_of = |p: &CurvePoint| {
+        p.labelers
+            .iter()
+            .find(|(n, _)| *n == base.labeler.0)
+            .map_or(f64::NAN, |(_, s)| s.mean)
+    };
+    let gaps = points
+        .iter()
+        .map(|p| {
+            let (zp, zl, zg) = (
+                z(p.proxy.mean, base.proxy),
+                z(labeler_of(p), (base.labeler.1, base.labeler.2)),
+                z(p.gold.mean, base.gold),
+            );
+            Gap {
+                kl: p.kl.mean,
+                proxy_minus_labeler: zp - zl,
+                labeler_minus_gold: zl - zg,
+            }
+        })
+        .collect();
+    let last = points.last().expect("a curve has points");
+    let mut drift: Vec<Drift> = last
+        .features
+        .iter()
+        .filter_map(|(name, now)| {
+            let (_, m, sd) = base.features.iter().find(|(n, _, _)| n == name)?;
+            Some(Drift {
+                feature: name.clone(),
+                base: *m,
+                now: *now,
+                z: (now - m) / sd.max(0.05),
+            })
+        })
+        .collect();
+    drift.sort_by(|a, b| {
+        b.z.abs()
+            .total_cmp(&a.z.abs())
+            .then(a.feature.cmp(&b.feature))
+    });
+    StrategyAnalysis {
+        task: task.to_string(),
+        strategy: strategy.to_string(),
+        split: split.to_string(),
+        family: family.to_string(),
+        reference_gold,
+        fit: fit(form, &ds, &gains),
+        half: predict_half(form, &ds, &gains),
+        observed_peak: (peak.kl.mean, peak.gold.mean),
+        gold_within,
+        gaps,
+        drift,
+        points,
+    }
+}
+
+/// `metrics.jsonl`: every record of every task, one JSON object per line, in stage order.
+pub fn metrics_jsonl(tasks: &[TaskRecords]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        for (stage, record) in &t.records {
+            let mut v = serde_json::to_value(record).expect("records serialise");
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("task".into(), t.task.clone().into());
+                obj.insert("stage_name".into(), stage.clone().into());
+            }
+            out.push_str(&serde_json::to_string(&v).expect("json"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `curves.csv`: one row per curve point (strategy, split, sweep value) with every measurement.
+pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
+    let mut features: Vec<String> = vec![];
+    let mut labelers: Vec<String> = vec![];
+    for a in analyses {
+        for p in &a.points {
+            for (f, _) in &p.features {
+                if !features.contains(f) {
+                    features.push(f.clone());
+                }
+            }
+            for (l, _) in &p.labelers {
+                if !labelers.contains(l) {
+                    labelers.push(l.clone());
+                }
+            }
+        }
+    }
+    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,spec,spec_se,ess");
+    for l in &labelers {
+        write!(out, ",labeler_{l},labeler_{l}_se").unwrap();
+    }
+    for f in &features {
+        write!(out, ",{f}").unwrap();
+    }
+    out.push_str(",checkpoint\n");
+    let num = |x: Option<f64>| {
+        x.filter(|v| v.is_finite())
+            .map_or(String::new(), |v| format!("{v}"))
+    };
+    for a in analyses {
+        for p in &a.points {
+            write!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                p.task,
+                a.strategy,
+                p.split,
+                p.knob,
+                p.value,
+                p.kl.mean,
+                p.kl.stderr,
+                num(p.kl_analytic),
+                p.kl.mean.max(0.0).sqrt(),
+                p.proxy.mean,
+                p.proxy.stderr,
+                p.gold.mean,
+                p.gold.stderr,
+                num(p.spec.map(|s| s.mean)),
+                num(p.spec.map(|s| s.stderr)),
+                num(p.ess),
+            )
+            .unwrap();
+            for l in &labelers {
+                let s = p.labelers.iter().find(|(n, _)| n == l).map(|(_, s)| *s);
+                write!(
+                    out,
+                    ",{},{}",
+                    num(s.map(|s| s.mean)),
+                    num(s.map(|s| s.stderr))
+                )
+                .unwrap();
+            }
+            for f in &features {
+                write!(
+                    out,
+                    ",{}",
+                    num(p.features.iter().find(|(n, _)| n == f).map(|(_, v)| *v))
+                )
+                .unwrap();
+            }
+            writeln!(out, ",{}", p.checkpoint.as_deref().unwrap_or("")).unwrap();
+        }
+    }
+    out
+}
+
+/// `fits.json`: per task, strategy and split, the fitted form, its half-sweep prediction and the observed peak.
+pub fn fits_json(analyses: &[StrategyAnalysis]) -> String {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        task: &'a str,
+        strategy: &'a str,
+        split: &'a str,
+        form: &'static str,
+        reference_gold: f64,
+        fit: &'a Option<Fit>,
+        half_sweep_prediction: &'a Option<HalfPrediction>,
+        observed_peak_kl: f64,
+        observed_peak_gold: f64,
+        gold_within_kl: &'a [(f64, Option<f64>)],
+    }
+    let rows: Vec<Row> = analyses
+        .iter()
+        .map(|a| Row {
+            task: &a.task,
+            strategy: &a.strategy,
+            split: &a.split,
+            form: if a.family == "pool" {
+                Form::Bon.formula()
+            } else {
+                Form::Rl.formula()
+            },
+            reference_gold: a.reference_gold,
+            fit: &a.fit,
+            half_sweep_prediction: &a.half,
+            observed_peak_kl: a.observed_peak.0,
+            observed_peak_gold: a.observed_peak.1,
+            gold_within_kl: &a.gold_within,
+        })
+        .collect();
+    // Non-finite numbers (a fit's R^2 on a flat curve) become null.
+    let mut s = serde_json::to_string_pretty(&rows).expect("fits serialise");
+    s.push('\n');
+    s
+}
+
+/// The one-screen summary printed at the end of a run.
+pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        writeln!(out, "{}", t.task).unwrap();
+        for (_, r) in &t.records {
+            match r {
+                Record::RewardModel { report } => writeln!(
+                    out,
+                    "  reward model: held-out accuracy {:.3} vs the labeler, {:.3} vs gold",
+                    report.accuracy_labeler.mean, report.accuracy_gold.mean
+                )
+                .unwrap(),
+                Record::BaseEval { heldout, .. } => {
+                    if let Some((name, f)) = heldout.fidelity.first() {
+                        writeln!(
+                            out,
+                            "  base policy: gold {:.3}; labeler {name} correlates {:.2} with gold",
+                            heldout.gold.mean, f.correlation
+                        )
+                        .unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+        writeln!(
+            out,
+            "  {:<16} {:>7} {:>8} {:>8} {:>8} {:>14} {:>10}",
+            "strategy", "max KL", "proxy", "labeler", "gold", "peak gold @KL", "shift gold"
+        )
+        .unwrap();
+        for a in analyses
+            .iter()
+            .filter(|a| a.task == t.task && a.split == "heldout")
+        {
+            let last = a.points.last().expect("points");
+            let labeler = last.labelers.first().map_or(f64::NAN, |(_, s)| s.mean);
+            let shift = analyses
+                .iter()
+                .find(|b| b.task == a.task && b.strategy == a.strategy && b.split == "shift")
+                .and_then(|b| b.points.last())
+                .map_or("-".to_string(), |p| format!("{:.3}", p.gold.mean));
+            writeln!(
+                out,
+                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} {:>7.3} @{:<5.2} {:>10}",
+                a.strategy,
+                last.kl.mean,
+                last.proxy.mean,
+                labeler,
+                last.gold.mean,
+                a.observed_peak.1,
+                a.observed_peak.0,
+                shift
+            )
+            .unwrap();
+        }
+    }
+    out
+}
