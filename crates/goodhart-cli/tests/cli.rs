@@ -184,3 +184,53 @@ fn existing_output_is_not_overwritten_and_bad_checkpoints_are_reported() {
     ]);
     assert!(err.contains("not a directory"), "{err}");
 }
+
+#[test]
+fn a_killed_label_simulation_keeps_every_committed_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(dir.path(), 2);
+    let ck = dir.path().join("ck");
+    ok(&["sft", exp.to_str().unwrap(), "--out", ck.to_str().unwrap()]);
+    let store = dir.path().join("labels.sqlite");
+    // 100000 pairs in chunks of 8: far more than it can finish before it is killed.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_goodhart"))
+        .args([
+            "--quiet",
+            "--threads",
+            "1",
+            "label",
+            "simulate",
+            exp.to_str().unwrap(),
+        ])
+        .args([
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wal = dir.path().join("labels.sqlite-wal");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 200_000 && start.elapsed().as_secs() < 60
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exported = ok(&["labels", "export", "--store", store.to_str().unwrap()]);
+    let n = exported.lines().count();
+    assert!(
+        n > 8,
+        "the committed chunks survive the kill: {n} comparisons"
+    );
+    for line in exported.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["prompt"].is_string() && v["chosen"].is_string() && v["rejected"].is_string(),
+            "{line}"
+        );
+    }
+}

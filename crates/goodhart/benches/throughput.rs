@@ -1,14 +1,23 @@
 //! Throughput of the two hot paths, printed as figures:
-//!   cargo bench -p goodhart --bench throughput [-- sft|sample] [--threads N]
+//!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|bon] [--threads N] [--small]
 //! - one SFT step (batch 32 x 64 tokens), as steps/s and achieved GFLOP/s;
-//! - KV-cache sampling (batch 64, 16-token prompts, 64 new tokens), as new tokens/s and GFLOP/s.
+//! - KV-cache sampling (batch 64, 16-token prompts, 64 new tokens), as new tokens/s and GFLOP/s;
+//! - one PPO iteration (rollout of 32 prompts x 2 samples, 48 new tokens, plus the update: 2 epochs of
+//!   minibatches of 32), as seconds per iteration;
+//! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s.
+//! `--small` uses the default experiment's 2-layer, 64-wide network instead of the default model.
 //! FLOPs count the matrix products (2 per multiply-add), forward x3 for a training step.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use goodhart::model::sample::{sample, SamplingConfig};
+use goodhart::model::sample::{sample, Sample, SamplingConfig};
 use goodhart::model::{Model, ModelConfig, SequenceBatch};
+use goodhart::optimize::ppo::Ppo;
+use goodhart::optimize::rl::{self, Hooks, RlConfig};
+use goodhart::optimize::RewardSource;
+use goodhart::progress::Silent;
+use goodhart::reward::raw_scores;
 use goodhart::tokenize::{CharTokenizer, Tokenizer};
 use goodhart::train::{sft::completion_nll, OptimConfig, Trainer};
 use goodhart::{rng, runtime};
@@ -26,11 +35,22 @@ fn main() {
         .unwrap_or(0);
     let threads = runtime::set_threads(threads);
     let which = |name: &str| {
-        !args.iter().any(|a| a == "sft" || a == "sample") || args.iter().any(|a| a == name)
+        !args
+            .iter()
+            .any(|a| ["sft", "sample", "ppo", "bon"].contains(&a.as_str()))
+            || args.iter().any(|a| a == name)
     };
-    let cfg = ModelConfig::default()
-        .resolved(CharTokenizer::ascii().vocab_size())
-        .unwrap();
+    let base = if args.iter().any(|a| a == "--small") {
+        ModelConfig {
+            n_layer: 2,
+            d_model: 64,
+            n_head: 4,
+            ..ModelConfig::default()
+        }
+    } else {
+        ModelConfig::default()
+    };
+    let cfg = base.resolved(CharTokenizer::ascii().vocab_size()).unwrap();
     println!(
         "model: {} layers, d_model {}, {} heads, {} parameters; {threads} threads",
         cfg.n_layer,
@@ -44,6 +64,105 @@ fn main() {
     if which("sample") {
         bench_sample(&cfg);
     }
+    if which("ppo") {
+        bench_ppo(&cfg);
+    }
+    if which("bon") {
+        bench_bon(&cfg);
+    }
+}
+
+/// A cheap reward (completion length) so the figure is the policy's own work.
+struct Length;
+
+impl RewardSource for Length {
+    fn name(&self) -> &str {
+        "length"
+    }
+
+    fn rewards(
+        &self,
+        _: &[String],
+        _: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> goodhart::Result<Vec<f64>> {
+        Ok(samples
+            .iter()
+            .map(|s| s.tokens.len() as f64 / 48.0)
+            .collect())
+    }
+}
+
+struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn checkpoint(&mut self, _: usize, _: &Model) -> goodhart::Result<()> {
+        Ok(())
+    }
+}
+
+fn bench_ppo(cfg: &ModelConfig) {
+    let policy = model(cfg);
+    let reference = policy.deep_copy(false).unwrap();
+    let prompts: Vec<String> = (0..64)
+        .map(|i| format!("Q: {}+{}\nA: ", i * 37 % 1000, i * 91 % 1000))
+        .collect();
+    let iterations = 4;
+    let rl = RlConfig {
+        iterations,
+        max_new_tokens: 48,
+        checkpoint_every: 1000,
+        ..RlConfig::default()
+    };
+    let mut algo = Ppo::new(&policy, &rl).unwrap();
+    let start = Instant::now();
+    rl::train(
+        &policy,
+        &reference,
+        &Length,
+        &prompts,
+        &rl,
+        &mut algo,
+        &mut NoHooks,
+        &mut rng::stream(0, "bench"),
+        &Silent,
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64() / iterations as f64;
+    println!(
+        "ppo iteration ({} prompts x {} samples, up to 48 new tokens, rollout + {} epochs of updates): {:.2} s/iteration",
+        rl.prompts_per_iteration, rl.samples_per_prompt, rl.epochs, secs
+    );
+}
+
+fn bench_bon(cfg: &ModelConfig) {
+    let rm = model(cfg);
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..512)
+        .map(|i| {
+            let p: Vec<u32> = std::iter::once(1)
+                .chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32))
+                .collect();
+            let c: Vec<u32> = (0..SEQ - PROMPT)
+                .map(|j| 3 + ((i * 7 + j) % 90) as u32)
+                .collect();
+            (p, c)
+        })
+        .collect();
+    let pairs: Vec<(&[u32], &[u32])> = seqs
+        .iter()
+        .map(|(p, c)| (p.as_slice(), c.as_slice()))
+        .collect();
+    raw_scores(&rm, &pairs[..64]).unwrap();
+    let start = Instant::now();
+    let scores = raw_scores(&rm, &pairs).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let flops = cfg.forward_flops(pairs.len() * SEQ, SEQ / 2);
+    println!(
+        "best-of-n scoring ({} sequences of {SEQ} tokens by a reward model of this size): {:.0} sequences/s, {:.1} GFLOP/s",
+        scores.len(),
+        scores.len() as f64 / secs,
+        flops / secs / 1e9
+    );
 }
 
 fn model(cfg: &ModelConfig) -> Model {
