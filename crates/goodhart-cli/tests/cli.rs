@@ -1,33 +1,18 @@
 //! The `goodhart` binary end to end, on tiny configs that run in seconds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn goodhart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_goodhart"))
-        .args(["--quiet", "--threads", "1"])
-        .args(args)
-        .output()
-        .expect("the goodhart binary runs")
-}
+mod common;
+
+/// Threads every command of this file runs with.
+const THREADS: usize = 1;
 
 fn ok(args: &[&str]) -> String {
-    let out = goodhart(args);
-    assert!(
-        out.status.success(),
-        "goodhart {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(THREADS, args)
 }
 
 fn fail(args: &[&str]) -> String {
-    let out = goodhart(args);
-    assert!(
-        !out.status.success(),
-        "goodhart {args:?} should have failed"
-    );
-    String::from_utf8(out.stderr).unwrap()
+    common::fail(THREADS, args)
 }
 
 /// A tiny answers experiment: a 1-layer model, short SFT.

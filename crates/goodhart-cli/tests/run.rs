@@ -3,34 +3,20 @@
 //! killed part-way and resumed ends with the same numbers.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn goodhart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_goodhart"))
-        .args(["--quiet", "--threads", "2"])
-        .args(args)
-        .output()
-        .expect("the goodhart binary runs")
-}
+mod common;
+
+/// Threads every command of this file runs with.
+const THREADS: usize = 2;
 
 fn ok(args: &[&str]) -> String {
-    let out = goodhart(args);
-    assert!(
-        out.status.success(),
-        "goodhart {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(THREADS, args)
 }
 
 fn fail(args: &[&str]) -> String {
-    let out = goodhart(args);
-    assert!(
-        !out.status.success(),
-        "goodhart {args:?} should have failed"
-    );
-    String::from_utf8(out.stderr).unwrap()
+    common::fail(THREADS, args)
 }
 
 fn read(dir: &Path, file: &str) -> String {

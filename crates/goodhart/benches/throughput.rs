@@ -137,17 +137,7 @@ fn bench_ppo(cfg: &ModelConfig) {
 
 fn bench_bon(cfg: &ModelConfig) {
     let rm = model(cfg);
-    let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..512)
-        .map(|i| {
-            let p: Vec<u32> = std::iter::once(1)
-                .chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32))
-                .collect();
-            let c: Vec<u32> = (0..SEQ - PROMPT)
-                .map(|j| 3 + ((i * 7 + j) % 90) as u32)
-                .collect();
-            (p, c)
-        })
-        .collect();
+    let seqs = sequences(512);
     let pairs: Vec<(&[u32], &[u32])> = seqs
         .iter()
         .map(|(p, c)| (p.as_slice(), c.as_slice()))
@@ -175,20 +165,25 @@ fn model(cfg: &ModelConfig) -> Model {
     .unwrap()
 }
 
-fn bench_sft(cfg: &ModelConfig) {
-    let m = model(cfg);
-    let batch_size = 32;
-    let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..batch_size)
+/// `n` synthetic sequences: a BOS and PROMPT - 1 prompt tokens, then SEQ - PROMPT completion tokens.
+fn sequences(n: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
+    (0..n)
         .map(|i| {
-            let p: Vec<u32> = std::iter::once(1)
+            let p = std::iter::once(1)
                 .chain((0..PROMPT - 1).map(|j| 3 + ((i + j) % 90) as u32))
                 .collect();
-            let c: Vec<u32> = (0..SEQ - PROMPT)
+            let c = (0..SEQ - PROMPT)
                 .map(|j| 3 + ((i * 7 + j) % 90) as u32)
                 .collect();
             (p, c)
         })
-        .collect();
+        .collect()
+}
+
+fn bench_sft(cfg: &ModelConfig) {
+    let m = model(cfg);
+    let batch_size = 32;
+    let seqs = sequences(batch_size);
     let pairs: Vec<(&[u32], &[u32])> = seqs
         .iter()
         .map(|(p, c)| (p.as_slice(), c.as_slice()))

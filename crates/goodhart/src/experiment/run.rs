@@ -782,7 +782,6 @@ impl TaskRun<'_> {
             (None, RewardChoice::Gold) => &gold,
         };
         let prompts = self.task.prompts(Split::Train);
-        let base_comparisons_batch = "base".to_string();
         let online = match &cfg.online {
             Some(o) => Some(Online {
                 store,
@@ -792,7 +791,7 @@ impl TaskRun<'_> {
                 labels: self.setup.labels.clone(),
                 rm_config: self.setup.reward_model.clone(),
                 rm_labelers: self.setup.reward_labelers(),
-                base_batch: base_comparisons_batch,
+                base_batch: "base".into(),
                 run: cfg.name.clone(),
                 config: o.clone(),
             }),

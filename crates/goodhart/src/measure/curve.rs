@@ -37,6 +37,29 @@ pub struct CurvePoint {
     pub examples: Vec<Shown>,
 }
 
+impl CurvePoint {
+    /// A point with its identity and KL; [`Weighted::summarise`] fills in the measurements.
+    pub fn new(task: &str, strategy: &str, split: &str, knob: &str, value: f64, kl: Stat) -> Self {
+        Self {
+            task: task.to_string(),
+            strategy: strategy.to_string(),
+            split: split.to_string(),
+            knob: knob.to_string(),
+            value,
+            kl,
+            kl_analytic: None,
+            proxy: Stat::default(),
+            gold: Stat::default(),
+            labelers: vec![],
+            spec: None,
+            features: vec![],
+            ess: None,
+            checkpoint: None,
+            examples: vec![],
+        }
+    }
+}
+
 /// One completion as a report shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Shown {
@@ -57,7 +80,7 @@ pub struct Weighted<'a> {
 
 impl Weighted<'_> {
     /// The most heavily weighted completion of each of the first `k` prompts.
-    pub fn examples(&self, weights: &[Vec<f64>], prompts: &[String], k: usize) -> Vec<Shown> {
+    fn examples(&self, weights: &[Vec<f64>], prompts: &[String], k: usize) -> Vec<Shown> {
         weights
             .iter()
             .take(k)
@@ -88,14 +111,17 @@ impl Weighted<'_> {
         Stat::of(&means)
     }
 
-    /// Fill the reward and feature summaries of `point` from weighted samples.
+    /// Fill the reward and feature summaries of `point` from weighted samples,
+    /// and keep the most weighted completions of the first `examples` of `prompts`.
     pub fn summarise(
         &self,
         weights: &[Vec<f64>],
         feature_names: &[&str],
         labeler_names: &[String],
+        (prompts, examples): (&[String], usize),
         point: &mut CurvePoint,
     ) {
+        point.examples = self.examples(weights, prompts, examples);
         point.gold = self.per_prompt(weights, |s| s.gold);
         point.proxy = self.per_prompt(weights, |s| s.proxy.unwrap_or(f64::NAN));
         point.labelers = labeler_names

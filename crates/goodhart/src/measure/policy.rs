@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::feedback::Labeler;
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
-use crate::optimize::{score_samples as score_under, sequence_log_ratios, Proxy, RewardSource};
+use crate::optimize::{score_samples as score_under, sequence_log_ratios, Proxy};
 use crate::reward::RewardModel;
 use crate::rng::Rng;
 use crate::task::{Split, Task};
@@ -46,40 +46,24 @@ pub fn measure_policy(
     let samples = sample(policy, &ids, ev.per_prompt, &cfg, rng)?;
     let mut scored = score_samples(ev.task, ev.labelers, ev.prompts, &samples)?;
     if let Some(rm) = ev.rm {
-        for (s, p) in scored
-            .iter_mut()
-            .zip(Proxy(rm).rewards(ev.prompts, &ids, &samples)?)
-        {
-            s.proxy = Some(p);
-        }
+        Proxy(rm).annotate(&mut scored, ev.prompts, &ids, &samples)?;
     }
     let policy_lp = score_under(policy, &ids, &samples)?;
     let base_lp = score_under(base, &ids, &samples)?;
     let kl = Stat::of(&sequence_log_ratios(&policy_lp, &base_lp));
     let uniform = vec![vec![1.0 / ev.per_prompt as f64; ev.per_prompt]; ev.prompts.len()];
-    let mut point = CurvePoint {
-        task: ev.task.name().to_string(),
-        strategy: String::new(),
-        split: ev.split.name().to_string(),
-        knob: String::new(),
-        value: 0.0,
-        kl,
-        kl_analytic: None,
-        proxy: Stat::default(),
-        gold: Stat::default(),
-        labelers: vec![],
-        spec: None,
-        features: vec![],
-        ess: None,
-        checkpoint: None,
-        examples: vec![],
-    };
+    let mut point = CurvePoint::new(ev.task.name(), "", ev.split.name(), "", 0.0, kl);
     let names: Vec<String> = ev.labelers.iter().map(|l| l.name().to_string()).collect();
     let w = Weighted {
         scored: &scored,
         per_prompt: ev.per_prompt,
     };
-    w.summarise(&uniform, ev.task.feature_names(), &names, &mut point);
-    point.examples = w.examples(&uniform, ev.prompts, ev.examples);
+    w.summarise(
+        &uniform,
+        ev.task.feature_names(),
+        &names,
+        (ev.prompts, ev.examples),
+        &mut point,
+    );
     Ok((point, scored))
 }

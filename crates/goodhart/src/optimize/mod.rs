@@ -20,6 +20,7 @@ pub mod rloo;
 
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
+use crate::measure::Scored;
 use crate::model::sample::Sample;
 use crate::model::{Model, SequenceBatch};
 use crate::reward::RewardModel;
@@ -66,6 +67,25 @@ impl RewardSource for Proxy<'_> {
             .into_iter()
             .map(|s| s.mean)
             .collect())
+    }
+}
+
+impl Proxy<'_> {
+    /// Record the proxy's score on each already-scored sample.
+    pub fn annotate(
+        &self,
+        scored: &mut [Scored],
+        prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<()> {
+        for (s, p) in scored
+            .iter_mut()
+            .zip(self.rewards(prompts, prompt_tokens, samples)?)
+        {
+            s.proxy = Some(p);
+        }
+        Ok(())
     }
 }
 

@@ -84,10 +84,7 @@ pub fn build_pool(
     let samples = sample(base, &ids, per_prompt, &cfg, rng)?;
     let mut scored = score_samples(task, labelers, &prompts, &samples)?;
     if let Some(rm) = rm {
-        let proxy = super::Proxy(rm).rewards(&prompts, &ids, &samples)?;
-        for (s, p) in scored.iter_mut().zip(proxy) {
-            s.proxy = Some(p);
-        }
+        super::Proxy(rm).annotate(&mut scored, &prompts, &ids, &samples)?;
     }
     let reward = select_on.rewards(&prompts, &ids, &samples)?;
     Ok(Pool {
@@ -130,23 +127,7 @@ impl Pool {
         weights: &[Vec<f64>],
         kl: Stat,
     ) -> CurvePoint {
-        let mut point = CurvePoint {
-            task: self.task.clone(),
-            strategy: strategy.to_string(),
-            split: self.split.name().to_string(),
-            knob: knob.to_string(),
-            value,
-            kl,
-            kl_analytic: None,
-            proxy: Stat::default(),
-            gold: Stat::default(),
-            labelers: vec![],
-            spec: None,
-            features: vec![],
-            ess: None,
-            checkpoint: None,
-            examples: vec![],
-        };
+        let mut point = CurvePoint::new(&self.task, strategy, self.split.name(), knob, value, kl);
         let w = Weighted {
             scored: &self.scored,
             per_prompt: self.per_prompt,
@@ -155,9 +136,9 @@ impl Pool {
             weights,
             &self.feature_names,
             &self.labeler_names,
+            (&self.prompts, self.examples),
             &mut point,
         );
-        point.examples = w.examples(weights, &self.prompts, self.examples);
         point
     }
 

@@ -159,19 +159,10 @@ impl Update for Ppo {
         }
         let n = n_mb.max(1) as f64;
         Ok(IterationLog {
-            iteration: 0,
-            reward: ro.rewards.iter().sum::<f64>() / ro.rewards.len().max(1) as f64,
-            kl: ro.mean_kl(),
-            kl_coef,
             policy_loss: pg_sum / n,
             value_loss: vf_sum / n,
             clip_fraction: clip_sum / n,
-            length: ro
-                .samples
-                .iter()
-                .map(|s| s.tokens.len() as f64)
-                .sum::<f64>()
-                / ro.samples.len().max(1) as f64,
+            ..IterationLog::of(ro, kl_coef)
         })
     }
 }

@@ -413,6 +413,25 @@ pub struct IterationLog {
     pub length: f64,
 }
 
+impl IterationLog {
+    /// The rollout's own figures (mean reward, KL, length); the losses are the algorithm's to fill.
+    pub fn of(ro: &Rollout, kl_coef: f64) -> Self {
+        let n = ro.samples.len().max(1) as f64;
+        IterationLog {
+            reward: ro.rewards.iter().sum::<f64>() / n,
+            kl: ro.mean_kl(),
+            kl_coef,
+            length: ro
+                .samples
+                .iter()
+                .map(|s| s.tokens.len() as f64)
+                .sum::<f64>()
+                / n,
+            ..Default::default()
+        }
+    }
+}
+
 /// The algorithm-specific part of an RL loop.
 pub trait Update {
     fn needs_values(&self) -> bool;

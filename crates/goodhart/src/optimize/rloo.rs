@@ -72,19 +72,8 @@ impl Update for Rloo {
         let loss = (seq_lp * adv_t)?.mean_all()?.neg()?;
         let stats = self.trainer.step(&loss)?;
         Ok(IterationLog {
-            iteration: 0,
-            reward: ro.rewards.iter().sum::<f64>() / ro.rewards.len().max(1) as f64,
-            kl: ro.mean_kl(),
-            kl_coef,
             policy_loss: stats.loss,
-            value_loss: 0.0,
-            clip_fraction: 0.0,
-            length: ro
-                .samples
-                .iter()
-                .map(|s| s.tokens.len() as f64)
-                .sum::<f64>()
-                / ro.samples.len().max(1) as f64,
+            ..IterationLog::of(ro, kl_coef)
         })
     }
 }
