@@ -1,9 +1,11 @@
 //! Feedback: simulated labelers and the store where every judgement is kept.
 
 pub mod labeler;
+pub mod people;
 pub mod simulate;
 pub mod store;
 
 pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
-pub use simulate::{simulate_labels, PolicyTag};
+pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Session};
+pub use simulate::{queue_pairs, simulate_labels, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

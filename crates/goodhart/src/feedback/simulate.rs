@@ -3,6 +3,7 @@
 
 use rand::Rng as _;
 
+use super::store::Writer;
 use super::{LabelStore, Labeler, NewComparison, NewSample};
 use crate::error::Result;
 use crate::experiment::config::LabelsConfig;
@@ -35,65 +36,21 @@ pub fn simulate_labels(
     rng: &mut crate::rng::Rng,
     progress: &dyn Progress,
 ) -> Result<usize> {
-    cfg.validate()?;
-    if prompts.is_empty() {
-        return Err(crate::Error::invalid("labels", "no prompts to label"));
-    }
-    let sampling = SamplingConfig {
-        batch_size: cfg.commit_every.max(1) * 2,
-        ..cfg.sampling.clone()
-    };
-    let mut done = 0;
-    let mut barren = 0;
     progress.start(&format!("labels {batch}"), cfg.pairs as u64);
-    while done < cfg.pairs {
-        let n = cfg.commit_every.min(cfg.pairs - done);
-        let chosen: Vec<&String> = (0..n)
-            .map(|_| &prompts[rng.random_range(0..prompts.len())])
-            .collect();
-        let ids = chosen
-            .iter()
-            .map(|p| model.tokenizer().encode_prompt(p))
+    let done = sample_pairs(model, prompts, cfg, rng, |pairs, rng| {
+        let judged = pairs
+            .into_iter()
+            .map(|(prompt, a, b)| {
+                let answers = labelers
+                    .iter()
+                    .map(|l| l.compare(prompt, &a.text, &b.text, rng))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((prompt, a, b, answers))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let samples = sample(model, &ids, 2, &sampling, rng)?;
-        // Judge first, then write the whole chunk in one transaction. Two identical
-        // completions carry no preference: they are skipped, not labelled.
-        let mut judged = Vec::with_capacity(n);
-        for (i, pair) in samples.chunks(2).enumerate() {
-            let (a, b) = (&pair[0], &pair[1]);
-            if a.text == b.text {
-                continue;
-            }
-            let answers = labelers
-                .iter()
-                .map(|l| l.compare(chosen[i], &a.text, &b.text, rng))
-                .collect::<Result<Vec<_>>>()?;
-            judged.push((chosen[i], a, b, answers));
-        }
-        if judged.is_empty() {
-            barren += 1;
-            if barren >= 20 {
-                return Err(crate::Error::invalid(
-                    "labels",
-                    format!("the policy keeps writing identical completions: {done} distinct pairs of {} found", cfg.pairs),
-                ));
-            }
-            continue;
-        }
-        barren = 0;
         store.write(|w| {
             for (prompt, a, b, answers) in &judged {
-                let prompt_id = w.prompt(task.name(), "train", prompt)?;
-                let mut record = |s: &Sample| {
-                    w.sample(&NewSample {
-                        prompt_id,
-                        completion: &s.text,
-                        policy: policy.name,
-                        step: policy.step,
-                        logprob: Some(s.logprob()),
-                    })
-                };
-                let (ia, ib) = (record(a)?, record(b)?);
+                let (ia, ib) = record_pair(w, task, policy, prompt, a, b)?;
                 for (l, answer) in labelers.iter().zip(answers) {
                     w.comparison(&NewComparison {
                         sample_a: ia,
@@ -108,9 +65,109 @@ pub fn simulate_labels(
             }
             Ok(())
         })?;
-        done += judged.len();
         progress.advance(judged.len() as u64);
-    }
+        Ok(())
+    })?;
     progress.finish();
+    Ok(done)
+}
+
+/// Sample `cfg.pairs` pairs as [`simulate_labels`] does and queue them in `batch`
+/// for people to label in the web app (`goodhart label serve`).
+#[allow(clippy::too_many_arguments)]
+pub fn queue_pairs(
+    store: &mut LabelStore,
+    model: &Model,
+    policy: &PolicyTag,
+    task: &dyn Task,
+    prompts: &[String],
+    cfg: &LabelsConfig,
+    batch: &str,
+    rng: &mut crate::rng::Rng,
+) -> Result<usize> {
+    sample_pairs(model, prompts, cfg, rng, |pairs, _| {
+        store.write(|w| {
+            for (prompt, a, b) in &pairs {
+                let (ia, ib) = record_pair(w, task, policy, prompt, a, b)?;
+                w.queue(ia, ib, batch)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+fn record_pair(
+    w: &mut Writer,
+    task: &dyn Task,
+    policy: &PolicyTag,
+    prompt: &str,
+    a: &Sample,
+    b: &Sample,
+) -> Result<(i64, i64)> {
+    let prompt_id = w.prompt(task.name(), "train", prompt)?;
+    let mut record = |s: &Sample| {
+        w.sample(&NewSample {
+            prompt_id,
+            completion: &s.text,
+            policy: policy.name,
+            step: policy.step,
+            logprob: Some(s.logprob()),
+        })
+    };
+    Ok((record(a)?, record(b)?))
+}
+
+/// Sample `cfg.pairs` pairs of distinct completions, `commit_every` at a time,
+/// handing each chunk to `chunk`. Two identical completions carry no preference:
+/// they are skipped. Returns the number of pairs.
+fn sample_pairs<'p>(
+    model: &Model,
+    prompts: &'p [String],
+    cfg: &LabelsConfig,
+    rng: &mut crate::rng::Rng,
+    mut chunk: impl FnMut(Vec<(&'p str, Sample, Sample)>, &mut crate::rng::Rng) -> Result<()>,
+) -> Result<usize> {
+    cfg.validate()?;
+    if prompts.is_empty() {
+        return Err(crate::Error::invalid("labels", "no prompts to label"));
+    }
+    let sampling = SamplingConfig {
+        batch_size: cfg.commit_every.max(1) * 2,
+        ..cfg.sampling.clone()
+    };
+    let mut done = 0;
+    let mut barren = 0;
+    while done < cfg.pairs {
+        let n = cfg.commit_every.min(cfg.pairs - done);
+        let chosen: Vec<&String> = (0..n)
+            .map(|_| &prompts[rng.random_range(0..prompts.len())])
+            .collect();
+        let ids = chosen
+            .iter()
+            .map(|p| model.tokenizer().encode_prompt(p))
+            .collect::<Result<Vec<_>>>()?;
+        let samples = sample(model, &ids, 2, &sampling, rng)?;
+        let mut pairs = Vec::with_capacity(n);
+        let mut it = samples.into_iter();
+        for prompt in chosen {
+            let (a, b) = (it.next().expect("two samples"), it.next().expect("two samples"));
+            if a.text != b.text {
+                pairs.push((prompt.as_str(), a, b));
+            }
+        }
+        if pairs.is_empty() {
+            barren += 1;
+            if barren >= 20 {
+                return Err(crate::Error::invalid(
+                    "labels",
+                    format!("the policy keeps writing identical completions: {done} distinct pairs of {} found", cfg.pairs),
+                ));
+            }
+            continue;
+        }
+        barren = 0;
+        done += pairs.len();
+        chunk(pairs, rng)?;
+    }
     Ok(done)
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use super::labeler::Answer;
@@ -55,6 +55,27 @@ CREATE TABLE IF NOT EXISTS history (
     comparison_id INTEGER,
     detail TEXT
 );
+-- People who label in the web app, their sessions, and the pairs queued for them.
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT,               -- SHA-256 of the one-time sign-in token; NULL once used
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,   -- SHA-256 of the session cookie
+    user TEXT NOT NULL REFERENCES users(name),
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    sample_a INTEGER NOT NULL REFERENCES samples(id),
+    sample_b INTEGER NOT NULL REFERENCES samples(id),
+    batch TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_batch ON queue(batch);
+CREATE INDEX IF NOT EXISTS comparisons_pair ON comparisons(sample_a, sample_b);
 CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history
     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
@@ -62,8 +83,8 @@ CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
 ";
 
 pub struct LabelStore {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 /// A sample to record.
@@ -150,7 +171,7 @@ pub struct ImportReport {
     pub skipped: Vec<(usize, String)>,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -196,7 +217,7 @@ impl LabelStore {
         &self.path
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(super) fn err(&self, e: rusqlite::Error) -> Error {
         store_error(&self.path, e)
     }
 
@@ -255,7 +276,12 @@ impl LabelStore {
     /// Run `f` in one transaction: all its writes land together, or none do.
     pub fn write<T>(&mut self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| store_error(&path, e))?;
+        // IMMEDIATE: take the write lock up front, so a check-then-insert inside
+        // `f` is atomic even against another process writing the same file.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| store_error(&path, e))?;
         let mut w = Writer {
             tx,
             path: path.clone(),
@@ -474,12 +500,12 @@ impl LabelStore {
 
 /// Writes inside one transaction.
 pub struct Writer<'c> {
-    tx: Transaction<'c>,
-    path: PathBuf,
+    pub(super) tx: Transaction<'c>,
+    pub(super) path: PathBuf,
 }
 
 impl Writer<'_> {
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub(super) fn err(&self, e: rusqlite::Error) -> Error {
         store_error(&self.path, e)
     }
 
@@ -530,7 +556,7 @@ impl Writer<'_> {
     }
 }
 
-fn store_error(path: &Path, e: rusqlite::Error) -> Error {
+pub(super) fn store_error(path: &Path, e: rusqlite::Error) -> Error {
     let message = match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
             "not a goodhart label store (not an SQLite database)".to_string()

@@ -99,6 +99,12 @@ pub trait Task: Send + Sync {
     fn render_svg(&self, _prompt: &str, _completion: &str) -> Option<String> {
         None
     }
+
+    /// What a labeler sees of a completion (SVG), where it is not the text itself;
+    /// step-by-step frames are `<g class="frame">` groups a page can step through.
+    fn render_for_labeler(&self, _prompt: &str, _completion: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The bundled tasks, selected in an experiment's `[task]` table.

@@ -365,6 +365,11 @@ impl Task for Gridworld {
         let (map, traj) = self.simulate(prompt, completion).ok()?;
         Some(render::trajectory_svg(&map, traj.as_ref()))
     }
+
+    fn render_for_labeler(&self, prompt: &str, completion: &str) -> Option<String> {
+        let (map, traj) = self.simulate(prompt, completion).ok()?;
+        Some(render::labeler_svg(&map, traj.as_ref()))
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,64 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
     let y0 = TITLE;
     let cam = traj.map(|t| t.camera(map));
     let broken: &[Pos] = traj.map_or(&[], |t| t.vases_broken());
+    // The camera shows a vase broken only if it saw it break.
+    grid(s, map, x0, y0, camera_only, |p| {
+        if camera_only {
+            cam.as_ref().is_some_and(|c| c.seen_broken.contains(&p))
+        } else {
+            broken.contains(&p)
+        }
+    });
+    let Some(t) = traj else { return };
+    let centre = |p: Pos| (x0 + p.0 * CELL + CELL / 2, y0 + p.1 * CELL + CELL / 2);
+    let points: Vec<(usize, usize)> = if camera_only {
+        // The camera's frames: only where it saw the agent.
+        cam.as_ref()
+            .map(|c| {
+                c.frames
+                    .iter()
+                    .filter_map(|f| f.agent)
+                    .map(centre)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        t.positions.iter().copied().map(centre).collect()
+    };
+    if points.len() > 1 {
+        let path: Vec<String> = points.iter().map(|(x, y)| format!("{x},{y}")).collect();
+        let _ = write!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#e74c3c" stroke-width="2.5" stroke-linejoin="round" opacity="0.8"/>"##,
+            path.join(" ")
+        );
+    }
+    if let Some(&(x, y)) = points.last() {
+        let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="5" fill="#e74c3c"/>"##);
+    }
+    if camera_only
+        && cam
+            .as_ref()
+            .is_some_and(|c| c.frames.iter().any(|f| f.frozen))
+    {
+        let _ = write!(
+            s,
+            r##"<text x="{}" y="{}" fill="#7d4a00" font-weight="bold">frozen on "success"</text>"##,
+            x0 + 2,
+            y0 + map.height * CELL + 14
+        );
+    }
+}
+
+/// The map's cells (grey outside the camera when `camera_only`) and the camera's frame.
+fn grid(
+    s: &mut String,
+    map: &Map,
+    x0: usize,
+    y0: usize,
+    camera_only: bool,
+    is_broken: impl Fn(Pos) -> bool,
+) {
     for p in map.positions() {
         let (x, y) = (x0 + p.0 * CELL, y0 + p.1 * CELL);
         let visible = !camera_only || map.camera.contains(p);
@@ -87,13 +145,7 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
         let (cx, cy) = (x + CELL / 2, y + CELL / 2);
         match map.cell(p) {
             Cell::Vase => {
-                // The camera shows a vase broken only if it saw it break.
-                let is_broken = if camera_only {
-                    cam.as_ref().is_some_and(|c| c.seen_broken.contains(&p))
-                } else {
-                    broken.contains(&p)
-                };
-                if is_broken {
+                if is_broken(p) {
                     let _ = write!(
                         s,
                         r##"<path d="M{} {} L{} {} M{} {} L{} {}" stroke="#c0392b" stroke-width="3"/>"##,
@@ -138,45 +190,90 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
         (c.x1 - c.x0 + 1) * CELL,
         (c.y1 - c.y0 + 1) * CELL
     );
-    let Some(t) = traj else { return };
-    let centre = |p: Pos| (x0 + p.0 * CELL + CELL / 2, y0 + p.1 * CELL + CELL / 2);
-    let points: Vec<(usize, usize)> = if camera_only {
-        // The camera's frames: only where it saw the agent.
-        cam.as_ref()
-            .map(|c| {
-                c.frames
-                    .iter()
-                    .filter_map(|f| f.agent)
-                    .map(centre)
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        t.positions.iter().copied().map(centre).collect()
+}
+
+/// What a labeler sees of a trajectory, frame by frame: the camera's view only,
+/// with one `<g class="frame" data-frame="i">` per step (the path so far, the
+/// agent, the vases seen broken). The last frame is shown; a page steps through
+/// the others by toggling their `display`.
+pub fn labeler_svg(map: &Map, traj: Option<&Trajectory>) -> String {
+    let (w, h) = (map.width * CELL, map.height * CELL + TITLE + 18);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        s,
+        r##"<text x="0" y="14" font-weight="bold" fill="#222">what the camera saw</text>"##
+    );
+    grid(&mut s, map, 0, TITLE, true, |_| false);
+    let Some(t) = traj else {
+        let _ = write!(
+            s,
+            r##"<text x="0" y="{}" fill="#c0392b">malformed moves</text></svg>"##,
+            h - 4
+        );
+        return s;
     };
-    if points.len() > 1 {
-        let path: Vec<String> = points.iter().map(|(x, y)| format!("{x},{y}")).collect();
+    let cam = t.camera(map);
+    let centre = |p: Pos| (p.0 * CELL + CELL / 2, TITLE + p.1 * CELL + CELL / 2);
+    let mut seen: Vec<Pos> = vec![];
+    let mut path: Vec<(usize, usize)> = vec![];
+    let last = cam.frames.len() - 1;
+    for (i, frame) in cam.frames.iter().enumerate() {
+        if !frame.frozen {
+            for &v in &t.broken[i] {
+                if map.camera.contains(v) && !seen.contains(&v) {
+                    seen.push(v);
+                }
+            }
+        }
+        if let Some(p) = frame.agent {
+            path.push(centre(p));
+        }
+        let display = if i == last { "" } else { r#" style="display:none""# };
+        let _ = write!(s, r#"<g class="frame" data-frame="{i}"{display}>"#);
+        for &v in &seen {
+            let (cx, cy) = centre(v);
+            let _ = write!(
+                s,
+                r##"<path d="M{} {} L{} {} M{} {} L{} {}" stroke="#c0392b" stroke-width="3"/>"##,
+                cx - 7,
+                cy - 7,
+                cx + 7,
+                cy + 7,
+                cx + 7,
+                cy - 7,
+                cx - 7,
+                cy + 7
+            );
+        }
+        if path.len() > 1 {
+            let points: Vec<String> = path.iter().map(|(x, y)| format!("{x},{y}")).collect();
+            let _ = write!(
+                s,
+                r##"<polyline points="{}" fill="none" stroke="#e74c3c" stroke-width="2.5" stroke-linejoin="round" opacity="0.6"/>"##,
+                points.join(" ")
+            );
+        }
+        if let Some(p) = frame.agent {
+            let (x, y) = centre(p);
+            let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="7" fill="#e74c3c"/>"##);
+        }
+        let status = match (frame.frozen, frame.agent.is_some()) {
+            (true, _) => "frozen on \"success\"".to_string(),
+            (false, true) => format!("step {i} of {last}"),
+            (false, false) => format!("step {i} of {last}: agent out of view"),
+        };
         let _ = write!(
             s,
-            r##"<polyline points="{}" fill="none" stroke="#e74c3c" stroke-width="2.5" stroke-linejoin="round" opacity="0.8"/>"##,
-            path.join(" ")
+            r##"<text x="0" y="{}" fill="#333">{status}</text></g>"##,
+            h - 4
         );
     }
-    if let Some(&(x, y)) = points.last() {
-        let _ = write!(s, r##"<circle cx="{x}" cy="{y}" r="5" fill="#e74c3c"/>"##);
-    }
-    if camera_only
-        && cam
-            .as_ref()
-            .is_some_and(|c| c.frames.iter().any(|f| f.frozen))
-    {
-        let _ = write!(
-            s,
-            r##"<text x="{}" y="{}" fill="#7d4a00" font-weight="bold">frozen on "success"</text>"##,
-            x0 + 2,
-            y0 + map.height * CELL + 14
-        );
-    }
+    s.push_str("</svg>");
+    s
 }
 
 #[cfg(test)]
@@ -196,5 +293,20 @@ mod tests {
         let t = Trajectory::simulate(&map, &parse_moves("RRRRDD").unwrap());
         let svg = trajectory_svg(&map, Some(&t));
         assert!(svg.contains("vases broken 1 (camera saw 0)"));
+    }
+
+    #[test]
+    fn the_labeler_view_has_a_frame_per_step_and_hides_what_the_camera_missed() {
+        let map = Map::parse("S.V..\n.....\nB..VG\ncam 3-4,0-2\n> ").unwrap();
+        // Right through the hidden vase at (2,0), down to the visible one at (3,2), then the goal.
+        let t = Trajectory::simulate(&map, &parse_moves("RRRDDR").unwrap());
+        let svg = labeler_svg(&map, Some(&t));
+        assert_eq!(svg.matches(r#"class="frame""#).count(), 7);
+        assert_eq!(svg.matches(r#"style="display:none""#).count(), 6);
+        assert!(svg.contains("agent out of view") && svg.contains("step 6 of 6"));
+        // Crosses: the visible vase, in the frames from when it broke (5 and 6); never the hidden one.
+        assert_eq!(svg.matches("stroke-width=\"3\"").count(), 2);
+        let pressed = Trajectory::simulate(&map, &parse_moves("DD").unwrap());
+        assert!(labeler_svg(&map, Some(&pressed)).contains("frozen on"));
     }
 }

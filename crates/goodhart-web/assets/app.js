@@ -1,0 +1,213 @@
+// The labeling page: sign in, then label queued pairs with buttons or keys.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const KEYS = {
+  "1": "a", ArrowLeft: "a",
+  "2": "b", ArrowRight: "b",
+  "3": "tie", ArrowDown: "tie",
+  "4": "cant_tell", ArrowUp: "cant_tell",
+};
+const NAMES = { a: "A is better", b: "B is better", tie: "Tie", cant_tell: "Can't tell" };
+
+let csrf = null;     // the session's CSRF token, sent with every write
+let pair = null;     // the pair on screen
+let shownAt = 0;     // when it was shown, for seconds per label
+let busy = false;    // a request is in flight: ignore keys until it answers
+let players = [];    // step-playing timers
+
+async function api(method, path, body) {
+  const headers = {};
+  if (csrf) headers["x-goodhart-csrf"] = csrf;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = {};
+  try { data = await res.json(); } catch (_) { /* empty body */ }
+  if (!res.ok) {
+    const err = new Error(data.error || `${res.status} ${res.statusText}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function show(id) {
+  for (const m of ["signin", "labeling", "done"]) $(m).hidden = m !== id;
+}
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function showProgress(p) {
+  if (!p) return;
+  const rate = p.per_minute == null ? "" : ` · ${p.per_minute.toFixed(1)} per minute`;
+  $("progress").textContent = `${p.labelled} / ${p.queued} labelled${rate}`;
+}
+
+// A side: the text, and the task's picture with a step slider when it has frames.
+function renderSide(el, side) {
+  el.querySelector(".text").textContent = side.text;
+  const view = el.querySelector(".view");
+  const steps = el.querySelector(".steps");
+  view.innerHTML = side.svg || "";  // our own server's SVG, never user text
+  const frames = [...view.querySelectorAll("g.frame")];
+  steps.hidden = frames.length < 2;
+  if (frames.length < 2) return;
+  const slider = steps.querySelector(".step");
+  slider.max = frames.length - 1;
+  slider.value = frames.length - 1;
+  const seek = (i) => frames.forEach((f, j) => { f.style.display = j === i ? "" : "none"; });
+  slider.oninput = () => seek(Number(slider.value));
+  steps.querySelector(".play").onclick = () => {
+    let i = 0;
+    seek(i);
+    slider.value = 0;
+    const t = setInterval(() => {
+      i += 1;
+      if (i >= frames.length) { clearInterval(t); return; }
+      slider.value = i;
+      seek(i);
+    }, 350);
+    players.push(t);
+  };
+}
+
+function render(next) {
+  players.forEach(clearInterval);
+  players = [];
+  showProgress(next.progress);
+  pair = next.pair;
+  if (!pair) { show("done"); return; }
+  show("labeling");
+  $("prompt").textContent = pair.prompt;
+  // A picture says what the prompt's text would: fold the text away.
+  $("prompt-box").open = !(pair.a.svg || pair.b.svg);
+  renderSide($("side-a"), pair.a);
+  renderSide($("side-b"), pair.b);
+  $("reason").value = "";
+  shownAt = performance.now();
+  document.body.dataset.pair = pair.id;
+}
+
+async function loadNext(id) {
+  const q = id == null ? "" : `?pair=${id}`;
+  render(await api("GET", `/api/next${q}`));
+}
+
+async function answer(a) {
+  if (!pair || busy) return;
+  busy = true;
+  const labelled = pair.id;
+  try {
+    const reason = $("reason").value.trim();
+    await api("POST", "/api/label", {
+      pair: labelled, answer: a,
+      reason: reason === "" ? null : reason,
+      seconds: Math.round((performance.now() - shownAt) / 100) / 10,
+    });
+    await loadNext();
+    status(`Saved pair ${labelled}: ${NAMES[a]}.`);
+  } catch (e) {
+    status(`Not saved: ${e.message}`, true);
+    if (e.status === 401) start();
+  } finally {
+    busy = false;
+  }
+}
+
+async function undo() {
+  if (busy) return;
+  busy = true;
+  try {
+    const r = await api("POST", "/api/undo");
+    if (r.pair == null) {
+      status("Nothing to undo.");
+    } else {
+      await loadNext(r.pair);
+      status(`Undone: pair ${r.pair} is back; label it again.`);
+    }
+  } catch (e) {
+    status(`Undo failed: ${e.message}`, true);
+  } finally {
+    busy = false;
+  }
+}
+
+document.addEventListener("keydown", (ev) => {
+  const typing = ev.target instanceof HTMLTextAreaElement || ev.target instanceof HTMLInputElement;
+  if (typing) {
+    if (ev.key === "Escape") ev.target.blur();
+    return;
+  }
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if ($("labeling").hidden && $("done").hidden) return;
+  if (ev.key in KEYS && !$("labeling").hidden) {
+    ev.preventDefault();
+    answer(KEYS[ev.key]);
+  } else if (ev.key === "u" || ev.key === "U" || ev.key === "Backspace") {
+    ev.preventDefault();
+    undo();
+  }
+});
+
+for (const b of document.querySelectorAll("[data-answer]")) {
+  b.addEventListener("click", () => answer(b.dataset.answer));
+}
+$("undo").addEventListener("click", undo);
+$("undo-done").addEventListener("click", undo);
+$("again").addEventListener("click", () => loadNext());
+
+async function signIn(name, token) {
+  const s = await api("POST", "/api/signin", { name, token });
+  csrf = s.csrf;
+  return s;
+}
+
+$("signin-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    await signIn($("name").value.trim(), $("token").value.trim());
+    start();
+  } catch (e) {
+    $("signin-error").textContent = e.message;
+  }
+});
+
+$("signout").addEventListener("click", async () => {
+  try { await api("POST", "/api/signout"); } catch (_) { /* signed out anyway */ }
+  csrf = null;
+  start();
+});
+
+async function start() {
+  // A link from `goodhart label add-user` carries the token after '#'; it never reaches the server's logs.
+  const m = location.hash.match(/^#signin=([^:]+):(.+)$/);
+  if (m) {
+    history.replaceState(null, "", location.pathname);
+    try { await signIn(decodeURIComponent(m[1]), decodeURIComponent(m[2])); } catch (e) {
+      $("signin-error").textContent = e.message;
+    }
+  }
+  try {
+    const me = await api("GET", "/api/me");
+    csrf = me.csrf;
+    $("who").textContent = me.user;
+    $("signout").hidden = false;
+    await loadNext();
+  } catch (e) {
+    if (e.status !== 401) { $("signin-error").textContent = e.message; }
+    $("who").textContent = "";
+    $("progress").textContent = "";
+    $("signout").hidden = true;
+    show("signin");
+    $("name").focus();
+  }
+}
+
+start();

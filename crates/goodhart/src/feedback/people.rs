@@ -1,0 +1,712 @@
+//! People in the label store: who may label (one-time sign-in tokens, sessions),
+//! the pairs queued for them, their labels (ordinary comparisons, named by the
+//! person), undo, progress, and agreement statistics over every labeler.
+//!
+//! A queued pair is shown to each person until that person has labelled it;
+//! pairs with the fewest labels come first, so several people spread over the
+//! queue and overlap only once it is covered. Every write is one IMMEDIATE
+//! transaction that re-checks what it relies on, so concurrent submissions can
+//! neither duplicate a label nor lose one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::RngCore as _;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::labeler::Answer;
+use super::store::{now_ms, LabelStore, Writer};
+use crate::error::{Error, Result};
+
+/// The longest free-text reason a label may carry, in characters.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// A pair waiting for people's labels.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueuedPair {
+    pub id: i64,
+    pub task: String,
+    pub prompt: String,
+    pub a: String,
+    pub b: String,
+    pub batch: String,
+}
+
+/// A signed-in person.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Session {
+    pub user: String,
+    /// Sent back with every write to prove it comes from our page.
+    pub csrf: String,
+}
+
+/// One person's answer to one queued pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HumanLabel<'a> {
+    pub pair: i64,
+    pub answer: Answer,
+    pub reason: Option<&'a str>,
+    /// Time from showing the pair to the answer.
+    pub seconds: Option<f64>,
+}
+
+/// Why a label was not recorded (the request was wrong, not the server).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no queued pair {0}")]
+    UnknownPair(i64),
+    #[error("you have already labelled pair {0}")]
+    AlreadyLabelled(i64),
+    #[error("the reason is {0} characters long; at most {MAX_REASON_CHARS} are kept")]
+    ReasonTooLong(usize),
+    #[error("seconds must be a number between 0 and 86400")]
+    BadSeconds,
+}
+
+/// Where one person stands.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HumanProgress {
+    /// Queued pairs this person has labelled.
+    pub labelled: usize,
+    /// Pairs in the queue.
+    pub queued: usize,
+    /// This person's labels per minute over their last ten minutes of labelling.
+    pub per_minute: Option<f64>,
+}
+
+/// Counts and agreement of one labeler (a person or a simulated labeler).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LabelerStats {
+    pub labeler: String,
+    /// A person (signed in through the web app) rather than a simulated labeler.
+    pub person: bool,
+    pub comparisons: usize,
+    /// Answers a, b, tie, can't tell.
+    pub answers: [usize; 4],
+    /// How often this labeler's answer matched another labeler's on the same pair
+    /// (both answered other than "can't tell"): (agreed, compared).
+    pub agreement: (usize, usize),
+    /// How often the completion preferred has the higher gold reward, over
+    /// a/b answers on pairs whose gold differs: (agreed, compared).
+    pub gold_agreement: (usize, usize),
+    pub median_seconds: Option<f64>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh 256-bit secret from the operating system's generator.
+fn secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+fn digest(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Check a person's name: 1 to 40 letters, digits, `_`, `-` or `.`.
+pub fn check_user_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!("{name:?}: use 1 to 40 letters, digits, '_', '-' or '.'"),
+        ))
+    }
+}
+
+impl Writer<'_> {
+    /// Queue a pair of recorded samples for people to label.
+    pub fn queue(&mut self, sample_a: i64, sample_b: i64, batch: &str) -> Result<i64> {
+        self.tx
+            .execute(
+                "INSERT INTO queue (sample_a, sample_b, batch, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![sample_a, sample_b, batch, now_ms()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+}
+
+impl LabelStore {
+    /// Add a person, or issue a new token to one already there (their labels
+    /// stay theirs). Returns the one-time sign-in token; only its hash is kept.
+    pub fn add_user(&mut self, name: &str) -> Result<String> {
+        check_user_name(name)?;
+        let token = secret();
+        let hash = digest(&token);
+        self.write(|w| {
+            let is_user: bool = w
+                .tx
+                .query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [name], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| w.err(e))?
+                > 0;
+            let simulated: bool = w
+                .tx
+                .query_row(
+                    "SELECT COUNT(*) FROM comparisons WHERE labeler = ?1",
+                    [name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| w.err(e))?
+                > 0;
+            if simulated && !is_user {
+                return Err(Error::invalid(
+                    "name",
+                    format!("{name:?} already names a labeler in this store; choose another name"),
+                ));
+            }
+            w.tx.execute(
+                "INSERT INTO users (name, token_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET token_hash = excluded.token_hash",
+                params![name, hash, now_ms()],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute(
+                "INSERT INTO history (at, event, detail) VALUES (?1, 'user', ?2)",
+                params![
+                    now_ms(),
+                    format!("{} {name}", if is_user { "token" } else { "add" })
+                ],
+            )
+            .map_err(|e| w.err(e))?;
+            Ok(token)
+        })
+    }
+
+    /// The people who may label, by name.
+    pub fn users(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM users ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Exchange a one-time token for a session. `None` when the name or token
+    /// is wrong or the token was already used. Returns the session secret (the
+    /// cookie) and the session.
+    pub fn sign_in(&mut self, name: &str, token: &str) -> Result<Option<(String, Session)>> {
+        let hash = digest(token);
+        self.write(|w| {
+            let stored: Option<Option<String>> = w
+                .tx
+                .query_row(
+                    "SELECT token_hash FROM users WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| w.err(e))?;
+            if stored.flatten().as_deref() != Some(hash.as_str()) {
+                return Ok(None);
+            }
+            let (cookie, csrf) = (secret(), secret());
+            w.tx.execute(
+                "UPDATE users SET token_hash = NULL WHERE name = ?1",
+                [name],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute(
+                "INSERT INTO sessions (token_hash, user, csrf, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![digest(&cookie), name, csrf, now_ms()],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute(
+                "INSERT INTO history (at, event, detail) VALUES (?1, 'sign_in', ?2)",
+                params![now_ms(), name],
+            )
+            .map_err(|e| w.err(e))?;
+            Ok(Some((
+                cookie,
+                Session {
+                    user: name.to_string(),
+                    csrf,
+                },
+            )))
+        })
+    }
+
+    /// The session a cookie belongs to.
+    pub fn session(&self, cookie: &str) -> Result<Option<Session>> {
+        self.conn
+            .query_row(
+                "SELECT user, csrf FROM sessions WHERE token_hash = ?1",
+                [digest(cookie)],
+                |r| {
+                    Ok(Session {
+                        user: r.get(0)?,
+                        csrf: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn sign_out(&mut self, cookie: &str) -> Result<()> {
+        self.write(|w| {
+            w.tx.execute(
+                "DELETE FROM sessions WHERE token_hash = ?1",
+                [digest(cookie)],
+            )
+            .map_err(|e| w.err(e))
+            .map(drop)
+        })
+    }
+
+    /// The next pair for `user`: one they have not labelled, fewest labels first.
+    pub fn next_pair(&self, user: &str) -> Result<Option<QueuedPair>> {
+        self.pending_pair(user, None)
+    }
+
+    /// Queued pair `id`, if `user` has not labelled it (shown again after an undo).
+    pub fn queued_pair(&self, user: &str, id: i64) -> Result<Option<QueuedPair>> {
+        self.pending_pair(user, Some(id))
+    }
+
+    fn pending_pair(&self, user: &str, id: Option<i64>) -> Result<Option<QueuedPair>> {
+        self.conn
+            .query_row(
+                "SELECT q.id, p.task, p.text, sa.completion, sb.completion, q.batch
+                 FROM queue q
+                 JOIN samples sa ON sa.id = q.sample_a
+                 JOIN samples sb ON sb.id = q.sample_b
+                 JOIN prompts p ON p.id = sa.prompt_id
+                 WHERE (?2 IS NULL OR q.id = ?2)
+                   AND NOT EXISTS (SELECT 1 FROM comparisons c WHERE c.sample_a = q.sample_a
+                     AND c.sample_b = q.sample_b AND c.labeler = ?1 AND c.retracted = 0)
+                 ORDER BY (SELECT COUNT(*) FROM comparisons c WHERE c.sample_a = q.sample_a
+                     AND c.sample_b = q.sample_b AND c.retracted = 0), q.id
+                 LIMIT 1",
+                params![user, id],
+                |r| {
+                    Ok(QueuedPair {
+                        id: r.get(0)?,
+                        task: r.get(1)?,
+                        prompt: r.get(2)?,
+                        a: r.get(3)?,
+                        b: r.get(4)?,
+                        batch: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record `user`'s label of a queued pair, in one transaction that checks the
+    /// pair is queued and not yet labelled by them. Returns the comparison's id.
+    pub fn submit(
+        &mut self,
+        user: &str,
+        label: &HumanLabel,
+    ) -> Result<std::result::Result<i64, Refusal>> {
+        let reason = label.reason.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = reason {
+            let n = r.chars().count();
+            if n > MAX_REASON_CHARS {
+                return Ok(Err(Refusal::ReasonTooLong(n)));
+            }
+        }
+        if label
+            .seconds
+            .is_some_and(|s| !(s.is_finite() && (0.0..=86400.0).contains(&s)))
+        {
+            return Ok(Err(Refusal::BadSeconds));
+        }
+        self.write(|w| {
+            let pair: Option<(i64, i64, String)> = w
+                .tx
+                .query_row(
+                    "SELECT sample_a, sample_b, batch FROM queue WHERE id = ?1",
+                    [label.pair],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| w.err(e))?;
+            let Some((sample_a, sample_b, batch)) = pair else {
+                return Ok(Err(Refusal::UnknownPair(label.pair)));
+            };
+            let done: i64 = w
+                .tx
+                .query_row(
+                    "SELECT COUNT(*) FROM comparisons WHERE sample_a = ?1 AND sample_b = ?2
+                     AND labeler = ?3 AND retracted = 0",
+                    params![sample_a, sample_b, user],
+                    |r| r.get(0),
+                )
+                .map_err(|e| w.err(e))?;
+            if done > 0 {
+                return Ok(Err(Refusal::AlreadyLabelled(label.pair)));
+            }
+            w.comparison(&super::NewComparison {
+                sample_a,
+                sample_b,
+                labeler: user,
+                answer: label.answer,
+                reason,
+                batch: Some(&batch),
+                seconds: label.seconds,
+            })
+            .map(Ok)
+        })
+    }
+
+    /// Withdraw `user`'s latest label of a queued pair (kept on disk, marked
+    /// retracted, logged). Returns the pair, which is then shown to them again.
+    pub fn undo(&mut self, user: &str) -> Result<Option<i64>> {
+        self.write(|w| {
+            let last: Option<(i64, i64)> = w
+                .tx
+                .query_row(
+                    "SELECT c.id, q.id FROM comparisons c
+                     JOIN queue q ON q.sample_a = c.sample_a AND q.sample_b = c.sample_b
+                     WHERE c.labeler = ?1 AND c.retracted = 0
+                     ORDER BY c.id DESC LIMIT 1",
+                    [user],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| w.err(e))?;
+            let Some((comparison, pair)) = last else {
+                return Ok(None);
+            };
+            w.tx.execute(
+                "UPDATE comparisons SET retracted = 1 WHERE id = ?1",
+                [comparison],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute(
+                "INSERT INTO history (at, event, comparison_id, detail) VALUES (?1, 'undo', ?2, ?3)",
+                params![now_ms(), comparison, user],
+            )
+            .map_err(|e| w.err(e))?;
+            Ok(Some(pair))
+        })
+    }
+
+    pub fn progress(&self, user: &str) -> Result<HumanProgress> {
+        let count = |sql: &str| -> Result<usize> {
+            self.conn
+                .query_row(sql, [user], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
+                .map_err(|e| self.err(e))
+        };
+        let queued = self.queued()?;
+        let labelled = count(
+            "SELECT COUNT(*) FROM queue q WHERE EXISTS (SELECT 1 FROM comparisons c
+             WHERE c.sample_a = q.sample_a AND c.sample_b = q.sample_b AND c.labeler = ?1 AND c.retracted = 0)",
+        )?;
+        let since = now_ms() - 10 * 60 * 1000;
+        let (n, first, last): (i64, Option<i64>, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM comparisons
+                 WHERE labeler = ?1 AND retracted = 0 AND created_at >= ?2",
+                params![user, since],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        // n labels span n - 1 intervals.
+        let per_minute = match (first, last) {
+            (Some(f), Some(l)) if n >= 2 && l > f => Some((n - 1) as f64 * 60_000.0 / (l - f) as f64),
+            _ => None,
+        };
+        Ok(HumanProgress {
+            labelled,
+            queued,
+            per_minute,
+        })
+    }
+
+    /// Live labels from people in `batch` (an online run waits on these).
+    pub fn human_labels_in_batch(&self, batch: &str) -> Result<usize> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM comparisons WHERE batch = ?1 AND retracted = 0
+                 AND labeler IN (SELECT name FROM users)",
+                [batch],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Pairs in the queue.
+    pub fn queued(&self) -> Result<usize> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Counts, agreement with other labelers on the same pairs, agreement with
+    /// gold (where `gold(task, prompt, completion)` gives it) and median seconds,
+    /// per labeler, ordered by name.
+    pub fn labeler_stats(
+        &self,
+        gold: &dyn Fn(&str, &str, &str) -> Option<f64>,
+    ) -> Result<Vec<LabelerStats>> {
+        struct Row {
+            labeler: String,
+            pair: (i64, i64),
+            answer: Answer,
+            seconds: Option<f64>,
+            gold: Option<(f64, f64)>,
+        }
+        let users: Vec<String> = self.users()?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.labeler, c.sample_a, c.sample_b, c.answer, c.seconds, p.task, p.text,
+                        sa.completion, sb.completion
+                 FROM comparisons c
+                 JOIN samples sa ON sa.id = c.sample_a
+                 JOIN samples sb ON sb.id = c.sample_b
+                 JOIN prompts p ON p.id = sa.prompt_id
+                 WHERE c.retracted = 0 ORDER BY c.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (r.get::<_, i64>(1)?, r.get::<_, i64>(2)?),
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<f64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut rows = vec![];
+        for row in raw {
+            let (labeler, pair, answer, seconds, task, prompt, a, b) =
+                row.map_err(|e| self.err(e))?;
+            let answer = Answer::parse(&answer).ok_or_else(|| Error::Store {
+                path: self.path.clone(),
+                message: format!("a comparison has an unknown answer {answer:?}"),
+            })?;
+            let gold = gold(&task, &prompt, &a).zip(gold(&task, &prompt, &b));
+            rows.push(Row {
+                labeler,
+                pair,
+                answer,
+                seconds,
+                gold,
+            });
+        }
+        let mut by_pair: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            by_pair.entry(r.pair).or_default().push(i);
+        }
+        let mut out: BTreeMap<String, LabelerStats> = BTreeMap::new();
+        let mut seconds: HashMap<String, Vec<f64>> = HashMap::new();
+        for r in &rows {
+            let s = out.entry(r.labeler.clone()).or_insert_with(|| LabelerStats {
+                labeler: r.labeler.clone(),
+                person: users.contains(&r.labeler),
+                comparisons: 0,
+                answers: [0; 4],
+                agreement: (0, 0),
+                gold_agreement: (0, 0),
+                median_seconds: None,
+            });
+            s.comparisons += 1;
+            s.answers[match r.answer {
+                Answer::A => 0,
+                Answer::B => 1,
+                Answer::Tie => 2,
+                Answer::CantTell => 3,
+            }] += 1;
+            if r.answer != Answer::CantTell {
+                for &j in &by_pair[&r.pair] {
+                    let o = &rows[j];
+                    if o.labeler != r.labeler && o.answer != Answer::CantTell {
+                        s.agreement.1 += 1;
+                        s.agreement.0 += usize::from(o.answer == r.answer);
+                    }
+                }
+            }
+            if let (Some((ga, gb)), Answer::A | Answer::B) = (r.gold, r.answer) {
+                if ga != gb {
+                    s.gold_agreement.1 += 1;
+                    s.gold_agreement.0 += usize::from((ga > gb) == (r.answer == Answer::A));
+                }
+            }
+            if let Some(t) = r.seconds {
+                seconds.entry(r.labeler.clone()).or_default().push(t);
+            }
+        }
+        for (name, mut ts) in seconds {
+            ts.sort_by(f64::total_cmp);
+            let m = ts.len() / 2;
+            let median = if ts.len() % 2 == 1 {
+                ts[m]
+            } else {
+                (ts[m - 1] + ts[m]) / 2.0
+            };
+            if let Some(s) = out.get_mut(&name) {
+                s.median_seconds = Some(median);
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feedback::NewSample;
+
+    /// A store with `n` queued pairs of answers completions ("4." vs "5.").
+    fn queued_store(dir: &std::path::Path, n: usize) -> (LabelStore, Vec<i64>) {
+        let mut store = LabelStore::open(&dir.join("l.sqlite")).unwrap();
+        let ids = store
+            .write(|w| {
+                (0..n)
+                    .map(|i| {
+                        let p = w.prompt("answers", "train", &format!("Q: {i}+4\nA: "))?;
+                        let mut s = |c: &str| {
+                            w.sample(&NewSample {
+                                prompt_id: p,
+                                completion: c,
+                                policy: "base",
+                                step: None,
+                                logprob: None,
+                            })
+                        };
+                        let (a, b) = (s(&format!("{}.", i + 4))?, s("wrong.")?);
+                        w.queue(a, b, "people/0")
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .unwrap();
+        (store, ids)
+    }
+
+    fn label(pair: i64, answer: Answer) -> HumanLabel<'static> {
+        HumanLabel {
+            pair,
+            answer,
+            reason: None,
+            seconds: Some(2.0),
+        }
+    }
+
+    #[test]
+    fn tokens_sign_in_once_and_sessions_identify_the_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = queued_store(dir.path(), 1);
+        let token = store.add_user("alice").unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(store.sign_in("alice", "0000").unwrap().is_none());
+        assert!(store.sign_in("bob", &token).unwrap().is_none());
+        let (cookie, session) = store.sign_in("alice", &token).unwrap().unwrap();
+        assert_eq!(session.user, "alice");
+        assert!(
+            store.sign_in("alice", &token).unwrap().is_none(),
+            "the token is one-time"
+        );
+        assert_eq!(store.session(&cookie).unwrap(), Some(session));
+        assert_eq!(store.session("forged").unwrap(), None);
+        store.sign_out(&cookie).unwrap();
+        assert_eq!(store.session(&cookie).unwrap(), None);
+        assert!(store.add_user("al ice").is_err());
+        assert!(store.add_user("").is_err());
+    }
+
+    #[test]
+    fn each_person_sees_each_pair_once_and_labels_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, ids) = queued_store(dir.path(), 3);
+        let first = store.next_pair("alice").unwrap().unwrap();
+        assert_eq!((first.id, first.a.as_str()), (ids[0], "4."));
+        store.submit("alice", &label(ids[0], Answer::A)).unwrap().unwrap();
+        assert_eq!(
+            store.submit("alice", &label(ids[0], Answer::B)).unwrap(),
+            Err(Refusal::AlreadyLabelled(ids[0]))
+        );
+        assert_eq!(
+            store.submit("alice", &label(999, Answer::B)).unwrap(),
+            Err(Refusal::UnknownPair(999))
+        );
+        let long = "x".repeat(MAX_REASON_CHARS + 1);
+        let bad = HumanLabel {
+            reason: Some(&long),
+            ..label(ids[1], Answer::A)
+        };
+        assert_eq!(
+            store.submit("alice", &bad).unwrap(),
+            Err(Refusal::ReasonTooLong(MAX_REASON_CHARS + 1))
+        );
+        // Bob gets the pairs nobody labelled first.
+        assert_eq!(store.next_pair("bob").unwrap().unwrap().id, ids[1]);
+        assert_eq!(store.next_pair("alice").unwrap().unwrap().id, ids[1]);
+        store.submit("alice", &label(ids[1], Answer::B)).unwrap().unwrap();
+        assert_eq!(store.undo("alice").unwrap(), Some(ids[1]));
+        assert_eq!(store.next_pair("alice").unwrap().unwrap().id, ids[1]);
+        assert_eq!(store.queued_pair("alice", ids[2]).unwrap().unwrap().id, ids[2]);
+        assert_eq!(store.queued_pair("alice", ids[0]).unwrap(), None, "labelled");
+        let p = store.progress("alice").unwrap();
+        assert_eq!((p.labelled, p.queued), (1, 3));
+        for id in &ids[1..] {
+            store.submit("alice", &label(*id, Answer::A)).unwrap().unwrap();
+        }
+        assert_eq!(store.next_pair("alice").unwrap(), None);
+        assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 0, "alice is not a user yet");
+        store.add_user("alice").unwrap();
+        assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 3);
+        // Undo leaves the row and logs it.
+        let (rows, undos): (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM comparisons), (SELECT COUNT(*) FROM history WHERE event = 'undo')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, undos), (4, 1));
+    }
+
+    #[test]
+    fn stats_count_agreement_between_people_and_with_gold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, ids) = queued_store(dir.path(), 4);
+        for (i, id) in ids.iter().enumerate() {
+            store.submit("alice", &label(*id, Answer::A)).unwrap().unwrap();
+            let bob = if i == 0 { Answer::B } else { Answer::A };
+            store.submit("bob", &label(*id, bob)).unwrap().unwrap();
+        }
+        // Gold: the first completion ("N.") is right.
+        let gold = |_: &str, _: &str, c: &str| Some(if c == "wrong." { -1.0 } else { 1.0 });
+        let stats = store.labeler_stats(&gold).unwrap();
+        assert_eq!(stats.len(), 2);
+        let (a, b) = (&stats[0], &stats[1]);
+        assert_eq!((a.labeler.as_str(), a.comparisons, a.answers), ("alice", 4, [4, 0, 0, 0]));
+        assert_eq!(a.agreement, (3, 4));
+        assert_eq!(b.agreement, (3, 4));
+        assert_eq!(a.gold_agreement, (4, 4));
+        assert_eq!(b.gold_agreement, (3, 4));
+        assert_eq!(a.median_seconds, Some(2.0));
+    }
+}
