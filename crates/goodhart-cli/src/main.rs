@@ -663,7 +663,10 @@ fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
             let mut store = LabelStore::open_existing(&store)?;
             let token = store.add_user(&name)?;
             println!("one-time sign-in token for {name}: {token}");
-            println!("or open: {}/#signin={name}:{token}", url.trim_end_matches('/'));
+            println!(
+                "or open: {}/#signin={name}:{token}",
+                url.trim_end_matches('/')
+            );
             Ok(())
         }
         LabelCommand::Stats { store, json } => label_stats(&store, json.as_deref()),
@@ -697,7 +700,14 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     let mut rng = rng::stream(exp.seed, &format!("cli/label/{batch}"));
     if queue {
         let n = goodhart::feedback::queue_pairs(
-            &mut store, &model, &policy, task.as_ref(), &prompts, &cfg, &batch, &mut rng,
+            &mut store,
+            &model,
+            &policy,
+            task.as_ref(),
+            &prompts,
+            &cfg,
+            &batch,
+            &mut rng,
         )?;
         bars.println(&format!(
             "{n} pairs queued in batch {batch:?}; {} queued in {}",
@@ -707,8 +717,16 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     } else {
         let labelers = setup.labelers(task.as_ref())?;
         let n = goodhart::feedback::simulate_labels(
-            &mut store, &model, &policy, task.as_ref(), &labelers, &prompts, &cfg, &batch,
-            &mut rng, bars,
+            &mut store,
+            &model,
+            &policy,
+            task.as_ref(),
+            &labelers,
+            &prompts,
+            &cfg,
+            &batch,
+            &mut rng,
+            bars,
         )?;
         bars.println(&format!(
             "{n} pairs x {} labelers recorded; {} comparisons in {}",

@@ -65,9 +65,12 @@ impl App {
     }
 
     fn store(&self) -> Result<MutexGuard<'_, LabelStore>, ApiError> {
-        self.store
-            .lock()
-            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; restart the server"))
+        self.store.lock().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; restart the server",
+            )
+        })
     }
 
     /// The bundled task a pair belongs to (its own rendering), if there is one.
@@ -133,7 +136,10 @@ impl ApiError {
 impl From<goodhart::Error> for ApiError {
     fn from(e: goodhart::Error) -> Self {
         tracing::error!(error = %e, "store error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store failed: {e}"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store failed: {e}"),
+        )
     }
 }
 
@@ -162,7 +168,11 @@ impl From<Refusal> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -174,7 +184,12 @@ async fn blocking<T: Send + 'static>(
     let app = app.clone();
     tokio::task::spawn_blocking(move || f(&app))
         .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the request's worker failed"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request's worker failed",
+            )
+        })?
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
@@ -243,8 +258,14 @@ async fn security_headers(mut res: Response) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
@@ -254,7 +275,10 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn script() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT)
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
 }
 
 async fn style() -> impl IntoResponse {
@@ -274,7 +298,10 @@ async fn sign_in(
 ) -> Result<Response, ApiError> {
     let Json(SignIn { name, token }) = body?;
     if name.len() > 100 || token.len() > 200 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "name or token too long"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name or token too long",
+        ));
     }
     let signed = blocking(&app, move |app| Ok(app.store()?.sign_in(&name, &token)?)).await?;
     let Some((secret, session)) = signed else {
@@ -284,11 +311,7 @@ async fn sign_in(
         ));
     };
     let cookie = format!("{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(session),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Json(session)).into_response())
 }
 
 async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -306,7 +329,9 @@ async fn sign_out(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Res
 }
 
 async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Session>, ApiError> {
-    blocking(&app, move |app| session(app, &headers)).await.map(Json)
+    blocking(&app, move |app| session(app, &headers))
+        .await
+        .map(Json)
 }
 
 /// One completion as the labeler sees it.
@@ -340,7 +365,10 @@ struct NextQuery {
 
 fn view(app: &App, p: QueuedPair) -> PairView {
     let task = app.task(&p.task);
-    let render = |c: &str| task.as_ref().and_then(|t| t.render_for_labeler(&p.prompt, c));
+    let render = |c: &str| {
+        task.as_ref()
+            .and_then(|t| t.render_for_labeler(&p.prompt, c))
+    };
     PairView {
         id: p.id,
         a: Side {

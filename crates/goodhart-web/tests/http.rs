@@ -90,11 +90,17 @@ async fn label_next_and_undo_round_trip() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("/app.js"));
     let (status, me) = f.call("GET", "/api/me", None).await;
-    assert_eq!((status, me["user"].as_str()), (StatusCode::OK, Some("alice")));
+    assert_eq!(
+        (status, me["user"].as_str()),
+        (StatusCode::OK, Some("alice"))
+    );
 
     let (_, next) = f.call("GET", "/api/next", None).await;
     let first = next["pair"]["id"].as_i64().unwrap();
-    assert!(next["pair"]["a"]["svg"].as_str().unwrap().contains(r#"class="frame""#));
+    assert!(next["pair"]["a"]["svg"]
+        .as_str()
+        .unwrap()
+        .contains(r#"class="frame""#));
     assert_eq!(next["progress"]["queued"], 3);
     let (status, done) = f
         .call(
@@ -110,17 +116,26 @@ async fn label_next_and_undo_round_trip() {
 
     let (_, undone) = f.call("POST", "/api/undo", None).await;
     assert_eq!(undone["pair"].as_i64(), Some(first));
-    let (_, again) = f.call("GET", &format!("/api/next?pair={first}"), None).await;
+    let (_, again) = f
+        .call("GET", &format!("/api/next?pair={first}"), None)
+        .await;
     assert_eq!(again["pair"]["id"].as_i64(), Some(first));
     let (_, nothing) = f.call("POST", "/api/undo", None).await;
     assert!(nothing["pair"].is_null());
 
-    f.call("POST", "/api/label", Some(json!({"pair": first, "answer": "a"})))
-        .await;
+    f.call(
+        "POST",
+        "/api/label",
+        Some(json!({"pair": first, "answer": "a"})),
+    )
+    .await;
     let store = LabelStore::open_existing(&f.store).unwrap();
     let labels = store.comparisons(&Filter::default()).unwrap();
     assert_eq!(labels.len(), 1);
-    assert_eq!((labels[0].labeler.as_str(), labels[0].answer), ("alice", Answer::A));
+    assert_eq!(
+        (labels[0].labeler.as_str(), labels[0].answer),
+        ("alice", Answer::A)
+    );
 }
 
 #[tokio::test]
@@ -133,18 +148,28 @@ async fn sign_in_sets_a_strict_cookie_and_tokens_work_once() {
     let sign_in = |token: &str| {
         Request::post("/api/signin")
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(json!({"name": "bob", "token": token}).to_string()))
+            .body(Body::from(
+                json!({"name": "bob", "token": token}).to_string(),
+            ))
             .unwrap()
     };
-    let res = router(f.app.clone()).oneshot(sign_in(&token)).await.unwrap();
+    let res = router(f.app.clone())
+        .oneshot(sign_in(&token))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.starts_with(&format!("{COOKIE}=")));
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
-    f.refused(sign_in(&token), StatusCode::UNAUTHORIZED, "works once").await;
-    f.refused(sign_in("guess"), StatusCode::UNAUTHORIZED, "unknown name or token")
+    f.refused(sign_in(&token), StatusCode::UNAUTHORIZED, "works once")
         .await;
+    f.refused(
+        sign_in("guess"),
+        StatusCode::UNAUTHORIZED,
+        "unknown name or token",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -163,11 +188,13 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
     // Who: no session, a forged session, a missing or wrong CSRF token, another origin.
     let mut anonymous = f.request("POST", "/api/label", Some(label(json!({}))));
     anonymous.headers_mut().remove(header::COOKIE);
-    f.refused(anonymous, StatusCode::UNAUTHORIZED, "sign in").await;
+    f.refused(anonymous, StatusCode::UNAUTHORIZED, "sign in")
+        .await;
     let mut forged = f.request("GET", "/api/next", None);
-    forged
-        .headers_mut()
-        .insert(header::COOKIE, format!("{COOKIE}=feedbeef").parse().unwrap());
+    forged.headers_mut().insert(
+        header::COOKIE,
+        format!("{COOKIE}=feedbeef").parse().unwrap(),
+    );
     f.refused(forged, StatusCode::UNAUTHORIZED, "sign in").await;
     let mut no_csrf = f.request("POST", "/api/label", Some(label(json!({}))));
     no_csrf.headers_mut().remove(CSRF_HEADER);
@@ -176,7 +203,8 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
     wrong_csrf
         .headers_mut()
         .insert(CSRF_HEADER, "0123".parse().unwrap());
-    f.refused(wrong_csrf, StatusCode::FORBIDDEN, CSRF_HEADER).await;
+    f.refused(wrong_csrf, StatusCode::FORBIDDEN, CSRF_HEADER)
+        .await;
     let mut cross = f.request("POST", "/api/label", Some(label(json!({}))));
     cross
         .headers_mut()
@@ -187,7 +215,8 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
     fetch_cross
         .headers_mut()
         .insert("sec-fetch-site", "cross-site".parse().unwrap());
-    f.refused(fetch_cross, StatusCode::FORBIDDEN, "cross-site").await;
+    f.refused(fetch_cross, StatusCode::FORBIDDEN, "cross-site")
+        .await;
 
     // What: malformed JSON, wrong content type, unknown answer or field, wrong types.
     let mut broken = f.request("POST", "/api/label", None);
@@ -216,7 +245,8 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
         ),
     ] {
         let req = f.request("POST", "/api/label", Some(body));
-        f.refused(req, StatusCode::UNPROCESSABLE_ENTITY, needle).await;
+        f.refused(req, StatusCode::UNPROCESSABLE_ENTITY, needle)
+            .await;
     }
     let huge = label(json!({"reason": "x".repeat(MAX_BODY)}));
     f.refused(
@@ -228,20 +258,26 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
 
     // Which pair: unknown, then labelled twice.
     let unknown = f.request("POST", "/api/label", Some(label(json!({"pair": 999}))));
-    f.refused(unknown, StatusCode::NOT_FOUND, "no queued pair 999").await;
+    f.refused(unknown, StatusCode::NOT_FOUND, "no queued pair 999")
+        .await;
     f.refused(
         f.request("GET", "/api/next?pair=abc", None),
         StatusCode::BAD_REQUEST,
         "pair",
     )
     .await;
-    f.refused(f.request("GET", "/nowhere", None), StatusCode::NOT_FOUND, "no such page")
-        .await;
+    f.refused(
+        f.request("GET", "/nowhere", None),
+        StatusCode::NOT_FOUND,
+        "no such page",
+    )
+    .await;
     assert_eq!(f.live_labels(), 0, "nothing refused was written");
 
     let (status, _) = f.call("POST", "/api/label", Some(label(json!({})))).await;
     assert_eq!(status, StatusCode::OK);
     let twice = f.request("POST", "/api/label", Some(label(json!({"answer": "b"}))));
-    f.refused(twice, StatusCode::CONFLICT, "already labelled").await;
+    f.refused(twice, StatusCode::CONFLICT, "already labelled")
+        .await;
     assert_eq!(f.live_labels(), 1);
 }

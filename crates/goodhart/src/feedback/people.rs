@@ -146,22 +146,20 @@ impl LabelStore {
         let token = secret();
         let hash = digest(&token);
         self.write(|w| {
-            let is_user: bool = w
-                .tx
-                .query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [name], |r| {
+            let is_user: bool =
+                w.tx.query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [name], |r| {
                     r.get::<_, i64>(0)
                 })
                 .map_err(|e| w.err(e))?
-                > 0;
-            let simulated: bool = w
-                .tx
-                .query_row(
+                    > 0;
+            let simulated: bool =
+                w.tx.query_row(
                     "SELECT COUNT(*) FROM comparisons WHERE labeler = ?1",
                     [name],
                     |r| r.get::<_, i64>(0),
                 )
                 .map_err(|e| w.err(e))?
-                > 0;
+                    > 0;
             if simulated && !is_user {
                 return Err(Error::invalid(
                     "name",
@@ -192,9 +190,7 @@ impl LabelStore {
             .conn
             .prepare("SELECT name FROM users ORDER BY name")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
     }
@@ -205,9 +201,8 @@ impl LabelStore {
     pub fn sign_in(&mut self, name: &str, token: &str) -> Result<Option<(String, Session)>> {
         let hash = digest(token);
         self.write(|w| {
-            let stored: Option<Option<String>> = w
-                .tx
-                .query_row(
+            let stored: Option<Option<String>> =
+                w.tx.query_row(
                     "SELECT token_hash FROM users WHERE name = ?1",
                     [name],
                     |r| r.get(0),
@@ -218,11 +213,8 @@ impl LabelStore {
                 return Ok(None);
             }
             let (cookie, csrf) = (secret(), secret());
-            w.tx.execute(
-                "UPDATE users SET token_hash = NULL WHERE name = ?1",
-                [name],
-            )
-            .map_err(|e| w.err(e))?;
+            w.tx.execute("UPDATE users SET token_hash = NULL WHERE name = ?1", [name])
+                .map_err(|e| w.err(e))?;
             w.tx.execute(
                 "INSERT INTO sessions (token_hash, user, csrf, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![digest(&cookie), name, csrf, now_ms()],
@@ -332,9 +324,8 @@ impl LabelStore {
             return Ok(Err(Refusal::BadSeconds));
         }
         self.write(|w| {
-            let pair: Option<(i64, i64, String)> = w
-                .tx
-                .query_row(
+            let pair: Option<(i64, i64, String)> =
+                w.tx.query_row(
                     "SELECT sample_a, sample_b, batch FROM queue WHERE id = ?1",
                     [label.pair],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -344,9 +335,8 @@ impl LabelStore {
             let Some((sample_a, sample_b, batch)) = pair else {
                 return Ok(Err(Refusal::UnknownPair(label.pair)));
             };
-            let done: i64 = w
-                .tx
-                .query_row(
+            let done: i64 =
+                w.tx.query_row(
                     "SELECT COUNT(*) FROM comparisons WHERE sample_a = ?1 AND sample_b = ?2
                      AND labeler = ?3 AND retracted = 0",
                     params![sample_a, sample_b, user],
@@ -426,7 +416,9 @@ impl LabelStore {
             .map_err(|e| self.err(e))?;
         // n labels span n - 1 intervals.
         let per_minute = match (first, last) {
-            (Some(f), Some(l)) if n >= 2 && l > f => Some((n - 1) as f64 * 60_000.0 / (l - f) as f64),
+            (Some(f), Some(l)) if n >= 2 && l > f => {
+                Some((n - 1) as f64 * 60_000.0 / (l - f) as f64)
+            }
             _ => None,
         };
         Ok(HumanProgress {
@@ -522,15 +514,17 @@ impl LabelStore {
         let mut out: BTreeMap<String, LabelerStats> = BTreeMap::new();
         let mut seconds: HashMap<String, Vec<f64>> = HashMap::new();
         for r in &rows {
-            let s = out.entry(r.labeler.clone()).or_insert_with(|| LabelerStats {
-                labeler: r.labeler.clone(),
-                person: users.contains(&r.labeler),
-                comparisons: 0,
-                answers: [0; 4],
-                agreement: (0, 0),
-                gold_agreement: (0, 0),
-                median_seconds: None,
-            });
+            let s = out
+                .entry(r.labeler.clone())
+                .or_insert_with(|| LabelerStats {
+                    labeler: r.labeler.clone(),
+                    person: users.contains(&r.labeler),
+                    comparisons: 0,
+                    answers: [0; 4],
+                    agreement: (0, 0),
+                    gold_agreement: (0, 0),
+                    median_seconds: None,
+                });
             s.comparisons += 1;
             s.answers[match r.answer {
                 Answer::A => 0,
@@ -641,7 +635,10 @@ mod tests {
         let (mut store, ids) = queued_store(dir.path(), 3);
         let first = store.next_pair("alice").unwrap().unwrap();
         assert_eq!((first.id, first.a.as_str()), (ids[0], "4."));
-        store.submit("alice", &label(ids[0], Answer::A)).unwrap().unwrap();
+        store
+            .submit("alice", &label(ids[0], Answer::A))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             store.submit("alice", &label(ids[0], Answer::B)).unwrap(),
             Err(Refusal::AlreadyLabelled(ids[0]))
@@ -662,20 +659,45 @@ mod tests {
         // Bob gets the pairs nobody labelled first.
         assert_eq!(store.next_pair("bob").unwrap().unwrap().id, ids[1]);
         assert_eq!(store.next_pair("alice").unwrap().unwrap().id, ids[1]);
-        store.submit("alice", &label(ids[1], Answer::B)).unwrap().unwrap();
+        store
+            .submit("alice", &label(ids[1], Answer::B))
+            .unwrap()
+            .unwrap();
         assert_eq!(store.undo("alice").unwrap(), Some(ids[1]));
         assert_eq!(store.next_pair("alice").unwrap().unwrap().id, ids[1]);
-        assert_eq!(store.queued_pair("alice", ids[2]).unwrap().unwrap().id, ids[2]);
-        assert_eq!(store.queued_pair("alice", ids[0]).unwrap(), None, "labelled");
+        assert_eq!(
+            store.queued_pair("alice", ids[2]).unwrap().unwrap().id,
+            ids[2]
+        );
+        assert_eq!(
+            store.queued_pair("alice", ids[0]).unwrap(),
+            None,
+            "labelled"
+        );
         let p = store.progress("alice").unwrap();
         assert_eq!((p.labelled, p.queued), (1, 3));
         for id in &ids[1..] {
-            store.submit("alice", &label(*id, Answer::A)).unwrap().unwrap();
+            store
+                .submit("alice", &label(*id, Answer::A))
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(store.next_pair("alice").unwrap(), None);
-        assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 0, "alice is not a user yet");
-        store.add_user("alice").unwrap();
-        assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 3);
+        assert_eq!(
+            store.human_labels_in_batch("people/0").unwrap(),
+            0,
+            "alice is not a user yet"
+        );
+        assert!(
+            store.add_user("alice").is_err(),
+            "a name already labelling without an account belongs to a simulated labeler"
+        );
+        store.add_user("carol").unwrap();
+        store
+            .submit("carol", &label(ids[0], Answer::Tie))
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 1);
         // Undo leaves the row and logs it.
         let (rows, undos): (i64, i64) = store
             .conn
@@ -685,7 +707,7 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
-        assert_eq!((rows, undos), (4, 1));
+        assert_eq!((rows, undos), (5, 1));
     }
 
     #[test]
@@ -693,7 +715,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, ids) = queued_store(dir.path(), 4);
         for (i, id) in ids.iter().enumerate() {
-            store.submit("alice", &label(*id, Answer::A)).unwrap().unwrap();
+            store
+                .submit("alice", &label(*id, Answer::A))
+                .unwrap()
+                .unwrap();
             let bob = if i == 0 { Answer::B } else { Answer::A };
             store.submit("bob", &label(*id, bob)).unwrap().unwrap();
         }
@@ -702,7 +727,10 @@ mod tests {
         let stats = store.labeler_stats(&gold).unwrap();
         assert_eq!(stats.len(), 2);
         let (a, b) = (&stats[0], &stats[1]);
-        assert_eq!((a.labeler.as_str(), a.comparisons, a.answers), ("alice", 4, [4, 0, 0, 0]));
+        assert_eq!(
+            (a.labeler.as_str(), a.comparisons, a.answers),
+            ("alice", 4, [4, 0, 0, 0])
+        );
         assert_eq!(a.agreement, (3, 4));
         assert_eq!(b.agreement, (3, 4));
         assert_eq!(a.gold_agreement, (4, 4));

@@ -150,7 +150,10 @@ fn sample_pairs<'p>(
         let mut pairs = Vec::with_capacity(n);
         let mut it = samples.into_iter();
         for prompt in chosen {
-            let (a, b) = (it.next().expect("two samples"), it.next().expect("two samples"));
+            let (a, b) = (
+                it.next().expect("two samples"),
+                it.next().expect("two samples"),
+            );
             if a.text != b.text {
                 pairs.push((prompt.as_str(), a, b));
             }

@@ -232,7 +232,11 @@ pub fn labeler_svg(map: &Map, traj: Option<&Trajectory>) -> String {
         if let Some(p) = frame.agent {
             path.push(centre(p));
         }
-        let display = if i == last { "" } else { r#" style="display:none""# };
+        let display = if i == last {
+            ""
+        } else {
+            r#" style="display:none""#
+        };
         let _ = write!(s, r#"<g class="frame" data-frame="{i}"{display}>"#);
         for &v in &seen {
             let (cx, cy) = centre(v);

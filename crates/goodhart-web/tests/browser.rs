@@ -1,0 +1,180 @@
+//! The page in a real browser: headless Chromium driven over WebDriver
+//! (Debian's `chromium` and `chromium-driver`, installed by `.ci/run`). Sign in
+//! from the link `goodhart label add-user` prints, label three gridworld pairs
+//! with the keyboard, undo the last, and check the store.
+//!
+//! `GOODHART_SCREENSHOT=path.png` also saves a screenshot of the page.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use goodhart::feedback::{Answer, Filter, LabelStore};
+use goodhart_web::{serve, App};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    assert!(
+        std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
+        "the browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver (.ci/run does)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    Driver(child, port)
+}
+
+async fn connect(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1200,900"],
+        }),
+    );
+    let started = Instant::now();
+    loop {
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a WebDriver session: {e}"),
+        }
+    }
+}
+
+/// Poll a JavaScript expression until `ok` holds of its value.
+async fn wait_for(
+    c: &Client,
+    expr: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let v = c.execute(&format!("return {expr};"), vec![]).await.unwrap();
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {expr} (last {v})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pair_on_screen(c: &Client, not: Option<i64>) -> i64 {
+    let v = wait_for(c, "document.body.dataset.pair || null", |v| {
+        v.as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|p| Some(p) != not)
+    })
+    .await;
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_three_pairs_with_the_keyboard_and_undo_one() {
+    let driver = chromedriver();
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::queued_store(dir.path(), 5);
+    let token = LabelStore::open_existing(&store)
+        .unwrap()
+        .add_user("alice")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, App::open(&store).unwrap(), async {
+        let _ = stopped.await;
+    }));
+
+    let c = connect(driver.1).await;
+    c.goto(&format!("http://{addr}/#signin=alice:{token}"))
+        .await
+        .unwrap();
+    let first = pair_on_screen(&c, None).await;
+    // The gridworld pair is shown as the camera's frames, with a step slider.
+    let frames = wait_for(
+        &c,
+        "document.querySelectorAll('#side-a g.frame').length",
+        |v| v.as_u64().is_some_and(|n| n > 1),
+    )
+    .await;
+    assert!(frames.as_u64().unwrap() > 1);
+    if let Ok(path) = std::env::var("GOODHART_SCREENSHOT") {
+        std::fs::write(path, c.screenshot().await.unwrap()).unwrap();
+    }
+    let body = c.find(Locator::Css("body")).await.unwrap();
+
+    body.send_keys("1").await.unwrap(); // A is better
+    let second = pair_on_screen(&c, Some(first)).await;
+    body.send_keys(&char::from(Key::Right).to_string())
+        .await
+        .unwrap(); // B is better
+    let third = pair_on_screen(&c, Some(second)).await;
+    body.send_keys("3").await.unwrap(); // tie
+    pair_on_screen(&c, Some(third)).await;
+    body.send_keys("u").await.unwrap(); // undo the tie: the third pair is back
+    assert_eq!(pair_on_screen(&c, None).await, third);
+    wait_for(&c, "document.getElementById('status').textContent", |v| {
+        v.as_str().is_some_and(|s| s.contains("Undone"))
+    })
+    .await;
+    let progress = c
+        .find(Locator::Id("progress"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(progress.starts_with("2 / 5 labelled"), "{progress}");
+    c.close().await.unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let s = LabelStore::open_existing(&store).unwrap();
+    let labels = s.comparisons(&Filter::default()).unwrap();
+    let got: Vec<(&str, Answer)> = labels
+        .iter()
+        .map(|c| (c.labeler.as_str(), c.answer))
+        .collect();
+    assert_eq!(got, [("alice", Answer::A), ("alice", Answer::B)]);
+    assert!(
+        s.queued_pair("alice", third).unwrap().is_some(),
+        "undone pair is queued again"
+    );
+    assert!(s.queued_pair("alice", first).unwrap().is_none());
+}
