@@ -1,5 +1,7 @@
 //! Running the `goodhart` binary from integration tests.
 
+#![allow(dead_code)] // each test binary uses some of these
+
 use std::process::{Command, Output};
 
 /// `goodhart --quiet --threads THREADS ARGS...`.

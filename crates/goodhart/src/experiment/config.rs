@@ -309,6 +309,7 @@ impl Experiment {
                     o.every = 1;
                     o.pairs = o.pairs.min(16);
                     o.rm_steps = o.rm_steps.min(5);
+                    o.human_labels = o.human_labels.min(o.pairs);
                 }
             }
             for d in &mut s.dpo {

@@ -281,7 +281,7 @@ impl LabelStore {
                  JOIN samples sa ON sa.id = q.sample_a
                  JOIN samples sb ON sb.id = q.sample_b
                  JOIN prompts p ON p.id = sa.prompt_id
-                 WHERE (?2 IS NULL OR q.id = ?2)
+                 WHERE q.retired = 0 AND (?2 IS NULL OR q.id = ?2)
                    AND NOT EXISTS (SELECT 1 FROM comparisons c WHERE c.sample_a = q.sample_a
                      AND c.sample_b = q.sample_b AND c.labeler = ?1 AND c.retracted = 0)
                  ORDER BY (SELECT COUNT(*) FROM comparisons c WHERE c.sample_a = q.sample_a
@@ -326,7 +326,7 @@ impl LabelStore {
         self.write(|w| {
             let pair: Option<(i64, i64, String)> =
                 w.tx.query_row(
-                    "SELECT sample_a, sample_b, batch FROM queue WHERE id = ?1",
+                    "SELECT sample_a, sample_b, batch FROM queue WHERE id = ?1 AND retired = 0",
                     [label.pair],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
@@ -401,7 +401,7 @@ impl LabelStore {
         };
         let queued = self.queued()?;
         let labelled = count(
-            "SELECT COUNT(*) FROM queue q WHERE EXISTS (SELECT 1 FROM comparisons c
+            "SELECT COUNT(*) FROM queue q WHERE q.retired = 0 AND EXISTS (SELECT 1 FROM comparisons c
              WHERE c.sample_a = q.sample_a AND c.sample_b = q.sample_b AND c.labeler = ?1 AND c.retracted = 0)",
         )?;
         let since = now_ms() - 10 * 60 * 1000;
@@ -444,7 +444,9 @@ impl LabelStore {
     /// Pairs in the queue.
     pub fn queued(&self) -> Result<usize> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(*) FROM queue WHERE retired = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n as usize)
             .map_err(|e| self.err(e))
     }
@@ -698,6 +700,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(store.human_labels_in_batch("people/0").unwrap(), 1);
+        // A withdrawn batch's pairs are shown to nobody and take no labels.
+        store.retract_batch("people").unwrap();
+        assert_eq!(store.queued().unwrap(), 0);
+        assert_eq!(store.next_pair("dave").unwrap(), None);
+        assert_eq!(
+            store.submit("dave", &label(ids[0], Answer::A)).unwrap(),
+            Err(Refusal::UnknownPair(ids[0]))
+        );
         // Undo leaves the row and logs it.
         let (rows, undos): (i64, i64) = store
             .conn

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS queue (
     sample_a INTEGER NOT NULL REFERENCES samples(id),
     sample_b INTEGER NOT NULL REFERENCES samples(id),
     batch TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    retired INTEGER NOT NULL DEFAULT 0   -- its batch was withdrawn: shown to nobody
 );
 CREATE INDEX IF NOT EXISTS queue_batch ON queue(batch);
 CREATE INDEX IF NOT EXISTS comparisons_pair ON comparisons(sample_a, sample_b);
@@ -353,8 +354,9 @@ impl LabelStore {
     }
 
     /// Withdraw every live comparison whose batch is `batch` or starts with
-    /// `batch` + "/" (a resumed run redoing an interrupted stage). The rows stay
-    /// on disk, marked retracted, and each withdrawal is recorded in the history.
+    /// `batch` + "/" (a resumed run redoing an interrupted stage), and retire its
+    /// queued pairs. The rows stay on disk, marked retracted, and each withdrawal
+    /// is recorded in the history.
     pub fn retract_batch(&mut self, batch: &str) -> Result<usize> {
         let prefix = format!("{batch}/%");
         self.write(|w| {
@@ -364,6 +366,11 @@ impl LabelStore {
                  SELECT ?1, 'retract', id, 'batch ' || batch || ' redone' FROM comparisons
                  WHERE retracted = 0 AND (batch = ?2 OR batch LIKE ?3)",
                 params![at, batch, prefix],
+            )
+            .map_err(|e| w.err(e))?;
+            w.tx.execute(
+                "UPDATE queue SET retired = 1 WHERE batch = ?1 OR batch LIKE ?2",
+                params![batch, prefix],
             )
             .map_err(|e| w.err(e))?;
             w.tx.execute("UPDATE comparisons SET retracted = 1 WHERE retracted = 0 AND (batch = ?1 OR batch LIKE ?2)", params![batch, prefix])

@@ -8,7 +8,9 @@ use super::rl::OnlineConfig;
 use super::{Proxy, RewardSource};
 use crate::error::Result;
 use crate::experiment::config::LabelsConfig;
-use crate::feedback::{simulate_labels, Comparison, Filter, LabelStore, Labeler, PolicyTag};
+use crate::feedback::{
+    queue_pairs, simulate_labels, Comparison, Filter, LabelStore, Labeler, PolicyTag,
+};
 use crate::model::sample::Sample;
 use crate::model::Model;
 use crate::progress::Silent;
@@ -70,25 +72,43 @@ impl Online<'_> {
             pairs: self.config.pairs,
             ..self.labels.clone()
         };
-        let n = simulate_labels(
-            self.store,
-            policy,
-            &PolicyTag {
-                name: &self.run,
-                step: Some(iteration as i64),
-            },
-            self.task,
-            self.labelers,
-            self.prompts,
-            &cfg,
-            &batch,
-            rng,
-            &Silent,
-        )?;
+        let policy_tag = PolicyTag {
+            name: &self.run,
+            step: Some(iteration as i64),
+        };
+        let mut rm_labelers = self.rm_labelers.clone();
+        let n = if self.config.human_labels > 0 {
+            queue_pairs(
+                self.store,
+                policy,
+                &policy_tag,
+                self.task,
+                self.prompts,
+                &cfg,
+                &batch,
+                rng,
+            )?;
+            let n = wait_for_people(self.store, &batch, self.config.human_labels)?;
+            rm_labelers.extend(self.store.users()?);
+            n
+        } else {
+            simulate_labels(
+                self.store,
+                policy,
+                &policy_tag,
+                self.task,
+                self.labelers,
+                self.prompts,
+                &cfg,
+                &batch,
+                rng,
+                &Silent,
+            )? * self.labelers.len()
+        };
         let mine = |batches: Vec<String>| -> Result<Vec<Comparison>> {
             self.store.comparisons(&Filter {
                 task: Some(self.task.name().to_string()),
-                labelers: self.rm_labelers.clone(),
+                labelers: rm_labelers.clone(),
                 batches,
             })
         };
@@ -98,7 +118,7 @@ impl Online<'_> {
             .store
             .comparisons(&Filter {
                 task: Some(self.task.name().to_string()),
-                labelers: self.rm_labelers.clone(),
+                labelers: rm_labelers.clone(),
                 batches: vec![],
             })?
             .into_iter()
@@ -118,6 +138,31 @@ impl Online<'_> {
             rng,
         )?;
         tracing::info!(run = %self.run, iteration, new = n, total = all.len(), "reward model refreshed on current-policy labels");
-        Ok(n * self.labelers.len())
+        Ok(n)
+    }
+}
+
+/// How often a paused run looks for new human labels.
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Pause until people have given `wanted` labels in `batch`; returns how many there are.
+pub fn wait_for_people(store: &LabelStore, batch: &str, wanted: usize) -> Result<usize> {
+    let mut said = false;
+    loop {
+        let n = store.human_labels_in_batch(batch)?;
+        if n >= wanted {
+            return Ok(n);
+        }
+        if !said {
+            tracing::warn!(
+                batch,
+                have = n,
+                wanted,
+                "paused for human labels: serve them with `goodhart label serve --store {}`",
+                store.path().display()
+            );
+            said = true;
+        }
+        std::thread::sleep(POLL);
     }
 }

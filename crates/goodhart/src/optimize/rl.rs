@@ -104,6 +104,10 @@ pub struct OnlineConfig {
     pub pairs: usize,
     /// Reward-model optimiser steps per refresh (on all labels so far).
     pub rm_steps: usize,
+    /// People instead of simulated labelers: queue each refresh's pairs for the
+    /// web app (`goodhart label serve`) and pause until this many human labels
+    /// of them have arrived (0: simulated labelers, no pause).
+    pub human_labels: usize,
 }
 
 impl Default for OnlineConfig {
@@ -112,6 +116,7 @@ impl Default for OnlineConfig {
             every: 5,
             pairs: 200,
             rm_steps: 100,
+            human_labels: 0,
         }
     }
 }

@@ -1,0 +1,121 @@
+//! People in the loop: an online run that pauses until a person has labelled
+//! its current policy's pairs (the person here is this test, writing through
+//! the same store calls the web app makes), then `goodhart label stats`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goodhart::feedback::{Answer, Filter, HumanLabel, LabelStore};
+
+mod common;
+
+/// The default experiment with gridworld's online PPO asking people for 4 labels per refresh.
+fn human_experiment(dir: &Path) -> std::path::PathBuf {
+    let default = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/default.toml"),
+    )
+    .unwrap();
+    let from = "online = { every = 5, pairs = 150, rm_steps = 60 }";
+    assert_eq!(default.matches(from).count(), 1, "gridworld's online run");
+    let text = default.replace(
+        from,
+        "online = { every = 5, pairs = 150, rm_steps = 60, human_labels = 4 }",
+    );
+    let path = dir.join("human.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_online_run_waits_for_people_and_learns_from_their_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = human_experiment(tmp.path());
+    let out = tmp.path().join("run");
+    let log = tmp.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_goodhart"))
+        .args(["--quiet", "--threads", "2", "optimize", "ppo-online"])
+        .arg(&exp)
+        .args(["--quick", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let store_path = out.join("gridworld/labels.sqlite");
+    let started = Instant::now();
+    let mut store: Option<LabelStore> = None;
+    let mut given = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            child.kill().unwrap();
+            panic!(
+                "the run did not finish; its log:\n{}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        // Once the base labels are in, a person signs up and labels whatever is queued.
+        if store.is_none() && out.join("gridworld/stages/labels.json").exists() {
+            let mut s = LabelStore::open_existing(&store_path).unwrap();
+            s.add_user("alice").unwrap();
+            store = Some(s);
+        }
+        if let Some(s) = store.as_mut() {
+            while let Some(pair) = s.next_pair("alice").unwrap() {
+                let answer = if given % 3 == 0 { Answer::B } else { Answer::A };
+                s.submit(
+                    "alice",
+                    &HumanLabel {
+                        pair: pair.id,
+                        answer,
+                        reason: None,
+                        seconds: Some(3.0),
+                    },
+                )
+                .unwrap()
+                .unwrap();
+                given += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("paused for human labels"), "{stderr}");
+
+    let s = LabelStore::open_existing(&store_path).unwrap();
+    let mine = s
+        .comparisons(&Filter {
+            labelers: vec!["alice".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(mine.len(), given);
+    let mut batches: Vec<&str> = mine.iter().filter_map(|c| c.batch.as_deref()).collect();
+    batches.dedup();
+    assert!(!batches.is_empty());
+    for b in &batches {
+        assert!(b.starts_with("online/ppo-online/"), "{b}");
+        assert!(s.human_labels_in_batch(b).unwrap() >= 4, "{b}");
+    }
+    assert!(
+        out.join("gridworld/stages/rl.ppo-online.json").exists(),
+        "the run finished its online stage"
+    );
+
+    let stats = common::ok(
+        2,
+        &["label", "stats", "--store", store_path.to_str().unwrap()],
+    );
+    let alice = stats
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .expect(&stats);
+    assert!(
+        alice.contains("person") && alice.contains(&given.to_string()),
+        "{alice}"
+    );
+}
