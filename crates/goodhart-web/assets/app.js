@@ -51,7 +51,10 @@ function showProgress(p) {
 
 // A side: the text, and the task's picture with a step slider when it has frames.
 function renderSide(el, side) {
-  el.querySelector(".text").textContent = side.text;
+  const text = el.querySelector(".text");
+  text.textContent = side.text;
+  // Where the task has a picture, it is all the labeler sees (gridworld: the camera, not the moves).
+  text.hidden = Boolean(side.svg);
   const view = el.querySelector(".view");
   const steps = el.querySelector(".steps");
   view.innerHTML = side.svg || "";  // our own server's SVG, never user text
