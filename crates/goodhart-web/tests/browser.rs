@@ -148,11 +148,11 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
     body.send_keys("3").await.unwrap(); // tie
     pair_on_screen(&c, Some(third)).await;
     body.send_keys("u").await.unwrap(); // undo the tie: the third pair is back
-    assert_eq!(pair_on_screen(&c, None).await, third);
     wait_for(&c, "document.getElementById('status').textContent", |v| {
         v.as_str().is_some_and(|s| s.contains("Undone"))
     })
     .await;
+    assert_eq!(pair_on_screen(&c, None).await, third);
     let progress = c
         .find(Locator::Id("progress"))
         .await

@@ -438,6 +438,7 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
             every: 2,
             pairs: 32,
             rm_steps: 10,
+            ..Default::default()
         }),
         ..Default::default()
     };
