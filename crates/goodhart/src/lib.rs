@@ -8,6 +8,7 @@ pub mod error;
 pub mod experiment;
 pub mod feedback;
 pub mod fsutil;
+pub mod hf;
 pub mod measure;
 pub mod model;
 pub mod optimize;

@@ -22,6 +22,11 @@ pub trait Tokenizer: Send + Sync {
     /// What this tokenizer is, for checkpoints: two models with equal specs share token ids.
     fn spec(&self) -> TokenizerSpec;
 
+    /// Files a checkpoint must carry to rebuild this tokenizer: (name, contents).
+    fn files(&self) -> Vec<(String, Vec<u8>)> {
+        vec![]
+    }
+
     /// `[bos] prompt`.
     fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         let mut ids = vec![self.bos_id()];
@@ -43,8 +48,15 @@ pub trait Tokenizer: Send + Sync {
 pub enum TokenizerSpec {
     /// One token per character of `alphabet`, after the special tokens.
     Chars { alphabet: String },
-    /// A Hugging Face `tokenizer.json`, identified by a hash of its contents.
-    HuggingFace { file: String, sha256: String },
+    /// A Hugging Face `tokenizer.json` (a copy travels with every checkpoint),
+    /// identified by a hash of its contents, with the model's special tokens.
+    HuggingFace {
+        file: String,
+        sha256: String,
+        bos: u32,
+        eos: u32,
+        pad: u32,
+    },
 }
 
 /// Printable ASCII and newline: enough for every bundled task.
@@ -128,13 +140,35 @@ impl Tokenizer for CharTokenizer {
     }
 }
 
-/// Rebuild a tokenizer from its spec (Hugging Face files are resolved by the caller's directory).
-pub fn from_spec(spec: &TokenizerSpec) -> Result<Box<dyn Tokenizer>> {
+/// Rebuild a tokenizer from its spec; a Hugging Face tokenizer's file is read
+/// from `dir` (the checkpoint's directory) and must match the recorded hash.
+pub fn from_spec(
+    spec: &TokenizerSpec,
+    dir: Option<&std::path::Path>,
+) -> Result<Box<dyn Tokenizer>> {
     match spec {
         TokenizerSpec::Chars { alphabet } => Ok(Box::new(CharTokenizer::new(alphabet)?)),
-        TokenizerSpec::HuggingFace { file, .. } => Err(Error::Tokenize(format!(
-            "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
-        ))),
+        TokenizerSpec::HuggingFace {
+            file,
+            sha256,
+            bos,
+            eos,
+            pad,
+        } => {
+            let dir = dir.ok_or_else(|| {
+                Error::Tokenize(format!(
+                    "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
+                ))
+            })?;
+            let t = crate::hf::HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
+            if t.sha256() != sha256 {
+                return Err(Error::Tokenize(format!(
+                    "{} is not the tokenizer this checkpoint was trained with (its hash differs)",
+                    dir.join(file).display()
+                )));
+            }
+            Ok(Box::new(t))
+        }
     }
 }
 
@@ -169,7 +203,7 @@ mod tests {
     #[test]
     fn spec_round_trips() {
         let t = CharTokenizer::new("xyz").unwrap();
-        let t2 = from_spec(&t.spec()).unwrap();
+        let t2 = from_spec(&t.spec(), None).unwrap();
         assert_eq!(t2.encode("zyx").unwrap(), t.encode("zyx").unwrap());
     }
 }

@@ -60,8 +60,12 @@ pub fn save(model: &Model, info: &CheckpointInfo, dir: &Path, replace: bool) -> 
     let weights = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
         .map_err(|e| Error::checkpoint(dir, format!("cannot serialise weights: {e}")))?;
     let json = serde_json::to_vec_pretty(info).expect("checkpoint info serialises");
+    let tokenizer_files = model.tokenizer().files();
     fsutil::write_dir_atomic(dir, replace, |tmp| {
         fsutil::write_synced(&tmp.join(WEIGHTS_FILE), &weights)?;
+        for (name, bytes) in &tokenizer_files {
+            fsutil::write_synced(&tmp.join(name), bytes)?;
+        }
         fsutil::write_synced(&tmp.join(INFO_FILE), &json)
     })
 }
@@ -103,7 +107,7 @@ pub fn read_info(dir: &Path) -> Result<CheckpointInfo> {
 /// Load a checkpoint; every tensor is checked against the config before use.
 pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<(Model, CheckpointInfo)> {
     let info = read_info(dir)?;
-    let tokenizer: Arc<dyn tokenize::Tokenizer> = tokenize::from_spec(&info.tokenizer)
+    let tokenizer: Arc<dyn tokenize::Tokenizer> = tokenize::from_spec(&info.tokenizer, Some(dir))
         .map_err(|e| Error::checkpoint(dir, e.to_string()))?
         .into();
     let tensors = read_weights(dir, device)?;

@@ -1,0 +1,307 @@
+//! Hugging Face checkpoint directories: `config.json`, `model.safetensors` (or
+//! shards listed in `model.safetensors.index.json`) and `tokenizer.json`, read
+//! as they are, with no conversion step.
+//!
+//! GPT-2 maps onto goodhart's own transformer (the same parameter names and
+//! `[in, out]` layout), so a loaded GPT-2 trains, samples with the KV cache and
+//! serves as a reward-model trunk like any goodhart policy; its scalar head
+//! (value / reward) starts at zero. Llama-family checkpoints are recognised
+//! and refused with a clear error until their architecture lands.
+
+mod tokenizer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+pub use tokenizer::{HfTokenizer, TOKENIZER_FILE};
+
+use crate::error::{Error, Result};
+use crate::model::transformer::parameter_specs;
+use crate::model::{Arch, Model, ModelConfig};
+use crate::tokenize::Tokenizer as _;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The fields of `config.json` goodhart reads (the rest are ignored).
+#[derive(Clone, Debug, Deserialize)]
+struct RawConfig {
+    model_type: Option<String>,
+    vocab_size: Option<usize>,
+    // GPT-2
+    n_embd: Option<usize>,
+    n_layer: Option<usize>,
+    n_head: Option<usize>,
+    n_positions: Option<usize>,
+    n_inner: Option<usize>,
+    layer_norm_epsilon: Option<f64>,
+    activation_function: Option<String>,
+    #[serde(default)]
+    scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default)]
+    reorder_and_upcast_attn: bool,
+    tie_word_embeddings: Option<bool>,
+    initializer_range: Option<f64>,
+    // special tokens
+    bos_token_id: Option<serde_json::Value>,
+    eos_token_id: Option<serde_json::Value>,
+    pad_token_id: Option<serde_json::Value>,
+}
+
+fn checkpoint_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::checkpoint(path, message)
+}
+
+/// A special-token id from config.json: a number, or the first of a list.
+fn token_id(v: &Option<serde_json::Value>) -> Option<u32> {
+    match v.as_ref()? {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        serde_json::Value::Array(a) => a.first()?.as_u64().map(|n| n as u32),
+        _ => None,
+    }
+}
+
+/// Load a Hugging Face checkpoint directory as a goodhart policy.
+pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
+    if !dir.is_dir() {
+        return Err(checkpoint_error(dir, "not a directory"));
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| checkpoint_error(&config_path, format!("cannot read: {e}")))?;
+    let raw: RawConfig = serde_json::from_str(&text)
+        .map_err(|e| checkpoint_error(&config_path, format!("not a model config: {e}")))?;
+    let config =
+        match raw.model_type.as_deref() {
+            Some("gpt2") => gpt2_config(&raw, &config_path)?,
+            Some(t @ ("llama" | "qwen2" | "mistral")) => return Err(checkpoint_error(
+                &config_path,
+                format!(
+                    "model_type {t:?} (Llama family) is not supported yet; goodhart loads \"gpt2\""
+                ),
+            )),
+            Some(other) => {
+                return Err(checkpoint_error(
+                    &config_path,
+                    format!("unsupported model_type {other:?} (goodhart loads \"gpt2\")"),
+                ))
+            }
+            None => return Err(checkpoint_error(&config_path, "no model_type")),
+        };
+
+    let tok_path = dir.join(TOKENIZER_FILE);
+    if !tok_path.is_file() {
+        return Err(checkpoint_error(
+            &tok_path,
+            "missing (the model's tokenizer is needed)",
+        ));
+    }
+    let eos = token_id(&raw.eos_token_id);
+    let bos = token_id(&raw.bos_token_id).or(eos);
+    let (Some(bos), Some(eos)) = (bos, eos) else {
+        return Err(checkpoint_error(
+            &config_path,
+            "needs eos_token_id (and bos_token_id unless it is the same)",
+        ));
+    };
+    let pad = token_id(&raw.pad_token_id).unwrap_or(eos);
+    let tokenizer = HfTokenizer::from_file(&tok_path, bos, eos, pad)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(checkpoint_error(
+            &tok_path,
+            format!(
+                "the tokenizer has {} tokens but config.json's vocab_size is {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        ));
+    }
+
+    let (mut tensors, mut origin) = read_weights(dir, device)?;
+    let tied = raw.tie_word_embeddings.unwrap_or(true);
+    gpt2_tensors(&config, &mut tensors, &mut origin, tied, device)?;
+    for (name, shape, _) in parameter_specs(&config) {
+        let t = &tensors[&name];
+        if t.dims() != shape.as_slice() {
+            return Err(checkpoint_error(
+                &origin[&name],
+                format!(
+                    "tensor `{name}` has shape {:?}; config.json implies {shape:?}",
+                    t.dims()
+                ),
+            ));
+        }
+    }
+    Model::from_tensors(&config, Arc::new(tokenizer), tensors, trainable)
+        .map_err(|e| checkpoint_error(dir, e.to_string()))
+}
+
+fn gpt2_config(raw: &RawConfig, path: &Path) -> Result<ModelConfig> {
+    let need = |v: Option<usize>, key: &str| {
+        v.ok_or_else(|| checkpoint_error(path, format!("missing `{key}`")))
+    };
+    let activation = raw.activation_function.as_deref().unwrap_or("gelu_new");
+    if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh") {
+        return Err(checkpoint_error(
+            path,
+            format!("activation_function {activation:?} is not supported (goodhart's GPT-2 uses the tanh GELU, \"gelu_new\")"),
+        ));
+    }
+    if raw.scale_attn_by_inverse_layer_idx || raw.reorder_and_upcast_attn {
+        return Err(checkpoint_error(
+            path,
+            "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported",
+        ));
+    }
+    let config = ModelConfig {
+        arch: Arch::Gpt2,
+        n_layer: need(raw.n_layer, "n_layer")?,
+        d_model: need(raw.n_embd, "n_embd")?,
+        n_head: need(raw.n_head, "n_head")?,
+        n_ctx: need(raw.n_positions, "n_positions")?,
+        d_ff: raw.n_inner.unwrap_or(0),
+        vocab_size: need(raw.vocab_size, "vocab_size")?,
+        layer_norm_eps: raw.layer_norm_epsilon.unwrap_or(1e-5),
+        init_std: raw.initializer_range.unwrap_or(0.02),
+    };
+    config
+        .validate()
+        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    Ok(config)
+}
+
+/// Every tensor of the checkpoint (float32), and the file each came from.
+fn read_weights(
+    dir: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, PathBuf>)> {
+    let index = dir.join(INDEX_FILE);
+    let files: Vec<PathBuf> = if index.is_file() {
+        #[derive(Deserialize)]
+        struct Index {
+            weight_map: HashMap<String, String>,
+        }
+        let text = std::fs::read_to_string(&index)
+            .map_err(|e| checkpoint_error(&index, format!("cannot read: {e}")))?;
+        let idx: Index = serde_json::from_str(&text)
+            .map_err(|e| checkpoint_error(&index, format!("not a safetensors index: {e}")))?;
+        let mut shards: Vec<String> = idx.weight_map.into_values().collect();
+        shards.sort();
+        shards.dedup();
+        shards.into_iter().map(|s| dir.join(s)).collect()
+    } else {
+        vec![dir.join(WEIGHTS_FILE)]
+    };
+    let mut tensors = HashMap::new();
+    let mut origin = HashMap::new();
+    for file in files {
+        let bytes = std::fs::read(&file)
+            .map_err(|e| checkpoint_error(&file, format!("cannot read the weights: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| checkpoint_error(&file, format!("truncated or corrupt: {e}")))?;
+        for (name, view) in st.tensors() {
+            let dtype = view.dtype();
+            if !matches!(
+                dtype,
+                safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16
+            ) {
+                return Err(checkpoint_error(
+                    &file,
+                    format!("tensor `{name}` has dtype {dtype:?}; expected F32, F16 or BF16"),
+                ));
+            }
+            let t = candle_core::safetensors::Load::load(&view, device)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .map_err(|e| checkpoint_error(&file, format!("tensor `{name}`: {e}")))?;
+            origin.insert(name.clone(), file.clone());
+            tensors.insert(name, t);
+        }
+    }
+    Ok((tensors, origin))
+}
+
+/// Rename Hugging Face GPT-2 tensors to goodhart's, drop attention-mask buffers,
+/// check the LM head is tied, and add the zero scalar head.
+fn gpt2_tensors(
+    config: &ModelConfig,
+    tensors: &mut HashMap<String, Tensor>,
+    origin: &mut HashMap<String, PathBuf>,
+    tied: bool,
+    device: &Device,
+) -> Result<()> {
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    let mut lm_head = None;
+    for name in names {
+        let t = tensors.remove(&name).expect("listed");
+        let file = origin.remove(&name).expect("listed");
+        let short = name
+            .strip_prefix("transformer.")
+            .unwrap_or(&name)
+            .to_string();
+        if short.ends_with(".attn.bias") || short.ends_with(".attn.masked_bias") {
+            continue; // causal-mask buffers, not parameters
+        }
+        if short == "lm_head.weight" {
+            lm_head = Some((t, file));
+            continue;
+        }
+        origin.insert(short.clone(), file);
+        tensors.insert(short, t);
+    }
+    let expected: HashMap<String, Vec<usize>> = parameter_specs(config)
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    if let Some(name) = tensors.keys().find(|n| !expected.contains_key(*n)) {
+        return Err(checkpoint_error(
+            &origin[name],
+            format!(
+                "unexpected tensor `{name}` for a GPT-2 with {} layers",
+                config.n_layer
+            ),
+        ));
+    }
+    if let Some((head, file)) = lm_head {
+        let wte = tensors
+            .get("wte.weight")
+            .ok_or_else(|| checkpoint_error(&file, "tensor `wte.weight` is missing"))?;
+        let same = head.dims() == wte.dims()
+            && (&head - wte)?.abs()?.max_all()?.to_scalar::<f32>()? == 0.0;
+        if !same {
+            return Err(checkpoint_error(
+                &file,
+                "tensor `lm_head.weight` differs from `wte.weight`: untied GPT-2 heads are not supported",
+            ));
+        }
+    } else if !tied {
+        return Err(checkpoint_error(
+            Path::new(CONFIG_FILE),
+            "tie_word_embeddings is false but there is no `lm_head.weight`",
+        ));
+    }
+    let d = config.d_model;
+    tensors.insert(
+        "scalar_head.weight".into(),
+        Tensor::zeros((d, 1), DType::F32, device)?,
+    );
+    tensors.insert(
+        "scalar_head.bias".into(),
+        Tensor::zeros(1, DType::F32, device)?,
+    );
+    for (name, _) in expected {
+        if !tensors.contains_key(&name) {
+            let file = origin.values().next().cloned().unwrap_or_default();
+            return Err(checkpoint_error(
+                &file,
+                format!("tensor `{name}` is missing"),
+            ));
+        }
+        origin.entry(name).or_default();
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Hugging Face checkpoints against the reference implementation: tiny random
+//! models and a byte-level BPE tokenizer made by `transformers` with
+//! tests/fixtures/make_hf_fixtures.py (committed, so no Python is needed here).
+//! Logits must match transformers' within 1e-4, greedy generation token for
+//! token, and tokenization id for id on tricky strings.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use goodhart::hf::{self, HfTokenizer};
+use goodhart::model::checkpoint::{self, CheckpointInfo, ModelKind};
+use goodhart::model::sample::{sample, SamplingConfig};
+use goodhart::model::transformer::arange_positions;
+use goodhart::model::{Mask, Model};
+use goodhart::tokenize::Tokenizer;
+use serde::Deserialize;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    ids: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+    greedy_prompt: Vec<u32>,
+    greedy: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    tokenizer: HashMap<String, Vec<u32>>,
+    gpt2: Probe,
+}
+
+fn expected() -> Expected {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
+    let net = model.eval_net();
+    let tokens = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let positions = arange_positions(1, ids.len(), &Device::Cpu).unwrap();
+    let hidden = net.hidden(&tokens, &positions, Mask::Causal, None).unwrap();
+    net.lm_logits(&hidden)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).map(|(p, q)| (p - q).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn tokenization_matches_the_tokenizers_library_on_tricky_strings() {
+    let e = expected();
+    let tok = HfTokenizer::from_file(&fixtures().join("gpt2/tokenizer.json"), 0, 0, 0).unwrap();
+    assert!(e.tokenizer.len() >= 10);
+    for (text, ids) in &e.tokenizer {
+        assert_eq!(&tok.encode(text).unwrap(), ids, "{text:?}");
+        if !text.contains("<|endoftext|>") {
+            assert_eq!(&tok.decode(ids), text, "round trip of {text:?}");
+        }
+    }
+}
+
+#[test]
+fn gpt2_logits_and_greedy_tokens_match_transformers() {
+    let e = expected().gpt2;
+    let model = hf::load(&fixtures().join("gpt2"), &Device::Cpu, false).unwrap();
+    let diff = max_abs_diff(&logits(&model, &e.ids), &e.logits);
+    eprintln!("GPT-2 fixture: max |logit difference| vs transformers {diff:e}");
+    assert!(diff < 1e-4, "max |logit difference| {diff}");
+
+    let cfg = SamplingConfig {
+        top_k: 1,
+        max_new_tokens: e.greedy.len(),
+        ..Default::default()
+    };
+    let mut rng = goodhart::rng::stream(0, "greedy");
+    let s = sample(&model, &[e.greedy_prompt.clone()], 1, &cfg, &mut rng).unwrap();
+    assert_eq!(s[0].tokens, e.greedy);
+}
+
+#[test]
+fn a_loaded_gpt2_saves_as_a_goodhart_checkpoint_with_its_tokenizer() {
+    let e = expected().gpt2;
+    let model = hf::load(&fixtures().join("gpt2"), &Device::Cpu, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ckpt");
+    checkpoint::save(
+        &model,
+        &CheckpointInfo::new(&model, ModelKind::Policy),
+        &out,
+        false,
+    )
+    .unwrap();
+    assert!(out.join("tokenizer.json").is_file());
+    let (back, _) = checkpoint::load(&out, &Device::Cpu, false).unwrap();
+    assert_eq!(logits(&back, &e.ids), logits(&model, &e.ids));
+    assert_eq!(
+        back.tokenizer().encode("The quick").unwrap(),
+        model.tokenizer().encode("The quick").unwrap()
+    );
+    // A different tokenizer.json under the same name is refused.
+    std::fs::copy(
+        fixtures().join("gpt2/config.json"),
+        out.join("tokenizer.json"),
+    )
+    .unwrap();
+    let err = checkpoint::load(&out, &Device::Cpu, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+/// A copy of the GPT-2 fixture to break.
+fn broken_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let gpt2 = dir.path().join("gpt2");
+    std::fs::create_dir(&gpt2).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixtures().join("gpt2").join(f), gpt2.join(f)).unwrap();
+    }
+    (dir, gpt2)
+}
+
+fn load_error(dir: &Path) -> String {
+    hf::load(dir, &Device::Cpu, false)
+        .err()
+        .expect("must fail")
+        .to_string()
+}
+
+fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
+    let path = dir.join("model.safetensors");
+    let mut t = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    edit(&mut t);
+    candle_core::safetensors::save(&t, &path).unwrap();
+}
+
+fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
+    let path = dir.join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c[key] = value;
+    std::fs::write(&path, c.to_string()).unwrap();
+}
+
+#[test]
+fn bad_checkpoints_get_one_clear_error_naming_the_file_and_tensor() {
+    let (_d, dir) = broken_copy();
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("config.json") && err.contains("cannot read"),
+        "{err}"
+    );
+
+    let (_d, dir) = broken_copy();
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("model.safetensors"), "{err}");
+
+    let (_d, dir) = broken_copy();
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
+
+    let (_d, dir) = broken_copy();
+    edit_config(&dir, "model_type", "bert".into());
+    let err = load_error(&dir);
+    assert!(err.contains("unsupported model_type \"bert\""), "{err}");
+
+    let (_d, dir) = broken_copy();
+    rewrite_weights(&dir, |t| {
+        let w = t["transformer.h.1.mlp.c_fc.weight"]
+            .t()
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        t.insert("transformer.h.1.mlp.c_fc.weight".into(), w);
+    });
+    let err = load_error(&dir);
+    assert!(
+        err.contains("model.safetensors")
+            && err.contains("`h.1.mlp.c_fc.weight` has shape [128, 32]"),
+        "{err}"
+    );
+
+    let (_d, dir) = broken_copy();
+    rewrite_weights(&dir, |t| {
+        t.insert(
+            "transformer.h.0.ln_1.weight".into(),
+            Tensor::zeros(32, candle_core::DType::I64, &Device::Cpu).unwrap(),
+        );
+    });
+    let err = load_error(&dir);
+    assert!(
+        err.contains("`transformer.h.0.ln_1.weight` has dtype I64"),
+        "{err}"
+    );
+
+    let (_d, dir) = broken_copy();
+    edit_config(&dir, "vocab_size", 100.into());
+    let err = load_error(&dir);
+    assert!(
+        err.contains("tokenizer.json")
+            && err.contains("400 tokens")
+            && err.contains("vocab_size is 100"),
+        "{err}"
+    );
+}
+
+#[test]
+fn llama_checkpoints_are_recognised_and_refused_for_now() {
+    let err = load_error(&fixtures().join("llama"));
+    assert!(
+        err.contains("model_type \"llama\"") && err.contains("not supported yet"),
+        "{err}"
+    );
+}
