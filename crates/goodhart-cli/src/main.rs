@@ -592,11 +592,26 @@ fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// The task a checkpoint was trained on; for one that records none (a Hugging
+/// Face model), the experiment's task named by `--task` (or its only task).
+fn checkpoint_task(
+    info: &checkpoint::CheckpointInfo,
+    exp: &Experiment,
+    task: Option<&str>,
+) -> Result<(task::TaskConfig, u64)> {
+    if let Some(t) = stages::task_of_checkpoint(info) {
+        return Ok(t);
+    }
+    let setup = exp
+        .task(task)
+        .context("the checkpoint records no task: name one of the experiment's with --task")?;
+    Ok((setup.task_config(), exp.seed))
+}
+
 fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
     let (model, info) = checkpoint::load(&args.checkpoint, &runtime::device(), false)?;
-    let (task_cfg, task_seed) = stages::task_of_checkpoint(&info)
-        .context("the checkpoint records no task to evaluate it on")?;
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
+    let (task_cfg, task_seed) = checkpoint_task(&info, &exp, args.exp.task.as_deref())?;
     runtime::set_threads(exp.threads);
     let setup = match args.exp.task.as_deref() {
         Some(name) => exp.task(Some(name))?,
@@ -678,8 +693,7 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads);
     let (model, info) = checkpoint::load(&src.checkpoint, &runtime::device(), false)?;
-    let (task_cfg, task_seed) =
-        stages::task_of_checkpoint(&info).context("the checkpoint records no task")?;
+    let (task_cfg, task_seed) = checkpoint_task(&info, &exp, src.exp.task.as_deref())?;
     let setup = exp.task(Some(src.exp.task.as_deref().unwrap_or(task_cfg.name())))?;
     let task = task_cfg.build(task_seed)?;
     let mut cfg = setup.labels.clone();
@@ -878,8 +892,7 @@ fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
             runtime::set_threads(exp.threads);
             let (model, info) = checkpoint::load(&base, &runtime::device(), false)?;
-            let (task_cfg, task_seed) =
-                stages::task_of_checkpoint(&info).context("the base checkpoint records no task")?;
+            let (task_cfg, task_seed) = checkpoint_task(&info, &exp, exp_args.task.as_deref())?;
             let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
             let task = task_cfg.build(task_seed)?;
             let labelers = if labeler.is_empty() {

@@ -6,6 +6,8 @@
 //!   minibatches of 32), as seconds per iteration;
 //! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s.
 //! `--small` uses the default experiment's 2-layer, 64-wide network instead of the default model.
+//! `gpt2` samples from a 124M-parameter GPT-2 configuration (random weights; batch 8, 16-token
+//! prompts, 64 new tokens), the figure benches/hf_generate.py measures for transformers' `generate`.
 //! FLOPs count the matrix products (2 per multiply-add), forward x3 for a training step.
 
 use std::sync::Arc;
@@ -37,7 +39,7 @@ fn main() {
     let which = |name: &str| {
         !args
             .iter()
-            .any(|a| ["sft", "sample", "ppo", "bon"].contains(&a.as_str()))
+            .any(|a| ["sft", "sample", "ppo", "bon", "gpt2"].contains(&a.as_str()))
             || args.iter().any(|a| a == name)
     };
     let base = if args.iter().any(|a| a == "--small") {
@@ -70,6 +72,55 @@ fn main() {
     if which("bon") {
         bench_bon(&cfg);
     }
+    if args.iter().any(|a| a == "gpt2") {
+        bench_gpt2_sampling();
+    }
+}
+
+/// Sampling from GPT-2 small's shape: 12 layers, d_model 768, 12 heads, 1024 positions, 50,257 tokens.
+fn bench_gpt2_sampling() {
+    let cfg = ModelConfig {
+        n_layer: 12,
+        d_model: 768,
+        n_head: 12,
+        n_ctx: 1024,
+        vocab_size: 50257,
+        ..ModelConfig::default()
+    };
+    let m = model(&cfg);
+    println!("gpt2 124M configuration: {} parameters", cfg.n_params());
+    let (batch, new_tokens) = (8, 64);
+    let prompts: Vec<Vec<u32>> = (0..batch)
+        .map(|i| {
+            (0..PROMPT)
+                .map(|j| 3 + ((i * 7919 + j * 104_729) % 50_000) as u32)
+                .collect()
+        })
+        .collect();
+    let sc = SamplingConfig {
+        max_new_tokens: new_tokens,
+        batch_size: batch,
+        ..Default::default()
+    };
+    let run = |seed: u64| -> (usize, f64) {
+        let start = Instant::now();
+        let s = sample(&m, &prompts, 1, &sc, &mut rng::stream(seed, "bench")).unwrap();
+        (
+            s.iter().map(|x| x.tokens.len()).sum(),
+            start.elapsed().as_secs_f64(),
+        )
+    };
+    run(0);
+    let (mut tokens, mut secs) = (0, 0.0);
+    for seed in 1..=3 {
+        let (t, s) = run(seed);
+        tokens += t;
+        secs += s;
+    }
+    println!(
+        "gpt2 124M sampling (batch {batch}, {PROMPT}-token prompts, up to {new_tokens} new tokens): {:.1} new tokens/s",
+        tokens as f64 / secs
+    );
 }
 
 /// A cheap reward (completion length) so the figure is the policy's own work.

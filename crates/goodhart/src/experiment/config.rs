@@ -65,6 +65,10 @@ pub struct TaskSetup {
     pub gridworld: GridworldConfig,
     /// Start from this saved policy (a `goodhart sft` output) instead of training one; `model` and `sft` are then unused.
     pub base_checkpoint: Option<std::path::PathBuf>,
+    /// Train only the last this-many transformer blocks (plus the final norm and
+    /// scalar head) in every stage after the base policy; the rest stay frozen
+    /// and are shared with the reference policy. Unset: train everything.
+    pub train_last_blocks: Option<usize>,
     /// Shape of the policy (and reward-model) network.
     pub model: ModelConfig,
     /// Supervised fine-tuning of the base policy on the task's demonstrations.
@@ -136,6 +140,7 @@ impl Default for TaskSetup {
             labels: LabelsConfig::default(),
             reward_model: RewardModelConfig::default(),
             base_checkpoint: None,
+            train_last_blocks: None,
             evaluation: EvalConfig::default(),
             strategies: StrategiesConfig::default(),
         }

@@ -433,7 +433,16 @@ impl TaskRun<'_> {
         Ok(())
     }
 
+    /// The base policy, training only its last blocks from here on when the task says so.
     fn base_policy(&self) -> Result<Model> {
+        let model = self.base_policy_weights()?;
+        match self.setup.train_last_blocks {
+            Some(k) => model.train_last_blocks(k),
+            None => Ok(model),
+        }
+    }
+
+    fn base_policy_weights(&self) -> Result<Model> {
         let dir = self.path("base");
         if self.done("base")?.is_some() {
             return Ok(checkpoint::load(&dir, &self.device, false)?.0);
@@ -443,6 +452,8 @@ impl TaskRun<'_> {
                 let (model, info) = checkpoint::load(path, &self.device, false)?;
                 match task_of_checkpoint(&info) {
                     Some((task, _)) if task == self.setup.task_config() => {}
+                    // A pretrained Hugging Face model records no task: it is a starting point.
+                    None if checkpoint::is_hugging_face(path) => {}
                     _ => {
                         return Err(Error::Mismatch(format!(
                             "{} was not trained on this experiment's {} task (settings differ or are not recorded)",

@@ -70,6 +70,11 @@ pub fn save(model: &Model, info: &CheckpointInfo, dir: &Path, replace: bool) -> 
     })
 }
 
+/// A Hugging Face model directory rather than a goodhart checkpoint.
+pub fn is_hugging_face(dir: &Path) -> bool {
+    !dir.join(INFO_FILE).exists() && dir.join(crate::hf::CONFIG_FILE).is_file()
+}
+
 /// Read only the description of a checkpoint.
 pub fn read_info(dir: &Path) -> Result<CheckpointInfo> {
     let path = dir.join(INFO_FILE);
@@ -105,7 +110,18 @@ pub fn read_info(dir: &Path) -> Result<CheckpointInfo> {
 }
 
 /// Load a checkpoint; every tensor is checked against the config before use.
+/// A Hugging Face directory (`config.json`, no `checkpoint.json`) loads as a
+/// policy that records no task.
 pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<(Model, CheckpointInfo)> {
+    if is_hugging_face(dir) {
+        let model = crate::hf::load(dir, device, trainable)?;
+        let mut info = CheckpointInfo::new(&model, ModelKind::Policy);
+        info.meta.insert(
+            "source".into(),
+            serde_json::json!(dir.display().to_string()),
+        );
+        return Ok((model, info));
+    }
     let info = read_info(dir)?;
     let tokenizer: Arc<dyn tokenize::Tokenizer> = tokenize::from_spec(&info.tokenizer, Some(dir))
         .map_err(|e| Error::checkpoint(dir, e.to_string()))?

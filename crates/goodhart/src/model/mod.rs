@@ -30,9 +30,11 @@ use transformer::{parameter_specs, Init};
 pub struct Model {
     config: ModelConfig,
     tokenizer: Arc<dyn Tokenizer>,
+    /// Train only the last this-many blocks (and the final norm and scalar head); `None`: everything.
+    train_last: Option<usize>,
     /// Owns the trainable variables (empty for a frozen model).
     varmap: VarMap,
-    /// The weights of a frozen model (empty for a trainable one).
+    /// The weights that are not variables (all of a frozen model's).
     frozen: HashMap<String, Tensor>,
     /// Tracks gradients through the variables (same as `eval_net` when frozen).
     train_net: Transformer,
@@ -70,8 +72,21 @@ impl Model {
     pub fn from_tensors(
         config: &ModelConfig,
         tokenizer: Arc<dyn Tokenizer>,
+        tensors: HashMap<String, Tensor>,
+        trainable: bool,
+    ) -> Result<Self> {
+        Self::build(config, tokenizer, tensors, trainable, None)
+    }
+
+    /// Build the network over `tensors`; when `trainable`, the parameters
+    /// `train_last` selects become variables and the rest stay plain tensors
+    /// (no gradients, no optimiser state).
+    fn build(
+        config: &ModelConfig,
+        tokenizer: Arc<dyn Tokenizer>,
         mut tensors: HashMap<String, Tensor>,
         trainable: bool,
+        train_last: Option<usize>,
     ) -> Result<Self> {
         config.validate()?;
         if tokenizer.vocab_size() > config.vocab_size {
@@ -88,6 +103,8 @@ impl Model {
             .unwrap_or(Device::Cpu);
         let varmap = VarMap::new();
         let mut plain = HashMap::new();
+        // What the network reads: variables' own tensors (so gradients reach them) and plain ones.
+        let mut net = HashMap::new();
         for (name, shape, _) in parameter_specs(config) {
             let t = tensors
                 .remove(&name)
@@ -99,32 +116,56 @@ impl Model {
                 )));
             }
             let t = t.to_dtype(transformer::dtype())?;
-            if trainable {
+            if trainable && is_trained(config, train_last, &name) {
                 let var = Var::from_tensor(&t)?;
+                net.insert(name.clone(), var.as_tensor().clone());
                 varmap
                     .data()
                     .lock()
                     .expect("fresh varmap")
                     .insert(name, var);
             } else {
+                net.insert(name.clone(), t.clone());
                 plain.insert(name, t);
             }
         }
-        let vb = if trainable {
-            VarBuilder::from_varmap(&varmap, transformer::dtype(), &device)
-        } else {
-            VarBuilder::from_tensors(plain.clone(), transformer::dtype(), &device)
-        };
+        let vb = VarBuilder::from_tensors(net, transformer::dtype(), &device);
         let train_net = Transformer::new(config, vb)?;
         let eval_net = train_net.detached();
         Ok(Self {
             config: config.clone(),
             tokenizer,
+            train_last,
             varmap,
             frozen: plain,
             train_net,
             eval_net,
         })
+    }
+
+    /// The same weights, training only the last `k` blocks, the final layer
+    /// norm and the scalar head from now on (GPT-2's LM head is the token
+    /// embedding, which stays frozen); copies made with [`Model::deep_copy`]
+    /// keep the choice. Frozen weights are shared with every copy, not duplicated.
+    pub fn train_last_blocks(self, k: usize) -> Result<Model> {
+        if k > self.config.n_layer {
+            return Err(Error::invalid(
+                "train_last_blocks",
+                format!(
+                    "{k} is more than the model's {} blocks",
+                    self.config.n_layer
+                ),
+            ));
+        }
+        let trainable = !self.vars().is_empty();
+        let tensors = self.tensors()?.into_iter().collect();
+        Self::build(
+            &self.config,
+            self.tokenizer.clone(),
+            tensors,
+            trainable,
+            Some(k),
+        )
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -178,13 +219,25 @@ impl Model {
     }
 
     /// An independent copy of the weights (a reference policy, a fork to train).
+    /// Weights frozen by [`Model::train_last_blocks`] never change, so the copy
+    /// shares them instead of holding a second copy.
     pub fn deep_copy(&self, trainable: bool) -> Result<Model> {
         let tensors = self
             .tensors()?
             .into_iter()
-            .map(|(n, t)| Ok((n, t.copy()?)))
+            .map(|(n, t)| {
+                let shared =
+                    self.train_last.is_some() && !is_trained(&self.config, self.train_last, &n);
+                Ok((n, if shared { t } else { t.copy()? }))
+            })
             .collect::<Result<HashMap<_, _>>>()?;
-        Model::from_tensors(&self.config, self.tokenizer.clone(), tensors, trainable)
+        Self::build(
+            &self.config,
+            self.tokenizer.clone(),
+            tensors,
+            trainable,
+            self.train_last,
+        )
     }
 
     /// Teacher-forced log-probabilities `[b, t]` of each target token; multiply by
@@ -199,6 +252,20 @@ impl Model {
         let lp = self.target_logprobs(&self.eval_net, batch)?;
         Ok(batch.completion_values(&lp)?)
     }
+}
+
+/// Whether parameter `name` is trained when only the last `train_last` blocks are.
+fn is_trained(config: &ModelConfig, train_last: Option<usize>, name: &str) -> bool {
+    let Some(k) = train_last else { return true };
+    if let Some(rest) = name.strip_prefix("h.") {
+        let block: usize = rest
+            .split('.')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
+        return block + k >= config.n_layer;
+    }
+    name.starts_with("ln_f.") || name.starts_with("scalar_head.")
 }
 
 /// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.
@@ -267,6 +334,75 @@ mod tests {
             }
             assert!(s.tokens.len() == 12 || s.finished);
         }
+    }
+
+    #[test]
+    fn training_the_last_blocks_leaves_the_rest_untouched_and_shared() {
+        use crate::train::{OptimConfig, Trainer};
+        let model = tiny_model(3).train_last_blocks(1).unwrap();
+        let names: Vec<String> = model.vars().into_iter().map(|(n, _)| n).collect();
+        assert!(names.iter().all(|n| n.starts_with("h.1.")
+            || n.starts_with("ln_f.")
+            || n.starts_with("scalar_head.")));
+        assert!(names.iter().any(|n| n.starts_with("h.1.")));
+        assert!(tiny_model(3).train_last_blocks(3).is_err());
+
+        let before: HashMap<String, Vec<f32>> = model
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        let tok = model.tokenizer();
+        let seq = (
+            tok.encode_prompt("Q: 1+1").unwrap(),
+            tok.encode_completion("2.").unwrap(),
+        );
+        let batch = SequenceBatch::new(
+            &[(seq.0.as_slice(), seq.1.as_slice())],
+            tok.pad_id(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mut trainer = Trainer::new(model.vars(), &OptimConfig::default(), 10, "test").unwrap();
+        for _ in 0..3 {
+            let lp = model.target_logprobs(model.train_net(), &batch).unwrap();
+            let loss = (lp * &batch.completion_mask)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .neg()
+                .unwrap();
+            trainer.step(&loss).unwrap();
+        }
+        for (name, t) in model.tensors().unwrap() {
+            let moved = before[&name] != t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let trained = names.contains(&name);
+            // Matrices the LM loss reaches must move (the scalar head is not on its path).
+            if trained && t.rank() >= 2 && !name.starts_with("scalar_head") {
+                assert!(moved, "{name} was not trained");
+            }
+            if !trained {
+                assert!(!moved, "{name} is frozen but changed");
+            }
+        }
+        // A reference copy shares the frozen weights and copies the trained ones; a fork keeps the choice.
+        let reference = model.deep_copy(false).unwrap();
+        let id = |m: &Model, n: &str| {
+            m.tensors()
+                .unwrap()
+                .into_iter()
+                .find(|(k, _)| k == n)
+                .unwrap()
+                .1
+                .id()
+        };
+        assert_eq!(id(&reference, "wte.weight"), id(&model, "wte.weight"));
+        assert_ne!(
+            id(&reference, "h.1.mlp.c_fc.weight"),
+            id(&model, "h.1.mlp.c_fc.weight")
+        );
+        assert_eq!(model.deep_copy(true).unwrap().vars().len(), names.len());
     }
 
     #[test]
