@@ -12,8 +12,9 @@ use goodhart::hf::{self, HfTokenizer};
 use goodhart::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use goodhart::model::sample::{sample, SamplingConfig};
 use goodhart::model::transformer::arange_positions;
-use goodhart::model::{Mask, Model};
+use goodhart::model::{Mask, Model, SequenceBatch};
 use goodhart::tokenize::Tokenizer;
+use goodhart::train::{OptimConfig, Trainer};
 use serde::Deserialize;
 
 fn fixtures() -> PathBuf {
@@ -32,6 +33,7 @@ struct Probe {
 struct Expected {
     tokenizer: HashMap<String, Vec<u32>>,
     gpt2: Probe,
+    llama: Probe,
 }
 
 fn expected() -> Expected {
@@ -79,13 +81,12 @@ fn tokenization_matches_the_tokenizers_library_on_tricky_strings() {
     }
 }
 
-#[test]
-fn gpt2_logits_and_greedy_tokens_match_transformers() {
-    let e = expected().gpt2;
-    let model = hf::load(&fixtures().join("gpt2"), &Device::Cpu, false).unwrap();
+/// Logits within 1e-4 of transformers' and the same greedy tokens.
+fn check_parity(name: &str, e: &Probe) {
+    let model = hf::load(&fixtures().join(name), &Device::Cpu, false).unwrap();
     let diff = max_abs_diff(&logits(&model, &e.ids), &e.logits);
-    eprintln!("GPT-2 fixture: max |logit difference| vs transformers {diff:e}");
-    assert!(diff < 1e-4, "max |logit difference| {diff}");
+    eprintln!("{name} fixture: max |logit difference| vs transformers {diff:e}");
+    assert!(diff < 1e-4, "{name}: max |logit difference| {diff}");
 
     let cfg = SamplingConfig {
         top_k: 1,
@@ -94,7 +95,19 @@ fn gpt2_logits_and_greedy_tokens_match_transformers() {
     };
     let mut rng = goodhart::rng::stream(0, "greedy");
     let s = sample(&model, &[e.greedy_prompt.clone()], 1, &cfg, &mut rng).unwrap();
-    assert_eq!(s[0].tokens, e.greedy);
+    assert_eq!(s[0].tokens, e.greedy, "{name}: greedy tokens");
+}
+
+#[test]
+fn gpt2_logits_and_greedy_tokens_match_transformers() {
+    check_parity("gpt2", &expected().gpt2);
+}
+
+#[test]
+fn llama_logits_and_greedy_tokens_match_transformers() {
+    // Grouped-query attention (4 heads, 2 key/value heads), rotary positions, RMSNorm,
+    // SwiGLU and an untied LM head; greedy decoding runs through the KV cache.
+    check_parity("llama", &expected().llama);
 }
 
 #[test]
@@ -231,10 +244,49 @@ fn bad_checkpoints_get_one_clear_error_naming_the_file_and_tensor() {
 }
 
 #[test]
-fn llama_checkpoints_are_recognised_and_refused_for_now() {
-    let err = load_error(&fixtures().join("llama"));
+fn a_loaded_llama_trains_only_its_last_block_when_asked() {
+    let model = hf::load(&fixtures().join("llama"), &Device::Cpu, true)
+        .unwrap()
+        .train_last_blocks(1)
+        .unwrap();
+    let names: Vec<String> = model.vars().into_iter().map(|(n, _)| n).collect();
     assert!(
-        err.contains("model_type \"llama\"") && err.contains("not supported yet"),
-        "{err}"
+        names.iter().any(|n| n.starts_with("layers.1.")),
+        "{names:?}"
     );
+    assert!(
+        names.contains(&"lm_head.weight".to_string()),
+        "the untied head trains"
+    );
+    assert!(!names
+        .iter()
+        .any(|n| n.starts_with("layers.0.") || n == "embed_tokens.weight"));
+
+    // It learns: the NLL of one completion falls under a few optimiser steps.
+    let tok = model.tokenizer();
+    let (p, c) = (
+        tok.encode_prompt("Q: 12+30=?\nA:").unwrap(),
+        tok.encode_completion(" 42").unwrap(),
+    );
+    let batch =
+        SequenceBatch::new(&[(p.as_slice(), c.as_slice())], tok.pad_id(), &Device::Cpu).unwrap();
+    let optim = OptimConfig {
+        lr: 1e-2,
+        warmup_steps: 0,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(model.vars(), &optim, 20, "test").unwrap();
+    let mut losses = vec![];
+    for _ in 0..20 {
+        let lp = model.target_logprobs(model.train_net(), &batch).unwrap();
+        let loss = (lp * &batch.completion_mask)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap());
+        trainer.step(&loss).unwrap();
+    }
+    assert!(losses[19] < 0.5 * losses[0], "{losses:?}");
 }

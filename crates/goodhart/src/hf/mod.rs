@@ -5,8 +5,9 @@
 //! GPT-2 maps onto goodhart's own transformer (the same parameter names and
 //! `[in, out]` layout), so a loaded GPT-2 trains, samples with the KV cache and
 //! serves as a reward-model trunk like any goodhart policy; its scalar head
-//! (value / reward) starts at zero. Llama-family checkpoints are recognised
-//! and refused with a clear error until their architecture lands.
+//! (value / reward) starts at zero. Llama-family checkpoints (Llama, Qwen2,
+//! Mistral/SmolLM-style: RMSNorm, rotary positions, grouped-query attention,
+//! SwiGLU, tied or untied head) load onto goodhart's Llama blocks the same way.
 
 mod tokenizer;
 
@@ -47,6 +48,19 @@ struct RawConfig {
     reorder_and_upcast_attn: bool,
     tie_word_embeddings: Option<bool>,
     initializer_range: Option<f64>,
+    // Llama family
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    num_key_value_heads: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<serde_json::Value>,
+    hidden_act: Option<String>,
+    head_dim: Option<usize>,
+    attention_bias: Option<bool>,
     // special tokens
     bos_token_id: Option<serde_json::Value>,
     eos_token_id: Option<serde_json::Value>,
@@ -76,24 +90,18 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
         .map_err(|e| checkpoint_error(&config_path, format!("cannot read: {e}")))?;
     let raw: RawConfig = serde_json::from_str(&text)
         .map_err(|e| checkpoint_error(&config_path, format!("not a model config: {e}")))?;
-    let config = match raw.model_type.as_deref() {
-        Some("gpt2") => gpt2_config(&raw, &config_path)?,
-        Some(t @ ("llama" | "qwen2" | "mistral")) => {
-            return Err(checkpoint_error(
+    let config =
+        match raw.model_type.as_deref() {
+            Some("gpt2") => gpt2_config(&raw, &config_path)?,
+            Some(t @ ("llama" | "qwen2" | "mistral")) => llama_config(&raw, t, &config_path)?,
+            Some(other) => return Err(checkpoint_error(
                 &config_path,
                 format!(
-                    "model_type {t:?} (Llama family) is not supported yet; goodhart loads \"gpt2\""
+                    "unsupported model_type {other:?} (goodhart loads gpt2, llama, qwen2, mistral)"
                 ),
-            ))
-        }
-        Some(other) => {
-            return Err(checkpoint_error(
-                &config_path,
-                format!("unsupported model_type {other:?} (goodhart loads \"gpt2\")"),
-            ))
-        }
-        None => return Err(checkpoint_error(&config_path, "no model_type")),
-    };
+            )),
+            None => return Err(checkpoint_error(&config_path, "no model_type")),
+        };
 
     let tok_path = dir.join(TOKENIZER_FILE);
     if !tok_path.is_file() {
@@ -124,8 +132,13 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
     }
 
     let (mut tensors, mut origin) = read_weights(dir, device)?;
-    let tied = raw.tie_word_embeddings.unwrap_or(true);
-    gpt2_tensors(&config, &mut tensors, &mut origin, tied, device)?;
+    match config.arch {
+        Arch::Gpt2 => {
+            let tied = raw.tie_word_embeddings.unwrap_or(true);
+            gpt2_tensors(&config, &mut tensors, &mut origin, tied, device)?
+        }
+        Arch::Llama => llama_tensors(&config, &mut tensors, &mut origin, device)?,
+    }
     for (name, shape, _) in parameter_specs(&config) {
         let t = &tensors[&name];
         if t.dims() != shape.as_slice() {
@@ -169,6 +182,51 @@ fn gpt2_config(raw: &RawConfig, path: &Path) -> Result<ModelConfig> {
         vocab_size: need(raw.vocab_size, "vocab_size")?,
         layer_norm_eps: raw.layer_norm_epsilon.unwrap_or(1e-5),
         init_std: raw.initializer_range.unwrap_or(0.02),
+        ..ModelConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    Ok(config)
+}
+
+fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelConfig> {
+    let need = |v: Option<usize>, key: &str| {
+        v.ok_or_else(|| checkpoint_error(path, format!("missing `{key}`")))
+    };
+    let act = raw.hidden_act.as_deref().unwrap_or("silu");
+    if act != "silu" {
+        return Err(checkpoint_error(
+            path,
+            format!("hidden_act {act:?} is not supported (SwiGLU needs \"silu\")"),
+        ));
+    }
+    if raw.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(checkpoint_error(path, "rope_scaling is not supported"));
+    }
+    let d = need(raw.hidden_size, "hidden_size")?;
+    let n_head = need(raw.num_attention_heads, "num_attention_heads")?;
+    if raw.head_dim.is_some_and(|h| h * n_head != d) {
+        return Err(checkpoint_error(
+            path,
+            "head_dim * num_attention_heads must equal hidden_size",
+        ));
+    }
+    let config = ModelConfig {
+        arch: Arch::Llama,
+        n_layer: need(raw.num_hidden_layers, "num_hidden_layers")?,
+        d_model: d,
+        n_head,
+        n_kv_head: raw.num_key_value_heads.unwrap_or(n_head),
+        n_ctx: need(raw.max_position_embeddings, "max_position_embeddings")?,
+        d_ff: need(raw.intermediate_size, "intermediate_size")?,
+        vocab_size: need(raw.vocab_size, "vocab_size")?,
+        layer_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
+        init_std: raw.initializer_range.unwrap_or(0.02),
+        rope_theta: raw.rope_theta.unwrap_or(10000.0),
+        tie_embeddings: raw.tie_word_embeddings.unwrap_or(model_type != "llama"),
+        // Qwen2 has query/key/value biases; Llama and Mistral do not unless they say so.
+        qkv_bias: raw.attention_bias.unwrap_or(model_type == "qwen2"),
     };
     config
         .validate()
@@ -226,6 +284,29 @@ fn read_weights(
     Ok((tensors, origin))
 }
 
+/// Strip Llama's `model.` prefix, drop a tied head's duplicate and rotary buffers,
+/// refuse unexpected tensors, and add the zero scalar head.
+fn llama_tensors(
+    config: &ModelConfig,
+    tensors: &mut HashMap<String, Tensor>,
+    origin: &mut HashMap<String, PathBuf>,
+    device: &Device,
+) -> Result<()> {
+    for name in tensors.keys().cloned().collect::<Vec<_>>() {
+        let t = tensors.remove(&name).expect("listed");
+        let file = origin.remove(&name).expect("listed");
+        let short = name.strip_prefix("model.").unwrap_or(&name).to_string();
+        if short.ends_with("rotary_emb.inv_freq")
+            || (config.tie_embeddings && short == "lm_head.weight")
+        {
+            continue;
+        }
+        origin.insert(short.clone(), file);
+        tensors.insert(short, t);
+    }
+    add_scalar_head_and_check(config, tensors, origin, device)
+}
+
 /// Rename Hugging Face GPT-2 tensors to goodhart's, drop attention-mask buffers,
 /// check the LM head is tied, and add the zero scalar head.
 fn gpt2_tensors(
@@ -254,19 +335,6 @@ fn gpt2_tensors(
         origin.insert(short.clone(), file);
         tensors.insert(short, t);
     }
-    let expected: HashMap<String, Vec<usize>> = parameter_specs(config)
-        .into_iter()
-        .map(|(n, s, _)| (n, s))
-        .collect();
-    if let Some(name) = tensors.keys().find(|n| !expected.contains_key(*n)) {
-        return Err(checkpoint_error(
-            &origin[name],
-            format!(
-                "unexpected tensor `{name}` for a GPT-2 with {} layers",
-                config.n_layer
-            ),
-        ));
-    }
     if let Some((head, file)) = lm_head {
         let wte = tensors
             .get("wte.weight")
@@ -283,6 +351,30 @@ fn gpt2_tensors(
         return Err(checkpoint_error(
             Path::new(CONFIG_FILE),
             "tie_word_embeddings is false but there is no `lm_head.weight`",
+        ));
+    }
+    add_scalar_head_and_check(config, tensors, origin, device)
+}
+
+/// Every tensor must be one the config expects, and every expected one there;
+/// the scalar head (value / reward), which Hugging Face models lack, starts at zero.
+fn add_scalar_head_and_check(
+    config: &ModelConfig,
+    tensors: &mut HashMap<String, Tensor>,
+    origin: &mut HashMap<String, PathBuf>,
+    device: &Device,
+) -> Result<()> {
+    let expected: HashMap<String, Vec<usize>> = parameter_specs(config)
+        .into_iter()
+        .map(|(n, s, _)| (n, s))
+        .collect();
+    if let Some(name) = tensors.keys().find(|n| !expected.contains_key(*n)) {
+        return Err(checkpoint_error(
+            &origin[name],
+            format!(
+                "unexpected tensor `{name}` for this {:?} config with {} layers",
+                config.arch, config.n_layer
+            ),
         ));
     }
     let d = config.d_model;

@@ -12,6 +12,9 @@ pub enum Arch {
     /// GPT-2: learned positions, LayerNorm, GELU MLP, fused QKV with `[in, out]` weights.
     #[default]
     Gpt2,
+    /// Llama family (Llama, Qwen2, SmolLM): rotary positions, RMSNorm, grouped-query
+    /// attention, SwiGLU MLP, `[out, in]` weights, tied or untied LM head.
+    Llama,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,14 @@ pub struct ModelConfig {
     pub layer_norm_eps: f64,
     /// Standard deviation of the initial weights (GPT-2: 0.02).
     pub init_std: f64,
+    /// Llama: key/value heads (grouped-query attention); 0 means `n_head`.
+    pub n_kv_head: usize,
+    /// Llama: base of the rotary position frequencies.
+    pub rope_theta: f64,
+    /// The LM head is the token embedding (GPT-2 always; Llama when its config ties them).
+    pub tie_embeddings: bool,
+    /// Llama: biases on the query/key/value projections (Qwen2).
+    pub qkv_bias: bool,
 }
 
 impl Default for ModelConfig {
@@ -49,6 +60,10 @@ impl Default for ModelConfig {
             vocab_size: 0,
             layer_norm_eps: 1e-5,
             init_std: 0.02,
+            n_kv_head: 0,
+            rope_theta: 10000.0,
+            tie_embeddings: true,
+            qkv_bias: false,
         }
     }
 }
@@ -56,6 +71,15 @@ impl Default for ModelConfig {
 impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_head
+    }
+
+    /// Key/value heads: `n_kv_head`, or `n_head` when it is 0.
+    pub fn kv_heads(&self) -> usize {
+        if self.n_kv_head == 0 {
+            self.n_head
+        } else {
+            self.n_kv_head
+        }
     }
 
     pub fn ff_dim(&self) -> usize {
@@ -117,14 +141,37 @@ impl ModelConfig {
         if !(self.layer_norm_eps > 0.0) {
             return Err(Error::invalid("model.layer_norm_eps", "must be positive"));
         }
-        Ok(())
+        if self.n_head % self.kv_heads() != 0 {
+            return Err(Error::invalid(
+                "model.n_kv_head",
+                format!(
+                    "n_head ({}) is not a multiple of n_kv_head ({})",
+                    self.n_head,
+                    self.kv_heads()
+                ),
+            ));
+        }
+        match self.arch {
+            Arch::Gpt2 if self.kv_heads() != self.n_head || !self.tie_embeddings || self.qkv_bias => {
+                Err(Error::invalid(
+                    "model.arch",
+                    "gpt2 has as many key/value heads as heads, a tied LM head and fused QKV biases",
+                ))
+            }
+            Arch::Llama if self.head_dim() % 2 != 0 || !(self.rope_theta > 0.0) => Err(Error::invalid(
+                "model.arch",
+                "llama needs an even head dimension and a positive rope_theta",
+            )),
+            _ => Ok(()),
+        }
     }
 
-    /// Number of parameters (the LM head is tied to the token embedding).
+    /// Number of parameters (a tied LM head counted once).
     pub fn n_params(&self) -> usize {
-        let (d, f, v) = (self.d_model, self.ff_dim(), self.vocab_size);
-        let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
-        v * d + self.n_ctx * d + self.n_layer * block + 2 * d + (d + 1)
+        crate::model::transformer::parameter_specs(self)
+            .iter()
+            .map(|(_, shape, _)| shape.iter().product::<usize>())
+            .sum()
     }
 
     /// Forward-pass FLOPs for `tokens` tokens attending over `context` keys each
@@ -136,7 +183,11 @@ impl ModelConfig {
             self.vocab_size as f64,
             self.n_layer as f64,
         );
-        let per_token_weights = l * (3.0 * d * d + d * d + 2.0 * d * f) + d * v;
+        let kv = (self.kv_heads() * self.head_dim()) as f64;
+        let per_token_weights = match self.arch {
+            Arch::Gpt2 => l * (3.0 * d * d + d * d + 2.0 * d * f) + d * v,
+            Arch::Llama => l * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * f) + d * v,
+        };
         let per_token_attention = l * 2.0 * context as f64 * d;
         2.0 * tokens as f64 * (per_token_weights + per_token_attention)
     }

@@ -257,7 +257,10 @@ impl Model {
 /// Whether parameter `name` is trained when only the last `train_last` blocks are.
 fn is_trained(config: &ModelConfig, train_last: Option<usize>, name: &str) -> bool {
     let Some(k) = train_last else { return true };
-    if let Some(rest) = name.strip_prefix("h.") {
+    if let Some(rest) = name
+        .strip_prefix("h.")
+        .or_else(|| name.strip_prefix("layers."))
+    {
         let block: usize = rest
             .split('.')
             .next()
@@ -265,7 +268,10 @@ fn is_trained(config: &ModelConfig, train_last: Option<usize>, name: &str) -> bo
             .unwrap_or(0);
         return block + k >= config.n_layer;
     }
-    name.starts_with("ln_f.") || name.starts_with("scalar_head.")
+    // The final norm, the scalar head, and an untied LM head.
+    ["ln_f.", "norm.", "scalar_head.", "lm_head."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.

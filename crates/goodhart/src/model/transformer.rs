@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cache::{KvCache, LayerCache};
-use super::config::ModelConfig;
+use super::config::{Arch, ModelConfig};
 use super::ops;
 
 /// How a parameter starts out before training.
@@ -22,6 +22,9 @@ pub enum Init {
 /// Every parameter of the network: name, shape and initialisation.
 /// The single source of truth for init, loading and checkpoint validation.
 pub fn parameter_specs(c: &ModelConfig) -> Vec<(String, Vec<usize>, Init)> {
+    if c.arch == Arch::Llama {
+        return llama_specs(c);
+    }
     let (d, f) = (c.d_model, c.ff_dim());
     let std = c.init_std;
     // GPT-2 scales the residual projections so the stream's variance does not grow with depth.
@@ -66,6 +69,144 @@ pub fn parameter_specs(c: &ModelConfig) -> Vec<(String, Vec<usize>, Init)> {
         ("scalar_head.bias".to_string(), vec![1], Init::Const(0.0)),
     ]);
     specs
+}
+
+/// Llama-family parameters, named as in Hugging Face checkpoints without the `model.` prefix.
+fn llama_specs(c: &ModelConfig) -> Vec<(String, Vec<usize>, Init)> {
+    let (d, f, v) = (c.d_model, c.ff_dim(), c.vocab_size);
+    let kv = c.kv_heads() * c.head_dim();
+    let std = c.init_std;
+    let mut specs = vec![(
+        "embed_tokens.weight".to_string(),
+        vec![v, d],
+        Init::Normal(std),
+    )];
+    for i in 0..c.n_layer {
+        let p = |s: &str| format!("layers.{i}.{s}");
+        specs.extend([
+            (p("input_layernorm.weight"), vec![d], Init::Const(1.0)),
+            (p("self_attn.q_proj.weight"), vec![d, d], Init::Normal(std)),
+            (p("self_attn.k_proj.weight"), vec![kv, d], Init::Normal(std)),
+            (p("self_attn.v_proj.weight"), vec![kv, d], Init::Normal(std)),
+            (p("self_attn.o_proj.weight"), vec![d, d], Init::Normal(std)),
+            (
+                p("post_attention_layernorm.weight"),
+                vec![d],
+                Init::Const(1.0),
+            ),
+            (p("mlp.gate_proj.weight"), vec![f, d], Init::Normal(std)),
+            (p("mlp.up_proj.weight"), vec![f, d], Init::Normal(std)),
+            (p("mlp.down_proj.weight"), vec![d, f], Init::Normal(std)),
+        ]);
+        if c.qkv_bias {
+            specs.extend([
+                (p("self_attn.q_proj.bias"), vec![d], Init::Const(0.0)),
+                (p("self_attn.k_proj.bias"), vec![kv], Init::Const(0.0)),
+                (p("self_attn.v_proj.bias"), vec![kv], Init::Const(0.0)),
+            ]);
+        }
+    }
+    specs.push(("norm.weight".to_string(), vec![d], Init::Const(1.0)));
+    if !c.tie_embeddings {
+        specs.push(("lm_head.weight".to_string(), vec![v, d], Init::Normal(std)));
+    }
+    specs.extend([
+        (
+            "scalar_head.weight".to_string(),
+            vec![d, 1],
+            Init::Normal(1.0 / (d as f64 + 1.0).sqrt()),
+        ),
+        ("scalar_head.bias".to_string(), vec![1], Init::Const(0.0)),
+    ]);
+    specs
+}
+
+/// `y = x W^T (+ b)` with `W: [out, in]` (torch's Linear, Llama's projections).
+#[derive(Clone, Debug)]
+struct Linear {
+    weight: Tensor,       // [out, in]
+    bias: Option<Tensor>, // [out]
+}
+
+impl Linear {
+    fn new(n_in: usize, n_out: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((n_out, n_in), "weight")?,
+            bias: if bias {
+                Some(vb.get(n_out, "bias")?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x: [n, in]` -> `[n, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => ops::add_bias(&y, b),
+            None => Ok(y),
+        }
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+        }
+    }
+}
+
+/// Root-mean-square norm (Llama): `x / sqrt(mean(x^2) + eps) * w`.
+#[derive(Clone, Debug)]
+struct RmsNorm {
+    weight: Tensor, // [d]
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(d: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(d, "weight")?,
+            eps,
+        })
+    }
+
+    /// `x: [n, d]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rms = (x.sqr()?.mean_keepdim(1)? + self.eps)?.sqrt()?;
+        x.broadcast_div(&rms)?.broadcast_mul(&self.weight)
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            eps: self.eps,
+        }
+    }
+}
+
+/// The final norm of either family.
+#[derive(Clone, Debug)]
+enum Norm {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+
+    fn detached(&self) -> Self {
+        match self {
+            Norm::Layer(n) => Norm::Layer(n.detached()),
+            Norm::Rms(n) => Norm::Rms(n.detached()),
+        }
+    }
 }
 
 /// `y = x W + b` with `W: [in, out]` (GPT-2's Conv1D).
@@ -162,20 +303,170 @@ impl Attention {
             Some(c) => c.append(&k, &v)?, // [b, h, s, dh]
             None => (k, v),
         };
-        let y = match mask {
-            LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(&v)?,
-            LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(&v)?,
-            LayerMask::Bias(m) => attention(&q, &k, &v, m)?,
-            LayerMask::Decode(pads) if ops::fused(&q) && !q.track_op() => {
-                ops::decode_attention(&q, &k, &v, pads)?
-            }
-            LayerMask::Decode(pads) => {
-                let s = k.dim(2)?;
-                attention(&q, &k, &v, &bias(b, 1, s, s - 1, pads, x.device())?)?
-            }
-        }; // [b, h, t, dh]
+        let y = attend(&q, &k, &v, mask, b)?; // [b, h, t, dh]
         self.c_proj.forward(&ops::merge_heads(&y)?)
     }
+}
+
+/// Attention of scaled queries `q: [b, h, t, dh]` over `k, v: [b, h, s, dh]` under `mask`.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &LayerMask, b: usize) -> Result<Tensor> {
+    match mask {
+        LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(v),
+        LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(v),
+        LayerMask::Bias(m) => attention(q, k, v, m),
+        LayerMask::Decode(pads) if ops::fused(q) && !q.track_op() => {
+            ops::decode_attention(q, k, v, pads)
+        }
+        LayerMask::Decode(pads) => {
+            let s = k.dim(2)?;
+            attention(q, k, v, &bias(b, 1, s, s - 1, pads, q.device())?)
+        }
+    }
+}
+
+/// Rotary position tables (Llama): `cos`, `sin` `[n_ctx, head_dim / 2]`.
+#[derive(Clone, Debug)]
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(c: &ModelConfig, device: &Device) -> Result<Self> {
+        let half = c.head_dim() / 2;
+        let mut cos = Vec::with_capacity(c.n_ctx * half);
+        let mut sin = Vec::with_capacity(c.n_ctx * half);
+        for p in 0..c.n_ctx {
+            for i in 0..half {
+                // As transformers computes it: float32 frequencies times float32 positions.
+                let inv = (1.0 / c.rope_theta.powf((2 * i) as f64 / c.head_dim() as f64)) as f32;
+                let angle = p as f32 * inv;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (c.n_ctx, half), device)?,
+            sin: Tensor::from_vec(sin, (c.n_ctx, half), device)?,
+        })
+    }
+
+    /// The tables at `positions: [b, t]`, as `[b, 1, t, half]` to broadcast over heads.
+    fn at(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = positions.dims2()?;
+        let half = self.cos.dim(1)?;
+        let flat = positions.flatten_all()?;
+        let pick = |table: &Tensor| table.index_select(&flat, 0)?.reshape((b, 1, t, half));
+        Ok((pick(&self.cos)?, pick(&self.sin)?))
+    }
+}
+
+/// Rotate `x: [b, h, t, dh]` by its positions' angles (the "rotate half" convention).
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+    let first = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let second = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[first, second], 3)
+}
+
+/// A Llama-family block: RMSNorm, rotary grouped-query attention, SwiGLU MLP.
+#[derive(Clone, Debug)]
+struct LlamaBlock {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    n_head: usize,
+    n_kv_head: usize,
+}
+
+impl LlamaBlock {
+    fn new(c: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, f) = (c.d_model, c.ff_dim());
+        let kv = c.kv_heads() * c.head_dim();
+        Ok(Self {
+            input_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("input_layernorm"))?,
+            q: Linear::new(d, d, c.qkv_bias, vb.pp("self_attn.q_proj"))?,
+            k: Linear::new(d, kv, c.qkv_bias, vb.pp("self_attn.k_proj"))?,
+            v: Linear::new(d, kv, c.qkv_bias, vb.pp("self_attn.v_proj"))?,
+            o: Linear::new(d, d, false, vb.pp("self_attn.o_proj"))?,
+            post_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("post_attention_layernorm"))?,
+            gate: Linear::new(d, f, false, vb.pp("mlp.gate_proj"))?,
+            up: Linear::new(d, f, false, vb.pp("mlp.up_proj"))?,
+            down: Linear::new(f, d, false, vb.pp("mlp.down_proj"))?,
+            n_head: c.n_head,
+            n_kv_head: c.kv_heads(),
+        })
+    }
+
+    /// `x: [b*t, d]`; `rope`: the tables at these tokens' positions.
+    fn forward(
+        &self,
+        x: &Tensor,
+        b: usize,
+        mask: &LayerMask,
+        cache: Option<&mut LayerCache>,
+        (cos, sin): &(Tensor, Tensor),
+    ) -> Result<Tensor> {
+        let h = self.input_norm.forward(x)?;
+        let dh = x.dim(1)? / self.n_head;
+        let q = ops::split_heads(&self.q.forward(&h)?, b, self.n_head)?;
+        let k = ops::split_heads(&self.k.forward(&h)?, b, self.n_kv_head)?;
+        let v = ops::split_heads(&self.v.forward(&h)?, b, self.n_kv_head)?;
+        let q = (apply_rope(&q, cos, sin)? * (1.0 / (dh as f64).sqrt()))?;
+        let k = apply_rope(&k, cos, sin)?;
+        // Grouped-query attention: each key/value head serves n_head / n_kv_head query heads.
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let (k, v) = match cache {
+            Some(c) => c.append(&k, &v)?,
+            None => (k, v),
+        };
+        let y = attend(&q, &k, &v, mask, b)?;
+        let x = (x + self.o.forward(&ops::merge_heads(&y)?)?)?;
+        let h = self.post_norm.forward(&x)?;
+        let m = (self.gate.forward(&h)?.silu()? * self.up.forward(&h)?)?;
+        &x + self.down.forward(&m)?
+    }
+
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let rep = self.n_head / self.n_kv_head;
+        if rep == 1 {
+            return Ok(x);
+        }
+        let (b, hk, s, dh) = x.dims4()?;
+        x.unsqueeze(2)?
+            .broadcast_as((b, hk, rep, s, dh))?
+            .reshape((b, hk * rep, s, dh))
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            input_norm: self.input_norm.detached(),
+            q: self.q.detached(),
+            k: self.k.detached(),
+            v: self.v.detached(),
+            o: self.o.detached(),
+            post_norm: self.post_norm.detached(),
+            gate: self.gate.detached(),
+            up: self.up.detached(),
+            down: self.down.detached(),
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head,
+        }
+    }
+}
+
+/// A block of either family.
+#[derive(Clone, Debug)]
+enum AnyBlock {
+    Gpt2(Block),
+    Llama(LlamaBlock),
 }
 
 /// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`, `bias: [b|1, 1, t, s]`.
@@ -276,26 +567,51 @@ impl Block {
 #[derive(Clone, Debug)]
 pub struct Transformer {
     config: ModelConfig,
-    wte: Tensor, // [vocab, d]; also the LM head
-    wpe: Tensor, // [n_ctx, d]
-    blocks: Vec<Block>,
-    ln_f: LayerNorm,
-    scalar_head: Conv1D, // [d, 1]
+    wte: Tensor,         // [vocab, d]; also the LM head when tied
+    wpe: Option<Tensor>, // [n_ctx, d]: GPT-2's learned positions
+    rope: Option<Rope>,  // Llama's rotary positions
+    blocks: Vec<AnyBlock>,
+    ln_f: Norm,
+    lm_head: Option<Tensor>, // [vocab, d] when untied
+    scalar_head: Conv1D,     // [d, 1]
 }
 
 impl Transformer {
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let (d, v) = (config.d_model, config.vocab_size);
+        let scalar_head = Conv1D::new(d, 1, vb.pp("scalar_head"))?;
+        if config.arch == Arch::Llama {
+            let blocks = (0..config.n_layer)
+                .map(|i| LlamaBlock::new(config, vb.pp(format!("layers.{i}"))).map(AnyBlock::Llama))
+                .collect::<Result<Vec<_>>>()?;
+            let wte = vb.get((v, d), "embed_tokens.weight")?;
+            return Ok(Self {
+                config: config.clone(),
+                rope: Some(Rope::new(config, wte.device())?),
+                wte,
+                wpe: None,
+                blocks,
+                ln_f: Norm::Rms(RmsNorm::new(d, config.layer_norm_eps, vb.pp("norm"))?),
+                lm_head: if config.tie_embeddings {
+                    None
+                } else {
+                    Some(vb.get((v, d), "lm_head.weight")?)
+                },
+                scalar_head,
+            });
+        }
         let blocks = (0..config.n_layer)
-            .map(|i| Block::new(config, vb.pp(format!("h.{i}"))))
+            .map(|i| Block::new(config, vb.pp(format!("h.{i}"))).map(AnyBlock::Gpt2))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: config.clone(),
             wte: vb.get((v, d), "wte.weight")?,
-            wpe: vb.get((config.n_ctx, d), "wpe.weight")?,
+            wpe: Some(vb.get((config.n_ctx, d), "wpe.weight")?),
+            rope: None,
             blocks,
-            ln_f: LayerNorm::new(d, config.layer_norm_eps, vb.pp("ln_f"))?,
-            scalar_head: Conv1D::new(d, 1, vb.pp("scalar_head"))?,
+            ln_f: Norm::Layer(LayerNorm::new(d, config.layer_norm_eps, vb.pp("ln_f"))?),
+            lm_head: None,
+            scalar_head,
         })
     }
 
@@ -313,9 +629,18 @@ impl Transformer {
         Self {
             config: self.config.clone(),
             wte: self.wte.detach(),
-            wpe: self.wpe.detach(),
-            blocks: self.blocks.iter().map(Block::detached).collect(),
+            wpe: self.wpe.as_ref().map(Tensor::detach),
+            rope: self.rope.clone(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    AnyBlock::Gpt2(b) => AnyBlock::Gpt2(b.detached()),
+                    AnyBlock::Llama(b) => AnyBlock::Llama(b.detached()),
+                })
+                .collect(),
             ln_f: self.ln_f.detached(),
+            lm_head: self.lm_head.as_ref().map(Tensor::detach),
             scalar_head: self.scalar_head.detached(),
         }
     }
@@ -346,12 +671,20 @@ impl Transformer {
         let layer_mask = layer_mask(mask, b, t, offset, self.device())?;
         // The residual stream stays [b*t, d] throughout: every reshape would be a
         // graph node, and each node costs two full passes in candle's backward.
-        let tok = self.wte.index_select(&tokens.flatten_all()?, 0)?; // [b*t, d]
-        let pos = self.wpe.index_select(&positions.flatten_all()?, 0)?; // [b*t, d]
-        let mut x = (tok + pos)?;
+        let mut x = self.wte.index_select(&tokens.flatten_all()?, 0)?; // [b*t, d]
+        if let Some(wpe) = &self.wpe {
+            x = (x + wpe.index_select(&positions.flatten_all()?, 0)?)?;
+        }
+        let rope = self.rope.as_ref().map(|r| r.at(positions)).transpose()?;
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer(i));
-            x = block.forward(&x, b, &layer_mask, layer_cache)?;
+            x = match (block, &rope) {
+                (AnyBlock::Gpt2(block), _) => block.forward(&x, b, &layer_mask, layer_cache)?,
+                (AnyBlock::Llama(block), Some(rope)) => {
+                    block.forward(&x, b, &layer_mask, layer_cache, rope)?
+                }
+                (AnyBlock::Llama(_), None) => unreachable!("llama blocks come with rotary tables"),
+            };
         }
         if let Some(c) = cache {
             c.advance(t);
@@ -370,7 +703,7 @@ impl Transformer {
 
     /// Next-token logits `[n, vocab]` from hidden states `[n, d]`.
     pub fn lm_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
-        hidden.matmul(&self.wte.t()?)
+        hidden.matmul(&self.lm_head.as_ref().unwrap_or(&self.wte).t()?)
     }
 
     /// The scalar head `[b, t]` from hidden states `[b, t, d]`.
