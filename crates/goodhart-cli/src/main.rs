@@ -859,7 +859,7 @@ fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
             } else {
                 OnBadLine::Stop
             };
-            let report = store.import_jsonl(&file, &task, &labeler, mode)?;
+            let report = store.import_jsonl(&file, &task, &labeler, mode, "import")?;
             for (line, problem) in &report.skipped {
                 eprintln!("{}:{line}: skipped: {problem}", file.display());
             }

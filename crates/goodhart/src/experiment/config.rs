@@ -12,7 +12,7 @@ use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
 use crate::reward::RewardModelConfig;
-use crate::task::{AnswersConfig, GridworldConfig, Task, TaskConfig};
+use crate::task::{AnswersConfig, GridworldConfig, JsonlConfig, Task, TaskConfig};
 use crate::train::SftConfig;
 
 /// The experiment compiled into the binary: what `goodhart run` runs with no argument.
@@ -51,6 +51,8 @@ pub enum TaskKind {
     #[default]
     Answers,
     Gridworld,
+    /// A user's own prompts and preference pairs (`[task.jsonl]`).
+    Jsonl,
 }
 
 /// Everything about one task: its generator, the policy, and how it is trained and judged.
@@ -63,6 +65,8 @@ pub struct TaskSetup {
     pub answers: AnswersConfig,
     /// Settings of the gridworld task (read when kind = "gridworld").
     pub gridworld: GridworldConfig,
+    /// Files of the jsonl task (read when kind = "jsonl").
+    pub jsonl: JsonlConfig,
     /// Start from this saved policy (a `goodhart sft` output) instead of training one; `model` and `sft` are then unused.
     pub base_checkpoint: Option<std::path::PathBuf>,
     /// Train only the last this-many transformer blocks (plus the final norm and
@@ -133,6 +137,7 @@ impl Default for TaskSetup {
             kind: TaskKind::default(),
             answers: AnswersConfig::default(),
             gridworld: GridworldConfig::default(),
+            jsonl: JsonlConfig::default(),
             model: ModelConfig::default(),
             sft: SftConfig::default(),
             sampling: SamplingConfig::default(),
@@ -174,16 +179,20 @@ impl TaskSetup {
         match self.kind {
             TaskKind::Answers => TaskConfig::Answers(self.answers.clone()),
             TaskKind::Gridworld => TaskConfig::Gridworld(self.gridworld.clone()),
+            TaskKind::Jsonl => TaskConfig::Jsonl(self.jsonl.clone()),
         }
     }
 
     fn validate(&self, at: &str) -> Result<()> {
-        let stray = match self.kind {
-            TaskKind::Answers => {
-                (self.gridworld != GridworldConfig::default()).then_some("gridworld")
-            }
-            TaskKind::Gridworld => (self.answers != AnswersConfig::default()).then_some("answers"),
-        };
+        let given = [
+            ("answers", self.answers != AnswersConfig::default()),
+            ("gridworld", self.gridworld != GridworldConfig::default()),
+            ("jsonl", self.jsonl != JsonlConfig::default()),
+        ];
+        let stray = given
+            .iter()
+            .find(|(name, set)| *set && *name != self.name())
+            .map(|(name, _)| *name);
         if let Some(other) = stray {
             return Err(Error::invalid(
                 format!("{at}.{other}"),
@@ -203,8 +212,15 @@ impl TaskSetup {
         match self.kind {
             TaskKind::Answers => self.answers.validate(),
             TaskKind::Gridworld => self.gridworld.validate(),
+            TaskKind::Jsonl => self.jsonl.validate(),
         }
         .map_err(prefixed)?;
+        if self.kind == TaskKind::Jsonl && self.strategies.rl.iter().any(|r| r.online.is_some()) {
+            return Err(Error::invalid(
+                format!("{at}.strategies.rl"),
+                "online reward modelling needs a labeler to ask; the jsonl task's labels are its file",
+            ));
+        }
         self.model.validate_shape().map_err(prefixed)?;
         self.sft.validate().map_err(prefixed)?;
         self.sampling.validate().map_err(prefixed)?;
@@ -232,6 +248,7 @@ impl TaskSetup {
         let looks = match self.kind {
             TaskKind::Answers => crate::task::answers::LOOK_NAMES,
             TaskKind::Gridworld => crate::task::gridworld::LOOK_NAMES,
+            TaskKind::Jsonl => &[],
         };
         for (i, l) in self.labelers.iter().enumerate() {
             l.validate(self.name(), looks, &format!("{at}.labelers[{i}]"))?;

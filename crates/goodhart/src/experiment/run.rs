@@ -513,21 +513,35 @@ impl TaskRun<'_> {
         }
         store.retract_batch("base")?;
         let prompts = self.task.prompts(Split::Train);
-        let pairs = simulate_labels(
-            store,
-            base,
-            &PolicyTag {
-                name: "base",
-                step: None,
-            },
-            self.task,
-            labelers,
-            &prompts,
-            &self.setup.labels,
-            "base",
-            &mut self.rng("labels"),
-            self.progress,
-        )?;
+        let pairs = match self.setup.task_config() {
+            // A user's own data: its comparisons are the labels, under the first labeler's name.
+            crate::task::TaskConfig::Jsonl(j) => {
+                store
+                    .import_jsonl(
+                        &j.preferences,
+                        self.name(),
+                        labelers[0].name(),
+                        crate::feedback::OnBadLine::Stop,
+                        "base",
+                    )?
+                    .imported
+            }
+            _ => simulate_labels(
+                store,
+                base,
+                &PolicyTag {
+                    name: "base",
+                    step: None,
+                },
+                self.task,
+                labelers,
+                &prompts,
+                &self.setup.labels,
+                "base",
+                &mut self.rng("labels"),
+                self.progress,
+            )?,
+        };
         let all = store.comparisons(&Filter {
             task: Some(self.name().into()),
             batches: vec!["base".into()],

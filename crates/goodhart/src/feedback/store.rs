@@ -437,14 +437,15 @@ impl LabelStore {
         Ok(n)
     }
 
-    /// Import preference JSONL from `path` as comparisons, in one transaction.
-    /// `task` and `labeler` apply to lines that do not name their own.
+    /// Import preference JSONL from `path` as comparisons of batch `batch`, in
+    /// one transaction. `task` and `labeler` apply to lines that do not name their own.
     pub fn import_jsonl(
         &mut self,
         path: &Path,
         task: &str,
         labeler: &str,
         on_bad: OnBadLine,
+        batch: &str,
     ) -> Result<ImportReport> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut lines = vec![];
@@ -474,7 +475,7 @@ impl LabelStore {
         }
         let source = format!("import:{}", path.display());
         self.write(|w| {
-            for p in &lines {
+            for (i, p) in lines.iter().enumerate() {
                 let task = p.task.as_deref().unwrap_or(task);
                 let prompt_id = w.prompt(task, "import", &p.prompt)?;
                 let sample = |w: &mut Writer, text: &str| {
@@ -486,15 +487,27 @@ impl LabelStore {
                         logprob: None,
                     })
                 };
-                let (a, b) = (sample(w, &p.chosen)?, sample(w, &p.rejected)?);
-                let answer = if p.tie { Answer::Tie } else { Answer::A };
+                // Every other pair is stored the other way round, so the store holds
+                // both answers (a reward model learns from content, never position).
+                let swap = i % 2 == 1 && !p.tie;
+                let (first, second) = if swap {
+                    (&p.rejected, &p.chosen)
+                } else {
+                    (&p.chosen, &p.rejected)
+                };
+                let (a, b) = (sample(w, first)?, sample(w, second)?);
+                let answer = match (p.tie, swap) {
+                    (true, _) => Answer::Tie,
+                    (false, false) => Answer::A,
+                    (false, true) => Answer::B,
+                };
                 w.comparison(&NewComparison {
                     sample_a: a,
                     sample_b: b,
                     labeler: p.labeler.as_deref().unwrap_or(labeler),
                     answer,
                     reason: None,
-                    batch: Some("import"),
+                    batch: Some(batch),
                     seconds: None,
                 })?;
             }
@@ -795,7 +808,7 @@ mod tests {
         std::fs::write(&file, &text).unwrap();
         let mut other = LabelStore::open(&dir.path().join("b.sqlite")).unwrap();
         let r = other
-            .import_jsonl(&file, "answers", "imported", OnBadLine::Stop)
+            .import_jsonl(&file, "answers", "imported", OnBadLine::Stop, "import")
             .unwrap();
         assert_eq!(r.imported, 3);
         let back = other.comparisons(&Filter::default()).unwrap();
@@ -813,7 +826,7 @@ mod tests {
         .unwrap();
         let before = other.count_comparisons().unwrap();
         let err = other
-            .import_jsonl(&bad, "answers", "x", OnBadLine::Stop)
+            .import_jsonl(&bad, "answers", "x", OnBadLine::Stop, "import")
             .unwrap_err()
             .to_string();
         assert!(
@@ -826,7 +839,7 @@ mod tests {
             "stopping imports nothing"
         );
         let r = other
-            .import_jsonl(&bad, "answers", "x", OnBadLine::Skip)
+            .import_jsonl(&bad, "answers", "x", OnBadLine::Skip, "import")
             .unwrap();
         assert_eq!(r.imported, 1);
         assert_eq!(

@@ -90,18 +90,19 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
         .map_err(|e| checkpoint_error(&config_path, format!("cannot read: {e}")))?;
     let raw: RawConfig = serde_json::from_str(&text)
         .map_err(|e| checkpoint_error(&config_path, format!("not a model config: {e}")))?;
-    let config =
-        match raw.model_type.as_deref() {
-            Some("gpt2") => gpt2_config(&raw, &config_path)?,
-            Some(t @ ("llama" | "qwen2" | "mistral")) => llama_config(&raw, t, &config_path)?,
-            Some(other) => return Err(checkpoint_error(
+    let config = match raw.model_type.as_deref() {
+        Some("gpt2") => gpt2_config(&raw, &config_path)?,
+        Some(t @ ("llama" | "qwen2" | "mistral")) => llama_config(&raw, t, &config_path)?,
+        Some(other) => {
+            return Err(checkpoint_error(
                 &config_path,
                 format!(
                     "unsupported model_type {other:?} (goodhart loads gpt2, llama, qwen2, mistral)"
                 ),
-            )),
-            None => return Err(checkpoint_error(&config_path, "no model_type")),
-        };
+            ))
+        }
+        None => return Err(checkpoint_error(&config_path, "no model_type")),
+    };
 
     let tok_path = dir.join(TOKENIZER_FILE);
     if !tok_path.is_file() {

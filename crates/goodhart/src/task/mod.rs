@@ -7,6 +7,7 @@
 
 pub mod answers;
 pub mod gridworld;
+pub mod jsonl;
 pub mod spec;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use crate::train::Example;
 
 pub use answers::{Answers, AnswersConfig};
 pub use gridworld::{Gridworld, GridworldConfig};
+pub use jsonl::{Jsonl, JsonlConfig};
 
 /// Which prompts: training, held-out (same distribution, unseen), or a shifted
 /// distribution (harder questions, other maps) to see what a policy pursues off its training data.
@@ -113,6 +115,7 @@ pub trait Task: Send + Sync {
 pub enum TaskConfig {
     Answers(AnswersConfig),
     Gridworld(GridworldConfig),
+    Jsonl(JsonlConfig),
 }
 
 impl Default for TaskConfig {
@@ -126,6 +129,7 @@ impl TaskConfig {
         match self {
             TaskConfig::Answers(_) => "answers",
             TaskConfig::Gridworld(_) => "gridworld",
+            TaskConfig::Jsonl(_) => "jsonl",
         }
     }
 
@@ -134,6 +138,7 @@ impl TaskConfig {
         Ok(match self {
             TaskConfig::Answers(c) => Box::new(Answers::new(c.clone(), seed)?),
             TaskConfig::Gridworld(c) => Box::new(Gridworld::new(c.clone(), seed)?),
+            TaskConfig::Jsonl(c) => Box::new(Jsonl::new(c.clone(), seed)?),
         })
     }
 }
@@ -143,9 +148,11 @@ pub fn by_name(name: &str) -> Result<TaskConfig> {
     match name {
         "answers" => Ok(TaskConfig::Answers(AnswersConfig::default())),
         "gridworld" => Ok(TaskConfig::Gridworld(GridworldConfig::default())),
+        // Its files come from an experiment; by name it only labels imported data.
+        "jsonl" => Ok(TaskConfig::Jsonl(JsonlConfig::default())),
         other => Err(Error::invalid(
             "task",
-            format!("unknown task {other:?} (expected \"answers\" or \"gridworld\")"),
+            format!("unknown task {other:?} (expected \"answers\", \"gridworld\" or \"jsonl\")"),
         )),
     }
 }
