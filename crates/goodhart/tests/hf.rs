@@ -176,6 +176,35 @@ fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
 }
 
 #[test]
+fn sharded_weights_load_through_their_index() {
+    let e = expected().gpt2;
+    let (_d, dir) = broken_copy();
+    let all = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let (mut first, mut second) = (HashMap::new(), HashMap::new());
+    let mut weight_map = serde_json::Map::new();
+    for (name, t) in all {
+        let shard = if name.contains(".h.1.") { 2 } else { 1 };
+        let file = format!("model-0000{shard}-of-00002.safetensors");
+        weight_map.insert(name.clone(), file.into());
+        if shard == 1 { &mut first } else { &mut second }.insert(name, t);
+    }
+    candle_core::safetensors::save(&first, dir.join("model-00001-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(&second, dir.join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .unwrap();
+    let model = hf::load(&dir, &Device::Cpu, false).unwrap();
+    assert!(max_abs_diff(&logits(&model, &e.ids), &e.logits) < 1e-4);
+
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+}
+
+#[test]
 fn bad_checkpoints_get_one_clear_error_naming_the_file_and_tensor() {
     let (_d, dir) = broken_copy();
     std::fs::remove_file(dir.join("config.json")).unwrap();
