@@ -27,6 +27,14 @@ pub trait Tokenizer: Send + Sync {
         vec![]
     }
 
+    /// The same tokenizer writing each prompt as a user turn of its chat
+    /// template (with the generation prompt), when it has one.
+    fn with_chat_template(&self) -> Result<std::sync::Arc<dyn Tokenizer>> {
+        Err(Error::Tokenize(
+            "this tokenizer has no chat template".into(),
+        ))
+    }
+
     /// `[bos] prompt`.
     fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         let mut ids = vec![self.bos_id()];
@@ -56,6 +64,9 @@ pub enum TokenizerSpec {
         bos: u32,
         eos: u32,
         pad: u32,
+        /// The chat template prompts are rendered with; absent: plain text after BOS.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat_template: Option<String>,
     },
 }
 
@@ -154,13 +165,17 @@ pub fn from_spec(
             bos,
             eos,
             pad,
+            chat_template,
         } => {
             let dir = dir.ok_or_else(|| {
                 Error::Tokenize(format!(
                     "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
                 ))
             })?;
-            let t = crate::hf::HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
+            let mut t = crate::hf::HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
+            if let Some(template) = chat_template {
+                t = t.chatting(template.clone())?;
+            }
             if t.sha256() != sha256 {
                 return Err(Error::Tokenize(format!(
                     "{} is not the tokenizer this checkpoint was trained with (its hash differs)",

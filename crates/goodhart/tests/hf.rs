@@ -34,6 +34,7 @@ struct Expected {
     tokenizer: HashMap<String, Vec<u32>>,
     gpt2: Probe,
     llama: Probe,
+    chat: HashMap<String, Vec<u32>>,
 }
 
 fn expected() -> Expected {
@@ -173,6 +174,46 @@ fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
     let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     c[key] = value;
     std::fs::write(&path, c.to_string()).unwrap();
+}
+
+#[test]
+fn chat_templates_render_prompts_as_transformers_does_when_asked() {
+    let e = expected();
+    let model = hf::load(&fixtures().join("llama"), &Device::Cpu, false).unwrap();
+    let plain = model.tokenizer();
+    assert_eq!(
+        plain.encode_prompt("hi").unwrap()[0],
+        plain.bos_id(),
+        "plain: BOS, then the text"
+    );
+    let chat = plain.with_chat_template().unwrap();
+    assert_eq!(e.chat.len(), 3);
+    for (prompt, ids) in &e.chat {
+        assert_eq!(&chat.encode_prompt(prompt).unwrap(), ids, "{prompt:?}");
+    }
+    // A checkpoint of the chatting model keeps its template.
+    let model = model.with_tokenizer(chat).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ckpt");
+    checkpoint::save(
+        &model,
+        &CheckpointInfo::new(&model, ModelKind::Policy),
+        &out,
+        false,
+    )
+    .unwrap();
+    let (back, _) = checkpoint::load(&out, &Device::Cpu, false).unwrap();
+    let (prompt, ids) = e.chat.iter().next().unwrap();
+    assert_eq!(&back.tokenizer().encode_prompt(prompt).unwrap(), ids);
+    // GPT-2's fixture has no template: asking for one is a clear error.
+    let gpt2 = hf::load(&fixtures().join("gpt2"), &Device::Cpu, false).unwrap();
+    let err = gpt2
+        .tokenizer()
+        .with_chat_template()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("chat_template"), "{err}");
 }
 
 #[test]

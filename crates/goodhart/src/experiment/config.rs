@@ -73,6 +73,9 @@ pub struct TaskSetup {
     /// scalar head) in every stage after the base policy; the rest stay frozen
     /// and are shared with the reference policy. Unset: train everything.
     pub train_last_blocks: Option<usize>,
+    /// Write prompts as a user turn of the base model's chat template (a Hugging
+    /// Face model whose tokenizer_config.json has one); off: plain text after BOS.
+    pub chat_template: bool,
     /// Shape of the policy (and reward-model) network.
     pub model: ModelConfig,
     /// Supervised fine-tuning of the base policy on the task's demonstrations.
@@ -146,6 +149,7 @@ impl Default for TaskSetup {
             reward_model: RewardModelConfig::default(),
             base_checkpoint: None,
             train_last_blocks: None,
+            chat_template: false,
             evaluation: EvalConfig::default(),
             strategies: StrategiesConfig::default(),
         }

@@ -435,7 +435,11 @@ impl TaskRun<'_> {
 
     /// The base policy, training only its last blocks from here on when the task says so.
     fn base_policy(&self) -> Result<Model> {
-        let model = self.base_policy_weights()?;
+        let mut model = self.base_policy_weights()?;
+        if self.setup.chat_template {
+            let chat = model.tokenizer().with_chat_template()?;
+            model = model.with_tokenizer(chat)?;
+        }
         match self.setup.train_last_blocks {
             Some(k) => model.train_last_blocks(k),
             None => Ok(model),

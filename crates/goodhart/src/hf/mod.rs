@@ -120,7 +120,8 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
         ));
     };
     let pad = token_id(&raw.pad_token_id).unwrap_or(eos);
-    let tokenizer = HfTokenizer::from_file(&tok_path, bos, eos, pad)?;
+    let tokenizer =
+        HfTokenizer::from_file(&tok_path, bos, eos, pad)?.with_template(chat_template(dir)?);
     if tokenizer.vocab_size() > config.vocab_size {
         return Err(checkpoint_error(
             &tok_path,
@@ -154,6 +155,26 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
     }
     Model::from_tensors(&config, Arc::new(tokenizer), tensors, trainable)
         .map_err(|e| checkpoint_error(dir, e.to_string()))
+}
+
+/// The chat template of `tokenizer_config.json`, if the directory has one
+/// (a string, or the entry named "default" of a list of named templates).
+fn chat_template(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| checkpoint_error(&path, format!("not JSON: {e}")))?;
+    Ok(match v.get("chat_template") {
+        Some(serde_json::Value::String(t)) => Some(t.clone()),
+        Some(serde_json::Value::Array(named)) => named
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+        _ => None,
+    })
 }
 
 fn gpt2_config(raw: &RawConfig, path: &Path) -> Result<ModelConfig> {

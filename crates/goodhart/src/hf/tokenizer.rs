@@ -11,6 +11,7 @@ use crate::tokenize::{Tokenizer, TokenizerSpec};
 /// The file name a checkpoint keeps its Hugging Face tokenizer under.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
+#[derive(Clone)]
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
     json: Vec<u8>,
@@ -18,6 +19,10 @@ pub struct HfTokenizer {
     bos: u32,
     eos: u32,
     pad: u32,
+    /// The model's chat template (from `tokenizer_config.json`), if it has one.
+    template: Option<String>,
+    /// Prompts are rendered through `template`.
+    chat: bool,
 }
 
 impl HfTokenizer {
@@ -42,6 +47,8 @@ impl HfTokenizer {
             bos,
             eos,
             pad,
+            template: None,
+            chat: false,
         };
         for (what, id) in [("bos", bos), ("eos", eos), ("pad", pad)] {
             if id as usize >= t.vocab_size() {
@@ -56,6 +63,52 @@ impl HfTokenizer {
 
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Remember the model's chat template (used once [`Tokenizer::with_chat_template`] asks).
+    pub fn with_template(mut self, template: Option<String>) -> Self {
+        self.template = template;
+        self
+    }
+
+    /// This tokenizer rendering prompts through `template`; the template must compile.
+    pub fn chatting(mut self, template: String) -> Result<Self> {
+        let mut env = minijinja::Environment::new();
+        env.add_template_owned("chat", template.clone())
+            .map_err(|e| Error::Tokenize(format!("the chat template does not compile: {e}")))?;
+        self.template = Some(template);
+        self.chat = true;
+        Ok(self)
+    }
+
+    /// `prompt` as one user turn of the chat template, with the generation prompt.
+    pub fn render_chat(&self, prompt: &str) -> Result<String> {
+        let template = self
+            .template
+            .as_deref()
+            .ok_or_else(|| Error::Tokenize("no chat template".into()))?;
+        let mut env = minijinja::Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        let render = || -> std::result::Result<String, minijinja::Error> {
+            env.template_from_str(template)?
+                .render(minijinja::context! {
+                    messages => vec![minijinja::context! { role => "user", content => prompt }],
+                    add_generation_prompt => true,
+                    bos_token => self.inner.id_to_token(self.bos).unwrap_or_default(),
+                    eos_token => self.inner.id_to_token(self.eos).unwrap_or_default(),
+                })
+        };
+        render().map_err(|e| Error::Tokenize(format!("chat template: {e}")))
     }
 
     /// The id of a token given by its text, if the vocabulary has it.
@@ -84,6 +137,16 @@ impl Tokenizer for HfTokenizer {
         self.bos
     }
 
+    /// Plain: `[bos] prompt`. Chat: the rendered template (it places BOS itself).
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        if self.chat {
+            return self.encode(&self.render_chat(prompt)?);
+        }
+        let mut ids = vec![self.bos];
+        ids.extend(self.encode(prompt)?);
+        Ok(ids)
+    }
+
     fn eos_id(&self) -> u32 {
         self.eos
     }
@@ -99,10 +162,18 @@ impl Tokenizer for HfTokenizer {
             bos: self.bos,
             eos: self.eos,
             pad: self.pad,
+            chat_template: self.template.clone().filter(|_| self.chat),
         }
     }
 
     fn files(&self) -> Vec<(String, Vec<u8>)> {
         vec![(TOKENIZER_FILE.into(), self.json.clone())]
+    }
+
+    fn with_chat_template(&self) -> Result<std::sync::Arc<dyn Tokenizer>> {
+        let template = self.template.clone().ok_or_else(|| {
+            Error::Tokenize("the model has no chat_template in tokenizer_config.json".into())
+        })?;
+        Ok(std::sync::Arc::new(self.clone().chatting(template)?))
     }
 }

@@ -143,6 +143,14 @@ impl Model {
         })
     }
 
+    /// The same weights (shared, not copied) behind another tokenizer with the same ids,
+    /// e.g. one that renders prompts through the model's chat template.
+    pub fn with_tokenizer(self, tokenizer: Arc<dyn Tokenizer>) -> Result<Model> {
+        let trainable = !self.vars().is_empty();
+        let tensors = self.tensors()?.into_iter().collect();
+        Self::build(&self.config, tokenizer, tensors, trainable, self.train_last)
+    }
+
     /// The same weights, training only the last `k` blocks, the final layer
     /// norm and the scalar head from now on (GPT-2's LM head is the token
     /// embedding, which stays frozen); copies made with [`Model::deep_copy`]
