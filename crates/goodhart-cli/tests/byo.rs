@@ -1,6 +1,8 @@
 //! Bring your own model and data: a Hugging Face GPT-2 directory (the tiny
 //! random one of crates/goodhart/tests/fixtures/hf) and a preference JSONL run
-//! through every pipeline with the commands the README gives.
+//! through every pipeline with the commands the README gives: SFT of the HF
+//! model on the file's chosen completions, a reward model, best-of-n, PPO with
+//! KL, DPO.
 
 use std::path::{Path, PathBuf};
 
@@ -49,9 +51,14 @@ fn experiment(dir: &Path, prefs: &Path, gold: Option<&Path>) -> PathBuf {
 [[task]]
 kind = "jsonl"
 base_checkpoint = {base:?}
+fine_tune_base = true
 [task.jsonl]
 preferences = {prefs:?}
 {gold}
+[task.sft]
+steps = 6
+batch_size = 8
+eval_every = 6
 [task.sampling]
 max_new_tokens = 8
 [[task.labelers]]

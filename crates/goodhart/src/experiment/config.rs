@@ -67,8 +67,11 @@ pub struct TaskSetup {
     pub gridworld: GridworldConfig,
     /// Files of the jsonl task (read when kind = "jsonl").
     pub jsonl: JsonlConfig,
-    /// Start from this saved policy (a `goodhart sft` output) instead of training one; `model` and `sft` are then unused.
+    /// Start from this saved policy (a `goodhart sft` output or a Hugging Face directory) instead of training one; `model` is then unused, and `sft` too unless `fine_tune_base`.
     pub base_checkpoint: Option<std::path::PathBuf>,
+    /// Fine-tune `base_checkpoint` by SFT (`[task.sft]`) on the task's demonstrations
+    /// before using it (off: use it as it is).
+    pub fine_tune_base: bool,
     /// Train only the last this-many transformer blocks (plus the final norm and
     /// scalar head) in every stage after the base policy; the rest stay frozen
     /// and are shared with the reference policy. Unset: train everything.
@@ -148,6 +151,7 @@ impl Default for TaskSetup {
             labels: LabelsConfig::default(),
             reward_model: RewardModelConfig::default(),
             base_checkpoint: None,
+            fine_tune_base: false,
             train_last_blocks: None,
             chat_template: false,
             evaluation: EvalConfig::default(),

@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Experiment, TaskSetup};
-use super::stages::{evaluate_policy, save_policy, task_of_checkpoint, train_base_policy};
+use super::stages::{
+    evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
+};
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, Answer, Filter, LabelStore, Labeler, PolicyTag};
 use crate::fsutil::write_atomic;
@@ -433,9 +435,13 @@ impl TaskRun<'_> {
         Ok(())
     }
 
-    /// The base policy, training only its last blocks from here on when the task says so.
+    /// The base policy, with the task's prompt format and frozen blocks applied.
     fn base_policy(&self) -> Result<Model> {
-        let mut model = self.base_policy_weights()?;
+        self.prepared(self.base_policy_weights()?)
+    }
+
+    /// Apply the task's chat template and `train_last_blocks` to a model.
+    fn prepared(&self, mut model: Model) -> Result<Model> {
         if self.setup.chat_template {
             let chat = model.tokenizer().with_chat_template()?;
             model = model.with_tokenizer(chat)?;
@@ -453,7 +459,8 @@ impl TaskRun<'_> {
         }
         let (model, record) = match &self.setup.base_checkpoint {
             Some(path) => {
-                let (model, info) = checkpoint::load(path, &self.device, false)?;
+                let tune = self.setup.fine_tune_base;
+                let (model, info) = checkpoint::load(path, &self.device, tune)?;
                 match task_of_checkpoint(&info) {
                     Some((task, _)) if task == self.setup.task_config() => {}
                     // A pretrained Hugging Face model records no task: it is a starting point.
@@ -466,19 +473,33 @@ impl TaskRun<'_> {
                         )))
                     }
                 }
+                // Optionally SFT it on the task's demonstrations first (your own JSONL).
+                let (model, sft) = if tune {
+                    let model = self.prepared(model)?;
+                    let report = fine_tune_base_policy(
+                        &model,
+                        self.setup,
+                        self.task,
+                        self.seed,
+                        self.progress,
+                    )?;
+                    (model, Some(report))
+                } else {
+                    (model, None)
+                };
                 save_policy(
                     &model,
                     &dir,
                     &self.setup.task_config(),
                     self.seed,
-                    None,
+                    sft.as_ref(),
                     true,
                 )?;
                 (
                     model,
                     Record::Base {
                         source: path.display().to_string(),
-                        sft: None,
+                        sft,
                     },
                 )
             }

@@ -34,11 +34,22 @@ pub fn train_base_policy(
         &mut rng::stream(seed, &format!("{}/init", task.name())),
         device,
     )?;
+    let report = fine_tune_base_policy(&model, setup, task, seed, progress)?;
+    Ok((model, report))
+}
+
+/// Supervised fine-tuning of `model` (fresh or pretrained) on the task's demonstrations.
+pub fn fine_tune_base_policy(
+    model: &Model,
+    setup: &TaskSetup,
+    task: &dyn Task,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<SftReport> {
     let train = task.demonstrations(Split::Train);
     let heldout = task.demonstrations(Split::Heldout);
     let mut rng = rng::stream(seed, &format!("{}/sft", task.name()));
-    let report = train_sft(&model, &train, &heldout, &setup.sft, &mut rng, progress)?;
-    Ok((model, report))
+    train_sft(model, &train, &heldout, &setup.sft, &mut rng, progress)
 }
 
 /// Save a base policy with what made it (task, seed, SFT curve) in its metadata.
