@@ -77,6 +77,20 @@ fn main() {
     }
 }
 
+/// New tokens drawn and seconds taken over three sampling runs, after one warm-up run.
+fn timed_sampling(m: &Model, prompts: &[Vec<u32>], sc: &SamplingConfig) -> (usize, f64) {
+    let run = |seed: u64| -> (usize, f64) {
+        let start = Instant::now();
+        let s = sample(m, prompts, 1, sc, &mut rng::stream(seed, "bench")).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        (s.iter().map(|x| x.tokens.len()).sum(), secs)
+    };
+    run(0);
+    (1..=3)
+        .map(run)
+        .fold((0, 0.0), |(t, s), (t1, s1)| (t + t1, s + s1))
+}
+
 /// Sampling from GPT-2 small's shape: 12 layers, d_model 768, 12 heads, 1024 positions, 50,257 tokens.
 fn bench_gpt2_sampling() {
     let cfg = ModelConfig {
@@ -102,21 +116,7 @@ fn bench_gpt2_sampling() {
         batch_size: batch,
         ..Default::default()
     };
-    let run = |seed: u64| -> (usize, f64) {
-        let start = Instant::now();
-        let s = sample(&m, &prompts, 1, &sc, &mut rng::stream(seed, "bench")).unwrap();
-        (
-            s.iter().map(|x| x.tokens.len()).sum(),
-            start.elapsed().as_secs_f64(),
-        )
-    };
-    run(0);
-    let (mut tokens, mut secs) = (0, 0.0);
-    for seed in 1..=3 {
-        let (t, s) = run(seed);
-        tokens += t;
-        secs += s;
-    }
+    let (tokens, secs) = timed_sampling(&m, &prompts, &sc);
     println!(
         "gpt2 124M sampling (batch {batch}, {PROMPT}-token prompts, up to {new_tokens} new tokens): {:.1} new tokens/s",
         tokens as f64 / secs
@@ -282,19 +282,7 @@ fn bench_sample(cfg: &ModelConfig) {
         batch_size: batch,
         ..Default::default()
     };
-    let run = |seed: u64| -> (usize, f64) {
-        let start = Instant::now();
-        let s = sample(&m, &prompts, 1, &sc, &mut rng::stream(seed, "bench")).unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        (s.iter().map(|x| x.tokens.len()).sum(), secs)
-    };
-    run(0);
-    let (mut tokens, mut secs) = (0, 0.0);
-    for seed in 1..=3 {
-        let (t, s) = run(seed);
-        tokens += t;
-        secs += s;
-    }
+    let (tokens, secs) = timed_sampling(&m, &prompts, &sc);
     let steps = tokens as f64 / batch as f64;
     let flops = cfg.forward_flops(tokens, PROMPT + (steps / 3.0) as usize / 2)
         + 3.0 * cfg.forward_flops(batch * PROMPT, PROMPT / 2);

@@ -116,14 +116,7 @@ fn a_loaded_gpt2_saves_as_a_goodhart_checkpoint_with_its_tokenizer() {
     let e = expected().gpt2;
     let model = hf::load(&fixtures().join("gpt2"), &Device::Cpu, true).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ckpt");
-    checkpoint::save(
-        &model,
-        &CheckpointInfo::new(&model, ModelKind::Policy),
-        &out,
-        false,
-    )
-    .unwrap();
+    let out = saved(&model, dir.path());
     assert!(out.join("tokenizer.json").is_file());
     let (back, _) = checkpoint::load(&out, &Device::Cpu, false).unwrap();
     assert_eq!(logits(&back, &e.ids), logits(&model, &e.ids));
@@ -142,6 +135,19 @@ fn a_loaded_gpt2_saves_as_a_goodhart_checkpoint_with_its_tokenizer() {
         .unwrap()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+/// `model` saved as a goodhart checkpoint under `dir`; returns its directory.
+fn saved(model: &Model, dir: &Path) -> PathBuf {
+    let out = dir.join("ckpt");
+    checkpoint::save(
+        model,
+        &CheckpointInfo::new(model, ModelKind::Policy),
+        &out,
+        false,
+    )
+    .unwrap();
+    out
 }
 
 /// A copy of the GPT-2 fixture to break.
@@ -194,14 +200,7 @@ fn chat_templates_render_prompts_as_transformers_does_when_asked() {
     // A checkpoint of the chatting model keeps its template.
     let model = model.with_tokenizer(chat).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ckpt");
-    checkpoint::save(
-        &model,
-        &CheckpointInfo::new(&model, ModelKind::Policy),
-        &out,
-        false,
-    )
-    .unwrap();
+    let out = saved(&model, dir.path());
     let (back, _) = checkpoint::load(&out, &Device::Cpu, false).unwrap();
     let (prompt, ids) = e.chat.iter().next().unwrap();
     assert_eq!(&back.tokenizer().encode_prompt(prompt).unwrap(), ids);

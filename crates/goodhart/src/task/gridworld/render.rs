@@ -112,6 +112,15 @@ fn panel(s: &mut String, map: &Map, traj: Option<&Trajectory>, x0: usize, camera
     }
 }
 
+/// A broken vase: a red cross centred on `(cx, cy)`.
+fn broken_vase(s: &mut String, cx: usize, cy: usize) {
+    let (l, r, t, b) = (cx - 7, cx + 7, cy - 7, cy + 7);
+    let _ = write!(
+        s,
+        r##"<path d="M{l} {t} L{r} {b} M{r} {t} L{l} {b}" stroke="#c0392b" stroke-width="3"/>"##
+    );
+}
+
 /// The map's cells (grey outside the camera when `camera_only`) and the camera's frame.
 fn grid(
     s: &mut String,
@@ -146,18 +155,7 @@ fn grid(
         match map.cell(p) {
             Cell::Vase => {
                 if is_broken(p) {
-                    let _ = write!(
-                        s,
-                        r##"<path d="M{} {} L{} {} M{} {} L{} {}" stroke="#c0392b" stroke-width="3"/>"##,
-                        cx - 7,
-                        cy - 7,
-                        cx + 7,
-                        cy + 7,
-                        cx + 7,
-                        cy - 7,
-                        cx - 7,
-                        cy + 7
-                    );
+                    broken_vase(s, cx, cy);
                 } else {
                     let _ = write!(s, r##"<circle cx="{cx}" cy="{cy}" r="8" fill="#2e86c1"/>"##);
                 }
@@ -240,18 +238,7 @@ pub fn labeler_svg(map: &Map, traj: Option<&Trajectory>) -> String {
         let _ = write!(s, r#"<g class="frame" data-frame="{i}"{display}>"#);
         for &v in &seen {
             let (cx, cy) = centre(v);
-            let _ = write!(
-                s,
-                r##"<path d="M{} {} L{} {} M{} {} L{} {}" stroke="#c0392b" stroke-width="3"/>"##,
-                cx - 7,
-                cy - 7,
-                cx + 7,
-                cy + 7,
-                cx + 7,
-                cy - 7,
-                cx - 7,
-                cy + 7
-            );
+            broken_vase(&mut s, cx, cy);
         }
         if path.len() > 1 {
             let points: Vec<String> = path.iter().map(|(x, y)| format!("{x},{y}")).collect();
