@@ -52,6 +52,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         runtime::set_threads(2);
+        let t0 = std::time::Instant::now();
         let task = Answers::new(
             AnswersConfig {
                 max_digits: 3,
@@ -98,9 +99,10 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         println!(
-            "fixture SFT: held-out loss {:.3} (unigram {:.3})",
+            "fixture SFT: held-out loss {:.3} (unigram {:.3}) after {:.1} s",
             report.final_heldout_loss().unwrap(),
-            report.unigram_loss
+            report.unigram_loss,
+            t0.elapsed().as_secs_f64()
         );
 
         let dir = tempfile::tempdir().unwrap();
@@ -131,7 +133,12 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         let comparisons = store.comparisons(&Filter::default()).unwrap();
-        let (rm, report) = train_reward_model(
+        println!(
+            "fixture labels: {} comparisons after {:.1} s",
+            comparisons.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        let (rm, _) = train_reward_model(
             &base,
             &comparisons[..1000],
             &task,
@@ -141,8 +148,8 @@ fn fixture() -> &'static Fixture {
         )
         .unwrap();
         println!(
-            "fixture reward model: held-out accuracy vs labeler {:.3}, vs gold {:.3}",
-            report.accuracy_labeler.mean, report.accuracy_gold.mean
+            "fixture reward model trained after {:.1} s",
+            t0.elapsed().as_secs_f64()
         );
         drop(labelers);
         Fixture {
@@ -157,7 +164,7 @@ fn fixture() -> &'static Fixture {
 
 fn rm_config() -> RewardModelConfig {
     RewardModelConfig {
-        steps: 200,
+        steps: 120,
         batch_size: 32,
         heldout_fraction: 0.0,
         ..Default::default()
