@@ -73,8 +73,9 @@ pub struct TaskSetup {
     /// before using it (off: use it as it is).
     pub fine_tune_base: bool,
     /// Train only the last this-many transformer blocks (plus the final norm and
-    /// scalar head) in every stage after the base policy; the rest stay frozen
-    /// and are shared with the reference policy. Unset: train everything.
+    /// scalar head) in every stage after the base policy, and while `fine_tune_base`
+    /// tunes it; the rest stay frozen and are shared with the reference policy.
+    /// Unset: train everything.
     pub train_last_blocks: Option<usize>,
     /// Write prompts as a user turn of the base model's chat template (a Hugging
     /// Face model whose tokenizer_config.json has one); off: plain text after BOS.
