@@ -35,6 +35,18 @@ pub trait Tokenizer: Send + Sync {
         ))
     }
 
+    /// Tokens the policy never emits: padding and BOS, unless one of them is
+    /// also EOS (GPT-2-style tokenizers), which must stay reachable. Sampling
+    /// and every log-probability use the softmax over the other tokens.
+    fn never_sampled(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = [self.pad_id(), self.bos_id()]
+            .into_iter()
+            .filter(|&t| t != self.eos_id())
+            .collect();
+        ids.dedup();
+        ids
+    }
+
     /// `[bos] prompt`.
     fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         let mut ids = vec![self.bos_id()];
@@ -44,8 +56,18 @@ pub trait Tokenizer: Send + Sync {
 
     /// `completion [eos]`.
     fn encode_completion(&self, completion: &str) -> Result<Vec<u32>> {
+        self.encode_completion_as(completion, true)
+    }
+
+    /// A completion as the policy wrote it: `completion [eos]` when it ended
+    /// with EOS, `completion` alone when it was cut at the length limit. Reward
+    /// models learn, score and DPO optimises this one form, so every stage
+    /// sees the tokens that were sampled.
+    fn encode_completion_as(&self, completion: &str, finished: bool) -> Result<Vec<u32>> {
         let mut ids = self.encode(completion)?;
-        ids.push(self.eos_id());
+        if finished {
+            ids.push(self.eos_id());
+        }
         Ok(ids)
     }
 }

@@ -31,6 +31,7 @@ pub fn queued_store(dir: &Path, n: usize) -> PathBuf {
                         policy: "test",
                         step: None,
                         logprob: None,
+                        finished: None,
                     })
                 };
                 let (sa, sb) = (s(&a)?, s(&b)?);

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::run::{BaseStats, Record, TaskRecords};
+use crate::measure::bootstrap::{resample_curve, Interval, RESAMPLES};
 use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
-use crate::measure::CurvePoint;
+use crate::measure::{CurvePoint, PerPrompt};
+use crate::rng;
 
 /// KL budgets (nats) at which strategies are compared.
 pub const KL_BUDGETS: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
@@ -31,10 +33,38 @@ pub struct StrategyAnalysis {
     pub observed_peak: (f64, f64),
     /// Best gold among points with KL at most each of [`KL_BUDGETS`].
     pub gold_within: Vec<(f64, Option<f64>)>,
+    /// 95% bootstrap intervals over prompts of the fit, the peaks, the budgets and each point.
+    pub intervals: Option<Intervals>,
     /// Per point: z(proxy) - z(labeler) (the reward model's error) and z(labeler) - z(gold) (the labeler's), in base-policy standard deviations.
     pub gaps: Vec<Gap>,
     /// Features at the highest-KL point against the base policy, the most moved first.
     pub drift: Vec<Drift>,
+}
+
+/// Bootstrap intervals of a curve's derived figures (95%, over prompts, [`RESAMPLES`] resamples).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Intervals {
+    pub resamples: usize,
+    pub alpha: Option<Interval>,
+    pub beta: Option<Interval>,
+    /// Share of resamples whose fit turns over (has a peak at d > 0).
+    pub peak_share: f64,
+    /// Over the resamples that turn over: the predicted peak's KL and gold gain.
+    pub peak_kl: Option<Interval>,
+    pub peak_gain: Option<Interval>,
+    /// The highest-gold trusted point: the max over noisy points is biased
+    /// upward, and its interval says by how much it can move.
+    pub observed_peak_kl: Option<Interval>,
+    pub observed_peak_gold: Option<Interval>,
+    pub gold_within: Vec<(f64, Option<Interval>)>,
+    /// Per point, in the order of [`StrategyAnalysis::points`].
+    pub points: Vec<PointInterval>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PointInterval {
+    pub kl: Option<Interval>,
+    pub gold: Option<Interval>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,6 +142,94 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
     out
 }
 
+/// What is derived from a curve's KL and gold means: the same function gives
+/// the estimate and every bootstrap resample of it.
+struct Derived {
+    fit: Option<Fit>,
+    half: Option<HalfPrediction>,
+    /// (KL, gold) of the trusted point with the highest gold.
+    observed_peak: (f64, f64),
+    gold_within: Vec<(f64, Option<f64>)>,
+}
+
+/// Fits, peak and budgets over the trusted points (`trusted[i]`), gains measured from point `reference`.
+fn derive(form: Form, kl: &[f64], gold: &[f64], reference: usize, trusted: &[bool]) -> Derived {
+    let keep: Vec<usize> = (0..kl.len()).filter(|&i| trusted[i]).collect();
+    let ds: Vec<f64> = keep.iter().map(|&i| kl[i].max(0.0).sqrt()).collect();
+    let gains: Vec<f64> = keep.iter().map(|&i| gold[i] - gold[reference]).collect();
+    let peak = keep
+        .iter()
+        .copied()
+        .max_by(|&a, &b| gold[a].total_cmp(&gold[b]))
+        .unwrap_or(reference);
+    let gold_within = KL_BUDGETS
+        .iter()
+        .map(|&b| {
+            (
+                b,
+                keep.iter()
+                    .filter(|&&i| kl[i] <= b)
+                    .map(|&i| gold[i])
+                    .max_by(f64::total_cmp),
+            )
+        })
+        .collect();
+    Derived {
+        fit: fit(form, &ds, &gains),
+        half: predict_half(form, &ds, &gains),
+        observed_peak: (kl[peak], gold[peak]),
+        gold_within,
+    }
+}
+
+/// Bootstrap intervals (over prompts) of everything [`derive`] gives, and of each point.
+fn intervals(
+    points: &[CurvePoint],
+    form: Form,
+    reference: usize,
+    trusted: &[bool],
+    label: &str,
+) -> Option<Intervals> {
+    let per_prompt: Vec<&PerPrompt> = points
+        .iter()
+        .map(|p| p.per_prompt.as_ref())
+        .collect::<Option<_>>()?;
+    let mut rng = rng::stream(0, &format!("bootstrap/{label}"));
+    let draws = resample_curve(&per_prompt, RESAMPLES, &mut rng)?;
+    let derived: Vec<Derived> = draws
+        .iter()
+        .map(|r| derive(form, &r.kl, &r.gold, reference, trusted))
+        .collect();
+    let of = |f: &dyn Fn(&Derived) -> Option<f64>| -> Option<Interval> {
+        Interval::of(&derived.iter().filter_map(f).collect::<Vec<_>>())
+    };
+    let turned = derived
+        .iter()
+        .filter(|d| d.fit.as_ref().is_some_and(|f| f.peak_d.is_some()))
+        .count();
+    Some(Intervals {
+        resamples: draws.len(),
+        alpha: of(&|d| d.fit.as_ref().map(|f| f.alpha)),
+        beta: of(&|d| d.fit.as_ref().map(|f| f.beta)),
+        peak_share: turned as f64 / draws.len() as f64,
+        peak_kl: of(&|d| d.fit.as_ref()?.peak_d.map(|x| x * x)),
+        peak_gain: of(&|d| d.fit.as_ref()?.peak_gain),
+        observed_peak_kl: of(&|d| Some(d.observed_peak.0)),
+        observed_peak_gold: of(&|d| Some(d.observed_peak.1)),
+        gold_within: KL_BUDGETS
+            .iter()
+            .enumerate()
+            .map(|(b, &budget)| (budget, of(&|d| d.gold_within[b].1)))
+            .collect(),
+        points: (0..points.len())
+            .map(|i| PointInterval {
+                kl: Interval::of(&draws.iter().map(|r| r.kl[i]).collect::<Vec<_>>()),
+                gold: Interval::of(&draws.iter().map(|r| r.gold[i]).collect::<Vec<_>>()),
+            })
+            .collect(),
+    })
+}
+
 fn analyse_curve(
     task: &str,
     strategy: &str,
@@ -123,37 +241,27 @@ fn analyse_curve(
     // The reference is the unoptimised policy: the pool's uniform point, or an RL run's first checkpoint.
     let reference = points
         .iter()
-        .find(|p| p.value == 0.0 && p.knob != "n" && p.knob != "beta" && p.knob != "q")
-        .or_else(|| points.iter().find(|p| p.knob == "n" && p.value == 1.0))
-        .unwrap_or(&points[0]);
-    let reference_gold = reference.gold.mean;
-    let ds: Vec<f64> = points.iter().map(|p| p.kl.mean.max(0.0).sqrt()).collect();
-    let gains: Vec<f64> = points
-        .iter()
-        .map(|p| p.gold.mean - reference_gold)
-        .collect();
+        .position(|p| p.value == 0.0 && p.knob != "n" && p.knob != "beta" && p.knob != "q")
+        .or_else(|| points.iter().position(|p| p.knob == "n" && p.value == 1.0))
+        .unwrap_or(0);
+    let reference_gold = points[reference].gold.mean;
     let form = if family == "pool" {
         Form::Bon
     } else {
         Form::Rl
     };
-    let peak = points
-        .iter()
-        .max_by(|a, b| a.gold.mean.total_cmp(&b.gold.mean))
-        .expect("a curve has points");
-    let gold_within = KL_BUDGETS
-        .iter()
-        .map(|&b| {
-            (
-                b,
-                points
-                    .iter()
-                    .filter(|p| p.kl.mean <= b)
-                    .map(|p| p.gold.mean)
-                    .max_by(f64::total_cmp),
-            )
-        })
-        .collect();
+    // Flagged points are shown but never fitted or compared.
+    let trusted: Vec<bool> = points.iter().map(|p| p.flag.is_none()).collect();
+    let kl: Vec<f64> = points.iter().map(|p| p.kl.mean).collect();
+    let gold: Vec<f64> = points.iter().map(|p| p.gold.mean).collect();
+    let derived = derive(form, &kl, &gold, reference, &trusted);
+    let intervals = intervals(
+        &points,
+        form,
+        reference,
+        &trusted,
+        &format!("{task}/{strategy}/{split}"),
+    );
     let labeler_of = |p: &CurvePoint| {
         p.labelers
             .iter()
@@ -200,10 +308,11 @@ fn analyse_curve(
         split: split.to_string(),
         family: family.to_string(),
         reference_gold,
-        fit: fit(form, &ds, &gains),
-        half: predict_half(form, &ds, &gains),
-        observed_peak: (peak.kl.mean, peak.gold.mean),
-        gold_within,
+        fit: derived.fit,
+        half: derived.half,
+        observed_peak: derived.observed_peak,
+        gold_within: derived.gold_within,
+        intervals,
         gaps,
         drift,
         points,
@@ -245,7 +354,7 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
             }
         }
     }
-    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,spec,spec_se,ess");
+    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_lo,kl_hi,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,gold_lo,gold_hi,spec,spec_se,ess,truncated,flag");
     for l in &labelers {
         write!(out, ",labeler_{l},labeler_{l}_se").unwrap();
     }
@@ -258,10 +367,12 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
             .map_or(String::new(), |v| format!("{v}"))
     };
     for a in analyses {
-        for p in &a.points {
+        for (i, p) in a.points.iter().enumerate() {
+            let ci = a.intervals.as_ref().and_then(|iv| iv.points.get(i));
+            let (kl_ci, gold_ci) = (ci.and_then(|c| c.kl), ci.and_then(|c| c.gold));
             write!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 p.task,
                 a.strategy,
                 p.split,
@@ -269,15 +380,21 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
                 p.value,
                 p.kl.mean,
                 p.kl.stderr,
+                num(kl_ci.map(|c| c.lo)),
+                num(kl_ci.map(|c| c.hi)),
                 num(p.kl_analytic),
                 p.kl.mean.max(0.0).sqrt(),
                 p.proxy.mean,
                 p.proxy.stderr,
                 p.gold.mean,
                 p.gold.stderr,
+                num(gold_ci.map(|c| c.lo)),
+                num(gold_ci.map(|c| c.hi)),
                 num(p.spec.map(|s| s.mean)),
                 num(p.spec.map(|s| s.stderr)),
                 num(p.ess),
+                num(p.truncated),
+                csv_field(p.flag.as_deref().unwrap_or("")),
             )
             .unwrap();
             for l in &labelers {
@@ -304,6 +421,15 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
     out
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
 /// `fits.json`: per task, strategy and split, the fitted form, its half-sweep prediction and the observed peak.
 pub fn fits_json(analyses: &[StrategyAnalysis]) -> String {
     #[derive(Serialize)]
@@ -318,6 +444,22 @@ pub fn fits_json(analyses: &[StrategyAnalysis]) -> String {
         observed_peak_kl: f64,
         observed_peak_gold: f64,
         gold_within_kl: &'a [(f64, Option<f64>)],
+        /// 95% bootstrap intervals over prompts (fit, peaks, budgets).
+        intervals: Option<FitIntervals<'a>>,
+        /// Points shown but left out of the fit, and why.
+        flagged: Vec<String>,
+    }
+    #[derive(Serialize)]
+    struct FitIntervals<'a> {
+        resamples: usize,
+        alpha: Option<Interval>,
+        beta: Option<Interval>,
+        peak_share: f64,
+        peak_kl: Option<Interval>,
+        peak_gain: Option<Interval>,
+        observed_peak_kl: Option<Interval>,
+        observed_peak_gold: Option<Interval>,
+        gold_within_kl: &'a [(f64, Option<Interval>)],
     }
     let rows: Vec<Row> = analyses
         .iter()
@@ -336,6 +478,26 @@ pub fn fits_json(analyses: &[StrategyAnalysis]) -> String {
             observed_peak_kl: a.observed_peak.0,
             observed_peak_gold: a.observed_peak.1,
             gold_within_kl: &a.gold_within,
+            intervals: a.intervals.as_ref().map(|iv| FitIntervals {
+                resamples: iv.resamples,
+                alpha: iv.alpha,
+                beta: iv.beta,
+                peak_share: iv.peak_share,
+                peak_kl: iv.peak_kl,
+                peak_gain: iv.peak_gain,
+                observed_peak_kl: iv.observed_peak_kl,
+                observed_peak_gold: iv.observed_peak_gold,
+                gold_within_kl: &iv.gold_within,
+            }),
+            flagged: a
+                .points
+                .iter()
+                .filter_map(|p| {
+                    p.flag
+                        .as_ref()
+                        .map(|f| format!("{} = {}: {f}", p.knob, p.value))
+                })
+                .collect(),
         })
         .collect();
     // Non-finite numbers (a fit's R^2 on a flat curve) become null.
@@ -372,8 +534,8 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
         }
         writeln!(
             out,
-            "  {:<16} {:>7} {:>8} {:>8} {:>8} {:>14} {:>10}",
-            "strategy", "max KL", "proxy", "labeler", "gold", "peak gold @KL", "shift gold"
+            "  {:<16} {:>7} {:>8} {:>8} {:>15} {:>26} {:>10}",
+            "strategy", "max KL", "proxy", "labeler", "gold ±95%", "peak gold [95% CI] @KL", "shift gold"
         )
         .unwrap();
         for a in analyses
@@ -387,19 +549,48 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                 .find(|b| b.task == a.task && b.strategy == a.strategy && b.split == "shift")
                 .and_then(|b| b.points.last())
                 .map_or("-".to_string(), |p| format!("{:.3}", p.gold.mean));
+            let peak_ci = a
+                .intervals
+                .as_ref()
+                .and_then(|iv| iv.observed_peak_gold)
+                .map_or(String::new(), |c| format!("[{:.3}, {:.3}]", c.lo, c.hi));
             writeln!(
                 out,
-                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} {:>7.3} @{:<5.2} {:>10}",
+                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} ±{:<5.3} {:>7.3} {:>16} @{:<5.2} {:>10}",
                 a.strategy,
                 last.kl.mean,
                 last.proxy.mean,
                 labeler,
                 last.gold.mean,
+                1.96 * last.gold.stderr,
                 a.observed_peak.1,
+                peak_ci,
                 a.observed_peak.0,
                 shift
             )
             .unwrap();
+        }
+        let flagged: Vec<String> = analyses
+            .iter()
+            .filter(|a| a.task == t.task && a.split == "heldout")
+            .flat_map(|a| {
+                a.points.iter().filter_map(move |p| {
+                    p.flag
+                        .as_ref()
+                        .map(|f| format!("{} {} = {}: {f}", a.strategy, p.knob, p.value))
+                })
+            })
+            .collect();
+        let notes = t.records.iter().flat_map(|(_, r)| match r {
+            Record::Pool { notes, .. } => notes.clone(),
+            _ => vec![],
+        });
+        for note in flagged
+            .iter()
+            .map(|f| format!("left out of fits and peaks: {f}"))
+            .chain(notes)
+        {
+            writeln!(out, "  note: {note}").unwrap();
         }
     }
     out

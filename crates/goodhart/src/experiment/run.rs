@@ -70,6 +70,9 @@ pub enum Record {
         base: BaseStats,
         /// Every point of best-of-n, conditioning and the quantiliser, on each split; the uniform (base) point first.
         points: Vec<CurvePoint>,
+        /// Points left out, and why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     Rl {
         name: String,
@@ -623,6 +626,12 @@ impl TaskRun<'_> {
         }
         let ev = &self.setup.evaluation;
         let mut rng = self.rng("base_eval");
+        // Sampled as every curve point is (plain sampling at temperature 1), so the
+        // base policy's gold here is the curves' origin.
+        let sampling = crate::model::sample::SamplingConfig {
+            max_new_tokens: self.setup.sampling.max_new_tokens,
+            ..Default::default()
+        };
         let mut summarise = |split: Split, n: usize| -> Result<PolicySummary> {
             let r = evaluate_policy(
                 base,
@@ -631,7 +640,7 @@ impl TaskRun<'_> {
                 split,
                 n,
                 ev.per_prompt,
-                &self.setup.sampling,
+                &sampling,
                 &mut rng,
             )?;
             Ok(PolicySummary {
@@ -671,6 +680,7 @@ impl TaskRun<'_> {
         }
         let mut rng = self.rng("pool");
         let mut points = vec![];
+        let mut notes = vec![];
         let mut stats = BaseStats::default();
         let splits: Vec<Split> = self.splits().into_iter().map(|(s, _)| s).collect();
         self.progress.start("best-of-n pool", splits.len() as u64);
@@ -701,11 +711,7 @@ impl TaskRun<'_> {
                 "n",
                 1.0,
                 &uniform,
-                Stat {
-                    mean: 0.0,
-                    stderr: 0.0,
-                    n: pool.n_prompts(),
-                },
+                vec![0.0; pool.n_prompts()],
             ));
             if split == Split::Heldout {
                 stats = self.base_stats(&pool);
@@ -717,7 +723,9 @@ impl TaskRun<'_> {
                 points.extend(condition::run(&pool, &s.conditioning, "conditioning")?);
             }
             if !s.quantiliser.q.is_empty() {
-                points.extend(quantilize::run(&pool, &s.quantiliser, "quantiliser")?);
+                let (q_points, dropped) = quantilize::run(&pool, &s.quantiliser, "quantiliser")?;
+                points.extend(q_points);
+                notes.extend(dropped.into_iter().map(|n| format!("{}: {n}", split.name())));
             }
             self.progress.advance(1);
         }
@@ -727,6 +735,7 @@ impl TaskRun<'_> {
             &Record::Pool {
                 base: stats,
                 points,
+                notes,
             },
         )
     }

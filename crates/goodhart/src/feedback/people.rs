@@ -589,6 +589,7 @@ mod tests {
                                 policy: "base",
                                 step: None,
                                 logprob: None,
+                                finished: None,
                             })
                         };
                         let (a, b) = (s(&format!("{}.", i + 4))?, s("wrong.")?);

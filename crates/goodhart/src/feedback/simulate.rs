@@ -112,6 +112,7 @@ fn record_pair(
             policy: policy.name,
             step: policy.step,
             logprob: Some(s.logprob()),
+            finished: Some(s.finished),
         })
     };
     Ok((record(a)?, record(b)?))

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS samples (
     policy TEXT NOT NULL,          -- which policy or checkpoint produced it
     step INTEGER,                  -- its training step, when it has one
     logprob REAL,                  -- log-probability under that policy
-    created_at INTEGER NOT NULL    -- unix milliseconds
+    created_at INTEGER NOT NULL,   -- unix milliseconds
+    finished INTEGER               -- 1: ended with EOS, 0: cut at the length limit, NULL: not known (imported)
 );
 CREATE INDEX IF NOT EXISTS samples_prompt ON samples(prompt_id);
 CREATE TABLE IF NOT EXISTS comparisons (
@@ -96,6 +97,8 @@ pub struct NewSample<'a> {
     pub policy: &'a str,
     pub step: Option<i64>,
     pub logprob: Option<f64>,
+    /// Ended with EOS (`false`: cut at the length limit); `None` when not known.
+    pub finished: Option<bool>,
 }
 
 /// A comparison to record.
@@ -123,6 +126,9 @@ pub struct Comparison {
     pub labeler: String,
     pub answer: Answer,
     pub batch: Option<String>,
+    /// Whether each completion ended with EOS (true when not recorded: imported text is complete).
+    pub a_finished: bool,
+    pub b_finished: bool,
 }
 
 /// Which comparisons to read.
@@ -271,7 +277,22 @@ impl LabelStore {
             )));
         }
         // Schema additions of later issues are created idempotently.
-        self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))
+        self.conn.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+        let has_finished: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('samples') WHERE name = 'finished'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| self.err(e))?
+            > 0;
+        if !has_finished {
+            self.conn
+                .execute_batch("ALTER TABLE samples ADD COLUMN finished INTEGER")
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     /// Run `f` in one transaction: all its writes land together, or none do.
@@ -297,7 +318,8 @@ impl LabelStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.id, p.task, p.text, sa.completion, sb.completion, sa.policy, sb.policy, c.labeler, c.answer, c.batch
+                "SELECT c.id, p.task, p.text, sa.completion, sb.completion, sa.policy, sb.policy, c.labeler, c.answer, c.batch,
+                        COALESCE(sa.finished, 1), COALESCE(sb.finished, 1)
                  FROM comparisons c
                  JOIN samples sa ON sa.id = c.sample_a
                  JOIN samples sb ON sb.id = c.sample_b
@@ -319,13 +341,27 @@ impl LabelStore {
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
                     r.get::<_, Option<String>>(9)?,
+                    r.get::<_, bool>(10)?,
+                    r.get::<_, bool>(11)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = vec![];
         for row in rows {
-            let (id, task, prompt, a, b, policy_a, policy_b, labeler, answer, batch) =
-                row.map_err(|e| self.err(e))?;
+            let (
+                id,
+                task,
+                prompt,
+                a,
+                b,
+                policy_a,
+                policy_b,
+                labeler,
+                answer,
+                batch,
+                a_finished,
+                b_finished,
+            ) = row.map_err(|e| self.err(e))?;
             let keep = filter.task.as_ref().is_none_or(|t| *t == task)
                 && (filter.labelers.is_empty() || filter.labelers.contains(&labeler))
                 && (filter.batches.is_empty()
@@ -348,6 +384,8 @@ impl LabelStore {
                 labeler,
                 answer,
                 batch,
+                a_finished,
+                b_finished,
             });
         }
         Ok(out)
@@ -485,6 +523,7 @@ impl LabelStore {
                         policy: &source,
                         step: None,
                         logprob: None,
+                        finished: None,
                     })
                 };
                 // Every other pair is stored the other way round, so the store holds
@@ -549,8 +588,8 @@ impl Writer<'_> {
     pub fn sample(&mut self, s: &NewSample) -> Result<i64> {
         self.tx
             .execute(
-                "INSERT INTO samples (prompt_id, completion, policy, step, logprob, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.prompt_id, s.completion, s.policy, s.step, s.logprob, now_ms()],
+                "INSERT INTO samples (prompt_id, completion, policy, step, logprob, created_at, finished) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![s.prompt_id, s.completion, s.policy, s.step, s.logprob, now_ms(), s.finished],
             )
             .map_err(|e| store_error(&self.path, e))?;
         Ok(self.tx.last_insert_rowid())
@@ -603,6 +642,7 @@ mod tests {
                     policy: "base",
                     step: None,
                     logprob: Some(-1.0),
+                    finished: None,
                 })?;
                 let b = w.sample(&NewSample {
                     prompt_id: p,
@@ -610,6 +650,7 @@ mod tests {
                     policy: "base",
                     step: None,
                     logprob: None,
+                    finished: None,
                 })?;
                 for (labeler, answer) in [
                     ("quick", Answer::A),
@@ -657,6 +698,78 @@ mod tests {
     }
 
     #[test]
+    fn whether_a_completion_finished_is_kept_and_read_back_as_the_sampled_tokens() {
+        use crate::tokenize::{CharTokenizer, Tokenizer};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
+        store
+            .write(|w| {
+                let p = w.prompt("answers", "train", "Q: 7+8\nA: ")?;
+                let mut add = |text, finished| {
+                    w.sample(&NewSample {
+                        prompt_id: p,
+                        completion: text,
+                        policy: "base",
+                        step: None,
+                        logprob: None,
+                        finished,
+                    })
+                };
+                let cut = add("1 + 1 + 1 + 1", Some(false))?;
+                let done = add("15.", Some(true))?;
+                let imported = add("16.", None)?;
+                for (a, b) in [(cut, done), (done, imported)] {
+                    w.comparison(&NewComparison {
+                        sample_a: a,
+                        sample_b: b,
+                        labeler: "quick",
+                        answer: Answer::B,
+                        reason: None,
+                        batch: None,
+                        seconds: None,
+                    })?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let c = store.comparisons(&Filter::default()).unwrap();
+        assert_eq!(
+            (c[0].a_finished, c[0].b_finished, c[1].b_finished),
+            (false, true, true),
+            "unknown (imported) completions count as finished"
+        );
+        // The reward model learns a cut completion without the EOS it never had.
+        let tok = CharTokenizer::ascii();
+        let cut = tok.encode_completion_as(&c[0].a, c[0].a_finished).unwrap();
+        assert_eq!(cut, tok.encode("1 + 1 + 1 + 1").unwrap());
+        let done = tok.encode_completion_as(&c[0].b, c[0].b_finished).unwrap();
+        assert_eq!(done.last(), Some(&tok.eos_id()));
+    }
+
+    #[test]
+    fn a_store_written_before_samples_recorded_finishing_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let store = LabelStore::open(&path).unwrap();
+            // An older store: the samples table without the `finished` column.
+            store
+                .conn
+                .execute_batch(
+                    "PRAGMA foreign_keys = OFF;
+                     CREATE TABLE s2 (id INTEGER PRIMARY KEY, prompt_id INTEGER NOT NULL REFERENCES prompts(id),
+                        completion TEXT NOT NULL, policy TEXT NOT NULL, step INTEGER, logprob REAL,
+                        created_at INTEGER NOT NULL);
+                     DROP TABLE samples; ALTER TABLE s2 RENAME TO samples;",
+                )
+                .unwrap();
+        }
+        let mut store = LabelStore::open(&path).unwrap();
+        fill(&mut store);
+        assert!(store.comparisons(&Filter::default()).unwrap()[0].a_finished);
+    }
+
+    #[test]
     fn a_failed_transaction_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
@@ -668,6 +781,7 @@ mod tests {
                 policy: "base",
                 step: None,
                 logprob: None,
+                finished: None,
             })?;
             Err(Error::invalid("test", "abort"))
         });
@@ -693,6 +807,7 @@ mod tests {
                     policy: "x",
                     step: None,
                     logprob: None,
+                    finished: None,
                 })?;
                 let b = w.sample(&NewSample {
                     prompt_id: p,
@@ -700,6 +815,7 @@ mod tests {
                     policy: "x",
                     step: None,
                     logprob: None,
+                    finished: None,
                 })?;
                 for batch in ["online/ppo/5", "online/ppo2/5"] {
                     w.comparison(&NewComparison {

@@ -30,23 +30,48 @@ pub struct CurvePoint {
     pub features: Vec<(String, f64)>,
     /// Effective sample size per prompt (importance-weighted estimates).
     pub ess: Option<f64>,
+    /// Share of completions cut at the length limit (no EOS).
+    #[serde(default)]
+    pub truncated: Option<f64>,
+    /// Why this point is not trusted (e.g. too small an effective sample size):
+    /// shown, but left out of fits, peaks and matched-KL comparisons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
     /// The saved policy behind this point, when there is one.
     pub checkpoint: Option<String>,
     /// A few completions this point's policy gives (for reports).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<Shown>,
+    /// The per-prompt values behind `kl` and `gold` (the split's prompts in
+    /// order, the same for every point of a curve): what bootstrap intervals resample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_prompt: Option<PerPrompt>,
+}
+
+/// Per-prompt means of one curve point.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerPrompt {
+    pub kl: Vec<f64>,
+    pub gold: Vec<f64>,
 }
 
 impl CurvePoint {
-    /// A point with its identity and KL; [`Weighted::summarise`] fills in the measurements.
-    pub fn new(task: &str, strategy: &str, split: &str, knob: &str, value: f64, kl: Stat) -> Self {
+    /// A point with its identity and per-prompt KL; [`Weighted::summarise`] fills in the measurements.
+    pub fn new(
+        task: &str,
+        strategy: &str,
+        split: &str,
+        knob: &str,
+        value: f64,
+        kl_per_prompt: Vec<f64>,
+    ) -> Self {
         Self {
             task: task.to_string(),
             strategy: strategy.to_string(),
             split: split.to_string(),
             knob: knob.to_string(),
             value,
-            kl,
+            kl: Stat::of(&kl_per_prompt),
             kl_analytic: None,
             proxy: Stat::default(),
             gold: Stat::default(),
@@ -54,8 +79,14 @@ impl CurvePoint {
             spec: None,
             features: vec![],
             ess: None,
+            truncated: None,
+            flag: None,
             checkpoint: None,
             examples: vec![],
+            per_prompt: Some(PerPrompt {
+                kl: kl_per_prompt,
+                gold: vec![],
+            }),
         }
     }
 }
@@ -100,15 +131,18 @@ impl Weighted<'_> {
     }
 
     fn per_prompt(&self, weights: &[Vec<f64>], f: impl Fn(&Scored) -> f64) -> Stat {
-        let means: Vec<f64> = weights
+        Stat::of(&self.per_prompt_means(weights, f))
+    }
+
+    fn per_prompt_means(&self, weights: &[Vec<f64>], f: impl Fn(&Scored) -> f64) -> Vec<f64> {
+        weights
             .iter()
             .enumerate()
             .map(|(p, w)| {
                 let group = &self.scored[p * self.per_prompt..(p + 1) * self.per_prompt];
                 group.iter().zip(w).map(|(s, w)| w * f(s)).sum()
             })
-            .collect();
-        Stat::of(&means)
+            .collect()
     }
 
     /// Fill the reward and feature summaries of `point` from weighted samples,
@@ -122,8 +156,11 @@ impl Weighted<'_> {
         point: &mut CurvePoint,
     ) {
         point.examples = self.examples(weights, prompts, examples);
-        point.gold = self.per_prompt(weights, |s| s.gold);
+        let gold = self.per_prompt_means(weights, |s| s.gold);
+        point.gold = Stat::of(&gold);
+        point.per_prompt.get_or_insert_with(PerPrompt::default).gold = gold;
         point.proxy = self.per_prompt(weights, |s| s.proxy.unwrap_or(f64::NAN));
+        point.truncated = Some(self.per_prompt(weights, |s| f64::from(s.truncated)).mean);
         point.labelers = labeler_names
             .iter()
             .enumerate()

@@ -99,6 +99,8 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
     let (alpha_se, beta_se) = ((sigma2 * s22 / det).sqrt(), (sigma2 * s11 / det).sqrt());
     let (peak_d, peak_gain) = match form {
         _ if beta <= 1e-9 * alpha.abs().max(1e-9) => (None, None),
+        // alpha <= 0 with beta > 0: the gain falls from d = 0 on, so there is no peak at d > 0.
+        Form::Bon if alpha <= 0.0 => (None, None),
         Form::Bon => (
             Some(alpha / (2.0 * beta)),
             Some(alpha * alpha / (4.0 * beta)),
@@ -211,6 +213,11 @@ mod tests {
         let gains = [1.0, 2.0, 3.0, 4.0];
         assert_eq!(fit(Form::Bon, &ds, &gains).unwrap().peak_d, None);
         assert!(fit(Form::Rl, &ds[..2], &gains[..2]).is_none());
+        // Falling from the start (alpha < 0, beta > 0): d (alpha - beta d) peaks at a negative d, which is no peak.
+        let falling: Vec<f64> = ds.iter().map(|&d| Form::Bon.eval(-0.3, 0.1, d)).collect();
+        let f = fit(Form::Bon, &ds, &falling).unwrap();
+        assert!(f.alpha < 0.0 && f.beta > 0.0);
+        assert_eq!((f.peak_d, f.peak_gain), (None, None));
         assert!(fit(Form::Bon, &[1.0, 2.0, f64::NAN], &[0.0, 0.0, 0.0]).is_none());
     }
 }

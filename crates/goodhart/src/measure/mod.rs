@@ -1,6 +1,7 @@
 //! Measurement: what every completion is worth to gold, to each labeler and to
 //! the proxy, its features, and summaries with their standard errors.
 
+pub mod bootstrap;
 pub mod curve;
 pub mod fit;
 pub mod policy;
@@ -13,7 +14,7 @@ use crate::feedback::Labeler;
 use crate::model::sample::Sample;
 use crate::task::Task;
 
-pub use curve::CurvePoint;
+pub use curve::{CurvePoint, PerPrompt};
 pub use stats::{pearson, Stat};
 
 /// Everything measured about one completion.
@@ -33,6 +34,9 @@ pub struct Scored {
     pub logprob: f64,
     /// The proxy reward model's score, when there is one.
     pub proxy: Option<f64>,
+    /// Cut at the length limit instead of ending with EOS.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// Score samples of `prompts` with gold, every labeler and the task's features.
@@ -59,6 +63,7 @@ pub fn score_samples(
                 spec: task.spec_satisfied(prompt, &s.text),
                 logprob: s.logprob(),
                 proxy: None,
+                truncated: !s.finished,
             })
         })
         .collect()

@@ -3,7 +3,7 @@
 //! base policy as the mean of `log pi(x) - log pi_base(x)` over its own samples.
 
 use super::curve::{CurvePoint, Weighted};
-use super::{score_samples, Scored, Stat};
+use super::{score_samples, Scored};
 use crate::error::Result;
 use crate::feedback::Labeler;
 use crate::model::sample::{sample, SamplingConfig};
@@ -50,7 +50,13 @@ pub fn measure_policy(
     }
     let policy_lp = score_under(policy, &ids, &samples)?;
     let base_lp = score_under(base, &ids, &samples)?;
-    let kl = Stat::of(&sequence_log_ratios(&policy_lp, &base_lp));
+    // Samples of one prompt are not independent draws of the KL: average them per
+    // prompt, so the standard error (and the bootstrap) is clustered by prompt.
+    let ratios = sequence_log_ratios(&policy_lp, &base_lp);
+    let kl: Vec<f64> = ratios
+        .chunks(ev.per_prompt)
+        .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+        .collect();
     let uniform = vec![vec![1.0 / ev.per_prompt as f64; ev.per_prompt]; ev.prompts.len()];
     let mut point = CurvePoint::new(ev.task.name(), "", ev.split.name(), "", 0.0, kl);
     let names: Vec<String> = ev.labelers.iter().map(|l| l.name().to_string()).collect();

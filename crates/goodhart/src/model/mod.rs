@@ -130,7 +130,8 @@ impl Model {
             }
         }
         let vb = VarBuilder::from_tensors(net, transformer::dtype(), &device);
-        let train_net = Transformer::new(config, vb)?;
+        let mut train_net = Transformer::new(config, vb)?;
+        train_net.never_emit(&tokenizer.never_sampled())?;
         let eval_net = train_net.detached();
         Ok(Self {
             config: config.clone(),
@@ -285,13 +286,13 @@ fn is_trained(config: &ModelConfig, train_last: Option<usize>, name: &str) -> bo
 /// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.
 pub fn target_logprobs(net: &Transformer, hidden: &Tensor, target: &Tensor) -> Result<Tensor> {
     let (b, t, _) = hidden.dims3()?;
-    let logits = net.lm_logits_2d(&hidden.flatten_to(1)?)?; // [b*t, v]
+    let logits = net.policy_logits_2d(&hidden.flatten_to(1)?)?; // [b*t, v]
     let lp = ops::target_logprobs(&logits, &target.flatten_all()?)?; // [b*t]
     Ok(lp.reshape((b, t))?)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::sample::{sample, SamplingConfig};
     use super::*;
     use crate::rng;
@@ -348,6 +349,78 @@ mod tests {
             }
             assert!(s.tokens.len() == 12 || s.finished);
         }
+    }
+
+    /// A character tokenizer whose padding token is its EOS, as GPT-2's often is.
+    struct PadIsEos(CharTokenizer);
+
+    impl Tokenizer for PadIsEos {
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            self.0.encode(text)
+        }
+        fn decode(&self, ids: &[u32]) -> String {
+            self.0.decode(ids)
+        }
+        fn vocab_size(&self) -> usize {
+            self.0.vocab_size()
+        }
+        fn bos_id(&self) -> u32 {
+            self.0.bos_id()
+        }
+        fn eos_id(&self) -> u32 {
+            self.0.eos_id()
+        }
+        fn pad_id(&self) -> u32 {
+            self.0.eos_id()
+        }
+        fn spec(&self) -> crate::tokenize::TokenizerSpec {
+            self.0.spec()
+        }
+    }
+
+    #[test]
+    fn the_scored_distribution_is_the_sampled_one_and_sums_to_one() {
+        // One-token completions: exp(score) over every token the sampler may pick must sum to 1.
+        // Scoring with the full softmax (pad and BOS keeping their mass) sums to less.
+        let model = tiny_model(5);
+        let tok = model.tokenizer();
+        let banned = tok.never_sampled();
+        assert_eq!(banned.len(), 2, "pad and BOS are never sampled");
+        let prompt = tok.encode_prompt("Q: 1+1").unwrap();
+        let singles: Vec<Vec<u32>> = (0..tok.vocab_size() as u32)
+            .filter(|t| !banned.contains(t))
+            .map(|t| vec![t])
+            .collect();
+        let pairs: Vec<(&[u32], &[u32])> = singles
+            .iter()
+            .map(|c| (prompt.as_slice(), c.as_slice()))
+            .collect();
+        let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+        let total: f64 = model
+            .score_completions(&batch)
+            .unwrap()
+            .iter()
+            .map(|lp| (lp[0] as f64).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-5, "mass over sampleable tokens {total}");
+    }
+
+    #[test]
+    fn eos_is_sampled_when_it_doubles_as_padding() {
+        let base = tiny_model(6);
+        let tensors = base.tensors().unwrap().into_iter().collect();
+        let tok: Arc<dyn Tokenizer> = Arc::new(PadIsEos(CharTokenizer::ascii()));
+        assert_eq!(tok.never_sampled(), vec![tok.bos_id()]);
+        let model = Model::from_tensors(base.config(), tok.clone(), tensors, false).unwrap();
+        let prompt = vec![tok.encode_prompt("Q: 2+2").unwrap()];
+        let cfg = SamplingConfig {
+            max_new_tokens: 30,
+            ..Default::default()
+        };
+        let samples = sample(&model, &prompt, 200, &cfg, &mut rng::stream(1, "s")).unwrap();
+        let finished = samples.iter().filter(|s| s.finished).count();
+        assert!(finished > 10, "{finished} of 200 samples ended with EOS");
+        assert!(samples.iter().all(|s| !s.tokens.contains(&tok.bos_id())));
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn sample_chunk(
         Some(&mut cache),
     )?; // [p, width, d]
     let logits = net
-        .lm_logits(&hidden.narrow(1, width - 1, 1)?)?
+        .policy_logits(&hidden.narrow(1, width - 1, 1)?)?
         .squeeze(1)?; // [p, vocab]
 
     // Expand: every sample of a prompt starts from that prompt's cache rows.
@@ -224,8 +224,8 @@ fn sample_chunk(
             finished: false,
         })
         .collect();
-    let banned = [tok.pad_id(), tok.bos_id()];
-    let mut picker = Picker::new(cfg, &banned);
+    // The logits already exclude these (-inf); the picker skips them outright.
+    let mut picker = Picker::new(cfg, &tok.never_sampled());
     for step in 0..max_new {
         let step_logits: Vec<f32> = logits.flatten_all()?.to_vec1()?; // [rows * vocab]
         let vocab = step_logits.len() / rows;
@@ -258,7 +258,7 @@ fn sample_chunk(
             Mask::LeftPadded(&row_pad),
             Some(&mut cache),
         )?; // [rows, 1, d]
-        logits = net.lm_logits(&hidden)?.squeeze(1)?; // [rows, vocab]
+        logits = net.policy_logits(&hidden)?.squeeze(1)?; // [rows, vocab]
     }
     for s in &mut samples {
         s.text = tok.decode(&s.tokens);

@@ -574,6 +574,8 @@ pub struct Transformer {
     ln_f: Norm,
     lm_head: Option<Tensor>, // [vocab, d] when untied
     scalar_head: Conv1D,     // [d, 1]
+    /// `[vocab]`: 0, or -1e30 (no mass) for tokens the policy never emits (see [`Transformer::never_emit`]).
+    never_emitted: Option<Tensor>,
 }
 
 impl Transformer {
@@ -598,6 +600,7 @@ impl Transformer {
                     Some(vb.get((v, d), "lm_head.weight")?)
                 },
                 scalar_head,
+                never_emitted: None,
             });
         }
         let blocks = (0..config.n_layer)
@@ -612,7 +615,24 @@ impl Transformer {
             ln_f: Norm::Layer(LayerNorm::new(d, config.layer_norm_eps, vb.pp("ln_f"))?),
             lm_head: None,
             scalar_head,
+            never_emitted: None,
         })
+    }
+
+    /// Take `ids` out of the policy's distribution: [`Transformer::policy_logits_2d`]
+    /// gives them -inf, so sampling and teacher-forced log-probabilities are one
+    /// distribution (the softmax over the other tokens).
+    pub fn never_emit(&mut self, ids: &[u32]) -> Result<()> {
+        let v = self.config.vocab_size;
+        let mut mask = vec![0f32; v];
+        for &id in ids.iter().filter(|&&id| (id as usize) < v) {
+            // Not -inf: positions outside a completion are multiplied by a 0 mask, and -inf * 0 is NaN.
+            mask[id as usize] = -1e30;
+        }
+        self.never_emitted = (!ids.is_empty())
+            .then(|| Tensor::from_vec(mask, v, self.device()))
+            .transpose()?;
+        Ok(())
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -642,6 +662,7 @@ impl Transformer {
             ln_f: self.ln_f.detached(),
             lm_head: self.lm_head.as_ref().map(Tensor::detach),
             scalar_head: self.scalar_head.detached(),
+            never_emitted: self.never_emitted.clone(),
         }
     }
 
@@ -701,9 +722,28 @@ impl Transformer {
         ))
     }
 
-    /// Next-token logits `[n, vocab]` from hidden states `[n, d]`.
+    /// Next-token logits `[n, vocab]` from hidden states `[n, d]` (the raw head, as in transformers).
     pub fn lm_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
         hidden.matmul(&self.lm_head.as_ref().unwrap_or(&self.wte).t()?)
+    }
+
+    /// The policy's next-token logits `[n, vocab]`: the raw head with the
+    /// tokens it never emits at -inf. Sampling, scoring and training all read these.
+    pub fn policy_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
+        let logits = self.lm_logits_2d(hidden)?;
+        match &self.never_emitted {
+            Some(mask) => logits.broadcast_add(mask),
+            None => Ok(logits),
+        }
+    }
+
+    /// [`Transformer::policy_logits_2d`] for hidden states `[b, t, d]` -> `[b, t, vocab]`.
+    pub fn policy_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.policy_logits_2d(&hidden.flatten_to(1)?)?.reshape((
+            hidden.dim(0)?,
+            hidden.dim(1)?,
+            self.config.vocab_size,
+        ))
     }
 
     /// The scalar head `[b, t]` from hidden states `[b, t, d]`.

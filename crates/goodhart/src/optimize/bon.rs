@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::Pool;
 use crate::error::{Error, Result};
-use crate::measure::{CurvePoint, Stat};
+use crate::measure::CurvePoint;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,12 +52,63 @@ pub fn rank_weights(big_n: usize, n: usize) -> Vec<f64> {
         .collect()
 }
 
-/// KL(best-of-n || base) on one prompt's pool: the plug-in estimate over its
-/// distinct completions, with the base distribution estimated by their shares
-/// `p(y)` of the pool and best-of-n's as `F(y)^n - F(y-)^n` (F the share of the
-/// pool rewarded at most as well as y). Repeated completions lower the KL below
-/// the closed form, which holds only for rewards without ties.
-pub fn plugin_kl(pool: &Pool, prompt: usize, n: usize) -> f64 {
+/// Probability that "draw `n`, keep one of the best `k` at random" picks a
+/// sample whose base-distribution quantile lies in `(lo, hi]`: the mean over
+/// the top `k` order statistics `j` of `P(Bin(n, hi) >= j) - P(Bin(n, lo) >= j)`.
+/// Best-of-n is `k = 1` (`hi^n - lo^n`); the quantiliser on a pool of `n` keeps `k = q n`.
+pub fn top_k_mass(lo: f64, hi: f64, n: usize, k: usize) -> f64 {
+    let tail = |u: f64| -> f64 {
+        // sum over j in n-k+1..=n of P(Bin(n, u) >= j) = sum_i P(Bin = i) * max(0, i - (n - k)).
+        if u <= 0.0 {
+            return 0.0;
+        }
+        if u >= 1.0 {
+            return k as f64;
+        }
+        let (lu, l1u) = (u.ln(), (1.0 - u).ln());
+        let mut log_choose = 0.0; // log C(n, i), built up from i = 0
+        let mut total = 0.0;
+        for i in 0..=n {
+            if i > 0 {
+                log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+            }
+            if i + k > n {
+                let p = (log_choose + i as f64 * lu + (n - i) as f64 * l1u).exp();
+                total += p * (i + k - n) as f64;
+            }
+        }
+        total
+    };
+    (tail(hi) - tail(lo)) / k as f64
+}
+
+/// KL(selection || base) for a reward without ties, where the selection keeps
+/// one of the best `k` of `n` base draws at random: the limit of the plug-in
+/// estimate over ever finer quantile bins. `k = 1` gives `log n - (n-1)/n`; for
+/// large `n` with `k = q n` it tends to the quantiliser's `log(1/q)`.
+pub fn top_k_kl(n: usize, k: usize) -> f64 {
+    const BINS: usize = 20_000;
+    let width = 1.0 / BINS as f64;
+    (1..=BINS)
+        .map(|m| {
+            let pm = top_k_mass((m - 1) as f64 * width, m as f64 * width, n, k);
+            if pm > 0.0 {
+                pm * (pm / width).ln()
+            } else {
+                0.0
+            }
+        })
+        .sum::<f64>()
+        .max(0.0)
+}
+
+/// KL(selection || base) on one prompt's pool, where the selection keeps one of
+/// the best `k` of `n` draws at random (best-of-n: `k = 1`): the plug-in estimate
+/// over its distinct completions, with the base distribution estimated by their
+/// shares of the pool and the selection's by [`top_k_mass`] over the pool's
+/// reward CDF. Repeated completions lower the KL below the closed form, which
+/// holds only for rewards without ties.
+pub fn plugin_kl(pool: &Pool, prompt: usize, n: usize, k: usize) -> f64 {
     let ranked = pool.ranked(prompt);
     let big_n = pool.per_prompt as f64;
     // Distinct completions in reward order; identical text has identical reward, so copies are adjacent
@@ -86,7 +137,7 @@ pub fn plugin_kl(pool: &Pool, prompt: usize, n: usize) -> f64 {
             .collect();
         let rung_count: usize = rung.iter().sum();
         let (lo, hi) = (below / big_n, (below + rung_count as f64) / big_n);
-        let rung_mass = hi.powi(n as i32) - lo.powi(n as i32);
+        let rung_mass = top_k_mass(lo, hi, n, k);
         for &count in &rung {
             let p0 = count as f64 / big_n;
             let pn = rung_mass * count as f64 / rung_count as f64;
@@ -125,11 +176,9 @@ pub fn run(pool: &Pool, cfg: &BonConfig, strategy: &str) -> Result<Vec<CurvePoin
                 w
             })
             .collect();
-        let kl = Stat::of(
-            &(0..pool.n_prompts())
-                .map(|p| plugin_kl(pool, p, n))
-                .collect::<Vec<_>>(),
-        );
+        let kl = (0..pool.n_prompts())
+            .map(|p| plugin_kl(pool, p, n, 1))
+            .collect();
         let mut point = pool.point(strategy, "n", n as f64, &weights, kl);
         point.kl_analytic = Some(analytic_kl(n));
         points.push(point);
@@ -141,6 +190,25 @@ pub fn run(pool: &Pool, cfg: &BonConfig, strategy: &str) -> Result<Vec<CurvePoin
 mod tests {
     use super::*;
     use rand::Rng as _;
+
+    #[test]
+    fn top_k_kl_is_best_of_n_at_k_1_and_log_1_over_q_for_large_pools() {
+        for n in [1, 2, 8, 64] {
+            assert!((top_k_kl(n, 1) - analytic_kl(n)).abs() < 1e-3, "n = {n}");
+        }
+        assert!(top_k_kl(64, 64).abs() < 1e-9, "keeping everything is the base policy");
+        // Keeping 1 of 64 is best-of-64 (KL 3.17), not a quantiliser at q = 0.02 (log 50 = 3.91).
+        assert!((top_k_kl(64, 1) - 3.175).abs() < 1e-2);
+        // A quantiliser's kept set of k = q n: its KL rises towards log(1/q) as the pool grows.
+        let (small, large) = (top_k_kl(100, 10), top_k_kl(2000, 200));
+        println!("top 10 of 100: {small:.4}, top 200 of 2000: {large:.4}, log 10 = {:.4}", 10f64.ln());
+        assert!(small < large && large < 10f64.ln() && large > 10f64.ln() - 0.1);
+        // The mass of every quantile bin sums to one.
+        let total: f64 = (0..10)
+            .map(|m| top_k_mass(m as f64 / 10.0, (m + 1) as f64 / 10.0, 16, 5))
+            .sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
 
     #[test]
     fn rank_weights_are_a_distribution_and_match_brute_force() {
@@ -172,6 +240,7 @@ mod tests {
                     spec: None,
                     logprob: 0.0,
                     proxy: Some(*r),
+                    truncated: false,
                 });
                 reward.push(*r);
             }

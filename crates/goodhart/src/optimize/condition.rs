@@ -10,19 +10,25 @@ use serde::{Deserialize, Serialize};
 use super::pool::Pool;
 use crate::error::{Error, Result};
 use crate::measure::stats::effective_sample_size;
-use crate::measure::{CurvePoint, Stat};
+use crate::measure::CurvePoint;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConditionConfig {
     /// The beta of the sweep, each > 0 (smaller: further from the base policy).
     pub beta: Vec<f64>,
+    /// Points whose mean effective sample size per prompt is below this are
+    /// flagged (a handful of samples carry the weight: the plug-in KL cannot
+    /// exceed log n and gold becomes the pool's top-1), and left out of fits and
+    /// matched-KL comparisons.
+    pub min_ess: f64,
 }
 
 impl Default for ConditionConfig {
     fn default() -> Self {
         Self {
             beta: vec![4.0, 2.0, 1.0, 0.5, 0.25, 0.125],
+            min_ess: 10.0,
         }
     }
 }
@@ -58,6 +64,12 @@ pub fn exact(outputs: &[(f64, f64)], beta: f64) -> (Vec<f64>, f64, f64) {
 }
 
 pub fn run(pool: &Pool, cfg: &ConditionConfig, strategy: &str) -> Result<Vec<CurvePoint>> {
+    if !(cfg.min_ess >= 0.0) {
+        return Err(Error::invalid(
+            "strategies.conditioning.min_ess",
+            "must be a number >= 0",
+        ));
+    }
     let mut points = vec![];
     for &beta in &cfg.beta {
         if !(beta > 0.0 && beta.is_finite()) {
@@ -75,8 +87,15 @@ pub fn run(pool: &Pool, cfg: &ConditionConfig, strategy: &str) -> Result<Vec<Cur
             kls.push(kl);
             weights.push(w);
         }
-        let mut point = pool.point(strategy, "beta", beta, &weights, Stat::of(&kls));
-        point.ess = Some(ess / pool.n_prompts() as f64);
+        let mut point = pool.point(strategy, "beta", beta, &weights, kls);
+        let ess = ess / pool.n_prompts() as f64;
+        point.ess = Some(ess);
+        if ess < cfg.min_ess {
+            point.flag = Some(format!(
+                "effective sample size {ess:.1} < {} per prompt",
+                cfg.min_ess
+            ));
+        }
         points.push(point);
     }
     Ok(points)

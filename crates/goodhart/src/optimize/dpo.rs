@@ -121,16 +121,19 @@ pub fn train_dpo(
     let tok = policy.tokenizer();
     let mut pairs = vec![];
     for c in comparisons {
+        // Each completion as it was sampled: EOS only when it ended with one.
+        let a = tok.encode_completion_as(&c.a, c.a_finished)?;
+        let b = tok.encode_completion_as(&c.b, c.b_finished)?;
         let (chosen, rejected, tie) = match c.answer {
-            Answer::A => (&c.a, &c.b, false),
-            Answer::B => (&c.b, &c.a, false),
-            Answer::Tie => (&c.a, &c.b, true),
+            Answer::A => (a, b, false),
+            Answer::B => (b, a, false),
+            Answer::Tie => (a, b, true),
             Answer::CantTell => continue,
         };
         pairs.push(Pair {
             prompt: tok.encode_prompt(&c.prompt)?,
-            chosen: tok.encode_completion(chosen)?,
-            rejected: tok.encode_completion(rejected)?,
+            chosen,
+            rejected,
             tie,
             ref_chosen: 0.0,
             ref_rejected: 0.0,

@@ -2,15 +2,13 @@
 //! labelers, proxy, features, the reward being selected on). Best-of-n,
 //! conditioning and quantilisation are all reweightings of one pool.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::RewardSource;
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
 use crate::measure::curve::{CurvePoint, Weighted};
-use crate::measure::{score_samples, Scored, Stat};
+use crate::measure::{score_samples, Scored};
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::reward::RewardModel;
@@ -125,9 +123,16 @@ impl Pool {
         knob: &str,
         value: f64,
         weights: &[Vec<f64>],
-        kl: Stat,
+        kl_per_prompt: Vec<f64>,
     ) -> CurvePoint {
-        let mut point = CurvePoint::new(&self.task, strategy, self.split.name(), knob, value, kl);
+        let mut point = CurvePoint::new(
+            &self.task,
+            strategy,
+            self.split.name(),
+            knob,
+            value,
+            kl_per_prompt,
+        );
         let w = Weighted {
             scored: &self.scored,
             per_prompt: self.per_prompt,
@@ -140,31 +145,5 @@ impl Pool {
             &mut point,
         );
         point
-    }
-
-    /// KL(weighted || base) per prompt by the plug-in estimate over distinct
-    /// completions: the base probability of a completion is its share of the
-    /// pool, so repeated completions (common on small output spaces) count once, with their mass.
-    pub fn plugin_kl(&self, weights: &[Vec<f64>]) -> Stat {
-        let per: Vec<f64> = weights
-            .iter()
-            .enumerate()
-            .map(|(p, w)| {
-                let group = &self.scored[p * self.per_prompt..(p + 1) * self.per_prompt];
-                let mut mass: BTreeMap<&str, (f64, usize)> = BTreeMap::new(); // ordered: sums repeat bit for bit
-                for (s, &wi) in group.iter().zip(w) {
-                    let e = mass.entry(s.completion.as_str()).or_insert((0.0, 0));
-                    e.0 += wi;
-                    e.1 += 1;
-                }
-                let n = self.per_prompt as f64;
-                mass.values()
-                    .filter(|(pi, _)| *pi > 0.0)
-                    .map(|&(pi, count)| pi * (pi / (count as f64 / n)).ln())
-                    .sum::<f64>()
-                    .max(0.0)
-            })
-            .collect();
-        Stat::of(&per)
     }
 }

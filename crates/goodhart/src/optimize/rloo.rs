@@ -1,11 +1,12 @@
 //! RLOO: REINFORCE with a leave-one-out baseline. Each prompt gets k samples;
 //! a sample's advantage is its (KL-penalised) return minus the mean return of
-//! the prompt's other samples; one gradient step per rollout on
+//! the prompt's other samples (whitened across the rollout when
+//! `whiten_advantages`); one gradient step per rollout on
 //! `-advantage * log pi(completion)`.
 
 use candle_core::Tensor;
 
-use super::rl::{batch_of, IterationLog, KlMode, RlConfig, Rollout, Update};
+use super::rl::{batch_of, whiten, IterationLog, KlMode, RlConfig, Rollout, Update};
 use crate::error::Result;
 use crate::model::Model;
 use crate::rng::Rng;
@@ -59,16 +60,18 @@ impl Update for Rloo {
                 _ => r - kl_coef * kl.iter().map(|&k| k as f64).sum::<f64>(),
             })
             .collect();
-        let adv = leave_one_out(&returns, self.cfg.samples_per_prompt);
+        let mut adv: Vec<f32> = leave_one_out(&returns, self.cfg.samples_per_prompt)
+            .into_iter()
+            .map(|a| a as f32)
+            .collect();
+        if self.cfg.whiten_advantages {
+            whiten(&mut adv);
+        }
 
         let batch = batch_of(policy, &ro.prompt_tokens, &ro.samples)?;
         let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
         let seq_lp = (lp * &batch.completion_mask)?.sum(1)?; // [b]
-        let adv_t = Tensor::from_vec(
-            adv.iter().map(|&a| a as f32).collect::<Vec<_>>(),
-            adv.len(),
-            policy.device(),
-        )?;
+        let adv_t = Tensor::from_vec(adv, ro.samples.len(), policy.device())?;
         let loss = (seq_lp * adv_t)?.mean_all()?.neg()?;
         let stats = self.trainer.step(&loss)?;
         Ok(IterationLog {

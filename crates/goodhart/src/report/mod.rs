@@ -11,6 +11,7 @@ use crate::experiment::analysis::{self, StrategyAnalysis, KL_BUDGETS};
 use crate::experiment::run::{Record, RunDir, TaskRecords};
 use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;
+use crate::measure::bootstrap::Interval;
 use crate::measure::CurvePoint;
 use crate::task::Task;
 use svg::{esc, Line, Plot, Series, PALETTE};
@@ -121,8 +122,9 @@ fn series_of(a: &StrategyAnalysis, colour: &str, y: impl Fn(&CurvePoint) -> (f64
             .points
             .iter()
             .map(|p| {
-                let (m, e) = y(p);
-                (p.kl.mean.max(0.0).sqrt(), m, e)
+                // Error bars: 95% normal intervals over prompts.
+                let (m, se) = y(p);
+                (p.kl.mean.max(0.0).sqrt(), m, 1.96 * se)
             })
             .collect(),
         line: Line::Solid,
@@ -291,7 +293,7 @@ fn task_section(
     for b in KL_BUDGETS {
         write!(h, "<th>best gold, KL &le; {b}</th>").unwrap();
     }
-    h.push_str("<th>observed peak gold (at KL)</th><th>fit</th><th>alpha &plusmn; se</th><th>beta &plusmn; se</th><th>R&sup2;</th><th>predicted peak gold (at KL)</th><th>half-sweep prediction RMSE (R&sup2;)</th></tr>");
+    h.push_str("<th>observed peak gold [95% CI] (at KL)</th><th>fit</th><th>alpha [95% CI]</th><th>beta [95% CI]</th><th>R&sup2;</th><th>predicted peak gold (at KL); share of resamples that turn over</th><th>half-sweep prediction RMSE (R&sup2;)</th></tr>");
     for a in &heldout {
         write!(
             h,
@@ -300,34 +302,42 @@ fn task_section(
             esc(&a.strategy)
         )
         .unwrap();
-        for (_, g) in &a.gold_within {
+        let iv = a.intervals.as_ref();
+        let ci = |c: Option<Interval>| c.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.lo, c.hi));
+        for (b, (_, g)) in a.gold_within.iter().enumerate() {
             write!(
                 h,
                 "<td>{}</td>",
-                g.map_or("&ndash;".to_string(), |g| format!("{g:.3}"))
+                g.map_or("&ndash;".to_string(), |g| format!(
+                    "{g:.3}{}",
+                    ci(iv.and_then(|iv| iv.gold_within.get(b)?.1))
+                ))
             )
             .unwrap();
         }
         write!(
             h,
-            "<td>{:.3} ({:.2})</td>",
-            a.observed_peak.1, a.observed_peak.0
+            "<td>{:.3}{} ({:.2})</td>",
+            a.observed_peak.1,
+            ci(iv.and_then(|iv| iv.observed_peak_gold)),
+            a.observed_peak.0
         )
         .unwrap();
         match &a.fit {
             Some(f) => write!(
                 h,
-                "<td>{}</td><td>{:.3} &plusmn; {:.3}</td><td>{:.3} &plusmn; {:.3}</td><td>{:.2}</td><td>{}</td>",
+                "<td>{}</td><td>{:.3}{}</td><td>{:.3}{}</td><td>{:.2}</td><td>{}{}</td>",
                 f.form.formula(),
                 f.alpha,
-                f.alpha_se,
+                ci(iv.and_then(|iv| iv.alpha)),
                 f.beta,
-                f.beta_se,
+                ci(iv.and_then(|iv| iv.beta)),
                 f.r2,
                 match (f.peak_d, f.peak_gain) {
                     (Some(d), Some(g)) => format!("{:.3} ({:.2})", a.reference_gold + g, d * d),
                     _ => "no peak".into(),
-                }
+                },
+                iv.map_or(String::new(), |iv| format!("; {:.0}%", 100.0 * iv.peak_share))
             )
             .unwrap(),
             None => h.push_str("<td colspan=\"5\">too few points to fit</td>"),
@@ -337,7 +347,28 @@ fn task_section(
             None => h.push_str("<td>&ndash;</td></tr>"),
         }
     }
-    h.push_str("</table>");
+    h.push_str("</table><p>Intervals: 95% percentile bootstrap over prompts (each resample rebuilds every point and refits). They cover sampling of prompts and completions, not the randomness of training: run several seeds for that.</p>");
+    let flagged: Vec<String> = heldout
+        .iter()
+        .flat_map(|a| {
+            a.points.iter().filter_map(move |p| {
+                p.flag
+                    .as_ref()
+                    .map(|f| format!("{} {} = {}: {f}", a.strategy, p.knob, p.value))
+            })
+        })
+        .chain(t.records.iter().flat_map(|(_, r)| match r {
+            Record::Pool { notes, .. } => notes.clone(),
+            _ => vec![],
+        }))
+        .collect();
+    if !flagged.is_empty() {
+        h.push_str("<p>Left out of fits, peaks and matched-KL columns (still plotted):</p><ul>");
+        for f in &flagged {
+            write!(h, "<li>{}</li>", esc(f)).unwrap();
+        }
+        h.push_str("</ul>");
+    }
 
     // Feature drift.
     h.push_str("<h3>What moved: named features at each strategy's largest KL vs the base policy</h3><table><tr><th>strategy</th><th>KL</th>");

@@ -41,6 +41,9 @@ pub struct RewardModelInfo {
     pub comparisons: usize,
     /// (shift, scale) per member: normalised = (raw - shift) / scale.
     pub normalisation: Vec<(f64, f64)>,
+    /// The random-answer rate folded into its likelihood (for held-out losses).
+    #[serde(default)]
+    pub p_random: f64,
 }
 
 pub struct RewardModel {
@@ -62,7 +65,8 @@ impl RewardModel {
         self.members[0].model.tokenizer()
     }
 
-    /// Scores of `(prompt tokens, completion tokens)` pairs (completions end with EOS).
+    /// Scores of `(prompt tokens, completion tokens)` pairs, each completion as
+    /// sampled (ending with EOS only when it finished: see `Tokenizer::encode_completion_as`).
     pub fn score_tokens(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<RewardScore>> {
         let mut per_member: Vec<Vec<f64>> = vec![];
         for m in &self.members {
@@ -86,7 +90,7 @@ impl RewardModel {
             .collect())
     }
 
-    /// Scores of `(prompt, completion)` texts.
+    /// Scores of finished `(prompt, completion)` texts (e.g. a user's data).
     pub fn score_texts(&self, items: &[(&str, &str)]) -> Result<Vec<RewardScore>> {
         let tok = self.tokenizer();
         let encoded = items

@@ -161,11 +161,13 @@ pub fn train_reward_model(
         ));
     }
     let tok = base.tokenizer();
-    let mut order: Vec<usize> = (0..usable.len()).collect();
-    order.shuffle(rng);
-    let n_heldout =
-        ((usable.len() as f64 * cfg.heldout_fraction).round() as usize).min(usable.len() - 1);
-    let (heldout_idx, train_idx) = order.split_at(n_heldout);
+    let (heldout_idx, train_idx) = split_by_prompt(&usable, cfg.heldout_fraction, rng);
+    if train_idx.is_empty() {
+        return Err(Error::invalid(
+            "reward_model.heldout_fraction",
+            "every prompt was held out: lower heldout_fraction or label more prompts",
+        ));
+    }
     let train_set: Vec<Comparison> = train_idx.iter().map(|&i| usable[i].clone()).collect();
     let train = encode_all(tok, &train_set)?;
 
@@ -223,12 +225,38 @@ pub fn train_reward_model(
             labelers,
             comparisons: train.len(),
             normalisation: members.iter().map(|m| (m.shift, m.scale)).collect(),
+            p_random: cfg.p_random,
         },
         members,
     };
     let heldout: Vec<&Comparison> = heldout_idx.iter().map(|&i| usable[i]).collect();
     evaluate(&rm, &heldout, task, &mut report)?;
     Ok((rm, report))
+}
+
+/// Hold out whole prompts (every comparison of them, by every labeler) until
+/// about `fraction` of the comparisons are held out: a pair judged by several
+/// labelers never lands on both sides. Returns (held out, train) indices, each ascending.
+fn split_by_prompt(
+    comparisons: &[&Comparison],
+    fraction: f64,
+    rng: &mut Rng,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut prompts: Vec<&str> = comparisons.iter().map(|c| c.prompt.as_str()).collect();
+    prompts.sort_unstable();
+    prompts.dedup();
+    prompts.shuffle(rng);
+    let target = (comparisons.len() as f64 * fraction).round() as usize;
+    let mut held: std::collections::HashSet<&str> = Default::default();
+    let mut n_held = 0;
+    for p in prompts {
+        if n_held >= target {
+            break;
+        }
+        n_held += comparisons.iter().filter(|c| c.prompt == p).count();
+        held.insert(p);
+    }
+    (0..comparisons.len()).partition(|&i| held.contains(comparisons[i].prompt.as_str()))
 }
 
 /// Train one member for `steps` steps on `train` (a bootstrap resample of it when `bootstrap`).
@@ -288,8 +316,8 @@ fn encode_all(tok: &dyn Tokenizer, comparisons: &[Comparison]) -> Result<Vec<Enc
         .map(|c| {
             Ok(Encoded {
                 prompt: tok.encode_prompt(&c.prompt)?,
-                a: tok.encode_completion(&c.a)?,
-                b: tok.encode_completion(&c.b)?,
+                a: tok.encode_completion_as(&c.a, c.a_finished)?,
+                b: tok.encode_completion_as(&c.b, c.b_finished)?,
                 target: match c.answer {
                     Answer::A => 1.0,
                     Answer::B => 0.0,
@@ -389,7 +417,25 @@ fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_co
     Ok(loss.mean_all()?)
 }
 
+/// `P(A preferred)` per comparison under the model's likelihood: per member
+/// `p/2 + (1 - p) sigmoid(raw(A) - raw(B))` on the raw Bradley-Terry scale the
+/// member was trained on, averaged over the members (the ensemble's prediction).
+fn predicted_preferences(rm: &RewardModel, encoded: &[Encoded]) -> Result<Vec<f64>> {
+    let pairs = completions_of(encoded);
+    let p_random = rm.info.p_random;
+    let mut p_a = vec![0.0; encoded.len()];
+    for m in &rm.members {
+        let raw = raw_scores(&m.model, &pairs)?;
+        for (i, p) in p_a.iter_mut().enumerate() {
+            let d = raw[2 * i] - raw[2 * i + 1];
+            *p += (p_random / 2.0 + (1.0 - p_random) / (1.0 + (-d).exp())) / rm.members.len() as f64;
+        }
+    }
+    Ok(p_a)
+}
+
 /// Held-out accuracy and loss against the labelers' labels and against gold, by difficulty.
+/// The loss is the training objective's: ties count as half of each answer.
 fn evaluate(
     rm: &RewardModel,
     heldout: &[&Comparison],
@@ -399,39 +445,40 @@ fn evaluate(
     if heldout.is_empty() {
         return Ok(());
     }
-    let mut items = vec![];
-    for c in heldout {
-        items.push((c.prompt.as_str(), c.a.as_str()));
-        items.push((c.prompt.as_str(), c.b.as_str()));
-    }
-    let scores = rm.score_texts(&items)?;
-    // Per comparison: (difficulty, model's P(A), labeler's target or None, gold target or None).
+    let owned: Vec<Comparison> = heldout.iter().map(|c| (*c).clone()).collect();
+    let encoded = encode_all(rm.tokenizer(), &owned)?;
+    let p_model = predicted_preferences(rm, &encoded)?;
+    let scores = rm.score_tokens(&completions_of(&encoded))?;
+    // Per comparison: (difficulty, ranks A first, model's P(A), labeler's target, gold target or None).
     let mut rows = vec![];
-    for (i, c) in heldout.iter().enumerate() {
-        let d = scores[2 * i].mean - scores[2 * i + 1].mean;
-        let p_a = 1.0 / (1.0 + (-d).exp());
-        let labeler = match c.answer {
-            Answer::A => Some(1.0),
-            Answer::B => Some(0.0),
-            _ => None,
-        };
+    for (i, (c, e)) in heldout.iter().zip(&encoded).enumerate() {
+        let a_first = scores[2 * i].mean > scores[2 * i + 1].mean;
         let (ga, gb) = (task.gold(&c.prompt, &c.a)?, task.gold(&c.prompt, &c.b)?);
         let gold = (ga != gb).then_some(if ga > gb { 1.0 } else { 0.0 });
-        rows.push((task.difficulty(&c.prompt)?, p_a, labeler, gold));
+        rows.push((
+            task.difficulty(&c.prompt)?,
+            a_first,
+            p_model[i],
+            Some(e.target as f64),
+            gold,
+        ));
     }
-    let acc = |rows: &[&(u32, f64, Option<f64>, Option<f64>)], gold: bool| -> (Stat, f64) {
+    let acc = |rows: &[&(u32, bool, f64, Option<f64>, Option<f64>)], gold: bool| -> (Stat, f64) {
         let mut hits = vec![];
         let mut nll = 0.0;
+        let mut n = 0;
         for r in rows {
-            let target = if gold { r.3 } else { r.2 };
+            let target = if gold { r.4 } else { r.3 };
             if let Some(t) = target {
-                hits.push(f64::from((r.1 > 0.5) == (t > 0.5)));
-                let p = if t > 0.5 { r.1 } else { 1.0 - r.1 };
-                nll -= p.max(1e-12).ln();
+                if t != 0.5 {
+                    hits.push(f64::from(r.1 == (t > 0.5)));
+                }
+                let p = r.2.clamp(1e-12, 1.0 - 1e-12);
+                nll -= t * p.ln() + (1.0 - t) * (1.0 - p).ln();
+                n += 1;
             }
         }
-        let n = hits.len().max(1) as f64;
-        (Stat::of(&hits), nll / n)
+        (Stat::of(&hits), nll / n.max(1) as f64)
     };
     let all: Vec<_> = rows.iter().collect();
     (report.accuracy_labeler, report.loss_labeler) = acc(&all, false);
@@ -446,4 +493,93 @@ fn evaluate(
             .push((d, acc(&sub, false).0, acc(&sub, true).0));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Split, TaskConfig};
+
+    fn comparison(prompt: &str, a: &str, b: &str, labeler: &str, answer: Answer) -> Comparison {
+        Comparison {
+            id: 0,
+            task: "answers".into(),
+            prompt: prompt.into(),
+            a: a.into(),
+            b: b.into(),
+            policy_a: "base".into(),
+            policy_b: "base".into(),
+            labeler: labeler.into(),
+            answer,
+            batch: None,
+            a_finished: true,
+            b_finished: true,
+        }
+    }
+
+    #[test]
+    fn a_pair_judged_by_two_labelers_is_never_on_both_sides_of_the_split() {
+        let task = TaskConfig::default().build(0).unwrap();
+        let prompts = task.prompts(Split::Train);
+        let mut all = vec![];
+        for (i, p) in prompts.iter().take(40).enumerate() {
+            for l in ["quick", "careful"] {
+                let answer = if i % 3 == 0 { Answer::B } else { Answer::A };
+                all.push(comparison(p, "1.", "2.", l, answer));
+            }
+        }
+        let refs: Vec<&Comparison> = all.iter().collect();
+        let (held, train) = split_by_prompt(&refs, 0.25, &mut crate::rng::stream(0, "t"));
+        assert_eq!(held.len() + train.len(), all.len());
+        assert!((16..=24).contains(&held.len()), "{} held out", held.len());
+        for &h in &held {
+            assert!(train.iter().all(|&t| all[t].prompt != all[h].prompt));
+        }
+    }
+
+    #[test]
+    fn the_reported_heldout_loss_is_the_training_objective() {
+        // On the comparisons it was trained on, the report's loss must equal the
+        // Bradley-Terry likelihood with the lapse rate that training minimised.
+        let task = TaskConfig::default().build(0).unwrap();
+        let prompts = task.prompts(Split::Train);
+        let comparisons: Vec<Comparison> = prompts
+            .iter()
+            .take(24)
+            .enumerate()
+            .map(|(i, p)| {
+                let answer = [Answer::A, Answer::B, Answer::Tie][i % 3];
+                comparison(p, "12.", "The answer is 3.", "quick", answer)
+            })
+            .collect();
+        let base = crate::model::tests::tiny_model(2);
+        let cfg = RewardModelConfig {
+            p_random: 0.2,
+            steps: 15,
+            batch_size: 8,
+            heldout_fraction: 0.2,
+            ..Default::default()
+        };
+        let (rm, _) = train_reward_model(
+            &base,
+            &comparisons,
+            task.as_ref(),
+            &cfg,
+            &mut crate::rng::stream(1, "rm"),
+            &crate::progress::Silent,
+        )
+        .unwrap();
+        let report = evaluate_on(&rm, &comparisons, task.as_ref()).unwrap();
+        let encoded = encode_all(rm.tokenizer(), &comparisons).unwrap();
+        let batch: Vec<&Encoded> = encoded.iter().collect();
+        let objective = bt_loss(&rm.members[0].model, &batch, cfg.p_random)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!(
+            (report.loss_labeler - objective).abs() < 1e-4,
+            "reported {} vs objective {objective}",
+            report.loss_labeler
+        );
+    }
 }

@@ -1,0 +1,256 @@
+//! Ground truth on an output space small enough to list: completions of at
+//! most two tokens from a tiny transformer. Every completion and its exact
+//! probability are enumerated by teacher forcing, so the estimators the
+//! experiments use (KL from samples, best-of-n and conditioning from a pool)
+//! are checked against exact values, not against themselves.
+
+use std::sync::Arc;
+
+use goodhart::measure::Scored;
+use goodhart::model::sample::{sample, Sample, SamplingConfig};
+use goodhart::model::{Device, Model, ModelConfig, SequenceBatch};
+use goodhart::optimize::bon::{self, BonConfig};
+use goodhart::optimize::condition::{self, ConditionConfig};
+use goodhart::optimize::pool::Pool;
+use goodhart::optimize::{score_samples, sequence_log_ratios};
+use goodhart::rng;
+use goodhart::task::Split;
+use goodhart::tokenize::{CharTokenizer, Tokenizer};
+
+const MAX_NEW: usize = 2;
+
+fn model(seed: u64, init_std: f64) -> Model {
+    let cfg = ModelConfig {
+        n_layer: 1,
+        d_model: 32,
+        n_head: 2,
+        n_ctx: 16,
+        init_std,
+        ..Default::default()
+    };
+    Model::init(
+        &cfg,
+        Arc::new(CharTokenizer::ascii()),
+        &mut rng::stream(seed, "init"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Every completion the sampler can produce with at most two new tokens.
+fn all_completions(tok: &dyn Tokenizer) -> Vec<Vec<u32>> {
+    let eos = tok.eos_id();
+    let banned = tok.never_sampled();
+    let content: Vec<u32> = (0..tok.vocab_size() as u32)
+        .filter(|t| *t != eos && !banned.contains(t))
+        .collect();
+    let mut out = vec![vec![eos]];
+    for &a in &content {
+        out.push(vec![a, eos]);
+        for &b in &content {
+            out.push(vec![a, b]);
+        }
+    }
+    out
+}
+
+/// log pi(completion | prompt) of each completion, by teacher forcing.
+fn exact_logprobs(m: &Model, prompt: &[u32], completions: &[Vec<u32>]) -> Vec<f64> {
+    let mut out = vec![];
+    for chunk in completions.chunks(512) {
+        let pairs: Vec<(&[u32], &[u32])> = chunk.iter().map(|c| (prompt, c.as_slice())).collect();
+        let batch = SequenceBatch::new(&pairs, m.tokenizer().pad_id(), &Device::Cpu).unwrap();
+        out.extend(
+            m.score_completions(&batch)
+                .unwrap()
+                .iter()
+                .map(|lp| lp.iter().map(|&x| x as f64).sum::<f64>()),
+        );
+    }
+    out
+}
+
+/// A reward with no ties: a fixed pseudo-random value in [0, 1) per completion.
+fn reward(tokens: &[u32]) -> f64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for &t in tokens {
+        h = (h ^ t as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+struct Space {
+    completions: Vec<Vec<u32>>,
+    logp: Vec<f64>,
+}
+
+impl Space {
+    fn of(m: &Model, prompt: &[u32]) -> Self {
+        let completions = all_completions(m.tokenizer());
+        let logp = exact_logprobs(m, prompt, &completions);
+        Space { completions, logp }
+    }
+}
+
+fn draw(m: &Model, prompt: &[u32], n: usize, seed: u64) -> Vec<Sample> {
+    let cfg = SamplingConfig {
+        max_new_tokens: MAX_NEW,
+        ..Default::default()
+    };
+    sample(m, &[prompt.to_vec()], n, &cfg, &mut rng::stream(seed, "draw")).unwrap()
+}
+
+#[test]
+fn the_enumerated_space_holds_all_the_mass_the_sampler_draws_from() {
+    let m = model(1, 0.3);
+    let prompt = m.tokenizer().encode_prompt("Q").unwrap();
+    let space = Space::of(&m, &prompt);
+    let total: f64 = space.logp.iter().map(|l| l.exp()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "total mass {total}");
+}
+
+#[test]
+fn the_sample_kl_estimate_covers_the_exact_kl() {
+    // pi: a peaked random model; pi_ref: a near-uniform one.
+    let (pi, base) = (model(2, 0.4), model(3, 0.02));
+    let prompt = pi.tokenizer().encode_prompt("Q").unwrap();
+    let (sp, sb) = (Space::of(&pi, &prompt), Space::of(&base, &prompt));
+    let exact: f64 = sp
+        .logp
+        .iter()
+        .zip(&sb.logp)
+        .map(|(p, b)| p.exp() * (p - b))
+        .sum();
+    assert!(exact > 0.1, "a KL worth estimating: {exact}");
+    let prompts = vec![prompt.clone()];
+    let mut covered = 0;
+    let repeats = 20;
+    for r in 0..repeats {
+        let samples = draw(&pi, &prompt, 64, r);
+        let lp = score_samples(&pi, &prompts, &samples).unwrap();
+        let lb = score_samples(&base, &prompts, &samples).unwrap();
+        let ratios = sequence_log_ratios(&lp, &lb);
+        let s = goodhart::measure::Stat::of(&ratios);
+        if (s.mean - exact).abs() <= 1.96 * s.stderr {
+            covered += 1;
+        }
+    }
+    // 95% intervals: about 19 of 20; a sign error or a missing normaliser covers none.
+    assert!(covered >= 15, "covered the exact KL {exact:.4} in {covered} of {repeats}");
+}
+
+/// A pool of `per_prompt` base samples for each of `n_prompts` (identical) prompts, rewarded by [`reward`].
+fn pool(base: &Model, prompt: &[u32], n_prompts: usize, per_prompt: usize) -> Pool {
+    let mut scored = vec![];
+    let mut rewards = vec![];
+    for p in 0..n_prompts {
+        for s in draw(base, prompt, per_prompt, 100 + p as u64) {
+            let r = reward(&s.tokens);
+            scored.push(Scored {
+                prompt_index: p,
+                completion: format!("{:?}", s.tokens),
+                gold: r,
+                labeler: vec![],
+                features: vec![],
+                difficulty: 1,
+                spec: None,
+                logprob: s.logprob(),
+                proxy: Some(r),
+                truncated: !s.finished,
+            });
+            rewards.push(r);
+        }
+    }
+    Pool {
+        task: "enumerable".into(),
+        split: Split::Heldout,
+        prompts: (0..n_prompts).map(|p| p.to_string()).collect(),
+        per_prompt,
+        scored,
+        reward: rewards,
+        reward_name: "proxy".into(),
+        labeler_names: vec![],
+        feature_names: vec![],
+        examples: 0,
+    }
+}
+
+#[test]
+fn best_of_n_from_a_pool_matches_the_exact_best_of_n_distribution() {
+    let base = model(4, 0.3);
+    let prompt = base.tokenizer().encode_prompt("Q").unwrap();
+    let space = Space::of(&base, &prompt);
+    // Exact best-of-n: P(pick x) = F(x)^n - F(x-)^n over completions sorted by reward.
+    let mut order: Vec<usize> = (0..space.completions.len()).collect();
+    order.sort_by(|&a, &b| reward(&space.completions[a]).total_cmp(&reward(&space.completions[b])));
+    let exact = |n: i32| -> (f64, f64) {
+        let (mut below, mut expected, mut kl) = (0.0f64, 0.0, 0.0);
+        for &i in &order {
+            let p0 = space.logp[i].exp();
+            let q = (below + p0).powi(n) - below.powi(n);
+            expected += q * reward(&space.completions[i]);
+            if q > 0.0 && p0 > 0.0 {
+                kl += q * (q / p0).ln();
+            }
+            below += p0;
+        }
+        (expected, kl)
+    };
+    let pool = pool(&base, &prompt, 48, 64);
+    let points = bon::run(&pool, &BonConfig { n: vec![1, 4, 16] }, "bon").unwrap();
+    for p in &points {
+        let (expected, kl) = exact(p.value as i32);
+        assert!(
+            (p.gold.mean - expected).abs() <= 3.0 * p.gold.stderr + 1e-3,
+            "best-of-{}: pool {:.4} ± {:.4}, exact {expected:.4}",
+            p.value,
+            p.gold.mean,
+            p.gold.stderr
+        );
+        // Rewards without ties: the exact KL is the closed form.
+        assert!((kl - bon::analytic_kl(p.value as usize)).abs() < 0.02, "n = {}: {kl}", p.value);
+        assert!(
+            (p.kl.mean - kl).abs() <= 3.0 * p.kl.stderr + 0.05,
+            "best-of-{} KL: pool {:.4} ± {:.4}, exact {kl:.4}",
+            p.value,
+            p.kl.mean,
+            p.kl.stderr
+        );
+    }
+}
+
+#[test]
+fn conditioning_from_a_pool_matches_the_exact_tilted_distribution() {
+    let base = model(5, 0.3);
+    let prompt = base.tokenizer().encode_prompt("Q").unwrap();
+    let space = Space::of(&base, &prompt);
+    let outputs: Vec<(f64, f64)> = space
+        .logp
+        .iter()
+        .zip(&space.completions)
+        .map(|(lp, c)| (*lp, reward(c)))
+        .collect();
+    let pool = pool(&base, &prompt, 48, 64);
+    let cfg = ConditionConfig {
+        beta: vec![1.0, 0.25],
+        ..Default::default()
+    };
+    for p in condition::run(&pool, &cfg, "conditioning").unwrap() {
+        let (_, kl, expected) = condition::exact(&outputs, p.value);
+        assert!(
+            (p.gold.mean - expected).abs() <= 3.0 * p.gold.stderr + 0.01,
+            "beta {}: pool {:.4} ± {:.4}, exact E[r] {expected:.4}",
+            p.value,
+            p.gold.mean,
+            p.gold.stderr
+        );
+        assert!(
+            (p.kl.mean - kl).abs() <= 3.0 * p.kl.stderr + 0.03,
+            "beta {}: pool KL {:.4} ± {:.4}, exact {kl:.4}",
+            p.value,
+            p.kl.mean,
+            p.kl.stderr
+        );
+    }
+}
