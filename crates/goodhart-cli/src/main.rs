@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
 use goodhart::experiment::run::{self, RunDir};
-use goodhart::experiment::{stages, Experiment};
+use goodhart::experiment::{seeds, stages, Experiment};
 use goodhart::feedback::{Filter, LabelStore, OnBadLine};
 use goodhart::model::checkpoint;
 use goodhart::model::sample::{sample, SamplingConfig};
@@ -102,6 +102,10 @@ struct RunArgs {
     /// Replace an existing run directory at --out.
     #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Run once per seed, each in <out>/seed-N, then aggregate across seeds in
+    /// <out>: `0..4` (inclusive: 0 to 4) or a list `0,3,7`. --resume continues such a run.
+    #[arg(long, conflicts_with = "resume")]
+    seeds: Option<String>,
 }
 
 #[derive(Args)]
@@ -411,9 +415,124 @@ fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment> {
     Ok(exp)
 }
 
+/// The experiment a new run starts from: the file (or the default), shrunk by --quick.
+fn experiment_of(args: &RunArgs, o: &Overrides) -> Result<Experiment> {
+    let exp = load_experiment(args.experiment.as_deref(), o)?;
+    Ok(if args.quick { exp.quick() } else { exp })
+}
+
+/// Where a new run goes: --out, or runs/<experiment name>.
+fn run_root(args: &RunArgs, exp: &Experiment) -> PathBuf {
+    let slug: String = exp
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(slug.trim_matches('-')))
+}
+
+/// Run (or continue) every task of the prepared run in `root`, then write its outputs.
+fn run_prepared(
+    root: &Path,
+    exp: &Experiment,
+    opts: &run::RunOptions,
+    bars: &Bars,
+) -> Result<goodhart::report::Outputs> {
+    let total = if exp.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        exp.threads
+    };
+    let lanes = exp.tasks.len().clamp(1, total);
+    runtime::set_threads(total / lanes);
+    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
+    let dir = RunDir::new(root);
+    run::run_tasks(&dir, exp, total, opts, bars)?;
+    Ok(goodhart::report::write_outputs(&dir)?)
+}
+
+/// The experiment of a several-seed run, kept at its root (each seed's copy differs only in `seed`).
+const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
+
+/// `run --seeds`: one run per seed under the root, then the aggregate.
+fn run_seeds(
+    o: &Overrides,
+    args: &RunArgs,
+    opts: &run::RunOptions,
+    resumed: Option<Vec<u64>>,
+    bars: &Bars,
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    let (root, seed_list, exp) = match (&args.resume, resumed) {
+        (Some(dir), Some(list)) => {
+            let exp = Experiment::from_file(&dir.join(SEEDS_EXPERIMENT))?;
+            (dir.clone(), list, exp)
+        }
+        _ => {
+            let list = seeds::parse_seeds(args.seeds.as_deref().unwrap_or_default())?;
+            let exp = experiment_of(args, o)?;
+            opts.check(&exp)?;
+            let root = run_root(args, &exp);
+            if args.force {
+                run::clear(&root)?;
+            }
+            if root.exists()
+                && std::fs::read_dir(&root)
+                    .with_context(|| root.display().to_string())?
+                    .next()
+                    .is_some()
+            {
+                bail!(
+                    "{} already exists and is not empty (use --resume to continue it, or --force to replace a run)",
+                    root.display()
+                );
+            }
+            seeds::write_seeds(&root, &list)?;
+            fsutil::write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
+            (root, list, exp)
+        }
+    };
+    for &seed in &seed_list {
+        let sub = seeds::seed_dir(&root, seed);
+        let mut e = exp.clone();
+        e.seed = seed;
+        let resume = sub.join(run::EXPERIMENT_FILE).is_file();
+        let e = run::prepare(&sub, Some(&e), resume)?;
+        bars.println(&format!("seed {seed}: {}", sub.display()));
+        run_prepared(&sub, &e, opts, bars)?;
+    }
+    let summary = seeds::aggregate(&root, &seed_list)?;
+    bars.println(&summary);
+    bars.println(&format!(
+        "finished {} seeds in {:.0} s; aggregate: {}, each seed's report: {}",
+        seed_list.len(),
+        start.elapsed().as_secs_f64(),
+        root.join("curves.csv").display(),
+        seeds::seed_dir(&root, seed_list[0])
+            .join("report.html")
+            .display()
+    ));
+    Ok(())
+}
+
 fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) -> Result<()> {
     let start = std::time::Instant::now();
     let opts = run::RunOptions { only };
+    let resumed = match &args.resume {
+        Some(dir) => seeds::read_seeds(dir)?,
+        None => None,
+    };
+    if args.seeds.is_some() || resumed.is_some() {
+        return run_seeds(o, &args, &opts, resumed, bars);
+    }
     let (root, exp) = match &args.resume {
         Some(dir) => {
             let given = match &args.experiment {
@@ -426,43 +545,16 @@ fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) -> R
             (dir.clone(), run::prepare(dir, given.as_ref(), true)?)
         }
         None => {
-            let mut exp = load_experiment(args.experiment.as_deref(), o)?;
-            if args.quick {
-                exp = exp.quick();
-            }
-            let slug: String = exp
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
+            let exp = experiment_of(&args, o)?;
             opts.check(&exp)?;
-            let root = args
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("runs").join(slug.trim_matches('-')));
+            let root = run_root(&args, &exp);
             if args.force {
                 run::clear(&root)?;
             }
             (root.clone(), run::prepare(&root, Some(&exp), false)?)
         }
     };
-    let total = if exp.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        exp.threads
-    };
-    let lanes = exp.tasks.len().clamp(1, total);
-    runtime::set_threads(total / lanes);
-    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
-    let dir = RunDir::new(&root);
-    run::run_tasks(&dir, &exp, total, &opts, bars)?;
-    let out = goodhart::report::write_outputs(&dir)?;
+    let out = run_prepared(&root, &exp, &opts, bars)?;
     bars.println(&out.summary);
     bars.println(&format!(
         "finished in {:.0} s; report: {}",

@@ -220,3 +220,67 @@ fn run_directories_are_never_clobbered() {
         "{err}"
     );
 }
+
+#[test]
+fn several_seeds_run_as_sub_runs_and_aggregate_the_same_way_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let summary = ok(&[
+        "run",
+        "--quick",
+        "--seeds",
+        "0..1",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert!(summary.contains("2 seeds"), "{summary}");
+    assert!(
+        summary.contains("in 2/2 seeds") || summary.contains("/2 seeds"),
+        "{summary}"
+    );
+    for file in [
+        "seeds.json",
+        "curves.csv",
+        "fits.json",
+        "summary.txt",
+        "seed-0/report.html",
+        "seed-1/curves.csv",
+    ] {
+        assert!(a.join(file).is_file(), "{file} is written");
+    }
+    // The seeds differ: each sub-run carries its own seed.
+    assert!(read(&a, "seed-1/experiment.toml").contains("seed = 1"));
+    assert_ne!(read(&a, "seed-0/curves.csv"), read(&a, "seed-1/curves.csv"));
+    // Across-seed intervals on every row that two seeds share.
+    let csv = read(&a, "curves.csv");
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("answers,bon,heldout,n,8,"))
+        .expect("a best-of-8 row");
+    let ci: f64 = row.split(',').nth(11).unwrap().parse().unwrap();
+    assert!(ci.is_finite() && ci >= 0.0, "{row}");
+
+    ok(&[
+        "run",
+        "--quick",
+        "--seeds",
+        "0..1",
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    for file in ["curves.csv", "fits.json", "summary.txt"] {
+        assert_eq!(read(&a, file), read(&b, file), "{file} repeats bit for bit");
+    }
+    // Resuming a finished several-seed run redoes nothing and rewrites the same aggregate.
+    ok(&["run", "--resume", a.to_str().unwrap()]);
+    assert_eq!(read(&a, "fits.json"), read(&b, "fits.json"));
+    let err = fail(&[
+        "run",
+        "--quick",
+        "--seeds",
+        "3..1",
+        "--out",
+        tmp.path().join("c").to_str().unwrap(),
+    ]);
+    assert!(err.contains("--seeds"), "{err}");
+}

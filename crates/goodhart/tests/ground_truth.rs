@@ -98,7 +98,14 @@ fn draw(m: &Model, prompt: &[u32], n: usize, seed: u64) -> Vec<Sample> {
         max_new_tokens: MAX_NEW,
         ..Default::default()
     };
-    sample(m, &[prompt.to_vec()], n, &cfg, &mut rng::stream(seed, "draw")).unwrap()
+    sample(
+        m,
+        &[prompt.to_vec()],
+        n,
+        &cfg,
+        &mut rng::stream(seed, "draw"),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -137,7 +144,10 @@ fn the_sample_kl_estimate_covers_the_exact_kl() {
         }
     }
     // 95% intervals: about 19 of 20; a sign error or a missing normaliser covers none.
-    assert!(covered >= 15, "covered the exact KL {exact:.4} in {covered} of {repeats}");
+    assert!(
+        covered >= 15,
+        "covered the exact KL {exact:.4} in {covered} of {repeats}"
+    );
 }
 
 /// A pool of `per_prompt` base samples for each of `n_prompts` (identical) prompts, rewarded by [`reward`].
@@ -158,6 +168,7 @@ fn pool(base: &Model, prompt: &[u32], n_prompts: usize, per_prompt: usize) -> Po
                 logprob: s.logprob(),
                 proxy: Some(r),
                 truncated: !s.finished,
+                n_tokens: s.tokens.len(),
             });
             rewards.push(r);
         }
@@ -198,7 +209,15 @@ fn best_of_n_from_a_pool_matches_the_exact_best_of_n_distribution() {
         (expected, kl)
     };
     let pool = pool(&base, &prompt, 48, 64);
-    let points = bon::run(&pool, &BonConfig { n: vec![1, 4, 16] }, "bon").unwrap();
+    let points = bon::run(
+        &pool,
+        &BonConfig {
+            n: vec![1, 4, 16],
+            oracles: false,
+        },
+        "bon",
+    )
+    .unwrap();
     for p in &points {
         let (expected, kl) = exact(p.value as i32);
         assert!(
@@ -209,7 +228,11 @@ fn best_of_n_from_a_pool_matches_the_exact_best_of_n_distribution() {
             p.gold.stderr
         );
         // Rewards without ties: the exact KL is the closed form.
-        assert!((kl - bon::analytic_kl(p.value as usize)).abs() < 0.02, "n = {}: {kl}", p.value);
+        assert!(
+            (kl - bon::analytic_kl(p.value as usize)).abs() < 0.02,
+            "n = {}: {kl}",
+            p.value
+        );
         assert!(
             (p.kl.mean - kl).abs() <= 3.0 * p.kl.stderr + 0.05,
             "best-of-{} KL: pool {:.4} ± {:.4}, exact {kl:.4}",
@@ -218,6 +241,21 @@ fn best_of_n_from_a_pool_matches_the_exact_best_of_n_distribution() {
             p.kl.stderr
         );
     }
+
+    // Entropy per token of the base policy (n = 1): exact sequence entropy over exact mean length.
+    let (h, len): (f64, f64) = space
+        .logp
+        .iter()
+        .zip(&space.completions)
+        .map(|(lp, c)| (-lp.exp() * lp, lp.exp() * c.len() as f64))
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let base_entropy = points[0].entropy.unwrap();
+    assert!(
+        (base_entropy - h / len).abs() < 0.05 * h / len,
+        "entropy per token: pool {base_entropy:.4}, exact {:.4}",
+        h / len
+    );
+    assert!(points[2].entropy.unwrap() < base_entropy, "selection lowers entropy");
 }
 
 #[test]
@@ -253,4 +291,232 @@ fn conditioning_from_a_pool_matches_the_exact_tilted_distribution() {
             p.kl.stderr
         );
     }
+}
+
+/// Reward 1 on completions that are a digit, 0 otherwise.
+struct DigitReward;
+
+impl goodhart::optimize::RewardSource for DigitReward {
+    fn name(&self) -> &str {
+        "digit"
+    }
+
+    fn rewards(
+        &self,
+        _prompts: &[String],
+        _tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> goodhart::Result<Vec<f64>> {
+        Ok(samples.iter().map(|s| digit_reward(&s.text)).collect())
+    }
+}
+
+fn digit_reward(text: &str) -> f64 {
+    f64::from(text.len() == 1 && text.chars().all(|c| c.is_ascii_digit()))
+}
+
+struct NoHooks;
+
+impl goodhart::optimize::rl::Hooks for NoHooks {
+    fn checkpoint(&mut self, _: usize, _: &Model) -> goodhart::Result<()> {
+        Ok(())
+    }
+}
+
+/// The exact one-token distribution of `m` after `prompt`: (completion, log-prob).
+fn one_token_space(m: &Model, prompt: &[u32]) -> Vec<(Vec<u32>, f64)> {
+    let tok = m.tokenizer();
+    let banned = tok.never_sampled();
+    let singles: Vec<Vec<u32>> = (0..tok.vocab_size() as u32)
+        .filter(|t| !banned.contains(t))
+        .map(|t| vec![t])
+        .collect();
+    let logp = exact_logprobs(m, prompt, &singles);
+    singles.into_iter().zip(logp).collect()
+}
+
+/// E_pi[r] - beta KL(pi || base) of the one-token policy `pi`, exactly.
+fn objective(pi: &Model, base: &Model, prompt: &[u32], beta: f64) -> (f64, f64, f64) {
+    let tok = pi.tokenizer();
+    let (p, b) = (one_token_space(pi, prompt), one_token_space(base, prompt));
+    let (mut er, mut kl) = (0.0, 0.0);
+    for ((c, lp), (_, lb)) in p.iter().zip(&b) {
+        er += lp.exp() * digit_reward(&tok.decode(c));
+        kl += lp.exp() * (lp - lb);
+    }
+    (er - beta * kl, er, kl)
+}
+
+/// RL on one-token completions with a KL penalty against the base policy must
+/// reach (close to) the exact optimum of E[r] - beta KL, which
+/// `pi* ∝ pi_ref exp(r / beta)` attains with value beta log Z.
+fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Algorithm) {
+    use goodhart::optimize::rl::{self, Algorithm, KlConfig, KlMode, RlConfig, Update};
+    use goodhart::train::OptimConfig;
+    let beta = 0.25;
+    let base = model(7, 0.3);
+    let policy = base.deep_copy(true).unwrap();
+    let prompt_text = "Q".to_string();
+    let prompt = base.tokenizer().encode_prompt(&prompt_text).unwrap();
+    let tok = base.tokenizer();
+    let space = one_token_space(&base, &prompt);
+    let outputs: Vec<(f64, f64)> = space
+        .iter()
+        .map(|(c, lp)| (*lp, digit_reward(&tok.decode(c))))
+        .collect();
+    let (_, kl_star, er_star) = condition::exact(&outputs, beta);
+    let optimum = er_star - beta * kl_star;
+    let (start, er0, _) = objective(&policy, &base, &prompt, beta);
+    assert!(
+        optimum - start > 0.1,
+        "room to improve: {start} -> {optimum}"
+    );
+
+    let cfg = RlConfig {
+        name: "exact".into(),
+        algorithm,
+        iterations: 150,
+        prompts_per_iteration: 16,
+        samples_per_prompt: 4,
+        max_new_tokens: 1,
+        kl: KlConfig {
+            mode: KlMode::PerToken,
+            coef: beta,
+            ..Default::default()
+        },
+        optim: OptimConfig {
+            lr: 1e-2,
+            warmup_steps: 0,
+            min_lr_ratio: 1.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        checkpoint_every: 1000,
+        ..Default::default()
+    };
+    let mut algo: Box<dyn Update> = match algorithm {
+        Algorithm::Ppo => Box::new(goodhart::optimize::ppo::Ppo::new(&policy, &cfg).unwrap()),
+        Algorithm::Rloo => Box::new(goodhart::optimize::rloo::Rloo::new(&policy, &cfg).unwrap()),
+    };
+    rl::train(
+        &policy,
+        &base,
+        &DigitReward,
+        &[prompt_text],
+        &cfg,
+        algo.as_mut(),
+        &mut NoHooks,
+        &mut rng::stream(8, "rl"),
+        &goodhart::progress::Silent,
+    )
+    .unwrap();
+    let (end, er, kl) = objective(&policy, &base, &prompt, beta);
+    println!(
+        "{algorithm:?}: objective {start:.4} -> {end:.4} (optimum {optimum:.4}); E[r] {er0:.3} -> {er:.3} (optimum {er_star:.3}); KL {kl:.3} (optimum {kl_star:.3})"
+    );
+    // Most of the way to the optimum, and not past it: overshooting the KL would
+    // mean the penalty is not the one the optimum assumes.
+    assert!(
+        end > optimum - 0.2 * (optimum - start),
+        "{algorithm:?} reached {end:.4}, optimum {optimum:.4} from {start:.4}"
+    );
+    assert!((er - er_star).abs() < 0.1, "E[r] {er} vs exact {er_star}");
+    assert!((kl - kl_star).abs() < 0.15, "KL {kl} vs exact {kl_star}");
+}
+
+#[test]
+fn ppo_converges_to_the_exact_kl_regularised_optimum() {
+    converges_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Ppo);
+}
+
+#[test]
+fn rloo_converges_to_the_exact_kl_regularised_optimum() {
+    converges_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Rloo);
+}
+
+#[test]
+fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
+    // Every digit is compared with every other one-token completion, preferred
+    // in 3 of 4 comparisons: Bradley-Terry preferences with r(digit) - r(other)
+    // = logit(0.75). DPO's optimum is then pi* ∝ pi_ref exp(r / beta) on the
+    // whole (enumerated) space.
+    use goodhart::feedback::{Answer, Comparison};
+    use goodhart::optimize::dpo::{train_dpo, DpoConfig};
+    use goodhart::train::OptimConfig;
+    let beta = 0.5;
+    let base = model(9, 0.3);
+    let policy = base.deep_copy(true).unwrap();
+    let tok = base.tokenizer();
+    let prompt = tok.encode_prompt("Q").unwrap();
+    let space = one_token_space(&base, &prompt);
+    let text = |c: &Vec<u32>| tok.decode(c);
+    let finished = |c: &Vec<u32>| c[0] == tok.eos_id();
+    let (digits, others): (Vec<&Vec<u32>>, Vec<&Vec<u32>>) = space
+        .iter()
+        .map(|(c, _)| c)
+        .partition(|c| digit_reward(&text(c)) == 1.0);
+    let mut data = vec![];
+    for d in &digits {
+        for o in &others {
+            for answer in [Answer::A, Answer::A, Answer::A, Answer::B] {
+                data.push(Comparison {
+                    id: 0,
+                    task: "enumerable".into(),
+                    prompt: "Q".into(),
+                    a: text(d),
+                    b: text(o),
+                    policy_a: "base".into(),
+                    policy_b: "base".into(),
+                    labeler: "bt".into(),
+                    answer,
+                    batch: None,
+                    a_finished: finished(d),
+                    b_finished: finished(o),
+                });
+            }
+        }
+    }
+    let cfg = DpoConfig {
+        beta,
+        epochs: 2,
+        batch_size: 64,
+        optim: OptimConfig {
+            lr: 1e-2,
+            warmup_steps: 0,
+            min_lr_ratio: 1.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        checkpoint_every: 100_000,
+        ..Default::default()
+    };
+    train_dpo(
+        &policy,
+        &base,
+        &data,
+        &cfg,
+        &mut NoHooks,
+        &mut rng::stream(10, "dpo"),
+        &goodhart::progress::Silent,
+    )
+    .unwrap();
+    let r = (0.75f64 / 0.25).ln();
+    let outputs: Vec<(f64, f64)> = space
+        .iter()
+        .map(|(c, lp)| (*lp, r * digit_reward(&text(c))))
+        .collect();
+    let (pi_star, kl_star, _) = condition::exact(&outputs, beta);
+    let digits_star: f64 = pi_star
+        .iter()
+        .zip(&space)
+        .filter(|(_, (c, _))| digit_reward(&text(c)) == 1.0)
+        .map(|(p, _)| p)
+        .sum();
+    let (_, digits_now, kl) = objective(&policy, &base, &prompt, beta);
+    println!("DPO: P(digit) {digits_now:.3} (optimum {digits_star:.3}), KL {kl:.3} (optimum {kl_star:.3})");
+    assert!(
+        (digits_now - digits_star).abs() < 0.08,
+        "P(digit) {digits_now} vs {digits_star}"
+    );
+    assert!((kl - kl_star).abs() < 0.3, "KL {kl} vs {kl_star}");
 }

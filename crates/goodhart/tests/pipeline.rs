@@ -314,6 +314,7 @@ fn best_of_n_proxy_rises_monotonically_in_n() {
         &pool,
         &BonConfig {
             n: vec![1, 2, 4, 8, 16],
+            oracles: false,
         },
         "bon",
     )

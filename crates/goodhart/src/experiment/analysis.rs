@@ -354,7 +354,7 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
             }
         }
     }
-    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_lo,kl_hi,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,gold_lo,gold_hi,spec,spec_se,ess,truncated,flag");
+    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_lo,kl_hi,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,gold_lo,gold_hi,spec,spec_se,ess,truncated,gold_win_rate,gold_win_rate_se,entropy,distinct,flag");
     for l in &labelers {
         write!(out, ",labeler_{l},labeler_{l}_se").unwrap();
     }
@@ -372,7 +372,7 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
             let (kl_ci, gold_ci) = (ci.and_then(|c| c.kl), ci.and_then(|c| c.gold));
             write!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 p.task,
                 a.strategy,
                 p.split,
@@ -394,6 +394,10 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
                 num(p.spec.map(|s| s.stderr)),
                 num(p.ess),
                 num(p.truncated),
+                num(p.gold_win_rate.map(|s| s.mean)),
+                num(p.gold_win_rate.map(|s| s.stderr)),
+                num(p.entropy),
+                num(p.distinct),
                 csv_field(p.flag.as_deref().unwrap_or("")),
             )
             .unwrap();
@@ -534,8 +538,15 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
         }
         writeln!(
             out,
-            "  {:<16} {:>7} {:>8} {:>8} {:>15} {:>26} {:>10}",
-            "strategy", "max KL", "proxy", "labeler", "gold ±95%", "peak gold [95% CI] @KL", "shift gold"
+            "  {:<16} {:>7} {:>8} {:>8} {:>15} {:>8} {:>26} {:>10}",
+            "strategy",
+            "max KL",
+            "proxy",
+            "labeler",
+            "gold ±95%",
+            "win",
+            "peak gold [95% CI] @KL",
+            "shift gold"
         )
         .unwrap();
         for a in analyses
@@ -556,13 +567,14 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                 .map_or(String::new(), |c| format!("[{:.3}, {:.3}]", c.lo, c.hi));
             writeln!(
                 out,
-                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} ±{:<5.3} {:>7.3} {:>16} @{:<5.2} {:>10}",
+                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} ±{:<5.3} {:>8.3} {:>7.3} {:>16} @{:<5.2} {:>10}",
                 a.strategy,
                 last.kl.mean,
                 last.proxy.mean,
                 labeler,
                 last.gold.mean,
                 1.96 * last.gold.stderr,
+                last.gold_win_rate.map_or(f64::NAN, |w| w.mean),
                 a.observed_peak.1,
                 peak_ci,
                 a.observed_peak.0,

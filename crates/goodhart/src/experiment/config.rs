@@ -332,6 +332,8 @@ impl Experiment {
             s.pool.prompts = s.pool.prompts.min(8);
             s.pool.samples = s.pool.samples.min(8);
             s.bon.n.retain(|&n| n <= 8);
+            // A pool of 8 can never reach an effective sample size of 10: scale the bar with it.
+            s.conditioning.min_ess = s.conditioning.min_ess.min(s.pool.samples as f64 / 4.0);
             for r in &mut s.rl {
                 r.iterations = r.iterations.min(3);
                 r.prompts_per_iteration = r.prompts_per_iteration.min(8);

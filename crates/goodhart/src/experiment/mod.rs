@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod config;
 pub mod run;
+pub mod seeds;
 pub mod stages;
 pub mod strategies;
 

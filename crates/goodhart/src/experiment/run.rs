@@ -270,7 +270,8 @@ pub fn clear(root: &Path) -> Result<()> {
     if !root.exists() {
         return Ok(());
     }
-    if !root.join(EXPERIMENT_FILE).is_file() {
+    let several_seeds = root.join(super::seeds::SEEDS_FILE).is_file();
+    if !root.join(EXPERIMENT_FILE).is_file() && !several_seeds {
         return Err(Error::invalid(
             "--force",
             format!(
@@ -706,18 +707,22 @@ impl TaskRun<'_> {
             pool.examples = self.setup.evaluation.examples;
             let uniform =
                 vec![vec![1.0 / pool.per_prompt as f64; pool.per_prompt]; pool.n_prompts()];
-            points.push(pool.point(
-                "base",
-                "n",
-                1.0,
-                &uniform,
-                vec![0.0; pool.n_prompts()],
-            ));
+            points.push(pool.point("base", "n", 1.0, &uniform, vec![0.0; pool.n_prompts()]));
             if split == Split::Heldout {
                 stats = self.base_stats(&pool);
             }
             if !s.bon.n.is_empty() {
                 points.extend(bon::run(&pool, &s.bon, "bon")?);
+                if s.bon.oracles && !pool.labeler_names.is_empty() {
+                    // The labeler the reward model learned from, and gold itself, as the selection reward.
+                    let li = self.reward_labeler_index(&pool);
+                    let by_labeler = pool.scored.iter().map(|x| x.labeler[li]).collect();
+                    let by_gold = pool.scored.iter().map(|x| x.gold).collect();
+                    let labeler = pool.selecting_on(&pool.labeler_names[li], by_labeler);
+                    points.extend(bon::run(&labeler, &s.bon, "bon-labeler")?);
+                    let gold = pool.selecting_on("gold", by_gold);
+                    points.extend(bon::run(&gold, &s.bon, "bon-gold")?);
+                }
             }
             if !s.conditioning.beta.is_empty() {
                 points.extend(condition::run(&pool, &s.conditioning, "conditioning")?);
@@ -725,7 +730,11 @@ impl TaskRun<'_> {
             if !s.quantiliser.q.is_empty() {
                 let (q_points, dropped) = quantilize::run(&pool, &s.quantiliser, "quantiliser")?;
                 points.extend(q_points);
-                notes.extend(dropped.into_iter().map(|n| format!("{}: {n}", split.name())));
+                notes.extend(
+                    dropped
+                        .into_iter()
+                        .map(|n| format!("{}: {n}", split.name())),
+                );
             }
             self.progress.advance(1);
         }
@@ -740,13 +749,18 @@ impl TaskRun<'_> {
         )
     }
 
-    fn base_stats(&self, pool: &Pool) -> BaseStats {
+    /// Where the labeler the reward model learned from sits among the pool's labelers.
+    fn reward_labeler_index(&self, pool: &Pool) -> usize {
         let first = &self.setup.reward_labelers()[0];
-        let li = pool
-            .labeler_names
+        pool.labeler_names
             .iter()
             .position(|n| n == first)
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    fn base_stats(&self, pool: &Pool) -> BaseStats {
+        let first = &self.setup.reward_labelers()[0];
+        let li = self.reward_labeler_index(pool);
         BaseStats {
             proxy: mean_std(pool.scored.iter().map(|s| s.proxy.unwrap_or(0.0))),
             labeler: {
@@ -764,6 +778,38 @@ impl TaskRun<'_> {
                 })
                 .collect(),
         }
+    }
+
+    /// Gold of base-policy samples on each evaluation split's prompts, sampled as
+    /// checkpoints are: what a checkpoint's gold win rate is measured against.
+    fn base_reference(&self, base: &Model) -> Result<Vec<(Split, Vec<Vec<f64>>)>> {
+        let ev = &self.setup.evaluation;
+        self.splits()
+            .into_iter()
+            .map(|(split, n)| {
+                let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
+                let ids = prompts
+                    .iter()
+                    .map(|p| base.tokenizer().encode_prompt(p))
+                    .collect::<Result<Vec<_>>>()?;
+                let cfg = crate::model::sample::SamplingConfig {
+                    max_new_tokens: self.setup.sampling.max_new_tokens,
+                    ..Default::default()
+                };
+                let mut rng = self.rng(&format!("base_reference/{}", split.name()));
+                let samples =
+                    crate::model::sample::sample(base, &ids, ev.per_prompt, &cfg, &mut rng)?;
+                let golds = samples
+                    .chunks(ev.per_prompt)
+                    .map(|c| {
+                        c.iter()
+                            .map(|s| self.task.gold(&prompts[s.prompt_index], &s.text))
+                            .collect::<Result<Vec<f64>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((split, golds))
+            })
+            .collect()
     }
 
     /// Measure a policy checkpoint on every evaluation split, and save it.
@@ -796,6 +842,11 @@ impl TaskRun<'_> {
                 per_prompt: self.setup.evaluation.per_prompt,
                 max_new_tokens: self.setup.sampling.max_new_tokens,
                 examples: self.setup.evaluation.examples,
+                base_gold: measurer
+                    .base_gold
+                    .iter()
+                    .find(|(s, _)| *s == split)
+                    .map(|(_, g)| g.as_slice()),
             };
             let mut rng = self.rng(&format!("{}/eval/{}", measurer.strategy, split.name()));
             let (mut point, _) = measure_policy(policy, measurer.base, &ev, &mut rng)?;
@@ -863,6 +914,7 @@ impl TaskRun<'_> {
                 knob: "iteration",
                 base,
                 labelers,
+                base_gold: self.base_reference(base)?,
             },
             rm,
             online,
@@ -913,6 +965,7 @@ impl TaskRun<'_> {
                 knob: "step",
                 base,
                 labelers,
+                base_gold: self.base_reference(base)?,
             },
             rm,
             online: None,
@@ -948,6 +1001,8 @@ struct Measurer<'a> {
     knob: &'static str,
     base: &'a Model,
     labelers: &'a [Labeler<'a>],
+    /// Per evaluation split, the gold of base-policy samples of each prompt (for win rates).
+    base_gold: Vec<(Split, Vec<Vec<f64>>)>,
 }
 
 /// Checkpoints of an RL or DPO run: saved, measured, and (online) the reward refreshed.

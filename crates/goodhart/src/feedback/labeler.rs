@@ -215,15 +215,29 @@ impl<'t> Labeler<'t> {
         self.judge_with(prompt, completion, pointer)
     }
 
-    /// The labeler's score of a completion, the assistant (if any) pointing at the
-    /// first wrong step: its reward, for measurement.
+    /// The labeler's expected score of a completion: its reward, for measurement.
+    /// With an assistant, the expectation over the same noisy pointer its labels
+    /// were made with (the first wrong step with probability `accuracy`, else a
+    /// step at random), so the measured labeler is the one that labelled.
     pub fn score(&self, prompt: &str, completion: &str) -> Result<f64> {
-        let pointer = self
-            .config
-            .assistant
-            .as_ref()
-            .and_then(|_| self.task.first_wrong_step(prompt, completion));
-        Ok(self.judge_with(prompt, completion, pointer)?.score)
+        let Some(a) = &self.config.assistant else {
+            return Ok(self.judge_with(prompt, completion, None)?.score);
+        };
+        let n = self.task.n_steps(prompt, completion);
+        if n == 0 {
+            return Ok(self.judge_with(prompt, completion, None)?.score);
+        }
+        let mut at_random = 0.0;
+        for k in 0..n {
+            at_random += self.judge_with(prompt, completion, Some(k))?.score / n as f64;
+        }
+        Ok(match self.task.first_wrong_step(prompt, completion) {
+            Some(w) => {
+                let pointed = self.judge_with(prompt, completion, Some(w))?.score;
+                a.accuracy * pointed + (1.0 - a.accuracy) * at_random
+            }
+            None => at_random,
+        })
     }
 
     fn judge_with(
@@ -363,6 +377,33 @@ mod tests {
         assert_eq!(
             tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
             Answer::Tie
+        );
+    }
+
+    #[test]
+    fn the_measured_score_is_the_mean_judgement_under_the_noisy_pointer() {
+        let t = task();
+        let hard = Question { a: 1234, b: 4321 }.prompt();
+        let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
+        let assisted = Labeler::new(
+            LabelerConfig {
+                p_random: 0.0,
+                assistant: Some(AssistantConfig { accuracy: 0.5 }),
+                ..Default::default()
+            },
+            &t,
+        )
+        .unwrap();
+        let mut rng = rng::stream(2, "t");
+        let n = 20_000;
+        let mean = (0..n)
+            .map(|_| assisted.judge(&hard, wrong, &mut rng).unwrap().score)
+            .sum::<f64>()
+            / n as f64;
+        let score = assisted.score(&hard, wrong).unwrap();
+        assert!(
+            (score - mean).abs() < 0.02,
+            "score {score} vs mean judgement {mean}"
         );
     }
 

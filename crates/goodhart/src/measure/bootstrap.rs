@@ -54,7 +54,11 @@ pub struct Resample {
 
 /// `resamples` draws of a curve whose points carry per-prompt values over the
 /// same prompts; None when some point lacks them or the points disagree on the prompts.
-pub fn resample_curve(points: &[&PerPrompt], resamples: usize, rng: &mut Rng) -> Option<Vec<Resample>> {
+pub fn resample_curve(
+    points: &[&PerPrompt],
+    resamples: usize,
+    rng: &mut Rng,
+) -> Option<Vec<Resample>> {
     let n = points.first()?.gold.len();
     if n == 0 || points.iter().any(|p| p.gold.len() != n || p.kl.len() != n) {
         return None;
@@ -86,7 +90,9 @@ mod tests {
         let mut rng = Rng::seed_from_u64(11);
         let mut covered = 0;
         for _ in 0..200 {
-            let gold: Vec<f64> = (0..50).map(|_| f64::from(rng.random::<f64>() < 0.3)).collect();
+            let gold: Vec<f64> = (0..50)
+                .map(|_| f64::from(rng.random::<f64>() < 0.3))
+                .collect();
             let point = PerPrompt {
                 kl: vec![0.0; 50],
                 gold,

@@ -33,6 +33,18 @@ pub struct CurvePoint {
     /// Share of completions cut at the length limit (no EOS).
     #[serde(default)]
     pub truncated: Option<f64>,
+    /// Probability that this policy's completion beats the base policy's on
+    /// gold (ties half), per prompt, averaged over prompts.
+    #[serde(default)]
+    pub gold_win_rate: Option<Stat>,
+    /// Entropy of the policy's completions in nats per generated token
+    /// (sequence entropy over mean length): mode collapse shows as a fall.
+    #[serde(default)]
+    pub entropy: Option<f64>,
+    /// Share of a prompt's sampled completions that are distinct, averaged over
+    /// prompts (policies that are networks; a reweighted pool has none).
+    #[serde(default)]
+    pub distinct: Option<f64>,
     /// Why this point is not trusted (e.g. too small an effective sample size):
     /// shown, but left out of fits, peaks and matched-KL comparisons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +92,9 @@ impl CurvePoint {
             features: vec![],
             ess: None,
             truncated: None,
+            gold_win_rate: None,
+            entropy: None,
+            distinct: None,
             flag: None,
             checkpoint: None,
             examples: vec![],
@@ -143,6 +158,15 @@ impl Weighted<'_> {
                 group.iter().zip(w).map(|(s, w)| w * f(s)).sum()
             })
             .collect()
+    }
+
+    /// Per prompt, the weighted mean of `-log p(completion)` under the policy
+    /// that sampled the pool, and of the completion's length in tokens.
+    pub fn surprisal_and_length(&self, weights: &[Vec<f64>]) -> (f64, f64) {
+        (
+            self.per_prompt(weights, |s| -s.logprob).mean,
+            self.per_prompt(weights, |s| s.n_tokens as f64).mean,
+        )
     }
 
     /// Fill the reward and feature summaries of `point` from weighted samples,

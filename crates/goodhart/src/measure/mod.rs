@@ -37,6 +37,9 @@ pub struct Scored {
     /// Cut at the length limit instead of ending with EOS.
     #[serde(default)]
     pub truncated: bool,
+    /// Tokens generated (EOS included when there is one).
+    #[serde(default)]
+    pub n_tokens: usize,
 }
 
 /// Score samples of `prompts` with gold, every labeler and the task's features.
@@ -64,6 +67,7 @@ pub fn score_samples(
                 logprob: s.logprob(),
                 proxy: None,
                 truncated: !s.finished,
+                n_tokens: s.tokens.len(),
             })
         })
         .collect()

@@ -24,6 +24,8 @@ pub struct Evaluation<'a> {
     pub max_new_tokens: usize,
     /// Completions kept on the point for reports.
     pub examples: usize,
+    /// Gold of base-policy samples of each prompt: the point's gold win rate is measured against them.
+    pub base_gold: Option<&'a [Vec<f64>]>,
 }
 
 /// Measure `policy` against `base`; the point's strategy/knob/value are left for the caller.
@@ -71,5 +73,32 @@ pub fn measure_policy(
         (ev.prompts, ev.examples),
         &mut point,
     );
+    // The policy's own samples: H(pi) = E_pi[-log pi].
+    let (surprisal, length) = w.surprisal_and_length(&uniform);
+    point.entropy = Some(surprisal / length.max(1.0));
+    let distinct: Vec<f64> = scored
+        .chunks(ev.per_prompt)
+        .map(|g| {
+            let mut texts: Vec<&str> = g.iter().map(|s| s.completion.as_str()).collect();
+            texts.sort_unstable();
+            texts.dedup();
+            texts.len() as f64 / g.len() as f64
+        })
+        .collect();
+    point.distinct = Some(super::Stat::of(&distinct).mean);
+    if let Some(base_gold) = ev.base_gold {
+        let wins: Vec<f64> = scored
+            .chunks(ev.per_prompt)
+            .zip(base_gold)
+            .map(|(group, base)| {
+                group
+                    .iter()
+                    .map(|s| crate::optimize::pool::win_rate(s.gold, base))
+                    .sum::<f64>()
+                    / group.len() as f64
+            })
+            .collect();
+        point.gold_win_rate = Some(super::Stat::of(&wins));
+    }
     Ok((point, scored))
 }

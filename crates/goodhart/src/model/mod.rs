@@ -402,7 +402,10 @@ pub(crate) mod tests {
             .iter()
             .map(|lp| (lp[0] as f64).exp())
             .sum();
-        assert!((total - 1.0).abs() < 1e-5, "mass over sampleable tokens {total}");
+        assert!(
+            (total - 1.0).abs() < 1e-5,
+            "mass over sampleable tokens {total}"
+        );
     }
 
     #[test]

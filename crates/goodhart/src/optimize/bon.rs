@@ -15,12 +15,18 @@ use crate::measure::CurvePoint;
 pub struct BonConfig {
     /// The n of the sweep (each at most the pool's samples per prompt).
     pub n: Vec<usize>,
+    /// Also run the sweep selecting on the labeler's own score
+    /// (`bon-labeler`) and on gold (`bon-gold`), from the same pool: oracle
+    /// baselines that show how much of a gap is the reward model's and how
+    /// much the labeler's.
+    pub oracles: bool,
 }
 
 impl Default for BonConfig {
     fn default() -> Self {
         Self {
             n: vec![1, 2, 4, 8, 16, 32, 64],
+            oracles: true,
         }
     }
 }
@@ -196,12 +202,18 @@ mod tests {
         for n in [1, 2, 8, 64] {
             assert!((top_k_kl(n, 1) - analytic_kl(n)).abs() < 1e-3, "n = {n}");
         }
-        assert!(top_k_kl(64, 64).abs() < 1e-9, "keeping everything is the base policy");
+        assert!(
+            top_k_kl(64, 64).abs() < 1e-9,
+            "keeping everything is the base policy"
+        );
         // Keeping 1 of 64 is best-of-64 (KL 3.17), not a quantiliser at q = 0.02 (log 50 = 3.91).
         assert!((top_k_kl(64, 1) - 3.175).abs() < 1e-2);
         // A quantiliser's kept set of k = q n: its KL rises towards log(1/q) as the pool grows.
         let (small, large) = (top_k_kl(100, 10), top_k_kl(2000, 200));
-        println!("top 10 of 100: {small:.4}, top 200 of 2000: {large:.4}, log 10 = {:.4}", 10f64.ln());
+        println!(
+            "top 10 of 100: {small:.4}, top 200 of 2000: {large:.4}, log 10 = {:.4}",
+            10f64.ln()
+        );
         assert!(small < large && large < 10f64.ln() && large > 10f64.ln() - 0.1);
         // The mass of every quantile bin sums to one.
         let total: f64 = (0..10)
@@ -241,6 +253,7 @@ mod tests {
                     logprob: 0.0,
                     proxy: Some(*r),
                     truncated: false,
+                    n_tokens: 1,
                 });
                 reward.push(*r);
             }
@@ -276,6 +289,7 @@ mod tests {
             &pool,
             &BonConfig {
                 n: vec![1, 2, 4, 8, 16],
+                oracles: false,
             },
             "bon",
         )
@@ -303,7 +317,15 @@ mod tests {
                 })
                 .collect(),
         );
-        let p = &run(&pool, &BonConfig { n: vec![16] }, "bon").unwrap()[0];
+        let p = &run(
+            &pool,
+            &BonConfig {
+                n: vec![16],
+                oracles: false,
+            },
+            "bon",
+        )
+        .unwrap()[0];
         let exact: f64 = (1..=10)
             .map(|k| {
                 let pi = (k as f64 / 10.0).powi(16) - ((k - 1) as f64 / 10.0).powi(16);

@@ -104,6 +104,40 @@ impl Pool {
         self.prompts.len()
     }
 
+    /// The same samples selected on another reward (one value per sample).
+    pub fn selecting_on(&self, name: &str, reward: Vec<f64>) -> Pool {
+        Pool {
+            task: self.task.clone(),
+            split: self.split,
+            prompts: self.prompts.clone(),
+            per_prompt: self.per_prompt,
+            scored: self.scored.clone(),
+            reward,
+            reward_name: name.to_string(),
+            labeler_names: self.labeler_names.clone(),
+            feature_names: self.feature_names.clone(),
+            examples: self.examples,
+        }
+    }
+
+    /// Per prompt, the probability that a draw from `weights` beats a draw from
+    /// the base policy (the pool, uniformly) on gold, ties counting half.
+    fn gold_win_rates(&self, weights: &[Vec<f64>]) -> Vec<f64> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(p, w)| {
+                let group = &self.scored[p * self.per_prompt..(p + 1) * self.per_prompt];
+                let golds: Vec<f64> = group.iter().map(|s| s.gold).collect();
+                group
+                    .iter()
+                    .zip(w)
+                    .map(|(s, wi)| wi * win_rate(s.gold, &golds))
+                    .sum()
+            })
+            .collect()
+    }
+
     /// Sample indices of prompt `p`, sorted by reward ascending (ties by sample order).
     pub fn ranked(&self, p: usize) -> Vec<usize> {
         let base = p * self.per_prompt;
@@ -144,6 +178,27 @@ impl Pool {
             (&self.prompts, self.examples),
             &mut point,
         );
+        point.gold_win_rate = Some(crate::measure::Stat::of(&self.gold_win_rates(weights)));
+        // H(q) = E_q[-log p_base] - KL(q || p_base) for a reweighting q of base samples.
+        let (surprisal, length) = w.surprisal_and_length(weights);
+        point.entropy = Some((surprisal - point.kl.mean).max(0.0) / length.max(1.0));
         point
     }
+}
+
+/// The probability that `gold` beats a uniform draw of `others`, ties counting half.
+pub fn win_rate(gold: f64, others: &[f64]) -> f64 {
+    let score: f64 = others
+        .iter()
+        .map(|&o| {
+            if gold > o {
+                1.0
+            } else if gold == o {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    score / others.len().max(1) as f64
 }

@@ -580,6 +580,11 @@ mod tests {
             kl = 0.3 / c.coef;
             c.update(kl, n);
         }
-        assert!((kl / 3.0 - 1.0).abs() < 0.1, "KL {kl} after {} iterations, beta {}", run.iterations, c.coef);
+        assert!(
+            (kl / 3.0 - 1.0).abs() < 0.1,
+            "KL {kl} after {} iterations, beta {}",
+            run.iterations,
+            c.coef
+        );
     }
 }

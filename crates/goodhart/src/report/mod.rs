@@ -218,6 +218,35 @@ fn task_section(
             .collect(),
         y_ref: None,
     });
+    plots.push(Plot {
+        title: "Gold win rate against the base policy".into(),
+        x_label: x_label.into(),
+        y_label: "P(gold beats a base sample), ties half".into(),
+        series: heldout
+            .iter()
+            .map(|a| {
+                series_of(a, colour_of(colours, &a.strategy), |p| {
+                    p.gold_win_rate
+                        .map_or((f64::NAN, 0.0), |w| (w.mean, w.stderr))
+                })
+            })
+            .collect(),
+        y_ref: Some(0.5),
+    });
+    plots.push(Plot {
+        title: "Entropy (mode collapse shows as a fall)".into(),
+        x_label: x_label.into(),
+        y_label: "nats per generated token".into(),
+        series: heldout
+            .iter()
+            .map(|a| {
+                series_of(a, colour_of(colours, &a.strategy), |p| {
+                    (p.entropy.unwrap_or(f64::NAN), 0.0)
+                })
+            })
+            .collect(),
+        y_ref: None,
+    });
     if !shift.is_empty() {
         plots.push(Plot {
             title: "Gold reward under distribution shift".into(),
@@ -303,7 +332,9 @@ fn task_section(
         )
         .unwrap();
         let iv = a.intervals.as_ref();
-        let ci = |c: Option<Interval>| c.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.lo, c.hi));
+        let ci = |c: Option<Interval>| {
+            c.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.lo, c.hi))
+        };
         for (b, (_, g)) in a.gold_within.iter().enumerate() {
             write!(
                 h,
@@ -337,7 +368,10 @@ fn task_section(
                     (Some(d), Some(g)) => format!("{:.3} ({:.2})", a.reference_gold + g, d * d),
                     _ => "no peak".into(),
                 },
-                iv.map_or(String::new(), |iv| format!("; {:.0}%", 100.0 * iv.peak_share))
+                iv.map_or(String::new(), |iv| format!(
+                    "; {:.0}%",
+                    100.0 * iv.peak_share
+                ))
             )
             .unwrap(),
             None => h.push_str("<td colspan=\"5\">too few points to fit</td>"),

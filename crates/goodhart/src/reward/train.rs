@@ -428,7 +428,8 @@ fn predicted_preferences(rm: &RewardModel, encoded: &[Encoded]) -> Result<Vec<f6
         let raw = raw_scores(&m.model, &pairs)?;
         for (i, p) in p_a.iter_mut().enumerate() {
             let d = raw[2 * i] - raw[2 * i + 1];
-            *p += (p_random / 2.0 + (1.0 - p_random) / (1.0 + (-d).exp())) / rm.members.len() as f64;
+            *p +=
+                (p_random / 2.0 + (1.0 - p_random) / (1.0 + (-d).exp())) / rm.members.len() as f64;
         }
     }
     Ok(p_a)
