@@ -509,13 +509,14 @@ fn run_seeds(
         bars.println(&format!("seed {seed}: {}", sub.display()));
         run_prepared(&sub, &e, opts, bars)?;
     }
-    let summary = seeds::aggregate(&root, &seed_list)?;
-    bars.println(&summary);
+    let agg = seeds::aggregate(&root, &seed_list)?;
+    goodhart::report::seeds::write_seed_report(&root, &exp.name, &agg)?;
+    bars.println(&agg.summary);
     bars.println(&format!(
-        "finished {} seeds in {:.0} s; aggregate: {}, each seed's report: {}",
+        "finished {} seeds in {:.0} s; report: {}, each seed's: {}",
         seed_list.len(),
         start.elapsed().as_secs_f64(),
-        root.join("curves.csv").display(),
+        root.join("report.html").display(),
         seeds::seed_dir(&root, seed_list[0])
             .join("report.html")
             .display()

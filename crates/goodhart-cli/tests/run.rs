@@ -243,6 +243,7 @@ fn several_seeds_run_as_sub_runs_and_aggregate_the_same_way_twice() {
         "curves.csv",
         "fits.json",
         "summary.txt",
+        "report.html",
         "seed-0/report.html",
         "seed-1/curves.csv",
     ] {
@@ -268,9 +269,10 @@ fn several_seeds_run_as_sub_runs_and_aggregate_the_same_way_twice() {
         "--out",
         b.to_str().unwrap(),
     ]);
-    for file in ["curves.csv", "fits.json", "summary.txt"] {
+    for file in ["curves.csv", "fits.json", "summary.txt", "report.html"] {
         assert_eq!(read(&a, file), read(&b, file), "{file} repeats bit for bit");
     }
+    assert!(read(&a, "report.html").contains("95% Student-t intervals across seeds"));
     // Resuming a finished several-seed run redoes nothing and rewrites the same aggregate.
     ok(&["run", "--resume", a.to_str().unwrap()]);
     assert_eq!(read(&a, "fits.json"), read(&b, "fits.json"));

@@ -255,7 +255,10 @@ fn best_of_n_from_a_pool_matches_the_exact_best_of_n_distribution() {
         "entropy per token: pool {base_entropy:.4}, exact {:.4}",
         h / len
     );
-    assert!(points[2].entropy.unwrap() < base_entropy, "selection lowers entropy");
+    assert!(
+        points[2].entropy.unwrap() < base_entropy,
+        "selection lowers entropy"
+    );
 }
 
 #[test]

@@ -155,8 +155,11 @@ struct Derived {
 /// Fits, peak and budgets over the trusted points (`trusted[i]`), gains measured from point `reference`.
 fn derive(form: Form, kl: &[f64], gold: &[f64], reference: usize, trusted: &[bool]) -> Derived {
     let keep: Vec<usize> = (0..kl.len()).filter(|&i| trusted[i]).collect();
-    let ds: Vec<f64> = keep.iter().map(|&i| kl[i].max(0.0).sqrt()).collect();
-    let gains: Vec<f64> = keep.iter().map(|&i| gold[i] - gold[reference]).collect();
+    // The reference (d = 0, gain 0 by construction) carries no information about
+    // the curve's shape: it is not a fitted point.
+    let fitted: Vec<usize> = keep.iter().copied().filter(|&i| kl[i] > 0.0).collect();
+    let ds: Vec<f64> = fitted.iter().map(|&i| kl[i].sqrt()).collect();
+    let gains: Vec<f64> = fitted.iter().map(|&i| gold[i] - gold[reference]).collect();
     let peak = keep
         .iter()
         .copied()

@@ -128,14 +128,43 @@ impl AcrossSeeds {
     }
 }
 
+/// One curve (task, strategy, split) across seeds, point by point.
+#[derive(Clone, Debug)]
+pub struct SeedCurve {
+    pub task: String,
+    pub strategy: String,
+    pub split: String,
+    pub points: Vec<SeedPoint>,
+}
+
+/// One point of a curve, each measurement as a mean over seeds with its interval.
+#[derive(Clone, Debug)]
+pub struct SeedPoint {
+    pub knob: String,
+    pub value: f64,
+    pub kl: AcrossSeeds,
+    pub proxy: AcrossSeeds,
+    pub gold: AcrossSeeds,
+    pub gold_win_rate: AcrossSeeds,
+    pub entropy: AcrossSeeds,
+}
+
+/// What [`aggregate`] computed: the curves and the summary it printed.
+pub struct Aggregate {
+    pub seeds: Vec<u64>,
+    pub curves: Vec<SeedCurve>,
+    pub summary: String,
+}
+
 /// One curve (task, strategy, split) across seeds.
 struct Curve<'a> {
     /// Per seed, its analysis of this curve.
     per_seed: Vec<(u64, &'a StrategyAnalysis)>,
 }
 
-/// Write the aggregate of the seed runs under `root` and return its summary.
-pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<String> {
+/// Write the aggregate of the seed runs under `root` (`curves.csv`,
+/// `fits.json`, `summary.txt`) and return it.
+pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     let mut analyses: Vec<(u64, Vec<StrategyAnalysis>)> = vec![];
     for &seed in seeds {
         let dir = RunDir::new(&seed_dir(root, seed));
@@ -182,6 +211,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<String> {
         seeds: usize,
     }
     let mut fits = vec![];
+    let mut seed_curves = vec![];
     let mut summary = String::new();
     let mut last_task = String::new();
     for ((_, task, strategy, split), curve) in &curves {
@@ -195,6 +225,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<String> {
         let mut mean_kl = vec![];
         let mut mean_gain = vec![];
         let mut rows = vec![];
+        let mut seed_points = vec![];
         for p in &first.points {
             let matched: Vec<&crate::measure::CurvePoint> = curve
                 .per_seed
@@ -241,7 +272,22 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<String> {
                 mean_gain.push(gold.mean);
             }
             rows.push((kl, gold, proxy, labeler));
+            seed_points.push(SeedPoint {
+                knob: p.knob.clone(),
+                value: p.value,
+                kl,
+                proxy,
+                gold,
+                gold_win_rate: win,
+                entropy,
+            });
         }
+        seed_curves.push(SeedCurve {
+            task: task.clone(),
+            strategy: strategy.clone(),
+            split: split.clone(),
+            points: seed_points,
+        });
         let reference_gold = curve
             .per_seed
             .iter()
@@ -321,7 +367,11 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<String> {
     write_atomic(&root.join("curves.csv"), csv.as_bytes())?;
     write_atomic(&root.join("fits.json"), fits_json.as_bytes())?;
     write_atomic(&root.join("summary.txt"), summary.as_bytes())?;
-    Ok(summary)
+    Ok(Aggregate {
+        seeds: seeds.to_vec(),
+        curves: seed_curves,
+        summary,
+    })
 }
 
 #[cfg(test)]

@@ -47,8 +47,11 @@ impl StrategiesConfig {
     /// Every strategy's name, in the order the run measures them.
     pub fn names(&self) -> Vec<String> {
         let mut names = vec![];
+        let oracles = !self.bon.n.is_empty() && self.bon.oracles;
         for (name, on) in [
             ("bon", !self.bon.n.is_empty()),
+            ("bon-labeler", oracles),
+            ("bon-gold", oracles),
             ("conditioning", !self.conditioning.beta.is_empty()),
             ("quantiliser", !self.quantiliser.q.is_empty()),
         ] {

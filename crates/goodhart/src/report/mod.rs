@@ -2,6 +2,7 @@
 //! `curves.csv`, `fits.json` and `report.html` (one self-contained file, inline
 //! SVG, no network).
 
+pub mod seeds;
 pub mod svg;
 
 use std::fmt::Write as _;
@@ -72,7 +73,7 @@ fn colour_of<'a>(colours: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("#777", |(_, c)| c.as_str())
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1400px;margin:0 auto;padding:0 16px 40px;color:#222}
+pub(crate) const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1400px;margin:0 auto;padding:0 16px 40px;color:#222}
 h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.grid svg{border:1px solid #eee;max-width:100%;height:auto}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
@@ -98,7 +99,8 @@ fn report_html(
         "<h1>goodhart: {}</h1><p class=\"note\">Seed {}. Every strategy optimises the <b>proxy</b> (a reward model learned from the labeler's comparisons) unless its name says otherwise; \
          the <b>labeler</b> is the quick judge whose comparisons trained it; <b>gold</b> is what a careful, fully informed judge says. \
          KL is KL(policy &#8214; base) in nats, estimated from samples; curves are plotted against sqrt(KL) as in Gao et al. (2022). \
-         Error bars are one standard error across prompts.</p>",
+         Error bars are 95% normal intervals across prompts (1.96 standard errors); the tables give 95% bootstrap intervals over prompts. \
+         <b>bon-labeler</b> and <b>bon-gold</b> are oracle baselines: best-of-n from the same pool selecting on the labeler's own score and on gold.</p>",
         esc(&exp.name),
         exp.seed
     )
