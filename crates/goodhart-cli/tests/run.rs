@@ -33,6 +33,8 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
         "answers",
         "gridworld",
         "bon",
+        "bon-labeler",
+        "bon-gold",
         "conditioning",
         "quantiliser",
         "ppo-kl",
@@ -80,6 +82,8 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
         ("answers", "dpo"),
         ("gridworld", "ppo-spec"),
         ("gridworld", "quantiliser"),
+        ("gridworld", "bon-gold"),
+        ("answers", "bon-labeler"),
     ] {
         for split in ["heldout", "shift"] {
             let mine: Vec<&Vec<&str>> = rows
@@ -88,7 +92,14 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
                 .collect();
             assert!(mine.len() >= 2, "{task}/{strategy}/{split} has a curve");
             for r in mine {
-                for c in ["kl", "proxy", "gold"] {
+                for c in [
+                    "kl",
+                    "proxy",
+                    "gold",
+                    "gold_win_rate",
+                    "entropy",
+                    "truncated",
+                ] {
                     let v: f64 = r[col(c)].parse().unwrap_or_else(|_| panic!("{c} of {r:?}"));
                     assert!(v.is_finite());
                 }

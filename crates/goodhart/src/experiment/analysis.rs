@@ -610,3 +610,28 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flagged_points_are_shown_but_never_fitted_peaked_or_budgeted() {
+        // A curve whose last point is a low-ESS artefact: the pool's top-1 at a capped KL.
+        let kl = [0.0, 0.5, 1.0, 2.0, 3.0];
+        let gold = [0.0, 0.2, 0.3, 0.35, 0.9];
+        let all = [true; 5];
+        let trusted = [true, true, true, true, false];
+        let with = derive(Form::Bon, &kl, &gold, 0, &all);
+        let without = derive(Form::Bon, &kl, &gold, 0, &trusted);
+        assert_eq!(with.observed_peak, (3.0, 0.9));
+        assert_eq!(without.observed_peak, (2.0, 0.35));
+        assert_eq!(without.gold_within[4], (8.0, Some(0.35)));
+        assert_eq!(
+            without.fit.as_ref().unwrap().n,
+            3,
+            "d = 0 and the flagged point are not fitted"
+        );
+        assert_ne!(with.fit.unwrap().beta, without.fit.unwrap().beta);
+    }
+}

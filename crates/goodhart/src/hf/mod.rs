@@ -58,6 +58,8 @@ struct RawConfig {
     rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
+    /// transformers 5.x: `{"rope_theta": ..., "rope_type": ...}` in place of the two above.
+    rope_parameters: Option<serde_json::Value>,
     hidden_act: Option<String>,
     head_dim: Option<usize>,
     attention_bias: Option<bool>,
@@ -223,9 +225,7 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
             format!("hidden_act {act:?} is not supported (SwiGLU needs \"silu\")"),
         ));
     }
-    if raw.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(checkpoint_error(path, "rope_scaling is not supported"));
-    }
+    let rope_theta = rope_theta(raw, path)?;
     let d = need(raw.hidden_size, "hidden_size")?;
     let n_head = need(raw.num_attention_heads, "num_attention_heads")?;
     if raw.head_dim.is_some_and(|h| h * n_head != d) {
@@ -245,7 +245,7 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         vocab_size: need(raw.vocab_size, "vocab_size")?,
         layer_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
         init_std: raw.initializer_range.unwrap_or(0.02),
-        rope_theta: raw.rope_theta.unwrap_or(10000.0),
+        rope_theta,
         tie_embeddings: raw.tie_word_embeddings.unwrap_or(model_type != "llama"),
         // Qwen2 has query/key/value biases; Llama and Mistral do not unless they say so.
         qkv_bias: raw.attention_bias.unwrap_or(model_type == "qwen2"),
@@ -254,6 +254,61 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         .validate()
         .map_err(|e| checkpoint_error(path, e.to_string()))?;
     Ok(config)
+}
+
+/// The rotary base, read from the current layout (`rope_parameters`, as
+/// transformers 5.x writes it) or the older one (top-level `rope_theta` and
+/// `rope_scaling`). goodhart implements unscaled rotary positions only: every
+/// other rope type, and any key that would change the frequencies, is refused
+/// by name rather than approximated.
+fn rope_theta(raw: &RawConfig, path: &Path) -> Result<f64> {
+    let mut theta = raw.rope_theta.map(|t| ("rope_theta".to_string(), t));
+    for (key, value) in [
+        ("rope_parameters", &raw.rope_parameters),
+        ("rope_scaling", &raw.rope_scaling),
+    ] {
+        let Some(v) = value.as_ref().filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| checkpoint_error(path, format!("`{key}` must be an object")))?;
+        // The type first: it names what is unsupported better than its parameters do.
+        for k in ["rope_type", "type"] {
+            if let Some(field) = obj.get(k).filter(|f| f.as_str() != Some("default")) {
+                return Err(checkpoint_error(
+                    path,
+                    format!("{key}.{k} = {field} is not supported: goodhart implements unscaled rotary positions only (\"default\")"),
+                ));
+            }
+        }
+        for (k, field) in obj {
+            match k.as_str() {
+                "rope_type" | "type" => {}
+                "rope_theta" => {
+                    let t = field.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
+                        checkpoint_error(path, format!("{key}.rope_theta must be a positive number"))
+                    })?;
+                    if let Some((prev_key, prev)) = &theta {
+                        if *prev != t {
+                            return Err(checkpoint_error(
+                                path,
+                                format!("{prev_key} = {prev} and {key}.rope_theta = {t} disagree"),
+                            ));
+                        }
+                    }
+                    theta = Some((format!("{key}.rope_theta"), t));
+                }
+                _ => {
+                    return Err(checkpoint_error(
+                        path,
+                        format!("{key}.{k} = {field} is not supported (goodhart reads rope_type \"default\" and rope_theta)"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(theta.map_or(10000.0, |(_, t)| t))
 }
 
 /// Every tensor of the checkpoint (float32), and the file each came from.
@@ -419,4 +474,53 @@ fn add_scalar_head_and_check(
         origin.entry(name).or_default();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn theta_of(json: &str) -> std::result::Result<f64, String> {
+        let raw: RawConfig = serde_json::from_str(json).unwrap();
+        rope_theta(&raw, Path::new("m/config.json")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rope_theta_is_read_from_either_layout_and_scaling_is_refused_by_name() {
+        // transformers 5.x keeps the base only inside rope_parameters.
+        assert_eq!(
+            theta_of(r#"{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}"#),
+            Ok(500000.0)
+        );
+        assert_eq!(theta_of(r#"{"rope_theta": 1000000.0}"#), Ok(1000000.0));
+        assert_eq!(theta_of(r#"{"rope_scaling": null}"#), Ok(10000.0));
+        for (json, key) in [
+            (
+                r#"{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "linear", "factor": 4.0}}"#,
+                "rope_parameters.rope_type = \"linear\"",
+            ),
+            (
+                r#"{"rope_scaling": {"type": "dynamic", "factor": 2.0}}"#,
+                "rope_scaling.type = \"dynamic\"",
+            ),
+            (
+                r#"{"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}"#,
+                "rope_parameters.rope_type = \"llama3\"",
+            ),
+            (
+                r#"{"rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5}}"#,
+                "rope_parameters.partial_rotary_factor",
+            ),
+            (
+                r#"{"rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0}}"#,
+                "disagree",
+            ),
+        ] {
+            let err = theta_of(json).unwrap_err();
+            assert!(
+                err.contains(key) && err.contains("config.json"),
+                "{json}: {err}"
+            );
+        }
+    }
 }

@@ -147,6 +147,52 @@ mod tests {
     }
 
     #[test]
+    fn points_below_the_effective_sample_size_bar_are_flagged() {
+        use crate::measure::Scored;
+        // One prompt, 16 samples with rewards 0..15: small beta puts the weight on a few.
+        let scored: Vec<Scored> = (0..16)
+            .map(|i| Scored {
+                prompt_index: 0,
+                completion: i.to_string(),
+                gold: i as f64,
+                labeler: vec![],
+                features: vec![],
+                difficulty: 1,
+                spec: None,
+                logprob: 0.0,
+                proxy: Some(i as f64),
+                truncated: false,
+                n_tokens: 1,
+            })
+            .collect();
+        let pool = Pool {
+            task: "t".into(),
+            split: crate::task::Split::Heldout,
+            prompts: vec!["p".into()],
+            per_prompt: 16,
+            reward: scored.iter().map(|s| s.gold).collect(),
+            scored,
+            reward_name: "proxy".into(),
+            labeler_names: vec![],
+            feature_names: vec![],
+            examples: 0,
+        };
+        let cfg = ConditionConfig {
+            beta: vec![100.0, 0.5],
+            min_ess: 10.0,
+        };
+        let points = run(&pool, &cfg, "conditioning").unwrap();
+        assert!(points[0].ess.unwrap() > 10.0 && points[0].flag.is_none());
+        let low = &points[1];
+        assert!(low.ess.unwrap() < 10.0);
+        assert!(low
+            .flag
+            .as_deref()
+            .unwrap()
+            .contains("effective sample size"));
+    }
+
+    #[test]
     fn binary_rewards_with_small_beta_are_rejection_sampling() {
         let rewards = [1.0, 0.0, 1.0, 0.0, 0.0];
         let (w, kl) = weights_and_kl(&rewards, 0.01);

@@ -38,6 +38,18 @@ pub fn leave_one_out(returns: &[f64], k: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Leave-one-out advantages, whitened across the rollout when asked.
+fn advantages(returns: &[f64], k: usize, whiten_them: bool) -> Vec<f32> {
+    let mut adv: Vec<f32> = leave_one_out(returns, k)
+        .into_iter()
+        .map(|a| a as f32)
+        .collect();
+    if whiten_them {
+        whiten(&mut adv);
+    }
+    adv
+}
+
 impl Update for Rloo {
     fn needs_values(&self) -> bool {
         false
@@ -60,13 +72,11 @@ impl Update for Rloo {
                 _ => r - kl_coef * kl.iter().map(|&k| k as f64).sum::<f64>(),
             })
             .collect();
-        let mut adv: Vec<f32> = leave_one_out(&returns, self.cfg.samples_per_prompt)
-            .into_iter()
-            .map(|a| a as f32)
-            .collect();
-        if self.cfg.whiten_advantages {
-            whiten(&mut adv);
-        }
+        let adv = advantages(
+            &returns,
+            self.cfg.samples_per_prompt,
+            self.cfg.whiten_advantages,
+        );
 
         let batch = batch_of(policy, &ro.prompt_tokens, &ro.samples)?;
         let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
@@ -94,6 +104,20 @@ mod tests {
         assert!(
             (a.iter().sum::<f64>()).abs() < 1e-12,
             "advantages of a group sum to zero"
+        );
+    }
+
+    #[test]
+    fn whiten_advantages_is_honoured() {
+        let returns = [1.0, 3.0, 0.0, 2.0, 5.0, 1.0];
+        let plain = advantages(&returns, 2, false);
+        assert_eq!(plain, vec![-2.0, 2.0, -2.0, 2.0, 4.0, -4.0]);
+        let white = advantages(&returns, 2, true);
+        let mean = white.iter().sum::<f32>() / 6.0;
+        let var = white.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / 6.0;
+        assert!(
+            mean.abs() < 1e-5 && (var.sqrt() - 1.0).abs() < 0.01,
+            "{white:?}"
         );
     }
 }
