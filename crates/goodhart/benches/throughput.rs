@@ -2,9 +2,10 @@
 //!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|bon] [--threads N] [--small]
 //! - one SFT step (batch 32 x 64 tokens), as steps/s and achieved GFLOP/s;
 //! - KV-cache sampling (batch 64, 16-token prompts, 64 new tokens), as new tokens/s and GFLOP/s;
-//! - one PPO iteration (rollout of 32 prompts x 2 samples, 48 new tokens, plus the update: 2 epochs of
-//!   minibatches of 32), as seconds per iteration;
+//! - one PPO iteration (rollout of 32 prompts x 2 samples, 48 new tokens, plus the update: 2 epochs
+//!   of minibatches of 32), as seconds per iteration;
 //! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s.
+//!
 //! `--small` uses the default experiment's 2-layer, 64-wide network instead of the default model.
 //! `gpt2` samples from a 124M-parameter GPT-2 configuration (random weights; batch 8, 16-token
 //! prompts, 64 new tokens), the figure benches/hf_generate.py measures for transformers' `generate`.

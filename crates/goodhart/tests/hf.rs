@@ -95,7 +95,14 @@ fn check_parity(name: &str, e: &Probe) {
         ..Default::default()
     };
     let mut rng = goodhart::rng::stream(0, "greedy");
-    let s = sample(&model, &[e.greedy_prompt.clone()], 1, &cfg, &mut rng).unwrap();
+    let s = sample(
+        &model,
+        std::slice::from_ref(&e.greedy_prompt),
+        1,
+        &cfg,
+        &mut rng,
+    )
+    .unwrap();
     assert_eq!(s[0].tokens, e.greedy, "{name}: greedy tokens");
 }
 

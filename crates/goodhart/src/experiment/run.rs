@@ -892,21 +892,18 @@ impl TaskRun<'_> {
             (None, RewardChoice::Gold) => &gold,
         };
         let prompts = self.task.prompts(Split::Train);
-        let online = match &cfg.online {
-            Some(o) => Some(Online {
-                store,
-                task: self.task,
-                labelers,
-                prompts: &prompts,
-                labels: self.setup.labels.clone(),
-                rm_config: self.setup.reward_model.clone(),
-                rm_labelers: self.setup.reward_labelers(),
-                base_batch: "base".into(),
-                run: cfg.name.clone(),
-                config: o.clone(),
-            }),
-            None => None,
-        };
+        let online = cfg.online.as_ref().map(|o| Online {
+            store,
+            task: self.task,
+            labelers,
+            prompts: &prompts,
+            labels: self.setup.labels.clone(),
+            rm_config: self.setup.reward_model.clone(),
+            rm_labelers: self.setup.reward_labelers(),
+            base_batch: "base".into(),
+            run: cfg.name.clone(),
+            config: o.clone(),
+        });
         let mut hooks = RunHooks {
             run: self,
             measurer: Measurer {

@@ -131,13 +131,13 @@ impl StrategiesConfig {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(Error::invalid(
-                    format!("{at}"),
+                    at.to_string(),
                     format!("strategy name {n:?}: use letters, digits, '-' and '_'"),
                 ));
             }
             if names[..i].contains(n) {
                 return Err(Error::invalid(
-                    format!("{at}"),
+                    at.to_string(),
                     format!("two strategies are named {n:?}"),
                 ));
             }

@@ -87,9 +87,9 @@ impl Update for Ppo {
         let token_kl = ro.token_kl();
         let mut advantages = vec![];
         let mut returns = vec![];
-        for i in 0..ro.samples.len() {
-            let r = token_rewards(ro.rewards[i], &token_kl[i], cfg.kl.mode, kl_coef);
-            let (a, ret) = gae(&r, &ro.values[i], cfg.gamma, cfg.lam);
+        for ((&reward, kl), values) in ro.rewards.iter().zip(&token_kl).zip(&ro.values) {
+            let r = token_rewards(reward, kl, cfg.kl.mode, kl_coef);
+            let (a, ret) = gae(&r, values, cfg.gamma, cfg.lam);
             advantages.push(a);
             returns.push(ret);
         }

@@ -341,13 +341,16 @@ pub fn rollout(
     })
 }
 
+/// One value per completion token, per sample.
+type PerToken = Vec<Vec<f32>>;
+
 /// Per-token log-probabilities (and values) of samples under `model`, in one forward pass per chunk.
 fn score_policy(
     model: &Model,
     prompt_tokens: &[Vec<u32>],
     samples: &[Sample],
     with_values: bool,
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<(PerToken, PerToken)> {
     let (mut lps, mut vs) = (vec![], vec![]);
     let net = model.eval_net();
     for chunk in samples.chunks(64) {

@@ -435,6 +435,9 @@ fn predicted_preferences(rm: &RewardModel, encoded: &[Encoded]) -> Result<Vec<f6
     Ok(p_a)
 }
 
+/// One held-out comparison: (difficulty, ranks A first, model's P(A), labeler's target, gold target or None).
+type HeldoutRow = (u32, bool, f64, Option<f64>, Option<f64>);
+
 /// Held-out accuracy and loss against the labelers' labels and against gold, by difficulty.
 /// The loss is the training objective's: ties count as half of each answer.
 fn evaluate(
@@ -464,7 +467,7 @@ fn evaluate(
             gold,
         ));
     }
-    let acc = |rows: &[&(u32, bool, f64, Option<f64>, Option<f64>)], gold: bool| -> (Stat, f64) {
+    let acc = |rows: &[&HeldoutRow], gold: bool| -> (Stat, f64) {
         let mut hits = vec![];
         let mut nll = 0.0;
         let mut n = 0;

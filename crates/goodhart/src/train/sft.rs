@@ -145,18 +145,17 @@ pub fn train_sft(
         let loss = completion_nll(model, &batch)?;
         let stats = trainer.step(&loss)?;
         report.train_loss.push((stats.step, stats.loss));
-        if stats.step % cfg.eval_every == 0 || stats.step == cfg.steps {
-            if !heldout_seqs.is_empty() {
-                let l = heldout_nll(model, &heldout_seqs)?;
-                report.heldout_loss.push((stats.step, l));
-                tracing::info!(
-                    step = stats.step,
-                    train_loss = stats.loss,
-                    heldout_loss = l,
-                    "sft"
-                );
-                progress.message(&format!("loss {:.3} held-out {:.3}", stats.loss, l));
-            }
+        if (stats.step % cfg.eval_every == 0 || stats.step == cfg.steps) && !heldout_seqs.is_empty()
+        {
+            let l = heldout_nll(model, &heldout_seqs)?;
+            report.heldout_loss.push((stats.step, l));
+            tracing::info!(
+                step = stats.step,
+                train_loss = stats.loss,
+                heldout_loss = l,
+                "sft"
+            );
+            progress.message(&format!("loss {:.3} held-out {:.3}", stats.loss, l));
         }
         progress.advance(1);
     }
