@@ -318,6 +318,17 @@ fn digit_reward(text: &str) -> f64 {
     f64::from(text.len() == 1 && text.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// Adam at a fixed learning rate: no warm-up, decay or weight decay to blur where training ends.
+fn constant_lr(lr: f64) -> goodhart::train::OptimConfig {
+    goodhart::train::OptimConfig {
+        lr,
+        warmup_steps: 0,
+        min_lr_ratio: 1.0,
+        weight_decay: 0.0,
+        ..Default::default()
+    }
+}
+
 struct NoHooks;
 
 impl goodhart::optimize::rl::Hooks for NoHooks {
@@ -355,7 +366,6 @@ fn objective(pi: &Model, base: &Model, prompt: &[u32], beta: f64) -> (f64, f64, 
 /// `pi* ∝ pi_ref exp(r / beta)` attains with value beta log Z.
 fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Algorithm) {
     use goodhart::optimize::rl::{self, Algorithm, KlConfig, KlMode, RlConfig, Update};
-    use goodhart::train::OptimConfig;
     let beta = 0.25;
     let base = model(7, 0.3);
     let policy = base.deep_copy(true).unwrap();
@@ -387,13 +397,7 @@ fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Al
             coef: beta,
             ..Default::default()
         },
-        optim: OptimConfig {
-            lr: 1e-2,
-            warmup_steps: 0,
-            min_lr_ratio: 1.0,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+        optim: constant_lr(1e-2),
         checkpoint_every: 1000,
         ..Default::default()
     };
@@ -445,7 +449,6 @@ fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
     // whole (enumerated) space.
     use goodhart::feedback::{Answer, Comparison};
     use goodhart::optimize::dpo::{train_dpo, DpoConfig};
-    use goodhart::train::OptimConfig;
     let beta = 0.5;
     let base = model(9, 0.3);
     let policy = base.deep_copy(true).unwrap();
@@ -483,13 +486,7 @@ fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
         beta,
         epochs: 2,
         batch_size: 64,
-        optim: OptimConfig {
-            lr: 1e-2,
-            warmup_steps: 0,
-            min_lr_ratio: 1.0,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+        optim: constant_lr(1e-2),
         checkpoint_every: 100_000,
         ..Default::default()
     };

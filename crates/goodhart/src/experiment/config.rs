@@ -162,6 +162,17 @@ impl Default for TaskSetup {
 }
 
 impl TaskSetup {
+    /// How every measured policy is sampled (the base-policy evaluation, the
+    /// pool, each checkpoint): plain sampling at temperature 1 with no
+    /// truncation, so that a pool is draws from the base policy itself and a
+    /// KL is the policy's own; only the length limit is the task's.
+    pub fn curve_sampling(&self) -> crate::model::sample::SamplingConfig {
+        crate::model::sample::SamplingConfig {
+            max_new_tokens: self.sampling.max_new_tokens,
+            ..Default::default()
+        }
+    }
+
     /// Whose comparisons the reward model learns: its `labelers`, else the first labeler.
     pub fn reward_labelers(&self) -> Vec<String> {
         if self.reward_model.labelers.is_empty() {
@@ -484,5 +495,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("e.toml:"), "{err}");
+    }
+
+    #[test]
+    fn policies_are_measured_untempered_whatever_the_task_samples_with() {
+        let exp = Experiment::parse(
+            "[[task]]\n[task.sampling]\ntemperature = 0.7\ntop_k = 5\nmax_new_tokens = 30\n",
+            "e.toml",
+        )
+        .unwrap();
+        let s = exp.tasks[0].curve_sampling();
+        assert!(s.is_unmodified(), "{s:?}");
+        assert_eq!(s.max_new_tokens, 30);
     }
 }

@@ -627,12 +627,8 @@ impl TaskRun<'_> {
         }
         let ev = &self.setup.evaluation;
         let mut rng = self.rng("base_eval");
-        // Sampled as every curve point is (plain sampling at temperature 1), so the
-        // base policy's gold here is the curves' origin.
-        let sampling = crate::model::sample::SamplingConfig {
-            max_new_tokens: self.setup.sampling.max_new_tokens,
-            ..Default::default()
-        };
+        // Sampled as every curve point is, so the base policy's gold here is the curves' origin.
+        let sampling = self.setup.curve_sampling();
         let mut summarise = |split: Split, n: usize| -> Result<PolicySummary> {
             let r = evaluate_policy(
                 base,
@@ -792,10 +788,7 @@ impl TaskRun<'_> {
                     .iter()
                     .map(|p| base.tokenizer().encode_prompt(p))
                     .collect::<Result<Vec<_>>>()?;
-                let cfg = crate::model::sample::SamplingConfig {
-                    max_new_tokens: self.setup.sampling.max_new_tokens,
-                    ..Default::default()
-                };
+                let cfg = self.setup.curve_sampling();
                 let mut rng = self.rng(&format!("base_reference/{}", split.name()));
                 let samples =
                     crate::model::sample::sample(base, &ids, ev.per_prompt, &cfg, &mut rng)?;

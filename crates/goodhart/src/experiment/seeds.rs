@@ -4,7 +4,6 @@
 //! fit and the fit of the across-seed mean curve (`fits.json`), and a summary
 //! that says in how many seeds each finding holds (`summary.txt`).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -156,12 +155,6 @@ pub struct Aggregate {
     pub summary: String,
 }
 
-/// One curve (task, strategy, split) across seeds.
-struct Curve<'a> {
-    /// Per seed, its analysis of this curve.
-    per_seed: Vec<(u64, &'a StrategyAnalysis)>,
-}
-
 /// Write the aggregate of the seed runs under `root` (`curves.csv`,
 /// `fits.json`, `summary.txt`) and return it.
 pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
@@ -172,24 +165,16 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let records = dir.records(&exp)?;
         analyses.push((seed, records.iter().flat_map(analyse).collect()));
     }
-    // Curves keyed by (task, strategy, split), in the first seed's order.
-    let mut curves: BTreeMap<(usize, String, String, String), Curve> = BTreeMap::new();
-    let mut order: Vec<(String, String, String)> = vec![];
+    // Each curve (task, strategy, split) with every seed's analysis of it, in the first seed's order.
+    type Key<'a> = (&'a str, &'a str, &'a str);
+    let mut curves: Vec<(Key, Vec<(u64, &StrategyAnalysis)>)> = vec![];
     for (seed, list) in &analyses {
         for a in list {
-            let key = (a.task.clone(), a.strategy.clone(), a.split.clone());
-            let pos = match order.iter().position(|k| *k == key) {
-                Some(p) => p,
-                None => {
-                    order.push(key.clone());
-                    order.len() - 1
-                }
-            };
-            curves
-                .entry((pos, key.0, key.1, key.2))
-                .or_insert_with(|| Curve { per_seed: vec![] })
-                .per_seed
-                .push((*seed, a));
+            let key = (a.task.as_str(), a.strategy.as_str(), a.split.as_str());
+            match curves.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, per_seed)) => per_seed.push((*seed, a)),
+                None => curves.push((key, vec![(*seed, a)])),
+            }
         }
     }
 
@@ -214,9 +199,9 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     let mut seed_curves = vec![];
     let mut summary = String::new();
     let mut last_task = String::new();
-    for ((_, task, strategy, split), curve) in &curves {
+    for ((task, strategy, split), per_seed) in &curves {
         // Points matched across seeds by their sweep value (n, beta, q, iteration, step).
-        let first = curve.per_seed[0].1;
+        let first = per_seed[0].1;
         let form = if first.family == "pool" {
             Form::Bon
         } else {
@@ -227,8 +212,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let mut rows = vec![];
         let mut seed_points = vec![];
         for p in &first.points {
-            let matched: Vec<&crate::measure::CurvePoint> = curve
-                .per_seed
+            let matched: Vec<&crate::measure::CurvePoint> = per_seed
                 .iter()
                 .filter_map(|(_, a)| {
                     a.points
@@ -267,7 +251,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                 entropy.half_width
             )
             .unwrap();
-            if matched.len() == curve.per_seed.len() && matched.iter().all(|q| q.flag.is_none()) {
+            if matched.len() == per_seed.len() && matched.iter().all(|q| q.flag.is_none()) {
                 mean_kl.push(kl.mean);
                 mean_gain.push(gold.mean);
             }
@@ -283,40 +267,33 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             });
         }
         seed_curves.push(SeedCurve {
-            task: task.clone(),
-            strategy: strategy.clone(),
-            split: split.clone(),
+            task: task.to_string(),
+            strategy: strategy.to_string(),
+            split: split.to_string(),
             points: seed_points,
         });
-        let reference_gold = curve
-            .per_seed
-            .iter()
-            .map(|(_, a)| a.reference_gold)
-            .sum::<f64>()
-            / curve.per_seed.len() as f64;
+        let reference_gold =
+            per_seed.iter().map(|(_, a)| a.reference_gold).sum::<f64>() / per_seed.len() as f64;
         let ds: Vec<f64> = mean_kl.iter().map(|k| k.max(0.0).sqrt()).collect();
         let gains: Vec<f64> = mean_gain.iter().map(|g| g - reference_gold).collect();
-        let per_seed: Vec<(u64, Option<Fit>)> = curve
-            .per_seed
-            .iter()
-            .map(|(s, a)| (*s, a.fit.clone()))
-            .collect();
-        let seeds_with_peak = per_seed
+        let seed_fits: Vec<(u64, Option<Fit>)> =
+            per_seed.iter().map(|(s, a)| (*s, a.fit.clone())).collect();
+        let seeds_with_peak = seed_fits
             .iter()
             .filter(|(_, f)| f.as_ref().is_some_and(|f| f.peak_d.is_some()))
             .count();
-        let n = curve.per_seed.len();
+        let n = per_seed.len();
         fits.push(FitRow {
             task,
             strategy,
             split,
             form: form.formula(),
             pooled: fit(form, &ds, &gains),
-            per_seed,
+            per_seed: seed_fits,
             seeds_with_peak,
             seeds: n,
         });
-        if split != "heldout" {
+        if *split != "heldout" {
             continue;
         }
         if *task != last_task {
@@ -332,11 +309,10 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                 "strategy", "max KL", "proxy", "gold", "base gold"
             )
             .unwrap();
-            last_task = task.clone();
+            last_task = task.to_string();
         }
         let (kl, gold, proxy, _) = rows.last().expect("a curve has points");
-        let below = curve
-            .per_seed
+        let below = per_seed
             .iter()
             .filter(|(_, a)| {
                 a.points
@@ -345,8 +321,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             })
             .count();
         let base = AcrossSeeds::of(
-            &curve
-                .per_seed
+            &per_seed
                 .iter()
                 .map(|(_, a)| a.reference_gold)
                 .collect::<Vec<_>>(),

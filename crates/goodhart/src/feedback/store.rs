@@ -330,63 +330,45 @@ impl LabelStore {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                    r.get::<_, String>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, bool>(10)?,
-                    r.get::<_, bool>(11)?,
-                ))
+                let answer: String = r.get(8)?;
+                // The schema's CHECK admits only known answers; a file edited by hand may not.
+                let answer = Answer::parse(&answer).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        8,
+                        rusqlite::types::Type::Text,
+                        format!(
+                            "comparison {} has an unknown answer {answer:?}",
+                            r.get::<_, i64>(0).unwrap_or(-1)
+                        )
+                        .into(),
+                    )
+                })?;
+                Ok(Comparison {
+                    id: r.get(0)?,
+                    task: r.get(1)?,
+                    prompt: r.get(2)?,
+                    a: r.get(3)?,
+                    b: r.get(4)?,
+                    policy_a: r.get(5)?,
+                    policy_b: r.get(6)?,
+                    labeler: r.get(7)?,
+                    answer,
+                    batch: r.get(9)?,
+                    a_finished: r.get(10)?,
+                    b_finished: r.get(11)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         let mut out = vec![];
         for row in rows {
-            let (
-                id,
-                task,
-                prompt,
-                a,
-                b,
-                policy_a,
-                policy_b,
-                labeler,
-                answer,
-                batch,
-                a_finished,
-                b_finished,
-            ) = row.map_err(|e| self.err(e))?;
-            let keep = filter.task.as_ref().is_none_or(|t| *t == task)
-                && (filter.labelers.is_empty() || filter.labelers.contains(&labeler))
+            let c = row.map_err(|e| self.err(e))?;
+            let keep = filter.task.as_ref().is_none_or(|t| *t == c.task)
+                && (filter.labelers.is_empty() || filter.labelers.contains(&c.labeler))
                 && (filter.batches.is_empty()
-                    || batch.as_ref().is_some_and(|b| filter.batches.contains(b)));
-            if !keep {
-                continue;
+                    || c.batch.as_ref().is_some_and(|b| filter.batches.contains(b)));
+            if keep {
+                out.push(c);
             }
-            let answer = Answer::parse(&answer).ok_or_else(|| Error::Store {
-                path: self.path.clone(),
-                message: format!("comparison {id} has an unknown answer {answer:?}"),
-            })?;
-            out.push(Comparison {
-                id,
-                task,
-                prompt,
-                a,
-                b,
-                policy_a,
-                policy_b,
-                labeler,
-                answer,
-                batch,
-                a_finished,
-                b_finished,
-            });
         }
         Ok(out)
     }
