@@ -255,7 +255,17 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                 mean_kl.push(kl.mean);
                 mean_gain.push(gold.mean);
             }
-            rows.push((kl, gold, proxy, labeler));
+            // Per seed: whether its gold here is below its own base policy's.
+            let below: usize = per_seed
+                .iter()
+                .filter(|(_, a)| {
+                    a.points
+                        .iter()
+                        .find(|q| q.knob == p.knob && q.value == p.value)
+                        .is_some_and(|q| q.gold.mean < a.reference_gold)
+                })
+                .count();
+            rows.push((kl, gold, proxy, below));
             seed_points.push(SeedPoint {
                 knob: p.knob.clone(),
                 value: p.value,
@@ -311,15 +321,11 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             .unwrap();
             last_task = task.to_string();
         }
-        let (kl, gold, proxy, _) = rows.last().expect("a curve has points");
-        let below = per_seed
+        // The point furthest from the base policy on average over seeds.
+        let (kl, gold, proxy, below) = rows
             .iter()
-            .filter(|(_, a)| {
-                a.points
-                    .last()
-                    .is_some_and(|p| p.gold.mean < a.reference_gold)
-            })
-            .count();
+            .max_by(|a, b| a.0.mean.total_cmp(&b.0.mean))
+            .expect("a curve has points");
         let base = AcrossSeeds::of(
             &per_seed
                 .iter()
