@@ -362,6 +362,23 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             bars,
         ),
         Command::Report { run_dir } => {
+            if let Some(list) = seeds::read_seeds(&run_dir)? {
+                // A several-seed run: each seed's outputs, then the aggregate.
+                for &seed in &list {
+                    goodhart::report::write_outputs(&RunDir::new(&seeds::seed_dir(
+                        &run_dir, seed,
+                    )))?;
+                }
+                let exp = Experiment::from_file(&run_dir.join(SEEDS_EXPERIMENT))?;
+                let agg = seeds::aggregate(&run_dir, &list)?;
+                goodhart::report::seeds::write_seed_report(&run_dir, &exp.name, &agg)?;
+                bars.println(&agg.summary);
+                bars.println(&format!(
+                    "report: {}",
+                    run_dir.join("report.html").display()
+                ));
+                return Ok(());
+            }
             let out = goodhart::report::write_outputs(&RunDir::new(&run_dir))?;
             bars.println(&out.summary);
             bars.println(&format!(

@@ -284,9 +284,12 @@ fn several_seeds_run_as_sub_runs_and_aggregate_the_same_way_twice() {
         assert_eq!(read(&a, file), read(&b, file), "{file} repeats bit for bit");
     }
     assert!(read(&a, "report.html").contains("95% Student-t intervals across seeds"));
-    // Resuming a finished several-seed run redoes nothing and rewrites the same aggregate.
+    // Resuming a finished several-seed run redoes nothing and rewrites the same aggregate; so does `report`.
     ok(&["run", "--resume", a.to_str().unwrap()]);
     assert_eq!(read(&a, "fits.json"), read(&b, "fits.json"));
+    std::fs::remove_file(a.join("report.html")).unwrap();
+    ok(&["report", a.to_str().unwrap()]);
+    assert_eq!(read(&a, "report.html"), read(&b, "report.html"));
     let err = fail(&[
         "run",
         "--quick",
