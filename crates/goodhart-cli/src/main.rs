@@ -163,6 +163,7 @@ struct SampleArgs {
     /// Completions per prompt.
     #[arg(long, short = 'n', default_value_t = 1)]
     n: usize,
+    /// Softmax temperature; 0 is greedy (the most likely token at every step).
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
     #[arg(long, default_value_t = 0)]
@@ -174,6 +175,12 @@ struct SampleArgs {
     /// Write JSONL here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write each completion token by token: the prompt's and the
+    /// completion's token ids, each completion token's text, and its
+    /// log-probability under the policy (temperature 1: comparable with any
+    /// other implementation's log-softmax).
+    #[arg(long)]
+    per_token: bool,
 }
 
 #[derive(Args)]
@@ -673,6 +680,16 @@ fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
         });
         if let Some(t) = &task {
             line["gold"] = t.gold(prompt, &s.text)?.into();
+        }
+        if args.per_token {
+            line["prompt_tokens"] = serde_json::json!(ids[s.prompt_index]);
+            line["tokens"] = serde_json::json!(s.tokens);
+            line["token_strings"] = serde_json::json!(s
+                .tokens
+                .iter()
+                .map(|&t| tok.decode(&[t]))
+                .collect::<Vec<_>>());
+            line["token_logprobs"] = serde_json::json!(s.logprobs);
         }
         writeln!(out, "{line}")?;
     }

@@ -101,6 +101,41 @@ fn sft_learns_and_repeats_bit_for_bit_and_so_does_sampling() {
     assert_eq!(sa.lines().count(), 18);
     let first: serde_json::Value = serde_json::from_str(sa.lines().next().unwrap()).unwrap();
     assert!(first["gold"].is_number() && first["logprob"].as_f64().unwrap() < 0.0);
+
+    // Greedy, token by token: every sample of a prompt is the same, and the
+    // per-token log-probabilities add up to the completion's.
+    let greedy = ok(&[
+        "sample",
+        "--checkpoint",
+        a.to_str().unwrap(),
+        "--n-prompts",
+        "2",
+        "-n",
+        "2",
+        "--temperature",
+        "0",
+        "--per-token",
+    ]);
+    let lines: Vec<serde_json::Value> = greedy
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["tokens"], lines[1]["tokens"],
+        "greedy repeats itself"
+    );
+    for l in &lines {
+        let lps: Vec<f64> = l["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(lps.len(), l["tokens"].as_array().unwrap().len());
+        assert_eq!(lps.len(), l["token_strings"].as_array().unwrap().len());
+        assert!((lps.iter().sum::<f64>() - l["logprob"].as_f64().unwrap()).abs() < 1e-3);
+        assert!(l["prompt_tokens"].as_array().unwrap().len() > 1);
+    }
 }
 
 #[test]
