@@ -52,6 +52,14 @@ impl KvCache {
         })
     }
 
+    /// `(batch, heads, capacity, head_dim)` of each layer's key buffer.
+    pub fn key_shape(&self) -> (usize, usize, usize, usize) {
+        self.layers
+            .first()
+            .and_then(|l| l.k.dims4().ok())
+            .unwrap_or((0, 0, self.capacity, 0))
+    }
+
     /// Tokens cached so far.
     pub fn len(&self) -> usize {
         self.len

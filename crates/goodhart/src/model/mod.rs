@@ -351,6 +351,60 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn multi_query_llama_caches_one_kv_head_and_samples_what_it_scores() {
+        // 4 query heads share 1 key/value head: the cache holds only that head,
+        // and the cached decoding path must agree with teacher forcing (which repeats it).
+        let cfg = ModelConfig {
+            arch: Arch::Llama,
+            n_layer: 2,
+            d_model: 32,
+            n_head: 4,
+            n_kv_head: 1,
+            n_ctx: 40,
+            ..Default::default()
+        };
+        let model = Model::init(
+            &cfg,
+            Arc::new(CharTokenizer::ascii()),
+            &mut rng::stream(4, "init"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let cache = model.eval_net().new_cache(3, 16).unwrap();
+        assert_eq!(
+            cache.key_shape(),
+            (3, 1, 16, 8),
+            "one key/value head cached"
+        );
+        let tok = model.tokenizer();
+        let prompts: Vec<Vec<u32>> = ["Q: 1+1", "Q: 12+345=?"]
+            .iter()
+            .map(|p| tok.encode_prompt(p).unwrap())
+            .collect();
+        let samples = sample(
+            &model,
+            &prompts,
+            2,
+            &SamplingConfig {
+                max_new_tokens: 10,
+                ..Default::default()
+            },
+            &mut rng::stream(0, "s"),
+        )
+        .unwrap();
+        let pairs: Vec<(&[u32], &[u32])> = samples
+            .iter()
+            .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+            .collect();
+        let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+        for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
+            for (a, b) in s.logprobs.iter().zip(&lp) {
+                assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
+            }
+        }
+    }
+
     /// A character tokenizer whose padding token is its EOS, as GPT-2's often is.
     struct PadIsEos(CharTokenizer);
 

@@ -127,7 +127,8 @@ pub(crate) fn fused(x: &Tensor) -> bool {
 }
 
 /// Attention of one new token per row over cached keys, for decoding:
-/// `q: [b, h, 1, dh]`, `k, v: [b, h, s, dh]` (views into the cache), the first
+/// `q: [b, h, 1, dh]`, `k, v: [b, hk, s, dh]` (views into the cache; `hk`
+/// divides `h`, each key/value head serving `h / hk` query heads), the first
 /// `pads[row]` keys of each row masked. No gradient. One pass per (row, head)
 /// instead of `b * h` tiny matrix products.
 pub fn decode_attention(q: &Tensor, k: &Tensor, v: &Tensor, pads: &[usize]) -> Result<Tensor> {
@@ -160,9 +161,12 @@ impl CustomOp3 for DecodeAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let q = f32_slice(s1, l1)?;
         let (k, v) = (s2.as_slice::<f32>()?, s3.as_slice::<f32>()?);
-        let (b, h, s, dh) = l2.shape().dims4()?;
+        let (b, hk, s, dh) = l2.shape().dims4()?;
+        let h = l1.shape().dims4()?.1;
         if l1.shape().dims4()? != (b, h, 1, dh)
-            || l3.shape().dims4()? != (b, h, s, dh)
+            || l3.shape().dims4()? != (b, hk, s, dh)
+            || hk == 0
+            || h % hk != 0
             || self.pads.len() != b
         {
             candle_core::bail!(
@@ -188,7 +192,9 @@ impl CustomOp3 for DecodeAttention {
                 let mut p = vec![0f32; s];
                 for (i, y) in out.chunks_mut(dh).enumerate() {
                     let row = chunk * ROWS + i;
+                    // Query head hi reads key/value head hi / (h / hk) (grouped-query attention).
                     let (bi, hi) = (row / h, row % h);
+                    let hi = hi / (h / hk);
                     let pad = self.pads[bi].min(s - 1);
                     let q = &q[row * dh..(row + 1) * dh];
                     let (kb, vb) = (ko + bi * ks[0] + hi * ks[1], vo + bi * vs[0] + hi * vs[1]);

@@ -308,15 +308,23 @@ impl Attention {
     }
 }
 
-/// Attention of scaled queries `q: [b, h, t, dh]` over `k, v: [b, h, s, dh]` under `mask`.
+/// Attention of scaled queries `q: [b, h, t, dh]` over `k, v: [b, hk, s, dh]`
+/// under `mask`, where each of the `hk` key/value heads serves `h / hk` query
+/// heads (grouped-query attention; `hk = h` otherwise). The decoding kernel reads
+/// the shared heads in place; the other paths repeat them first.
 fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &LayerMask, b: usize) -> Result<Tensor> {
+    if let LayerMask::Decode(pads) = mask {
+        if ops::fused(q) && !q.track_op() {
+            return ops::decode_attention(q, k, v, pads);
+        }
+    }
+    let rep = q.dim(1)? / k.dim(1)?;
+    let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
+    let (k, v) = (&k, &v);
     match mask {
         LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(v),
         LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(v),
         LayerMask::Bias(m) => attention(q, k, v, m),
-        LayerMask::Decode(pads) if ops::fused(q) && !q.track_op() => {
-            ops::decode_attention(q, k, v, pads)
-        }
         LayerMask::Decode(pads) => {
             let s = k.dim(2)?;
             attention(q, k, v, &bias(b, 1, s, s - 1, pads, q.device())?)
@@ -421,10 +429,10 @@ impl LlamaBlock {
         let v = ops::split_heads(&self.v.forward(&h)?, b, self.n_kv_head)?;
         let q = (apply_rope(&q, cos, sin)? * (1.0 / (dh as f64).sqrt()))?;
         let k = apply_rope(&k, cos, sin)?;
-        // Grouped-query attention: each key/value head serves n_head / n_kv_head query heads.
-        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        // Grouped-query attention: the cache holds the n_kv_head key/value heads,
+        // each serving n_head / n_kv_head query heads inside `attend`.
         let (k, v) = match cache {
-            Some(c) => c.append(&k, &v)?,
+            Some(c) => c.append(&k, &v)?, // [b, n_kv_head, s, dh]
             None => (k, v),
         };
         let y = attend(&q, &k, &v, mask, b)?;
@@ -432,17 +440,6 @@ impl LlamaBlock {
         let h = self.post_norm.forward(&x)?;
         let m = (self.gate.forward(&h)?.silu()? * self.up.forward(&h)?)?;
         &x + self.down.forward(&m)?
-    }
-
-    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
-        let rep = self.n_head / self.n_kv_head;
-        if rep == 1 {
-            return Ok(x);
-        }
-        let (b, hk, s, dh) = x.dims4()?;
-        x.unsqueeze(2)?
-            .broadcast_as((b, hk, rep, s, dh))?
-            .reshape((b, hk * rep, s, dh))
     }
 
     fn detached(&self) -> Self {
@@ -467,6 +464,17 @@ impl LlamaBlock {
 enum AnyBlock {
     Gpt2(Block),
     Llama(LlamaBlock),
+}
+
+/// `[b, hk, s, dh]` -> `[b, hk * rep, s, dh]`, each head repeated `rep` times in place.
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, hk, s, dh) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, hk, rep, s, dh))?
+        .reshape((b, hk * rep, s, dh))
 }
 
 /// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`, `bias: [b|1, 1, t, s]`.
@@ -671,7 +679,7 @@ impl Transformer {
         let c = &self.config;
         KvCache::new(
             c.n_layer,
-            (batch, c.n_head, capacity, c.head_dim()),
+            (batch, c.kv_heads(), capacity, c.head_dim()), // only the key/value heads
             self.wte.dtype(),
             self.device(),
         )
