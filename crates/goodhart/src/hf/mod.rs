@@ -336,8 +336,7 @@ fn read_weights(
     let mut tensors = HashMap::new();
     let mut origin = HashMap::new();
     for file in files {
-        let bytes = std::fs::read(&file)
-            .map_err(|e| checkpoint_error(&file, format!("cannot read the weights: {e}")))?;
+        let bytes = map_file(&file)?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| checkpoint_error(&file, format!("truncated or corrupt: {e}")))?;
         for (name, view) in st.tensors() {
@@ -359,6 +358,25 @@ fn read_weights(
         }
     }
     Ok((tensors, origin))
+}
+
+/// The file's bytes, memory-mapped: a large checkpoint is paged in as its
+/// tensors are copied out, never held twice.
+fn map_file(file: &Path) -> Result<memmap2::Mmap> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| checkpoint_error(file, format!("cannot read the weights: {e}")))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Err(checkpoint_error(
+            file,
+            "truncated or corrupt: the file is empty",
+        ));
+    }
+    // SAFETY: the map is read while the tensors are copied out of it, and dropped
+    // before this load returns; a checkpoint rewritten during that window is a
+    // caller error, as it is for every reader of safetensors files.
+    unsafe { memmap2::Mmap::map(&f) }
+        .map_err(|e| checkpoint_error(file, format!("cannot map the weights: {e}")))
 }
 
 /// Strip Llama's `model.` prefix, drop a tied head's duplicate and rotary buffers,
