@@ -1,6 +1,7 @@
 //! `goodhart`: the command-line program. It parses arguments, shows progress
 //! and prints results; all the work is in the `goodhart` library.
 
+mod commands;
 mod progress;
 
 use std::io::Write;
@@ -10,8 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
-use goodhart::experiment::run::{self, RunDir};
-use goodhart::experiment::{seeds, stages, Experiment};
+use goodhart::experiment::{stages, Experiment};
 use goodhart::feedback::{Filter, LabelStore, OnBadLine};
 use goodhart::model::checkpoint;
 use goodhart::model::sample::{sample, SamplingConfig};
@@ -19,6 +19,7 @@ use goodhart::task::{self, Split, Task};
 use goodhart::{fsutil, rng, runtime};
 use tracing_subscriber::EnvFilter;
 
+use commands::run::{report_cmd, run_cmd, RunArgs};
 use progress::Bars;
 
 #[derive(Parser)]
@@ -84,28 +85,6 @@ enum Command {
         /// Experiment file (default: the embedded default experiment).
         experiment: Option<PathBuf>,
     },
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// Experiment file (default: the embedded default experiment).
-    experiment: Option<PathBuf>,
-    /// A shrunken version of the experiment that finishes in under a minute (for smoke tests).
-    #[arg(long)]
-    quick: bool,
-    /// Run directory to create (default: runs/<experiment name>).
-    #[arg(long, conflicts_with = "resume")]
-    out: Option<PathBuf>,
-    /// Continue the run in this directory from its last completed stage.
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    /// Replace an existing run directory at --out.
-    #[arg(long, conflicts_with = "resume")]
-    force: bool,
-    /// Run once per seed, each in <out>/seed-N, then aggregate across seeds in
-    /// <out>: `0..4` (inclusive: 0 to 4) or a list `0,3,7`. --resume continues such a run.
-    #[arg(long, conflicts_with = "resume")]
-    seeds: Option<String>,
 }
 
 #[derive(Args)]
@@ -368,32 +347,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             Some(strategy),
             bars,
         ),
-        Command::Report { run_dir } => {
-            if let Some(list) = seeds::read_seeds(&run_dir)? {
-                // A several-seed run: each seed's outputs, then the aggregate.
-                for &seed in &list {
-                    goodhart::report::write_outputs(&RunDir::new(&seeds::seed_dir(
-                        &run_dir, seed,
-                    )))?;
-                }
-                let exp = Experiment::from_file(&run_dir.join(SEEDS_EXPERIMENT))?;
-                let agg = seeds::aggregate(&run_dir, &list)?;
-                goodhart::report::seeds::write_seed_report(&run_dir, &exp.name, &agg)?;
-                bars.println(&agg.summary);
-                bars.println(&format!(
-                    "report: {}",
-                    run_dir.join("report.html").display()
-                ));
-                return Ok(());
-            }
-            let out = goodhart::report::write_outputs(&RunDir::new(&run_dir))?;
-            bars.println(&out.summary);
-            bars.println(&format!(
-                "report: {}",
-                run_dir.join("report.html").display()
-            ));
-            Ok(())
-        }
+        Command::Report { run_dir } => report_cmd(&run_dir, bars),
         Command::Sft(args) => sft(&cli_settings(&cli.threads, cli.seed), args, bars),
         Command::Sample(args) => sample_cmd(&cli_settings(&cli.threads, cli.seed), args),
         Command::Eval(args) => eval_cmd(&cli_settings(&cli.threads, cli.seed), args),
@@ -437,156 +391,6 @@ fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment> {
         exp.threads = t;
     }
     Ok(exp)
-}
-
-/// The experiment a new run starts from: the file (or the default), shrunk by --quick.
-fn experiment_of(args: &RunArgs, o: &Overrides) -> Result<Experiment> {
-    let exp = load_experiment(args.experiment.as_deref(), o)?;
-    Ok(if args.quick { exp.quick() } else { exp })
-}
-
-/// Where a new run goes: --out, or runs/<experiment name>.
-fn run_root(args: &RunArgs, exp: &Experiment) -> PathBuf {
-    let slug: String = exp
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    args.out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(slug.trim_matches('-')))
-}
-
-/// Run (or continue) every task of the prepared run in `root`, then write its outputs.
-fn run_prepared(
-    root: &Path,
-    exp: &Experiment,
-    opts: &run::RunOptions,
-    bars: &Bars,
-) -> Result<goodhart::report::Outputs> {
-    let total = if exp.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        exp.threads
-    };
-    let lanes = exp.tasks.len().clamp(1, total);
-    runtime::set_threads(total / lanes);
-    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
-    let dir = RunDir::new(root);
-    run::run_tasks(&dir, exp, total, opts, bars)?;
-    Ok(goodhart::report::write_outputs(&dir)?)
-}
-
-/// The experiment of a several-seed run, kept at its root (each seed's copy differs only in `seed`).
-const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
-
-/// `run --seeds`: one run per seed under the root, then the aggregate.
-fn run_seeds(
-    o: &Overrides,
-    args: &RunArgs,
-    opts: &run::RunOptions,
-    resumed: Option<Vec<u64>>,
-    bars: &Bars,
-) -> Result<()> {
-    let start = std::time::Instant::now();
-    let (root, seed_list, exp) = match (&args.resume, resumed) {
-        (Some(dir), Some(list)) => {
-            let exp = Experiment::from_file(&dir.join(SEEDS_EXPERIMENT))?;
-            (dir.clone(), list, exp)
-        }
-        _ => {
-            let list = seeds::parse_seeds(args.seeds.as_deref().unwrap_or_default())?;
-            let exp = experiment_of(args, o)?;
-            opts.check(&exp)?;
-            let root = run_root(args, &exp);
-            if args.force {
-                run::clear(&root)?;
-            }
-            if root.exists()
-                && std::fs::read_dir(&root)
-                    .with_context(|| root.display().to_string())?
-                    .next()
-                    .is_some()
-            {
-                bail!(
-                    "{} already exists and is not empty (use --resume to continue it, or --force to replace a run)",
-                    root.display()
-                );
-            }
-            seeds::write_seeds(&root, &list)?;
-            fsutil::write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
-            (root, list, exp)
-        }
-    };
-    for &seed in &seed_list {
-        let sub = seeds::seed_dir(&root, seed);
-        let mut e = exp.clone();
-        e.seed = seed;
-        let resume = sub.join(run::EXPERIMENT_FILE).is_file();
-        let e = run::prepare(&sub, Some(&e), resume)?;
-        bars.println(&format!("seed {seed}: {}", sub.display()));
-        run_prepared(&sub, &e, opts, bars)?;
-    }
-    let agg = seeds::aggregate(&root, &seed_list)?;
-    goodhart::report::seeds::write_seed_report(&root, &exp.name, &agg)?;
-    bars.println(&agg.summary);
-    bars.println(&format!(
-        "finished {} seeds in {:.0} s; report: {}, each seed's: {}",
-        seed_list.len(),
-        start.elapsed().as_secs_f64(),
-        root.join("report.html").display(),
-        seeds::seed_dir(&root, seed_list[0])
-            .join("report.html")
-            .display()
-    ));
-    Ok(())
-}
-
-fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) -> Result<()> {
-    let start = std::time::Instant::now();
-    let opts = run::RunOptions { only };
-    let resumed = match &args.resume {
-        Some(dir) => seeds::read_seeds(dir)?,
-        None => None,
-    };
-    if args.seeds.is_some() || resumed.is_some() {
-        return run_seeds(o, &args, &opts, resumed, bars);
-    }
-    let (root, exp) = match &args.resume {
-        Some(dir) => {
-            let given = match &args.experiment {
-                Some(p) => {
-                    let e = load_experiment(Some(p), o)?;
-                    Some(if args.quick { e.quick() } else { e })
-                }
-                None => None,
-            };
-            (dir.clone(), run::prepare(dir, given.as_ref(), true)?)
-        }
-        None => {
-            let exp = experiment_of(&args, o)?;
-            opts.check(&exp)?;
-            let root = run_root(&args, &exp);
-            if args.force {
-                run::clear(&root)?;
-            }
-            (root.clone(), run::prepare(&root, Some(&exp), false)?)
-        }
-    };
-    let out = run_prepared(&root, &exp, &opts, bars)?;
-    bars.println(&out.summary);
-    bars.println(&format!(
-        "finished in {:.0} s; report: {}",
-        start.elapsed().as_secs_f64(),
-        root.join("report.html").display()
-    ));
-    Ok(())
 }
 
 fn sft(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
