@@ -116,7 +116,8 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
                 .filter(|p| p.strategy == strategy && p.split == split)
                 .cloned()
                 .collect();
-            if !pts.iter().any(|p| p.kl.mean == 0.0) {
+            // (A plug-in KL of the base policy itself can be 1e-17, not 0: rounding.)
+            if !pts.iter().any(|p| p.kl.mean.abs() < 1e-9) {
                 // Curves that do not start at the base policy (conditioning) get the pool's uniform point.
                 pts.extend(
                     points
@@ -157,7 +158,7 @@ fn derive(form: Form, kl: &[f64], gold: &[f64], reference: usize, trusted: &[boo
     let keep: Vec<usize> = (0..kl.len()).filter(|&i| trusted[i]).collect();
     // The reference (d = 0, gain 0 by construction) carries no information about
     // the curve's shape: it is not a fitted point.
-    let fitted: Vec<usize> = keep.iter().copied().filter(|&i| kl[i] > 0.0).collect();
+    let fitted: Vec<usize> = keep.iter().copied().filter(|&i| kl[i] > 1e-9).collect();
     let ds: Vec<f64> = fitted.iter().map(|&i| kl[i].sqrt()).collect();
     let gains: Vec<f64> = fitted.iter().map(|&i| gold[i] - gold[reference]).collect();
     let peak = keep
@@ -633,5 +634,38 @@ mod tests {
             "d = 0 and the flagged point are not fitted"
         );
         assert_ne!(with.fit.unwrap().beta, without.fit.unwrap().beta);
+    }
+
+    #[test]
+    fn a_curve_whose_first_point_is_the_base_policy_gets_no_second_copy_of_it() {
+        // Best-of-1's plug-in KL is 0 up to rounding (here 1e-17): it is the origin.
+        let point = |strategy: &str, n: f64, kl: f64| {
+            let mut p = CurvePoint::new("t", strategy, "heldout", "n", n, vec![kl; 4]);
+            p.gold = crate::measure::Stat::of(&[0.0, 1.0]);
+            p
+        };
+        let records = TaskRecords {
+            task: "t".into(),
+            records: vec![(
+                "pool".into(),
+                Record::Pool {
+                    base: BaseStats::default(),
+                    points: vec![
+                        point("base", 1.0, 0.0),
+                        point("bon", 1.0, 1e-17),
+                        point("bon", 2.0, 0.2),
+                        point("bon", 4.0, 0.6),
+                    ],
+                    notes: vec![],
+                },
+            )],
+        };
+        let bon = &analyse(&records)[0];
+        assert_eq!(
+            bon.points.len(),
+            3,
+            "{:?}",
+            bon.points.iter().map(|p| p.value).collect::<Vec<_>>()
+        );
     }
 }
