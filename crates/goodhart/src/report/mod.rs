@@ -334,6 +334,7 @@ fn task_section(
         )
         .unwrap();
         let iv = a.intervals.as_ref();
+        let max_kl = a.points.iter().map(|p| p.kl.mean).fold(0.0, f64::max);
         let ci = |c: Option<Interval>| {
             c.map_or(String::new(), |c| format!(" [{:.3}, {:.3}]", c.lo, c.hi))
         };
@@ -367,6 +368,10 @@ fn task_section(
                 ci(iv.and_then(|iv| iv.beta)),
                 f.r2,
                 match (f.peak_d, f.peak_gain) {
+                    // A peak far beyond the measured KL is an extrapolation, not a prediction.
+                    (Some(d), Some(_)) if d * d > 2.0 * max_kl => {
+                        format!("beyond the sweep (KL {:.0})", d * d)
+                    }
                     (Some(d), Some(g)) => format!("{:.3} ({:.2})", a.reference_gold + g, d * d),
                     _ => "no peak".into(),
                 },
