@@ -366,6 +366,7 @@ pub fn run_tasks(
                             opts,
                             progress: lane_progress[i].as_ref(),
                             device: crate::runtime::device(),
+                            base_reference: std::sync::OnceLock::new(),
                         }
                         .run()
                     });
@@ -382,6 +383,9 @@ pub fn run_tasks(
     }
 }
 
+/// Per evaluation split, the gold of base-policy samples of each of its prompts.
+type BaseGold = (Split, Vec<Vec<f64>>);
+
 struct TaskRun<'a> {
     dir: &'a RunDir,
     setup: &'a TaskSetup,
@@ -390,6 +394,8 @@ struct TaskRun<'a> {
     opts: &'a RunOptions,
     progress: &'a dyn Progress,
     device: Device,
+    /// [`TaskRun::base_reference`], sampled once and shared by every RL and DPO run.
+    base_reference: std::sync::OnceLock<Vec<BaseGold>>,
 }
 
 impl TaskRun<'_> {
@@ -777,8 +783,17 @@ impl TaskRun<'_> {
     }
 
     /// Gold of base-policy samples on each evaluation split's prompts, sampled as
-    /// checkpoints are: what a checkpoint's gold win rate is measured against.
-    fn base_reference(&self, base: &Model) -> Result<Vec<(Split, Vec<Vec<f64>>)>> {
+    /// checkpoints are (once, from its own stream): what a checkpoint's gold win
+    /// rate is measured against.
+    fn base_reference(&self, base: &Model) -> Result<&[BaseGold]> {
+        if let Some(r) = self.base_reference.get() {
+            return Ok(r);
+        }
+        let r = self.sample_base_reference(base)?;
+        Ok(self.base_reference.get_or_init(|| r))
+    }
+
+    fn sample_base_reference(&self, base: &Model) -> Result<Vec<BaseGold>> {
         let ev = &self.setup.evaluation;
         self.splits()
             .into_iter()
@@ -992,7 +1007,7 @@ struct Measurer<'a> {
     base: &'a Model,
     labelers: &'a [Labeler<'a>],
     /// Per evaluation split, the gold of base-policy samples of each prompt (for win rates).
-    base_gold: Vec<(Split, Vec<Vec<f64>>)>,
+    base_gold: &'a [BaseGold],
 }
 
 /// Checkpoints of an RL or DPO run: saved, measured, and (online) the reward refreshed.

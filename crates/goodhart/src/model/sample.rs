@@ -224,7 +224,7 @@ fn sample_chunk(
             finished: false,
         })
         .collect();
-    // The logits already exclude these (-inf); the picker skips them outright.
+    // The logits already give these no mass (-1e30); the picker skips them outright.
     let mut picker = Picker::new(cfg, &tok.never_sampled());
     for step in 0..max_new {
         let step_logits: Vec<f32> = logits.flatten_all()?.to_vec1()?; // [rows * vocab]

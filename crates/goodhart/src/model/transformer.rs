@@ -628,7 +628,7 @@ impl Transformer {
     }
 
     /// Take `ids` out of the policy's distribution: [`Transformer::policy_logits_2d`]
-    /// gives them -inf, so sampling and teacher-forced log-probabilities are one
+    /// gives them -1e30 (no mass), so sampling and teacher-forced log-probabilities are one
     /// distribution (the softmax over the other tokens).
     pub fn never_emit(&mut self, ids: &[u32]) -> Result<()> {
         let v = self.config.vocab_size;
@@ -736,7 +736,7 @@ impl Transformer {
     }
 
     /// The policy's next-token logits `[n, vocab]`: the raw head with the
-    /// tokens it never emits at -inf. Sampling, scoring and training all read these.
+    /// tokens it never emits at -1e30. Sampling, scoring and training all read these.
     pub fn policy_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.lm_logits_2d(hidden)?;
         match &self.never_emitted {
