@@ -411,7 +411,7 @@ fn sft(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
             p.display().to_string()
         });
     tracing::info!(experiment = %source, task = setup.name(), seed = exp.seed, threads, "sft");
-    let task = setup.task_config().build(exp.seed)?;
+    let task = goodhart::reward::build_task(&setup.task_config(), exp.seed)?;
     let device = runtime::device();
     let (model, report) = stages::train_base_policy(setup, task.as_ref(), exp.seed, &device, bars)?;
     stages::save_policy(
@@ -438,7 +438,7 @@ fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
     let (model, info) = checkpoint::load(&args.checkpoint, &device, false)?;
     let task_seed = stages::task_of_checkpoint(&info);
     let task: Option<Box<dyn Task>> = match &task_seed {
-        Some((cfg, seed)) => Some(cfg.build(*seed)?),
+        Some((cfg, seed)) => Some(goodhart::reward::build_task(cfg, *seed)?),
         None => None,
     };
     let prompts: Vec<String> = if !args.prompts.is_empty() {
@@ -506,7 +506,7 @@ fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
 
 fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
     let cfg = task::by_name(name)?;
-    let task = cfg.build(seed)?;
+    let task = goodhart::reward::build_task(&cfg, seed)?;
     println!("task {name} ({} split)", split.name());
     println!("labeler sees: {}", task.look_names().join(", "));
     println!("measured features: {}\n", task.feature_names().join(", "));
@@ -548,7 +548,7 @@ fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         Some(name) => exp.task(Some(name))?,
         None => exp.task(Some(task_cfg.name()))?,
     };
-    let task = task_cfg.build(task_seed)?;
+    let task = goodhart::reward::build_task(&task_cfg, task_seed)?;
     let labelers = setup.labelers(task.as_ref())?;
     let split: Split = args.split.into();
     let report = stages::evaluate_policy(
@@ -596,7 +596,7 @@ fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn fmt_stat(s: &goodhart::measure::Stat) -> String {
+fn fmt_stat(s: &goodhart::stats::Stat) -> String {
     format!("{:.3} ± {:.3} (n={})", s.mean, s.stderr, s.n)
 }
 
@@ -626,7 +626,7 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     let (model, info) = checkpoint::load(&src.checkpoint, &runtime::device(), false)?;
     let (task_cfg, task_seed) = checkpoint_task(&info, &exp, src.exp.task.as_deref())?;
     let setup = exp.task(Some(src.exp.task.as_deref().unwrap_or(task_cfg.name())))?;
-    let task = task_cfg.build(task_seed)?;
+    let task = goodhart::reward::build_task(&task_cfg, task_seed)?;
     let mut cfg = setup.labels.clone();
     if let Some(p) = src.pairs {
         cfg.pairs = p;
@@ -825,7 +825,7 @@ fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             let (model, info) = checkpoint::load(&base, &runtime::device(), false)?;
             let (task_cfg, task_seed) = checkpoint_task(&info, &exp, exp_args.task.as_deref())?;
             let setup = exp.task(Some(exp_args.task.as_deref().unwrap_or(task_cfg.name())))?;
-            let task = task_cfg.build(task_seed)?;
+            let task = goodhart::reward::build_task(&task_cfg, task_seed)?;
             let labelers = if labeler.is_empty() {
                 setup.reward_labelers()
             } else {

@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
-use goodhart::measure::Scored;
 use goodhart::model::sample::{sample, Sample, SamplingConfig};
 use goodhart::model::{Device, Model, ModelConfig, SequenceBatch};
 use goodhart::optimize::bon::{self, BonConfig};
 use goodhart::optimize::condition::{self, ConditionConfig};
 use goodhart::optimize::pool::Pool;
-use goodhart::optimize::{score_samples, sequence_log_ratios};
 use goodhart::rng;
+use goodhart::score::{completion_logprobs, sequence_log_ratios, Scored};
 use goodhart::task::Split;
 use goodhart::tokenize::{CharTokenizer, Tokenizer};
 
@@ -135,10 +134,10 @@ fn the_sample_kl_estimate_covers_the_exact_kl() {
     let repeats = 20;
     for r in 0..repeats {
         let samples = draw(&pi, &prompt, 64, r);
-        let lp = score_samples(&pi, &prompts, &samples).unwrap();
-        let lb = score_samples(&base, &prompts, &samples).unwrap();
+        let lp = completion_logprobs(&pi, &prompts, &samples).unwrap();
+        let lb = completion_logprobs(&base, &prompts, &samples).unwrap();
         let ratios = sequence_log_ratios(&lp, &lb);
-        let s = goodhart::measure::Stat::of(&ratios);
+        let s = goodhart::stats::Stat::of(&ratios);
         if (s.mean - exact).abs() <= 1.96 * s.stderr {
             covered += 1;
         }
@@ -299,7 +298,7 @@ fn conditioning_from_a_pool_matches_the_exact_tilted_distribution() {
 /// Reward 1 on completions that are a digit, 0 otherwise.
 struct DigitReward;
 
-impl goodhart::optimize::RewardSource for DigitReward {
+impl goodhart::score::RewardSource for DigitReward {
     fn name(&self) -> &str {
         "digit"
     }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::run::{BaseStats, Record, TaskRecords};
 use crate::measure::bootstrap::{resample_curve, Interval, RESAMPLES};
 use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
-use crate::measure::{CurvePoint, PerPrompt};
 use crate::rng;
+use crate::score::{CurvePoint, PerPrompt};
 
 /// KL budgets (nats) at which strategies are compared.
 pub const KL_BUDGETS: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
@@ -641,7 +641,7 @@ mod tests {
         // Best-of-1's plug-in KL is 0 up to rounding (here 1e-17): it is the origin.
         let point = |strategy: &str, n: f64, kl: f64| {
             let mut p = CurvePoint::new("t", strategy, "heldout", "n", n, vec![kl; 4]);
-            p.gold = crate::measure::Stat::of(&[0.0, 1.0]);
+            p.gold = crate::stats::Stat::of(&[0.0, 1.0]);
             p
         };
         let records = TaskRecords {

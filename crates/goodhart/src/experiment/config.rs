@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::strategies::{EvalConfig, StrategiesConfig};
 use crate::error::{Error, Result};
+pub use crate::feedback::simulate::LabelsConfig;
 use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
@@ -96,46 +97,6 @@ pub struct TaskSetup {
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
     pub strategies: StrategiesConfig,
-}
-
-/// The label budget: pairs of base-policy completions, each compared by every labeler.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LabelsConfig {
-    /// Pairs to label for the first reward model.
-    pub pairs: usize,
-    /// Pairs written per transaction (a killed run loses at most this many).
-    pub commit_every: usize,
-    /// How the pairs are sampled.
-    pub sampling: SamplingConfig,
-}
-
-impl Default for LabelsConfig {
-    fn default() -> Self {
-        Self {
-            pairs: 2000,
-            commit_every: 64,
-            sampling: SamplingConfig::default(),
-        }
-    }
-}
-
-impl LabelsConfig {
-    pub fn validate(&self) -> Result<()> {
-        if self.pairs == 0 {
-            return Err(Error::invalid("labels.pairs", "must be at least 1"));
-        }
-        if self.commit_every == 0 {
-            return Err(Error::invalid("labels.commit_every", "must be at least 1"));
-        }
-        self.sampling.validate().map_err(|e| match e {
-            Error::Invalid { field, message } => Error::Invalid {
-                field: format!("labels.{field}"),
-                message,
-            },
-            other => other,
-        })
-    }
 }
 
 impl Default for TaskSetup {

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, Answer, Filter, LabelStore, Labeler, PolicyTag};
 use crate::fsutil::write_atomic;
 use crate::measure::policy::{measure_policy, Evaluation};
-use crate::measure::{CurvePoint, LabelerFidelity, Stat};
+use crate::measure::LabelerFidelity;
 use crate::model::checkpoint;
 use crate::model::Model;
 use crate::optimize::dpo::{train_dpo, DpoLog};
@@ -33,11 +33,13 @@ use crate::optimize::pool::{build_pool, Pool};
 use crate::optimize::ppo::Ppo;
 use crate::optimize::rl::{self, Algorithm, Hooks, IterationLog, RewardChoice, RlConfig, Update};
 use crate::optimize::rloo::Rloo;
-use crate::optimize::{bon, condition, quantilize, Gold, Proxy, RewardSource, Spec};
+use crate::optimize::{bon, condition, quantilize};
 use crate::progress::Progress;
 use crate::reward::{train_reward_model, RewardModel, RewardReport};
 use crate::rng;
 use crate::runtime::Device;
+use crate::score::{CurvePoint, Gold, Proxy, RewardSource, Spec};
+use crate::stats::Stat;
 use crate::task::{Split, Task};
 use crate::train::SftReport;
 
@@ -357,7 +359,7 @@ pub fn run_tasks(
                     .filter(|(i, _)| i % lanes == lane)
                 {
                     let result = pool.install(|| {
-                        let task = setup.task_config().build(exp.seed)?;
+                        let task = crate::reward::build_task(&setup.task_config(), exp.seed)?;
                         TaskRun {
                             dir,
                             setup,

@@ -212,7 +212,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let mut rows = vec![];
         let mut seed_points = vec![];
         for p in &first.points {
-            let matched: Vec<&crate::measure::CurvePoint> = per_seed
+            let matched: Vec<&crate::score::CurvePoint> = per_seed
                 .iter()
                 .filter_map(|(_, a)| {
                     a.points
@@ -220,7 +220,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                         .find(|q| q.knob == p.knob && q.value == p.value)
                 })
                 .collect();
-            let col = |f: &dyn Fn(&crate::measure::CurvePoint) -> f64| {
+            let col = |f: &dyn Fn(&crate::score::CurvePoint) -> f64| {
                 AcrossSeeds::of(&matched.iter().map(|q| f(q)).collect::<Vec<_>>())
             };
             let kl = col(&|q| q.kl.mean);

@@ -7,8 +7,8 @@
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::curve::PerPrompt;
 use crate::rng::Rng;
+use crate::score::PerPrompt;
 
 /// Resamples drawn for every curve.
 pub const RESAMPLES: usize = 1000;

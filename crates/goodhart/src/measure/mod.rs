@@ -1,77 +1,15 @@
-//! Measurement: what every completion is worth to gold, to each labeler and to
-//! the proxy, its features, and summaries with their standard errors.
+//! Measurement: a trained policy evaluated on a split, bootstrap intervals
+//! over prompts, the Gao et al. fits of gold against KL, and how a labeler's
+//! view relates to gold. Scoring itself is the layer below (`crate::score`).
 
 pub mod bootstrap;
-pub mod curve;
 pub mod fit;
 pub mod policy;
-pub mod stats;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::feedback::Labeler;
-use crate::model::sample::Sample;
-use crate::task::Task;
-
-pub use curve::{CurvePoint, PerPrompt};
-pub use stats::{pearson, Stat};
-
-/// Everything measured about one completion.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
-    pub prompt_index: usize,
-    pub completion: String,
-    pub gold: f64,
-    /// One score per labeler, in the order given.
-    pub labeler: Vec<f64>,
-    /// The task's named features.
-    pub features: Vec<f64>,
-    pub difficulty: u32,
-    /// Formal-goal satisfaction, where the task has one.
-    pub spec: Option<f64>,
-    /// log pi(completion) under the policy that sampled it.
-    pub logprob: f64,
-    /// The proxy reward model's score, when there is one.
-    pub proxy: Option<f64>,
-    /// Cut at the length limit instead of ending with EOS.
-    #[serde(default)]
-    pub truncated: bool,
-    /// Tokens generated (EOS included when there is one).
-    #[serde(default)]
-    pub n_tokens: usize,
-}
-
-/// Score samples of `prompts` with gold, every labeler and the task's features.
-pub fn score_samples(
-    task: &dyn Task,
-    labelers: &[Labeler],
-    prompts: &[String],
-    samples: &[Sample],
-) -> Result<Vec<Scored>> {
-    samples
-        .iter()
-        .map(|s| {
-            let prompt = &prompts[s.prompt_index];
-            Ok(Scored {
-                prompt_index: s.prompt_index,
-                completion: s.text.clone(),
-                gold: task.gold(prompt, &s.text)?,
-                labeler: labelers
-                    .iter()
-                    .map(|l| l.score(prompt, &s.text))
-                    .collect::<Result<_>>()?,
-                features: task.features(prompt, &s.text)?,
-                difficulty: task.difficulty(prompt)?,
-                spec: task.spec_satisfied(prompt, &s.text),
-                logprob: s.logprob(),
-                proxy: None,
-                truncated: !s.finished,
-                n_tokens: s.tokens.len(),
-            })
-        })
-        .collect()
-}
+use crate::score::Scored;
+use crate::stats::{self, pearson, Stat};
 
 /// How a labeler's view of a policy's completions relates to gold, by difficulty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -2,15 +2,16 @@
 //! an evaluation split, score every completion, and estimate its KL from the
 //! base policy as the mean of `log pi(x) - log pi_base(x)` over its own samples.
 
-use super::curve::{CurvePoint, Weighted};
-use super::{score_samples, Scored};
 use crate::error::Result;
 use crate::feedback::Labeler;
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
-use crate::optimize::{score_samples as score_under, sequence_log_ratios, Proxy};
 use crate::reward::RewardModel;
 use crate::rng::Rng;
+use crate::score::{
+    completion_logprobs, score_samples, sequence_log_ratios, win_rate, CurvePoint, Proxy, Scored,
+    Weighted,
+};
 use crate::task::{Split, Task};
 
 /// Where and how much to sample when measuring a policy.
@@ -50,8 +51,8 @@ pub fn measure_policy(
     if let Some(rm) = ev.rm {
         Proxy(rm).annotate(&mut scored, ev.prompts, &ids, &samples)?;
     }
-    let policy_lp = score_under(policy, &ids, &samples)?;
-    let base_lp = score_under(base, &ids, &samples)?;
+    let policy_lp = completion_logprobs(policy, &ids, &samples)?;
+    let base_lp = completion_logprobs(base, &ids, &samples)?;
     // Samples of one prompt are not independent draws of the KL: average them per
     // prompt, so the standard error (and the bootstrap) is clustered by prompt.
     let ratios = sequence_log_ratios(&policy_lp, &base_lp);
@@ -91,11 +92,7 @@ pub fn measure_policy(
             .chunks(ev.per_prompt)
             .zip(base_gold)
             .map(|(group, base)| {
-                group
-                    .iter()
-                    .map(|s| crate::optimize::pool::win_rate(s.gold, base))
-                    .sum::<f64>()
-                    / group.len() as f64
+                group.iter().map(|s| win_rate(s.gold, base)).sum::<f64>() / group.len() as f64
             })
             .collect();
         point.gold_win_rate = Some(super::Stat::of(&wins));

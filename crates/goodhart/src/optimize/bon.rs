@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::Pool;
 use crate::error::{Error, Result};
-use crate::measure::CurvePoint;
+use crate::score::CurvePoint;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -242,7 +242,7 @@ mod tests {
         let mut reward = vec![];
         for (p, g) in groups.iter().enumerate() {
             for (text, r) in g {
-                scored.push(crate::measure::Scored {
+                scored.push(crate::score::Scored {
                     prompt_index: p,
                     completion: text.clone(),
                     gold: *r,

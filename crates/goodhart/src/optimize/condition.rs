@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::Pool;
 use crate::error::{Error, Result};
-use crate::measure::stats::effective_sample_size;
-use crate::measure::CurvePoint;
+use crate::score::CurvePoint;
+use crate::stats::effective_sample_size;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn points_below_the_effective_sample_size_bar_are_flagged() {
-        use crate::measure::Scored;
+        use crate::score::Scored;
         // One prompt, 16 samples with rewards 0..15: small beta puts the weight on a few.
         let scored: Vec<Scored> = (0..16)
             .map(|i| Scored {

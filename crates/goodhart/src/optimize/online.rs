@@ -5,9 +5,8 @@
 use std::sync::Mutex;
 
 use super::rl::OnlineConfig;
-use super::{Proxy, RewardSource};
 use crate::error::Result;
-use crate::experiment::config::LabelsConfig;
+use crate::feedback::simulate::LabelsConfig;
 use crate::feedback::{
     queue_pairs, simulate_labels, Comparison, Filter, LabelStore, Labeler, PolicyTag,
 };
@@ -16,6 +15,7 @@ use crate::model::Model;
 use crate::progress::Silent;
 use crate::reward::{fine_tune, RewardModel, RewardModelConfig};
 use crate::rng::Rng;
+use crate::score::{Proxy, RewardSource};
 use crate::task::Task;
 
 /// A proxy reward whose model can be refreshed between iterations.

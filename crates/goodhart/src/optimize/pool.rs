@@ -4,15 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RewardSource;
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
-use crate::measure::curve::{CurvePoint, Weighted};
-use crate::measure::{score_samples, Scored};
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::reward::RewardModel;
 use crate::rng::Rng;
+use crate::score::curve::{CurvePoint, Weighted};
+use crate::score::RewardSource;
+use crate::score::{score_samples, win_rate, Scored};
 use crate::task::{Split, Task};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub fn build_pool(
     let samples = sample(base, &ids, per_prompt, &cfg, rng)?;
     let mut scored = score_samples(task, labelers, &prompts, &samples)?;
     if let Some(rm) = rm {
-        super::Proxy(rm).annotate(&mut scored, &prompts, &ids, &samples)?;
+        crate::score::Proxy(rm).annotate(&mut scored, &prompts, &ids, &samples)?;
     }
     let reward = select_on.rewards(&prompts, &ids, &samples)?;
     Ok(Pool {
@@ -178,27 +178,10 @@ impl Pool {
             (&self.prompts, self.examples),
             &mut point,
         );
-        point.gold_win_rate = Some(crate::measure::Stat::of(&self.gold_win_rates(weights)));
+        point.gold_win_rate = Some(crate::stats::Stat::of(&self.gold_win_rates(weights)));
         // H(q) = E_q[-log p_base] - KL(q || p_base) for a reweighting q of base samples.
         let (surprisal, length) = w.surprisal_and_length(weights);
         point.entropy = Some((surprisal - point.kl.mean).max(0.0) / length.max(1.0));
         point
     }
-}
-
-/// The probability that `gold` beats a uniform draw of `others`, ties counting half.
-pub fn win_rate(gold: f64, others: &[f64]) -> f64 {
-    let score: f64 = others
-        .iter()
-        .map(|&o| {
-            if gold > o {
-                1.0
-            } else if gold == o {
-                0.5
-            } else {
-                0.0
-            }
-        })
-        .sum();
-    score / others.len().max(1) as f64
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::bon::{plugin_kl, top_k_kl};
 use super::pool::Pool;
 use crate::error::{Error, Result};
-use crate::measure::CurvePoint;
+use crate::score::CurvePoint;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

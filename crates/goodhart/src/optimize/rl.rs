@@ -7,12 +7,12 @@ use candle_core::Tensor;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::RewardSource;
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::{Model, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::score::RewardSource;
 use crate::train::OptimConfig;
 
 /// Where the KL penalty enters the reward.
@@ -329,7 +329,7 @@ pub fn rollout(
     )?;
     let rewards = reward.rewards(&prompts, &prompt_tokens, &samples)?;
     let (logprobs, values) = score_policy(policy, &prompt_tokens, &samples, with_values)?;
-    let ref_logprobs = super::score_samples(reference, &prompt_tokens, &samples)?;
+    let ref_logprobs = crate::score::completion_logprobs(reference, &prompt_tokens, &samples)?;
     Ok(Rollout {
         prompt_tokens,
         prompts,

@@ -13,7 +13,7 @@ use crate::experiment::run::{Record, RunDir, TaskRecords};
 use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;
 use crate::measure::bootstrap::Interval;
-use crate::measure::CurvePoint;
+use crate::score::CurvePoint;
 use crate::task::Task;
 use svg::{esc, Line, Plot, Series, PALETTE};
 
@@ -107,7 +107,7 @@ fn report_html(
     .unwrap();
     for t in tasks {
         let setup = exp.task(Some(&t.task))?;
-        let task = setup.task_config().build(exp.seed)?;
+        let task = crate::reward::build_task(&setup.task_config(), exp.seed)?;
         let mine: Vec<&StrategyAnalysis> = analyses.iter().filter(|a| a.task == t.task).collect();
         task_section(&mut h, t, &mine, &colours, task.as_ref());
     }
@@ -555,7 +555,7 @@ fn setup_tables(h: &mut String, t: &TaskRecords) {
                 for (_, st) in &s.labelers {
                     write!(h, "<td>{:.3}</td>", st.mean).unwrap();
                 }
-                let by = |v: &[(u32, crate::measure::Stat)]| {
+                let by = |v: &[(u32, crate::stats::Stat)]| {
                     v.iter()
                         .map(|(d, s)| format!("{d}: {:.2}", s.mean))
                         .collect::<Vec<_>>()

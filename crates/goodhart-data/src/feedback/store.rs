@@ -3,15 +3,16 @@
 //! writer leaves each comparison either wholly there or not at all; an
 //! append-only history (enforced by triggers) records every label given or withdrawn.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 
 use super::labeler::Answer;
 use crate::error::{Error, Result};
+use crate::formats::parse_jsonl;
+pub use crate::formats::PreferenceLine;
 
 const FORMAT: &str = "goodhart-labels";
 const VERSION: i64 = 1;
@@ -139,27 +140,6 @@ pub struct Filter {
     pub labelers: Vec<String>,
     /// Only comparisons from these batches (empty: all).
     pub batches: Vec<String>,
-}
-
-/// One line of the common preference JSONL form, with goodhart's extra fields.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreferenceLine {
-    pub prompt: String,
-    pub chosen: String,
-    pub rejected: String,
-    /// Who judged (default on import: the name given to the import).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labeler: Option<String>,
-    /// The two were judged equally good (chosen/rejected order carries no meaning).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tie: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chosen_gold: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected_gold: Option<f64>,
 }
 
 /// What to do with a bad JSONL line.
@@ -470,27 +450,19 @@ impl LabelStore {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut lines = vec![];
         let mut report = ImportReport::default();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let n = i + 1;
-            let line = line.map_err(|e| Error::io(path, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<PreferenceLine>(&line) {
+        for (n, parsed) in parse_jsonl::<PreferenceLine>(std::io::BufReader::new(file), path)? {
+            match parsed {
                 Ok(p) => lines.push(p),
-                Err(e) => {
-                    let problem = e.to_string();
-                    match on_bad {
-                        OnBadLine::Stop => {
-                            return Err(Error::Data {
-                                path: path.to_path_buf(),
-                                line: n,
-                                message: problem,
-                            })
-                        }
-                        OnBadLine::Skip => report.skipped.push((n, problem)),
+                Err(problem) => match on_bad {
+                    OnBadLine::Stop => {
+                        return Err(Error::Data {
+                            path: path.to_path_buf(),
+                            line: n,
+                            message: problem,
+                        })
                     }
-                }
+                    OnBadLine::Skip => report.skipped.push((n, problem)),
+                },
             }
         }
         let source = format!("import:{}", path.display());

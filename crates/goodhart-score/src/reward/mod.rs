@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::{Device, Model, SequenceBatch};
+use crate::task::{GoldJudge, Task, TaskConfig};
 use crate::tokenize::{Tokenizer, TokenizerSpec};
 
 pub use train::{
@@ -22,6 +23,29 @@ pub use train::{
 };
 
 const INFO_FILE: &str = "reward_model.json";
+
+/// Build a task, loading the reward model a `jsonl` task names as its gold
+/// (`gold_model`) first: a model that does not load fails here, naming its
+/// directory, before any work is done.
+pub fn build_task(config: &TaskConfig, seed: u64) -> Result<Box<dyn Task>> {
+    let judge =
+        match config {
+            TaskConfig::Jsonl(c) => match &c.gold_model {
+                Some(dir) => Some(Box::new(RewardModel::load(dir, &crate::runtime::device())?)
+                    as Box<dyn GoldJudge>),
+                None => None,
+            },
+            _ => None,
+        };
+    config.build_with(seed, judge)
+}
+
+/// A reward model as a task's gold: its ensemble mean, one completion at a time.
+impl GoldJudge for RewardModel {
+    fn judge(&self, prompt: &str, completion: &str) -> Result<f64> {
+        Ok(self.score_texts(&[(prompt, completion)])?[0].mean)
+    }
+}
 
 /// One member of an ensemble: a network and the affine map that normalises its raw scores.
 pub struct Member {

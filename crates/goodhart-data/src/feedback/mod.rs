@@ -7,5 +7,5 @@ pub mod store;
 
 pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Session};
-pub use simulate::{queue_pairs, simulate_labels, PolicyTag};
+pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

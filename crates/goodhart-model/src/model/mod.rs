@@ -24,7 +24,7 @@ pub use transformer::{Mask, Transformer};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tokenize::Tokenizer;
-use transformer::{parameter_specs, Init};
+use transformer::{parameter_specs, Init, ParamSpec};
 
 /// A transformer with its tokenizer: a policy, a reference policy or a reward model.
 pub struct Model {
@@ -52,7 +52,7 @@ impl Model {
     ) -> Result<Self> {
         let config = config.resolved(tokenizer.vocab_size())?;
         let mut tensors = HashMap::new();
-        for (name, shape, init) in parameter_specs(&config) {
+        for ParamSpec { name, shape, init } in parameter_specs(&config) {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = match init {
                 Init::Const(c) => vec![c as f32; n],
@@ -105,7 +105,7 @@ impl Model {
         let mut plain = HashMap::new();
         // What the network reads: variables' own tensors (so gradients reach them) and plain ones.
         let mut net = HashMap::new();
-        for (name, shape, _) in parameter_specs(config) {
+        for ParamSpec { name, shape, .. } in parameter_specs(config) {
             let t = tensors
                 .remove(&name)
                 .ok_or_else(|| Error::Mismatch(format!("tensor `{name}` is missing")))?;
@@ -216,7 +216,7 @@ impl Model {
         let vars = self.varmap.data().lock().expect("varmap lock");
         parameter_specs(&self.config)
             .into_iter()
-            .map(|(name, _, _)| {
+            .map(|ParamSpec { name, .. }| {
                 let t = vars
                     .get(&name)
                     .map(|v| v.as_tensor().detach())

@@ -2,15 +2,55 @@
 //! labeler compare each pair, and record everything in the label store.
 
 use rand::Rng as _;
+use serde::{Deserialize, Serialize};
 
 use super::store::Writer;
 use super::{LabelStore, Labeler, NewComparison, NewSample};
-use crate::error::Result;
-use crate::experiment::config::LabelsConfig;
+use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::task::Task;
+
+/// The label budget: pairs of base-policy completions, each compared by every labeler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabelsConfig {
+    /// Pairs to label for the first reward model.
+    pub pairs: usize,
+    /// Pairs written per transaction (a killed run loses at most this many).
+    pub commit_every: usize,
+    /// How the pairs are sampled.
+    pub sampling: SamplingConfig,
+}
+
+impl Default for LabelsConfig {
+    fn default() -> Self {
+        Self {
+            pairs: 2000,
+            commit_every: 64,
+            sampling: SamplingConfig::default(),
+        }
+    }
+}
+
+impl LabelsConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.pairs == 0 {
+            return Err(Error::invalid("labels.pairs", "must be at least 1"));
+        }
+        if self.commit_every == 0 {
+            return Err(Error::invalid("labels.commit_every", "must be at least 1"));
+        }
+        self.sampling.validate().map_err(|e| match e {
+            Error::Invalid { field, message } => Error::Invalid {
+                field: format!("labels.{field}"),
+                message,
+            },
+            other => other,
+        })
+    }
+}
 
 /// Where sampled pairs come from in the label store.
 pub struct PolicyTag<'a> {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 pub use tokenizer::{HfTokenizer, TOKENIZER_FILE};
 
 use crate::error::{Error, Result};
-use crate::model::transformer::parameter_specs;
+use crate::model::transformer::{parameter_specs, ParamSpec};
 use crate::model::{Arch, Model, ModelConfig};
 use crate::tokenize::Tokenizer as _;
 
@@ -143,7 +143,7 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
         }
         Arch::Llama => llama_tensors(&config, &mut tensors, &mut origin, device)?,
     }
-    for (name, shape, _) in parameter_specs(&config) {
+    for ParamSpec { name, shape, .. } in parameter_specs(&config) {
         let t = &tensors[&name];
         if t.dims() != shape.as_slice() {
             return Err(checkpoint_error(
@@ -461,7 +461,7 @@ fn add_scalar_head_and_check(
 ) -> Result<()> {
     let expected: HashMap<String, Vec<usize>> = parameter_specs(config)
         .into_iter()
-        .map(|(n, s, _)| (n, s))
+        .map(|p| (p.name, p.shape))
         .collect();
     if let Some(name) = tensors.keys().find(|n| !expected.contains_key(*n)) {
         return Err(checkpoint_error(

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::Stat;
 use super::Scored;
+use crate::stats::Stat;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {

@@ -17,7 +17,7 @@ use crate::train::Example;
 
 pub use answers::{Answers, AnswersConfig};
 pub use gridworld::{Gridworld, GridworldConfig};
-pub use jsonl::{Jsonl, JsonlConfig};
+pub use jsonl::{GoldJudge, Jsonl, JsonlConfig};
 
 /// Which prompts: training, held-out (same distribution, unseen), or a shifted
 /// distribution (harder questions, other maps) to see what a policy pursues off its training data.
@@ -133,12 +133,41 @@ impl TaskConfig {
         }
     }
 
-    /// Build the task; `seed` is the experiment's seed.
+    /// Build the task; `seed` is the experiment's seed. A `jsonl` task whose gold
+    /// is a reward model needs that model loaded, which only the scoring layer
+    /// can do: build it with `goodhart::reward::build_task`.
     pub fn build(&self, seed: u64) -> Result<Box<dyn Task>> {
+        self.build_with(seed, None)
+    }
+
+    /// Build the task with `gold_judge` as the `jsonl` task's `gold_model`.
+    pub fn build_with(
+        &self,
+        seed: u64,
+        gold_judge: Option<Box<dyn GoldJudge>>,
+    ) -> Result<Box<dyn Task>> {
         Ok(match self {
             TaskConfig::Answers(c) => Box::new(Answers::new(c.clone(), seed)?),
             TaskConfig::Gridworld(c) => Box::new(Gridworld::new(c.clone(), seed)?),
-            TaskConfig::Jsonl(c) => Box::new(Jsonl::new(c.clone(), seed)?),
+            TaskConfig::Jsonl(c) => {
+                let task = Jsonl::new(c.clone(), seed)?;
+                match (gold_judge, &c.gold_model) {
+                    (Some(judge), Some(_)) => Box::new(task.with_gold_judge(judge)),
+                    (None, None) => Box::new(task),
+                    (None, Some(_)) => {
+                        return Err(Error::invalid(
+                            "jsonl.gold_model",
+                            "the gold reward model is not loaded (build the task with goodhart::reward::build_task)",
+                        ))
+                    }
+                    (Some(_), None) => {
+                        return Err(Error::invalid(
+                            "jsonl.gold_model",
+                            "a gold judge was given to a task that has no gold_model",
+                        ))
+                    }
+                }
+            }
         })
     }
 }

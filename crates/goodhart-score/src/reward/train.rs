@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{last_token_scalar, raw_scores, Member, RewardModel, RewardModelInfo};
 use crate::error::{Error, Result};
 use crate::feedback::{Answer, Comparison};
-use crate::measure::Stat;
 use crate::model::{Model, ModelConfig, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::stats::Stat;
 use crate::task::Task;
 use crate::tokenize::Tokenizer;
 use crate::train::{OptimConfig, Trainer};
@@ -556,7 +556,21 @@ mod tests {
                 comparison(p, "12.", "The answer is 3.", "quick", answer)
             })
             .collect();
-        let base = crate::model::tests::tiny_model(2);
+        let cfg = crate::model::ModelConfig {
+            n_layer: 2,
+            d_model: 32,
+            n_head: 4,
+            n_ctx: 40,
+            ..Default::default()
+        };
+        let tokenizer = std::sync::Arc::new(crate::tokenize::CharTokenizer::ascii());
+        let base = Model::init(
+            &cfg,
+            tokenizer,
+            &mut crate::rng::stream(2, "init"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let cfg = RewardModelConfig {
             p_random: 0.2,
             steps: 15,

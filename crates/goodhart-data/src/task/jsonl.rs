@@ -11,16 +11,14 @@
 //! "score" of a completion has nothing to perceive: it is flat by design.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::{LabelerView, Perception, Split, Task};
 use crate::error::{Error, Result};
-use crate::feedback::store::PreferenceLine;
-use crate::reward::RewardModel;
+use crate::formats::{read_jsonl, PreferenceLine};
 use crate::train::Example;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,31 +70,6 @@ struct DemonstrationLine {
     completion: String,
 }
 
-/// Parse every non-blank line of `path`; a bad line is an error naming its number.
-pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut out = vec![];
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(&line).map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?);
-    }
-    if out.is_empty() {
-        return Err(Error::Data {
-            path: path.to_path_buf(),
-            line: 0,
-            message: "no lines".into(),
-        });
-    }
-    Ok(out)
-}
-
 pub struct Jsonl {
     config: JsonlConfig,
     preferences: Vec<PreferenceLine>,
@@ -104,11 +77,20 @@ pub struct Jsonl {
     heldout: Vec<String>,
     demonstrations: Vec<Example>,
     gold_table: HashMap<(String, String), f64>,
-    /// Loaded on first use, so that building the task never needs it.
-    gold_model: std::sync::OnceLock<std::result::Result<RewardModel, String>>,
+    /// The `gold_model`, loaded by the scoring layer and handed over.
+    gold_judge: Option<Box<dyn GoldJudge>>,
+}
+
+/// A judge whose score is gold for any completion: the task's `gold_model`
+/// reward model, which the scoring layer loads (`goodhart::reward::build_task`)
+/// and hands over, since this layer knows nothing of reward models.
+pub trait GoldJudge: Send + Sync {
+    fn judge(&self, prompt: &str, completion: &str) -> Result<f64>;
 }
 
 impl Jsonl {
+    /// The task with only the gold scores its file gives; with a `gold_model`
+    /// configured, [`Jsonl::with_gold_judge`] must hand the loaded model over.
     pub fn new(config: JsonlConfig, seed: u64) -> Result<Self> {
         config.validate()?;
         let preferences: Vec<PreferenceLine> = read_jsonl(&config.preferences)?;
@@ -158,8 +140,14 @@ impl Jsonl {
             heldout,
             demonstrations,
             gold_table,
-            gold_model: std::sync::OnceLock::new(),
+            gold_judge: None,
         })
+    }
+
+    /// Judge gold with `judge` (the loaded `gold_model`) for any completion.
+    pub fn with_gold_judge(mut self, judge: Box<dyn GoldJudge>) -> Self {
+        self.gold_judge = Some(judge);
+        self
     }
 
     /// The preference pairs, as read.
@@ -201,15 +189,8 @@ impl Task for Jsonl {
     }
 
     fn gold(&self, prompt: &str, completion: &str) -> Result<f64> {
-        if let Some(dir) = &self.config.gold_model {
-            let rm = self
-                .gold_model
-                .get_or_init(|| {
-                    RewardModel::load(dir, &crate::runtime::device()).map_err(|e| e.to_string())
-                })
-                .as_ref()
-                .map_err(|e| Error::invalid("jsonl.gold_model", e.clone()))?;
-            return Ok(rm.score_texts(&[(prompt, completion)])?[0].mean);
+        if let Some(judge) = &self.gold_judge {
+            return judge.judge(prompt, completion);
         }
         self.gold_table
             .get(&(prompt.to_string(), completion.to_string()))
@@ -257,6 +238,7 @@ impl Task for Jsonl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

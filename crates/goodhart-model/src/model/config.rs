@@ -170,7 +170,7 @@ impl ModelConfig {
     pub fn n_params(&self) -> usize {
         crate::model::transformer::parameter_specs(self)
             .iter()
-            .map(|(_, shape, _)| shape.iter().product::<usize>())
+            .map(|p| p.shape.iter().product::<usize>())
             .sum()
     }
 

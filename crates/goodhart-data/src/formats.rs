@@ -1,0 +1,107 @@
+//! File formats people bring and take away: JSONL, one JSON value a line, read
+//! by one reader, and the common preference-pair line.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One line of the common preference JSONL form, with goodhart's extra fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceLine {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+    /// Who judged (default on import: the name given to the import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeler: Option<String>,
+    /// The two were judged equally good (chosen/rejected order carries no meaning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tie: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_gold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_gold: Option<f64>,
+}
+
+/// A parsed JSONL line: its 1-based number and the value, or why it does not parse.
+pub type Line<T> = (usize, std::result::Result<T, String>);
+
+/// Every non-blank line of JSONL from `reader` (`path` names it in I/O errors),
+/// each parsed as `T`; a line that does not parse is kept as its message, for
+/// the caller to stop at or skip.
+pub fn parse_jsonl<T: DeserializeOwned>(reader: impl BufRead, path: &Path) -> Result<Vec<Line<T>>> {
+    let mut out = vec![];
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push((
+            i + 1,
+            serde_json::from_str(&line).map_err(|e| e.to_string()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Every non-blank line of the file at `path` as a `T`; the first bad line is
+/// an error naming its number, and so is a file with no lines at all.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let lines = parse_jsonl(std::io::BufReader::new(file), path)?;
+    if lines.is_empty() {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "no lines".into(),
+        });
+    }
+    lines
+        .into_iter()
+        .map(|(line, value)| {
+            value.map_err(|message| Error::Data {
+                path: path.to_path_buf(),
+                line,
+                message,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_lines_are_skipped_and_bad_lines_keep_their_number() {
+        let text = "{\"a\": 1}\n\n  \nnot json\n{\"a\": 2}\n";
+        let lines: Vec<Line<serde_json::Value>> =
+            parse_jsonl(text.as_bytes(), Path::new("x.jsonl")).unwrap();
+        let numbers: Vec<usize> = lines.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, [1, 4, 5]);
+        assert!(lines[1].1.is_err());
+    }
+
+    #[test]
+    fn reading_stops_at_the_first_bad_line_and_rejects_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.jsonl");
+        std::fs::write(&path, "{\"a\": 1}\n{\"a\":\n").unwrap();
+        let err = read_jsonl::<serde_json::Value>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.jsonl:2:"), "{err}");
+        std::fs::write(&path, "\n\n").unwrap();
+        let err = read_jsonl::<serde_json::Value>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no lines"), "{err}");
+    }
+}

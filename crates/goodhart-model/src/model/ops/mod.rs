@@ -1,0 +1,98 @@
+//! Fused LayerNorm, GELU and softmax with their backward passes.
+//!
+//! candle builds these from many elementwise ops (its GELU backward alone is a
+//! dozen full passes, two of them `powf`), and candle-nn's fused kernels have
+//! no backward pass at all: used on a tensor that tracks gradients they would
+//! silently cut the graph. On the CPU these are single passes over each row,
+//! parallel over rows; row reductions (LayerNorm's weight gradients) sum
+//! fixed-size chunks in order, so results do not depend on the thread count.
+//! Other devices take the composite path, which candle runs natively.
+//!
+//! One kernel a file: [`layer_norm`], [`gelu`], [`softmax`] (plain and causal),
+//! [`bias`], [`target_logprobs`], [`heads`] and [`decode_attention`]; the
+//! helpers they share (fixed-order lane sums, a vectorisable exp) are here.
+
+mod bias;
+mod decode_attention;
+mod gelu;
+mod heads;
+mod layer_norm;
+mod softmax;
+mod target_logprobs;
+#[cfg(test)]
+mod tests;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+pub use bias::add_bias;
+pub use decode_attention::decode_attention;
+pub use gelu::gelu;
+pub use heads::{merge_heads, split_heads};
+pub use layer_norm::layer_norm;
+pub use softmax::{causal_softmax, softmax_last_dim};
+pub use target_logprobs::target_logprobs;
+
+/// Rows per parallel task, and the fixed chunking of cross-row reductions.
+const ROWS_PER_TASK: usize = 32;
+
+/// Does the fused CPU path apply to this tensor?
+pub(crate) fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("fused op needs a contiguous tensor".into()))?;
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
+
+/// Sum in 8 independent lanes (a fixed order, so deterministic): a plain f32
+/// sum is a serial chain the compiler may not reorder, 4 cycles per element.
+#[inline(always)]
+fn lane_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn lane_dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for i in 0..8 {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// exp for x <= 0 (softmax after subtracting the row max): Cephes-style range
+/// reduction and a degree-6 polynomial, branch-free so it vectorises.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even(); // vroundps; `round` is a libm call
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // x - n ln 2, in two parts
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}

@@ -1,0 +1,228 @@
+//! Each fused kernel against candle's composite ops, forward and backward.
+
+use super::gelu::tanh;
+use super::*;
+use candle_core::{Device, Var, D};
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn input() -> Tensor {
+    let x = Tensor::arange(0f32, 3. * 5. * 8., &Device::Cpu)
+        .unwrap()
+        .reshape((3, 5, 8))
+        .unwrap();
+    ((x * 0.37).unwrap().sin().unwrap() * 2.5).unwrap()
+}
+
+/// Gradient of sum(f(x) * r) for a fixed random-ish r, through the fused op and the composite one.
+fn grads(
+    f: impl Fn(&Tensor) -> Tensor,
+    composite: impl Fn(&Tensor) -> Tensor,
+) -> (Tensor, Tensor, Tensor, Tensor) {
+    let x = Var::from_tensor(&input()).unwrap();
+    let r = (input().cos().unwrap() + 0.1).unwrap();
+    let y1 = f(x.as_tensor());
+    let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let y2 = composite(x.as_tensor());
+    let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    (
+        y1,
+        y2,
+        g1.get(x.as_tensor()).unwrap().clone(),
+        g2.get(x.as_tensor()).unwrap().clone(),
+    )
+}
+
+#[test]
+fn fused_gelu_matches_candle_forward_and_backward() {
+    let (y1, y2, g1, g2) = grads(|x| gelu(x).unwrap(), |x| x.gelu().unwrap());
+    assert!(max_diff(&y1, &y2) < 1e-5);
+    assert!(max_diff(&g1, &g2) < 1e-4, "{}", max_diff(&g1, &g2));
+}
+
+#[test]
+fn fused_softmax_matches_composite_forward_and_backward() {
+    let (y1, y2, g1, g2) = grads(
+        |x| softmax_last_dim(x).unwrap(),
+        |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
+    );
+    assert!(max_diff(&y1, &y2) < 1e-6);
+    assert!(max_diff(&g1, &g2) < 1e-5);
+}
+
+#[test]
+fn fused_layer_norm_matches_composite_for_all_three_gradients() {
+    let dev = Device::Cpu;
+    let w = Var::new(&[1.0f32, 0.5, 2.0, -1.0, 0.3, 1.2, 0.9, -0.4], &dev).unwrap();
+    let b = Var::new(&[0.1f32, 0.0, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0], &dev).unwrap();
+    let x = Var::from_tensor(&input()).unwrap();
+    let r = (input().cos().unwrap() + 0.1).unwrap();
+    let composite = |x: &Tensor, w: &Tensor, b: &Tensor| {
+        let mean = (x.sum_keepdim(D::Minus1).unwrap() / 8.0).unwrap();
+        let c = x.broadcast_sub(&mean).unwrap();
+        let var = (c.sqr().unwrap().sum_keepdim(D::Minus1).unwrap() / 8.0).unwrap();
+        let n = c
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap();
+        n.broadcast_mul(w).unwrap().broadcast_add(b).unwrap()
+    };
+    let y1 = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+    let y2 = composite(x.as_tensor(), w.as_tensor(), b.as_tensor());
+    assert!(max_diff(&y1, &y2) < 1e-5);
+    let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&x, &w, &b] {
+        let d = max_diff(
+            g1.get(v.as_tensor()).unwrap(),
+            g2.get(v.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-4, "gradient differs by {d}");
+    }
+}
+
+#[test]
+fn fused_bias_add_and_target_logprobs_match_candle() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&input().reshape((15, 8)).unwrap()).unwrap();
+    let b = Var::new(&[0.1f32, 0.0, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0], &dev).unwrap();
+    let r = (input().reshape((15, 8)).unwrap().cos().unwrap() + 0.1).unwrap();
+    let y1 = add_bias(x.as_tensor(), b.as_tensor()).unwrap();
+    let y2 = x.as_tensor().broadcast_add(b.as_tensor()).unwrap();
+    assert!(max_diff(&y1, &y2) < 1e-7);
+    let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&x, &b] {
+        assert!(
+            max_diff(
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap()
+            ) < 1e-5
+        );
+    }
+
+    let targets = Tensor::new(&[3u32, 0, 7, 7, 1, 2, 5, 4, 6, 0, 1, 2, 3, 4, 5], &dev).unwrap();
+    let w = Tensor::arange(0f32, 15., &dev).unwrap();
+    let l1 = target_logprobs(x.as_tensor(), &targets).unwrap();
+    let picked = x
+        .as_tensor()
+        .gather(&targets.unsqueeze(1).unwrap(), 1)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    let l2 = (picked - x.as_tensor().log_sum_exp(D::Minus1).unwrap()).unwrap();
+    assert!(max_diff(&l1, &l2) < 1e-5);
+    let g1 = (&l1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&l2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(
+        max_diff(
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap()
+        ) < 1e-4
+    );
+}
+
+#[test]
+fn head_split_merge_and_causal_softmax_match_candle() {
+    let x = Var::from_tensor(&input().reshape((6, 20)).unwrap()).unwrap(); // b=2, t=3, h=4, dh=5
+    let split = split_heads(x.as_tensor(), 2, 4).unwrap();
+    let reference = x
+        .as_tensor()
+        .reshape((2, 3, 4, 5))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    assert!(max_diff(&split, &reference) < 1e-9);
+    assert!(max_diff(&merge_heads(&split).unwrap(), x.as_tensor()) < 1e-9);
+    let r = (input().reshape((2, 4, 3, 5)).unwrap().cos().unwrap() + 0.1).unwrap();
+    let g = (&split * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let expect = r.transpose(1, 2).unwrap().reshape((6, 20)).unwrap();
+    assert!(max_diff(g.get(x.as_tensor()).unwrap(), &expect) < 1e-9);
+
+    let scores = Var::from_tensor(
+        &input()
+            .narrow(2, 0, 5)
+            .unwrap()
+            .narrow(1, 0, 5)
+            .unwrap()
+            .contiguous()
+            .unwrap(),
+    )
+    .unwrap(); // [3, 5, 5]
+    let t = 5;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|q| (0..t).map(move |k| if k <= q { 0.0 } else { -1e9 }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+    let y1 = causal_softmax(scores.as_tensor()).unwrap();
+    let y2 = candle_nn::ops::softmax(&scores.as_tensor().broadcast_add(&mask).unwrap(), D::Minus1)
+        .unwrap();
+    assert!(max_diff(&y1, &y2) < 1e-6);
+    let w = (input()
+        .narrow(2, 0, 5)
+        .unwrap()
+        .narrow(1, 0, 5)
+        .unwrap()
+        .sin()
+        .unwrap()
+        + 0.3)
+        .unwrap();
+    let g1 = (&y1 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&y2 * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(
+        max_diff(
+            g1.get(scores.as_tensor()).unwrap(),
+            g2.get(scores.as_tensor()).unwrap()
+        ) < 1e-5
+    );
+}
+
+#[test]
+fn fast_tanh_and_exp_are_accurate() {
+    let mut worst = (0f32, 0f32);
+    for i in -20_000..=20_000 {
+        let x = i as f32 * 1e-3;
+        worst.0 = worst.0.max((tanh(x) - x.tanh()).abs());
+        if x <= 0.0 {
+            let e = x * 4.0;
+            worst.1 = worst
+                .1
+                .max(((exp_nonpositive(e) - e.exp()) / e.exp()).abs());
+        }
+    }
+    assert!(worst.0 < 1e-6, "tanh error {}", worst.0);
+    assert!(worst.1 < 1e-6, "exp relative error {}", worst.1);
+    assert_eq!(exp_nonpositive(-200.0), 0.0f32.max(exp_nonpositive(-200.0)));
+}
+
+#[test]
+fn inference_path_needs_no_gradient_tracking() {
+    // A plain tensor goes through the same fused kernels with no graph recorded.
+    let y = softmax_last_dim(&input()).unwrap();
+    assert!(!y.track_op());
+    let sums: Vec<f32> = y
+        .sum(D::Minus1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));
+}

@@ -1,0 +1,227 @@
+//! The Llama family (Llama, Qwen2, SmolLM, Mistral): rotary positions,
+//! RMSNorm, grouped-query attention, SwiGLU MLP, `[out, in]` weights, a tied
+//! or untied LM head.
+//!
+//! Parameter names are Hugging Face's without the `model.` prefix
+//! (`embed_tokens`, `layers.0.self_attn.q_proj`, ...), written once, here.
+
+use candle_core::{Device, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{attend, normal, one, zero, AnyBlock, LayerMask, Norm, Parts, Positions};
+use crate::model::cache::LayerCache;
+use crate::model::config::ModelConfig;
+use crate::model::ops;
+
+/// The network's parts, asking `vb` for each parameter in the order of the
+/// network (which is the order fresh weights are drawn in).
+pub(super) fn parts(c: &ModelConfig, vb: &VarBuilder) -> Result<Parts> {
+    let (d, v) = (c.d_model, c.vocab_size);
+    let wte = vb.get_with_hints((v, d), "embed_tokens.weight", normal(c.init_std))?;
+    Ok(Parts {
+        positions: Positions::Rotary(Rope::new(c, wte.device())?),
+        wte,
+        blocks: (0..c.n_layer)
+            .map(|i| Block::new(c, vb.pp(format!("layers.{i}"))).map(AnyBlock::Llama))
+            .collect::<Result<_>>()?,
+        ln_f: Norm::Rms(RmsNorm::new(d, c.layer_norm_eps, vb.pp("norm"))?),
+        lm_head: if c.tie_embeddings {
+            None
+        } else {
+            Some(vb.get_with_hints((v, d), "lm_head.weight", normal(c.init_std))?)
+        },
+    })
+}
+
+/// `y = x W^T (+ b)` with `W: [out, in]` (torch's Linear).
+#[derive(Clone, Debug)]
+struct Linear {
+    weight: Tensor,       // [out, in]
+    bias: Option<Tensor>, // [out]
+}
+
+impl Linear {
+    fn new(n_in: usize, n_out: usize, bias: bool, std: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints((n_out, n_in), "weight", normal(std))?,
+            bias: if bias {
+                Some(vb.get_with_hints(n_out, "bias", zero())?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x: [n, in]` -> `[n, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => ops::add_bias(&y, b),
+            None => Ok(y),
+        }
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+        }
+    }
+}
+
+/// Root-mean-square norm: `x / sqrt(mean(x^2) + eps) * w`.
+#[derive(Clone, Debug)]
+pub(super) struct RmsNorm {
+    weight: Tensor, // [d]
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(d: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(d, "weight", one())?,
+            eps,
+        })
+    }
+
+    /// `x: [n, d]`.
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rms = (x.sqr()?.mean_keepdim(1)? + self.eps)?.sqrt()?;
+        x.broadcast_div(&rms)?.broadcast_mul(&self.weight)
+    }
+
+    pub(super) fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            eps: self.eps,
+        }
+    }
+}
+
+/// Rotary position tables (Llama): `cos`, `sin` `[n_ctx, head_dim / 2]`.
+#[derive(Clone, Debug)]
+pub(super) struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(c: &ModelConfig, device: &Device) -> Result<Self> {
+        let half = c.head_dim() / 2;
+        let mut cos = Vec::with_capacity(c.n_ctx * half);
+        let mut sin = Vec::with_capacity(c.n_ctx * half);
+        for p in 0..c.n_ctx {
+            for i in 0..half {
+                // As transformers computes it: float32 frequencies times float32 positions.
+                let inv = (1.0 / c.rope_theta.powf((2 * i) as f64 / c.head_dim() as f64)) as f32;
+                let angle = p as f32 * inv;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (c.n_ctx, half), device)?,
+            sin: Tensor::from_vec(sin, (c.n_ctx, half), device)?,
+        })
+    }
+
+    /// The tables at `positions: [b, t]`, as `[b, 1, t, half]` to broadcast over heads.
+    pub(super) fn at(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = positions.dims2()?;
+        let half = self.cos.dim(1)?;
+        let flat = positions.flatten_all()?;
+        let pick = |table: &Tensor| table.index_select(&flat, 0)?.reshape((b, 1, t, half));
+        Ok((pick(&self.cos)?, pick(&self.sin)?))
+    }
+}
+
+/// Rotate `x: [b, h, t, dh]` by its positions' angles (the "rotate half" convention).
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+    let first = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let second = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[first, second], 3)
+}
+
+/// A block: RMSNorm, rotary grouped-query attention, SwiGLU MLP.
+#[derive(Clone, Debug)]
+pub(super) struct Block {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    n_head: usize,
+    n_kv_head: usize,
+}
+
+impl Block {
+    fn new(c: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, f) = (c.d_model, c.ff_dim());
+        let kv = c.kv_heads() * c.head_dim();
+        let std = c.init_std;
+        Ok(Self {
+            input_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("input_layernorm"))?,
+            q: Linear::new(d, d, c.qkv_bias, std, vb.pp("self_attn.q_proj"))?,
+            k: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.k_proj"))?,
+            v: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.v_proj"))?,
+            o: Linear::new(d, d, false, std, vb.pp("self_attn.o_proj"))?,
+            post_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("post_attention_layernorm"))?,
+            gate: Linear::new(d, f, false, std, vb.pp("mlp.gate_proj"))?,
+            up: Linear::new(d, f, false, std, vb.pp("mlp.up_proj"))?,
+            down: Linear::new(f, d, false, std, vb.pp("mlp.down_proj"))?,
+            n_head: c.n_head,
+            n_kv_head: c.kv_heads(),
+        })
+    }
+
+    /// `x: [b*t, d]`; `rope`: the tables at these tokens' positions.
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        b: usize,
+        mask: &LayerMask,
+        cache: Option<&mut LayerCache>,
+        (cos, sin): &(Tensor, Tensor),
+    ) -> Result<Tensor> {
+        let h = self.input_norm.forward(x)?;
+        let dh = x.dim(1)? / self.n_head;
+        let q = ops::split_heads(&self.q.forward(&h)?, b, self.n_head)?;
+        let k = ops::split_heads(&self.k.forward(&h)?, b, self.n_kv_head)?;
+        let v = ops::split_heads(&self.v.forward(&h)?, b, self.n_kv_head)?;
+        let q = (apply_rope(&q, cos, sin)? * (1.0 / (dh as f64).sqrt()))?;
+        let k = apply_rope(&k, cos, sin)?;
+        // Grouped-query attention: the cache holds the n_kv_head key/value heads,
+        // each serving n_head / n_kv_head query heads inside `attend`.
+        let (k, v) = match cache {
+            Some(c) => c.append(&k, &v)?, // [b, n_kv_head, s, dh]
+            None => (k, v),
+        };
+        let y = attend(&q, &k, &v, mask, b)?;
+        let x = (x + self.o.forward(&ops::merge_heads(&y)?)?)?;
+        let h = self.post_norm.forward(&x)?;
+        let m = (self.gate.forward(&h)?.silu()? * self.up.forward(&h)?)?;
+        &x + self.down.forward(&m)?
+    }
+
+    pub(super) fn detached(&self) -> Self {
+        Self {
+            input_norm: self.input_norm.detached(),
+            q: self.q.detached(),
+            k: self.k.detached(),
+            v: self.v.detached(),
+            o: self.o.detached(),
+            post_norm: self.post_norm.detached(),
+            gate: self.gate.detached(),
+            up: self.up.detached(),
+            down: self.down.detached(),
+            n_head: self.n_head,
+            n_kv_head: self.n_kv_head,
+        }
+    }
+}
