@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use goodhart::experiment::run::{self, RunDir};
+use goodhart::experiment::{self, RunDir};
 use goodhart::experiment::{seeds, Experiment};
 use goodhart::{fsutil, runtime};
 
@@ -62,7 +62,7 @@ fn run_root(args: &RunArgs, exp: &Experiment) -> PathBuf {
 fn run_prepared(
     root: &Path,
     exp: &Experiment,
-    opts: &run::RunOptions,
+    opts: &experiment::RunOptions,
     bars: &Bars,
 ) -> Result<goodhart::report::Outputs> {
     let total = if exp.threads == 0 {
@@ -74,7 +74,7 @@ fn run_prepared(
     runtime::set_threads(total / lanes);
     tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
     let dir = RunDir::new(root);
-    run::run_tasks(&dir, exp, total, opts, bars)?;
+    experiment::run_tasks(&dir, exp, total, opts, bars)?;
     Ok(goodhart::report::write_outputs(&dir)?)
 }
 
@@ -85,7 +85,7 @@ const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
 fn run_seeds(
     o: &Overrides,
     args: &RunArgs,
-    opts: &run::RunOptions,
+    opts: &experiment::RunOptions,
     resumed: Option<Vec<u64>>,
     bars: &Bars,
 ) -> Result<()> {
@@ -101,7 +101,7 @@ fn run_seeds(
             opts.check(&exp)?;
             let root = run_root(args, &exp);
             if args.force {
-                run::clear(&root)?;
+                experiment::clear(&root)?;
             }
             if root.exists()
                 && std::fs::read_dir(&root)
@@ -123,8 +123,8 @@ fn run_seeds(
         let sub = seeds::seed_dir(&root, seed);
         let mut e = exp.clone();
         e.seed = seed;
-        let resume = sub.join(run::EXPERIMENT_FILE).is_file();
-        let e = run::prepare(&sub, Some(&e), resume)?;
+        let resume = sub.join(experiment::EXPERIMENT_FILE).is_file();
+        let e = experiment::prepare(&sub, Some(&e), resume)?;
         bars.println(&format!("seed {seed}: {}", sub.display()));
         run_prepared(&sub, &e, opts, bars)?;
     }
@@ -145,7 +145,7 @@ fn run_seeds(
 
 pub fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) -> Result<()> {
     let start = std::time::Instant::now();
-    let opts = run::RunOptions { only };
+    let opts = experiment::RunOptions { only };
     let resumed = match &args.resume {
         Some(dir) => seeds::read_seeds(dir)?,
         None => None,
@@ -162,16 +162,16 @@ pub fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) 
                 }
                 None => None,
             };
-            (dir.clone(), run::prepare(dir, given.as_ref(), true)?)
+            (dir.clone(), experiment::prepare(dir, given.as_ref(), true)?)
         }
         None => {
             let exp = experiment_of(&args, o)?;
             opts.check(&exp)?;
             let root = run_root(&args, &exp);
             if args.force {
-                run::clear(&root)?;
+                experiment::clear(&root)?;
             }
-            (root.clone(), run::prepare(&root, Some(&exp), false)?)
+            (root.clone(), experiment::prepare(&root, Some(&exp), false)?)
         }
     };
     let out = run_prepared(&root, &exp, &opts, bars)?;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::run::{BaseStats, Record, TaskRecords};
+use super::record::{BaseStats, Record, TaskRecords};
 use crate::measure::bootstrap::{resample_curve, Interval, RESAMPLES};
 use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
 use crate::rng;

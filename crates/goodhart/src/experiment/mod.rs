@@ -2,10 +2,14 @@
 
 pub mod analysis;
 pub mod config;
+mod policies;
+pub mod record;
 pub mod run;
 pub mod seeds;
 pub mod stages;
 pub mod strategies;
 
 pub use config::{Experiment, LabelsConfig, TaskKind, TaskSetup};
+pub use record::{clear, prepare, Record, RunDir, TaskRecords, EXPERIMENT_FILE};
+pub use run::{run_tasks, stage_names, stages, RunOptions};
 pub use strategies::{EvalConfig, StrategiesConfig};

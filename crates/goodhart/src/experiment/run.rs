@@ -1,288 +1,112 @@
 //! `goodhart run`: one experiment end to end, each task in its own lane.
 //!
-//! Per task the stages are: base policy, labels, reward model, base-policy
-//! evaluation, the pool strategies (best-of-n, conditioning, quantiliser), then
-//! each RL and DPO run. A stage that completes writes its record to
+//! A task's pipeline is the table [`stages`]: base policy, labels, reward
+//! model, base-policy evaluation, the pool strategies (best-of-n, conditioning,
+//! quantiliser), then each RL and DPO run. The runner, `--resume` and the
+//! report all read that one list. A stage that completes writes its record to
 //! `<task>/stages/<stage>.json` (atomically) beside what it saved (checkpoints,
-//! labels); a resumed run skips every stage with a record, reloads their
-//! models, and redoes the first unfinished stage from its start, withdrawing
-//! any labels that stage had written. Every stage draws from its own random
-//! stream, so a resumed run gives the same numbers as an uninterrupted one.
-//! The run's outputs (`metrics.jsonl`, `curves.csv`, `fits.json`,
-//! `report.html`) are always built from the records on disk.
+//! labels); a resumed run skips every stage with a record, reloads the models
+//! later stages need when they first need them, and redoes the first
+//! unfinished stage from its start, withdrawing any labels that stage had
+//! written. Every stage draws from its own random stream, so a resumed run
+//! gives the same numbers as an uninterrupted one. The run's outputs
+//! (`metrics.jsonl`, `curves.csv`, `fits.json`, `report.html`) are always
+//! built from the records on disk.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
+use super::record::{BaseStats, PolicySummary, Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, Answer, Filter, LabelStore, Labeler, PolicyTag};
-use crate::fsutil::write_atomic;
-use crate::measure::policy::{measure_policy, Evaluation};
-use crate::measure::LabelerFidelity;
 use crate::model::checkpoint;
 use crate::model::Model;
-use crate::optimize::dpo::{train_dpo, DpoLog};
-use crate::optimize::online::{Online, OnlineProxy};
+use crate::optimize::dpo::DpoConfig;
 use crate::optimize::pool::{build_pool, Pool};
-use crate::optimize::ppo::Ppo;
-use crate::optimize::rl::{self, Algorithm, Hooks, IterationLog, RewardChoice, RlConfig, Update};
-use crate::optimize::rloo::Rloo;
+use crate::optimize::rl::RlConfig;
 use crate::optimize::{bon, condition, quantilize};
 use crate::progress::Progress;
-use crate::reward::{train_reward_model, RewardModel, RewardReport};
+use crate::reward::{train_reward_model, RewardModel};
 use crate::rng;
 use crate::runtime::Device;
-use crate::score::{CurvePoint, Gold, Proxy, RewardSource, Spec};
-use crate::stats::Stat;
+use crate::score::Proxy;
 use crate::task::{Split, Task};
-use crate::train::SftReport;
 
-/// The resolved experiment inside a run directory.
-pub const EXPERIMENT_FILE: &str = "experiment.toml";
-
-/// What a completed stage leaves behind (besides checkpoints and labels).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "stage", rename_all = "snake_case")]
-pub enum Record {
-    Base {
-        /// Where the policy came from: "sft" or the checkpoint it was loaded from.
-        source: String,
-        sft: Option<SftReport>,
-    },
-    Labels {
-        /// (labeler, answers a, b, tie, can't tell).
-        answers: Vec<(String, [usize; 4])>,
-        pairs: usize,
-    },
-    RewardModel {
-        report: RewardReport,
-    },
-    BaseEval {
-        heldout: PolicySummary,
-        shift: Option<PolicySummary>,
-    },
-    Pool {
-        /// The base policy's reward and feature distribution on the held-out pool: the scale of the z-scored gaps.
-        base: BaseStats,
-        /// Every point of best-of-n, conditioning and the quantiliser, on each split; the uniform (base) point first.
-        points: Vec<CurvePoint>,
-        /// Points left out, and why.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        notes: Vec<String>,
-    },
-    Rl {
-        name: String,
-        logs: Vec<IterationLog>,
-        points: Vec<CurvePoint>,
-    },
-    Dpo {
-        name: String,
-        logs: Vec<DpoLog>,
-        points: Vec<CurvePoint>,
-    },
+/// One stage of a task's pipeline: the name its record is kept under, and its work.
+pub struct Stage<'a> {
+    pub name: String,
+    work: Work<'a>,
 }
 
-impl Record {
-    pub fn points(&self) -> &[CurvePoint] {
-        match self {
-            Record::Pool { points, .. }
-            | Record::Rl { points, .. }
-            | Record::Dpo { points, .. } => points,
-            _ => &[],
+/// What a stage does. Its inputs are the products of earlier stages, which
+/// [`Products`] makes (or reloads, on resume) when first asked for.
+enum Work<'a> {
+    /// Train (or load and optionally fine-tune) the base policy. Makes: the base policy.
+    Base,
+    /// Label pairs of base completions (or import the task's own). Needs: the base policy.
+    Labels,
+    /// Learn the proxy from the labels. Needs: the base policy, the labels. Makes: the reward model.
+    RewardModel,
+    /// Measure the base policy on every evaluation split. Needs: the base policy.
+    BaseEval,
+    /// Best-of-n, conditioning and the quantiliser on one pool of base samples.
+    /// Needs: the base policy, the reward model.
+    Pool,
+    /// One RL run. Needs: the base policy, the reward model, the label store (online).
+    Rl(&'a RlConfig),
+    /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
+    Dpo(&'a DpoConfig),
+}
+
+impl Stage<'_> {
+    /// The strategy this stage runs, for `--strategy`; `None` for the shared stages.
+    fn strategy(&self) -> Option<&str> {
+        match &self.work {
+            Work::Rl(c) => Some(&c.name),
+            Work::Dpo(c) => Some(&c.name),
+            _ => None,
         }
     }
 }
 
-/// A policy measured on one split, without the per-sample detail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicySummary {
-    pub split: Split,
-    pub gold: Stat,
-    pub labelers: Vec<(String, Stat)>,
-    pub fidelity: Vec<(String, LabelerFidelity)>,
-    pub features: Vec<(String, Stat)>,
-    pub spec: Option<Stat>,
-}
-
-/// Mean and standard deviation of each reward and feature over base samples.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BaseStats {
-    pub proxy: (f64, f64),
-    /// The first labeler the reward model learned from.
-    pub labeler: (String, f64, f64),
-    pub gold: (f64, f64),
-    pub features: Vec<(String, f64, f64)>,
-}
-
-fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = xs.collect();
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    (
-        mean,
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
-    )
-}
-
-/// All records of one task, in stage order.
-#[derive(Clone, Debug)]
-pub struct TaskRecords {
-    pub task: String,
-    pub records: Vec<(String, Record)>,
-}
-
-/// A run directory: where an experiment's files live.
-pub struct RunDir {
-    pub root: PathBuf,
-}
-
-impl RunDir {
-    pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_path_buf(),
-        }
-    }
-
-    pub fn task_dir(&self, task: &str) -> PathBuf {
-        self.root.join(task)
-    }
-
-    fn stage_file(&self, task: &str, stage: &str) -> PathBuf {
-        self.task_dir(task)
-            .join("stages")
-            .join(format!("{}.json", stage.replace('/', ".")))
-    }
-
-    pub fn read_record(&self, task: &str, stage: &str) -> Result<Option<Record>> {
-        let path = self.stage_file(task, stage);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Data {
-                    path: path.clone(),
-                    line: e.line(),
-                    message: format!("not a stage record: {e}"),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
-    }
-
-    fn write_record(&self, task: &str, stage: &str, record: &Record) -> Result<()> {
-        let path = self.stage_file(task, stage);
-        let dir = path.parent().expect("stage files live in a directory");
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        write_atomic(
-            &path,
-            &serde_json::to_vec_pretty(record).expect("records serialise"),
-        )
-    }
-
-    /// The experiment the run was started with.
-    pub fn experiment(&self) -> Result<Experiment> {
-        Experiment::from_file(&self.root.join(EXPERIMENT_FILE))
-    }
-
-    /// Every completed stage of every task, in the experiment's order.
-    pub fn records(&self, exp: &Experiment) -> Result<Vec<TaskRecords>> {
-        exp.tasks
+/// The stages of a task, in the order they run: the one list the runner,
+/// `--resume` and the report read.
+pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
+    let stage = |name: &str, work| Stage {
+        name: name.to_string(),
+        work,
+    };
+    let mut stages = vec![
+        stage("base", Work::Base),
+        stage("labels", Work::Labels),
+        stage("reward_model", Work::RewardModel),
+        stage("base_eval", Work::BaseEval),
+        stage("pool", Work::Pool),
+    ];
+    stages.extend(
+        setup
+            .strategies
+            .rl
             .iter()
-            .map(|setup| {
-                let mut records = vec![];
-                for stage in stage_names(setup) {
-                    if let Some(r) = self.read_record(setup.name(), &stage)? {
-                        records.push((stage, r));
-                    }
-                }
-                Ok(TaskRecords {
-                    task: setup.name().to_string(),
-                    records,
-                })
-            })
-            .collect()
-    }
-}
-
-/// The stages of a task, in the order they run.
-pub fn stage_names(setup: &TaskSetup) -> Vec<String> {
-    let mut names: Vec<String> = ["base", "labels", "reward_model", "base_eval", "pool"]
-        .map(String::from)
-        .to_vec();
-    names.extend(setup.strategies.rl.iter().map(|r| format!("rl/{}", r.name)));
-    names.extend(
+            .map(|c| stage(&format!("rl/{}", c.name), Work::Rl(c))),
+    );
+    stages.extend(
         setup
             .strategies
             .dpo
             .iter()
-            .map(|d| format!("dpo/{}", d.name)),
+            .map(|c| stage(&format!("dpo/{}", c.name), Work::Dpo(c))),
     );
-    names
+    stages
 }
 
-/// Start a new run in `root` (which must not exist or be empty), or continue one (`resume`).
-/// Returns the experiment the run directory holds.
-pub fn prepare(root: &Path, exp: Option<&Experiment>, resume: bool) -> Result<Experiment> {
-    let file = root.join(EXPERIMENT_FILE);
-    if resume {
-        if !file.is_file() {
-            return Err(Error::invalid(
-                "--resume",
-                format!(
-                    "{} is not a run directory (no {EXPERIMENT_FILE})",
-                    root.display()
-                ),
-            ));
-        }
-        let stored = RunDir::new(root).experiment()?;
-        if let Some(given) = exp {
-            if given != &stored {
-                return Err(Error::invalid(
-                    "--resume",
-                    format!("the experiment given differs from the one {} was started with; resume without one", root.display()),
-                ));
-            }
-        }
-        return Ok(stored);
-    }
-    let exp = exp.expect("a new run needs an experiment");
-    if root.exists()
-        && std::fs::read_dir(root)
-            .map_err(|e| Error::io(root, e))?
-            .next()
-            .is_some()
-    {
-        return Err(Error::invalid(
-            "--out",
-            format!("{} already exists and is not empty (use --resume to continue it, or --force to replace a run)", root.display()),
-        ));
-    }
-    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-    write_atomic(&file, exp.to_toml().as_bytes())?;
-    Ok(exp.clone())
-}
-
-/// Remove a previous run at `root` so a new one can start there; refuses anything that is not a run directory.
-pub fn clear(root: &Path) -> Result<()> {
-    if !root.exists() {
-        return Ok(());
-    }
-    let several_seeds = root.join(super::seeds::SEEDS_FILE).is_file();
-    if !root.join(EXPERIMENT_FILE).is_file() && !several_seeds {
-        return Err(Error::invalid(
-            "--force",
-            format!(
-                "{} is not a goodhart run directory (no {EXPERIMENT_FILE}); refusing to delete it",
-                root.display()
-            ),
-        ));
-    }
-    std::fs::remove_dir_all(root).map_err(|e| Error::io(root, e))
+/// The names of [`stages`], in order.
+pub fn stage_names(setup: &TaskSetup) -> Vec<String> {
+    stages(setup).into_iter().map(|s| s.name).collect()
 }
 
 /// Which strategies to run; `None` runs them all.
@@ -386,30 +210,40 @@ pub fn run_tasks(
 }
 
 /// Per evaluation split, the gold of base-policy samples of each of its prompts.
-type BaseGold = (Split, Vec<Vec<f64>>);
+pub(super) type BaseGold = (Split, Vec<Vec<f64>>);
 
-struct TaskRun<'a> {
+pub(super) struct TaskRun<'a> {
     dir: &'a RunDir,
-    setup: &'a TaskSetup,
-    task: &'a dyn Task,
-    seed: u64,
+    pub(super) setup: &'a TaskSetup,
+    pub(super) task: &'a dyn Task,
+    pub(super) seed: u64,
     opts: &'a RunOptions,
-    progress: &'a dyn Progress,
+    pub(super) progress: &'a dyn Progress,
     device: Device,
     /// [`TaskRun::base_reference`], sampled once and shared by every RL and DPO run.
-    base_reference: std::sync::OnceLock<Vec<BaseGold>>,
+    pub(super) base_reference: OnceLock<Vec<BaseGold>>,
+}
+
+/// What stages hand on to later ones. The base policy and the reward model are
+/// made by their stages, or reloaded from their checkpoints when a later stage
+/// first asks for them (a resumed run).
+struct Products<'a> {
+    labelers: Vec<Labeler<'a>>,
+    store: LabelStore,
+    base: OnceLock<Model>,
+    reward_model: OnceLock<RewardModel>,
 }
 
 impl TaskRun<'_> {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         self.task.name()
     }
 
-    fn rng(&self, stage: &str) -> rng::Rng {
+    pub(super) fn rng(&self, stage: &str) -> rng::Rng {
         rng::stream(self.seed, &format!("{}/{stage}", self.name()))
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(super) fn path(&self, rel: &str) -> PathBuf {
         self.dir.task_dir(self.name()).join(rel)
     }
 
@@ -427,29 +261,61 @@ impl TaskRun<'_> {
     }
 
     fn run(&self) -> Result<()> {
-        let labelers = self.setup.labelers(self.task)?;
-        let base = self.base_policy()?;
-        let mut store = LabelStore::open(&self.path("labels.sqlite"))?;
-        self.labels(&mut store, &base, &labelers)?;
-        let rm = self.reward_model(&store, &base)?;
-        self.base_eval(&base, &labelers)?;
-        self.pool(&base, &rm, &labelers)?;
-        for cfg in &self.setup.strategies.rl {
-            if self.wanted(&cfg.name) {
-                self.rl(cfg, &base, &rm, &labelers, &mut store)?;
+        let mut products = Products {
+            labelers: self.setup.labelers(self.task)?,
+            store: LabelStore::open(&self.path("labels.sqlite"))?,
+            base: OnceLock::new(),
+            reward_model: OnceLock::new(),
+        };
+        for stage in stages(self.setup) {
+            if !stage.strategy().is_none_or(|s| self.wanted(s)) || self.done(&stage.name)?.is_some()
+            {
+                continue;
             }
-        }
-        for cfg in &self.setup.strategies.dpo {
-            if self.wanted(&cfg.name) {
-                self.dpo(cfg, &base, &rm, &labelers, &store)?;
-            }
+            let record = match stage.work {
+                Work::Base => self.base(&products)?,
+                Work::Labels => self.labels(&mut products)?,
+                Work::RewardModel => self.reward_model(&products)?,
+                Work::BaseEval => self.base_eval(&products)?,
+                Work::Pool => self.pool(&products)?,
+                Work::Rl(cfg) => {
+                    let (base, rm) = (
+                        self.base_policy(&products.base)?,
+                        self.proxy(&products.reward_model)?,
+                    );
+                    self.rl(cfg, base, rm, &products.labelers, &mut products.store)?
+                }
+                Work::Dpo(cfg) => {
+                    let (base, rm) = (
+                        self.base_policy(&products.base)?,
+                        self.proxy(&products.reward_model)?,
+                    );
+                    self.dpo(cfg, base, rm, &products.labelers, &products.store)?
+                }
+            };
+            self.complete(&stage.name, &record)?;
         }
         Ok(())
     }
 
-    /// The base policy, with the task's prompt format and frozen blocks applied.
-    fn base_policy(&self) -> Result<Model> {
-        self.prepared(self.base_policy_weights()?)
+    /// The base policy, with the task's prompt format and frozen blocks applied:
+    /// the one its stage made, or its checkpoint.
+    fn base_policy<'p>(&self, made: &'p OnceLock<Model>) -> Result<&'p Model> {
+        if let Some(m) = made.get() {
+            return Ok(m);
+        }
+        let model = checkpoint::load(&self.path("base"), &self.device, false)?.0;
+        let model = self.prepared(model)?;
+        Ok(made.get_or_init(|| model))
+    }
+
+    /// The proxy reward model: the one its stage trained, or its checkpoint.
+    fn proxy<'p>(&self, made: &'p OnceLock<RewardModel>) -> Result<&'p RewardModel> {
+        if let Some(rm) = made.get() {
+            return Ok(rm);
+        }
+        let rm = RewardModel::load(&self.path("reward_model"), &self.device)?;
+        Ok(made.get_or_init(|| rm))
     }
 
     /// Apply the task's chat template and `train_last_blocks` to a model.
@@ -464,11 +330,9 @@ impl TaskRun<'_> {
         }
     }
 
-    fn base_policy_weights(&self) -> Result<Model> {
+    /// The base stage: train the base policy, or load (and optionally fine-tune) the given checkpoint.
+    fn base(&self, p: &Products) -> Result<Record> {
         let dir = self.path("base");
-        if self.done("base")?.is_some() {
-            return Ok(checkpoint::load(&dir, &self.device, false)?.0);
-        }
         let (model, record) = match &self.setup.base_checkpoint {
             Some(path) => {
                 let tune = self.setup.fine_tune_base;
@@ -540,14 +404,14 @@ impl TaskRun<'_> {
                 )
             }
         };
-        self.complete("base", &record)?;
-        Ok(model)
+        let model = self.prepared(model)?;
+        p.base.get_or_init(|| model);
+        Ok(record)
     }
 
-    fn labels(&self, store: &mut LabelStore, base: &Model, labelers: &[Labeler]) -> Result<()> {
-        if self.done("labels")?.is_some() {
-            return Ok(());
-        }
+    fn labels(&self, p: &mut Products) -> Result<Record> {
+        let base = self.base_policy(&p.base)?;
+        let (store, labelers) = (&mut p.store, &p.labelers);
         store.retract_batch("base")?;
         let prompts = self.task.prompts(Split::Train);
         let pairs = match self.setup.task_config() {
@@ -599,10 +463,13 @@ impl TaskRun<'_> {
                 (l.name().to_string(), counts)
             })
             .collect();
-        self.complete("labels", &Record::Labels { answers, pairs })
+        Ok(Record::Labels { answers, pairs })
     }
 
-    fn base_comparisons(&self, store: &LabelStore) -> Result<Vec<crate::feedback::Comparison>> {
+    pub(super) fn base_comparisons(
+        &self,
+        store: &LabelStore,
+    ) -> Result<Vec<crate::feedback::Comparison>> {
         store.comparisons(&Filter {
             task: Some(self.name().into()),
             labelers: self.setup.reward_labelers(),
@@ -610,12 +477,9 @@ impl TaskRun<'_> {
         })
     }
 
-    fn reward_model(&self, store: &LabelStore, base: &Model) -> Result<RewardModel> {
-        let dir = self.path("reward_model");
-        if self.done("reward_model")?.is_some() {
-            return RewardModel::load(&dir, &self.device);
-        }
-        let comparisons = self.base_comparisons(store)?;
+    fn reward_model(&self, p: &Products) -> Result<Record> {
+        let base = self.base_policy(&p.base)?;
+        let comparisons = self.base_comparisons(&p.store)?;
         let (rm, report) = train_reward_model(
             base,
             &comparisons,
@@ -624,15 +488,13 @@ impl TaskRun<'_> {
             &mut self.rng("reward_model"),
             self.progress,
         )?;
-        rm.save(&dir, true)?;
-        self.complete("reward_model", &Record::RewardModel { report })?;
-        Ok(rm)
+        rm.save(&self.path("reward_model"), true)?;
+        p.reward_model.get_or_init(|| rm);
+        Ok(Record::RewardModel { report })
     }
 
-    fn base_eval(&self, base: &Model, labelers: &[Labeler]) -> Result<()> {
-        if self.done("base_eval")?.is_some() {
-            return Ok(());
-        }
+    fn base_eval(&self, p: &Products) -> Result<Record> {
+        let (base, labelers) = (self.base_policy(&p.base)?, &p.labelers);
         let ev = &self.setup.evaluation;
         let mut rng = self.rng("base_eval");
         // Sampled as every curve point is, so the base policy's gold here is the curves' origin.
@@ -666,10 +528,10 @@ impl TaskRun<'_> {
         };
         self.progress.advance(1);
         self.progress.finish();
-        self.complete("base_eval", &Record::BaseEval { heldout, shift })
+        Ok(Record::BaseEval { heldout, shift })
     }
 
-    fn splits(&self) -> Vec<(Split, usize)> {
+    pub(super) fn splits(&self) -> Vec<(Split, usize)> {
         let ev = &self.setup.evaluation;
         let mut s = vec![(Split::Heldout, ev.prompts)];
         if ev.shift_prompts > 0 {
@@ -678,11 +540,13 @@ impl TaskRun<'_> {
         s
     }
 
-    fn pool(&self, base: &Model, rm: &RewardModel, labelers: &[Labeler]) -> Result<()> {
+    fn pool(&self, p: &Products) -> Result<Record> {
+        let (base, rm, labelers) = (
+            self.base_policy(&p.base)?,
+            self.proxy(&p.reward_model)?,
+            &p.labelers,
+        );
         let s = &self.setup.strategies;
-        if self.done("pool")?.is_some() {
-            return Ok(());
-        }
         let mut rng = self.rng("pool");
         let mut points = vec![];
         let mut notes = vec![];
@@ -743,14 +607,11 @@ impl TaskRun<'_> {
             self.progress.advance(1);
         }
         self.progress.finish();
-        self.complete(
-            "pool",
-            &Record::Pool {
-                base: stats,
-                points,
-                notes,
-            },
-        )
+        Ok(Record::Pool {
+            base: stats,
+            points,
+            notes,
+        })
     }
 
     /// Where the labeler the reward model learned from sits among the pool's labelers.
@@ -783,268 +644,14 @@ impl TaskRun<'_> {
                 .collect(),
         }
     }
-
-    /// Gold of base-policy samples on each evaluation split's prompts, sampled as
-    /// checkpoints are (once, from its own stream): what a checkpoint's gold win
-    /// rate is measured against.
-    fn base_reference(&self, base: &Model) -> Result<&[BaseGold]> {
-        if let Some(r) = self.base_reference.get() {
-            return Ok(r);
-        }
-        let r = self.sample_base_reference(base)?;
-        Ok(self.base_reference.get_or_init(|| r))
-    }
-
-    fn sample_base_reference(&self, base: &Model) -> Result<Vec<BaseGold>> {
-        let ev = &self.setup.evaluation;
-        self.splits()
-            .into_iter()
-            .map(|(split, n)| {
-                let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
-                let ids = prompts
-                    .iter()
-                    .map(|p| base.tokenizer().encode_prompt(p))
-                    .collect::<Result<Vec<_>>>()?;
-                let cfg = self.setup.curve_sampling();
-                let mut rng = self.rng(&format!("base_reference/{}", split.name()));
-                let samples =
-                    crate::model::sample::sample(base, &ids, ev.per_prompt, &cfg, &mut rng)?;
-                let golds = samples
-                    .chunks(ev.per_prompt)
-                    .map(|c| {
-                        c.iter()
-                            .map(|s| self.task.gold(&prompts[s.prompt_index], &s.text))
-                            .collect::<Result<Vec<f64>>>()
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((split, golds))
-            })
-            .collect()
-    }
-
-    /// Measure a policy checkpoint on every evaluation split, and save it.
-    fn measure(
-        &self,
-        measurer: &Measurer,
-        policy: &Model,
-        knob: &str,
-        value: usize,
-        rm: &RewardModel,
-    ) -> Result<Vec<CurvePoint>> {
-        let rel = format!("policies/{}/{knob}-{value:05}", measurer.strategy);
-        save_policy(
-            policy,
-            &self.path(&rel),
-            &self.setup.task_config(),
-            self.seed,
-            None,
-            true,
-        )?;
-        let mut points = vec![];
-        for (split, n) in self.splits() {
-            let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
-            let ev = Evaluation {
-                task: self.task,
-                labelers: measurer.labelers,
-                rm: Some(rm),
-                split,
-                prompts: &prompts,
-                per_prompt: self.setup.evaluation.per_prompt,
-                max_new_tokens: self.setup.sampling.max_new_tokens,
-                examples: self.setup.evaluation.examples,
-                base_gold: measurer
-                    .base_gold
-                    .iter()
-                    .find(|(s, _)| *s == split)
-                    .map(|(_, g)| g.as_slice()),
-            };
-            let mut rng = self.rng(&format!("{}/eval/{}", measurer.strategy, split.name()));
-            let (mut point, _) = measure_policy(policy, measurer.base, &ev, &mut rng)?;
-            point.strategy = measurer.strategy.to_string();
-            point.knob = knob.to_string();
-            point.value = value as f64;
-            point.checkpoint = Some(format!("{}/{rel}", self.name()));
-            points.push(point);
-        }
-        Ok(points)
-    }
-
-    fn rl(
-        &self,
-        cfg: &RlConfig,
-        base: &Model,
-        rm: &RewardModel,
-        labelers: &[Labeler],
-        store: &mut LabelStore,
-    ) -> Result<()> {
-        let stage = format!("rl/{}", cfg.name);
-        if self.done(&stage)?.is_some() {
-            return Ok(());
-        }
-        // A resumed run redoes the whole stage: withdraw the labels its first attempt asked for.
-        store.retract_batch(&format!("online/{}", cfg.name))?;
-        let policy = base.deep_copy(true)?;
-        let mut algo: Box<dyn Update> = match cfg.algorithm {
-            Algorithm::Ppo => Box::new(Ppo::new(&policy, cfg)?),
-            Algorithm::Rloo => Box::new(Rloo::new(&policy, cfg)?),
-        };
-        let online_proxy = cfg
-            .online
-            .as_ref()
-            .map(|_| rm.trainable_copy())
-            .transpose()?;
-        let online_proxy = online_proxy.map(|rm| OnlineProxy { rm: Mutex::new(rm) });
-        let (proxy, spec, gold) = (Proxy(rm), Spec(self.task), Gold(self.task));
-        let reward: &dyn RewardSource = match (&online_proxy, cfg.reward) {
-            (Some(o), _) => o,
-            (None, RewardChoice::Proxy) => &proxy,
-            (None, RewardChoice::Spec) => &spec,
-            (None, RewardChoice::Gold) => &gold,
-        };
-        let prompts = self.task.prompts(Split::Train);
-        let online = cfg.online.as_ref().map(|o| Online {
-            store,
-            task: self.task,
-            labelers,
-            prompts: &prompts,
-            labels: self.setup.labels.clone(),
-            rm_config: self.setup.reward_model.clone(),
-            rm_labelers: self.setup.reward_labelers(),
-            base_batch: "base".into(),
-            run: cfg.name.clone(),
-            config: o.clone(),
-        });
-        let mut hooks = RunHooks {
-            run: self,
-            measurer: Measurer {
-                strategy: &cfg.name,
-                knob: "iteration",
-                base,
-                labelers,
-                base_gold: self.base_reference(base)?,
-            },
-            rm,
-            online,
-            online_proxy: online_proxy.as_ref(),
-            points: vec![],
-            rng: self.rng(&format!("{}/online", cfg.name)),
-        };
-        let logs = rl::train(
-            &policy,
-            base,
-            reward,
-            &prompts,
-            cfg,
-            algo.as_mut(),
-            &mut hooks,
-            &mut self.rng(&stage),
-            self.progress,
-        )?;
-        let points = hooks.points;
-        self.complete(
-            &stage,
-            &Record::Rl {
-                name: cfg.name.clone(),
-                logs,
-                points,
-            },
-        )
-    }
-
-    fn dpo(
-        &self,
-        cfg: &crate::optimize::dpo::DpoConfig,
-        base: &Model,
-        rm: &RewardModel,
-        labelers: &[Labeler],
-        store: &LabelStore,
-    ) -> Result<()> {
-        let stage = format!("dpo/{}", cfg.name);
-        if self.done(&stage)?.is_some() {
-            return Ok(());
-        }
-        let data = self.base_comparisons(store)?;
-        let policy = base.deep_copy(true)?;
-        let mut hooks = RunHooks {
-            run: self,
-            measurer: Measurer {
-                strategy: &cfg.name,
-                knob: "step",
-                base,
-                labelers,
-                base_gold: self.base_reference(base)?,
-            },
-            rm,
-            online: None,
-            online_proxy: None,
-            points: vec![],
-            rng: self.rng(&format!("{}/unused", cfg.name)),
-        };
-        let logs = train_dpo(
-            &policy,
-            base,
-            &data,
-            cfg,
-            &mut hooks,
-            &mut self.rng(&stage),
-            self.progress,
-        )?;
-        let points = hooks.points;
-        self.complete(
-            &stage,
-            &Record::Dpo {
-                name: cfg.name.clone(),
-                logs,
-                points,
-            },
-        )
-    }
 }
 
-/// Who is measured against what.
-struct Measurer<'a> {
-    strategy: &'a str,
-    /// What the checkpoints count: "iteration" (RL) or "step" (DPO).
-    knob: &'static str,
-    base: &'a Model,
-    labelers: &'a [Labeler<'a>],
-    /// Per evaluation split, the gold of base-policy samples of each prompt (for win rates).
-    base_gold: &'a [BaseGold],
-}
-
-/// Checkpoints of an RL or DPO run: saved, measured, and (online) the reward refreshed.
-struct RunHooks<'a> {
-    run: &'a TaskRun<'a>,
-    measurer: Measurer<'a>,
-    rm: &'a RewardModel,
-    online: Option<Online<'a>>,
-    online_proxy: Option<&'a OnlineProxy>,
-    points: Vec<CurvePoint>,
-    rng: rng::Rng,
-}
-
-impl Hooks for RunHooks<'_> {
-    fn checkpoint(&mut self, iteration: usize, policy: &Model) -> Result<()> {
-        let knob = self.measurer.knob;
-        // The proxy reported is the reward model being optimised: the refreshed one when online.
-        let points = match self.online_proxy {
-            Some(o) => {
-                let rm = o.rm.lock().expect("reward model lock");
-                self.run
-                    .measure(&self.measurer, policy, knob, iteration, &rm)?
-            }
-            None => self
-                .run
-                .measure(&self.measurer, policy, knob, iteration, self.rm)?,
-        };
-        self.points.extend(points);
-        Ok(())
-    }
-
-    fn refresh_reward(&mut self, iteration: usize, policy: &Model) -> Result<()> {
-        if let (Some(online), Some(proxy)) = (self.online.as_mut(), self.online_proxy) {
-            online.refresh(proxy, policy, iteration, &mut self.rng)?;
-        }
-        Ok(())
-    }
+fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = xs.collect();
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (
+        mean,
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
+    )
 }

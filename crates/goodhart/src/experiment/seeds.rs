@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::analysis::{analyse, StrategyAnalysis};
-use super::run::RunDir;
+use super::record::RunDir;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::measure::fit::{fit, Fit, Form};

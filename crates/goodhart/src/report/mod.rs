@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::error::Result;
 use crate::experiment::analysis::{self, StrategyAnalysis, KL_BUDGETS};
-use crate::experiment::run::{Record, RunDir, TaskRecords};
+use crate::experiment::record::{Record, RunDir, TaskRecords};
 use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;
 use crate::measure::bootstrap::Interval;

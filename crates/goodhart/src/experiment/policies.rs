@@ -1,0 +1,273 @@
+//! The stages that train a policy (each RL and DPO run), and how their
+//! checkpoints are saved and measured against the base policy.
+
+use std::sync::Mutex;
+
+use super::record::Record;
+use super::run::{BaseGold, TaskRun};
+use super::stages::save_policy;
+use crate::error::Result;
+use crate::feedback::{LabelStore, Labeler};
+use crate::measure::policy::{measure_policy, Evaluation};
+use crate::model::Model;
+use crate::optimize::dpo::{train_dpo, DpoConfig};
+use crate::optimize::online::{Online, OnlineProxy};
+use crate::optimize::ppo::Ppo;
+use crate::optimize::rl::{self, Algorithm, Hooks, RewardChoice, RlConfig, Update};
+use crate::optimize::rloo::Rloo;
+use crate::reward::RewardModel;
+use crate::rng;
+use crate::score::{CurvePoint, Gold, Proxy, RewardSource, Spec};
+use crate::task::Split;
+
+impl TaskRun<'_> {
+    /// Gold of base-policy samples on each evaluation split's prompts, sampled as
+    /// checkpoints are (once, from its own stream): what a checkpoint's gold win
+    /// rate is measured against.
+    fn base_reference(&self, base: &Model) -> Result<&[BaseGold]> {
+        if let Some(r) = self.base_reference.get() {
+            return Ok(r);
+        }
+        let r = self.sample_base_reference(base)?;
+        Ok(self.base_reference.get_or_init(|| r))
+    }
+
+    fn sample_base_reference(&self, base: &Model) -> Result<Vec<BaseGold>> {
+        let ev = &self.setup.evaluation;
+        self.splits()
+            .into_iter()
+            .map(|(split, n)| {
+                let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
+                let ids = prompts
+                    .iter()
+                    .map(|p| base.tokenizer().encode_prompt(p))
+                    .collect::<Result<Vec<_>>>()?;
+                let cfg = self.setup.curve_sampling();
+                let mut rng = self.rng(&format!("base_reference/{}", split.name()));
+                let samples =
+                    crate::model::sample::sample(base, &ids, ev.per_prompt, &cfg, &mut rng)?;
+                let golds = samples
+                    .chunks(ev.per_prompt)
+                    .map(|c| {
+                        c.iter()
+                            .map(|s| self.task.gold(&prompts[s.prompt_index], &s.text))
+                            .collect::<Result<Vec<f64>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((split, golds))
+            })
+            .collect()
+    }
+
+    /// Measure a policy checkpoint on every evaluation split, and save it.
+    fn measure(
+        &self,
+        measurer: &Measurer,
+        policy: &Model,
+        knob: &str,
+        value: usize,
+        rm: &RewardModel,
+    ) -> Result<Vec<CurvePoint>> {
+        let rel = format!("policies/{}/{knob}-{value:05}", measurer.strategy);
+        save_policy(
+            policy,
+            &self.path(&rel),
+            &self.setup.task_config(),
+            self.seed,
+            None,
+            true,
+        )?;
+        let mut points = vec![];
+        for (split, n) in self.splits() {
+            let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
+            let ev = Evaluation {
+                task: self.task,
+                labelers: measurer.labelers,
+                rm: Some(rm),
+                split,
+                prompts: &prompts,
+                per_prompt: self.setup.evaluation.per_prompt,
+                max_new_tokens: self.setup.sampling.max_new_tokens,
+                examples: self.setup.evaluation.examples,
+                base_gold: measurer
+                    .base_gold
+                    .iter()
+                    .find(|(s, _)| *s == split)
+                    .map(|(_, g)| g.as_slice()),
+            };
+            let mut rng = self.rng(&format!("{}/eval/{}", measurer.strategy, split.name()));
+            let (mut point, _) = measure_policy(policy, measurer.base, &ev, &mut rng)?;
+            point.strategy = measurer.strategy.to_string();
+            point.knob = knob.to_string();
+            point.value = value as f64;
+            point.checkpoint = Some(format!("{}/{rel}", self.name()));
+            points.push(point);
+        }
+        Ok(points)
+    }
+
+    pub(super) fn rl(
+        &self,
+        cfg: &RlConfig,
+        base: &Model,
+        rm: &RewardModel,
+        labelers: &[Labeler],
+        store: &mut LabelStore,
+    ) -> Result<Record> {
+        let stage = format!("rl/{}", cfg.name);
+        // A resumed run redoes the whole stage: withdraw the labels its first attempt asked for.
+        store.retract_batch(&format!("online/{}", cfg.name))?;
+        let policy = base.deep_copy(true)?;
+        let mut algo: Box<dyn Update> = match cfg.algorithm {
+            Algorithm::Ppo => Box::new(Ppo::new(&policy, cfg)?),
+            Algorithm::Rloo => Box::new(Rloo::new(&policy, cfg)?),
+        };
+        let online_proxy = cfg
+            .online
+            .as_ref()
+            .map(|_| rm.trainable_copy())
+            .transpose()?;
+        let online_proxy = online_proxy.map(|rm| OnlineProxy { rm: Mutex::new(rm) });
+        let (proxy, spec, gold) = (Proxy(rm), Spec(self.task), Gold(self.task));
+        let reward: &dyn RewardSource = match (&online_proxy, cfg.reward) {
+            (Some(o), _) => o,
+            (None, RewardChoice::Proxy) => &proxy,
+            (None, RewardChoice::Spec) => &spec,
+            (None, RewardChoice::Gold) => &gold,
+        };
+        let prompts = self.task.prompts(Split::Train);
+        let online = cfg.online.as_ref().map(|o| Online {
+            store,
+            task: self.task,
+            labelers,
+            prompts: &prompts,
+            labels: self.setup.labels.clone(),
+            rm_config: self.setup.reward_model.clone(),
+            rm_labelers: self.setup.reward_labelers(),
+            base_batch: "base".into(),
+            run: cfg.name.clone(),
+            config: o.clone(),
+        });
+        let mut hooks = RunHooks {
+            run: self,
+            measurer: Measurer {
+                strategy: &cfg.name,
+                knob: "iteration",
+                base,
+                labelers,
+                base_gold: self.base_reference(base)?,
+            },
+            rm,
+            online,
+            online_proxy: online_proxy.as_ref(),
+            points: vec![],
+            rng: self.rng(&format!("{}/online", cfg.name)),
+        };
+        let logs = rl::train(
+            &policy,
+            base,
+            reward,
+            &prompts,
+            cfg,
+            algo.as_mut(),
+            &mut hooks,
+            &mut self.rng(&stage),
+            self.progress,
+        )?;
+        Ok(Record::Rl {
+            name: cfg.name.clone(),
+            logs,
+            points: hooks.points,
+        })
+    }
+
+    pub(super) fn dpo(
+        &self,
+        cfg: &DpoConfig,
+        base: &Model,
+        rm: &RewardModel,
+        labelers: &[Labeler],
+        store: &LabelStore,
+    ) -> Result<Record> {
+        let stage = format!("dpo/{}", cfg.name);
+        let data = self.base_comparisons(store)?;
+        let policy = base.deep_copy(true)?;
+        let mut hooks = RunHooks {
+            run: self,
+            measurer: Measurer {
+                strategy: &cfg.name,
+                knob: "step",
+                base,
+                labelers,
+                base_gold: self.base_reference(base)?,
+            },
+            rm,
+            online: None,
+            online_proxy: None,
+            points: vec![],
+            rng: self.rng(&format!("{}/unused", cfg.name)),
+        };
+        let logs = train_dpo(
+            &policy,
+            base,
+            &data,
+            cfg,
+            &mut hooks,
+            &mut self.rng(&stage),
+            self.progress,
+        )?;
+        Ok(Record::Dpo {
+            name: cfg.name.clone(),
+            logs,
+            points: hooks.points,
+        })
+    }
+}
+
+/// Who is measured against what.
+struct Measurer<'a> {
+    strategy: &'a str,
+    /// What the checkpoints count: "iteration" (RL) or "step" (DPO).
+    knob: &'static str,
+    base: &'a Model,
+    labelers: &'a [Labeler<'a>],
+    /// Per evaluation split, the gold of base-policy samples of each prompt (for win rates).
+    base_gold: &'a [BaseGold],
+}
+
+/// Checkpoints of an RL or DPO run: saved, measured, and (online) the reward refreshed.
+struct RunHooks<'a> {
+    run: &'a TaskRun<'a>,
+    measurer: Measurer<'a>,
+    rm: &'a RewardModel,
+    online: Option<Online<'a>>,
+    online_proxy: Option<&'a OnlineProxy>,
+    points: Vec<CurvePoint>,
+    rng: rng::Rng,
+}
+
+impl Hooks for RunHooks<'_> {
+    fn checkpoint(&mut self, iteration: usize, policy: &Model) -> Result<()> {
+        let knob = self.measurer.knob;
+        // The proxy reported is the reward model being optimised: the refreshed one when online.
+        let points = match self.online_proxy {
+            Some(o) => {
+                let rm = o.rm.lock().expect("reward model lock");
+                self.run
+                    .measure(&self.measurer, policy, knob, iteration, &rm)?
+            }
+            None => self
+                .run
+                .measure(&self.measurer, policy, knob, iteration, self.rm)?,
+        };
+        self.points.extend(points);
+        Ok(())
+    }
+
+    fn refresh_reward(&mut self, iteration: usize, policy: &Model) -> Result<()> {
+        if let (Some(online), Some(proxy)) = (self.online.as_mut(), self.online_proxy) {
+            online.refresh(proxy, policy, iteration, &mut self.rng)?;
+        }
+        Ok(())
+    }
+}

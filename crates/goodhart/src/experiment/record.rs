@@ -1,0 +1,236 @@
+//! What a run leaves on disk: the run directory, and the record each completed
+//! stage writes to `<task>/stages/<stage>.json` (atomically), from which every
+//! output file is rebuilt.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::Experiment;
+use super::run::stage_names;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::measure::LabelerFidelity;
+use crate::optimize::dpo::DpoLog;
+use crate::optimize::rl::IterationLog;
+use crate::reward::RewardReport;
+use crate::score::CurvePoint;
+use crate::stats::Stat;
+use crate::task::Split;
+use crate::train::SftReport;
+
+/// The resolved experiment inside a run directory.
+pub const EXPERIMENT_FILE: &str = "experiment.toml";
+
+/// What a completed stage leaves behind (besides checkpoints and labels).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Record {
+    Base {
+        /// Where the policy came from: "sft" or the checkpoint it was loaded from.
+        source: String,
+        sft: Option<SftReport>,
+    },
+    Labels {
+        /// (labeler, answers a, b, tie, can't tell).
+        answers: Vec<(String, [usize; 4])>,
+        pairs: usize,
+    },
+    RewardModel {
+        report: RewardReport,
+    },
+    BaseEval {
+        heldout: PolicySummary,
+        shift: Option<PolicySummary>,
+    },
+    Pool {
+        /// The base policy's reward and feature distribution on the held-out pool: the scale of the z-scored gaps.
+        base: BaseStats,
+        /// Every point of best-of-n, conditioning and the quantiliser, on each split; the uniform (base) point first.
+        points: Vec<CurvePoint>,
+        /// Points left out, and why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
+    },
+    Rl {
+        name: String,
+        logs: Vec<IterationLog>,
+        points: Vec<CurvePoint>,
+    },
+    Dpo {
+        name: String,
+        logs: Vec<DpoLog>,
+        points: Vec<CurvePoint>,
+    },
+}
+
+impl Record {
+    pub fn points(&self) -> &[CurvePoint] {
+        match self {
+            Record::Pool { points, .. }
+            | Record::Rl { points, .. }
+            | Record::Dpo { points, .. } => points,
+            _ => &[],
+        }
+    }
+}
+
+/// A policy measured on one split, without the per-sample detail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicySummary {
+    pub split: Split,
+    pub gold: Stat,
+    pub labelers: Vec<(String, Stat)>,
+    pub fidelity: Vec<(String, LabelerFidelity)>,
+    pub features: Vec<(String, Stat)>,
+    pub spec: Option<Stat>,
+}
+
+/// Mean and standard deviation of each reward and feature over base samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BaseStats {
+    pub proxy: (f64, f64),
+    /// The first labeler the reward model learned from.
+    pub labeler: (String, f64, f64),
+    pub gold: (f64, f64),
+    pub features: Vec<(String, f64, f64)>,
+}
+
+/// All records of one task, in stage order.
+#[derive(Clone, Debug)]
+pub struct TaskRecords {
+    pub task: String,
+    pub records: Vec<(String, Record)>,
+}
+
+/// A run directory: where an experiment's files live.
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn task_dir(&self, task: &str) -> PathBuf {
+        self.root.join(task)
+    }
+
+    fn stage_file(&self, task: &str, stage: &str) -> PathBuf {
+        self.task_dir(task)
+            .join("stages")
+            .join(format!("{}.json", stage.replace('/', ".")))
+    }
+
+    pub fn read_record(&self, task: &str, stage: &str) -> Result<Option<Record>> {
+        let path = self.stage_file(task, stage);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Data {
+                    path: path.clone(),
+                    line: e.line(),
+                    message: format!("not a stage record: {e}"),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub(super) fn write_record(&self, task: &str, stage: &str, record: &Record) -> Result<()> {
+        let path = self.stage_file(task, stage);
+        let dir = path.parent().expect("stage files live in a directory");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(record).expect("records serialise"),
+        )
+    }
+
+    /// The experiment the run was started with.
+    pub fn experiment(&self) -> Result<Experiment> {
+        Experiment::from_file(&self.root.join(EXPERIMENT_FILE))
+    }
+
+    /// Every completed stage of every task, in the experiment's order.
+    pub fn records(&self, exp: &Experiment) -> Result<Vec<TaskRecords>> {
+        exp.tasks
+            .iter()
+            .map(|setup| {
+                let mut records = vec![];
+                for stage in stage_names(setup) {
+                    if let Some(r) = self.read_record(setup.name(), &stage)? {
+                        records.push((stage, r));
+                    }
+                }
+                Ok(TaskRecords {
+                    task: setup.name().to_string(),
+                    records,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Start a new run in `root` (which must not exist or be empty), or continue one (`resume`).
+/// Returns the experiment the run directory holds.
+pub fn prepare(root: &Path, exp: Option<&Experiment>, resume: bool) -> Result<Experiment> {
+    let file = root.join(EXPERIMENT_FILE);
+    if resume {
+        if !file.is_file() {
+            return Err(Error::invalid(
+                "--resume",
+                format!(
+                    "{} is not a run directory (no {EXPERIMENT_FILE})",
+                    root.display()
+                ),
+            ));
+        }
+        let stored = RunDir::new(root).experiment()?;
+        if let Some(given) = exp {
+            if given != &stored {
+                return Err(Error::invalid(
+                    "--resume",
+                    format!("the experiment given differs from the one {} was started with; resume without one", root.display()),
+                ));
+            }
+        }
+        return Ok(stored);
+    }
+    let exp = exp.expect("a new run needs an experiment");
+    if root.exists()
+        && std::fs::read_dir(root)
+            .map_err(|e| Error::io(root, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::invalid(
+            "--out",
+            format!("{} already exists and is not empty (use --resume to continue it, or --force to replace a run)", root.display()),
+        ));
+    }
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+    write_atomic(&file, exp.to_toml().as_bytes())?;
+    Ok(exp.clone())
+}
+
+/// Remove a previous run at `root` so a new one can start there; refuses anything that is not a run directory.
+pub fn clear(root: &Path) -> Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    let several_seeds = root.join(super::seeds::SEEDS_FILE).is_file();
+    if !root.join(EXPERIMENT_FILE).is_file() && !several_seeds {
+        return Err(Error::invalid(
+            "--force",
+            format!(
+                "{} is not a goodhart run directory (no {EXPERIMENT_FILE}); refusing to delete it",
+                root.display()
+            ),
+        ));
+    }
+    std::fs::remove_dir_all(root).map_err(|e| Error::io(root, e))
+}
