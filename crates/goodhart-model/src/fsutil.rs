@@ -7,23 +7,26 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 
-/// Write `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync the directory.
+/// Write `bytes` to `path` atomically: a uniquely named temp file beside it
+/// (so two writers never share one), fsync, rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).at(&dir)?;
-    let tmp = temp_sibling(path);
-    {
-        let mut f = fs::File::create(&tmp).at(&tmp)?;
-        f.write_all(bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
-    }
-    fs::rename(&tmp, path).at(path)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(path)))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .at(&dir)?;
+    tmp.write_all(bytes).at(tmp.path())?;
+    tmp.as_file().sync_all().at(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     sync_dir(&dir)
 }
 
 /// Build a directory under a temporary name with `fill`, then move it to `dir`.
 /// An existing `dir` is replaced only when `replace` is true; otherwise it is an error
-/// and nothing on disk changes.
+/// and nothing on disk changes. A replaced directory is swapped out in one step,
+/// so a reader finds the old directory or the new one, never neither.
 pub fn write_dir_atomic(
     dir: &Path,
     replace: bool,
@@ -40,25 +43,48 @@ pub fn write_dir_atomic(
     }
     let parent = parent_dir(dir);
     fs::create_dir_all(&parent).at(&parent)?;
-    let tmp = temp_sibling(dir);
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
-    fs::create_dir(&tmp).at(&tmp)?;
-    if let Err(e) = fill(&tmp) {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    sync_dir(&tmp)?;
+    // Removed on drop: a failed `fill` leaves nothing behind.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(dir)))
+        .suffix(".tmp")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    fill(tmp.path())?;
+    sync_dir(tmp.path())?;
     if dir.exists() {
-        let old = dir.with_extension(format!("old-{}", std::process::id()));
-        fs::rename(dir, &old).at(dir)?;
-        fs::rename(&tmp, dir).at(dir)?;
-        fs::remove_dir_all(&old).at(&old)?;
+        swap_in(tmp.path(), dir)?;
     } else {
-        fs::rename(&tmp, dir).at(dir)?;
+        fs::rename(tmp.path(), dir).at(dir)?;
     }
     sync_dir(&parent)
+}
+
+/// Put the directory `new` in the place of the existing `dir`; `new`'s path
+/// ends up holding the old directory, which the caller's guard removes.
+fn swap_in(new: &Path, dir: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        use rustix::io::Errno;
+        match renameat_with(CWD, new, CWD, dir, RenameFlags::EXCHANGE) {
+            Ok(()) => return Ok(()),
+            // A filesystem without atomic exchange: fall through to two renames.
+            Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::NOTSUP => {}
+            Err(e) => return Err(Error::io(dir, e.into())),
+        }
+    }
+    // Two renames through a unique name beside both: for an instant the
+    // directory exists only under that name.
+    let parent = parent_dir(dir);
+    let aside = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(dir)))
+        .suffix(".old")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    fs::rename(dir, aside.path()).at(dir)?;
+    fs::rename(new, dir).at(dir)?;
+    fs::rename(aside.path(), new).at(new)?;
+    Ok(())
 }
 
 /// Write a file inside a directory being filled by `write_dir_atomic` (fsynced, no rename needed).
@@ -75,12 +101,10 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
+fn file_name(path: &Path) -> String {
+    path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
+        .unwrap_or_default()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -117,5 +141,65 @@ mod tests {
         assert_eq!(fs::read(dir.join("a")).unwrap(), b"one");
         let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp dir cleaned up");
+    }
+
+    #[test]
+    fn two_threads_writing_one_path_never_collide() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("record.json");
+        std::thread::scope(|s| {
+            for text in [b"first" as &[u8], b"second"] {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        write_atomic(path, text).unwrap();
+                    }
+                });
+            }
+        });
+        let end = fs::read(&path).unwrap();
+        assert!(end == b"first" || end == b"second");
+        assert_eq!(
+            fs::read_dir(root.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn a_replaced_directory_is_always_there_for_a_reader() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("ckpt");
+        write_dir_atomic(&dir, false, |d| write_synced(&d.join("a"), b"0")).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let missing = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if fs::read(dir.join("a")).is_err() {
+                        missing.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+            for i in 1..100 {
+                write_dir_atomic(&dir, true, |d| {
+                    write_synced(&d.join("a"), format!("{i}").as_bytes())
+                })
+                .unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(fs::read(dir.join("a")).unwrap(), b"99");
+        assert_eq!(
+            fs::read_dir(root.path()).unwrap().count(),
+            1,
+            "no old or temp dirs left"
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            missing.into_inner(),
+            0,
+            "a reader found no checkpoint during a swap"
+        );
     }
 }

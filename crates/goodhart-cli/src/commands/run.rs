@@ -123,8 +123,11 @@ fn run_seeds(
         let sub = seeds::seed_dir(&root, seed);
         let mut e = exp.clone();
         e.seed = seed;
-        let resume = sub.join(experiment::EXPERIMENT_FILE).is_file();
-        let e = experiment::prepare(&sub, Some(&e), resume)?;
+        let e = if sub.join(experiment::EXPERIMENT_FILE).is_file() {
+            experiment::resume(&sub, Some(&e))?
+        } else {
+            experiment::start(&sub, &e)?
+        };
         bars.println(&format!("seed {seed}: {}", sub.display()));
         run_prepared(&sub, &e, opts, bars)?;
     }
@@ -162,7 +165,7 @@ pub fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) 
                 }
                 None => None,
             };
-            (dir.clone(), experiment::prepare(dir, given.as_ref(), true)?)
+            (dir.clone(), experiment::resume(dir, given.as_ref())?)
         }
         None => {
             let exp = experiment_of(&args, o)?;
@@ -171,7 +174,15 @@ pub fn run_cmd(o: &Overrides, args: RunArgs, only: Option<String>, bars: &Bars) 
             if args.force {
                 experiment::clear(&root)?;
             }
-            (root.clone(), experiment::prepare(&root, Some(&exp), false)?)
+            let exp = experiment::start(&root, &exp).map_err(|e| match e {
+                goodhart::Error::Invalid { .. } => {
+                    anyhow::anyhow!(
+                        "{e} (use --resume to continue it, or --force to replace a run)"
+                    )
+                }
+                e => e.into(),
+            })?;
+            (root.clone(), exp)
         }
     };
     let out = run_prepared(&root, &exp, &opts, bars)?;

@@ -16,7 +16,7 @@ use crate::score::{CurvePoint, PerPrompt};
 pub const KL_BUDGETS: [f64; 5] = [0.5, 1.0, 2.0, 4.0, 8.0];
 
 /// One strategy's curve on one split, analysed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StrategyAnalysis {
     pub task: String,
     pub strategy: String,
@@ -358,40 +358,41 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
             }
         }
     }
-    let mut out = String::from("task,strategy,split,knob,value,kl,kl_se,kl_lo,kl_hi,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,gold_lo,gold_hi,spec,spec_se,ess,truncated,gold_win_rate,gold_win_rate_se,entropy,distinct,flag");
+    let mut header: Vec<String> = "task,strategy,split,knob,value,kl,kl_se,kl_lo,kl_hi,kl_analytic,sqrt_kl,proxy,proxy_se,gold,gold_se,gold_lo,gold_hi,spec,spec_se,ess,truncated,gold_win_rate,gold_win_rate_se,entropy,distinct,flag"
+        .split(',')
+        .map(String::from)
+        .collect();
     for l in &labelers {
-        write!(out, ",labeler_{l},labeler_{l}_se").unwrap();
+        header.extend([format!("labeler_{l}"), format!("labeler_{l}_se")]);
     }
-    for f in &features {
-        write!(out, ",{f}").unwrap();
-    }
-    out.push_str(",checkpoint\n");
+    header.extend(features.iter().cloned());
+    header.push("checkpoint".into());
     let num = |x: Option<f64>| {
         x.filter(|v| v.is_finite())
             .map_or(String::new(), |v| format!("{v}"))
     };
+    let mut out = csv::Writer::from_writer(vec![]);
+    out.write_record(&header).expect("writing to memory");
     for a in analyses {
         for (i, p) in a.points.iter().enumerate() {
             let ci = a.intervals.as_ref().and_then(|iv| iv.points.get(i));
             let (kl_ci, gold_ci) = (ci.and_then(|c| c.kl), ci.and_then(|c| c.gold));
-            write!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                p.task,
-                a.strategy,
-                p.split,
-                p.knob,
-                p.value,
-                p.kl.mean,
-                p.kl.stderr,
+            let mut row = vec![
+                p.task.clone(),
+                a.strategy.clone(),
+                p.split.clone(),
+                p.knob.clone(),
+                format!("{}", p.value),
+                format!("{}", p.kl.mean),
+                format!("{}", p.kl.stderr),
                 num(kl_ci.map(|c| c.lo)),
                 num(kl_ci.map(|c| c.hi)),
                 num(p.kl_analytic),
-                p.kl.mean.max(0.0).sqrt(),
-                p.proxy.mean,
-                p.proxy.stderr,
-                p.gold.mean,
-                p.gold.stderr,
+                format!("{}", p.kl.mean.max(0.0).sqrt()),
+                format!("{}", p.proxy.mean),
+                format!("{}", p.proxy.stderr),
+                format!("{}", p.gold.mean),
+                format!("{}", p.gold.stderr),
                 num(gold_ci.map(|c| c.lo)),
                 num(gold_ci.map(|c| c.hi)),
                 num(p.spec.map(|s| s.mean)),
@@ -402,40 +403,25 @@ pub fn curves_csv(analyses: &[StrategyAnalysis]) -> String {
                 num(p.gold_win_rate.map(|s| s.stderr)),
                 num(p.entropy),
                 num(p.distinct),
-                csv_field(p.flag.as_deref().unwrap_or("")),
-            )
-            .unwrap();
+                p.flag.clone().unwrap_or_default(),
+            ];
             for l in &labelers {
                 let s = p.labelers.iter().find(|(n, _)| n == l).map(|(_, s)| *s);
-                write!(
-                    out,
-                    ",{},{}",
-                    num(s.map(|s| s.mean)),
-                    num(s.map(|s| s.stderr))
-                )
-                .unwrap();
+                row.extend([num(s.map(|s| s.mean)), num(s.map(|s| s.stderr))]);
             }
             for f in &features {
-                write!(
-                    out,
-                    ",{}",
-                    num(p.features.iter().find(|(n, _)| n == f).map(|(_, v)| *v))
-                )
-                .unwrap();
+                row.push(num(p
+                    .features
+                    .iter()
+                    .find(|(n, _)| n == f)
+                    .map(|(_, v)| *v)));
             }
-            writeln!(out, ",{}", p.checkpoint.as_deref().unwrap_or("")).unwrap();
+            row.push(p.checkpoint.clone().unwrap_or_default());
+            out.write_record(&row).expect("writing to memory");
         }
     }
-    out
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
+    let bytes = out.into_inner().expect("writing to memory");
+    String::from_utf8(bytes).expect("fields are UTF-8")
 }
 
 /// `fits.json`: per task, strategy and split, the fitted form, its half-sweep prediction and the observed peak.
@@ -667,5 +653,34 @@ mod tests {
             "{:?}",
             bon.points.iter().map(|p| p.value).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn curves_csv_survives_a_labeler_named_with_a_comma_and_a_quote() {
+        let name = "camera, \"wide\"";
+        let mut p = CurvePoint::new("t", "bon", "heldout", "n", 2.0, vec![0.1; 4]);
+        p.labelers = vec![(name.to_string(), crate::stats::Stat::of(&[0.5, 1.0]))];
+        p.flag = Some("low ESS, 3.2".into());
+        let analysis = StrategyAnalysis {
+            task: "t".into(),
+            strategy: "bon".into(),
+            split: "heldout".into(),
+            points: vec![p],
+            ..Default::default()
+        };
+        let text = curves_csv(&[analysis]);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].len(),
+            header.len(),
+            "every row as wide as the header"
+        );
+        let col = |h: &str| header.iter().position(|x| x == h).unwrap();
+        assert_eq!(rows[0][col(&format!("labeler_{name}"))], *"0.75");
+        assert_eq!(rows[0][col("flag")], *"low ESS, 3.2");
+        assert_eq!(rows[0][col("checkpoint")], *"");
     }
 }

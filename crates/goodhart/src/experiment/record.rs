@@ -175,32 +175,11 @@ impl RunDir {
     }
 }
 
-/// Start a new run in `root` (which must not exist or be empty), or continue one (`resume`).
-/// Returns the experiment the run directory holds.
-pub fn prepare(root: &Path, exp: Option<&Experiment>, resume: bool) -> Result<Experiment> {
-    let file = root.join(EXPERIMENT_FILE);
-    if resume {
-        if !file.is_file() {
-            return Err(Error::invalid(
-                "--resume",
-                format!(
-                    "{} is not a run directory (no {EXPERIMENT_FILE})",
-                    root.display()
-                ),
-            ));
-        }
-        let stored = RunDir::new(root).experiment()?;
-        if let Some(given) = exp {
-            if given != &stored {
-                return Err(Error::invalid(
-                    "--resume",
-                    format!("the experiment given differs from the one {} was started with; resume without one", root.display()),
-                ));
-            }
-        }
-        return Ok(stored);
-    }
-    let exp = exp.expect("a new run needs an experiment");
+/// What a run directory is called in errors (the CLI adds how to proceed).
+const RUN_DIRECTORY: &str = "run directory";
+
+/// Start a new run in `root`, which must not exist or be empty; returns the experiment.
+pub fn start(root: &Path, exp: &Experiment) -> Result<Experiment> {
     if root.exists()
         && std::fs::read_dir(root)
             .map_err(|e| Error::io(root, e))?
@@ -208,13 +187,38 @@ pub fn prepare(root: &Path, exp: Option<&Experiment>, resume: bool) -> Result<Ex
             .is_some()
     {
         return Err(Error::invalid(
-            "--out",
-            format!("{} already exists and is not empty (use --resume to continue it, or --force to replace a run)", root.display()),
+            RUN_DIRECTORY,
+            format!("{} already exists and is not empty", root.display()),
         ));
     }
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-    write_atomic(&file, exp.to_toml().as_bytes())?;
+    write_atomic(&root.join(EXPERIMENT_FILE), exp.to_toml().as_bytes())?;
     Ok(exp.clone())
+}
+
+/// Continue the run in `root`; returns the experiment it was started with,
+/// which `given` (when there is one) must equal.
+pub fn resume(root: &Path, given: Option<&Experiment>) -> Result<Experiment> {
+    if !root.join(EXPERIMENT_FILE).is_file() {
+        return Err(Error::invalid(
+            RUN_DIRECTORY,
+            format!(
+                "{} is not a run directory (no {EXPERIMENT_FILE})",
+                root.display()
+            ),
+        ));
+    }
+    let stored = RunDir::new(root).experiment()?;
+    match given {
+        Some(given) if given != &stored => Err(Error::invalid(
+            RUN_DIRECTORY,
+            format!(
+                "the experiment given differs from the one {} was started with; resume without one",
+                root.display()
+            ),
+        )),
+        _ => Ok(stored),
+    }
 }
 
 /// Remove a previous run at `root` so a new one can start there; refuses anything that is not a run directory.
@@ -225,7 +229,7 @@ pub fn clear(root: &Path) -> Result<()> {
     let several_seeds = root.join(super::seeds::SEEDS_FILE).is_file();
     if !root.join(EXPERIMENT_FILE).is_file() && !several_seeds {
         return Err(Error::invalid(
-            "--force",
+            RUN_DIRECTORY,
             format!(
                 "{} is not a goodhart run directory (no {EXPERIMENT_FILE}); refusing to delete it",
                 root.display()
