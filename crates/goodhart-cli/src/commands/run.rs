@@ -9,8 +9,8 @@ use goodhart::experiment::{self, RunDir};
 use goodhart::experiment::{seeds, Experiment};
 use goodhart::{fsutil, runtime};
 
+use super::{load_experiment, Overrides};
 use crate::progress::Bars;
-use crate::{load_experiment, Overrides};
 
 #[derive(Args)]
 pub struct RunArgs {

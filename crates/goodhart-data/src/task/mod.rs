@@ -172,6 +172,19 @@ impl TaskConfig {
     }
 }
 
+/// The bundled tasks that are generated from a seed: a prompt's text carries
+/// all a judge needs, so gold is a function of the prompt and the completion.
+pub const GENERATED: [&str; 2] = ["answers", "gridworld"];
+
+/// Every [`GENERATED`] task with its default settings, by name: gold for the
+/// completions of any of them, whatever seed generated the prompts.
+pub fn generated() -> Result<Vec<(&'static str, Box<dyn Task>)>> {
+    GENERATED
+        .into_iter()
+        .map(|name| Ok((name, by_name(name)?.build(0)?)))
+        .collect()
+}
+
 /// A bundled task by name with its default settings.
 pub fn by_name(name: &str) -> Result<TaskConfig> {
     match name {

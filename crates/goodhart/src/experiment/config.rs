@@ -362,7 +362,7 @@ impl Experiment {
                 let names: Vec<&str> = self.tasks.iter().map(|t| t.name()).collect();
                 Err(Error::invalid(
                     "task",
-                    format!("choose a task with --task ({})", names.join(", ")),
+                    format!("it has several; name one of them ({})", names.join(", ")),
                 ))
             }
         }

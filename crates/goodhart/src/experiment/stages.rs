@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use super::TaskSetup;
-use crate::error::Result;
+use super::{Experiment, TaskSetup};
+use crate::error::{Error, Result};
 use crate::feedback::Labeler;
 use crate::measure::{labeler_fidelity, LabelerFidelity};
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
@@ -83,6 +83,53 @@ pub fn task_of_checkpoint(info: &CheckpointInfo) -> Option<(TaskConfig, u64)> {
     let task = serde_json::from_value(info.meta.get("task")?.clone()).ok()?;
     let seed = info.meta.get("seed")?.as_u64()?;
     Some((task, seed))
+}
+
+/// A policy checkpoint opened with the task it is for.
+pub struct OpenedPolicy<'e> {
+    pub model: Model,
+    pub info: CheckpointInfo,
+    /// The experiment's settings for that task (labelers, sampling, labels, reward model).
+    pub setup: &'e TaskSetup,
+    pub task: Box<dyn Task>,
+    /// The seed the task's prompts come from: the checkpoint's, when it records one.
+    pub task_seed: u64,
+}
+
+/// Open the policy checkpoint at `path` with its task: the one it was trained
+/// on, or for a checkpoint that records none (a Hugging Face model) the
+/// experiment's task named `task` (or its only one). Set the thread count first.
+pub fn open_policy<'e>(
+    path: &Path,
+    exp: &'e Experiment,
+    task: Option<&str>,
+    device: &Device,
+) -> Result<OpenedPolicy<'e>> {
+    let (model, info) = checkpoint::load(path, device, false)?;
+    let (task_config, task_seed) = match task_of_checkpoint(&info) {
+        Some(t) => t,
+        None => {
+            let setup = exp.task(task).map_err(|e| {
+                Error::invalid(
+                    "task",
+                    format!(
+                        "{} records no task, so the experiment's must be named: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+            (setup.task_config(), exp.seed)
+        }
+    };
+    let setup = exp.task(Some(task.unwrap_or(task_config.name())))?;
+    let task = crate::reward::build_task(&task_config, task_seed)?;
+    Ok(OpenedPolicy {
+        model,
+        info,
+        setup,
+        task,
+        task_seed,
+    })
 }
 
 /// A policy measured on one split: every completion scored, and summaries.

@@ -1,0 +1,89 @@
+//! `goodhart eval`: measure a policy checkpoint against gold and every labeler.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use goodhart::experiment::stages;
+use goodhart::task::Split;
+use goodhart::{fsutil, rng, runtime};
+
+use super::{fmt_stat, load_experiment, ExperimentArgs, Overrides, SplitArg};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Checkpoint directory of the policy.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Labelers and sampling come from this experiment's task (default: the embedded one).
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    #[arg(long, value_enum, default_value = "heldout")]
+    split: SplitArg,
+    #[arg(long, default_value_t = 128)]
+    n_prompts: usize,
+    /// Completions per prompt.
+    #[arg(long, short = 'n', default_value_t = 4)]
+    n: usize,
+    /// Also write the full report (every completion scored) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
+    let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
+    runtime::set_threads(exp.threads);
+    let stages::OpenedPolicy {
+        model, setup, task, ..
+    } = stages::open_policy(
+        &args.checkpoint,
+        &exp,
+        args.exp.task.as_deref(),
+        &runtime::device(),
+    )?;
+    let labelers = setup.labelers(task.as_ref())?;
+    let split: Split = args.split.into();
+    let report = stages::evaluate_policy(
+        &model,
+        task.as_ref(),
+        &labelers,
+        split,
+        args.n_prompts,
+        args.n,
+        &setup.sampling,
+        &mut rng::stream(exp.seed, "cli/eval"),
+    )?;
+    println!(
+        "{} on {} ({} split): {} prompts x {} samples",
+        args.checkpoint.display(),
+        task.name(),
+        split.name(),
+        report.n_prompts,
+        report.per_prompt
+    );
+    println!("gold            {}", fmt_stat(&report.gold));
+    for (name, s) in &report.labelers {
+        println!("labeler {name:8}{}", fmt_stat(s));
+    }
+    if let Some(s) = &report.spec {
+        println!("formal goal     {}", fmt_stat(s));
+    }
+    for (name, fid) in &report.fidelity {
+        println!(
+            "\nlabeler {name}: correlation with gold {:.3}",
+            fid.correlation
+        );
+        println!("  difficulty  accuracy (gold = +1)   agreement with gold on pairs");
+        for ((d, acc), (_, agree)) in fid.accuracy.iter().zip(&fid.agreement) {
+            println!("  {d:>10}  {:<22} {}", fmt_stat(acc), fmt_stat(agree));
+        }
+    }
+    println!("\nfeatures:");
+    for (name, s) in &report.features {
+        println!("  {name:20} {}", fmt_stat(s));
+    }
+    if let Some(path) = &args.json {
+        fsutil::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! `goodhart label`: simulated labelers judge a policy's pairs, or people do
+//! (queue, serve, sign-in tokens, statistics).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use goodhart::experiment::stages;
+use goodhart::feedback::LabelStore;
+use goodhart::task::{self, Split};
+use goodhart::{fsutil, rng, runtime};
+
+use super::{load_experiment, ExperimentArgs, Overrides};
+use crate::progress::Bars;
+
+#[derive(Args)]
+pub struct PairSource {
+    /// Policy checkpoint to sample from.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Label store (SQLite; created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Pairs to sample (default: the experiment's `labels.pairs`).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Name of this round of labelling in the store (default: "simulate" or "people").
+    #[arg(long)]
+    batch: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum LabelCommand {
+    /// Sample pairs from a checkpoint on the task's training prompts and have every labeler of the experiment compare them.
+    Simulate(PairSource),
+    /// Sample pairs from a checkpoint on the task's training prompts and queue them for people (`label serve`).
+    Queue(PairSource),
+    /// Serve the labeling page for the pairs queued in a store.
+    Serve {
+        /// Label store (SQLite) with queued pairs.
+        #[arg(long)]
+        store: PathBuf,
+        /// Address to listen on. Anything but loopback exposes the page to the network
+        /// (sign-in is always required; use a TLS proxy in front of it there).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+    },
+    /// Let a person label: prints a one-time sign-in token (a new one if NAME exists).
+    AddUser {
+        name: String,
+        #[arg(long)]
+        store: PathBuf,
+        /// Where the page is served, for the sign-in link.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+    /// Counts, agreement between labelers on the same pairs, agreement with gold, median seconds per label.
+    Stats {
+        #[arg(long)]
+        store: PathBuf,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
+    match cmd {
+        LabelCommand::Simulate(source) => label_pairs(o, &source, false, bars),
+        LabelCommand::Queue(source) => label_pairs(o, &source, true, bars),
+        LabelCommand::Serve { store, bind } => label_serve(&store, bind),
+        LabelCommand::AddUser { name, store, url } => {
+            let mut store = LabelStore::open_existing(&store)?;
+            let token = store.add_user(&name)?;
+            println!("one-time sign-in token for {name}: {token}");
+            println!(
+                "or open: {}/#signin={name}:{token}",
+                url.trim_end_matches('/')
+            );
+            Ok(())
+        }
+        LabelCommand::Stats { store, json } => label_stats(&store, json.as_deref()),
+    }
+}
+
+/// Sample pairs from a checkpoint; simulated labelers judge them, or they are queued for people.
+fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Result<()> {
+    let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
+    runtime::set_threads(exp.threads);
+    let stages::OpenedPolicy {
+        model, setup, task, ..
+    } = stages::open_policy(
+        &src.checkpoint,
+        &exp,
+        src.exp.task.as_deref(),
+        &runtime::device(),
+    )?;
+    let mut cfg = setup.labels.clone();
+    if let Some(p) = src.pairs {
+        cfg.pairs = p;
+    }
+    let batch = src
+        .batch
+        .clone()
+        .unwrap_or_else(|| if queue { "people" } else { "simulate" }.to_string());
+    let mut store = LabelStore::open(&src.store)?;
+    let name = src.checkpoint.display().to_string();
+    let policy = goodhart::feedback::PolicyTag {
+        name: &name,
+        step: None,
+    };
+    let prompts = task.prompts(Split::Train);
+    let mut rng = rng::stream(exp.seed, &format!("cli/label/{batch}"));
+    if queue {
+        let n = goodhart::feedback::queue_pairs(
+            &mut store,
+            &model,
+            &policy,
+            task.as_ref(),
+            &prompts,
+            &cfg,
+            &batch,
+            &mut rng,
+        )?;
+        bars.println(&format!(
+            "{n} pairs queued in batch {batch:?}; {} queued in {}",
+            store.queued()?,
+            src.store.display()
+        ));
+    } else {
+        let labelers = setup.labelers(task.as_ref())?;
+        let n = goodhart::feedback::simulate_labels(
+            &mut store,
+            &model,
+            &policy,
+            task.as_ref(),
+            &labelers,
+            &prompts,
+            &cfg,
+            &batch,
+            &mut rng,
+            bars,
+        )?;
+        bars.println(&format!(
+            "{n} pairs x {} labelers recorded; {} comparisons in {}",
+            labelers.len(),
+            store.count_comparisons()?,
+            src.store.display()
+        ));
+    }
+    Ok(())
+}
+
+fn label_serve(store: &Path, bind: std::net::SocketAddr) -> Result<()> {
+    let app = goodhart_web::App::open(store)?;
+    let (queued, users) = {
+        let s = LabelStore::open_existing(store)?;
+        (s.queued()?, s.users()?)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "serving beyond this machine: every person needs a token from `goodhart label add-user`; put a TLS proxy in front");
+        }
+        if users.is_empty() {
+            tracing::warn!("nobody can sign in yet: add people with `goodhart label add-user NAME --store {}`", store.display());
+        }
+        // The address first, alone on its line: scripts wait for it.
+        println!("serving http://{addr}/");
+        eprintln!("{queued} pairs queued; {} people: {}; Ctrl-C stops", users.len(), users.join(", "));
+        goodhart_web::serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("server failed")
+    })
+}
+
+fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
+    let store = LabelStore::open_existing(store)?;
+    // Gold is a function of the prompt's text and the completion, for the generated tasks.
+    let tasks = task::generated()?;
+    let gold = |t: &str, p: &str, c: &str| {
+        let (_, task) = tasks.iter().find(|(name, _)| *name == t)?;
+        task.gold(p, c).ok()
+    };
+    let stats = store.labeler_stats(&gold)?;
+    let frac = |(k, n): (usize, usize)| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.3} ({k}/{n})", k as f64 / n as f64)
+        }
+    };
+    println!(
+        "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
+        "labeler", "kind", "labels", "a", "b", "tie", "can't", "agreement", "vs gold", "median s"
+    );
+    for s in &stats {
+        println!(
+            "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
+            s.labeler,
+            if s.person { "person" } else { "sim" },
+            s.comparisons,
+            s.answers[0],
+            s.answers[1],
+            s.answers[2],
+            s.answers[3],
+            frac(s.agreement),
+            frac(s.gold_agreement),
+            s.median_seconds.map_or("-".into(), |m| format!("{m:.1}"))
+        );
+    }
+    println!("{} pairs queued", store.queued()?);
+    if let Some(path) = json {
+        fsutil::write_atomic(path, &serde_json::to_vec_pretty(&stats)?)?;
+    }
+    Ok(())
+}
