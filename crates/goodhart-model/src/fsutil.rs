@@ -12,11 +12,7 @@ use crate::error::{Error, IoContext, Result};
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).at(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(path)))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .at(&dir)?;
+    let mut tmp = temp_sibling(path, ".tmp", 0o666, |b| b.tempfile_in(&dir)).at(&dir)?;
     tmp.write_all(bytes).at(tmp.path())?;
     tmp.as_file().sync_all().at(tmp.path())?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -44,11 +40,7 @@ pub fn write_dir_atomic(
     let parent = parent_dir(dir);
     fs::create_dir_all(&parent).at(&parent)?;
     // Removed on drop: a failed `fill` leaves nothing behind.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(dir)))
-        .suffix(".tmp")
-        .tempdir_in(&parent)
-        .at(&parent)?;
+    let tmp = temp_sibling(dir, ".tmp", 0o777, |b| b.tempdir_in(&parent)).at(&parent)?;
     fill(tmp.path())?;
     sync_dir(tmp.path())?;
     if dir.exists() {
@@ -76,11 +68,7 @@ fn swap_in(new: &Path, dir: &Path) -> Result<()> {
     // Two renames through a unique name beside both: for an instant the
     // directory exists only under that name.
     let parent = parent_dir(dir);
-    let aside = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(dir)))
-        .suffix(".old")
-        .tempdir_in(&parent)
-        .at(&parent)?;
+    let aside = temp_sibling(dir, ".old", 0o777, |b| b.tempdir_in(&parent)).at(&parent)?;
     fs::rename(dir, aside.path()).at(dir)?;
     fs::rename(new, dir).at(dir)?;
     fs::rename(aside.path(), new).at(new)?;
@@ -99,6 +87,28 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// Make a hidden, uniquely named sibling of `path` with `make`, created with
+/// `mode` less the umask like any other file (tempfile's own default, 0600,
+/// would hide a report or a checkpoint from the rest of a team).
+fn temp_sibling<T>(
+    path: &Path,
+    suffix: &str,
+    mode: u32,
+    make: impl FnOnce(&tempfile::Builder) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let prefix = format!(".{}.", file_name(path));
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    make(&b)
 }
 
 fn file_name(path: &Path) -> String {
@@ -201,5 +211,20 @@ mod tests {
             0,
             "a reader found no checkpoint during a swap"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_files_and_directories_get_the_usual_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let (file, dir) = (root.path().join("f"), root.path().join("d"));
+        write_atomic(&file, b"x").unwrap();
+        write_dir_atomic(&dir, false, |d| write_synced(&d.join("a"), b"y")).unwrap();
+        // Whatever the umask, group and others get at least what a plain file gets.
+        std::fs::write(root.path().join("plain"), b"z").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), mode(&root.path().join("plain")));
+        assert_eq!(mode(&dir) & 0o666, mode(&root.path().join("plain")) & 0o666);
     }
 }

@@ -1,43 +1,37 @@
 //! `report.html` at the root of a several-seed run: every strategy's curves
 //! as means over seeds with 95% t-intervals across seeds, and the summary.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
-use super::svg::{esc, Line, Plot, Series, PALETTE};
-use super::STYLE;
+use serde::Serialize;
+
+use super::render;
+use super::svg::{Line, Plot, Series, PALETTE};
 use crate::error::Result;
 use crate::experiment::seeds::{AcrossSeeds, Aggregate, SeedCurve, SeedPoint};
 use crate::fsutil::write_atomic;
 
 /// Write `<root>/report.html` for the aggregate of a several-seed run.
 pub fn write_seed_report(root: &Path, name: &str, agg: &Aggregate) -> Result<()> {
-    write_atomic(
-        &root.join("report.html"),
-        seed_report_html(name, agg).as_bytes(),
-    )
+    let html = render("seeds.html", &seed_page(name, agg))?;
+    write_atomic(&root.join("report.html"), html.as_bytes())
 }
 
-fn seed_report_html(name: &str, agg: &Aggregate) -> String {
-    let mut h = String::new();
-    write!(
-        h,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>goodhart: {} over {} seeds</title><style>{STYLE}</style></head><body>",
-        esc(name),
-        agg.seeds.len()
-    )
-    .unwrap();
-    let seeds: Vec<String> = agg.seeds.iter().map(|s| s.to_string()).collect();
-    write!(
-        h,
-        "<h1>goodhart: {} over {} seeds</h1><p class=\"note\">Seeds {}. Each point is the mean over seeds of one sweep value (n, &beta;, q, iteration, step); \
-         error bars are 95% Student-t intervals across seeds (training, labelling and sampling randomness together). \
-         Each seed's own report, with intervals over prompts, is in <code>seed-N/report.html</code>.</p>",
-        esc(name),
-        agg.seeds.len(),
-        esc(&seeds.join(", "))
-    )
-    .unwrap();
+#[derive(Serialize)]
+struct SeedPage {
+    name: String,
+    seeds: Vec<u64>,
+    tasks: Vec<SeedTask>,
+    summary: String,
+}
+
+#[derive(Serialize)]
+struct SeedTask {
+    name: String,
+    plots: Vec<String>,
+}
+
+fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
     let mut strategies: Vec<&str> = vec![];
     for c in &agg.curves {
         if !strategies.contains(&c.strategy.as_str()) {
@@ -54,8 +48,7 @@ fn seed_report_html(name: &str, agg: &Aggregate) -> String {
             tasks.push(&c.task);
         }
     }
-    for task in tasks {
-        write!(h, "<h2>Task: {}</h2>", esc(task)).unwrap();
+    let tasks = tasks.into_iter().map(|task| {
         let curves: Vec<&SeedCurve> = agg
             .curves
             .iter()
@@ -90,8 +83,7 @@ fn seed_report_html(name: &str, agg: &Aggregate) -> String {
                 .collect(),
             y_ref: None,
         };
-        h.push_str("<div class=\"grid\">");
-        for p in [
+        let plots = [
             plot("Gold reward", "gold reward", &|p| p.gold),
             plot("Proxy reward (the reward model)", "proxy", &|p| p.proxy),
             plot(
@@ -100,12 +92,16 @@ fn seed_report_html(name: &str, agg: &Aggregate) -> String {
                 &|p| p.gold_win_rate,
             ),
             plot("Entropy", "nats per generated token", &|p| p.entropy),
-        ] {
-            h.push_str(&p.svg());
+        ];
+        SeedTask {
+            name: task.to_string(),
+            plots: plots.iter().map(Plot::svg).collect(),
         }
-        h.push_str("</div>");
+    });
+    SeedPage {
+        name: name.to_string(),
+        seeds: agg.seeds.clone(),
+        tasks: tasks.collect(),
+        summary: agg.summary.clone(),
     }
-    write!(h, "<h2>Summary</h2><pre>{}</pre>", esc(&agg.summary)).unwrap();
-    h.push_str("</body></html>\n");
-    h
 }
