@@ -186,10 +186,6 @@ fn comparisons(f: &Fixture) -> Vec<Comparison> {
 fn the_base_policy_is_imperfect_and_the_labeler_is_fooled_on_hard_items() {
     let f = fixture();
     let labelers = vec![Labeler::new(labeler_config(), &f.task).unwrap()];
-    let sampling = SamplingConfig {
-        max_new_tokens: 40,
-        ..Default::default()
-    };
     let report = evaluate_policy(
         &f.base,
         &f.task,
@@ -197,11 +193,11 @@ fn the_base_policy_is_imperfect_and_the_labeler_is_fooled_on_hard_items() {
         Split::Heldout,
         128,
         4,
-        &sampling,
+        40,
         &mut rng::stream(1, "eval"),
     )
     .unwrap();
-    let fid = &report.fidelity[0].1;
+    let fid = &report.summary.fidelity[0].1;
     let acc: Vec<f64> = fid.accuracy.iter().map(|(_, s)| s.mean).collect();
     let agree: Vec<f64> = fid.agreement.iter().map(|(_, s)| s.mean).collect();
     println!("accuracy by difficulty (1, 2, 3): {acc:.3?}");

@@ -50,7 +50,7 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         split,
         args.n_prompts,
         args.n,
-        &setup.sampling,
+        setup.sampling.max_new_tokens,
         &mut rng::stream(exp.seed, "cli/eval"),
     )?;
     println!(
@@ -61,14 +61,14 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         report.n_prompts,
         report.per_prompt
     );
-    println!("gold            {}", fmt_stat(&report.gold));
-    for (name, s) in &report.labelers {
+    println!("gold            {}", fmt_stat(&report.summary.gold));
+    for (name, s) in &report.summary.labelers {
         println!("labeler {name:8}{}", fmt_stat(s));
     }
-    if let Some(s) = &report.spec {
+    if let Some(s) = &report.summary.spec {
         println!("formal goal     {}", fmt_stat(s));
     }
-    for (name, fid) in &report.fidelity {
+    for (name, fid) in &report.summary.fidelity {
         println!(
             "\nlabeler {name}: correlation with gold {:.3}",
             fid.correlation
@@ -79,7 +79,7 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         }
     }
     println!("\nfeatures:");
-    for (name, s) in &report.features {
+    for (name, s) in &report.summary.features {
         println!("  {name:20} {}", fmt_stat(s));
     }
     if let Some(path) = &args.json {

@@ -3,6 +3,7 @@
 //! (a point of a curve). Optimisers and measurement both build on these.
 
 pub mod curve;
+pub mod evaluate;
 pub mod logprob;
 pub mod sources;
 
@@ -14,6 +15,7 @@ use crate::model::sample::Sample;
 use crate::task::Task;
 
 pub use curve::{CurvePoint, PerPrompt, Weighted};
+pub use evaluate::{evaluate, measurement_sampling, Evaluated, Judges};
 pub use logprob::{completion_logprobs, completion_tokens, sequence_log_ratios};
 pub use sources::{Gold, LabelerScore, Proxy, RewardSource, Spec};
 

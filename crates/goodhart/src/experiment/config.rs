@@ -123,17 +123,6 @@ impl Default for TaskSetup {
 }
 
 impl TaskSetup {
-    /// How every measured policy is sampled (the base-policy evaluation, the
-    /// pool, each checkpoint): plain sampling at temperature 1 with no
-    /// truncation, so that a pool is draws from the base policy itself and a
-    /// KL is the policy's own; only the length limit is the task's.
-    pub fn curve_sampling(&self) -> crate::model::sample::SamplingConfig {
-        crate::model::sample::SamplingConfig {
-            max_new_tokens: self.sampling.max_new_tokens,
-            ..Default::default()
-        }
-    }
-
     /// Whose comparisons the reward model learns: its `labelers`, else the first labeler.
     pub fn reward_labelers(&self) -> Vec<String> {
         if self.reward_model.labelers.is_empty() {
@@ -465,7 +454,7 @@ mod tests {
             "e.toml",
         )
         .unwrap();
-        let s = exp.tasks[0].curve_sampling();
+        let s = crate::score::measurement_sampling(exp.tasks[0].sampling.max_new_tokens);
         assert!(s.is_unmodified(), "{s:?}");
         assert_eq!(s.max_new_tokens, 30);
     }

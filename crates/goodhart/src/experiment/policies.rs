@@ -17,7 +17,7 @@ use crate::optimize::rl::{self, Algorithm, Hooks, RewardChoice, RlConfig, Update
 use crate::optimize::rloo::Rloo;
 use crate::reward::RewardModel;
 use crate::rng;
-use crate::score::{CurvePoint, Gold, Proxy, RewardSource, Spec};
+use crate::score::{evaluate, CurvePoint, Gold, Judges, Proxy, RewardSource, Spec};
 use crate::task::Split;
 
 impl TaskRun<'_> {
@@ -38,22 +38,19 @@ impl TaskRun<'_> {
             .into_iter()
             .map(|(split, n)| {
                 let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
-                let ids = prompts
-                    .iter()
-                    .map(|p| base.tokenizer().encode_prompt(p))
-                    .collect::<Result<Vec<_>>>()?;
-                let cfg = self.setup.curve_sampling();
                 let mut rng = self.rng(&format!("base_reference/{}", split.name()));
-                let samples =
-                    crate::model::sample::sample(base, &ids, ev.per_prompt, &cfg, &mut rng)?;
-                let golds = samples
+                let judges = Judges {
+                    task: self.task,
+                    labelers: &[],
+                    proxy: None,
+                };
+                let max_new = self.setup.sampling.max_new_tokens;
+                let e = evaluate(base, &judges, &prompts, ev.per_prompt, max_new, &mut rng)?;
+                let golds = e
+                    .scored
                     .chunks(ev.per_prompt)
-                    .map(|c| {
-                        c.iter()
-                            .map(|s| self.task.gold(&prompts[s.prompt_index], &s.text))
-                            .collect::<Result<Vec<f64>>>()
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                    .map(|c| c.iter().map(|s| s.gold).collect())
+                    .collect();
                 Ok((split, golds))
             })
             .collect()

@@ -10,13 +10,11 @@ use super::config::Experiment;
 use super::run::stage_names;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::measure::LabelerFidelity;
+use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
 use crate::optimize::rl::IterationLog;
 use crate::reward::RewardReport;
 use crate::score::CurvePoint;
-use crate::stats::Stat;
-use crate::task::Split;
 use crate::train::SftReport;
 
 /// The resolved experiment inside a run directory.
@@ -73,17 +71,6 @@ impl Record {
             _ => &[],
         }
     }
-}
-
-/// A policy measured on one split, without the per-sample detail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicySummary {
-    pub split: Split,
-    pub gold: Stat,
-    pub labelers: Vec<(String, Stat)>,
-    pub fidelity: Vec<(String, LabelerFidelity)>,
-    pub features: Vec<(String, Stat)>,
-    pub spec: Option<Stat>,
 }
 
 /// Mean and standard deviation of each reward and feature over base samples.

@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
-use super::record::{BaseStats, PolicySummary, Record, RunDir};
+use super::record::{BaseStats, Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, Answer, Filter, LabelStore, Labeler, PolicyTag};
+use crate::measure::PolicySummary;
 use crate::model::checkpoint;
 use crate::model::Model;
 use crate::optimize::dpo::DpoConfig;
@@ -498,26 +499,18 @@ impl TaskRun<'_> {
         let ev = &self.setup.evaluation;
         let mut rng = self.rng("base_eval");
         // Sampled as every curve point is, so the base policy's gold here is the curves' origin.
-        let sampling = self.setup.curve_sampling();
         let mut summarise = |split: Split, n: usize| -> Result<PolicySummary> {
-            let r = evaluate_policy(
+            Ok(evaluate_policy(
                 base,
                 self.task,
                 labelers,
                 split,
                 n,
                 ev.per_prompt,
-                &sampling,
+                self.setup.sampling.max_new_tokens,
                 &mut rng,
-            )?;
-            Ok(PolicySummary {
-                split,
-                gold: r.gold,
-                labelers: r.labelers,
-                fidelity: r.fidelity,
-                features: r.features,
-                spec: r.spec,
-            })
+            )?
+            .summary)
         };
         self.progress.start("base policy", 1);
         let heldout = summarise(Split::Heldout, ev.prompts)?;

@@ -9,13 +9,12 @@ use candle_core::Device;
 use super::{Experiment, TaskSetup};
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
-use crate::measure::{labeler_fidelity, LabelerFidelity};
+use crate::measure::{labeler_fidelity, PolicySummary};
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
-use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::rng;
-use crate::score::{score_samples, Scored};
+use crate::score::{evaluate, Judges, Scored};
 use crate::stats::Stat;
 use crate::task::{Split, Task, TaskConfig};
 use crate::tokenize::CharTokenizer;
@@ -132,24 +131,18 @@ pub fn open_policy<'e>(
     })
 }
 
-/// A policy measured on one split: every completion scored, and summaries.
+/// A policy measured on one split, with every completion scored.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PolicyReport {
-    pub split: Split,
+    #[serde(flatten)]
+    pub summary: PolicySummary,
     pub n_prompts: usize,
     pub per_prompt: usize,
-    pub gold: Stat,
-    /// (labeler name, mean score).
-    pub labelers: Vec<(String, Stat)>,
-    /// (labeler name, its fidelity to gold).
-    pub fidelity: Vec<(String, LabelerFidelity)>,
-    /// (feature name, mean).
-    pub features: Vec<(String, Stat)>,
-    pub spec: Option<Stat>,
     pub scored: Vec<Scored>,
 }
 
-/// Sample `per_prompt` completions for the first `n_prompts` prompts of `split` and measure them.
+/// Sample `per_prompt` completions for the first `n_prompts` prompts of `split`
+/// (as every policy is measured: see [`crate::score::measurement_sampling`]) and measure them.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_policy(
     model: &Model,
@@ -158,22 +151,20 @@ pub fn evaluate_policy(
     split: Split,
     n_prompts: usize,
     per_prompt: usize,
-    sampling: &SamplingConfig,
+    max_new_tokens: usize,
     rng: &mut crate::rng::Rng,
 ) -> Result<PolicyReport> {
     let prompts: Vec<String> = task.prompts(split).into_iter().take(n_prompts).collect();
-    let ids = prompts
-        .iter()
-        .map(|p| model.tokenizer().encode_prompt(p))
-        .collect::<Result<Vec<_>>>()?;
-    let samples = sample(model, &ids, per_prompt, sampling, rng)?;
-    let scored = score_samples(task, labelers, &prompts, &samples)?;
+    let judges = Judges {
+        task,
+        labelers,
+        proxy: None,
+    };
+    let scored = evaluate(model, &judges, &prompts, per_prompt, max_new_tokens, rng)?.scored;
     let column = |f: &dyn Fn(&Scored) -> f64| Stat::of(&scored.iter().map(f).collect::<Vec<_>>());
     let spec_values: Vec<f64> = scored.iter().filter_map(|s| s.spec).collect();
-    Ok(PolicyReport {
+    let summary = PolicySummary {
         split,
-        n_prompts: prompts.len(),
-        per_prompt,
         gold: column(&|s| s.gold),
         labelers: labelers
             .iter()
@@ -197,6 +188,11 @@ pub fn evaluate_policy(
             .map(|(i, n)| (n.to_string(), column(&|s| s.features[i])))
             .collect(),
         spec: (!spec_values.is_empty()).then(|| Stat::of(&spec_values)),
+    };
+    Ok(PolicyReport {
+        summary,
+        n_prompts: prompts.len(),
+        per_prompt,
         scored,
     })
 }

@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::score::Scored;
 use crate::stats::{self, pearson, Stat};
+use crate::task::Split;
+
+/// A policy measured on one split: gold, each labeler, how each labeler
+/// tracks gold, the task's features and the formal goal (what the base-policy
+/// evaluation records, and `goodhart eval` prints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicySummary {
+    pub split: Split,
+    pub gold: Stat,
+    pub labelers: Vec<(String, Stat)>,
+    pub fidelity: Vec<(String, LabelerFidelity)>,
+    pub features: Vec<(String, Stat)>,
+    pub spec: Option<Stat>,
+}
 
 /// How a labeler's view of a policy's completions relates to gold, by difficulty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

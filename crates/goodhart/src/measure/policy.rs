@@ -4,13 +4,12 @@
 
 use crate::error::Result;
 use crate::feedback::Labeler;
-use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::reward::RewardModel;
 use crate::rng::Rng;
 use crate::score::{
-    completion_logprobs, score_samples, sequence_log_ratios, win_rate, CurvePoint, Proxy, Scored,
-    Weighted,
+    completion_logprobs, evaluate, sequence_log_ratios, win_rate, CurvePoint, Evaluated, Judges,
+    Scored, Weighted,
 };
 use crate::task::{Split, Task};
 
@@ -36,21 +35,23 @@ pub fn measure_policy(
     ev: &Evaluation,
     rng: &mut Rng,
 ) -> Result<(CurvePoint, Vec<Scored>)> {
-    let tok = policy.tokenizer();
-    let ids = ev
-        .prompts
-        .iter()
-        .map(|p| tok.encode_prompt(p))
-        .collect::<Result<Vec<_>>>()?;
-    let cfg = SamplingConfig {
-        max_new_tokens: ev.max_new_tokens,
-        ..SamplingConfig::default()
+    let judges = Judges {
+        task: ev.task,
+        labelers: ev.labelers,
+        proxy: ev.rm,
     };
-    let samples = sample(policy, &ids, ev.per_prompt, &cfg, rng)?;
-    let mut scored = score_samples(ev.task, ev.labelers, ev.prompts, &samples)?;
-    if let Some(rm) = ev.rm {
-        Proxy(rm).annotate(&mut scored, ev.prompts, &ids, &samples)?;
-    }
+    let Evaluated {
+        prompt_tokens: ids,
+        samples,
+        scored,
+    } = evaluate(
+        policy,
+        &judges,
+        ev.prompts,
+        ev.per_prompt,
+        ev.max_new_tokens,
+        rng,
+    )?;
     let policy_lp = completion_logprobs(policy, &ids, &samples)?;
     let base_lp = completion_logprobs(base, &ids, &samples)?;
     // Samples of one prompt are not independent draws of the KL: average them per

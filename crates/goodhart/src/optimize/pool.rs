@@ -6,13 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
-use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
 use crate::reward::RewardModel;
 use crate::rng::Rng;
 use crate::score::curve::{CurvePoint, Weighted};
 use crate::score::RewardSource;
-use crate::score::{score_samples, win_rate, Scored};
+use crate::score::{evaluate, win_rate, Judges, Scored};
 use crate::task::{Split, Task};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,21 +69,14 @@ pub fn build_pool(
             "needs at least one prompt and one sample per prompt",
         ));
     }
-    let tok = base.tokenizer();
-    let ids = prompts
-        .iter()
-        .map(|p| tok.encode_prompt(p))
-        .collect::<Result<Vec<_>>>()?;
-    let cfg = SamplingConfig {
-        max_new_tokens,
-        ..SamplingConfig::default()
+    let judges = Judges {
+        task,
+        labelers,
+        proxy: rm,
     };
-    let samples = sample(base, &ids, per_prompt, &cfg, rng)?;
-    let mut scored = score_samples(task, labelers, &prompts, &samples)?;
-    if let Some(rm) = rm {
-        crate::score::Proxy(rm).annotate(&mut scored, &prompts, &ids, &samples)?;
-    }
-    let reward = select_on.rewards(&prompts, &ids, &samples)?;
+    let e = evaluate(base, &judges, &prompts, per_prompt, max_new_tokens, rng)?;
+    let reward = select_on.rewards(&prompts, &e.prompt_tokens, &e.samples)?;
+    let scored = e.scored;
     Ok(Pool {
         task: task.name().to_string(),
         split,

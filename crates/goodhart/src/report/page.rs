@@ -7,9 +7,10 @@ use super::plots::{plots, training_plots};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
-use crate::experiment::record::{PolicySummary, Record, TaskRecords};
+use crate::experiment::record::{Record, TaskRecords};
 use crate::experiment::Experiment;
 use crate::measure::bootstrap::Interval;
+use crate::measure::PolicySummary;
 use crate::stats::Stat;
 use crate::task::Task;
 
