@@ -183,7 +183,7 @@ fn bench_ppo(cfg: &ModelConfig) {
     let secs = start.elapsed().as_secs_f64() / iterations as f64;
     println!(
         "ppo iteration ({} prompts x {} samples, up to 48 new tokens, rollout + {} epochs of updates): {:.2} s/iteration",
-        rl.prompts_per_iteration, rl.samples_per_prompt, rl.epochs, secs
+        rl.prompts_per_iteration, rl.samples_per_prompt, rl.ppo().epochs, secs
     );
 }
 

@@ -238,7 +238,7 @@ impl Experiment {
     pub fn parse(text: &str, source_name: &str) -> Result<Self> {
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| toml_error(source_name, text, &e, None))?;
-        let exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut exp: Experiment = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             toml_error(source_name, text, e.inner(), Some(path))
         })?;
@@ -246,6 +246,12 @@ impl Experiment {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
+        // Every default filled in, so the experiment a run stores reads back equal.
+        for t in &mut exp.tasks {
+            for r in &mut t.strategies.rl {
+                *r = std::mem::take(r).resolved();
+            }
+        }
         Ok(exp)
     }
 
@@ -457,5 +463,33 @@ mod tests {
         let s = crate::score::measurement_sampling(exp.tasks[0].sampling.max_new_tokens);
         assert!(s.is_unmodified(), "{s:?}");
         assert_eq!(s.max_new_tokens, 30);
+    }
+
+    #[test]
+    fn ppo_settings_live_in_their_own_section_and_an_rloo_run_refuses_them() {
+        let exp = Experiment::parse(
+            "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\n[task.strategies.rl.ppo]\nepochs = 3\n",
+            "e.toml",
+        )
+        .unwrap();
+        assert_eq!(exp.tasks[0].strategies.rl[0].ppo().epochs, 3);
+        let rloo = "[[task]]\n[[task.strategies.rl]]\nname = \"r\"\nalgorithm = \"rloo\"\nsamples_per_prompt = 4\n";
+        let exp = Experiment::parse(rloo, "e.toml").unwrap();
+        assert_eq!(exp.tasks[0].strategies.rl[0].ppo, None);
+        let err = Experiment::parse(&format!("{rloo}ppo = {{ epochs = 3 }}\n"), "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ppo") && err.contains("RLOO"), "{err}");
+        // The old flat form is an unknown key, named.
+        let err = Experiment::parse(
+            "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\nepochs = 3\n",
+            "e.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("epochs"), "{err}");
+        // What a run stores reads back equal (resume compares them).
+        let exp = Experiment::embedded_default();
+        assert_eq!(Experiment::parse(&exp.to_toml(), "stored").unwrap(), exp);
     }
 }

@@ -9,7 +9,8 @@
 use rand::seq::SliceRandom;
 
 use super::rl::{
-    batch_of, scatter_completion, whiten, IterationLog, KlMode, RlConfig, Rollout, Update,
+    batch_of, scatter_completion, whiten, IterationLog, KlMode, PpoConfig, RlConfig, Rollout,
+    Update,
 };
 use crate::error::Result;
 use crate::model::{target_logprobs, Mask, Model};
@@ -18,16 +19,19 @@ use crate::train::Trainer;
 
 pub struct Ppo {
     cfg: RlConfig,
+    ppo: PpoConfig,
     trainer: Trainer,
 }
 
 impl Ppo {
     pub fn new(policy: &Model, cfg: &RlConfig) -> Result<Self> {
+        let ppo = cfg.ppo();
         let steps = cfg.iterations
-            * cfg.epochs
-            * (cfg.prompts_per_iteration * cfg.samples_per_prompt).div_ceil(cfg.minibatch_size);
+            * ppo.epochs
+            * (cfg.prompts_per_iteration * cfg.samples_per_prompt).div_ceil(ppo.minibatch_size);
         Ok(Self {
             cfg: cfg.clone(),
+            ppo,
             trainer: Trainer::new(policy.vars(), &cfg.optim, steps, &cfg.name)?,
         })
     }
@@ -82,14 +86,14 @@ impl Update for Ppo {
         kl_coef: f64,
         rng: &mut Rng,
     ) -> Result<IterationLog> {
-        let cfg = &self.cfg;
+        let (cfg, ppo) = (&self.cfg, &self.ppo);
         // 1. Rewards per token and advantages.
         let token_kl = ro.token_kl();
         let mut advantages = vec![];
         let mut returns = vec![];
         for ((&reward, kl), values) in ro.rewards.iter().zip(&token_kl).zip(&ro.values) {
             let r = token_rewards(reward, kl, cfg.kl.mode, kl_coef);
-            let (a, ret) = gae(&r, values, cfg.gamma, cfg.lam);
+            let (a, ret) = gae(&r, values, ppo.gamma, ppo.lam);
             advantages.push(a);
             returns.push(ret);
         }
@@ -108,9 +112,9 @@ impl Update for Ppo {
         // 2. Epochs of clipped minibatch updates.
         let (mut pg_sum, mut vf_sum, mut clip_sum, mut n_mb) = (0.0, 0.0, 0.0, 0usize);
         let mut order: Vec<usize> = (0..ro.samples.len()).collect();
-        for _ in 0..cfg.epochs {
+        for _ in 0..ppo.epochs {
             order.shuffle(rng);
-            for mb in order.chunks(cfg.minibatch_size) {
+            for mb in order.chunks(ppo.minibatch_size) {
                 let samples: Vec<_> = mb.iter().map(|&i| ro.samples[i].clone()).collect();
                 let batch = batch_of(policy, &ro.prompt_tokens, &samples)?;
                 fn pick<'a>(v: &'a [Vec<f32>], mb: &[usize]) -> Vec<&'a [f32]> {
@@ -130,25 +134,25 @@ impl Update for Ppo {
 
                 let ratio = (&new_lp - &old_lp)?.exp()?;
                 let unclipped = (&ratio * &adv)?;
-                let clipped = (ratio.clamp(1.0 - cfg.clip, 1.0 + cfg.clip)? * &adv)?;
+                let clipped = (ratio.clamp(1.0 - ppo.clip, 1.0 + ppo.clip)? * &adv)?;
                 let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?
                     .sum_all()?
                     .affine(1.0 / n_tokens, 0.0)?;
 
                 let v_clipped =
-                    (&old_v + (&new_v - &old_v)?.clamp(-cfg.value_clip, cfg.value_clip)?)?;
+                    (&old_v + (&new_v - &old_v)?.clamp(-ppo.value_clip, ppo.value_clip)?)?;
                 let vf1 = (&new_v - &ret)?.sqr()?;
                 let vf2 = (&v_clipped - &ret)?.sqr()?;
                 let vf = (vf1.maximum(&vf2)? * mask)?
                     .sum_all()?
                     .affine(0.5 / n_tokens, 0.0)?;
 
-                let loss = (&pg + vf.affine(cfg.vf_coef, 0.0)?)?;
+                let loss = (&pg + vf.affine(ppo.vf_coef, 0.0)?)?;
                 self.trainer.step(&loss)?;
 
                 let outside = ((&ratio - 1.0)?
                     .abs()?
-                    .gt(cfg.clip)?
+                    .gt(ppo.clip)?
                     .to_dtype(candle_core::DType::F32)?
                     * mask)?;
                 clip_sum += outside.sum_all()?.to_scalar::<f32>()? as f64 / n_tokens;

@@ -124,7 +124,8 @@ impl Default for OnlineConfig {
     }
 }
 
-/// An RL run (PPO or RLOO): the flat config, every knob with its default.
+/// An RL run (PPO or RLOO): the settings both share, and PPO's own in its
+/// `ppo` section, which an RLOO run refuses instead of silently ignoring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RlConfig {
@@ -142,26 +143,74 @@ pub struct RlConfig {
     pub max_new_tokens: usize,
     pub kl: KlConfig,
     pub optim: OptimConfig,
-    /// PPO: passes over each rollout.
-    pub epochs: usize,
-    /// PPO: sequences per gradient step.
-    pub minibatch_size: usize,
-    /// PPO: clipping range of the probability ratio.
-    pub clip: f64,
-    /// PPO: clipping range of the value update.
-    pub value_clip: f64,
-    /// PPO: weight of the value loss.
-    pub vf_coef: f64,
-    /// PPO: discount (1 for episodic text).
-    pub gamma: f64,
-    /// PPO: GAE lambda.
-    pub lam: f64,
+    /// PPO's own settings (`algorithm = "ppo"` only; filled with defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppo: Option<PpoConfig>,
     /// Normalise advantages to mean 0, std 1 per rollout.
     pub whiten_advantages: bool,
     /// Save and measure the policy every this many iterations (and after the last).
     pub checkpoint_every: usize,
     /// Online reward modelling; absent: the reward model stays frozen.
     pub online: Option<OnlineConfig>,
+}
+
+/// PPO's own settings (`[task.strategies.rl.ppo]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Passes over each rollout.
+    pub epochs: usize,
+    /// Sequences per gradient step.
+    pub minibatch_size: usize,
+    /// Clipping range of the probability ratio.
+    pub clip: f64,
+    /// Clipping range of the value update.
+    pub value_clip: f64,
+    /// Weight of the value loss.
+    pub vf_coef: f64,
+    /// Discount (1 for episodic text).
+    pub gamma: f64,
+    /// GAE lambda.
+    pub lam: f64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 2,
+            minibatch_size: 32,
+            clip: 0.2,
+            value_clip: 0.2,
+            vf_coef: 0.5,
+            gamma: 1.0,
+            lam: 0.95,
+        }
+    }
+}
+
+impl PpoConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let f = |k: &str| format!("{at}.ppo.{k}");
+        for (k, v) in [
+            ("epochs", self.epochs),
+            ("minibatch_size", self.minibatch_size),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(f(k), "must be at least 1"));
+            }
+        }
+        if !(self.clip > 0.0
+            && self.value_clip > 0.0
+            && (0.0..=1.0).contains(&self.gamma)
+            && (0.0..=1.0).contains(&self.lam))
+        {
+            return Err(Error::invalid(
+                f("clip"),
+                "clip and value_clip must be > 0; gamma and lam in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,13 +239,7 @@ impl Default for RlConfig {
                 weight_decay: 0.0,
                 ..OptimConfig::default()
             },
-            epochs: 2,
-            minibatch_size: 32,
-            clip: 0.2,
-            value_clip: 0.2,
-            vf_coef: 0.5,
-            gamma: 1.0,
-            lam: 0.95,
+            ppo: None,
             whiten_advantages: true,
             checkpoint_every: 5,
             online: None,
@@ -205,6 +248,19 @@ impl Default for RlConfig {
 }
 
 impl RlConfig {
+    /// PPO's settings: its section, or the defaults.
+    pub fn ppo(&self) -> PpoConfig {
+        self.ppo.clone().unwrap_or_default()
+    }
+
+    /// Every default filled in: a PPO run gets its `ppo` section.
+    pub fn resolved(mut self) -> Self {
+        if self.algorithm == Algorithm::Ppo && self.ppo.is_none() {
+            self.ppo = Some(PpoConfig::default());
+        }
+        self
+    }
+
     pub fn validate(&self, at: &str) -> Result<()> {
         let f = |k: &str| format!("{at}.{k}");
         if self.name.is_empty() {
@@ -215,8 +271,6 @@ impl RlConfig {
             ("prompts_per_iteration", self.prompts_per_iteration),
             ("samples_per_prompt", self.samples_per_prompt),
             ("max_new_tokens", self.max_new_tokens),
-            ("epochs", self.epochs),
-            ("minibatch_size", self.minibatch_size),
             ("checkpoint_every", self.checkpoint_every),
         ] {
             if v == 0 {
@@ -243,15 +297,15 @@ impl RlConfig {
         if !(self.kl.horizon > 0.0) {
             return Err(Error::invalid(f("kl.horizon"), "must be > 0"));
         }
-        if !(self.clip > 0.0
-            && self.value_clip > 0.0
-            && (0.0..=1.0).contains(&self.gamma)
-            && (0.0..=1.0).contains(&self.lam))
-        {
-            return Err(Error::invalid(
-                f("clip"),
-                "clip and value_clip must be > 0; gamma and lam in [0, 1]",
-            ));
+        match (&self.ppo, self.algorithm) {
+            (Some(p), Algorithm::Ppo) => p.validate(at)?,
+            (Some(_), Algorithm::Rloo) => {
+                return Err(Error::invalid(
+                    f("ppo"),
+                    "PPO settings given to an RLOO run (it has no value head, epochs or clipping)",
+                ))
+            }
+            (None, _) => {}
         }
         if let Some(o) = &self.online {
             if o.every == 0 || o.pairs == 0 || o.rm_steps == 0 {
