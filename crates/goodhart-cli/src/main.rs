@@ -84,6 +84,9 @@ enum Command {
     Config {
         /// Experiment file (default: the embedded default experiment).
         experiment: Option<PathBuf>,
+        /// Print instead the format's reference (every table, key and code default) as the README's Markdown table.
+        #[arg(long, conflicts_with = "experiment")]
+        reference: bool,
     },
 }
 
@@ -132,7 +135,13 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Task(TaskCommand::Show { name, n, split }) => {
             task_show(&name, n, split.into(), cli.seed.unwrap_or(0))
         }
-        Command::Config { experiment } => {
+        Command::Config {
+            reference: true, ..
+        } => {
+            print!("{}", goodhart::experiment::reference::reference_markdown());
+            Ok(())
+        }
+        Command::Config { experiment, .. } => {
             print!("{}", load_experiment(experiment.as_deref(), &o)?.to_toml());
             Ok(())
         }

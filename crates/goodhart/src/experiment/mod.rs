@@ -2,8 +2,11 @@
 
 pub mod analysis;
 pub mod config;
+mod filtering;
+pub mod outputs;
 mod policies;
 pub mod record;
+pub mod reference;
 pub mod run;
 pub mod seeds;
 pub mod stages;

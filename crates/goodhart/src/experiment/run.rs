@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
-use super::record::{BaseStats, Record, RunDir};
+use super::record::{Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
@@ -27,14 +27,11 @@ use crate::measure::PolicySummary;
 use crate::model::checkpoint;
 use crate::model::Model;
 use crate::optimize::dpo::DpoConfig;
-use crate::optimize::pool::{build_pool, Pool};
 use crate::optimize::rl::RlConfig;
-use crate::optimize::{bon, condition, quantilize};
 use crate::progress::Progress;
 use crate::reward::{train_reward_model, RewardModel};
 use crate::rng;
 use crate::runtime::Device;
-use crate::score::Proxy;
 use crate::task::{Split, Task};
 
 /// One stage of a task's pipeline: the name its record is kept under, and its work.
@@ -228,11 +225,11 @@ pub(super) struct TaskRun<'a> {
 /// What stages hand on to later ones. The base policy and the reward model are
 /// made by their stages, or reloaded from their checkpoints when a later stage
 /// first asks for them (a resumed run).
-struct Products<'a> {
-    labelers: Vec<Labeler<'a>>,
+pub(super) struct Products<'a> {
+    pub(super) labelers: Vec<Labeler<'a>>,
     store: LabelStore,
-    base: OnceLock<Model>,
-    reward_model: OnceLock<RewardModel>,
+    pub(super) base: OnceLock<Model>,
+    pub(super) reward_model: OnceLock<RewardModel>,
 }
 
 impl TaskRun<'_> {
@@ -301,7 +298,7 @@ impl TaskRun<'_> {
 
     /// The base policy, with the task's prompt format and frozen blocks applied:
     /// the one its stage made, or its checkpoint.
-    fn base_policy<'p>(&self, made: &'p OnceLock<Model>) -> Result<&'p Model> {
+    pub(super) fn base_policy<'p>(&self, made: &'p OnceLock<Model>) -> Result<&'p Model> {
         if let Some(m) = made.get() {
             return Ok(m);
         }
@@ -311,7 +308,7 @@ impl TaskRun<'_> {
     }
 
     /// The proxy reward model: the one its stage trained, or its checkpoint.
-    fn proxy<'p>(&self, made: &'p OnceLock<RewardModel>) -> Result<&'p RewardModel> {
+    pub(super) fn proxy<'p>(&self, made: &'p OnceLock<RewardModel>) -> Result<&'p RewardModel> {
         if let Some(rm) = made.get() {
             return Ok(rm);
         }
@@ -532,119 +529,4 @@ impl TaskRun<'_> {
         }
         s
     }
-
-    fn pool(&self, p: &Products) -> Result<Record> {
-        let (base, rm, labelers) = (
-            self.base_policy(&p.base)?,
-            self.proxy(&p.reward_model)?,
-            &p.labelers,
-        );
-        let s = &self.setup.strategies;
-        let mut rng = self.rng("pool");
-        let mut points = vec![];
-        let mut notes = vec![];
-        let mut stats = BaseStats::default();
-        let splits: Vec<Split> = self.splits().into_iter().map(|(s, _)| s).collect();
-        self.progress.start("best-of-n pool", splits.len() as u64);
-        for split in splits {
-            let prompts: Vec<String> = self
-                .task
-                .prompts(split)
-                .into_iter()
-                .take(s.pool.prompts)
-                .collect();
-            let mut pool: Pool = build_pool(
-                base,
-                self.task,
-                labelers,
-                Some(rm),
-                &Proxy(rm),
-                split,
-                prompts,
-                s.pool.samples,
-                self.setup.sampling.max_new_tokens,
-                &mut rng,
-            )?;
-            pool.examples = self.setup.evaluation.examples;
-            let uniform =
-                vec![vec![1.0 / pool.per_prompt as f64; pool.per_prompt]; pool.n_prompts()];
-            points.push(pool.point("base", "n", 1.0, &uniform, vec![0.0; pool.n_prompts()]));
-            if split == Split::Heldout {
-                stats = self.base_stats(&pool);
-            }
-            if !s.bon.n.is_empty() {
-                points.extend(bon::run(&pool, &s.bon, "bon")?);
-                if s.bon.oracles && !pool.labeler_names.is_empty() {
-                    // The labeler the reward model learned from, and gold itself, as the selection reward.
-                    let li = self.reward_labeler_index(&pool);
-                    let by_labeler = pool.scored.iter().map(|x| x.labeler[li]).collect();
-                    let by_gold = pool.scored.iter().map(|x| x.gold).collect();
-                    let labeler = pool.selecting_on(&pool.labeler_names[li], by_labeler);
-                    points.extend(bon::run(&labeler, &s.bon, "bon-labeler")?);
-                    let gold = pool.selecting_on("gold", by_gold);
-                    points.extend(bon::run(&gold, &s.bon, "bon-gold")?);
-                }
-            }
-            if !s.conditioning.beta.is_empty() {
-                points.extend(condition::run(&pool, &s.conditioning, "conditioning")?);
-            }
-            if !s.quantiliser.q.is_empty() {
-                let (q_points, dropped) = quantilize::run(&pool, &s.quantiliser, "quantiliser")?;
-                points.extend(q_points);
-                notes.extend(
-                    dropped
-                        .into_iter()
-                        .map(|n| format!("{}: {n}", split.name())),
-                );
-            }
-            self.progress.advance(1);
-        }
-        self.progress.finish();
-        Ok(Record::Pool {
-            base: stats,
-            points,
-            notes,
-        })
-    }
-
-    /// Where the labeler the reward model learned from sits among the pool's labelers.
-    fn reward_labeler_index(&self, pool: &Pool) -> usize {
-        let first = &self.setup.reward_labelers()[0];
-        pool.labeler_names
-            .iter()
-            .position(|n| n == first)
-            .unwrap_or(0)
-    }
-
-    fn base_stats(&self, pool: &Pool) -> BaseStats {
-        let first = &self.setup.reward_labelers()[0];
-        let li = self.reward_labeler_index(pool);
-        BaseStats {
-            proxy: mean_std(pool.scored.iter().map(|s| s.proxy.unwrap_or(0.0))),
-            labeler: {
-                let (m, sd) = mean_std(pool.scored.iter().map(|s| s.labeler[li]));
-                (first.clone(), m, sd)
-            },
-            gold: mean_std(pool.scored.iter().map(|s| s.gold)),
-            features: pool
-                .feature_names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    let (m, sd) = mean_std(pool.scored.iter().map(|s| s.features[i]));
-                    (n.to_string(), m, sd)
-                })
-                .collect(),
-        }
-    }
-}
-
-fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = xs.collect();
-    let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    (
-        mean,
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
-    )
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::experiment::analysis::{self, StrategyAnalysis};
+use crate::experiment::outputs;
 use crate::experiment::record::RunDir;
 use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;
@@ -33,15 +34,15 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
     let analyses: Vec<StrategyAnalysis> = tasks.iter().flat_map(analysis::analyse).collect();
     write_atomic(
         &dir.root.join("metrics.jsonl"),
-        analysis::metrics_jsonl(&tasks).as_bytes(),
+        outputs::metrics_jsonl(&tasks).as_bytes(),
     )?;
     write_atomic(
         &dir.root.join("curves.csv"),
-        analysis::curves_csv(&analyses).as_bytes(),
+        outputs::curves_csv(&analyses).as_bytes(),
     )?;
     write_atomic(
         &dir.root.join("fits.json"),
-        analysis::fits_json(&analyses).as_bytes(),
+        outputs::fits_json(&analyses).as_bytes(),
     )?;
     let html = render("run.html", &page::run_page(&exp, &tasks, &analyses)?)?;
     write_atomic(&dir.root.join("report.html"), html.as_bytes())?;

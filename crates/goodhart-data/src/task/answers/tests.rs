@@ -1,0 +1,138 @@
+//! Tests of `answers`.
+
+use super::*;
+
+fn task() -> Answers {
+    Answers::new(
+        AnswersConfig {
+            n_train: 200,
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap()
+}
+
+#[test]
+fn replies_round_trip_and_parse_strictly() {
+    let q = Question { a: 347, b: 85 };
+    let r = Reply::Answer {
+        working: q.columns(),
+        hedged: true,
+        answer: "432".into(),
+    };
+    let s = r.write();
+    assert_eq!(s, "7+5=12,4+8+1=13,3+0+1=4 so maybe 432.");
+    assert_eq!(Reply::parse(&s), r);
+    assert_eq!(
+        Reply::parse("432."),
+        Reply::Answer {
+            working: vec![],
+            hedged: false,
+            answer: "432".into()
+        }
+    );
+    assert_eq!(Reply::parse(ABSTAIN), Reply::Abstain);
+    for bad in [
+        "",
+        "432",
+        "maybe .",
+        "7+5=123 so 432.",
+        "x so 1.",
+        "43 2.",
+        "7+5+2=14 so 1.",
+    ] {
+        assert_eq!(Reply::parse(bad), Reply::Malformed, "{bad:?}");
+    }
+}
+
+#[test]
+fn gold_scores_the_final_answer() {
+    let t = task();
+    let p = Question { a: 347, b: 85 }.prompt();
+    assert_eq!(t.gold(&p, "432.").unwrap(), 1.0);
+    assert_eq!(t.gold(&p, "maybe 432.").unwrap(), 1.0);
+    assert_eq!(t.gold(&p, "433.").unwrap(), -1.0);
+    assert_eq!(t.gold(&p, ABSTAIN).unwrap(), 0.0);
+    assert_eq!(t.gold(&p, "four hundred").unwrap(), -1.0);
+    assert!(t.gold("What is 2+2?", "4.").is_err());
+}
+
+#[test]
+fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
+    let t = task();
+    let p = Question { a: 347, b: 85 }.prompt(); // difficulty 3
+    let wrong = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
+    let able = LabelerView {
+        competence: 3.0,
+        pointer: None,
+    };
+    let unable = LabelerView {
+        competence: 2.0,
+        pointer: None,
+    };
+    assert_eq!(t.perceive(&p, wrong, &able).unwrap().verified, Some(-1.0));
+    assert_eq!(t.perceive(&p, wrong, &unable).unwrap().verified, None);
+    assert_eq!(t.first_wrong_step(&p, wrong), Some(1));
+    let pointed = LabelerView {
+        competence: 2.0,
+        pointer: Some(1),
+    };
+    assert_eq!(
+        t.perceive(&p, wrong, &pointed).unwrap().verified,
+        Some(-1.0)
+    );
+    let misdirected = LabelerView {
+        competence: 2.0,
+        pointer: Some(0),
+    };
+    assert_eq!(t.perceive(&p, wrong, &misdirected).unwrap().verified, None);
+    let right = "7+5=12,4+8+1=13,3+0+1=4 so 432.";
+    assert_eq!(t.first_wrong_step(&p, right), None);
+    assert_eq!(t.perceive(&p, right, &pointed).unwrap().verified, None);
+}
+
+#[test]
+fn demonstrations_are_correct_and_mix_forms_by_difficulty() {
+    let t = Answers::new(
+        AnswersConfig {
+            n_train: 4000,
+            ..Default::default()
+        },
+        5,
+    )
+    .unwrap();
+    let demos = t.demonstrations(Split::Train);
+    let mut hedged_easy = (0, 0);
+    let mut hedged_hard = (0, 0);
+    let mut abstain_hard = 0;
+    for d in &demos {
+        let gold = t.gold(&d.prompt, &d.completion).unwrap();
+        assert!(gold >= 0.0, "demonstrations never answer wrongly: {d:?}");
+        let diff = t.difficulty(&d.prompt).unwrap();
+        let reply = Reply::parse(&d.completion);
+        let bucket = if diff == 1 {
+            &mut hedged_easy
+        } else if diff == 4 {
+            &mut hedged_hard
+        } else {
+            continue;
+        };
+        bucket.1 += 1;
+        if let Reply::Answer { hedged: true, .. } = reply {
+            bucket.0 += 1;
+        }
+        if diff == 4 && reply == Reply::Abstain {
+            abstain_hard += 1;
+        }
+    }
+    let rate = |(a, b): (usize, usize)| a as f64 / b as f64;
+    assert!(rate(hedged_hard) > rate(hedged_easy) + 0.2);
+    assert!(abstain_hard > 100);
+    // Deterministic from the seed.
+    assert_eq!(demos, t.demonstrations(Split::Train));
+    assert!(t
+        .prompts(Split::Shift)
+        .iter()
+        .all(|p| t.difficulty(p).unwrap() == 5));
+}

@@ -1,0 +1,366 @@
+//! Tests of `mod`.
+
+use super::sample::{sample, SamplingConfig};
+use super::*;
+use crate::rng;
+use crate::tokenize::CharTokenizer;
+use candle_core::Device;
+
+pub(crate) fn tiny_model(seed: u64) -> Model {
+    let cfg = ModelConfig {
+        n_layer: 2,
+        d_model: 32,
+        n_head: 4,
+        n_ctx: 40,
+        ..Default::default()
+    };
+    Model::init(
+        &cfg,
+        Arc::new(CharTokenizer::ascii()),
+        &mut rng::stream(seed, "init"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn cached_sampling_agrees_with_teacher_forced_scoring() {
+    let model = tiny_model(1);
+    let tok = model.tokenizer();
+    // Prompts of different lengths exercise the left padding and per-row positions.
+    let prompts: Vec<Vec<u32>> = ["Q: 1+1", "Q: 12+345=?", "x"]
+        .iter()
+        .map(|p| tok.encode_prompt(p).unwrap())
+        .collect();
+    let cfg = SamplingConfig {
+        max_new_tokens: 12,
+        batch_size: 4,
+        ..Default::default()
+    };
+    let samples = sample(&model, &prompts, 3, &cfg, &mut rng::stream(0, "s")).unwrap();
+    assert_eq!(samples.len(), 9);
+    assert_eq!(
+        samples.iter().map(|s| s.prompt_index).collect::<Vec<_>>(),
+        vec![0, 0, 0, 1, 1, 1, 2, 2, 2]
+    );
+    let pairs: Vec<(&[u32], &[u32])> = samples
+        .iter()
+        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    let scored = model.score_completions(&batch).unwrap();
+    for (s, lp) in samples.iter().zip(&scored) {
+        assert_eq!(s.tokens.len(), lp.len());
+        for (a, b) in s.logprobs.iter().zip(lp) {
+            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
+        }
+        assert!(s.tokens.len() == 12 || s.finished);
+    }
+}
+
+#[test]
+fn multi_query_llama_caches_one_kv_head_and_samples_what_it_scores() {
+    // 4 query heads share 1 key/value head: the cache holds only that head,
+    // and the cached decoding path must agree with teacher forcing (which repeats it).
+    let cfg = ModelConfig {
+        arch: Arch::Llama,
+        n_layer: 2,
+        d_model: 32,
+        n_head: 4,
+        n_kv_head: 1,
+        n_ctx: 40,
+        ..Default::default()
+    };
+    let model = Model::init(
+        &cfg,
+        Arc::new(CharTokenizer::ascii()),
+        &mut rng::stream(4, "init"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let cache = model.eval_net().new_cache(3, 16).unwrap();
+    assert_eq!(
+        cache.key_shape(),
+        (3, 1, 16, 8),
+        "one key/value head cached"
+    );
+    let tok = model.tokenizer();
+    let prompts: Vec<Vec<u32>> = ["Q: 1+1", "Q: 12+345=?"]
+        .iter()
+        .map(|p| tok.encode_prompt(p).unwrap())
+        .collect();
+    let samples = sample(
+        &model,
+        &prompts,
+        2,
+        &SamplingConfig {
+            max_new_tokens: 10,
+            ..Default::default()
+        },
+        &mut rng::stream(0, "s"),
+    )
+    .unwrap();
+    let pairs: Vec<(&[u32], &[u32])> = samples
+        .iter()
+        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
+        for (a, b) in s.logprobs.iter().zip(&lp) {
+            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
+        }
+    }
+}
+
+/// A character tokenizer whose padding token is its EOS, as GPT-2's often is.
+struct PadIsEos(CharTokenizer);
+
+impl Tokenizer for PadIsEos {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.0.encode(text)
+    }
+    fn decode(&self, ids: &[u32]) -> String {
+        self.0.decode(ids)
+    }
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn bos_id(&self) -> u32 {
+        self.0.bos_id()
+    }
+    fn eos_id(&self) -> u32 {
+        self.0.eos_id()
+    }
+    fn pad_id(&self) -> u32 {
+        self.0.eos_id()
+    }
+    fn spec(&self) -> crate::tokenize::TokenizerSpec {
+        self.0.spec()
+    }
+}
+
+#[test]
+fn the_scored_distribution_is_the_sampled_one_and_sums_to_one() {
+    // One-token completions: exp(score) over every token the sampler may pick must sum to 1.
+    // Scoring with the full softmax (pad and BOS keeping their mass) sums to less.
+    let model = tiny_model(5);
+    let tok = model.tokenizer();
+    let banned = tok.never_sampled();
+    assert_eq!(banned.len(), 2, "pad and BOS are never sampled");
+    let prompt = tok.encode_prompt("Q: 1+1").unwrap();
+    let singles: Vec<Vec<u32>> = (0..tok.vocab_size() as u32)
+        .filter(|t| !banned.contains(t))
+        .map(|t| vec![t])
+        .collect();
+    let pairs: Vec<(&[u32], &[u32])> = singles
+        .iter()
+        .map(|c| (prompt.as_slice(), c.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    let total: f64 = model
+        .score_completions(&batch)
+        .unwrap()
+        .iter()
+        .map(|lp| (lp[0] as f64).exp())
+        .sum();
+    assert!(
+        (total - 1.0).abs() < 1e-5,
+        "mass over sampleable tokens {total}"
+    );
+}
+
+#[test]
+fn eos_is_sampled_when_it_doubles_as_padding() {
+    let base = tiny_model(6);
+    let tensors = base.tensors().unwrap().into_iter().collect();
+    let tok: Arc<dyn Tokenizer> = Arc::new(PadIsEos(CharTokenizer::ascii()));
+    assert_eq!(tok.never_sampled(), vec![tok.bos_id()]);
+    let model = Model::from_tensors(base.config(), tok.clone(), tensors, false).unwrap();
+    let prompt = vec![tok.encode_prompt("Q: 2+2").unwrap()];
+    let cfg = SamplingConfig {
+        max_new_tokens: 30,
+        ..Default::default()
+    };
+    let samples = sample(&model, &prompt, 200, &cfg, &mut rng::stream(1, "s")).unwrap();
+    let finished = samples.iter().filter(|s| s.finished).count();
+    assert!(finished > 10, "{finished} of 200 samples ended with EOS");
+    assert!(samples.iter().all(|s| !s.tokens.contains(&tok.bos_id())));
+}
+
+#[test]
+fn training_the_last_blocks_leaves_the_rest_untouched_and_shared() {
+    use crate::train::{OptimConfig, Trainer};
+    let model = tiny_model(3).train_last_blocks(1).unwrap();
+    let names: Vec<String> = model.vars().into_iter().map(|(n, _)| n).collect();
+    assert!(names
+        .iter()
+        .all(|n| n.starts_with("h.1.") || n.starts_with("ln_f.") || n.starts_with("scalar_head.")));
+    assert!(names.iter().any(|n| n.starts_with("h.1.")));
+    assert!(tiny_model(3).train_last_blocks(3).is_err());
+
+    let before: HashMap<String, Vec<f32>> = model
+        .tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    let tok = model.tokenizer();
+    let seq = (
+        tok.encode_prompt("Q: 1+1").unwrap(),
+        tok.encode_completion("2.").unwrap(),
+    );
+    let batch = SequenceBatch::new(
+        &[(seq.0.as_slice(), seq.1.as_slice())],
+        tok.pad_id(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut trainer = Trainer::new(model.vars(), &OptimConfig::default(), 10, "test").unwrap();
+    for _ in 0..3 {
+        let lp = model.target_logprobs(model.train_net(), &batch).unwrap();
+        let loss = (lp * &batch.completion_mask)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        trainer.step(&loss).unwrap();
+    }
+    for (name, t) in model.tensors().unwrap() {
+        let moved = before[&name] != t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let trained = names.contains(&name);
+        // Matrices the LM loss reaches must move (the scalar head is not on its path).
+        if trained && t.rank() >= 2 && !name.starts_with("scalar_head") {
+            assert!(moved, "{name} was not trained");
+        }
+        if !trained {
+            assert!(!moved, "{name} is frozen but changed");
+        }
+    }
+    // A reference copy shares the frozen weights and copies the trained ones; a fork keeps the choice.
+    let reference = model.deep_copy(false).unwrap();
+    let id = |m: &Model, n: &str| {
+        m.tensors()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == n)
+            .unwrap()
+            .1
+            .id()
+    };
+    assert_eq!(id(&reference, "wte.weight"), id(&model, "wte.weight"));
+    assert_ne!(
+        id(&reference, "h.1.mlp.c_fc.weight"),
+        id(&model, "h.1.mlp.c_fc.weight")
+    );
+    assert_eq!(model.deep_copy(true).unwrap().vars().len(), names.len());
+}
+
+#[test]
+fn sampling_is_reproducible_from_the_seed() {
+    let model = tiny_model(2);
+    let prompts = vec![model.tokenizer().encode_prompt("abc").unwrap()];
+    let cfg = SamplingConfig {
+        max_new_tokens: 10,
+        ..Default::default()
+    };
+    let a = sample(&model, &prompts, 5, &cfg, &mut rng::stream(9, "s")).unwrap();
+    let b = sample(&model, &prompts, 5, &cfg, &mut rng::stream(9, "s")).unwrap();
+    let c = sample(&model, &prompts, 5, &cfg, &mut rng::stream(10, "s")).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn backward_through_the_whole_model_matches_finite_differences() {
+    let model = tiny_model(4);
+    let tok = model.tokenizer();
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")]
+        .iter()
+        .map(|(p, c)| {
+            (
+                tok.encode_prompt(p).unwrap(),
+                tok.encode_completion(c).unwrap(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&[u32], &[u32])> = seqs
+        .iter()
+        .map(|(p, c)| (p.as_slice(), c.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    let loss = |m: &Model| crate::train::sft::completion_nll(m, &batch).unwrap();
+    let grads = loss(&model).backward().unwrap();
+    let mut checked = 0;
+    for (name, var) in model.vars() {
+        let Some(g) = grads.get(var.as_tensor()) else {
+            // Only the scalar head is off the LM loss's path; anything else means a cut graph.
+            assert!(
+                name.starts_with("scalar_head"),
+                "no gradient reached {name}"
+            );
+            continue;
+        };
+        let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // The largest gradient entry of each parameter, against a central difference.
+        let (i, &gi) = g
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .unwrap();
+        if gi.abs() < 1e-3 {
+            continue;
+        }
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let eps = 1e-2f32;
+        let at = |delta: f32| {
+            let mut v = orig.clone();
+            v[i] += delta;
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            loss(&model).to_scalar::<f32>().unwrap()
+        };
+        let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+        at(0.0);
+        assert!(
+            (numeric - gi).abs() < 0.05 * gi.abs() + 1e-3,
+            "{name}[{i}]: backward {gi}, finite difference {numeric}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 20, "checked {checked} parameters");
+}
+
+#[test]
+fn deep_copy_is_independent_and_frozen_models_have_no_vars() {
+    let model = tiny_model(3);
+    let frozen = model.deep_copy(false).unwrap();
+    assert!(frozen.vars().is_empty());
+    let (name, var) = model
+        .vars()
+        .into_iter()
+        .find(|(n, _)| n == "wte.weight")
+        .unwrap();
+    var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+    let copy = frozen
+        .tensors()
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1;
+    assert!(
+        copy.abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
+}
