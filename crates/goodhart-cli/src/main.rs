@@ -4,6 +4,7 @@
 mod commands;
 mod progress;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -104,20 +105,27 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("GOODHART_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(bars.log_writer())
+        // Colour only on a terminal: a log written to a file or a pipe stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     match run(cli, &bars) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes.
-            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli, bars: &Bars) -> Result<()> {
+    if let Some(t) = cli.threads.filter(|&t| t > goodhart::runtime::MAX_THREADS) {
+        anyhow::bail!(
+            "--threads {t} is more than {}",
+            goodhart::runtime::MAX_THREADS
+        );
+    }
     let o = Overrides {
         threads: cli.threads,
         seed: cli.seed,
@@ -138,12 +146,39 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Config {
             reference: true, ..
         } => {
-            print!("{}", goodhart::experiment::reference::reference_markdown());
+            let text = goodhart::experiment::reference::reference_markdown();
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
         Command::Config { experiment, .. } => {
-            print!("{}", load_experiment(experiment.as_deref(), &o)?.to_toml());
+            let text = load_experiment(experiment.as_deref(), &o)?.to_toml();
+            std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
     }
+}
+
+/// Standard output closed by its reader (`| head`): nothing left to say.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error and its causes on one line, each said once (a cause that an
+/// error's own message already spells out is not repeated).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -35,7 +35,10 @@ impl Bars {
 
     /// Print a result line on standard output, with the bars lifted out of the way.
     pub fn println(&self, line: &str) {
-        self.multi.suspend(|| println!("{line}"));
+        // Results that matter are in files; a reader that went away is no error here.
+        self.multi.suspend(|| {
+            let _ = writeln!(std::io::stdout(), "{line}");
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! File formats people bring and take away: JSONL, one JSON value a line, read
 //! by one reader, and the common preference-pair line.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read as _};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -33,22 +33,66 @@ pub struct PreferenceLine {
 /// A parsed JSONL line: its 1-based number and the value, or why it does not parse.
 pub type Line<T> = (usize, std::result::Result<T, String>);
 
+/// The longest JSONL line read (a completion of a few hundred thousand characters fits).
+pub const MAX_LINE_BYTES: usize = 8 << 20;
+
 /// Every non-blank line of JSONL from `reader` (`path` names it in I/O errors),
-/// each parsed as `T`; a line that does not parse is kept as its message, for
-/// the caller to stop at or skip.
-pub fn parse_jsonl<T: DeserializeOwned>(reader: impl BufRead, path: &Path) -> Result<Vec<Line<T>>> {
+/// each a JSON object parsed as `T`; a line that is not UTF-8, not an object,
+/// longer than [`MAX_LINE_BYTES`] or not a `T` is kept as its message, for the
+/// caller to stop at or skip.
+pub fn parse_jsonl<T: DeserializeOwned>(
+    mut reader: impl BufRead,
+    path: &Path,
+) -> Result<Vec<Line<T>>> {
     let mut out = vec![];
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![];
+    for n in 1.. {
+        buf.clear();
+        // Read at most one byte past the limit, so a huge line costs no more than that.
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            out.push((n, Err(format!("line longer than {MAX_LINE_BYTES} bytes"))));
+            // Skip the rest of the line.
+            loop {
+                buf.clear();
+                let r = (&mut reader)
+                    .take(1 << 16)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| Error::io(path, e))?;
+                if r == 0 || buf.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            continue;
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            out.push((n, Err("not UTF-8 text".into())));
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
-        out.push((
-            i + 1,
-            serde_json::from_str(&line).map_err(|e| e.to_string()),
-        ));
+        out.push((n, parse_object(line)));
     }
     Ok(out)
+}
+
+/// One line as a `T`, which must be written as a JSON object (serde would
+/// also take a struct from an array of its fields).
+fn parse_object<T: DeserializeOwned>(line: &str) -> std::result::Result<T, String> {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        }
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Every non-blank line of the file at `path` as a `T`; the first bad line is
@@ -87,6 +131,22 @@ mod tests {
         let numbers: Vec<usize> = lines.iter().map(|(n, _)| *n).collect();
         assert_eq!(numbers, [1, 4, 5]);
         assert!(lines[1].1.is_err());
+    }
+
+    #[test]
+    fn arrays_bad_utf8_and_overlong_lines_are_bad_lines_with_their_numbers() {
+        let mut text = b"[\"p\", \"c\", \"r\"]\n".to_vec();
+        text.extend(b"{\"prompt\": \"\xff\"}\n");
+        text.extend(vec![b'x'; MAX_LINE_BYTES + 10]);
+        text.extend(b"\n{\"prompt\": \"p\", \"chosen\": \"c\", \"rejected\": \"r\"}\n");
+        let lines: Vec<Line<PreferenceLine>> =
+            parse_jsonl(text.as_slice(), Path::new("x.jsonl")).unwrap();
+        let numbers: Vec<usize> = lines.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        assert_eq!(lines[0].1.as_ref().unwrap_err(), "not a JSON object");
+        assert_eq!(lines[1].1.as_ref().unwrap_err(), "not UTF-8 text");
+        assert!(lines[2].1.as_ref().unwrap_err().contains("longer than"));
+        assert_eq!(lines[3].1.as_ref().unwrap().chosen, "c");
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let threads = runtime::set_threads(threads);
+    let threads = runtime::set_threads(threads).expect("a thread count");
     let which = |name: &str| {
         !args
             .iter()

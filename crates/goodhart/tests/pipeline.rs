@@ -51,7 +51,7 @@ fn labeler_config() -> LabelerConfig {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        runtime::set_threads(2);
+        runtime::set_threads(2).unwrap();
         let t0 = std::time::Instant::now();
         let task = Answers::new(
             AnswersConfig {

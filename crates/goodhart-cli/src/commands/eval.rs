@@ -8,7 +8,7 @@ use goodhart::experiment::stages;
 use goodhart::task::Split;
 use goodhart::{fsutil, rng, runtime};
 
-use super::{fmt_stat, load_experiment, ExperimentArgs, Overrides, SplitArg};
+use super::{check_output, fmt_stat, load_experiment, ExperimentArgs, Overrides, SplitArg};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -28,11 +28,17 @@ pub struct EvalArgs {
     /// Also write the full report (every completion scored) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
+    if let Some(path) = &args.json {
+        check_output(path, args.force)?;
+    }
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
-    runtime::set_threads(exp.threads);
+    runtime::set_threads(exp.threads)?;
     let stages::OpenedPolicy {
         model, setup, task, ..
     } = stages::open_policy(
@@ -53,7 +59,7 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         setup.sampling.max_new_tokens,
         &mut rng::stream(exp.seed, "cli/eval"),
     )?;
-    println!(
+    outln!(
         "{} on {} ({} split): {} prompts x {} samples",
         args.checkpoint.display(),
         task.name(),
@@ -61,26 +67,26 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         report.n_prompts,
         report.per_prompt
     );
-    println!("gold            {}", fmt_stat(&report.summary.gold));
+    outln!("gold            {}", fmt_stat(&report.summary.gold));
     for (name, s) in &report.summary.labelers {
-        println!("labeler {name:8}{}", fmt_stat(s));
+        outln!("labeler {name:8}{}", fmt_stat(s));
     }
     if let Some(s) = &report.summary.spec {
-        println!("formal goal     {}", fmt_stat(s));
+        outln!("formal goal     {}", fmt_stat(s));
     }
     for (name, fid) in &report.summary.fidelity {
-        println!(
+        outln!(
             "\nlabeler {name}: correlation with gold {:.3}",
             fid.correlation
         );
-        println!("  difficulty  accuracy (gold = +1)   agreement with gold on pairs");
+        outln!("  difficulty  accuracy (gold = +1)   agreement with gold on pairs");
         for ((d, acc), (_, agree)) in fid.accuracy.iter().zip(&fid.agreement) {
-            println!("  {d:>10}  {:<22} {}", fmt_stat(acc), fmt_stat(agree));
+            outln!("  {d:>10}  {:<22} {}", fmt_stat(acc), fmt_stat(agree));
         }
     }
-    println!("\nfeatures:");
+    outln!("\nfeatures:");
     for (name, s) in &report.summary.features {
-        println!("  {name:20} {}", fmt_stat(s));
+        outln!("  {name:20} {}", fmt_stat(s));
     }
     if let Some(path) = &args.json {
         fsutil::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;

@@ -10,7 +10,7 @@ use goodhart::feedback::LabelStore;
 use goodhart::task::{self, Split};
 use goodhart::{fsutil, rng, runtime};
 
-use super::{load_experiment, ExperimentArgs, Overrides};
+use super::{check_output, load_experiment, ExperimentArgs, Overrides};
 use crate::progress::Bars;
 
 #[derive(Args)]
@@ -63,6 +63,9 @@ pub enum LabelCommand {
         /// Also write the figures as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Replace an existing JSON file.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -74,21 +77,26 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
         LabelCommand::AddUser { name, store, url } => {
             let mut store = LabelStore::open_existing(&store)?;
             let token = store.add_user(&name)?;
-            println!("one-time sign-in token for {name}: {token}");
-            println!(
+            outln!("one-time sign-in token for {name}: {token}");
+            outln!(
                 "or open: {}/#signin={name}:{token}",
                 url.trim_end_matches('/')
             );
             Ok(())
         }
-        LabelCommand::Stats { store, json } => label_stats(&store, json.as_deref()),
+        LabelCommand::Stats { store, json, force } => {
+            if let Some(path) = &json {
+                check_output(path, force)?;
+            }
+            label_stats(&store, json.as_deref())
+        }
     }
 }
 
 /// Sample pairs from a checkpoint; simulated labelers judge them, or they are queued for people.
 fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Result<()> {
     let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
-    runtime::set_threads(exp.threads);
+    runtime::set_threads(exp.threads)?;
     let stages::OpenedPolicy {
         model, setup, task, ..
     } = stages::open_policy(
@@ -174,7 +182,7 @@ fn label_serve(store: &Path, bind: std::net::SocketAddr) -> Result<()> {
             tracing::warn!("nobody can sign in yet: add people with `goodhart label add-user NAME --store {}`", store.display());
         }
         // The address first, alone on its line: scripts wait for it.
-        println!("serving http://{addr}/");
+        outln!("serving http://{addr}/");
         eprintln!("{queued} pairs queued; {} people: {}; Ctrl-C stops", users.len(), users.join(", "));
         goodhart_web::serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
@@ -200,12 +208,21 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
             format!("{:.3} ({k}/{n})", k as f64 / n as f64)
         }
     };
-    println!(
+    outln!(
         "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
-        "labeler", "kind", "labels", "a", "b", "tie", "can't", "agreement", "vs gold", "median s"
+        "labeler",
+        "kind",
+        "labels",
+        "a",
+        "b",
+        "tie",
+        "can't",
+        "agreement",
+        "vs gold",
+        "median s"
     );
     for s in &stats {
-        println!(
+        outln!(
             "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
             s.labeler,
             if s.person { "person" } else { "sim" },
@@ -219,7 +236,7 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
             s.median_seconds.map_or("-".into(), |m| format!("{m:.1}"))
         );
     }
-    println!("{} pairs queued", store.queued()?);
+    outln!("{} pairs queued", store.queued()?);
     if let Some(path) = json {
         fsutil::write_atomic(path, &serde_json::to_vec_pretty(&stats)?)?;
     }

@@ -20,6 +20,9 @@ pub enum LabelsCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Read {"prompt","chosen","rejected"} JSONL into the store as comparisons, all in one transaction.
     Import {
@@ -45,7 +48,11 @@ pub fn labels_cmd(cmd: LabelsCommand) -> Result<()> {
             store,
             labeler,
             out,
+            force,
         } => {
+            if let Some(path) = &out {
+                super::check_output(path, force)?;
+            }
             let store = LabelStore::open_existing(&store)?;
             let filter = Filter {
                 labelers: labeler,

@@ -2,6 +2,16 @@
 //! print. What several share (the experiment and its overrides, a task split,
 //! how a statistic is printed) is here.
 
+/// `println!` that hands back an error instead of panicking when standard
+/// output is gone (`goodhart task show gridworld | head -1`); `main` exits
+/// quietly on a broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub mod eval;
 pub mod label;
 pub mod labels;
@@ -42,6 +52,39 @@ impl From<SplitArg> for Split {
             SplitArg::Shift => Split::Shift,
         }
     }
+}
+
+/// Where a command writes a file: refused when something is there already,
+/// unless `force`; never a directory.
+pub fn check_output(path: &Path, force: bool) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{} is a directory, not a file to write", path.display());
+    }
+    if path.exists() && !force {
+        anyhow::bail!(
+            "{} already exists (use --force to replace it)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where a command writes a checkpoint directory: refused when it exists,
+/// unless `force`, and never a plain file (which `--force` would not replace).
+pub fn check_output_dir(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !path.is_dir() {
+        anyhow::bail!(
+            "{} is a file, not a checkpoint directory; choose another --out",
+            path.display()
+        );
+    }
+    if path.exists() && !force {
+        anyhow::bail!(
+            "{} already exists (use --force to replace it)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Settings given on the command line that override the experiment.

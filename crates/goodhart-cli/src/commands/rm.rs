@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use goodhart::experiment::stages;
 use goodhart::feedback::{Filter, LabelStore};
@@ -55,14 +55,9 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             labeler,
             force,
         } => {
-            if out.exists() && !force {
-                bail!(
-                    "{} already exists (use --force to replace it)",
-                    out.display()
-                );
-            }
+            super::check_output_dir(&out, force)?;
             let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
-            runtime::set_threads(exp.threads);
+            runtime::set_threads(exp.threads)?;
             let stages::OpenedPolicy {
                 model, setup, task, ..
             } = stages::open_policy(&base, &exp, exp_args.task.as_deref(), &runtime::device())?;

@@ -71,7 +71,7 @@ fn run_prepared(
         exp.threads
     };
     let lanes = exp.tasks.len().clamp(1, total);
-    runtime::set_threads(total / lanes);
+    runtime::set_threads(total / lanes)?;
     tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
     let dir = RunDir::new(root);
     experiment::run_tasks(&dir, exp, total, opts, bars)?;

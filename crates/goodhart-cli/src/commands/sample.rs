@@ -11,7 +11,7 @@ use goodhart::model::sample::{sample, SamplingConfig};
 use goodhart::task::Task;
 use goodhart::{fsutil, rng, runtime};
 
-use super::{Overrides, SplitArg};
+use super::{check_output, Overrides, SplitArg};
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -48,10 +48,16 @@ pub struct SampleArgs {
     /// other implementation's log-softmax).
     #[arg(long)]
     per_token: bool,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
-    runtime::set_threads(o.threads.unwrap_or(0));
+    if let Some(path) = &args.out {
+        check_output(path, args.force)?;
+    }
+    runtime::set_threads(o.threads.unwrap_or(0))?;
     let device = runtime::device();
     let (model, info) = checkpoint::load(&args.checkpoint, &device, false)?;
     let task_seed = stages::task_of_checkpoint(&info);
@@ -90,6 +96,12 @@ pub fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
         &cfg,
         &mut rng::stream(seed, "cli/sample"),
     )?;
+    if samples.iter().any(|s| !s.logprob().is_finite()) {
+        anyhow::bail!(
+            "{}: log-probabilities are not finite (the weights hold NaN or infinity)",
+            args.checkpoint.display()
+        );
+    }
     let mut out = Vec::new();
     for s in &samples {
         let prompt = &prompts[s.prompt_index];

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use goodhart::experiment::config::DEFAULT_EXPERIMENT_NAME;
 use goodhart::experiment::stages;
 use goodhart::runtime;
 
-use super::{load_experiment, ExperimentArgs, Overrides};
+use super::{check_output_dir, load_experiment, ExperimentArgs, Overrides};
 use crate::progress::Bars;
 
 #[derive(Args)]
@@ -24,15 +24,10 @@ pub struct SftArgs {
 }
 
 pub fn sft_cmd(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
+    check_output_dir(&args.out, args.force)?;
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
     let setup = exp.task(args.exp.task.as_deref())?;
-    if args.out.exists() && !args.force {
-        bail!(
-            "{} already exists (use --force to replace it)",
-            args.out.display()
-        );
-    }
-    let threads = runtime::set_threads(exp.threads);
+    let threads = runtime::set_threads(exp.threads)?;
     let source = args
         .exp
         .experiment

@@ -22,18 +22,18 @@ pub enum TaskCommand {
 pub fn task_show(name: &str, n: usize, split: Split, seed: u64) -> Result<()> {
     let cfg = task::by_name(name)?;
     let task = goodhart::reward::build_task(&cfg, seed)?;
-    println!("task {name} ({} split)", split.name());
-    println!("labeler sees: {}", task.look_names().join(", "));
-    println!("measured features: {}\n", task.feature_names().join(", "));
+    outln!("task {name} ({} split)", split.name());
+    outln!("labeler sees: {}", task.look_names().join(", "));
+    outln!("measured features: {}\n", task.feature_names().join(", "));
     for ex in task.demonstrations(split).iter().take(n) {
-        println!("--- prompt (difficulty {}):", task.difficulty(&ex.prompt)?);
-        println!("{}", ex.prompt);
-        println!("--- demonstration: {}", ex.completion);
-        println!("--- gold: {}", task.gold(&ex.prompt, &ex.completion)?);
+        outln!("--- prompt (difficulty {}):", task.difficulty(&ex.prompt)?);
+        outln!("{}", ex.prompt);
+        outln!("--- demonstration: {}", ex.completion);
+        outln!("--- gold: {}", task.gold(&ex.prompt, &ex.completion)?);
         if let Some(s) = task.spec_satisfied(&ex.prompt, &ex.completion) {
-            println!("--- formal goal satisfied: {}", s == 1.0);
+            outln!("--- formal goal satisfied: {}", s == 1.0);
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

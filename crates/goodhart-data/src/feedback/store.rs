@@ -438,7 +438,10 @@ impl LabelStore {
     }
 
     /// Import preference JSONL from `path` as comparisons of batch `batch`, in
-    /// one transaction. `task` and `labeler` apply to lines that do not name their own.
+    /// one transaction. `task` is the task of every line (a line may repeat it,
+    /// never name another); `labeler` applies to lines that name none. A
+    /// labeler must have a name, and never a person's: people's labels come
+    /// only from the labeling app, so an import cannot forge them.
     pub fn import_jsonl(
         &mut self,
         path: &Path,
@@ -448,10 +451,26 @@ impl LabelStore {
         batch: &str,
     ) -> Result<ImportReport> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let people = self.users()?;
+        let check = |p: PreferenceLine| -> std::result::Result<PreferenceLine, String> {
+            if let Some(t) = p.task.as_deref().filter(|t| *t != task) {
+                return Err(format!("task `{t}` is not this import's task `{task}`"));
+            }
+            let name = p.labeler.as_deref().unwrap_or(labeler);
+            if name.trim().is_empty() {
+                return Err("the labeler's name is empty".into());
+            }
+            if people.iter().any(|person| person == name) {
+                return Err(format!(
+                    "`{name}` is a person who labels in the app; an import cannot add their labels"
+                ));
+            }
+            Ok(p)
+        };
         let mut lines = vec![];
         let mut report = ImportReport::default();
         for (n, parsed) in parse_jsonl::<PreferenceLine>(std::io::BufReader::new(file), path)? {
-            match parsed {
+            match parsed.and_then(check) {
                 Ok(p) => lines.push(p),
                 Err(problem) => match on_bad {
                     OnBadLine::Stop => {

@@ -71,8 +71,15 @@ impl AnswersConfig {
                 "must be larger than max_digits and at most 12",
             ));
         }
-        if self.n_train == 0 {
-            return Err(Error::invalid("answers.n_train", "must be at least 1"));
+        for (k, n) in [
+            ("answers.n_train", self.n_train),
+            ("answers.n_heldout", self.n_heldout),
+            ("answers.n_shift", self.n_shift),
+        ] {
+            // Held-out prompts measure every policy: none would make every figure NaN.
+            if n == 0 || n > 1_000_000 {
+                return Err(Error::invalid(k, "must be between 1 and 1000000"));
+            }
         }
         for (k, p) in [
             ("answers.p_working", self.p_working),

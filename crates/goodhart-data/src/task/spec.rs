@@ -72,11 +72,19 @@ impl Formula {
     /// Parse `text`; `predicates` lists the names the world defines.
     pub fn parse(text: &str, predicates: &[&str]) -> Result<Self> {
         let tokens = lex(text)?;
+        if tokens.len() > MAX_TOKENS {
+            return Err(spec_error(
+                text,
+                tokens[MAX_TOKENS].col,
+                format!("longer than {MAX_TOKENS} tokens"),
+            ));
+        }
         let mut p = Parser {
             text,
             tokens,
             pos: 0,
             predicates,
+            depth: 0,
         };
         let f = p.formula()?;
         if let Some(t) = p.peek() {
@@ -90,7 +98,7 @@ impl Formula {
         let r = if trace.is_empty() {
             -1.0
         } else {
-            self.robustness(trace, 0)
+            self.robustness(trace)[0]
         };
         Verdict {
             satisfied: r > 0.0,
@@ -98,52 +106,75 @@ impl Formula {
         }
     }
 
-    fn robustness(&self, tr: &[WorldState], i: usize) -> f64 {
-        let last = tr.len() - 1;
+    /// Robustness at every position of `tr` (non-empty), bottom-up over the
+    /// subformulas: time linear in formula size x trajectory length.
+    fn robustness(&self, tr: &[WorldState]) -> Vec<f64> {
+        let n = tr.len();
         let bool_r = |b: bool| if b { 1.0 } else { -1.0 };
         match self {
-            Formula::True => 1.0,
-            Formula::False => -1.0,
-            Formula::Pred(name) => bool_r(tr[i].fact(name).unwrap_or(false)),
-            Formula::Steps(cmp, k) => {
-                // Half a step of slack puts the boundary strictly inside the satisfied side.
-                let (s, k) = (tr[i].steps as f64, *k as f64);
-                match cmp {
-                    Cmp::Le => k - s + 0.5,
-                    Cmp::Lt => k - s - 0.5,
-                    Cmp::Ge => s - k + 0.5,
-                    Cmp::Gt => s - k - 0.5,
-                    Cmp::Eq => 0.5 - (s - k).abs(),
-                }
+            Formula::True => vec![1.0; n],
+            Formula::False => vec![-1.0; n],
+            Formula::Pred(name) => tr
+                .iter()
+                .map(|s| bool_r(s.fact(name).unwrap_or(false)))
+                .collect(),
+            Formula::Steps(cmp, k) => tr
+                .iter()
+                .map(|st| {
+                    // Half a step of slack puts the boundary strictly inside the satisfied side.
+                    let (s, k) = (st.steps as f64, *k as f64);
+                    match cmp {
+                        Cmp::Le => k - s + 0.5,
+                        Cmp::Lt => k - s - 0.5,
+                        Cmp::Ge => s - k + 0.5,
+                        Cmp::Gt => s - k - 0.5,
+                        Cmp::Eq => 0.5 - (s - k).abs(),
+                    }
+                })
+                .collect(),
+            Formula::Not(f) => f.robustness(tr).into_iter().map(|r| -r).collect(),
+            Formula::And(a, b) => zip_with(a.robustness(tr), b.robustness(tr), f64::min),
+            Formula::Or(a, b) => zip_with(a.robustness(tr), b.robustness(tr), f64::max),
+            Formula::Implies(a, b) => {
+                zip_with(a.robustness(tr), b.robustness(tr), |x, y| (-x).max(y))
             }
-            Formula::Not(f) => -f.robustness(tr, i),
-            Formula::And(a, b) => a.robustness(tr, i).min(b.robustness(tr, i)),
-            Formula::Or(a, b) => a.robustness(tr, i).max(b.robustness(tr, i)),
-            Formula::Implies(a, b) => (-a.robustness(tr, i)).max(b.robustness(tr, i)),
+            // Strong next: false at the last state.
             Formula::Next(f) => {
-                if i < last {
-                    f.robustness(tr, i + 1)
-                } else {
-                    -1.0
-                }
+                let mut r = f.robustness(tr);
+                r.remove(0);
+                r.push(-1.0);
+                r
             }
-            Formula::Eventually(f) => (i..=last)
-                .map(|j| f.robustness(tr, j))
-                .fold(f64::NEG_INFINITY, f64::max),
-            Formula::Always(f) => (i..=last)
-                .map(|j| f.robustness(tr, j))
-                .fold(f64::INFINITY, f64::min),
+            Formula::Eventually(f) => suffix(f.robustness(tr), f64::NEG_INFINITY, f64::max),
+            Formula::Always(f) => suffix(f.robustness(tr), f64::INFINITY, f64::min),
+            // a U b at i: b at some j >= i, a at every i <= k < j;
+            // U(i) = max(b(i), min(a(i), U(i + 1))), U(n) = -inf.
             Formula::Until(a, b) => {
-                let mut best = f64::NEG_INFINITY;
-                let mut prefix = f64::INFINITY; // min of `a` over i..j
-                for j in i..=last {
-                    best = best.max(b.robustness(tr, j).min(prefix));
-                    prefix = prefix.min(a.robustness(tr, j));
+                let (a, b) = (a.robustness(tr), b.robustness(tr));
+                let mut out = vec![0.0; n];
+                let mut next = f64::NEG_INFINITY;
+                for i in (0..n).rev() {
+                    next = b[i].max(a[i].min(next));
+                    out[i] = next;
                 }
-                best
+                out
             }
         }
     }
+}
+
+fn zip_with(a: Vec<f64>, b: Vec<f64>, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    a.into_iter().zip(b).map(|(x, y)| f(x, y)).collect()
+}
+
+/// `out[i] = fold(r[i..])`, from the end.
+fn suffix(mut r: Vec<f64>, init: f64, fold: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    let mut acc = init;
+    for x in r.iter_mut().rev() {
+        acc = fold(acc, *x);
+        *x = acc;
+    }
+    r
 }
 
 impl fmt::Display for Formula {
@@ -264,21 +295,29 @@ fn next_is_word(chars: &[char], i: usize) -> bool {
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
 }
 
+/// One line: where, what, and the formula (shortened when long).
 fn spec_error(text: &str, col: usize, message: String) -> Error {
+    let shown: String = text.chars().take(80).collect();
+    let more = if text.chars().count() > 80 { "..." } else { "" };
     Error::invalid(
         "spec",
-        format!(
-            "column {col}: {message}\n  {text}\n  {}^",
-            " ".repeat(col - 1)
-        ),
+        format!("column {col}: {message} (in `{shown}{more}`)"),
     )
 }
+
+/// The longest formula read, in tokens, and the deepest nesting of
+/// parentheses and unary operators: a goal is a few dozen tokens, and these
+/// bounds keep every recursion over a formula far from the stack's end.
+pub const MAX_TOKENS: usize = 1000;
+pub const MAX_NESTING: usize = 64;
 
 struct Parser<'a> {
     text: &'a str,
     tokens: Vec<Token>,
     pos: usize,
     predicates: &'a [&'a str],
+    /// Parentheses and unary operators open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -335,7 +374,23 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
+    /// Run `parse` one level deeper, refusing to nest past [`MAX_NESTING`].
+    fn nested(
+        &mut self,
+        col: usize,
+        parse: impl FnOnce(&mut Self) -> Result<Formula>,
+    ) -> Result<Formula> {
+        if self.depth == MAX_NESTING {
+            return Err(self.error(col, format!("nested deeper than {MAX_NESTING} levels")));
+        }
+        self.depth += 1;
+        let f = parse(self);
+        self.depth -= 1;
+        f
+    }
+
     fn unary(&mut self) -> Result<Formula> {
+        let col = self.peek().map_or(self.end_col(), |t| t.col);
         for (op, make) in [
             ("!", Formula::Not as fn(Box<Formula>) -> Formula),
             ("X", Formula::Next),
@@ -343,7 +398,7 @@ impl Parser<'_> {
             ("G", Formula::Always),
         ] {
             if self.eat(op) {
-                return Ok(make(Box::new(self.unary()?)));
+                return Ok(make(Box::new(self.nested(col, Self::unary)?)));
             }
         }
         self.atom()
@@ -359,7 +414,7 @@ impl Parser<'_> {
         self.pos += 1;
         match tok.kind {
             Kind::Op("(") => {
-                let f = self.formula()?;
+                let f = self.nested(tok.col, Self::formula)?;
                 if !self.eat(")") {
                     let col = self.peek().map_or(self.end_col(), |t| t.col);
                     return Err(self.error(
@@ -539,5 +594,53 @@ mod tests {
             e.contains("column 9") && e.contains("after the formula"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn deep_or_long_formulas_are_refused_in_one_line_and_deep_f_is_fast() {
+        let err = |s: &str| Formula::parse(s, PREDS).unwrap_err().to_string();
+        let parens = format!("{}at_goal{}", "(".repeat(10_000), ")".repeat(10_000));
+        let e = err(&parens);
+        assert!(e.contains("longer than"), "{e}");
+        let e = err(&format!("{}at_goal", "!".repeat(100_000)));
+        assert!(e.contains("longer than") && !e.contains('\n'), "{e}");
+        let e = err(&format!("{}at_goal{}", "(".repeat(100), ")".repeat(100)));
+        assert!(e.contains("nested deeper than 64"), "{e}");
+        let e = err(&format!("{}at_goal", "F ".repeat(65)));
+        assert!(e.contains("nested deeper than 64"), "{e}");
+        // 60 nested F over a 200-step trajectory: linear, not exponential.
+        let f = Formula::parse(&format!("{}at_goal", "F ".repeat(60)), PREDS).unwrap();
+        let long: Vec<WorldState> = (0..200).map(|i| state(i == 199, false, false, i)).collect();
+        let start = std::time::Instant::now();
+        assert!(f.evaluate(&long).satisfied);
+        assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn until_and_next_by_recurrence_agree_with_their_definitions() {
+        // a U b: b at some j >= i with a before it; checked against the definition on every
+        // pair of predicates and every start of a trajectory with all combinations.
+        let tr: Vec<WorldState> = (0..8)
+            .map(|i| state(i & 1 == 1, i & 2 == 2, i & 4 == 4, i))
+            .collect();
+        let names = ["at_goal", "vase_broken", "button_pressed"];
+        let fact = |s: &WorldState, n: &str| s.fact(n).unwrap();
+        for a in names {
+            for b in names {
+                let f = Formula::parse(&format!("{a} U {b}"), PREDS).unwrap();
+                let r = f.robustness(&tr);
+                for (i, ri) in r.iter().enumerate() {
+                    let holds =
+                        (i..tr.len()).any(|j| fact(&tr[j], b) && (i..j).all(|k| fact(&tr[k], a)));
+                    assert_eq!(*ri > 0.0, holds, "{a} U {b} at {i}");
+                }
+                let x = Formula::parse(&format!("X {a}"), PREDS)
+                    .unwrap()
+                    .robustness(&tr);
+                for (i, xi) in x.iter().enumerate() {
+                    assert_eq!(*xi > 0.0, i + 1 < tr.len() && fact(&tr[i + 1], a));
+                }
+            }
+        }
     }
 }

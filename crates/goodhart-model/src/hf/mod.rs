@@ -31,7 +31,7 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// The fields of `config.json` goodhart reads (the rest are ignored).
 #[derive(Clone, Debug, Deserialize)]
-struct RawConfig {
+pub struct RawConfig {
     model_type: Option<String>,
     vocab_size: Option<usize>,
     // GPT-2
@@ -83,6 +83,27 @@ fn token_id(v: &Option<serde_json::Value>) -> Option<u32> {
 }
 
 /// Load a Hugging Face checkpoint directory as a goodhart policy.
+/// A Hugging Face `config.json` (the text of the file at `path`), read and
+/// checked: what goodhart builds from it, or an error naming the file and key.
+pub fn parse_config(text: &str, path: &Path) -> Result<(RawConfig, ModelConfig)> {
+    let raw: RawConfig = serde_json::from_str(text)
+        .map_err(|e| checkpoint_error(path, format!("not a model config: {e}")))?;
+    let config = match raw.model_type.as_deref() {
+        Some("gpt2") => gpt2_config(&raw, path)?,
+        Some(t @ ("llama" | "qwen2" | "mistral")) => llama_config(&raw, t, path)?,
+        Some(other) => {
+            return Err(checkpoint_error(
+                path,
+                format!(
+                    "unsupported model_type {other:?} (goodhart loads gpt2, llama, qwen2, mistral)"
+                ),
+            ))
+        }
+        None => return Err(checkpoint_error(path, "no model_type")),
+    };
+    Ok((raw, config))
+}
+
 pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
     if !dir.is_dir() {
         return Err(checkpoint_error(dir, "not a directory"));
@@ -90,21 +111,7 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<Model> {
     let config_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| checkpoint_error(&config_path, format!("cannot read: {e}")))?;
-    let raw: RawConfig = serde_json::from_str(&text)
-        .map_err(|e| checkpoint_error(&config_path, format!("not a model config: {e}")))?;
-    let config = match raw.model_type.as_deref() {
-        Some("gpt2") => gpt2_config(&raw, &config_path)?,
-        Some(t @ ("llama" | "qwen2" | "mistral")) => llama_config(&raw, t, &config_path)?,
-        Some(other) => {
-            return Err(checkpoint_error(
-                &config_path,
-                format!(
-                    "unsupported model_type {other:?} (goodhart loads gpt2, llama, qwen2, mistral)"
-                ),
-            ))
-        }
-        None => return Err(checkpoint_error(&config_path, "no model_type")),
-    };
+    let (raw, config) = parse_config(&text, &config_path)?;
 
     let tok_path = dir.join(TOKENIZER_FILE);
     if !tok_path.is_file() {

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The most weights a model may have (f32: 32 GB): a bound that turns a typo
+/// into an error instead of an allocation that takes the machine down.
+pub const MAX_PARAMS: u128 = 8_000_000_000;
+
 /// Which family of weights and names the network follows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,6 +113,7 @@ impl ModelConfig {
     }
 
     /// Check a complete config (vocabulary size known).
+    /// (The largest model accepted is [`MAX_PARAMS`] weights.)
     pub fn validate(&self) -> Result<()> {
         if self.vocab_size == 0 {
             return Err(Error::invalid("model.vocab_size", "must be at least 1"));
@@ -128,6 +133,35 @@ impl ModelConfig {
             if v == 0 {
                 return Err(Error::invalid(field, "must be at least 1"));
             }
+        }
+        // Bounds far above any model this program trains, checked before anything is allocated.
+        let bounded = [
+            ("model.n_layer", self.n_layer, 1 << 10),
+            ("model.d_model", self.d_model, 1 << 16),
+            ("model.n_head", self.n_head, 1 << 10),
+            ("model.n_ctx", self.n_ctx, 1 << 20),
+            ("model.d_ff", self.d_ff, 1 << 18),
+            ("model.vocab_size", self.vocab_size, 1 << 22),
+        ];
+        for (field, v, max) in bounded {
+            if v > max {
+                return Err(Error::invalid(field, format!("{v} is more than {max}")));
+            }
+        }
+        // Weights: embeddings (and positions) plus, per layer, attention and MLP.
+        let (d, f, v, l, t) = (
+            self.d_model as u128,
+            self.ff_dim() as u128,
+            self.vocab_size as u128,
+            self.n_layer as u128,
+            self.n_ctx as u128,
+        );
+        let params = 2 * v * d + t * d + l * (4 * d * d + 3 * d * f);
+        if params > MAX_PARAMS {
+            return Err(Error::invalid(
+                "model",
+                format!("about {params} parameters, more than the {MAX_PARAMS} this program will allocate"),
+            ));
         }
         if self.d_model % self.n_head != 0 {
             return Err(Error::invalid(

@@ -92,6 +92,21 @@ impl RewardModel {
     /// Scores of `(prompt tokens, completion tokens)` pairs, each completion as
     /// sampled (ending with EOS only when it finished: see `Tokenizer::encode_completion_as`).
     pub fn score_tokens(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<RewardScore>> {
+        let n_ctx = self.members[0].model.config().n_ctx;
+        if let Some((i, (p, c))) = pairs
+            .iter()
+            .enumerate()
+            .find(|(_, (p, c))| p.len() + c.len() > n_ctx)
+        {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "item {}: prompt and completion are {} tokens, more than the reward model's context of {n_ctx}",
+                    i + 1,
+                    p.len() + c.len()
+                ),
+            ));
+        }
         let mut per_member: Vec<Vec<f64>> = vec![];
         for m in &self.members {
             let raw = raw_scores(&m.model, pairs)?;

@@ -321,6 +321,16 @@ impl Experiment {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if self.threads > crate::runtime::MAX_THREADS {
+            return Err(Error::invalid(
+                "threads",
+                format!(
+                    "{} is more than {}",
+                    self.threads,
+                    crate::runtime::MAX_THREADS
+                ),
+            ));
+        }
         if self.tasks.is_empty() {
             return Err(Error::invalid(
                 "task",

@@ -83,6 +83,16 @@ impl Default for GridworldConfig {
 
 impl GridworldConfig {
     pub fn validate(&self) -> Result<()> {
+        for (k, n) in [
+            ("gridworld.n_train", self.n_train),
+            ("gridworld.n_heldout", self.n_heldout),
+            ("gridworld.n_shift", self.n_shift),
+        ] {
+            // Held-out maps measure every policy: none would make every figure NaN.
+            if n == 0 || n > 1_000_000 {
+                return Err(Error::invalid(k, "must be between 1 and 1000000"));
+            }
+        }
         if !(4..=12).contains(&self.width) || !(3..=12).contains(&self.height) {
             return Err(Error::invalid(
                 "gridworld.width",

@@ -340,6 +340,13 @@ impl Transformer {
         let (b, t) = tokens.dims2()?;
         let d = self.config.d_model;
         let offset = cache.as_ref().map_or(0, |c| c.len());
+        if offset + t > self.config.n_ctx {
+            candle_core::bail!(
+                "{} tokens, more than the model's context of {}",
+                offset + t,
+                self.config.n_ctx
+            );
+        }
         let layer_mask = layer_mask(mask, b, t, offset, self.device())?;
         // The residual stream stays [b*t, d] throughout: every reshape would be a
         // graph node, and each node costs two full passes in candle's backward.
