@@ -20,10 +20,11 @@
 //! another origin, is validated, and is committed in one transaction before it
 //! is acknowledged. Bad requests get a 4xx with `{"error": "..."}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -33,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use goodhart::feedback::{
-    Answer, HumanLabel, HumanProgress, LabelStore, QueuedPair, Refusal, Session,
+    Answer, HumanLabel, HumanProgress, LabelStore, QueuedPair, Refusal, Session, SessionLimits,
 };
 use goodhart::task::{self, Task};
 use serde::{Deserialize, Serialize};
@@ -49,19 +50,95 @@ pub const CSRF_HEADER: &str = "x-goodhart-csrf";
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Failed sign-ins allowed per minute (all names together) before the server
+/// answers 429 to every sign-in until the minute has passed.
+pub const SIGN_IN_FAILURES_PER_MINUTE: usize = 30;
+
+/// How the server is exposed.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// `Host` values accepted besides the address served on (`--host`): the
+    /// names people reach the server by. Any other is refused, so a foreign
+    /// name that resolves here (DNS rebinding) gets nothing.
+    pub hosts: Vec<String>,
+    /// Mark the session cookie `Secure` (when served behind TLS).
+    pub secure_cookie: bool,
+    /// How long sessions last on the server.
+    pub sessions: SessionLimits,
+}
+
 /// The server's state: the store (one connection; SQLite has one writer at a
-/// time anyway) and the tasks that render pairs, built on first use.
+/// time anyway), the tasks that render pairs (built on first use), and what
+/// it needs to refuse what it must.
 pub struct App {
     store: Mutex<LabelStore>,
     tasks: Mutex<HashMap<String, Option<Arc<dyn Task>>>>,
+    options: ServeOptions,
+    /// Accepted `Host` values; empty (a router used on its own) accepts any.
+    hosts: RwLock<Vec<String>>,
+    /// The store's file and its identity when opened: a label is acknowledged
+    /// only while that same file is there.
+    store_path: PathBuf,
+    store_identity: Option<(u64, u64)>,
+    /// When recent sign-ins failed.
+    failed_sign_ins: Mutex<VecDeque<Instant>>,
+}
+
+/// A file's device and inode: what stays the same while it is the same file.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
+    }
 }
 
 impl App {
     pub fn open(store: &Path) -> goodhart::Result<Arc<Self>> {
+        Self::open_with(store, ServeOptions::default())
+    }
+
+    pub fn open_with(store: &Path, options: ServeOptions) -> goodhart::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             store: Mutex::new(LabelStore::open_existing(store)?),
             tasks: Mutex::new(HashMap::new()),
+            hosts: RwLock::new(options.hosts.clone()),
+            options,
+            store_path: store.to_path_buf(),
+            store_identity: identity(store),
+            failed_sign_ins: Mutex::new(VecDeque::new()),
         }))
+    }
+
+    /// Accept `Host` values naming `addr` too (what [`serve`] listens on).
+    fn allow_address(&self, addr: std::net::SocketAddr) {
+        let mut hosts = self.hosts.write().expect("host list");
+        let port = addr.port();
+        hosts.push(addr.to_string());
+        if addr.ip().is_loopback() {
+            hosts.extend([
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]);
+        }
+    }
+
+    /// Whether the store file is still the one opened; when it is not (removed,
+    /// replaced), nothing may be acknowledged, and the log says why.
+    fn check_store(&self) -> Result<(), ApiError> {
+        if self.store_identity.is_some() && identity(&self.store_path) == self.store_identity {
+            return Ok(());
+        }
+        tracing::error!(store = %self.store_path.display(), "the label store file was removed or replaced: refusing writes until the server is restarted");
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the label store is unavailable: labels are not being accepted (the server's log says why)",
+        ))
     }
 
     fn store(&self) -> Result<MutexGuard<'_, LabelStore>, ApiError> {
@@ -92,7 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(page))
         .route("/app.js", get(script))
         .route("/app.css", get(style))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/api/signin", post(sign_in))
         .route("/api/signout", post(sign_out))
         .route("/api/me", get(me))
@@ -100,7 +177,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/label", post(label))
         .route("/api/undo", post(undo))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such page") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+        })
         .layer(middleware::from_fn(same_origin))
+        .layer(middleware::from_fn_with_state(app.clone(), known_host))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
@@ -112,6 +193,9 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        app.allow_address(addr);
+    }
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await
@@ -135,10 +219,11 @@ impl ApiError {
 
 impl From<goodhart::Error> for ApiError {
     fn from(e: goodhart::Error) -> Self {
+        // The detail (paths, SQLite's words) is for the log, not for whoever asked.
         tracing::error!(error = %e, "store error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store failed: {e}"),
+            "the label store failed (the server's log says why)",
         )
     }
 }
@@ -204,15 +289,19 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// The signed-in person, or 401.
+/// The signed-in person, or 401 (also once the session has expired or was revoked).
 fn session(app: &App, headers: &HeaderMap) -> Result<Session, ApiError> {
     let unauthorised = || ApiError::new(StatusCode::UNAUTHORIZED, "sign in first");
     let cookie = cookie(headers).ok_or_else(unauthorised)?;
-    app.store()?.session(&cookie)?.ok_or_else(unauthorised)
+    app.store()?
+        .session(&cookie, &app.options.sessions)?
+        .ok_or_else(unauthorised)
 }
 
-/// The signed-in person, for a write: the CSRF token must come with it.
+/// The signed-in person, for a write: the CSRF token must come with it, and
+/// the store must still be the file the server opened.
 fn writer(app: &App, headers: &HeaderMap) -> Result<Session, ApiError> {
+    app.check_store()?;
     let s = session(app, headers)?;
     let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     if sent != Some(s.csrf.as_str()) {
@@ -222,6 +311,28 @@ fn writer(app: &App, headers: &HeaderMap) -> Result<Session, ApiError> {
         ));
     }
     Ok(s)
+}
+
+/// Refuse a request for a name this server was not told it has.
+async fn known_host(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let known = {
+        let hosts = app.hosts.read().expect("host list");
+        hosts.is_empty() || host.is_some_and(|h| hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+    };
+    if !known {
+        tracing::warn!(host = ?host, "request for an unknown host refused");
+        return ApiError::new(StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response();
+    }
+    next.run(req).await
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
+    app.check_store()?;
+    Ok("ok")
 }
 
 /// Refuse writes a browser marks as coming from another site.
@@ -303,14 +414,44 @@ async fn sign_in(
             "name or token too long",
         ));
     }
-    let signed = blocking(&app, move |app| Ok(app.store()?.sign_in(&name, &token)?)).await?;
+    let minute = Duration::from_secs(60);
+    {
+        let mut failed = app.failed_sign_ins.lock().expect("sign-in log");
+        while failed.front().is_some_and(|t| t.elapsed() > minute) {
+            failed.pop_front();
+        }
+        if failed.len() >= SIGN_IN_FAILURES_PER_MINUTE {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed sign-ins: wait a minute",
+            ));
+        }
+    }
+    let who = name.clone();
+    let signed = blocking(&app, move |app| {
+        app.check_store()?;
+        Ok(app.store()?.sign_in(&name, &token)?)
+    })
+    .await?;
     let Some((secret, session)) = signed else {
+        tracing::warn!(name = %who, "failed sign-in");
+        app.failed_sign_ins
+            .lock()
+            .expect("sign-in log")
+            .push_back(Instant::now());
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unknown name or token (a token works once: ask for a new one, `goodhart label add-user NAME`)",
         ));
     };
-    let cookie = format!("{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
+    let max_age = app.options.sessions.max_age_ms / 1000;
+    let secure = if app.options.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie =
+        format!("{COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     Ok(([(header::SET_COOKIE, cookie)], Json(session)).into_response())
 }
 
@@ -430,9 +571,10 @@ async fn label(
     headers: HeaderMap,
     body: Result<Json<LabelRequest>, JsonRejection>,
 ) -> Result<Json<LabelResponse>, ApiError> {
+    // Who asks comes first: without a session the answer is 401, whatever the body.
+    let s = blocking(&app, move |app| writer(app, &headers)).await?;
     let Json(req) = body?;
     blocking(&app, move |app| {
-        let s = writer(app, &headers)?;
         let mut store = app.store()?;
         let comparison = store.submit(
             &s.user,

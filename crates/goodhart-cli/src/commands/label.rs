@@ -46,6 +46,25 @@ pub enum LabelCommand {
         /// (sign-in is always required; use a TLS proxy in front of it there).
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
+        /// A name people reach the server by (repeatable), e.g. `labels.example.org`
+        /// or `labels.example.org:443`; requests for any other host are refused.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Mark the session cookie Secure (serve behind a TLS proxy).
+        #[arg(long)]
+        secure_cookie: bool,
+        /// A session with no request for this many minutes ends.
+        #[arg(long, default_value_t = 120)]
+        idle_minutes: u32,
+        /// A session ends this many hours after sign-in.
+        #[arg(long, default_value_t = 168)]
+        session_hours: u32,
+    },
+    /// Take a person's access away: their unused token and every session end (their labels stay).
+    Revoke {
+        name: String,
+        #[arg(long)]
+        store: PathBuf,
     },
     /// Let a person label: prints a one-time sign-in token (a new one if NAME exists).
     AddUser {
@@ -73,7 +92,32 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     match cmd {
         LabelCommand::Simulate(source) => label_pairs(o, &source, false, bars),
         LabelCommand::Queue(source) => label_pairs(o, &source, true, bars),
-        LabelCommand::Serve { store, bind } => label_serve(&store, bind),
+        LabelCommand::Serve {
+            store,
+            bind,
+            hosts,
+            secure_cookie,
+            idle_minutes,
+            session_hours,
+        } => {
+            let options = goodhart_web::ServeOptions {
+                hosts,
+                secure_cookie,
+                sessions: goodhart::feedback::SessionLimits {
+                    idle_ms: i64::from(idle_minutes) * 60_000,
+                    max_age_ms: i64::from(session_hours) * 3_600_000,
+                },
+            };
+            label_serve(&store, bind, options)
+        }
+        LabelCommand::Revoke { name, store } => {
+            let mut store = LabelStore::open_existing(&store)?;
+            if !store.revoke_user(&name)? {
+                anyhow::bail!("nobody named {name:?} labels in this store");
+            }
+            outln!("{name} can no longer sign in; their sessions have ended (their labels stay)");
+            Ok(())
+        }
         LabelCommand::AddUser { name, store, url } => {
             let mut store = LabelStore::open_existing(&store)?;
             let token = store.add_user(&name)?;
@@ -161,8 +205,12 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     Ok(())
 }
 
-fn label_serve(store: &Path, bind: std::net::SocketAddr) -> Result<()> {
-    let app = goodhart_web::App::open(store)?;
+fn label_serve(
+    store: &Path,
+    bind: std::net::SocketAddr,
+    options: goodhart_web::ServeOptions,
+) -> Result<()> {
+    let app = goodhart_web::App::open_with(store, options)?;
     let (queued, users) = {
         let s = LabelStore::open_existing(store)?;
         (s.queued()?, s.users()?)

@@ -6,6 +6,8 @@ pub mod simulate;
 pub mod store;
 
 pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
-pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Session};
+pub use people::{
+    HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Session, SessionLimits,
+};
 pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

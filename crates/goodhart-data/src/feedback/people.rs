@@ -33,6 +33,24 @@ pub struct QueuedPair {
     pub batch: String,
 }
 
+/// How long a session lasts on the server (the cookie's own age is only advice to the browser).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionLimits {
+    /// A session with no request for this long ends.
+    pub idle_ms: i64,
+    /// A session ends this long after sign-in, however busy.
+    pub max_age_ms: i64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_ms: 2 * 60 * 60 * 1000,
+            max_age_ms: 7 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
 /// A signed-in person.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Session {
@@ -172,6 +190,9 @@ impl LabelStore {
                 params![name, hash, now_ms()],
             )
             .map_err(|e| w.err(e))?;
+            // A new token ends every session the old one began.
+            w.tx.execute("DELETE FROM sessions WHERE user = ?1", [name])
+                .map_err(|e| w.err(e))?;
             w.tx.execute(
                 "INSERT INTO history (at, event, detail) VALUES (?1, 'user', ?2)",
                 params![
@@ -215,9 +236,11 @@ impl LabelStore {
             let (cookie, csrf) = (secret(), secret());
             w.tx.execute("UPDATE users SET token_hash = NULL WHERE name = ?1", [name])
                 .map_err(|e| w.err(e))?;
+            let now = now_ms();
             w.tx.execute(
-                "INSERT INTO sessions (token_hash, user, csrf, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![digest(&cookie), name, csrf, now_ms()],
+                "INSERT INTO sessions (token_hash, user, csrf, created_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![digest(&cookie), name, csrf, now],
             )
             .map_err(|e| w.err(e))?;
             w.tx.execute(
@@ -235,21 +258,56 @@ impl LabelStore {
         })
     }
 
-    /// The session a cookie belongs to.
-    pub fn session(&self, cookie: &str) -> Result<Option<Session>> {
-        self.conn
-            .query_row(
-                "SELECT user, csrf FROM sessions WHERE token_hash = ?1",
-                [digest(cookie)],
-                |r| {
-                    Ok(Session {
-                        user: r.get(0)?,
-                        csrf: r.get(1)?,
-                    })
-                },
+    /// The live session a cookie belongs to, seen now. A session idle or old
+    /// beyond `limits` is ended here and is `None`, whatever the cookie says.
+    pub fn session(&mut self, cookie: &str, limits: &SessionLimits) -> Result<Option<Session>> {
+        let hash = digest(cookie);
+        let now = now_ms();
+        self.write(|w| {
+            let found: Option<(String, String, i64, Option<i64>)> =
+                w.tx.query_row(
+                    "SELECT user, csrf, created_at, last_seen FROM sessions WHERE token_hash = ?1",
+                    [&hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(|e| w.err(e))?;
+            let Some((user, csrf, created, last_seen)) = found else {
+                return Ok(None);
+            };
+            let last_seen = last_seen.unwrap_or(created);
+            if now - created > limits.max_age_ms || now - last_seen > limits.idle_ms {
+                w.tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])
+                    .map_err(|e| w.err(e))?;
+                return Ok(None);
+            }
+            w.tx.execute(
+                "UPDATE sessions SET last_seen = ?1 WHERE token_hash = ?2",
+                params![now, hash],
             )
-            .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| w.err(e))?;
+            Ok(Some(Session { user, csrf }))
+        })
+    }
+
+    /// Take a person's access away: their unused token and every session end
+    /// (their labels stay). `false` when nobody has that name.
+    pub fn revoke_user(&mut self, name: &str) -> Result<bool> {
+        self.write(|w| {
+            let changed =
+                w.tx.execute("UPDATE users SET token_hash = NULL WHERE name = ?1", [name])
+                    .map_err(|e| w.err(e))?;
+            w.tx.execute("DELETE FROM sessions WHERE user = ?1", [name])
+                .map_err(|e| w.err(e))?;
+            if changed > 0 {
+                w.tx.execute(
+                    "INSERT INTO history (at, event, detail) VALUES (?1, 'user', ?2)",
+                    params![now_ms(), format!("revoke {name}")],
+                )
+                .map_err(|e| w.err(e))?;
+            }
+            Ok(changed > 0)
+        })
     }
 
     pub fn sign_out(&mut self, cookie: &str) -> Result<()> {

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY,   -- SHA-256 of the session cookie
     user TEXT NOT NULL REFERENCES users(name),
     csrf TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER              -- the last request; a session idle too long ends
 );
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
@@ -270,6 +271,25 @@ impl LabelStore {
         if !has_finished {
             self.conn
                 .execute_batch("ALTER TABLE samples ADD COLUMN finished INTEGER")
+                .map_err(|e| self.err(e))?;
+        }
+        // Sessions expire when idle: a store written before that keeps its
+        // sessions, seen last when they began.
+        let has_last_seen = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'last_seen'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(|e| self.err(e))?
+            > 0;
+        if !has_last_seen {
+            self.conn
+                .execute_batch(
+                    "ALTER TABLE sessions ADD COLUMN last_seen INTEGER;
+                     UPDATE sessions SET last_seen = created_at;",
+                )
                 .map_err(|e| self.err(e))?;
         }
         Ok(())

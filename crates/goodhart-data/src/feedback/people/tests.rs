@@ -53,12 +53,65 @@ fn tokens_sign_in_once_and_sessions_identify_the_person() {
         store.sign_in("alice", &token).unwrap().is_none(),
         "the token is one-time"
     );
-    assert_eq!(store.session(&cookie).unwrap(), Some(session));
-    assert_eq!(store.session("forged").unwrap(), None);
+    assert_eq!(
+        store.session(&cookie, &SessionLimits::default()).unwrap(),
+        Some(session)
+    );
+    assert_eq!(
+        store.session("forged", &SessionLimits::default()).unwrap(),
+        None
+    );
     store.sign_out(&cookie).unwrap();
-    assert_eq!(store.session(&cookie).unwrap(), None);
+    assert_eq!(
+        store.session(&cookie, &SessionLimits::default()).unwrap(),
+        None
+    );
     assert!(store.add_user("al ice").is_err());
     assert!(store.add_user("").is_err());
+}
+
+#[test]
+fn sessions_end_when_idle_or_old_on_a_new_token_and_on_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = queued_store(dir.path(), 1);
+    let limits = SessionLimits::default();
+    let sign_in = |store: &mut LabelStore| {
+        let token = store.add_user("alice").unwrap();
+        store.sign_in("alice", &token).unwrap().unwrap().0
+    };
+    // Idle: no request for longer than the limit (here: 0 ms allowed, after a pause).
+    let cookie = sign_in(&mut store);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let strict = SessionLimits {
+        idle_ms: 1,
+        ..limits
+    };
+    assert_eq!(store.session(&cookie, &strict).unwrap(), None);
+    assert_eq!(
+        store.session(&cookie, &limits).unwrap(),
+        None,
+        "ended for good"
+    );
+    // Old: past the absolute age, however busy.
+    let cookie = sign_in(&mut store);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let short = SessionLimits {
+        max_age_ms: 1,
+        ..limits
+    };
+    assert_eq!(store.session(&cookie, &short).unwrap(), None);
+    // A new token ends the sessions of the old one.
+    let cookie = sign_in(&mut store);
+    assert!(store.session(&cookie, &limits).unwrap().is_some());
+    store.add_user("alice").unwrap();
+    assert_eq!(store.session(&cookie, &limits).unwrap(), None);
+    // Revoking ends the sessions and the unused token.
+    let cookie = sign_in(&mut store);
+    let token = store.add_user("alice").unwrap();
+    let _ = cookie;
+    assert!(store.revoke_user("alice").unwrap());
+    assert!(store.sign_in("alice", &token).unwrap().is_none());
+    assert!(!store.revoke_user("nobody").unwrap());
 }
 
 #[test]
