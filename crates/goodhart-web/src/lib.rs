@@ -21,7 +21,6 @@
 //! is acknowledged. Bad requests get a 4xx with `{"error": "..."}`.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
@@ -34,10 +33,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use goodhart::feedback::{
-    Answer, HumanLabel, HumanProgress, LabelStore, QueuedPair, Refusal, Session, SessionLimits,
+    Answer, HumanLabel, HumanProgress, LabelStore, QueuedPair, Session, SessionLimits,
 };
 use goodhart::task::{self, Task};
 use serde::{Deserialize, Serialize};
+
+mod error;
+mod serve;
+
+pub use error::ApiError;
+
+pub use serve::{
+    serve, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT, SHUTDOWN_DEADLINE,
+};
 
 const PAGE: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
@@ -103,6 +111,13 @@ impl App {
     }
 
     pub fn open_with(store: &Path, options: ServeOptions) -> goodhart::Result<Arc<Self>> {
+        // A server that cannot write the store would refuse every label: say so now.
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(store) {
+            return Err(goodhart::Error::Store {
+                path: store.to_path_buf(),
+                message: format!("cannot be written ({e}); the server needs to save labels"),
+            });
+        }
         Ok(Arc::new(Self {
             store: Mutex::new(LabelStore::open_existing(store)?),
             tasks: Mutex::new(HashMap::new()),
@@ -182,83 +197,10 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn_with_state(app.clone(), known_host))
+        .layer(middleware::from_fn(serve::deadline))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
-}
-
-/// Serve until `shutdown` resolves; requests in flight are finished first.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        app.allow_address(addr);
-    }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// A refused request: its status and a message for people.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<goodhart::Error> for ApiError {
-    fn from(e: goodhart::Error) -> Self {
-        // The detail (paths, SQLite's words) is for the log, not for whoever asked.
-        tracing::error!(error = %e, "store error");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the label store failed (the server's log says why)",
-        )
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        Self::new(r.status(), r.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(r.status(), r.body_text())
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        let status = match r {
-            Refusal::UnknownPair(_) => StatusCode::NOT_FOUND,
-            Refusal::AlreadyLabelled(_) => StatusCode::CONFLICT,
-            Refusal::ReasonTooLong(_) | Refusal::BadSeconds => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        Self::new(status, r.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
-    }
 }
 
 /// Run store work off the async threads.

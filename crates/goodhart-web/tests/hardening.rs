@@ -227,3 +227,48 @@ async fn refusals_are_json_and_a_missing_session_comes_before_a_bad_body() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body:?}: {value}");
     }
 }
+
+#[tokio::test]
+async fn a_stalled_client_is_cut_off_and_shutdown_does_not_wait_for_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture(ServeOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(goodhart_web::serve(listener, f.app.clone(), async {
+        let _ = stopped.await;
+    }));
+    // Half a request's headers, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: ")
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = vec![0u8; 1024];
+    let closed = tokio::time::timeout(
+        goodhart_web::HEADER_TIMEOUT + std::time::Duration::from_secs(5),
+        stalled.read(&mut buf),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after {:?}",
+        start.elapsed()
+    );
+    assert!(start.elapsed() >= goodhart_web::HEADER_TIMEOUT / 2);
+
+    // A second stalled client does not hold up shutdown.
+    let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
+    other
+        .write_all(b"POST /api/label HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    let done = tokio::time::timeout(
+        goodhart_web::SHUTDOWN_DEADLINE + std::time::Duration::from_secs(5),
+        server,
+    )
+    .await;
+    assert!(done.is_ok(), "the server did not stop");
+}

@@ -2,12 +2,12 @@
 
 pub mod labeler;
 pub mod people;
+pub mod sessions;
 pub mod simulate;
 pub mod store;
 
 pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
-pub use people::{
-    HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Session, SessionLimits,
-};
+pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
+pub use sessions::{Session, SessionLimits};
 pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

@@ -3,6 +3,8 @@
 //! writer leaves each comparison either wholly there or not at all; an
 //! append-only history (enforced by triggers) records every label given or withdrawn.
 
+mod schema;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,78 +15,10 @@ use super::labeler::Answer;
 use crate::error::{Error, Result};
 use crate::formats::parse_jsonl;
 pub use crate::formats::PreferenceLine;
+use schema::SCHEMA;
 
 const FORMAT: &str = "goodhart-labels";
 const VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS prompts (
-    id INTEGER PRIMARY KEY,
-    task TEXT NOT NULL,
-    split TEXT NOT NULL,
-    text TEXT NOT NULL,
-    UNIQUE (task, text)
-);
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY,
-    prompt_id INTEGER NOT NULL REFERENCES prompts(id),
-    completion TEXT NOT NULL,
-    policy TEXT NOT NULL,          -- which policy or checkpoint produced it
-    step INTEGER,                  -- its training step, when it has one
-    logprob REAL,                  -- log-probability under that policy
-    created_at INTEGER NOT NULL,   -- unix milliseconds
-    finished INTEGER               -- 1: ended with EOS, 0: cut at the length limit, NULL: not known (imported)
-);
-CREATE INDEX IF NOT EXISTS samples_prompt ON samples(prompt_id);
-CREATE TABLE IF NOT EXISTS comparisons (
-    id INTEGER PRIMARY KEY,
-    sample_a INTEGER NOT NULL REFERENCES samples(id),
-    sample_b INTEGER NOT NULL REFERENCES samples(id),
-    labeler TEXT NOT NULL,
-    answer TEXT NOT NULL CHECK (answer IN ('a', 'b', 'tie', 'cant_tell')),
-    reason TEXT,
-    batch TEXT,                    -- the round of labelling that asked for it
-    seconds REAL,                  -- time the labeler took, when known
-    created_at INTEGER NOT NULL,
-    retracted INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS comparisons_labeler ON comparisons(labeler);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    comparison_id INTEGER,
-    detail TEXT
-);
--- People who label in the web app, their sessions, and the pairs queued for them.
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    token_hash TEXT,               -- SHA-256 of the one-time sign-in token; NULL once used
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY,   -- SHA-256 of the session cookie
-    user TEXT NOT NULL REFERENCES users(name),
-    csrf TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_seen INTEGER              -- the last request; a session idle too long ends
-);
-CREATE TABLE IF NOT EXISTS queue (
-    id INTEGER PRIMARY KEY,
-    sample_a INTEGER NOT NULL REFERENCES samples(id),
-    sample_b INTEGER NOT NULL REFERENCES samples(id),
-    batch TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    retired INTEGER NOT NULL DEFAULT 0   -- its batch was withdrawn: shown to nobody
-);
-CREATE INDEX IF NOT EXISTS queue_batch ON queue(batch);
-CREATE INDEX IF NOT EXISTS comparisons_pair ON comparisons(sample_a, sample_b);
-CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history
-    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
-    BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
-";
 
 pub struct LabelStore {
     pub(super) conn: Connection,
@@ -612,6 +546,16 @@ pub(super) fn store_error(path: &Path, e: rusqlite::Error) -> Error {
     let message = match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
             "not a goodhart label store (not an SQLite database)".to_string()
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen
+            ) =>
+        {
+            "cannot be written: the file or its folder is read-only (SQLite writes the store \
+             and its -wal and -shm files beside it)"
+                .to_string()
         }
         other => other.to_string(),
     };

@@ -1,6 +1,7 @@
 //! Tests of `people`.
 
 use super::*;
+use crate::feedback::sessions::SessionLimits;
 use crate::feedback::NewSample;
 
 /// A store with `n` queued pairs of answers completions ("4." vs "5.").
