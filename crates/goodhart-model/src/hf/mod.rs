@@ -22,7 +22,7 @@ pub use tokenizer::{HfTokenizer, TOKENIZER_FILE};
 
 use crate::error::{Error, Result};
 use crate::model::transformer::{parameter_specs, ParamSpec};
-use crate::model::{Arch, Model, ModelConfig};
+use crate::model::{Arch, Model, ModelConfig, RopeScaling};
 use crate::tokenize::Tokenizer as _;
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -232,7 +232,7 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
             format!("hidden_act {act:?} is not supported (SwiGLU needs \"silu\")"),
         ));
     }
-    let rope_theta = rope_theta(raw, path)?;
+    let (rope_theta, rope_scaling) = rope(raw, path)?;
     let d = need(raw.hidden_size, "hidden_size")?;
     let n_head = need(raw.num_attention_heads, "num_attention_heads")?;
     if raw.head_dim.is_some_and(|h| h * n_head != d) {
@@ -253,6 +253,7 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         layer_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
         init_std: raw.initializer_range.unwrap_or(0.02),
         rope_theta,
+        rope_scaling,
         tie_embeddings: raw.tie_word_embeddings.unwrap_or(model_type != "llama"),
         // Qwen2 has query/key/value biases; Llama and Mistral do not unless they say so.
         qkv_bias: raw.attention_bias.unwrap_or(model_type == "qwen2"),
@@ -268,8 +269,9 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
 /// `rope_scaling`). goodhart implements unscaled rotary positions only: every
 /// other rope type, and any key that would change the frequencies, is refused
 /// by name rather than approximated.
-fn rope_theta(raw: &RawConfig, path: &Path) -> Result<f64> {
+fn rope(raw: &RawConfig, path: &Path) -> Result<(f64, Option<RopeScaling>)> {
     let mut theta = raw.rope_theta.map(|t| ("rope_theta".to_string(), t));
+    let mut scaling = None;
     for (key, value) in [
         ("rope_parameters", &raw.rope_parameters),
         ("rope_scaling", &raw.rope_scaling),
@@ -281,20 +283,49 @@ fn rope_theta(raw: &RawConfig, path: &Path) -> Result<f64> {
             .as_object()
             .ok_or_else(|| checkpoint_error(path, format!("`{key}` must be an object")))?;
         // The type first: it names what is unsupported better than its parameters do.
-        for k in ["rope_type", "type"] {
-            if let Some(field) = obj.get(k).filter(|f| f.as_str() != Some("default")) {
-                return Err(checkpoint_error(
-                    path,
-                    format!("{key}.{k} = {field} is not supported: goodhart implements unscaled rotary positions only (\"default\")"),
-                ));
-            }
-        }
+        let kind = match ["rope_type", "type"].into_iter().find_map(|k| obj.get(k).map(|f| (k, f))) {
+            None => "default",
+            Some((k, field)) => match field.as_str() {
+                Some(t @ ("default" | "linear" | "llama3")) => t,
+                _ => {
+                    return Err(checkpoint_error(
+                        path,
+                        format!("{key}.{k} = {field} is not supported: goodhart implements \"default\", \"linear\" and \"llama3\" rotary positions"),
+                    ))
+                }
+            },
+        };
+        let number = |k: &str| -> Result<f64> {
+            obj.get(k)
+                .and_then(|f| f.as_f64())
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| {
+                    checkpoint_error(
+                        path,
+                        format!("{key}.{k}: a number is needed for rope_type {kind:?}"),
+                    )
+                })
+        };
+        let allowed: &[&str] = match kind {
+            "linear" => &["factor"],
+            "llama3" => &[
+                "factor",
+                "low_freq_factor",
+                "high_freq_factor",
+                "original_max_position_embeddings",
+            ],
+            _ => &[],
+        };
         for (k, field) in obj {
             match k.as_str() {
                 "rope_type" | "type" => {}
+                k if allowed.contains(&k) => {}
                 "rope_theta" => {
                     let t = field.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
-                        checkpoint_error(path, format!("{key}.rope_theta must be a positive number"))
+                        checkpoint_error(
+                            path,
+                            format!("{key}.rope_theta must be a positive number"),
+                        )
                     })?;
                     if let Some((prev_key, prev)) = &theta {
                         if *prev != t {
@@ -309,13 +340,34 @@ fn rope_theta(raw: &RawConfig, path: &Path) -> Result<f64> {
                 _ => {
                     return Err(checkpoint_error(
                         path,
-                        format!("{key}.{k} = {field} is not supported (goodhart reads rope_type \"default\" and rope_theta)"),
+                        format!("{key}.{k} = {field} is not supported for rope_type {kind:?}"),
                     ))
                 }
             }
         }
+        let this = match kind {
+            "linear" => Some(RopeScaling::Linear {
+                factor: number("factor")?,
+            }),
+            "llama3" => Some(RopeScaling::Llama3 {
+                factor: number("factor")?,
+                low_freq_factor: number("low_freq_factor")?,
+                high_freq_factor: number("high_freq_factor")?,
+                original_max_position_embeddings: number("original_max_position_embeddings")?,
+            }),
+            _ => None,
+        };
+        if let Some(this) = this {
+            if scaling.as_ref().is_some_and(|s| *s != this) {
+                return Err(checkpoint_error(
+                    path,
+                    "rope_parameters and rope_scaling disagree",
+                ));
+            }
+            scaling = Some(this);
+        }
     }
-    Ok(theta.map_or(10000.0, |(_, t)| t))
+    Ok((theta.map_or(10000.0, |(_, t)| t), scaling))
 }
 
 /// Every tensor of the checkpoint (float32), and the file each came from.
@@ -507,11 +559,43 @@ mod tests {
 
     fn theta_of(json: &str) -> std::result::Result<f64, String> {
         let raw: RawConfig = serde_json::from_str(json).unwrap();
-        rope_theta(&raw, Path::new("m/config.json")).map_err(|e| e.to_string())
+        rope(&raw, Path::new("m/config.json"))
+            .map(|(t, _)| t)
+            .map_err(|e| e.to_string())
+    }
+
+    fn scaling_of(json: &str) -> Option<RopeScaling> {
+        let raw: RawConfig = serde_json::from_str(json).unwrap();
+        rope(&raw, Path::new("m/config.json")).unwrap().1
     }
 
     #[test]
-    fn rope_theta_is_read_from_either_layout_and_scaling_is_refused_by_name() {
+    fn linear_and_llama3_scalings_are_read_from_either_layout() {
+        assert_eq!(
+            scaling_of(
+                r#"{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "linear", "factor": 4.0}}"#
+            ),
+            Some(RopeScaling::Linear { factor: 4.0 })
+        );
+        let llama31 = r#"{"rope_theta": 500000.0, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}}"#;
+        assert_eq!(
+            scaling_of(llama31),
+            Some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0
+            })
+        );
+        assert_eq!(theta_of(llama31), Ok(500000.0));
+        let err =
+            theta_of(r#"{"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}"#).unwrap_err();
+        assert!(err.contains("low_freq_factor"), "{err}");
+    }
+
+    #[test]
+    fn rope_theta_is_read_from_either_layout_and_unimplemented_scalings_are_refused_by_name() {
         // transformers 5.x keeps the base only inside rope_parameters.
         assert_eq!(
             theta_of(r#"{"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}"#),
@@ -521,16 +605,16 @@ mod tests {
         assert_eq!(theta_of(r#"{"rope_scaling": null}"#), Ok(10000.0));
         for (json, key) in [
             (
-                r#"{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "linear", "factor": 4.0}}"#,
-                "rope_parameters.rope_type = \"linear\"",
+                r#"{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}}"#,
+                "rope_parameters.rope_type = \"yarn\"",
             ),
             (
                 r#"{"rope_scaling": {"type": "dynamic", "factor": 2.0}}"#,
                 "rope_scaling.type = \"dynamic\"",
             ),
             (
-                r#"{"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}"#,
-                "rope_parameters.rope_type = \"llama3\"",
+                r#"{"rope_parameters": {"rope_type": "longrope", "factor": 8.0}}"#,
+                "rope_parameters.rope_type = \"longrope\"",
             ),
             (
                 r#"{"rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5}}"#,

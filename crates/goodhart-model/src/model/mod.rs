@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Normal};
 
 pub use batch::SequenceBatch;
 pub use candle_core::Device;
-pub use config::{Arch, ModelConfig};
+pub use config::{Arch, ModelConfig, RopeScaling};
 pub use transformer::{Mask, Transformer};
 
 use crate::error::{Error, Result};

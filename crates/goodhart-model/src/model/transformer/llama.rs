@@ -114,6 +114,7 @@ impl Rope {
             for i in 0..half {
                 // As transformers computes it: float32 frequencies times float32 positions.
                 let inv = (1.0 / c.rope_theta.powf((2 * i) as f64 / c.head_dim() as f64)) as f32;
+                let inv = c.rope_scaling.as_ref().map_or(inv, |s| s.scale(inv));
                 let angle = p as f32 * inv;
                 cos.push(angle.cos());
                 sin.push(angle.sin());
