@@ -90,11 +90,12 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
                 fmt_stat(&report.accuracy_labeler),
                 fmt_stat(&report.accuracy_gold)
             ));
-            for (d, l, g) in &report.by_difficulty {
+            for d in &report.by_difficulty {
                 bars.println(&format!(
-                    "  difficulty {d}: vs labeler {}, vs gold {}",
-                    fmt_stat(l),
-                    fmt_stat(g)
+                    "  difficulty {}: vs labeler {}, vs gold {}",
+                    d.difficulty,
+                    fmt_stat(&d.vs_labeler),
+                    fmt_stat(&d.vs_gold)
                 ));
             }
         }

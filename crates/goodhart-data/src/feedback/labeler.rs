@@ -27,6 +27,64 @@ pub enum Answer {
     CantTell,
 }
 
+/// How often each answer was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AnswerCountsRepr")]
+pub struct AnswerCounts {
+    pub a: usize,
+    pub b: usize,
+    pub tie: usize,
+    pub cant_tell: usize,
+}
+
+impl AnswerCounts {
+    pub fn add(&mut self, answer: Answer) {
+        match answer {
+            Answer::A => self.a += 1,
+            Answer::B => self.b += 1,
+            Answer::Tie => self.tie += 1,
+            Answer::CantTell => self.cant_tell += 1,
+        }
+    }
+}
+
+/// Counts as written now, or as the `[a, b, tie, can't tell]` array of older runs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnswerCountsRepr {
+    Named {
+        a: usize,
+        b: usize,
+        tie: usize,
+        cant_tell: usize,
+    },
+    Positional([usize; 4]),
+}
+
+impl From<AnswerCountsRepr> for AnswerCounts {
+    fn from(r: AnswerCountsRepr) -> Self {
+        match r {
+            AnswerCountsRepr::Named {
+                a,
+                b,
+                tie,
+                cant_tell,
+            } => Self {
+                a,
+                b,
+                tie,
+                cant_tell,
+            },
+            AnswerCountsRepr::Positional([a, b, tie, cant_tell]) => Self {
+                a,
+                b,
+                tie,
+                cant_tell,
+            },
+        }
+    }
+}
+
 impl Answer {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@ pub mod sessions;
 pub mod simulate;
 pub mod store;
 
-pub use labeler::{Answer, AssistantConfig, Labeler, LabelerConfig};
+pub use labeler::{Answer, AnswerCounts, AssistantConfig, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
 pub use sessions::{Session, SessionLimits};
 pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::labeler::Answer;
+use super::labeler::{Answer, AnswerCounts};
 use super::store::{now_ms, LabelStore, Writer};
 use crate::error::{Error, Result};
 
@@ -72,8 +72,7 @@ pub struct LabelerStats {
     /// A person (signed in through the web app) rather than a simulated labeler.
     pub person: bool,
     pub comparisons: usize,
-    /// Answers a, b, tie, can't tell.
-    pub answers: [usize; 4],
+    pub answers: AnswerCounts,
     /// How often this labeler's answer matched another labeler's on the same pair
     /// (both answered other than "can't tell"): (agreed, compared).
     pub agreement: (usize, usize),
@@ -356,18 +355,13 @@ impl LabelStore {
                     labeler: r.labeler.clone(),
                     person: users.contains(&r.labeler),
                     comparisons: 0,
-                    answers: [0; 4],
+                    answers: AnswerCounts::default(),
                     agreement: (0, 0),
                     gold_agreement: (0, 0),
                     median_seconds: None,
                 });
             s.comparisons += 1;
-            s.answers[match r.answer {
-                Answer::A => 0,
-                Answer::B => 1,
-                Answer::Tie => 2,
-                Answer::CantTell => 3,
-            }] += 1;
+            s.answers.add(r.answer);
             if r.answer != Answer::CantTell {
                 for &j in &by_pair[&r.pair] {
                     let o = &rows[j];

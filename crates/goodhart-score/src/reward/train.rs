@@ -111,8 +111,46 @@ pub struct RewardReport {
     /// The same against gold-derived labels (pairs whose gold differs).
     pub accuracy_gold: Stat,
     pub loss_gold: f64,
-    /// (difficulty, accuracy against the labeler, accuracy against gold).
-    pub by_difficulty: Vec<(u32, Stat, Stat)>,
+    /// Held-out accuracy per difficulty of the prompts.
+    pub by_difficulty: Vec<DifficultyAccuracy>,
+}
+
+/// Held-out accuracy on the pairs of one difficulty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DifficultyAccuracyRepr")]
+pub struct DifficultyAccuracy {
+    pub difficulty: u32,
+    pub vs_labeler: Stat,
+    pub vs_gold: Stat,
+}
+
+/// As written now, or as the `[difficulty, vs labeler, vs gold]` triple of older runs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DifficultyAccuracyRepr {
+    Named {
+        difficulty: u32,
+        vs_labeler: Stat,
+        vs_gold: Stat,
+    },
+    Triple(u32, Stat, Stat),
+}
+
+impl From<DifficultyAccuracyRepr> for DifficultyAccuracy {
+    fn from(r: DifficultyAccuracyRepr) -> Self {
+        match r {
+            DifficultyAccuracyRepr::Named {
+                difficulty,
+                vs_labeler,
+                vs_gold,
+            }
+            | DifficultyAccuracyRepr::Triple(difficulty, vs_labeler, vs_gold) => Self {
+                difficulty,
+                vs_labeler,
+                vs_gold,
+            },
+        }
+    }
 }
 
 /// A comparison as tokens and a target probability that A is better.
@@ -492,9 +530,11 @@ fn evaluate(
     diffs.dedup();
     for d in diffs {
         let sub: Vec<_> = rows.iter().filter(|r| r.0 == d).collect();
-        report
-            .by_difficulty
-            .push((d, acc(&sub, false).0, acc(&sub, true).0));
+        report.by_difficulty.push(DifficultyAccuracy {
+            difficulty: d,
+            vs_labeler: acc(&sub, false).0,
+            vs_gold: acc(&sub, true).0,
+        });
     }
     Ok(())
 }

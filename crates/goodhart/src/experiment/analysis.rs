@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{BaseStats, Record, TaskRecords};
+use super::record::{BaseStats, MeanSd, Record, TaskRecords};
 use crate::measure::bootstrap::{resample_curve, Interval, RESAMPLES};
 use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
 use crate::rng;
@@ -83,7 +83,7 @@ pub struct Drift {
     pub z: f64,
 }
 
-fn z(x: f64, (mean, sd): (f64, f64)) -> f64 {
+fn z(x: f64, MeanSd { mean, sd }: MeanSd) -> f64 {
     (x - mean) / sd.max(1e-6)
 }
 
@@ -269,7 +269,7 @@ fn analyse_curve(
     let labeler_of = |p: &CurvePoint| {
         p.labelers
             .iter()
-            .find(|(n, _)| *n == base.labeler.0)
+            .find(|(n, _)| *n == base.labeler.name)
             .map_or(f64::NAN, |(_, s)| s.mean)
     };
     let gaps = points
@@ -277,7 +277,13 @@ fn analyse_curve(
         .map(|p| {
             let (zp, zl, zg) = (
                 z(p.proxy.mean, base.proxy),
-                z(labeler_of(p), (base.labeler.1, base.labeler.2)),
+                z(
+                    labeler_of(p),
+                    MeanSd {
+                        mean: base.labeler.mean,
+                        sd: base.labeler.sd,
+                    },
+                ),
                 z(p.gold.mean, base.gold),
             );
             Gap {
@@ -292,12 +298,12 @@ fn analyse_curve(
         .features
         .iter()
         .filter_map(|(name, now)| {
-            let (_, m, sd) = base.features.iter().find(|(n, _, _)| n == name)?;
+            let f = base.features.iter().find(|f| &f.name == name)?;
             Some(Drift {
                 feature: name.clone(),
-                base: *m,
+                base: f.mean,
                 now: *now,
-                z: (now - m) / sd.max(0.05),
+                z: (now - f.mean) / f.sd.max(0.05),
             })
         })
         .collect();

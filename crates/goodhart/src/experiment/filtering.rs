@@ -1,7 +1,7 @@
 //! The pool stage: best-of-n (and its oracle baselines), conditioning and the
 //! quantiliser, all reweightings of one pool of base-policy samples per split.
 
-use super::record::{BaseStats, Record};
+use super::record::{BaseStats, MeanSd, NamedMeanSd, Record};
 use super::run::{Products, TaskRun};
 use crate::error::Result;
 use crate::optimize::pool::{build_pool, Pool};
@@ -98,32 +98,34 @@ impl TaskRun<'_> {
     fn base_stats(&self, pool: &Pool) -> BaseStats {
         let first = &self.setup.reward_labelers()[0];
         let li = self.reward_labeler_index(pool);
+        let named = |name: &str, xs: &mut dyn Iterator<Item = f64>| {
+            let MeanSd { mean, sd } = mean_std(xs);
+            NamedMeanSd {
+                name: name.to_string(),
+                mean,
+                sd,
+            }
+        };
         BaseStats {
-            proxy: mean_std(pool.scored.iter().map(|s| s.proxy.unwrap_or(0.0))),
-            labeler: {
-                let (m, sd) = mean_std(pool.scored.iter().map(|s| s.labeler[li]));
-                (first.clone(), m, sd)
-            },
-            gold: mean_std(pool.scored.iter().map(|s| s.gold)),
+            proxy: mean_std(&mut pool.scored.iter().map(|s| s.proxy.unwrap_or(0.0))),
+            labeler: named(first, &mut pool.scored.iter().map(|s| s.labeler[li])),
+            gold: mean_std(&mut pool.scored.iter().map(|s| s.gold)),
             features: pool
                 .feature_names
                 .iter()
                 .enumerate()
-                .map(|(i, n)| {
-                    let (m, sd) = mean_std(pool.scored.iter().map(|s| s.features[i]));
-                    (n.to_string(), m, sd)
-                })
+                .map(|(i, n)| named(n, &mut pool.scored.iter().map(|s| s.features[i])))
                 .collect(),
         }
     }
 }
 
-fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64) {
+fn mean_std(xs: &mut dyn Iterator<Item = f64>) -> MeanSd {
     let v: Vec<f64> = xs.collect();
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;
-    (
+    MeanSd {
         mean,
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
-    )
+        sd: (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
+    }
 }

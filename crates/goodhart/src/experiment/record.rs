@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::config::Experiment;
 use super::run::stage_names;
 use crate::error::{Error, Result};
+use crate::feedback::AnswerCounts;
 use crate::fsutil::write_atomic;
 use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
@@ -30,8 +31,8 @@ pub enum Record {
         sft: Option<SftReport>,
     },
     Labels {
-        /// (labeler, answers a, b, tie, can't tell).
-        answers: Vec<(String, [usize; 4])>,
+        /// Each labeler's answers.
+        answers: Vec<LabelerAnswers>,
         pairs: usize,
     },
     RewardModel {
@@ -73,14 +74,95 @@ impl Record {
     }
 }
 
+/// One labeler's answers to the base pairs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LabelerAnswersRepr")]
+pub struct LabelerAnswers {
+    pub labeler: String,
+    #[serde(flatten)]
+    pub counts: AnswerCounts,
+}
+
+/// As written now, or as the `[labeler, [a, b, tie, can't tell]]` pair of older runs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelerAnswersRepr {
+    Named {
+        labeler: String,
+        #[serde(flatten)]
+        counts: AnswerCounts,
+    },
+    Pair(String, AnswerCounts),
+}
+
+impl From<LabelerAnswersRepr> for LabelerAnswers {
+    fn from(r: LabelerAnswersRepr) -> Self {
+        match r {
+            LabelerAnswersRepr::Named { labeler, counts }
+            | LabelerAnswersRepr::Pair(labeler, counts) => Self { labeler, counts },
+        }
+    }
+}
+
 /// Mean and standard deviation of each reward and feature over base samples.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BaseStats {
-    pub proxy: (f64, f64),
+    pub proxy: MeanSd,
     /// The first labeler the reward model learned from.
-    pub labeler: (String, f64, f64),
-    pub gold: (f64, f64),
-    pub features: Vec<(String, f64, f64)>,
+    pub labeler: NamedMeanSd,
+    pub gold: MeanSd,
+    pub features: Vec<NamedMeanSd>,
+}
+
+/// A mean and a standard deviation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MeanSdRepr")]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// As written now, or as the `[mean, sd]` pair of older runs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MeanSdRepr {
+    Named { mean: f64, sd: f64 },
+    Pair(f64, f64),
+}
+
+impl From<MeanSdRepr> for MeanSd {
+    fn from(r: MeanSdRepr) -> Self {
+        match r {
+            MeanSdRepr::Named { mean, sd } | MeanSdRepr::Pair(mean, sd) => Self { mean, sd },
+        }
+    }
+}
+
+/// A named quantity's mean and standard deviation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "NamedMeanSdRepr")]
+pub struct NamedMeanSd {
+    pub name: String,
+    pub mean: f64,
+    pub sd: f64,
+}
+
+/// As written now, or as the `[name, mean, sd]` triple of older runs.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NamedMeanSdRepr {
+    Named { name: String, mean: f64, sd: f64 },
+    Triple(String, f64, f64),
+}
+
+impl From<NamedMeanSdRepr> for NamedMeanSd {
+    fn from(r: NamedMeanSdRepr) -> Self {
+        match r {
+            NamedMeanSdRepr::Named { name, mean, sd } | NamedMeanSdRepr::Triple(name, mean, sd) => {
+                Self { name, mean, sd }
+            }
+        }
+    }
 }
 
 /// All records of one task, in stage order.
@@ -224,4 +306,48 @@ pub fn clear(root: &Path) -> Result<()> {
         ));
     }
     std::fs::remove_dir_all(root).map_err(|e| Error::io(root, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reward::train::DifficultyAccuracy;
+    use crate::stats::Stat;
+
+    #[test]
+    fn records_name_their_fields_and_those_of_older_runs_still_read() {
+        let old = r#"{"stage":"labels","answers":[["quick",[1,2,3,4]]],"pairs":5}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        let Record::Labels { answers, .. } = &record else {
+            panic!("{record:?}")
+        };
+        assert_eq!(
+            (answers[0].labeler.as_str(), answers[0].counts.cant_tell),
+            ("quick", 4)
+        );
+        let now = serde_json::to_string(&record).unwrap();
+        assert!(
+            now.contains(r#"{"labeler":"quick","a":1,"b":2,"tie":3,"cant_tell":4}"#),
+            "{now}"
+        );
+        assert_eq!(serde_json::from_str::<Record>(&now).unwrap(), record);
+
+        let base: BaseStats = serde_json::from_str(
+            r#"{"proxy":[0.5,1.0],"labeler":["quick",0.1,0.2],"gold":[0.0,1.0],"features":[["chars",3.0,1.5]]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (base.labeler.name.as_str(), base.features[0].sd),
+            ("quick", 1.5)
+        );
+        let now = serde_json::to_string(&base).unwrap();
+        assert!(now.contains(r#""proxy":{"mean":0.5,"sd":1.0}"#), "{now}");
+        assert_eq!(serde_json::from_str::<BaseStats>(&now).unwrap(), base);
+
+        let stat = serde_json::to_string(&Stat::of(&[1.0, 0.0])).unwrap();
+        let d: DifficultyAccuracy = serde_json::from_str(&format!("[3, {stat}, {stat}]")).unwrap();
+        assert_eq!(d.difficulty, 3);
+        let now = serde_json::to_string(&d).unwrap();
+        assert!(now.starts_with(r#"{"difficulty":3,"vs_labeler":"#), "{now}");
+    }
 }

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
-use super::record::{Record, RunDir};
+use super::record::{LabelerAnswers, Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
 use crate::error::{Error, Result};
-use crate::feedback::{simulate_labels, Answer, Filter, LabelStore, Labeler, PolicyTag};
+use crate::feedback::{simulate_labels, AnswerCounts, Filter, LabelStore, Labeler, PolicyTag};
 use crate::measure::PolicySummary;
 use crate::model::checkpoint;
 use crate::model::Model;
@@ -449,16 +449,14 @@ impl TaskRun<'_> {
         let answers = labelers
             .iter()
             .map(|l| {
-                let mut counts = [0; 4];
+                let mut counts = AnswerCounts::default();
                 for c in all.iter().filter(|c| c.labeler == l.name()) {
-                    counts[match c.answer {
-                        Answer::A => 0,
-                        Answer::B => 1,
-                        Answer::Tie => 2,
-                        Answer::CantTell => 3,
-                    }] += 1;
+                    counts.add(c.answer);
                 }
-                (l.name().to_string(), counts)
+                LabelerAnswers {
+                    labeler: l.name().to_string(),
+                    counts,
+                }
             })
             .collect();
         Ok(Record::Labels { answers, pairs })

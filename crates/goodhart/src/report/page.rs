@@ -340,8 +340,12 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
             Record::Labels { answers, pairs } => {
                 let parts: Vec<String> = answers
                     .iter()
-                    .map(|(n, c)| {
-                        format!("{n} (A {} / B {} / tie {} / can't tell {})", c[0], c[1], c[2], c[3])
+                    .map(|l| {
+                        let c = &l.counts;
+                        format!(
+                            "{} (A {} / B {} / tie {} / can't tell {})",
+                            l.labeler, c.a, c.b, c.tie, c.cant_tell
+                        )
                     })
                     .collect();
                 Some(format!(

@@ -223,7 +223,14 @@ fn stats_count_agreement_between_people_and_with_gold() {
     let (a, b) = (&stats[0], &stats[1]);
     assert_eq!(
         (a.labeler.as_str(), a.comparisons, a.answers),
-        ("alice", 4, [4, 0, 0, 0])
+        (
+            "alice",
+            4,
+            crate::feedback::AnswerCounts {
+                a: 4,
+                ..Default::default()
+            }
+        )
     );
     assert_eq!(a.agreement, (3, 4));
     assert_eq!(b.agreement, (3, 4));
