@@ -5,6 +5,8 @@
 //! Parameter names are Hugging Face's without the `model.` prefix
 //! (`embed_tokens`, `layers.0.self_attn.q_proj`, ...), written once, here.
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -19,7 +21,7 @@ pub(super) fn parts(c: &ModelConfig, vb: &VarBuilder) -> Result<Parts> {
     let (d, v) = (c.d_model, c.vocab_size);
     let wte = vb.get_with_hints((v, d), "embed_tokens.weight", normal(c.init_std))?;
     Ok(Parts {
-        positions: Positions::Rotary(Rope::new(c, wte.device())?),
+        positions: Positions::Rotary(Rope::new(c, wte.device())),
         wte,
         blocks: (0..c.n_layer)
             .map(|i| Block::new(c, vb.pp(format!("layers.{i}"))).map(AnyBlock::Llama))
@@ -98,15 +100,30 @@ impl RmsNorm {
     }
 }
 
-/// Rotary position tables (Llama): `cos`, `sin` `[n_ctx, head_dim / 2]`.
+/// Rotary position tables (Llama): `cos`, `sin` `[n_ctx, head_dim / 2]`,
+/// computed when first used (never for a network built only to list its
+/// parameters) and shared by every copy of the network.
 #[derive(Clone, Debug)]
 pub(super) struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    config: ModelConfig,
+    device: Device,
+    tables: Arc<OnceLock<(Tensor, Tensor)>>,
 }
 
 impl Rope {
-    fn new(c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn new(c: &ModelConfig, device: &Device) -> Self {
+        Self {
+            config: c.clone(),
+            device: device.clone(),
+            tables: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn tables(&self) -> Result<&(Tensor, Tensor)> {
+        if let Some(t) = self.tables.get() {
+            return Ok(t);
+        }
+        let c = &self.config;
         let half = c.head_dim() / 2;
         let mut cos = Vec::with_capacity(c.n_ctx * half);
         let mut sin = Vec::with_capacity(c.n_ctx * half);
@@ -120,19 +137,21 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (c.n_ctx, half), device)?,
-            sin: Tensor::from_vec(sin, (c.n_ctx, half), device)?,
-        })
+        let tables = (
+            Tensor::from_vec(cos, (c.n_ctx, half), &self.device)?,
+            Tensor::from_vec(sin, (c.n_ctx, half), &self.device)?,
+        );
+        Ok(self.tables.get_or_init(|| tables))
     }
 
     /// The tables at `positions: [b, t]`, as `[b, 1, t, half]` to broadcast over heads.
     pub(super) fn at(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (cos, sin) = self.tables()?;
         let (b, t) = positions.dims2()?;
-        let half = self.cos.dim(1)?;
+        let half = cos.dim(1)?;
         let flat = positions.flatten_all()?;
         let pick = |table: &Tensor| table.index_select(&flat, 0)?.reshape((b, 1, t, half));
-        Ok((pick(&self.cos)?, pick(&self.sin)?))
+        Ok((pick(cos)?, pick(sin)?))
     }
 }
 
