@@ -28,6 +28,11 @@ impl Default for SessionLimits {
     }
 }
 
+/// How stale a session's `last_seen` may get before a request records it: a
+/// session then ends after between `idle_ms` less this (at most a tenth of
+/// it) and `idle_ms` without a request.
+const LAST_SEEN_EVERY_MS: i64 = 60_000;
+
 /// A signed-in person.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Session {
@@ -175,31 +180,38 @@ impl LabelStore {
     pub fn session(&mut self, cookie: &str, limits: &SessionLimits) -> Result<Option<Session>> {
         let hash = digest(cookie);
         let now = now_ms();
-        self.write(|w| {
-            let found: Option<(String, String, i64, Option<i64>)> =
-                w.tx.query_row(
-                    "SELECT user, csrf, created_at, last_seen FROM sessions WHERE token_hash = ?1",
-                    [&hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(|e| w.err(e))?;
-            let Some((user, csrf, created, last_seen)) = found else {
-                return Ok(None);
-            };
-            let last_seen = last_seen.unwrap_or(created);
-            if now - created > limits.max_age_ms || now - last_seen > limits.idle_ms {
-                w.tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])
-                    .map_err(|e| w.err(e))?;
-                return Ok(None);
-            }
-            w.tx.execute(
-                "UPDATE sessions SET last_seen = ?1 WHERE token_hash = ?2",
-                params![now, hash],
+        // A read: most requests find a live session seen moments ago and write nothing.
+        let found: Option<(String, String, i64, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT user, csrf, created_at, last_seen FROM sessions WHERE token_hash = ?1",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .map_err(|e| w.err(e))?;
-            Ok(Some(Session { user, csrf }))
-        })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((user, csrf, created, last_seen)) = found else {
+            return Ok(None);
+        };
+        let last_seen = last_seen.unwrap_or(created);
+        if now - created > limits.max_age_ms || now - last_seen > limits.idle_ms {
+            self.write(|w| {
+                w.tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [&hash])
+                    .map_err(|e| w.err(e))
+            })?;
+            return Ok(None);
+        }
+        // Seen: recorded at most once a minute, so a busy page is not a write per request.
+        if now - last_seen > LAST_SEEN_EVERY_MS.min(limits.idle_ms / 10) {
+            self.write(|w| {
+                w.tx.execute(
+                    "UPDATE sessions SET last_seen = ?1 WHERE token_hash = ?2",
+                    params![now, hash],
+                )
+                .map_err(|e| w.err(e))
+            })?;
+        }
+        Ok(Some(Session { user, csrf }))
     }
 
     /// Take a person's access away: their unused token and every session end
