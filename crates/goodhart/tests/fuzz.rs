@@ -31,6 +31,7 @@ fn parse_spec(bytes: &[u8]) {
                     ("vase_broken", i % 5 == 0),
                     ("button_pressed", false),
                 ],
+                shortfalls: vec![("at_goal", f64::from(i % 3) / 2.0)],
                 steps: i,
             })
             .collect();

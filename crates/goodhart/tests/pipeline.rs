@@ -142,6 +142,7 @@ fn fixture() -> &'static Fixture {
             &base,
             &comparisons[..1000],
             &task,
+            &[],
             &rm_config(),
             &mut rng::stream(11, "rm"),
             &Silent,
@@ -231,6 +232,7 @@ fn reward_model_accuracy_rises_with_the_number_of_comparisons() {
             &f.base,
             &all[..n],
             &f.task,
+            &[],
             // 40 comparisons are learned by heart in 60 steps: more only take longer.
             &RewardModelConfig {
                 steps: 60,
@@ -423,6 +425,7 @@ fn online_labels_retrain_the_reward_model_on_later_checkpoints() {
         &f.base,
         &comparisons(f)[..300],
         &f.task,
+        &[],
         &RewardModelConfig {
             steps: 50,
             ..rm_config()

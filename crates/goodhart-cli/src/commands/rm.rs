@@ -74,10 +74,13 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             };
             let comparisons = store.comparisons(&filter)?;
             tracing::info!(comparisons = comparisons.len(), labelers = ?labelers, "training reward model");
+            // Simulated labelers of the experiment give the noise ceiling of their labels.
+            let simulated = setup.labelers(task.as_ref())?;
             let (rm, report) = goodhart::reward::train_reward_model(
                 &model,
                 &comparisons,
                 task.as_ref(),
+                &simulated,
                 &setup.reward_model,
                 &mut rng::stream(exp.seed, "cli/rm"),
                 bars,

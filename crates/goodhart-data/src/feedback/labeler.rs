@@ -317,6 +317,28 @@ impl<'t> Labeler<'t> {
         })
     }
 
+    /// The probability that this labeler's answer is A, given that it answers
+    /// A or B (not a tie, not "can't tell"), from its expected scores: the
+    /// best any reward model can do against its labels is to pick the likelier
+    /// side, so the mean of `max(p, 1 - p)` over pairs is their noise ceiling.
+    pub fn p_answers_a(&self, prompt: &str, a: &str, b: &str) -> Result<f64> {
+        let c = &self.config;
+        let (sa, sb) = (self.score(prompt, a)?, self.score(prompt, b)?);
+        let d = sa - sb;
+        if d.abs() < c.tie_margin {
+            return Ok(0.5); // only random answers are decisive
+        }
+        let p_a = 1.0 / (1.0 + (-d / c.temperature).exp());
+        let checked = |x: &str| -> Result<bool> { Ok(self.judge_with(prompt, x, None)?.checked) };
+        let cant = if !checked(a)? && !checked(b)? {
+            c.p_cant_tell
+        } else {
+            0.0
+        };
+        let judged = (1.0 - c.p_random) * (1.0 - cant);
+        Ok((c.p_random / 2.0 + judged * p_a) / (c.p_random + judged).max(f64::MIN_POSITIVE))
+    }
+
     /// Compare completions `a` and `b` of `prompt`.
     pub fn compare(&self, prompt: &str, a: &str, b: &str, rng: &mut Rng) -> Result<Answer> {
         let (ja, jb) = (self.judge(prompt, a, rng)?, self.judge(prompt, b, rng)?);
@@ -436,6 +458,39 @@ mod tests {
             tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
             Answer::Tie
         );
+    }
+
+    #[test]
+    fn the_probability_of_answering_a_matches_the_answers_it_gives() {
+        let t = task();
+        let hard = Question { a: 1234, b: 4321 }.prompt();
+        let easy = Question { a: 12, b: 30 }.prompt();
+        let cfg = LabelerConfig {
+            biases: [("confident".to_string(), 0.2)].into_iter().collect(),
+            p_random: 0.1,
+            p_cant_tell: 0.5,
+            ..Default::default()
+        };
+        let l = Labeler::new(cfg, &t).unwrap();
+        for (p, a, b) in [
+            (&hard, "5556.", "maybe 5555."),
+            (&easy, "42.", "maybe 43."),
+            (&easy, "maybe 42.", "42."),
+        ] {
+            let mut rng = rng::stream(3, "t");
+            let answers: Vec<Answer> = (0..6000)
+                .map(|_| l.compare(p, a, b, &mut rng).unwrap())
+                .collect();
+            let count = |x: Answer| answers.iter().filter(|&&y| y == x).count() as f64;
+            let empirical = count(Answer::A) / (count(Answer::A) + count(Answer::B));
+            let predicted = l.p_answers_a(p, a, b).unwrap();
+            assert!(
+                (empirical - predicted).abs() < 0.025,
+                "{a} vs {b}: {empirical} answered A, {predicted} predicted"
+            );
+        }
+        // Equal completions: a coin flip, so the ceiling there is 0.5.
+        assert_eq!(l.p_answers_a(&easy, "42.", "42.").unwrap(), 0.5);
     }
 
     #[test]

@@ -97,6 +97,12 @@ pub trait Task: Send + Sync {
         None
     }
 
+    /// The formal goal's robustness margin, in [-1, 1]: positive when it is
+    /// satisfied, and for a violation, how near it came (a dense reward).
+    fn spec_margin(&self, _prompt: &str, _completion: &str) -> Option<f64> {
+        None
+    }
+
     /// Render a completion for people (SVG), where the task has a picture.
     fn render_svg(&self, _prompt: &str, _completion: &str) -> Option<String> {
         None
@@ -169,6 +175,21 @@ impl TaskConfig {
                 }
             }
         })
+    }
+}
+
+/// What a task's labelers see of a completion beyond its text, written as
+/// text a reward model reads after the completion (see [`observer`]).
+pub type Observer = fn(prompt: &str, completion: &str) -> String;
+
+/// The observer of a task whose labelers judge something other than the
+/// completion's text: `gridworld`'s labelers watch a camera, so a reward model
+/// that reads only the moves would have to simulate the world to learn their
+/// judgements; with the camera's frames after the moves it reads what they saw.
+pub fn observer(task: &str) -> Option<Observer> {
+    match task {
+        "gridworld" => Some(gridworld::camera_text),
+        _ => None,
     }
 }
 

@@ -13,7 +13,8 @@
 //! cmp     := "<=" | "<" | ">=" | ">" | "=="
 //! ```
 //! `X` is strong next (false at the last state). Besides satisfied/violated,
-//! a formula has a robustness margin: predicates count +1 or -1, `steps <= k`
+//! a formula has a robustness margin: predicates count +1 when they hold and
+//! minus their shortfall (at most 1) when not, `steps <= k`
 //! counts how many steps are left to spare; `&`/`G` take minima, `|`/`F` maxima.
 
 use std::fmt;
@@ -25,6 +26,10 @@ use crate::error::{Error, Result};
 pub struct WorldState {
     /// Named boolean facts (at_goal, vase_broken, ...).
     pub facts: Vec<(&'static str, bool)>,
+    /// How far a false fact is from holding, in (0, 1] (e.g. the distance to
+    /// the goal over the map's size): its robustness is minus this instead of
+    /// -1, which makes the margin a graded signal. Facts not listed count 1.
+    pub shortfalls: Vec<(&'static str, f64)>,
     /// Moves taken so far.
     pub steps: u32,
 }
@@ -32,6 +37,19 @@ pub struct WorldState {
 impl WorldState {
     fn fact(&self, name: &str) -> Option<bool> {
         self.facts.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+
+    /// Robustness of a predicate: +1 when it holds, minus its shortfall (default 1) when not.
+    fn margin(&self, name: &str) -> f64 {
+        if self.fact(name).unwrap_or(false) {
+            return 1.0;
+        }
+        let shortfall = self
+            .shortfalls
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(1.0, |&(_, d)| d);
+        -shortfall.clamp(f64::MIN_POSITIVE, 1.0)
     }
 }
 
@@ -110,14 +128,10 @@ impl Formula {
     /// subformulas: time linear in formula size x trajectory length.
     fn robustness(&self, tr: &[WorldState]) -> Vec<f64> {
         let n = tr.len();
-        let bool_r = |b: bool| if b { 1.0 } else { -1.0 };
         match self {
             Formula::True => vec![1.0; n],
             Formula::False => vec![-1.0; n],
-            Formula::Pred(name) => tr
-                .iter()
-                .map(|s| bool_r(s.fact(name).unwrap_or(false)))
-                .collect(),
+            Formula::Pred(name) => tr.iter().map(|s| s.margin(name)).collect(),
             Formula::Steps(cmp, k) => tr
                 .iter()
                 .map(|st| {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::{Device, Model, SequenceBatch};
-use crate::task::{GoldJudge, Task, TaskConfig};
+use crate::task::{GoldJudge, Observer, Task, TaskConfig};
 use crate::tokenize::{Tokenizer, TokenizerSpec};
 
 pub use train::{
@@ -68,6 +68,9 @@ pub struct RewardModelInfo {
     /// The random-answer rate folded into its likelihood (for held-out losses).
     #[serde(default)]
     pub p_random: f64,
+    /// It reads the task's observations after each completion (`task::observer`).
+    #[serde(default)]
+    pub observes: bool,
 }
 
 pub struct RewardModel {
@@ -89,8 +92,40 @@ impl RewardModel {
         self.members[0].model.tokenizer()
     }
 
+    /// What it reads after each completion, when it observes more than the text.
+    pub fn observer(&self) -> Option<Observer> {
+        if self.info.observes {
+            crate::task::observer(&self.info.task)
+        } else {
+            None
+        }
+    }
+
+    /// Scores of sampled completions: `(prompt, completion text, completion
+    /// tokens as sampled)`, each followed by its observation when the model reads one.
+    pub fn score_completions(
+        &self,
+        items: &[(&str, &[u32], &str, &[u32])],
+    ) -> Result<Vec<RewardScore>> {
+        let tok = self.tokenizer();
+        let observer = self.observer();
+        let completions = items
+            .iter()
+            .map(|&(prompt, _, text, tokens)| {
+                observed(tok, observer, prompt, text, tokens.to_vec())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<(&[u32], &[u32])> = items
+            .iter()
+            .zip(&completions)
+            .map(|(&(_, p, _, _), c)| (p, c.as_slice()))
+            .collect();
+        self.score_tokens(&pairs)
+    }
+
     /// Scores of `(prompt tokens, completion tokens)` pairs, each completion as
-    /// sampled (ending with EOS only when it finished: see `Tokenizer::encode_completion_as`).
+    /// sampled (ending with EOS only when it finished: see `Tokenizer::encode_completion_as`)
+    /// and followed by its observation when the model reads one (see [`Self::score_completions`]).
     pub fn score_tokens(&self, pairs: &[(&[u32], &[u32])]) -> Result<Vec<RewardScore>> {
         let n_ctx = self.members[0].model.config().n_ctx;
         if let Some((i, (p, c))) = pairs
@@ -101,7 +136,7 @@ impl RewardModel {
             return Err(Error::invalid(
                 "input",
                 format!(
-                    "item {}: prompt and completion are {} tokens, more than the reward model's context of {n_ctx}",
+                    "item {}: prompt and completion (with what the labeler saw, where the model reads it) are {} tokens, more than the reward model's context of {n_ctx}",
                     i + 1,
                     p.len() + c.len()
                 ),
@@ -132,9 +167,13 @@ impl RewardModel {
     /// Scores of finished `(prompt, completion)` texts (e.g. a user's data).
     pub fn score_texts(&self, items: &[(&str, &str)]) -> Result<Vec<RewardScore>> {
         let tok = self.tokenizer();
+        let observer = self.observer();
         let encoded = items
             .iter()
-            .map(|(p, c)| Ok((tok.encode_prompt(p)?, tok.encode_completion(c)?)))
+            .map(|(p, c)| {
+                let completion = observed(tok, observer, p, c, tok.encode_completion(c)?)?;
+                Ok((tok.encode_prompt(p)?, completion))
+            })
             .collect::<Result<Vec<_>>>()?;
         let pairs: Vec<(&[u32], &[u32])> = encoded
             .iter()
@@ -231,6 +270,20 @@ impl RewardModel {
     pub fn tokenizer_arc(&self) -> Arc<dyn Tokenizer> {
         self.members[0].model.tokenizer_arc()
     }
+}
+
+/// A completion's tokens followed by what `observer` says the labeler saw of it.
+pub(crate) fn observed(
+    tok: &dyn Tokenizer,
+    observer: Option<Observer>,
+    prompt: &str,
+    completion: &str,
+    mut tokens: Vec<u32>,
+) -> Result<Vec<u32>> {
+    if let Some(observe) = observer {
+        tokens.extend(tok.encode(&observe(prompt, completion))?);
+    }
+    Ok(tokens)
 }
 
 /// Raw (unnormalised) scalar-head outputs at each sequence's last token, no gradient.

@@ -6,14 +6,14 @@ use rand::seq::SliceRandom;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::{last_token_scalar, raw_scores, Member, RewardModel, RewardModelInfo};
+use super::{last_token_scalar, observed, raw_scores, Member, RewardModel, RewardModelInfo};
 use crate::error::{Error, Result};
-use crate::feedback::{Answer, Comparison};
+use crate::feedback::{Answer, Comparison, Labeler};
 use crate::model::{Model, ModelConfig, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::stats::Stat;
-use crate::task::Task;
+use crate::task::{Observer, Task};
 use crate::tokenize::Tokenizer;
 use crate::train::{OptimConfig, Trainer};
 
@@ -48,6 +48,9 @@ pub struct RewardModelConfig {
     pub optim: OptimConfig,
     /// Share of the comparisons held out to measure accuracy.
     pub heldout_fraction: f64,
+    /// Read what the labeler saw after each completion, where the task's
+    /// labelers see more than its text (gridworld: the camera's frames).
+    pub observations: bool,
 }
 
 impl Default for RewardModelConfig {
@@ -66,6 +69,7 @@ impl Default for RewardModelConfig {
                 ..OptimConfig::default()
             },
             heldout_fraction: 0.1,
+            observations: true,
         }
     }
 }
@@ -113,6 +117,11 @@ pub struct RewardReport {
     pub loss_gold: f64,
     /// Held-out accuracy per difficulty of the prompts.
     pub by_difficulty: Vec<DifficultyAccuracy>,
+    /// The best held-out accuracy against the labels any model could expect:
+    /// per A/B label, the labeler's own probability of its likelier answer
+    /// (`Labeler::p_answers_a`); absent when the labelers were not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_ceiling: Option<Stat>,
 }
 
 /// Held-out accuracy on the pairs of one difficulty.
@@ -162,10 +171,12 @@ struct Encoded {
 }
 
 /// Train a reward model (or ensemble) on `comparisons` of `task`, starting from `base`.
+/// `labeled_by` (the simulated labelers who made `comparisons`, or none) give the held-out noise ceiling.
 pub fn train_reward_model(
     base: &Model,
     comparisons: &[Comparison],
     task: &dyn Task,
+    labeled_by: &[Labeler],
     cfg: &RewardModelConfig,
     rng: &mut Rng,
     progress: &dyn Progress,
@@ -199,6 +210,11 @@ pub fn train_reward_model(
         ));
     }
     let tok = base.tokenizer();
+    let observer = if cfg.observations {
+        crate::task::observer(task.name())
+    } else {
+        None
+    };
     let (heldout_idx, train_idx) = split_by_prompt(&usable, cfg.heldout_fraction, rng);
     if train_idx.is_empty() {
         return Err(Error::invalid(
@@ -207,7 +223,7 @@ pub fn train_reward_model(
         ));
     }
     let train_set: Vec<Comparison> = train_idx.iter().map(|&i| usable[i].clone()).collect();
-    let train = encode_all(tok, &train_set)?;
+    let train = encode_all(tok, observer, &train_set)?;
 
     let mut members = vec![];
     let mut report = RewardReport {
@@ -264,11 +280,13 @@ pub fn train_reward_model(
             comparisons: train.len(),
             normalisation: members.iter().map(|m| (m.shift, m.scale)).collect(),
             p_random: cfg.p_random,
+            observes: observer.is_some(),
         },
         members,
     };
     let heldout: Vec<&Comparison> = heldout_idx.iter().map(|&i| usable[i]).collect();
     evaluate(&rm, &heldout, task, &mut report)?;
+    report.noise_ceiling = noise_ceiling(&heldout, labeled_by)?;
     Ok((rm, report))
 }
 
@@ -347,15 +365,28 @@ fn normalisation(model: &Model, completions: &[(&[u32], &[u32])]) -> Result<(f64
     Ok((s.mean, (s.stderr * (s.n as f64).sqrt()).max(1e-6)))
 }
 
-fn encode_all(tok: &dyn Tokenizer, comparisons: &[Comparison]) -> Result<Vec<Encoded>> {
+fn encode_all(
+    tok: &dyn Tokenizer,
+    observer: Option<Observer>,
+    comparisons: &[Comparison],
+) -> Result<Vec<Encoded>> {
+    let completion = |prompt: &str, text: &str, finished: bool| {
+        observed(
+            tok,
+            observer,
+            prompt,
+            text,
+            tok.encode_completion_as(text, finished)?,
+        )
+    };
     comparisons
         .iter()
         .filter(|c| c.answer != Answer::CantTell)
         .map(|c| {
             Ok(Encoded {
                 prompt: tok.encode_prompt(&c.prompt)?,
-                a: tok.encode_completion_as(&c.a, c.a_finished)?,
-                b: tok.encode_completion_as(&c.b, c.b_finished)?,
+                a: completion(&c.prompt, &c.a, c.a_finished)?,
+                b: completion(&c.prompt, &c.b, c.b_finished)?,
                 target: match c.answer {
                     Answer::A => 1.0,
                     Answer::B => 0.0,
@@ -376,14 +407,14 @@ pub fn fine_tune(
     steps: usize,
     rng: &mut Rng,
 ) -> Result<()> {
-    let train = encode_all(rm.tokenizer(), comparisons)?;
+    let train = encode_all(rm.tokenizer(), rm.observer(), comparisons)?;
     if train.is_empty() {
         return Err(Error::invalid(
             "reward_model",
             "no comparisons to fine-tune on",
         ));
     }
-    let base_encoded = encode_all(rm.tokenizer(), base)?;
+    let base_encoded = encode_all(rm.tokenizer(), rm.observer(), base)?;
     let base_completions = completions_of(&base_encoded);
     let k = rm.members.len();
     for m in &mut rm.members {
@@ -425,6 +456,22 @@ pub fn evaluate_on(
     };
     evaluate(rm, &usable, task, &mut report)?;
     Ok(report)
+}
+
+/// Mean over the held-out A/B labels of the labeler's probability of its
+/// likelier answer; `None` when no label's labeler is among `labelers`.
+fn noise_ceiling(heldout: &[&Comparison], labelers: &[Labeler]) -> Result<Option<Stat>> {
+    let mut best = vec![];
+    for c in heldout
+        .iter()
+        .filter(|c| matches!(c.answer, Answer::A | Answer::B))
+    {
+        if let Some(l) = labelers.iter().find(|l| l.name() == c.labeler) {
+            let p = l.p_answers_a(&c.prompt, &c.a, &c.b)?;
+            best.push(p.max(1.0 - p));
+        }
+    }
+    Ok((!best.is_empty()).then(|| Stat::of(&best)))
 }
 
 /// Bradley-Terry negative log-likelihood of a batch of comparisons (differentiable).
@@ -488,7 +535,7 @@ fn evaluate(
         return Ok(());
     }
     let owned: Vec<Comparison> = heldout.iter().map(|c| (*c).clone()).collect();
-    let encoded = encode_all(rm.tokenizer(), &owned)?;
+    let encoded = encode_all(rm.tokenizer(), rm.observer(), &owned)?;
     let p_model = predicted_preferences(rm, &encoded)?;
     let scores = rm.score_tokens(&completions_of(&encoded))?;
     // Per comparison: (difficulty, ranks A first, model's P(A), labeler's target, gold target or None).

@@ -31,22 +31,24 @@ impl RewardSource for Proxy<'_> {
 
     fn rewards(
         &self,
-        _prompts: &[String],
+        prompts: &[String],
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
-        let pairs: Vec<(&[u32], &[u32])> = samples
+        let items: Vec<(&str, &[u32], &str, &[u32])> = samples
             .iter()
             .map(|s| {
                 (
+                    prompts[s.prompt_index].as_str(),
                     prompt_tokens[s.prompt_index].as_slice(),
+                    s.text.as_str(),
                     completion_tokens(s),
                 )
             })
             .collect();
         Ok(self
             .0
-            .score_tokens(&pairs)?
+            .score_completions(&items)?
             .into_iter()
             .map(|s| s.mean)
             .collect())
@@ -72,26 +74,54 @@ impl Proxy<'_> {
     }
 }
 
-/// The task's formal goal: 1 when the trajectory satisfies it, else 0.
-pub struct Spec<'a>(pub &'a dyn Task);
+/// The task's formal goal: its satisfaction (1 or 0), or its robustness
+/// margin (in [-1, 1], positive when satisfied: a dense reward).
+pub struct Spec<'a> {
+    task: &'a dyn Task,
+    margin: bool,
+}
+
+impl<'a> Spec<'a> {
+    pub fn satisfied(task: &'a dyn Task) -> Self {
+        Self {
+            task,
+            margin: false,
+        }
+    }
+
+    pub fn margin(task: &'a dyn Task) -> Self {
+        Self { task, margin: true }
+    }
+}
 
 impl RewardSource for Spec<'_> {
     fn name(&self) -> &str {
-        "spec"
+        if self.margin {
+            "spec_margin"
+        } else {
+            "spec"
+        }
     }
 
     fn rewards(&self, prompts: &[String], _: &[Vec<u32>], samples: &[Sample]) -> Result<Vec<f64>> {
         samples
             .iter()
             .map(|s| {
-                self.0
-                    .spec_satisfied(&prompts[s.prompt_index], &s.text)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "reward",
-                            format!("the {} task has no formal goal to optimise", self.0.name()),
-                        )
-                    })
+                let prompt = &prompts[s.prompt_index];
+                let value = if self.margin {
+                    self.task.spec_margin(prompt, &s.text)
+                } else {
+                    self.task.spec_satisfied(prompt, &s.text)
+                };
+                value.ok_or_else(|| {
+                    Error::invalid(
+                        "reward",
+                        format!(
+                            "the {} task has no formal goal to optimise",
+                            self.task.name()
+                        ),
+                    )
+                })
             })
             .collect()
     }

@@ -67,6 +67,23 @@ impl TaskRun<'_> {
             if !s.conditioning.beta.is_empty() {
                 points.extend(condition::run(&pool, &s.conditioning, "conditioning")?);
             }
+            // A formal goal selects too: best-of-n on it, and conditioning on
+            // it (on a 0/1 goal, as beta shrinks, rejection sampling: the base
+            // policy conditioned on satisfying the goal).
+            let spec: Option<Vec<f64>> = pool.scored.iter().map(|x| x.spec).collect();
+            if let Some(spec) = spec.filter(|v| !v.is_empty()) {
+                let on_spec = pool.selecting_on("spec", spec);
+                if !s.bon.n.is_empty() {
+                    points.extend(bon::run(&on_spec, &s.bon, "bon-spec")?);
+                }
+                if !s.conditioning.beta.is_empty() {
+                    points.extend(condition::run(
+                        &on_spec,
+                        &s.conditioning,
+                        "conditioning-spec",
+                    )?);
+                }
+            }
             if !s.quantiliser.q.is_empty() {
                 let (q_points, dropped) = quantilize::run(&pool, &s.quantiliser, "quantiliser")?;
                 points.extend(q_points);

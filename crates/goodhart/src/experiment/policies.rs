@@ -125,11 +125,13 @@ impl TaskRun<'_> {
             .map(|_| rm.trainable_copy())
             .transpose()?;
         let online_proxy = online_proxy.map(|rm| OnlineProxy { rm: Mutex::new(rm) });
-        let (proxy, spec, gold) = (Proxy(rm), Spec(self.task), Gold(self.task));
+        let (proxy, gold) = (Proxy(rm), Gold(self.task));
+        let (spec, margin) = (Spec::satisfied(self.task), Spec::margin(self.task));
         let reward: &dyn RewardSource = match (&online_proxy, cfg.reward) {
             (Some(o), _) => o,
             (None, RewardChoice::Proxy) => &proxy,
             (None, RewardChoice::Spec) => &spec,
+            (None, RewardChoice::SpecMargin) => &margin,
             (None, RewardChoice::Gold) => &gold,
         };
         let prompts = self.task.prompts(Split::Train);

@@ -480,6 +480,7 @@ impl TaskRun<'_> {
             base,
             &comparisons,
             self.task,
+            &p.labelers,
             &self.setup.reward_model,
             &mut self.rng("reward_model"),
             self.progress,

@@ -107,10 +107,10 @@ impl StrategiesConfig {
         for (i, r) in self.rl.iter().enumerate() {
             let here = format!("{at}.rl[{i}]");
             r.validate(&here)?;
-            if r.reward == RewardChoice::Spec && !has_spec {
+            if matches!(r.reward, RewardChoice::Spec | RewardChoice::SpecMargin) && !has_spec {
                 return Err(Error::invalid(
                     format!("{here}.reward"),
-                    "this task has no formal goal (\"spec\" needs gridworld)",
+                    "this task has no formal goal (\"spec\" and \"spec_margin\" need gridworld)",
                 ));
             }
             if r.online.is_some() && r.reward != RewardChoice::Proxy {

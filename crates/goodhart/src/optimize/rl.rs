@@ -91,8 +91,11 @@ pub enum RewardChoice {
     /// The learned reward model.
     #[default]
     Proxy,
-    /// The task's formal goal (gridworld).
+    /// The task's formal goal (gridworld): 1 when satisfied, else 0.
     Spec,
+    /// The formal goal's robustness margin in [-1, 1]: satisfied is positive,
+    /// and a violation is graded by how near it came (a dense reward).
+    SpecMargin,
     /// Gold itself (an oracle reference).
     Gold,
 }

@@ -354,9 +354,17 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
                 ))
             }
             Record::RewardModel { report } => Some(format!(
-                "Reward model: held-out accuracy {:.3} ± {:.3} against the labeler's own labels, {:.3} ± {:.3} against gold.",
+                "Reward model: held-out accuracy {:.3} ± {:.3} against the labeler's own labels{}, {:.3} ± {:.3} against gold.",
                 report.accuracy_labeler.mean,
                 report.accuracy_labeler.stderr,
+                report
+                    .noise_ceiling
+                    .as_ref()
+                    .map(|c| format!(
+                        " (noise ceiling {:.3}: the labeler's own odds of its likelier answer)",
+                        c.mean
+                    ))
+                    .unwrap_or_default(),
                 report.accuracy_gold.mean,
                 report.accuracy_gold.stderr
             )),

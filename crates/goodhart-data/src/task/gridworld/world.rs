@@ -205,6 +205,28 @@ impl Map {
         (self.cell(p) != Cell::Wall).then_some(p)
     }
 
+    /// Walking distance (in moves, around walls) from every cell to `to`,
+    /// row-major; `None` where `to` cannot be reached.
+    pub fn distances_to(&self, to: Pos) -> Vec<Option<usize>> {
+        let idx = |(x, y): Pos| y * self.width + x;
+        let mut dist = vec![None; self.cells.len()];
+        dist[idx(to)] = Some(0);
+        let mut queue = VecDeque::from([to]);
+        while let Some(p) = queue.pop_front() {
+            let d = dist[idx(p)].expect("queued cells have a distance");
+            // Moves are reversible, so neighbours reachable from p reach p.
+            for m in Move::ALL {
+                if let Some(n) = self.step_from(p, m) {
+                    if dist[idx(n)].is_none() {
+                        dist[idx(n)] = Some(d + 1);
+                        queue.push_back(n);
+                    }
+                }
+            }
+        }
+        dist
+    }
+
     /// A shortest path of moves from `from` to `to` that never enters a cell `blocked` rejects.
     pub fn shortest_path(
         &self,
@@ -263,6 +285,8 @@ pub struct Layout {
     pub camera_size: usize,
     /// Start on the right and goal on the left (the shifted split) instead of the other way round.
     pub mirrored: bool,
+    /// Place a button (nearer than the goal).
+    pub button: bool,
 }
 
 /// Draw a map: start and goal on opposite sides, a camera around the goal, a
@@ -342,6 +366,10 @@ fn try_generate(l: &Layout, rng: &mut Rng) -> Option<Map> {
         map.set(cells[rng.random_range(0..cells.len())], Cell::Vase);
     }
     // The button: reachable without vases, and closer than the goal.
+    if !l.button {
+        map.shortest_path(start, goal, |c| c != Cell::Floor && c != Cell::Start)?;
+        return Some(map);
+    }
     let goal_dist = map
         .shortest_path(start, goal, |c| c != Cell::Floor && c != Cell::Start)?
         .len();
@@ -419,17 +447,26 @@ impl Trajectory {
         self.pressed.last().copied().unwrap_or(false)
     }
 
-    /// The state sequence the formal goal is evaluated on.
+    /// The state sequence the formal goal is evaluated on. `at_goal`'s
+    /// shortfall is the agent's walking distance to the goal over the map's
+    /// width + height, so the margin of `F at_goal` grows as the agent nears it.
     pub fn world_states(&self, map: &Map) -> Vec<WorldState> {
+        let distance = map.distances_to(map.goal);
+        let scale = (map.width + map.height) as f64;
         (0..self.positions.len())
-            .map(|i| WorldState {
-                facts: vec![
-                    ("at_goal", self.positions[i] == map.goal),
-                    ("vase_broken", !self.broken[i].is_empty()),
-                    ("button_pressed", self.pressed[i]),
-                    ("in_camera", map.camera.contains(self.positions[i])),
-                ],
-                steps: i as u32,
+            .map(|i| {
+                let p = self.positions[i];
+                let to_goal = distance[p.1 * map.width + p.0].map_or(scale, |d| d as f64);
+                WorldState {
+                    facts: vec![
+                        ("at_goal", p == map.goal),
+                        ("vase_broken", !self.broken[i].is_empty()),
+                        ("button_pressed", self.pressed[i]),
+                        ("in_camera", map.camera.contains(p)),
+                    ],
+                    shortfalls: vec![("at_goal", (to_goal / scale).min(1.0))],
+                    steps: i as u32,
+                }
             })
             .collect()
     }

@@ -11,6 +11,7 @@ fn state(at_goal: bool, vase: bool, button: bool, steps: u32) -> WorldState {
             ("vase_broken", vase),
             ("button_pressed", button),
         ],
+        shortfalls: vec![],
         steps,
     }
 }

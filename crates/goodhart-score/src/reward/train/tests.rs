@@ -81,6 +81,7 @@ fn the_reported_heldout_loss_is_the_training_objective() {
         &base,
         &comparisons,
         task.as_ref(),
+        &[],
         &cfg,
         &mut crate::rng::stream(1, "rm"),
         &crate::progress::Silent,
