@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::train::Example;
+use spec::Formula;
 
 pub use answers::{Answers, AnswersConfig};
 pub use gridworld::{Gridworld, GridworldConfig};
@@ -94,6 +95,17 @@ pub trait Task: Send + Sync {
 
     /// Satisfaction of the task's formal goal (1 or 0), where it has one.
     fn spec_satisfied(&self, _prompt: &str, _completion: &str) -> Option<f64> {
+        None
+    }
+
+    /// Predicates a formal goal over this task may use (empty: it has none).
+    fn goal_predicates(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Satisfaction (1 or 0) of `goal`, a formula over [`Task::goal_predicates`]
+    /// (a candidate goal under review rather than the task's own), where the task has formal goals.
+    fn goal_satisfied(&self, _goal: &Formula, _prompt: &str, _completion: &str) -> Option<f64> {
         None
     }
 

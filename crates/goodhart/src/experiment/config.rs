@@ -123,6 +123,11 @@ impl Default for TaskSetup {
 }
 
 impl TaskSetup {
+    /// Every strategy's name on this task, in the order the run measures them.
+    pub fn strategy_names(&self) -> Vec<String> {
+        self.strategies.names(self.kind == TaskKind::Gridworld)
+    }
+
     /// Whose comparisons the reward model learns: its `labelers`, else the first labeler.
     pub fn reward_labelers(&self) -> Vec<String> {
         if self.reward_model.labelers.is_empty() {

@@ -3,10 +3,14 @@
 
 use super::record::{BaseStats, MeanSd, NamedMeanSd, Record};
 use super::run::{Products, TaskRun};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::optimize::pool::{build_pool, Pool};
+use crate::optimize::review::{self, ReviewRow};
 use crate::optimize::{bon, condition, quantilize};
+use crate::rng::Rng;
+use crate::score::CurvePoint;
 use crate::score::Proxy;
+use crate::task::spec::Formula;
 use crate::task::Split;
 
 impl TaskRun<'_> {
@@ -22,6 +26,7 @@ impl TaskRun<'_> {
         let mut rng = self.rng("pool");
         let mut points = vec![];
         let mut notes = vec![];
+        let mut review = vec![];
         let mut stats = BaseStats::default();
         let splits: Vec<Split> = self.splits().into_iter().map(|(s, _)| s).collect();
         self.progress.start("best-of-n pool", splits.len() as u64);
@@ -84,6 +89,11 @@ impl TaskRun<'_> {
                     )?);
                 }
             }
+            if s.review.enabled() {
+                let (review_points, rows) = self.review(&pool, &mut rng)?;
+                points.extend(review_points);
+                review.extend(rows);
+            }
             if !s.quantiliser.q.is_empty() {
                 let (q_points, dropped) = quantilize::run(&pool, &s.quantiliser, "quantiliser")?;
                 points.extend(q_points);
@@ -100,7 +110,34 @@ impl TaskRun<'_> {
             base: stats,
             points,
             notes,
+            review,
         })
+    }
+
+    /// Review and revise on one pool: each candidate goal's conditioned policy,
+    /// then the simulated reviews with each K.
+    fn review(&self, pool: &Pool, rng: &mut Rng) -> Result<(Vec<CurvePoint>, Vec<ReviewRow>)> {
+        let cfg = &self.setup.strategies.review;
+        let candidates = cfg
+            .candidates
+            .iter()
+            .map(|text| {
+                let goal = Formula::parse(text, self.task.goal_predicates())?;
+                let satisfied = pool
+                    .scored
+                    .iter()
+                    .map(|s| {
+                        self.task
+                            .goal_satisfied(&goal, &pool.prompts[s.prompt_index], &s.completion)
+                            .ok_or_else(|| {
+                                Error::invalid("review", "this task has no formal goals to review")
+                            })
+                    })
+                    .collect::<Result<Vec<f64>>>()?;
+                Ok(review::condition_on(pool, &satisfied))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        review::run(pool, &candidates, cfg, "review", rng)
     }
 
     /// Where the labeler the reward model learned from sits among the pool's labelers.

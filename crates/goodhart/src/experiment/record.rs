@@ -13,6 +13,7 @@ use crate::feedback::AnswerCounts;
 use crate::fsutil::write_atomic;
 use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
+use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
 use crate::reward::RewardReport;
 use crate::score::CurvePoint;
@@ -50,6 +51,9 @@ pub enum Record {
         /// Points left out, and why.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notes: Vec<String>,
+        /// Review and revise: per split and K, what the reviewer judged against gold.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        review: Vec<ReviewRow>,
     },
     Rl {
         name: String,

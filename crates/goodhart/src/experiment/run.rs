@@ -117,17 +117,8 @@ impl RunOptions {
     /// The strategy asked for exists in the experiment.
     pub fn check(&self, exp: &Experiment) -> Result<()> {
         match &self.only {
-            Some(only)
-                if !exp
-                    .tasks
-                    .iter()
-                    .any(|t| t.strategies.names().contains(only)) =>
-            {
-                let all: Vec<String> = exp
-                    .tasks
-                    .iter()
-                    .flat_map(|t| t.strategies.names())
-                    .collect();
+            Some(only) if !exp.tasks.iter().any(|t| t.strategy_names().contains(only)) => {
+                let all: Vec<String> = exp.tasks.iter().flat_map(|t| t.strategy_names()).collect();
                 Err(Error::invalid(
                     "strategy",
                     format!(

@@ -9,7 +9,10 @@ use crate::optimize::condition::ConditionConfig;
 use crate::optimize::dpo::DpoConfig;
 use crate::optimize::pool::PoolConfig;
 use crate::optimize::quantilize::QuantiliserConfig;
+use crate::optimize::review::ReviewConfig;
 use crate::optimize::rl::{RewardChoice, RlConfig};
+use crate::task::gridworld::PREDICATES as GRIDWORLD_PREDICATES;
+use crate::task::spec::Formula;
 
 /// The strategies compared on one task. The three reweightings of base samples
 /// share one pool; an empty sweep switches a strategy off.
@@ -28,6 +31,9 @@ pub struct StrategiesConfig {
     pub rl: Vec<RlConfig>,
     /// DPO/IPO runs (`[[task.strategies.dpo]]`) on the base batch of comparisons.
     pub dpo: Vec<DpoConfig>,
+    /// Review and revise (gridworld): a simulated reviewer looks at outcomes of
+    /// candidate formal goals' policies and chooses one; `candidates = [...]` switches it on.
+    pub review: ReviewConfig,
 }
 
 impl Default for StrategiesConfig {
@@ -39,21 +45,29 @@ impl Default for StrategiesConfig {
             quantiliser: QuantiliserConfig::default(),
             rl: vec![RlConfig::default()],
             dpo: vec![],
+            review: ReviewConfig::default(),
         }
     }
 }
 
 impl StrategiesConfig {
-    /// Every strategy's name, in the order the run measures them.
-    pub fn names(&self) -> Vec<String> {
+    /// Every strategy's name, in the order the run measures them; a task with
+    /// a formal goal (`has_spec`) also selects on it and may review candidate goals.
+    pub fn names(&self, has_spec: bool) -> Vec<String> {
         let mut names = vec![];
         let oracles = !self.bon.n.is_empty() && self.bon.oracles;
         for (name, on) in [
             ("bon", !self.bon.n.is_empty()),
             ("bon-labeler", oracles),
             ("bon-gold", oracles),
+            ("bon-spec", has_spec && !self.bon.n.is_empty()),
             ("conditioning", !self.conditioning.beta.is_empty()),
+            (
+                "conditioning-spec",
+                has_spec && !self.conditioning.beta.is_empty(),
+            ),
             ("quantiliser", !self.quantiliser.q.is_empty()),
+            ("review", has_spec && self.review.enabled()),
         ] {
             if on {
                 names.push(name.to_string());
@@ -123,7 +137,21 @@ impl StrategiesConfig {
         for (i, d) in self.dpo.iter().enumerate() {
             d.validate(&format!("{at}.dpo[{i}]"))?;
         }
-        let names = self.names();
+        self.review.validate(&format!("{at}.review"))?;
+        if self.review.enabled() {
+            if !has_spec {
+                return Err(Error::invalid(
+                    format!("{at}.review"),
+                    "this task has no formal goals to review (review needs gridworld)",
+                ));
+            }
+            for (i, c) in self.review.candidates.iter().enumerate() {
+                Formula::parse(c, GRIDWORLD_PREDICATES).map_err(|e| {
+                    Error::invalid(format!("{at}.review.candidates[{i}]"), e.to_string())
+                })?;
+            }
+        }
+        let names = self.names(has_spec);
         for (i, n) in names.iter().enumerate() {
             if n.is_empty()
                 || !n

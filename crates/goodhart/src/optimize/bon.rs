@@ -235,48 +235,11 @@ mod tests {
         }
     }
 
-    /// A pool with the given completions and rewards per prompt (no model needed).
-    fn synthetic_pool(groups: Vec<Vec<(String, f64)>>) -> Pool {
-        let per_prompt = groups[0].len();
-        let mut scored = vec![];
-        let mut reward = vec![];
-        for (p, g) in groups.iter().enumerate() {
-            for (text, r) in g {
-                scored.push(crate::score::Scored {
-                    prompt_index: p,
-                    completion: text.clone(),
-                    gold: *r,
-                    labeler: vec![],
-                    features: vec![],
-                    difficulty: 1,
-                    spec: None,
-                    logprob: 0.0,
-                    proxy: Some(*r),
-                    truncated: false,
-                    n_tokens: 1,
-                });
-                reward.push(*r);
-            }
-        }
-        Pool {
-            task: "synthetic".into(),
-            split: crate::task::Split::Heldout,
-            prompts: (0..groups.len()).map(|i| i.to_string()).collect(),
-            per_prompt,
-            scored,
-            reward,
-            reward_name: "proxy".into(),
-            labeler_names: vec![],
-            feature_names: vec![],
-            examples: 0,
-        }
-    }
-
     #[test]
     fn sample_kl_agrees_with_the_closed_form_on_continuous_rewards_and_is_lower_with_repeats() {
         let mut rng = crate::rng::stream(1, "t");
         // 64 prompts, 256 distinct completions each, continuous rewards: the closed form holds.
-        let pool = synthetic_pool(
+        let pool = crate::optimize::pool::synthetic(
             (0..64)
                 .map(|p| {
                     (0..256)
@@ -308,7 +271,7 @@ mod tests {
         }
         // Ten equally likely completions, each repeated 20 times: the exact KL of best-of-16 is
         // sum_k pi_k log(10 pi_k) with pi_k = (k/10)^16 - ((k-1)/10)^16, below the closed form.
-        let pool = synthetic_pool(
+        let pool = crate::optimize::pool::synthetic(
             (0..8)
                 .map(|_| {
                     (0..200)

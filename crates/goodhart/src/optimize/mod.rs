@@ -15,5 +15,6 @@ pub mod online;
 pub mod pool;
 pub mod ppo;
 pub mod quantilize;
+pub mod review;
 pub mod rl;
 pub mod rloo;

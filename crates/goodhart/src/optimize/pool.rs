@@ -177,3 +177,41 @@ impl Pool {
         point
     }
 }
+
+/// A pool with the given completions and rewards (gold and proxy) per prompt: no model needed.
+#[cfg(test)]
+pub(crate) fn synthetic(groups: Vec<Vec<(String, f64)>>) -> Pool {
+    let per_prompt = groups[0].len();
+    let mut scored = vec![];
+    let mut reward = vec![];
+    for (p, g) in groups.iter().enumerate() {
+        for (text, r) in g {
+            scored.push(crate::score::Scored {
+                prompt_index: p,
+                completion: text.clone(),
+                gold: *r,
+                labeler: vec![],
+                features: vec![],
+                difficulty: 1,
+                spec: None,
+                logprob: 0.0,
+                proxy: Some(*r),
+                truncated: false,
+                n_tokens: 1,
+            });
+            reward.push(*r);
+        }
+    }
+    Pool {
+        task: "synthetic".into(),
+        split: crate::task::Split::Heldout,
+        prompts: (0..groups.len()).map(|i| i.to_string()).collect(),
+        per_prompt,
+        scored,
+        reward,
+        reward_name: "proxy".into(),
+        labeler_names: vec![],
+        feature_names: vec![],
+        examples: 0,
+    }
+}

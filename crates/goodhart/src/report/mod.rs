@@ -6,6 +6,7 @@
 
 mod page;
 mod plots;
+mod review;
 pub mod seeds;
 pub mod svg;
 
@@ -73,7 +74,7 @@ fn render(name: &str, view: &impl Serialize) -> Result<String> {
 fn colours(exp: &Experiment) -> Vec<(String, String)> {
     let mut names: Vec<String> = vec![];
     for t in &exp.tasks {
-        for n in t.strategies.names() {
+        for n in t.strategy_names() {
             if !names.contains(&n) {
                 names.push(n);
             }

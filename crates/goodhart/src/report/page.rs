@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::plots::{plots, training_plots};
+use super::review::{review_view, ReviewView};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
@@ -35,6 +36,7 @@ struct TaskView {
     drift: DriftView,
     training_plots: Vec<String>,
     examples: Vec<ExampleGroup>,
+    review: Option<ReviewView>,
 }
 
 #[derive(Serialize)]
@@ -128,7 +130,9 @@ pub(super) fn run_page(
             let task = crate::reward::build_task(&setup.task_config(), exp.seed)?;
             let mine: Vec<&StrategyAnalysis> =
                 analyses.iter().filter(|a| a.task == t.task).collect();
-            Ok(task_view(t, &mine, &colours, task.as_ref()))
+            let mut view = task_view(t, &mine, &colours, task.as_ref());
+            view.review = review_view(t, &setup.strategies.review.candidates);
+            Ok(view)
         })
         .collect::<Result<_>>()?;
     Ok(RunPage {
@@ -166,6 +170,7 @@ fn task_view(
         drift: drift_view(&heldout),
         training_plots: training_plots(t, colours),
         examples: heldout.iter().map(|a| examples(a, task)).collect(),
+        review: None,
     }
 }
 

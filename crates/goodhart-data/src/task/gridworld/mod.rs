@@ -406,6 +406,17 @@ impl Task for Gridworld {
             .map(|v| f64::from(v.is_some_and(|v| v.satisfied)))
     }
 
+    fn goal_predicates(&self) -> &'static [&'static str] {
+        PREDICATES
+    }
+
+    fn goal_satisfied(&self, goal: &Formula, prompt: &str, completion: &str) -> Option<f64> {
+        let (map, traj) = self.simulate(prompt, completion).ok()?;
+        Some(traj.map_or(0.0, |t| {
+            f64::from(goal.evaluate(&t.world_states(&map)).satisfied)
+        }))
+    }
+
     fn spec_margin(&self, prompt: &str, completion: &str) -> Option<f64> {
         self.verdict(prompt, completion)
             .map(|v| v.map_or(-1.0, |v| v.robustness.clamp(-1.0, 1.0)))

@@ -88,7 +88,7 @@ fn the_reported_heldout_loss_is_the_training_objective() {
     )
     .unwrap();
     let report = evaluate_on(&rm, &comparisons, task.as_ref()).unwrap();
-    let encoded = encode_all(rm.tokenizer(), &comparisons).unwrap();
+    let encoded = encode_all(rm.tokenizer(), rm.observer(), &comparisons).unwrap();
     let batch: Vec<&Encoded> = encoded.iter().collect();
     let objective = bt_loss(&rm.members[0].model, &batch, cfg.p_random)
         .unwrap()
@@ -99,4 +99,92 @@ fn the_reported_heldout_loss_is_the_training_objective() {
         "reported {} vs objective {objective}",
         report.loss_labeler
     );
+}
+
+/// The camera labeler's comparisons of each training map's demonstration
+/// against another map's route, and a tiny reward model trained on them from scratch.
+fn camera_reward_model(observations: bool) -> RewardReport {
+    use crate::feedback::{Labeler, LabelerConfig};
+    use crate::task::GridworldConfig;
+    let task = TaskConfig::Gridworld(GridworldConfig {
+        n_train: 400,
+        n_heldout: 4,
+        n_shift: 4,
+        ..Default::default()
+    })
+    .build(0)
+    .unwrap();
+    let labeler = Labeler::new(
+        LabelerConfig {
+            name: "camera".into(),
+            ..Default::default()
+        },
+        task.as_ref(),
+    )
+    .unwrap();
+    let mut rng = crate::rng::stream(4, "pairs");
+    let demos = task.demonstrations(Split::Train);
+    let comparisons: Vec<Comparison> = demos
+        .iter()
+        .zip(demos.iter().cycle().skip(1))
+        .map(|(d, other)| {
+            // Another map's route: whether it reaches this map's goal (and
+            // what it breaks) takes simulating the moves, or watching the camera.
+            let walk = other.completion.clone();
+            let answer = labeler
+                .compare(&d.prompt, &d.completion, &walk, &mut rng)
+                .unwrap();
+            let mut c = comparison(&d.prompt, &d.completion, &walk, "camera", answer);
+            c.task = "gridworld".into();
+            c
+        })
+        .collect();
+    let shape = crate::model::ModelConfig {
+        n_layer: 2,
+        d_model: 32,
+        n_head: 4,
+        n_ctx: 112,
+        ..Default::default()
+    };
+    let tokenizer = std::sync::Arc::new(crate::tokenize::CharTokenizer::ascii());
+    let base = Model::init(
+        &shape,
+        tokenizer,
+        &mut crate::rng::stream(2, "init"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let cfg = RewardModelConfig {
+        steps: 80,
+        batch_size: 16,
+        heldout_fraction: 0.3,
+        observations,
+        ..Default::default()
+    };
+    let (rm, report) = train_reward_model(
+        &base,
+        &comparisons,
+        task.as_ref(),
+        &[labeler],
+        &cfg,
+        &mut crate::rng::stream(1, "rm"),
+        &crate::progress::Silent,
+    )
+    .unwrap();
+    assert_eq!(rm.info.observes, observations);
+    report
+}
+
+#[test]
+fn a_reward_model_that_reads_the_camera_learns_the_camera_labeler() {
+    let seeing = camera_reward_model(true);
+    let blind = camera_reward_model(false);
+    let ceiling = seeing.noise_ceiling.expect("the labeler was given").mean;
+    let (s, b) = (seeing.accuracy_labeler.mean, blind.accuracy_labeler.mean);
+    assert!(ceiling > 0.7 && ceiling < 1.0, "noise ceiling {ceiling}");
+    assert!(
+        s > ceiling - 0.08,
+        "reading the camera: {s} held out, ceiling {ceiling}"
+    );
+    assert!(s > b + 0.1, "reading the camera {s} vs the moves alone {b}");
 }

@@ -44,6 +44,7 @@ fn a_curve_whose_first_point_is_the_base_policy_gets_no_second_copy_of_it() {
                     point("bon", 4.0, 0.6),
                 ],
                 notes: vec![],
+                review: vec![],
             },
         )],
     };
