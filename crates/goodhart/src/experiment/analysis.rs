@@ -363,7 +363,7 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
         }
         writeln!(
             out,
-            "  {:<16} {:>7} {:>8} {:>8} {:>15} {:>8} {:>26} {:>10}",
+            "  {:<18} {:>7} {:>8} {:>8} {:>15} {:>8} {:>26} {:>10}",
             "strategy",
             "max KL",
             "proxy",
@@ -392,7 +392,7 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                 .map_or(String::new(), |c| format!("[{:.3}, {:.3}]", c.lo, c.hi));
             writeln!(
                 out,
-                "  {:<16} {:>7.2} {:>8.3} {:>8.3} {:>8.3} ±{:<5.3} {:>8.3} {:>7.3} {:>16} @{:<5.2} {:>10}",
+                "  {:<18} {:>7.2} {:>8.3} {:>8.3} {:>8.3} ±{:<5.3} {:>8.3} {:>7.3} {:>16} @{:<5.2} {:>10}",
                 a.strategy,
                 last.kl.mean,
                 last.proxy.mean,

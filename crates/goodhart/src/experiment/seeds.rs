@@ -315,7 +315,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             .unwrap();
             writeln!(
                 summary,
-                "  {:<16} {:>15} {:>15} {:>15} {:>15}  findings",
+                "  {:<18} {:>15} {:>15} {:>15} {:>15}  findings",
                 "strategy", "max KL", "proxy", "gold", "base gold"
             )
             .unwrap();
@@ -334,7 +334,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         );
         writeln!(
             summary,
-            "  {:<16} {:>15} {:>15} {:>15} {:>15}  gold below base at max KL in {below}/{n} seeds; fit turns over in {seeds_with_peak}/{n}",
+            "  {:<18} {:>15} {:>15} {:>15} {:>15}  gold below base at max KL in {below}/{n} seeds; fit turns over in {seeds_with_peak}/{n}",
             strategy,
             kl.show(),
             proxy.show(),

@@ -33,7 +33,8 @@ struct TaskView {
     plots: Vec<String>,
     matched: Vec<MatchedRow>,
     flagged: Vec<String>,
-    drift: DriftView,
+    /// The held-out split's, then the shifted split's when there is one.
+    drifts: Vec<DriftView>,
     training_plots: Vec<String>,
     examples: Vec<ExampleGroup>,
     review: Option<ReviewView>,
@@ -77,6 +78,7 @@ struct FitCells {
 
 #[derive(Serialize, Default)]
 struct DriftView {
+    split: &'static str,
     features: Vec<String>,
     base: Vec<String>,
     rows: Vec<DriftRow>,
@@ -167,7 +169,9 @@ fn task_view(
         plots: plots(&heldout, &shift, colours),
         matched: heldout.iter().map(|a| matched_row(a, colours)).collect(),
         flagged: flagged(t, &heldout),
-        drift: drift_view(&heldout),
+        drifts: std::iter::once(drift_view(&heldout))
+            .chain((!shift.is_empty()).then(|| shift_drift_view(&shift)))
+            .collect(),
         training_plots: training_plots(t, colours),
         examples: heldout.iter().map(|a| examples(a, task)).collect(),
         review: None,
@@ -271,7 +275,7 @@ fn drift_view(heldout: &[&StrategyAnalysis]) -> DriftView {
                 .map(|f| {
                     a.drift.iter().find(|d| &d.feature == f).map(|d| DriftCell {
                         value: format!("{:.3}", d.now),
-                        z: format!("{:+.2}", d.z),
+                        z: format!("{:+.2} sd", d.z),
                         rgb: if d.z > 0.0 { "0,114,178" } else { "213,94,0" },
                         shade: format!("{:.2}", (d.z.abs() / 3.0).min(1.0) * 0.5),
                     })
@@ -287,6 +291,69 @@ fn drift_view(heldout: &[&StrategyAnalysis]) -> DriftView {
         })
         .collect();
     DriftView {
+        split: "heldout",
+        features,
+        base,
+        rows,
+    }
+}
+
+/// Features on the shifted split at each strategy's largest KL against its own
+/// origin (its KL-0 point: the base policy sampled on the shifted prompts);
+/// the title of each cell gives the change.
+fn shift_drift_view(shift: &[&StrategyAnalysis]) -> DriftView {
+    let origin = |a: &StrategyAnalysis| {
+        a.points
+            .first()
+            .map(|p| p.features.clone())
+            .unwrap_or_default()
+    };
+    let Some(first) = shift.first() else {
+        return DriftView::default();
+    };
+    let features: Vec<String> = origin(first).into_iter().map(|(n, _)| n).collect();
+    let value = |fs: &[(String, f64)], f: &str| fs.iter().find(|(n, _)| n == f).map(|&(_, v)| v);
+    let base = features
+        .iter()
+        .map(|f| value(&origin(first), f).map_or(String::new(), |v| format!("{v:.3}")))
+        .collect();
+    let rows = shift
+        .iter()
+        .map(|a| {
+            let (from, last) = (origin(a), a.points.last());
+            let changes: Vec<(String, f64)> = features
+                .iter()
+                .filter_map(|f| Some((f.clone(), value(&last?.features, f)? - value(&from, f)?)))
+                .collect();
+            let mut most = changes.clone();
+            most.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()));
+            DriftRow {
+                strategy: a.strategy.clone(),
+                kl: format!("{:.2}", last.map_or(0.0, |p| p.kl.mean)),
+                cells: features
+                    .iter()
+                    .map(|f| {
+                        let now = value(&last?.features, f)?;
+                        let d = now - value(&from, f)?;
+                        Some(DriftCell {
+                            value: format!("{now:.3}"),
+                            z: format!("{d:+.3} from its origin"),
+                            rgb: if d > 0.0 { "0,114,178" } else { "213,94,0" },
+                            shade: format!("{:.2}", (d.abs() / 0.3).min(1.0) * 0.5),
+                        })
+                    })
+                    .collect(),
+                moved_most: most
+                    .iter()
+                    .take(2)
+                    .map(|(n, d)| format!("{n} ({d:+.3})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })
+        .collect();
+    DriftView {
+        split: "shift",
         features,
         base,
         rows,
