@@ -507,4 +507,34 @@ mod tests {
         let exp = Experiment::embedded_default();
         assert_eq!(Experiment::parse(&exp.to_toml(), "stored").unwrap(), exp);
     }
+
+    #[test]
+    fn the_formal_goals_experiment_parses_and_a_bad_review_is_refused_by_name() {
+        let text = include_str!("../../../../experiments/formal-goals.toml");
+        let exp = Experiment::parse(text, "formal-goals.toml").unwrap();
+        let names = exp.tasks[0].strategy_names();
+        for n in ["bon-spec", "conditioning-spec", "review", "ppo-spec", "ppo-spec-margin"] {
+            assert!(names.contains(&n.to_string()), "{n} in {names:?}");
+        }
+        assert!(!exp.tasks[0].gridworld.button_in_training);
+        let review = "[[task]]\nkind = \"gridworld\"\n[task.strategies.review]\n";
+        let err = Experiment::parse(
+            &format!("{review}candidates = [\"F at_goal\", \"F at_gaol\"]\nk = [1, 2]\n"),
+            "e.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("review.candidates[1]") && err.contains("at_gaol"), "{err}");
+        let err = Experiment::parse(&format!("{review}candidates = [\"F at_goal\"]\n"), "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("review.k") && err.contains("K = 2"), "{err}");
+        let err = Experiment::parse(
+            "[[task]]\nkind = \"answers\"\n[task.strategies.review]\ncandidates = [\"F at_goal\"]\nk = [1]\n",
+            "e.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no formal goals to review"), "{err}");
+    }
 }
