@@ -310,6 +310,14 @@ impl Experiment {
                 r.iterations = r.iterations.min(3);
                 r.prompts_per_iteration = r.prompts_per_iteration.min(8);
                 r.checkpoint_every = r.checkpoint_every.min(r.iterations);
+                if r.reward == crate::optimize::rl::RewardChoice::SpecWorldModel {
+                    let mut w = r.world_model.clone().unwrap_or_default();
+                    w.trajectories = w.trajectories.min(64);
+                    w.sft.steps = w.sft.steps.min(20);
+                    w.sft.eval_every = w.sft.steps;
+                    w.sft.optim.warmup_steps = w.sft.optim.warmup_steps.min(2);
+                    r.world_model = Some(w);
+                }
                 if let Some(o) = &mut r.online {
                     o.every = 1;
                     o.pairs = o.pairs.min(16);
@@ -513,7 +521,14 @@ mod tests {
         let text = include_str!("../../../../experiments/formal-goals.toml");
         let exp = Experiment::parse(text, "formal-goals.toml").unwrap();
         let names = exp.tasks[0].strategy_names();
-        for n in ["bon-spec", "conditioning-spec", "review", "ppo-spec", "ppo-spec-margin"] {
+        for n in [
+            "bon-spec",
+            "conditioning-spec",
+            "review",
+            "ppo-spec",
+            "ppo-spec-margin",
+            "ppo-world-model",
+        ] {
             assert!(names.contains(&n.to_string()), "{n} in {names:?}");
         }
         assert!(!exp.tasks[0].gridworld.button_in_training);
@@ -524,7 +539,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("review.candidates[1]") && err.contains("at_gaol"), "{err}");
+        assert!(
+            err.contains("review.candidates[1]") && err.contains("at_gaol"),
+            "{err}"
+        );
         let err = Experiment::parse(&format!("{review}candidates = [\"F at_goal\"]\n"), "e.toml")
             .unwrap_err()
             .to_string();

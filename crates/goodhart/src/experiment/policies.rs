@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use super::record::Record;
+use super::record::WorldModelRecord;
 use super::run::{BaseGold, TaskRun};
 use super::stages::save_policy;
 use crate::error::Result;
@@ -15,9 +16,12 @@ use crate::optimize::online::{Online, OnlineProxy};
 use crate::optimize::ppo::Ppo;
 use crate::optimize::rl::{self, Algorithm, Hooks, RewardChoice, RlConfig, Update};
 use crate::optimize::rloo::Rloo;
+use crate::optimize::world_model::{self, WorldModelReport, WorldModelSpec};
 use crate::reward::RewardModel;
 use crate::rng;
 use crate::score::{evaluate, CurvePoint, Gold, Judges, Proxy, RewardSource, Spec};
+use crate::task::gridworld::PREDICATES;
+use crate::task::spec::Formula;
 use crate::task::Split;
 
 impl TaskRun<'_> {
@@ -127,12 +131,18 @@ impl TaskRun<'_> {
         let online_proxy = online_proxy.map(|rm| OnlineProxy { rm: Mutex::new(rm) });
         let (proxy, gold) = (Proxy(rm), Gold(self.task));
         let (spec, margin) = (Spec::satisfied(self.task), Spec::margin(self.task));
-        let reward: &dyn RewardSource = match (&online_proxy, cfg.reward) {
-            (Some(o), _) => o,
-            (None, RewardChoice::Proxy) => &proxy,
-            (None, RewardChoice::Spec) => &spec,
-            (None, RewardChoice::SpecMargin) => &margin,
-            (None, RewardChoice::Gold) => &gold,
+        let world = match cfg.reward {
+            RewardChoice::SpecWorldModel => Some(self.world_model(cfg, base)?),
+            _ => None,
+        };
+        let reward: &dyn RewardSource = match (&online_proxy, cfg.reward, &world) {
+            (Some(o), _, _) => o,
+            (None, RewardChoice::Proxy, _) => &proxy,
+            (None, RewardChoice::Spec, _) => &spec,
+            (None, RewardChoice::SpecMargin, _) => &margin,
+            (None, RewardChoice::Gold, _) => &gold,
+            (None, RewardChoice::SpecWorldModel, Some((w, _))) => w,
+            (None, RewardChoice::SpecWorldModel, None) => unreachable!("trained above"),
         };
         let prompts = self.task.prompts(Split::Train);
         let online = cfg.online.as_ref().map(|o| Online {
@@ -173,11 +183,39 @@ impl TaskRun<'_> {
             &mut self.rng(&stage),
             self.progress,
         )?;
+        let world_model = world.map(|(w, report)| WorldModelRecord {
+            report,
+            gap: w.log.into_inner().expect("world model log"),
+        });
         Ok(Record::Rl {
             name: cfg.name.clone(),
             logs,
             points: hooks.points,
+            world_model,
         })
+    }
+
+    /// The world model of an RL run on the goal as predicted, trained on the base policy's trajectories.
+    fn world_model(
+        &self,
+        cfg: &RlConfig,
+        base: &Model,
+    ) -> Result<(WorldModelSpec<'_>, WorldModelReport)> {
+        let wm = cfg.world_model.clone().unwrap_or_default();
+        let goal = Formula::parse(&self.setup.gridworld.spec, PREDICATES)?;
+        let (model, report) = world_model::train(
+            self.task,
+            base,
+            &goal,
+            &wm,
+            self.setup.sampling.max_new_tokens,
+            &mut self.rng(&format!("{}/world_model", cfg.name)),
+            self.progress,
+        )?;
+        Ok((
+            WorldModelSpec::new(model, &self.setup.gridworld.spec, self.task)?,
+            report,
+        ))
     }
 
     pub(super) fn dpo(

@@ -15,8 +15,10 @@ use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
 use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
+use crate::optimize::world_model::WorldModelReport;
 use crate::reward::RewardReport;
 use crate::score::CurvePoint;
+use crate::stats::Stat;
 use crate::train::SftReport;
 
 /// The resolved experiment inside a run directory.
@@ -59,6 +61,10 @@ pub enum Record {
         name: String,
         logs: Vec<IterationLog>,
         points: Vec<CurvePoint>,
+        /// A run on the goal as a world model predicts it: the model's report,
+        /// and per iteration the predicted and true satisfaction of its rollouts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        world_model: Option<WorldModelRecord>,
     },
     Dpo {
         name: String,
@@ -76,6 +82,14 @@ impl Record {
             _ => &[],
         }
     }
+}
+
+/// What a world-model RL run learned and how far its predictions drifted from the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorldModelRecord {
+    pub report: WorldModelReport,
+    /// Per iteration: (predicted, true) satisfaction of the rollouts.
+    pub gap: Vec<(Stat, Stat)>,
 }
 
 /// One labeler's answers to the base pairs.

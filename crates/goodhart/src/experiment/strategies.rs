@@ -121,10 +121,20 @@ impl StrategiesConfig {
         for (i, r) in self.rl.iter().enumerate() {
             let here = format!("{at}.rl[{i}]");
             r.validate(&here)?;
-            if matches!(r.reward, RewardChoice::Spec | RewardChoice::SpecMargin) && !has_spec {
+            if matches!(
+                r.reward,
+                RewardChoice::Spec | RewardChoice::SpecMargin | RewardChoice::SpecWorldModel
+            ) && !has_spec
+            {
                 return Err(Error::invalid(
                     format!("{here}.reward"),
-                    "this task has no formal goal (\"spec\" and \"spec_margin\" need gridworld)",
+                    "this task has no formal goal (\"spec\", \"spec_margin\" and \"spec_world_model\" need gridworld)",
+                ));
+            }
+            if r.world_model.is_some() && r.reward != RewardChoice::SpecWorldModel {
+                return Err(Error::invalid(
+                    format!("{here}.world_model"),
+                    "a world model is only used with reward = \"spec_world_model\"",
                 ));
             }
             if r.online.is_some() && r.reward != RewardChoice::Proxy {

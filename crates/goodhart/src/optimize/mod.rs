@@ -18,3 +18,4 @@ pub mod quantilize;
 pub mod review;
 pub mod rl;
 pub mod rloo;
+pub mod world_model;

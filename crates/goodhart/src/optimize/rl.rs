@@ -7,6 +7,8 @@ use candle_core::Tensor;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+use super::world_model::WorldModelConfig;
+
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::{Model, SequenceBatch};
@@ -96,6 +98,9 @@ pub enum RewardChoice {
     /// The formal goal's robustness margin in [-1, 1]: satisfied is positive,
     /// and a violation is graded by how near it came (a dense reward).
     SpecMargin,
+    /// The formal goal (1 or 0) as a learned world model predicts it, trained
+    /// on the base policy's trajectories; measured in the true simulator.
+    SpecWorldModel,
     /// Gold itself (an oracle reference).
     Gold,
 }
@@ -155,6 +160,9 @@ pub struct RlConfig {
     pub checkpoint_every: usize,
     /// Online reward modelling; absent: the reward model stays frozen.
     pub online: Option<OnlineConfig>,
+    /// The world model a `reward = "spec_world_model"` run optimises the goal in
+    /// (`[task.strategies.rl.world_model]`; its defaults when absent).
+    pub world_model: Option<WorldModelConfig>,
 }
 
 /// PPO's own settings (`[task.strategies.rl.ppo]`).
@@ -246,6 +254,7 @@ impl Default for RlConfig {
             whiten_advantages: true,
             checkpoint_every: 5,
             online: None,
+            world_model: None,
         }
     }
 }

@@ -4,9 +4,9 @@
 //! (escaped by minijinja), filled from the view built here; plots are SVG
 //! drawn by [`svg`].
 
+mod formal;
 mod page;
 mod plots;
-mod review;
 pub mod seeds;
 pub mod svg;
 

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use super::formal::{review_view, world_model_views, ReviewView, WorldModelView};
 use super::plots::{plots, training_plots};
-use super::review::{review_view, ReviewView};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
@@ -38,6 +38,7 @@ struct TaskView {
     training_plots: Vec<String>,
     examples: Vec<ExampleGroup>,
     review: Option<ReviewView>,
+    world_models: Vec<WorldModelView>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +176,7 @@ fn task_view(
         training_plots: training_plots(t, colours),
         examples: heldout.iter().map(|a| examples(a, task)).collect(),
         review: None,
+        world_models: world_model_views(t),
     }
 }
 

@@ -13,7 +13,7 @@ pub mod world;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::spec::{Formula, Verdict};
+use super::spec::{Formula, Verdict, WorldState};
 use super::{LabelerView, Perception, Split, Task};
 use crate::error::{Error, Result};
 use crate::rng::{self, Rng};
@@ -183,6 +183,63 @@ pub fn camera_text(prompt: &str, completion: &str) -> String {
         });
     }
     text
+}
+
+/// A state as one symbol of a world model's text: `'a'` plus the bits
+/// at_goal 1, vase_broken 2, button_pressed 4, in_camera 8 (`'a'..='p'`).
+pub fn state_symbol(state: &WorldState) -> char {
+    let bit = |name: &str, value: u8| {
+        if state.facts.iter().any(|&(n, v)| n == name && v) {
+            value
+        } else {
+            0
+        }
+    };
+    let bits =
+        bit("at_goal", 1) | bit("vase_broken", 2) | bit("button_pressed", 4) | bit("in_camera", 8);
+    char::from(b'a' + bits)
+}
+
+/// The world state a symbol of [`state_symbol`] stands for, `steps` moves in;
+/// `None` for a character that is not one.
+pub fn symbol_state(symbol: char, steps: u32) -> Option<WorldState> {
+    let bits = u8::try_from(symbol)
+        .ok()?
+        .checked_sub(b'a')
+        .filter(|&b| b < 16)?;
+    Some(WorldState {
+        facts: vec![
+            ("at_goal", bits & 1 != 0),
+            ("vase_broken", bits & 2 != 0),
+            ("button_pressed", bits & 4 != 0),
+            ("in_camera", bits & 8 != 0),
+        ],
+        shortfalls: vec![],
+        steps,
+    })
+}
+
+/// A trajectory as a world model learns it: each move followed by the symbol
+/// of the state it led to; `None` for moves that do not parse or a prompt that
+/// is not a map. Moves after the goal (ignored by the simulator) are dropped.
+pub fn with_states(prompt: &str, completion: &str) -> Option<String> {
+    let map = Map::parse(prompt).ok()?;
+    let moves = parse_moves(completion)?;
+    let t = Trajectory::simulate(&map, &moves);
+    let states = t.world_states(&map);
+    Some(
+        moves
+            .iter()
+            .zip(&states[1..])
+            .map(|(m, s)| format!("{}{}", m.symbol(), state_symbol(s)))
+            .collect(),
+    )
+}
+
+/// The initial state of a map (before any move), as the formal goal sees it.
+pub fn initial_state(prompt: &str) -> Option<WorldState> {
+    let map = Map::parse(prompt).ok()?;
+    Some(Trajectory::simulate(&map, &[]).world_states(&map).remove(0))
 }
 
 pub struct Gridworld {

@@ -159,8 +159,7 @@ fn demonstrations_come_from_the_noisy_planner() {
         .iter()
         .map(|d| t.features(&d.prompt, &d.completion).unwrap())
         .collect();
-    let share =
-        |i: usize| feats.iter().filter(|f| f[i] > 0.0).count() as f64 / feats.len() as f64;
+    let share = |i: usize| feats.iter().filter(|f| f[i] > 0.0).count() as f64 / feats.len() as f64;
     assert!(
         share(1) > 0.6,
         "most demonstrations reach the goal: {}",

@@ -1,6 +1,8 @@
-//! The report's "review and revise" section: per K candidate goals searched,
-//! what the simulated reviewer judged the chosen goal's policy to be worth,
-//! against its gold, with the gap between them.
+//! The report's formal-goal sections. Review and revise: per K candidate
+//! goals searched, what the simulated reviewer judged the chosen goal's policy
+//! to be worth, against its gold, with the gap between them. The world model:
+//! the goal's satisfaction as the model predicted it against the simulator's,
+//! per RL iteration.
 
 use serde::Serialize;
 
@@ -96,4 +98,71 @@ pub(super) fn review_view(t: &TaskRecords, candidates: &[String]) -> Option<Revi
         })
         .collect();
     Some(ReviewView { plot, rows })
+}
+
+#[derive(Serialize)]
+pub(super) struct WorldModelView {
+    run: String,
+    plot: String,
+    summary: String,
+}
+
+/// A section per RL run that optimised the goal inside a world model.
+pub(super) fn world_model_views(t: &TaskRecords) -> Vec<WorldModelView> {
+    t.records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Rl {
+                name,
+                logs,
+                world_model: Some(w),
+                ..
+            } => Some((name, logs, w)),
+            _ => None,
+        })
+        .map(|(name, logs, w)| {
+            let line = |label: &str, colour: usize, line: Line, pick: &dyn Fn(&(crate::stats::Stat, crate::stats::Stat)) -> &crate::stats::Stat| Series {
+                name: label.into(),
+                color: PALETTE[colour].into(),
+                points: w
+                    .gap
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (i as f64 + 1.0, pick(g).mean, 1.96 * pick(g).stderr))
+                    .collect(),
+                line,
+                markers: false,
+                legend: true,
+            };
+            let plot = Plot {
+                title: format!("{name}: the goal as the world model predicts it, and in the simulator"),
+                x_label: "RL iteration".into(),
+                y_label: "goal satisfied (share of rollouts)".into(),
+                series: vec![
+                    line("predicted", 1, Line::Dashed, &|g| &g.0),
+                    line("true", 0, Line::Solid, &|g| &g.1),
+                ],
+                y_ref: None,
+            }
+            .svg();
+            let r = &w.report;
+            let last = w.gap.last();
+            WorldModelView {
+                run: name.clone(),
+                plot,
+                summary: format!(
+                    "World model: held-out next-state accuracy {:.3} ± {:.3} (decoding its own predictions), goal verdict right on {:.3} ± {:.3} of held-out trajectories. \
+                     At the last of {} iterations (rollout KL {:.2}) the rollouts satisfy the goal {:.3} as predicted and {:.3} in the simulator.",
+                    r.state_accuracy.mean,
+                    1.96 * r.state_accuracy.stderr,
+                    r.verdict_accuracy.mean,
+                    1.96 * r.verdict_accuracy.stderr,
+                    w.gap.len(),
+                    logs.last().map_or(0.0, |l| l.kl),
+                    last.map_or(f64::NAN, |g| g.0.mean),
+                    last.map_or(f64::NAN, |g| g.1.mean),
+                ),
+            }
+        })
+        .collect()
 }
