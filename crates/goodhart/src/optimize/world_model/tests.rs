@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::task::gridworld::{state_symbol, Gridworld, GridworldConfig};
-use crate::task::{Split, Task as _};
+use crate::task::Split;
 
 use crate::tokenize::CharTokenizer;
 
