@@ -212,10 +212,7 @@ impl TaskRun<'_> {
             &mut self.rng(&format!("{}/world_model", cfg.name)),
             self.progress,
         )?;
-        Ok((
-            WorldModelSpec::new(model, &self.setup.gridworld.spec, self.task)?,
-            report,
-        ))
+        Ok((WorldModelSpec::new(model, goal, self.task), report))
     }
 
     pub(super) fn dpo(

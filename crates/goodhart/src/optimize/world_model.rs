@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::score::{measurement_sampling, RewardSource};
 use crate::stats::Stat;
-use crate::task::gridworld::{initial_state, symbol_state, with_states, PREDICATES};
+use crate::task::gridworld::{initial_state, symbol_state, with_states};
 use crate::task::spec::{Formula, WorldState};
 use crate::task::{Split, Task};
 use crate::train::{train_sft, Example, OptimConfig, SftConfig};
@@ -259,14 +259,14 @@ pub struct WorldModelSpec<'a> {
 }
 
 impl<'a> WorldModelSpec<'a> {
-    /// The goal of `spec` (a gridworld formula) in `model`.
-    pub fn new(model: Model, spec: &str, task: &'a dyn Task) -> Result<Self> {
-        Ok(Self {
+    /// `goal` (a gridworld formula) in `model`.
+    pub fn new(model: Model, goal: Formula, task: &'a dyn Task) -> Self {
+        Self {
             model,
-            goal: Formula::parse(spec, PREDICATES)?,
+            goal,
             task,
             log: Mutex::new(vec![]),
-        })
+        }
     }
 }
 
