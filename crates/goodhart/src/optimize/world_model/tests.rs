@@ -1,7 +1,7 @@
 //! Tests of `world_model`.
 
 use super::*;
-use crate::task::gridworld::{state_symbol, Gridworld, GridworldConfig};
+use crate::task::gridworld::{state_symbol, Gridworld, GridworldConfig, PREDICATES};
 use crate::task::Split;
 
 use crate::tokenize::CharTokenizer;
