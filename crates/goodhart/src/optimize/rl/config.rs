@@ -1,0 +1,293 @@
+//! What an RL run is configured with: the algorithm, the reward it
+//! optimises, the KL penalty, PPO's own settings and online labels.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::optimize::world_model::WorldModelConfig;
+use crate::train::OptimConfig;
+
+/// Where the KL penalty enters the reward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlMode {
+    /// `-beta (log pi - log pi_ref)` on every token (InstructGPT).
+    #[default]
+    PerToken,
+    /// `-beta sum_t (log pi - log pi_ref)` once, with the sequence's reward.
+    Sequence,
+    /// No penalty at all.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KlConfig {
+    /// "per_token", "sequence" or "none".
+    pub mode: KlMode,
+    /// The penalty coefficient beta (the initial one, when adaptive).
+    pub coef: f64,
+    /// Adapt beta so the KL per sequence approaches this many nats; absent: beta stays fixed.
+    pub target: Option<f64>,
+    /// Horizon of the adaptive controller, in samples (Ziegler et al. 2019):
+    /// beta moves by at most 20% per `horizon` samples. The default lets it
+    /// move 5% per iteration of 64 samples, enough to reach a target within a
+    /// few dozen iterations.
+    pub horizon: f64,
+}
+
+impl Default for KlConfig {
+    fn default() -> Self {
+        Self {
+            mode: KlMode::PerToken,
+            coef: 0.05,
+            target: None,
+            horizon: 256.0,
+        }
+    }
+}
+
+/// Which reward an RL run optimises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardChoice {
+    /// The learned reward model.
+    #[default]
+    Proxy,
+    /// The task's formal goal (gridworld): 1 when satisfied, else 0.
+    Spec,
+    /// The formal goal's robustness margin in [-1, 1]: satisfied is positive,
+    /// and a violation is graded by how near it came (a dense reward).
+    SpecMargin,
+    /// The formal goal (1 or 0) as a learned world model predicts it, trained
+    /// on the base policy's trajectories; measured in the true simulator.
+    SpecWorldModel,
+    /// Gold itself (an oracle reference).
+    Gold,
+}
+
+/// Keep collecting labels on the current policy during RL and fine-tune the reward model on them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineConfig {
+    /// Refresh every this many iterations.
+    pub every: usize,
+    /// Pairs of current-policy completions labelled per refresh.
+    pub pairs: usize,
+    /// Reward-model optimiser steps per refresh (on all labels so far).
+    pub rm_steps: usize,
+    /// People instead of simulated labelers: queue each refresh's pairs for the
+    /// web app (`goodhart label serve`) and pause until this many human labels
+    /// of them have arrived (0: simulated labelers, no pause).
+    pub human_labels: usize,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            every: 5,
+            pairs: 200,
+            rm_steps: 100,
+            human_labels: 0,
+        }
+    }
+}
+
+/// An RL run (PPO or RLOO): the settings both share, and PPO's own in its
+/// `ppo` section, which an RLOO run refuses instead of silently ignoring.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// The run's name in reports (unique within the task).
+    pub name: String,
+    /// "ppo" or "rloo".
+    pub algorithm: Algorithm,
+    /// What is maximised: "proxy", "spec" or "gold".
+    pub reward: RewardChoice,
+    pub iterations: usize,
+    /// Training prompts per iteration.
+    pub prompts_per_iteration: usize,
+    /// Completions per prompt (RLOO's baseline needs at least 2).
+    pub samples_per_prompt: usize,
+    pub max_new_tokens: usize,
+    pub kl: KlConfig,
+    pub optim: OptimConfig,
+    /// PPO's own settings (`algorithm = "ppo"` only; filled with defaults when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppo: Option<PpoConfig>,
+    /// Normalise advantages to mean 0, std 1 per rollout.
+    pub whiten_advantages: bool,
+    /// Save and measure the policy every this many iterations (and after the last).
+    pub checkpoint_every: usize,
+    /// Online reward modelling; absent: the reward model stays frozen.
+    pub online: Option<OnlineConfig>,
+    /// The world model a `reward = "spec_world_model"` run optimises the goal in
+    /// (`[task.strategies.rl.world_model]`; its defaults when absent).
+    pub world_model: Option<WorldModelConfig>,
+}
+
+/// PPO's own settings (`[task.strategies.rl.ppo]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Passes over each rollout.
+    pub epochs: usize,
+    /// Sequences per gradient step.
+    pub minibatch_size: usize,
+    /// Clipping range of the probability ratio.
+    pub clip: f64,
+    /// Clipping range of the value update.
+    pub value_clip: f64,
+    /// Weight of the value loss.
+    pub vf_coef: f64,
+    /// Discount (1 for episodic text).
+    pub gamma: f64,
+    /// GAE lambda.
+    pub lam: f64,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 2,
+            minibatch_size: 32,
+            clip: 0.2,
+            value_clip: 0.2,
+            vf_coef: 0.5,
+            gamma: 1.0,
+            lam: 0.95,
+        }
+    }
+}
+
+impl PpoConfig {
+    fn validate(&self, at: &str) -> Result<()> {
+        let f = |k: &str| format!("{at}.ppo.{k}");
+        for (k, v) in [
+            ("epochs", self.epochs),
+            ("minibatch_size", self.minibatch_size),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(f(k), "must be at least 1"));
+            }
+        }
+        if !(self.clip > 0.0
+            && self.value_clip > 0.0
+            && (0.0..=1.0).contains(&self.gamma)
+            && (0.0..=1.0).contains(&self.lam))
+        {
+            return Err(Error::invalid(
+                f("clip"),
+                "clip and value_clip must be > 0; gamma and lam in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    Ppo,
+    Rloo,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        Self {
+            name: "ppo".into(),
+            algorithm: Algorithm::Ppo,
+            reward: RewardChoice::Proxy,
+            iterations: 30,
+            prompts_per_iteration: 32,
+            samples_per_prompt: 2,
+            max_new_tokens: 48,
+            kl: KlConfig::default(),
+            optim: OptimConfig {
+                lr: 3e-4,
+                warmup_steps: 0,
+                min_lr_ratio: 1.0,
+                weight_decay: 0.0,
+                ..OptimConfig::default()
+            },
+            ppo: None,
+            whiten_advantages: true,
+            checkpoint_every: 5,
+            online: None,
+            world_model: None,
+        }
+    }
+}
+
+impl RlConfig {
+    /// PPO's settings: its section, or the defaults.
+    pub fn ppo(&self) -> PpoConfig {
+        self.ppo.clone().unwrap_or_default()
+    }
+
+    /// Every default filled in: a PPO run gets its `ppo` section.
+    pub fn resolved(mut self) -> Self {
+        if self.algorithm == Algorithm::Ppo && self.ppo.is_none() {
+            self.ppo = Some(PpoConfig::default());
+        }
+        self
+    }
+
+    pub fn validate(&self, at: &str) -> Result<()> {
+        let f = |k: &str| format!("{at}.{k}");
+        if self.name.is_empty() {
+            return Err(Error::invalid(f("name"), "must not be empty"));
+        }
+        for (k, v) in [
+            ("iterations", self.iterations),
+            ("prompts_per_iteration", self.prompts_per_iteration),
+            ("samples_per_prompt", self.samples_per_prompt),
+            ("max_new_tokens", self.max_new_tokens),
+            ("checkpoint_every", self.checkpoint_every),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(f(k), "must be at least 1"));
+            }
+        }
+        if self.algorithm == Algorithm::Rloo && self.samples_per_prompt < 2 {
+            return Err(Error::invalid(
+                f("samples_per_prompt"),
+                "RLOO's leave-one-out baseline needs at least 2",
+            ));
+        }
+        if !(self.kl.coef >= 0.0 && self.kl.coef.is_finite()) {
+            return Err(Error::invalid(f("kl.coef"), "must be >= 0"));
+        }
+        if let Some(t) = self.kl.target {
+            if !(t > 0.0) || self.kl.mode == KlMode::None {
+                return Err(Error::invalid(
+                    f("kl.target"),
+                    "needs a KL mode and a target > 0",
+                ));
+            }
+        }
+        if !(self.kl.horizon > 0.0) {
+            return Err(Error::invalid(f("kl.horizon"), "must be > 0"));
+        }
+        match (&self.ppo, self.algorithm) {
+            (Some(p), Algorithm::Ppo) => p.validate(at)?,
+            (Some(_), Algorithm::Rloo) => {
+                return Err(Error::invalid(
+                    f("ppo"),
+                    "PPO settings given to an RLOO run (it has no value head, epochs or clipping)",
+                ))
+            }
+            (None, _) => {}
+        }
+        if let Some(o) = &self.online {
+            if o.every == 0 || o.pairs == 0 || o.rm_steps == 0 {
+                return Err(Error::invalid(
+                    f("online"),
+                    "every, pairs and rm_steps must be at least 1",
+                ));
+            }
+        }
+        self.optim.validate(&f("optim"))
+    }
+}
