@@ -17,6 +17,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::score::{measurement_sampling, RewardSource};
 use crate::stats::Stat;
+use crate::task::gridworld::world::parse_moves;
 use crate::task::gridworld::{initial_state, symbol_state, with_states};
 use crate::task::spec::{Formula, WorldState};
 use crate::task::{Split, Task};
@@ -178,12 +179,9 @@ pub fn predict(model: &Model, items: &[(&str, &str)]) -> Result<Vec<Vec<char>>> 
         .collect::<Result<_>>()?;
     let moves: Vec<Vec<char>> = items
         .iter()
-        .map(|(_, m)| {
-            if m.chars().all(|c| "UDLR".contains(c)) {
-                m.chars().collect()
-            } else {
-                vec![]
-            }
+        .map(|(_, m)| match parse_moves(m) {
+            Some(_) => m.chars().collect(),
+            None => vec![],
         })
         .collect();
     let prompts = items
@@ -284,7 +282,7 @@ impl RewardSource for WorldModelSpec<'_> {
         let mut rewards = vec![];
         let mut truth = vec![];
         for ((prompt, moves), symbols) in items.iter().zip(&predicted) {
-            let parses = moves.chars().all(|c| "UDLR".contains(c));
+            let parses = parse_moves(moves).is_some();
             rewards.push(f64::from(parses && satisfied(&self.goal, prompt, symbols)?));
             truth.push(
                 self.task

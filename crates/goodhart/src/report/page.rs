@@ -313,11 +313,12 @@ fn shift_drift_view(shift: &[&StrategyAnalysis]) -> DriftView {
     let Some(first) = shift.first() else {
         return DriftView::default();
     };
-    let features: Vec<String> = origin(first).into_iter().map(|(n, _)| n).collect();
+    let first_origin = origin(first);
+    let features: Vec<String> = first_origin.iter().map(|(n, _)| n.clone()).collect();
     let value = |fs: &[(String, f64)], f: &str| fs.iter().find(|(n, _)| n == f).map(|&(_, v)| v);
     let base = features
         .iter()
-        .map(|f| value(&origin(first), f).map_or(String::new(), |v| format!("{v:.3}")))
+        .map(|f| value(&first_origin, f).map_or(String::new(), |v| format!("{v:.3}")))
         .collect();
     let rows = shift
         .iter()
