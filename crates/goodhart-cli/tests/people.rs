@@ -1,6 +1,7 @@
 //! People in the loop: an online run that pauses until a person has labelled
 //! its current policy's pairs (the person here is this test, writing through
-//! the same store calls the web app makes), then `goodhart label stats`.
+//! the same store calls the web app makes), then `goodhart label stats`; and
+//! reviews of candidate goals queued from the run's base policy, chosen, tallied.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -118,4 +119,59 @@ fn an_online_run_waits_for_people_and_learns_from_their_labels() {
         alice.contains("person") && alice.contains(&given.to_string()),
         "{alice}"
     );
+
+    // Reviews of candidate goals from the base policy, one chosen, then tallied.
+    let review_exp = tmp.path().join("review.toml");
+    std::fs::write(
+        &review_exp,
+        std::fs::read_to_string(&exp).unwrap()
+            + "\n[task.strategies.review]\ncandidates = [\"F at_goal\", \"G !vase_broken\", \"G !button_pressed\"]\nk = [1, 2]\n",
+    )
+    .unwrap();
+    let base = out.join("gridworld/base");
+    let (base, store_arg) = (base.to_str().unwrap(), store_path.to_str().unwrap());
+    let queued = common::ok(
+        2,
+        &[
+            "label",
+            "queue-review",
+            "--checkpoint",
+            base,
+            "--store",
+            store_arg,
+            review_exp.to_str().unwrap(),
+            "--items",
+            "2",
+            "--k",
+            "2",
+            "--prompts",
+            "4",
+            "--per-prompt",
+            "4",
+        ],
+    );
+    assert!(
+        queued.contains("2 reviews of 2 candidate goals"),
+        "{queued}"
+    );
+    let mut s = LabelStore::open_existing(&store_path).unwrap();
+    let review = s.next_review("alice").unwrap().unwrap();
+    assert_eq!(review.candidates.len(), 2);
+    assert_eq!(review.candidates[0].goal, "F at_goal");
+    assert!(review.candidates.iter().all(|c| c.rollouts.len() == 3));
+    let answer = goodhart::feedback::ReviewAnswer {
+        item: review.id,
+        chosen: 1,
+        reason: None,
+        seconds: Some(9.0),
+    };
+    s.submit_review("alice", &answer).unwrap().unwrap();
+    let stats = common::ok(2, &["label", "stats", "--store", store_arg]);
+    let chosen = &review.candidates[1].goal;
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with(chosen.as_str()))
+        .expect(&stats);
+    let counts: Vec<&str> = row[chosen.len()..].split_whitespace().collect();
+    assert_eq!(counts, ["1", "1", "0"], "{row}");
 }

@@ -49,9 +49,11 @@ impl From<QueryRejection> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r {
-            Refusal::UnknownPair(_) => StatusCode::NOT_FOUND,
-            Refusal::AlreadyLabelled(_) => StatusCode::CONFLICT,
-            Refusal::ReasonTooLong(_) | Refusal::BadSeconds => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::UnknownPair(_) | Refusal::UnknownReview(_) => StatusCode::NOT_FOUND,
+            Refusal::AlreadyLabelled(_) | Refusal::AlreadyReviewed(_) => StatusCode::CONFLICT,
+            Refusal::ReasonTooLong(_) | Refusal::BadSeconds | Refusal::NoSuchCandidate(..) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
         };
         Self::new(status, r.to_string())
     }

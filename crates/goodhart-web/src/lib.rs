@@ -15,6 +15,9 @@
 //! | `POST /api/undo`   | withdraw this person's last label                       |
 //! | `POST /api/signout`|                                                         |
 //!
+//! and the review page (`GET /review`, in `review.rs`): people compare rollouts of
+//! candidate formal goals' policies and keep the goal under review or choose another.
+//!
 //! Every write needs a session and the session's CSRF token in the
 //! `x-goodhart-csrf` header, is refused if the browser says it comes from
 //! another origin, is validated, and is committed in one transaction before it
@@ -39,6 +42,7 @@ use goodhart::task::{self, Task};
 use serde::{Deserialize, Serialize};
 
 mod error;
+mod review;
 mod serve;
 
 pub use error::ApiError;
@@ -184,6 +188,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(page))
         .route("/app.js", get(script))
         .route("/app.css", get(style))
+        .route("/review", get(review::page))
+        .route("/review.js", get(review::script))
+        .route("/api/review/next", get(review::next))
+        .route("/api/review", post(review::submit))
         .route("/healthz", get(healthz))
         .route("/api/signin", post(sign_in))
         .route("/api/signout", post(sign_out))

@@ -1,7 +1,8 @@
 //! The page in a real browser: headless Chromium driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, installed by `.ci/run`). Sign in
 //! from the link `goodhart label add-user` prints, label three gridworld pairs
-//! with the keyboard, undo the last, and check the store.
+//! with the keyboard, undo the last, and check the store; then review candidate
+//! goals on the review page, with a key and a click.
 //!
 //! `GOODHART_SCREENSHOT=path.png` also saves a screenshot of the page.
 
@@ -177,4 +178,95 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
         "undone pair is queued again"
     );
     assert!(s.queued_pair("alice", first).unwrap().is_none());
+}
+
+async fn review_on_screen(c: &Client, not: Option<i64>) -> i64 {
+    let v = wait_for(c, "document.body.dataset.review || null", |v| {
+        v.as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|r| Some(r) != not)
+    })
+    .await;
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_candidate_goals_with_a_key_and_a_click() {
+    let driver = chromedriver();
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::queued_store(dir.path(), 1);
+    common::queue_reviews(&store, 2);
+    let token = LabelStore::open_existing(&store)
+        .unwrap()
+        .add_user("carol")
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, App::open(&store).unwrap(), async {
+        let _ = stopped.await;
+    }));
+
+    let c = connect(driver.1).await;
+    // Signed out, the review page sends people to sign in.
+    c.goto(&format!("http://{addr}/review")).await.unwrap();
+    wait_for(&c, "!document.getElementById('signin').hidden", |v| {
+        v.as_bool() == Some(true)
+    })
+    .await;
+    c.goto(&format!("http://{addr}/#signin=carol:{token}"))
+        .await
+        .unwrap();
+    pair_on_screen(&c, None).await;
+    c.goto(&format!("http://{addr}/review")).await.unwrap();
+    let first = review_on_screen(&c, None).await;
+    // Three candidate goals, two rollouts each, each drawn on the full state.
+    let drawn = wait_for(
+        &c,
+        "document.querySelectorAll('#candidates .candidate .rollout svg').length",
+        |v| v.as_u64().is_some_and(|n| n > 0),
+    )
+    .await;
+    assert_eq!(drawn.as_u64(), Some(6));
+    if let Ok(path) = std::env::var("GOODHART_REVIEW_SCREENSHOT") {
+        std::fs::write(path, c.screenshot().await.unwrap()).unwrap();
+    }
+    let body = c.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("3").await.unwrap(); // the second alternative
+    let second = review_on_screen(&c, Some(first)).await;
+    c.find(Locator::Css(".candidate[data-position='0'] .choose"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap(); // keep the goal under review
+    wait_for(&c, "!document.getElementById('done').hidden", |v| {
+        v.as_bool() == Some(true)
+    })
+    .await;
+    let progress = c
+        .find(Locator::Id("progress"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(progress, "2 / 2 reviewed");
+    c.close().await.unwrap();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let s = LabelStore::open_existing(&store).unwrap();
+    assert_eq!(
+        s.reviews().unwrap(),
+        [
+            (
+                "carol".to_string(),
+                first,
+                "G !button_pressed".to_string(),
+                2
+            ),
+            ("carol".to_string(), second, "F at_goal".to_string(), 0),
+        ]
+    );
 }

@@ -7,33 +7,15 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use goodhart::feedback::{LabelStore, SessionLimits};
-use goodhart_web::{router, App, ServeOptions, COOKIE, CSRF_HEADER, SIGN_IN_FAILURES_PER_MINUTE};
-use http_body_util::BodyExt;
+use goodhart_web::{ServeOptions, COOKIE, CSRF_HEADER, SIGN_IN_FAILURES_PER_MINUTE};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const HOST: &str = "127.0.0.1:8080";
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    app: std::sync::Arc<App>,
-    cookie: String,
-    csrf: String,
-}
+use common::Fixture;
 
 fn fixture(options: ServeOptions) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::queued_store(dir.path(), 2);
-    let (cookie, csrf) = common::signed_in(&store, "alice");
-    let app = App::open_with(&store, options).unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        app,
-        cookie,
-        csrf,
-    }
+    Fixture::new(2, options)
 }
 
 fn request(
@@ -68,16 +50,7 @@ impl Fixture {
     }
 
     async fn send(&self, req: Request<Body>) -> (StatusCode, Value, Option<String>) {
-        let res = router(self.app.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value, cookie)
+        self.respond(req).await
     }
 
     async fn label(&self) -> (StatusCode, Value) {

@@ -5,31 +5,14 @@ mod common;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use goodhart::feedback::{Answer, Filter, LabelStore};
-use goodhart_web::{router, App, COOKIE, CSRF_HEADER, MAX_BODY};
-use http_body_util::BodyExt;
+use goodhart_web::{router, ServeOptions, COOKIE, CSRF_HEADER, MAX_BODY};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: std::path::PathBuf,
-    app: std::sync::Arc<App>,
-    cookie: String,
-    csrf: String,
-}
+use common::Fixture;
 
 fn fixture(pairs: usize) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::queued_store(dir.path(), pairs);
-    let (cookie, csrf) = common::signed_in(&store, "alice");
-    let app = App::open(&store).unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        app,
-        cookie,
-        csrf,
-    }
+    Fixture::new(pairs, ServeOptions::default())
 }
 
 impl Fixture {
@@ -54,11 +37,7 @@ impl Fixture {
     }
 
     async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let res = router(self.app.clone()).oneshot(req).await.unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let (status, value, _) = self.respond(req).await;
         (status, value)
     }
 
@@ -280,4 +259,84 @@ async fn every_bad_request_gets_a_clear_4xx_and_writes_nothing() {
     f.refused(twice, StatusCode::CONFLICT, "already labelled")
         .await;
     assert_eq!(f.live_labels(), 1);
+}
+
+#[tokio::test]
+async fn reviews_show_each_goals_rollouts_on_the_full_state_and_record_one_choice() {
+    let f = fixture(1);
+    common::queue_reviews(&f.store, 2);
+    let (status, page) = f.call("GET", "/review", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("/review.js"));
+
+    let (status, next) = f.call("GET", "/api/review/next", None).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(next["progress"], json!({"reviewed": 0, "queued": 2}));
+    let review = &next["review"];
+    let item = review["id"].as_i64().unwrap();
+    let goals: Vec<&str> = review["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["goal"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        goals,
+        [
+            "F at_goal",
+            "F at_goal & G !vase_broken",
+            "G !button_pressed"
+        ]
+    );
+    // Rollouts are drawn on the full state (the map's two panels), not the camera's frames.
+    let svg = review["candidates"][1]["rollouts"][0]["svg"]
+        .as_str()
+        .unwrap();
+    assert!(
+        svg.contains("<svg") && !svg.contains("class=\"frame\""),
+        "{svg}"
+    );
+
+    let choose = |chosen: usize| json!({"item": item, "chosen": chosen, "reason": "no vases"});
+    f.refused(
+        f.request("POST", "/api/review", Some(choose(3))),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no candidate at position 3",
+    )
+    .await;
+    f.refused(
+        f.request(
+            "POST",
+            "/api/review",
+            Some(json!({"item": 99, "chosen": 0})),
+        ),
+        StatusCode::NOT_FOUND,
+        "no queued review 99",
+    )
+    .await;
+    let mut no_csrf = f.request("POST", "/api/review", Some(choose(1)));
+    no_csrf.headers_mut().remove(CSRF_HEADER);
+    f.refused(no_csrf, StatusCode::FORBIDDEN, CSRF_HEADER).await;
+    let (status, done) = f.call("POST", "/api/review", Some(choose(1))).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["progress"]["reviewed"], 1);
+    f.refused(
+        f.request("POST", "/api/review", Some(choose(0))),
+        StatusCode::CONFLICT,
+        "already done review",
+    )
+    .await;
+    let (_, next) = f.call("GET", "/api/review/next", None).await;
+    assert_ne!(next["review"]["id"].as_i64(), Some(item));
+
+    let store = LabelStore::open_existing(&f.store).unwrap();
+    assert_eq!(
+        store.reviews().unwrap(),
+        [(
+            "alice".to_string(),
+            item,
+            "F at_goal & G !vase_broken".to_string(),
+            1
+        )]
+    );
 }

@@ -31,12 +31,45 @@ pub struct PairSource {
     batch: Option<String>,
 }
 
+#[derive(Args)]
+pub struct ReviewSource {
+    /// Policy checkpoint whose samples, conditioned on each goal, are shown.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Label store (SQLite; created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    #[command(flatten)]
+    exp: ExperimentArgs,
+    /// Reviews to queue.
+    #[arg(long, default_value_t = 20)]
+    items: usize,
+    /// Candidate goals per review: the goal under review and K - 1 alternatives (default: up to 3).
+    #[arg(long)]
+    k: Option<usize>,
+    /// Rollouts shown of each goal's policy (default: the experiment's `review.shown`).
+    #[arg(long)]
+    shown: Option<usize>,
+    /// Training prompts the checkpoint is sampled on.
+    #[arg(long, default_value_t = 32)]
+    prompts: usize,
+    /// Samples per prompt, from which each goal's policy is drawn (rejection sampling).
+    #[arg(long, default_value_t = 16)]
+    per_prompt: usize,
+    /// Name of this round of reviews in the store.
+    #[arg(long, default_value = "review")]
+    batch: String,
+}
+
 #[derive(Subcommand)]
 pub enum LabelCommand {
     /// Sample pairs from a checkpoint on the task's training prompts and have every labeler of the experiment compare them.
     Simulate(PairSource),
     /// Sample pairs from a checkpoint on the task's training prompts and queue them for people (`label serve`).
     Queue(PairSource),
+    /// Sample a checkpoint and queue reviews of the experiment's candidate goals for people
+    /// (`[task.strategies.review] candidates`; the first is the goal under review; page `/review`).
+    QueueReview(ReviewSource),
     /// Serve the labeling page for the pairs queued in a store.
     Serve {
         /// Label store (SQLite) with queued pairs.
@@ -92,6 +125,7 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     match cmd {
         LabelCommand::Simulate(source) => label_pairs(o, &source, false, bars),
         LabelCommand::Queue(source) => label_pairs(o, &source, true, bars),
+        LabelCommand::QueueReview(source) => queue_reviews(o, &source, bars),
         LabelCommand::Serve {
             store,
             bind,
@@ -205,6 +239,54 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
     Ok(())
 }
 
+/// Sample a checkpoint and queue reviews of the experiment's candidate goals.
+fn queue_reviews(o: &Overrides, src: &ReviewSource, bars: &Bars) -> Result<()> {
+    let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
+    runtime::set_threads(exp.threads)?;
+    let stages::OpenedPolicy {
+        model, setup, task, ..
+    } = stages::open_policy(
+        &src.checkpoint,
+        &exp,
+        src.exp.task.as_deref(),
+        &runtime::device(),
+    )?;
+    let review = &setup.strategies.review;
+    let cfg = goodhart::feedback::ReviewQueueConfig {
+        items: src.items,
+        k: src.k.unwrap_or(review.candidates.len().min(3)),
+        shown: src.shown.unwrap_or(review.shown),
+        prompts: src.prompts,
+        per_prompt: src.per_prompt,
+        sampling: setup.sampling.clone(),
+    };
+    let mut store = LabelStore::open(&src.store)?;
+    let name = src.checkpoint.display().to_string();
+    let policy = goodhart::feedback::PolicyTag {
+        name: &name,
+        step: None,
+    };
+    let mut rng = rng::stream(exp.seed, &format!("cli/review/{}", src.batch));
+    let n = goodhart::feedback::queue_reviews(
+        &mut store,
+        &model,
+        &policy,
+        task.as_ref(),
+        &task.prompts(Split::Train),
+        &review.candidates,
+        &cfg,
+        &src.batch,
+        &mut rng,
+    )?;
+    bars.println(&format!(
+        "{n} reviews of {} candidate goals each queued in batch {:?} of {}; people review them at /review",
+        cfg.k,
+        src.batch,
+        src.store.display()
+    ));
+    Ok(())
+}
+
 fn label_serve(
     store: &Path,
     bind: std::net::SocketAddr,
@@ -285,8 +367,28 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         );
     }
     outln!("{} pairs queued", store.queued()?);
+    let goals = store.goal_tally()?;
+    if !goals.is_empty() {
+        outln!(
+            "\n{:<48} {:>7} {:>7} {:>5}",
+            "goal (reviews)",
+            "offered",
+            "chosen",
+            "kept"
+        );
+        for g in &goals {
+            outln!(
+                "{:<48} {:>7} {:>7} {:>5}",
+                g.goal,
+                g.offered,
+                g.chosen,
+                g.kept
+            );
+        }
+    }
     if let Some(path) = json {
-        fsutil::write_atomic(path, &serde_json::to_vec_pretty(&stats)?)?;
+        let figures = serde_json::json!({ "labelers": stats, "goals": goals });
+        fsutil::write_atomic(path, &serde_json::to_vec_pretty(&figures)?)?;
     }
     Ok(())
 }

@@ -2,12 +2,17 @@
 
 pub mod labeler;
 pub mod people;
+pub mod reviews;
 pub mod sessions;
 pub mod simulate;
 pub mod store;
 
 pub use labeler::{Answer, AnswerCounts, AssistantConfig, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
+pub use reviews::{
+    queue_reviews, GoalTally, QueuedReview, ReviewAnswer, ReviewCandidate, ReviewProgress,
+    ReviewQueueConfig, Rollout,
+};
 pub use sessions::{Session, SessionLimits};
 pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

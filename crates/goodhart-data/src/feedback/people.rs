@@ -52,6 +52,12 @@ pub enum Refusal {
     ReasonTooLong(usize),
     #[error("seconds must be a number between 0 and 86400")]
     BadSeconds,
+    #[error("no queued review {0}")]
+    UnknownReview(i64),
+    #[error("review {0} has no candidate at position {1}")]
+    NoSuchCandidate(i64, usize),
+    #[error("you have already done review {0}")]
+    AlreadyReviewed(i64),
 }
 
 /// Where one person stands.

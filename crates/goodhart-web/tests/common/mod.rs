@@ -1,10 +1,57 @@
-//! Shared fixtures: a label store with gridworld pairs queued, and signed-in people.
+//! Shared fixtures: a label store with gridworld pairs (and reviews) queued,
+//! signed-in people, and a server's answer to one request.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
 use goodhart::feedback::{LabelStore, NewSample};
 use goodhart::task::{self, Split};
+use goodhart_web::{router, App, ServeOptions};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A store with pairs queued, a server over it, and alice signed in.
+pub struct Fixture {
+    pub _dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub app: Arc<App>,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Fixture {
+    pub fn new(pairs: usize, options: ServeOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = queued_store(dir.path(), pairs);
+        let (cookie, csrf) = signed_in(&store, "alice");
+        let app = App::open_with(&store, options).unwrap();
+        Self {
+            _dir: dir,
+            store,
+            app,
+            cookie,
+            csrf,
+        }
+    }
+
+    /// The server's answer: status, JSON body (or the text as a string), any cookie set.
+    pub async fn respond(&self, req: Request<Body>) -> (StatusCode, Value, Option<String>) {
+        let res = router(self.app.clone()).oneshot(req).await.unwrap();
+        let status = res.status();
+        let cookie = res
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value, cookie)
+    }
+}
 
 /// Moves for the two sides of queued pair `i`.
 fn moves(i: usize) -> (String, String) {
@@ -49,4 +96,41 @@ pub fn signed_in(store: &Path, name: &str) -> (String, String) {
     let token = store.add_user(name).unwrap();
     let (cookie, session) = store.sign_in(name, &token).unwrap().unwrap();
     (cookie, session.csrf)
+}
+
+/// Queue `n` reviews of gridworld goals in `store`: the goal under review and
+/// two alternatives, two rollouts each (moves that reach the goal or not).
+pub fn queue_reviews(store: &Path, n: usize) {
+    let grid = task::by_name("gridworld").unwrap().build(0).unwrap();
+    let prompts = grid.prompts(Split::Train);
+    let mut store = LabelStore::open_existing(store).unwrap();
+    store
+        .write(|w| {
+            for i in 0..n {
+                let p = w.prompt("gridworld", "train", &prompts[i % prompts.len()])?;
+                let mut rollouts = |moves: [&str; 2]| {
+                    moves
+                        .iter()
+                        .map(|m| {
+                            w.sample(&NewSample {
+                                prompt_id: p,
+                                completion: m,
+                                policy: "test",
+                                step: None,
+                                logprob: None,
+                                finished: Some(true),
+                            })
+                        })
+                        .collect::<goodhart::Result<Vec<i64>>>()
+                };
+                let candidates = [
+                    ("F at_goal", rollouts(["RRDD", "DDRR"])?),
+                    ("F at_goal & G !vase_broken", rollouts(["RDRD", "RRRD"])?),
+                    ("G !button_pressed", rollouts(["DDDD", "URDL"])?),
+                ];
+                w.queue_review("gridworld", "review", &candidates)?;
+            }
+            Ok(())
+        })
+        .unwrap();
 }

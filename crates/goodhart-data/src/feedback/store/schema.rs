@@ -62,6 +62,37 @@ CREATE TABLE IF NOT EXISTS queue (
     retired INTEGER NOT NULL DEFAULT 0   -- its batch was withdrawn: shown to nobody
 );
 CREATE INDEX IF NOT EXISTS queue_batch ON queue(batch);
+-- Review and revise: each item shows a few candidate formal goals, each with
+-- rollouts of its policy; a person keeps the current goal (position 0) or picks another.
+CREATE TABLE IF NOT EXISTS review_items (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    batch TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS review_candidates (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES review_items(id),
+    position INTEGER NOT NULL,     -- 0: the goal under review; others: alternatives
+    goal TEXT NOT NULL,
+    UNIQUE (item_id, position)
+);
+CREATE TABLE IF NOT EXISTS review_rollouts (
+    candidate_id INTEGER NOT NULL REFERENCES review_candidates(id),
+    sample_id INTEGER NOT NULL REFERENCES samples(id),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (candidate_id, position)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES review_items(id),
+    reviewer TEXT NOT NULL,
+    chosen INTEGER NOT NULL REFERENCES review_candidates(id),
+    reason TEXT,
+    seconds REAL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (item_id, reviewer)
+);
 CREATE INDEX IF NOT EXISTS comparisons_pair ON comparisons(sample_a, sample_b);
 CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history
     BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;

@@ -12,7 +12,8 @@ const TITLE: usize = 20;
 pub fn trajectory_svg(map: &Map, traj: Option<&Trajectory>) -> String {
     let panel_w = map.width * CELL;
     let panel_h = map.height * CELL;
-    let (w, h) = (2 * panel_w + GAP, panel_h + TITLE + 18);
+    // Below the panels: a row for the camera's "frozen" mark, then the caption's two lines.
+    let (w, h) = (2 * panel_w + GAP, panel_h + TITLE + 52);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -21,31 +22,39 @@ pub fn trajectory_svg(map: &Map, traj: Option<&Trajectory>) -> String {
     panel(&mut s, map, traj, 0, false);
     panel(&mut s, map, traj, panel_w + GAP, true);
     let caption = match traj {
-        None => "malformed moves".to_string(),
+        None => ["malformed moves".to_string(), String::new()],
         Some(t) => {
             let cam = t.camera(map);
-            format!(
-                "{} steps; goal {}; vases broken {} (camera saw {}); button {}",
-                t.steps,
-                if t.reached_goal {
-                    "reached"
-                } else {
-                    "not reached"
-                },
-                t.vases_broken().len(),
-                cam.seen_broken.len(),
-                if t.button_pressed() {
-                    "pressed"
-                } else {
-                    "untouched"
-                },
-            )
+            [
+                format!(
+                    "{} steps; goal {}",
+                    t.steps,
+                    if t.reached_goal {
+                        "reached"
+                    } else {
+                        "not reached"
+                    },
+                ),
+                format!(
+                    "vases broken {} (camera saw {}); button {}",
+                    t.vases_broken().len(),
+                    cam.seen_broken.len(),
+                    if t.button_pressed() {
+                        "pressed"
+                    } else {
+                        "untouched"
+                    },
+                ),
+            ]
         }
     };
     let _ = write!(
         s,
-        r##"<text x="0" y="{}" fill="#333">{caption}</text></svg>"##,
-        h - 4
+        r##"<text x="0" y="{}" fill="#333">{}</text><text x="0" y="{}" fill="#333">{}</text></svg>"##,
+        h - 20,
+        caption[0],
+        h - 4,
+        caption[1]
     );
     s
 }
