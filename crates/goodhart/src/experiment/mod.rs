@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod config;
 mod filtering;
+pub mod findings;
 pub mod outputs;
 mod policies;
 pub mod record;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::analysis::{analyse, StrategyAnalysis};
+use super::findings::{self, TaskFindings};
 use super::record::RunDir;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -153,6 +154,8 @@ pub struct Aggregate {
     pub seeds: Vec<u64>,
     pub curves: Vec<SeedCurve>,
     pub summary: String,
+    /// What the seeds found, generated from their numbers.
+    pub findings: Vec<TaskFindings>,
 }
 
 /// Write the aggregate of the seed runs under `root` (`curves.csv`,
@@ -343,6 +346,14 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         )
         .unwrap();
     }
+    let found = findings::findings(
+        &analyses
+            .iter()
+            .map(|(_, list)| list.clone())
+            .collect::<Vec<_>>(),
+    );
+    summary.push_str("\nfindings\n");
+    summary.push_str(&findings::text(&found));
     let mut fits_json = serde_json::to_string_pretty(&fits).expect("fits serialise");
     fits_json.push('\n');
     write_atomic(&root.join("curves.csv"), csv.as_bytes())?;
@@ -352,6 +363,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         seeds: seeds.to_vec(),
         curves: seed_curves,
         summary,
+        findings: found,
     })
 }
 

@@ -60,6 +60,7 @@ fn render(name: &str, view: &impl Serialize) -> Result<String> {
         ("base.html", include_str!("templates/base.html")),
         ("run.html", include_str!("templates/run.html")),
         ("seeds.html", include_str!("templates/seeds.html")),
+        ("findings.html", include_str!("templates/findings.html")),
     ] {
         env.add_template(file, source)
             .map_err(|e| Error::invalid("report template", e.to_string()))?;

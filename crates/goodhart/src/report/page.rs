@@ -8,6 +8,7 @@ use super::plots::{plots, training_plots};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
+use crate::experiment::findings::{findings, TaskFindings};
 use crate::experiment::record::{Record, TaskRecords};
 use crate::experiment::Experiment;
 use crate::measure::bootstrap::Interval;
@@ -22,6 +23,8 @@ pub(super) struct RunPage {
     budgets: Vec<String>,
     tasks: Vec<TaskView>,
     experiment: String,
+    /// What the run found, generated from its numbers.
+    findings: Vec<TaskFindings>,
 }
 
 #[derive(Serialize)]
@@ -139,6 +142,7 @@ pub(super) fn run_page(
         })
         .collect::<Result<_>>()?;
     Ok(RunPage {
+        findings: findings(&[analyses.to_vec()]),
         name: exp.name.clone(),
         seed: exp.seed,
         budgets: KL_BUDGETS.iter().map(|b| b.to_string()).collect(),

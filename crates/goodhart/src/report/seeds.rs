@@ -23,6 +23,7 @@ struct SeedPage {
     seeds: Vec<u64>,
     tasks: Vec<SeedTask>,
     summary: String,
+    findings: Vec<crate::experiment::findings::TaskFindings>,
 }
 
 #[derive(Serialize)]
@@ -103,5 +104,6 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
         seeds: agg.seeds.clone(),
         tasks: tasks.collect(),
         summary: agg.summary.clone(),
+        findings: agg.findings.clone(),
     }
 }
