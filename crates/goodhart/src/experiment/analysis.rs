@@ -128,6 +128,7 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
             }
             for p in pts.iter_mut() {
                 p.strategy = strategy.clone();
+                p.task = records.task.clone();
             }
             pts.sort_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean));
             out.push(analyse_curve(

@@ -56,12 +56,56 @@ pub enum TaskKind {
     Jsonl,
 }
 
+/// The kinds of Goodhart's law a task can be set up to show (Manheim and
+/// Garrabrant's taxonomy, as the domain notes use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoodhartKind {
+    /// The labeler tracks gold: what goes wrong is the reward model's error, selected for.
+    Regressional,
+    /// The labeler rewards looks that go with gold on the base policy; the policy can change the looks alone.
+    Causal,
+    /// Optimisation leaves the region where the proxy and gold were related.
+    Extremal,
+    /// The policy can act on the labeler's measurement itself.
+    Adversarial,
+}
+
+impl GoodhartKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            GoodhartKind::Regressional => "regressional",
+            GoodhartKind::Causal => "causal",
+            GoodhartKind::Extremal => "extremal",
+            GoodhartKind::Adversarial => "adversarial",
+        }
+    }
+
+    /// What this kind predicts, in one sentence for readers of a report.
+    pub fn expectation(self) -> &'static str {
+        match self {
+            GoodhartKind::Regressional => "the labeler's comparisons track gold, so any loss of gold comes from the reward model's errors: expect gold to rise, then fall, as the proxy is pushed",
+            GoodhartKind::Causal => "the labeler judges what it cannot check by looks the policy can change without changing gold: expect the labeler's score to rise while gold falls",
+            GoodhartKind::Extremal => "optimisation pushes the policy where the proxy and gold were never compared: expect gold to part from the proxy at large KL",
+            GoodhartKind::Adversarial => "the policy can act on the labeler's evidence itself: expect the exploit (gridworld: the button that freezes the camera) to rise under optimisation of the proxy, and not under the formal goal",
+        }
+    }
+}
+
 /// Everything about one task: its generator, the policy, and how it is trained and judged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskSetup {
     /// The bundled task: "answers" or "gridworld".
     pub kind: TaskKind,
+    /// The task's name: its folder in the run directory, its name in reports and
+    /// for `--task` (default: its kind). Two tasks of one kind need names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The kind of Goodhart this task is set up to show ("regressional",
+    /// "causal", "extremal" or "adversarial"), named in the summary and the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodhart: Option<GoodhartKind>,
     /// Settings of the answers task (read when kind = "answers").
     pub answers: AnswersConfig,
     /// Settings of the gridworld task (read when kind = "gridworld").
@@ -103,6 +147,8 @@ impl Default for TaskSetup {
     fn default() -> Self {
         Self {
             kind: TaskKind::default(),
+            name: None,
+            goodhart: None,
             answers: AnswersConfig::default(),
             gridworld: GridworldConfig::default(),
             jsonl: JsonlConfig::default(),
@@ -145,7 +191,13 @@ impl TaskSetup {
             .collect()
     }
 
-    pub fn name(&self) -> &'static str {
+    /// The task's name: `name`, or its kind.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind_name())
+    }
+
+    /// The bundled task's name ("answers", "gridworld", "jsonl").
+    pub fn kind_name(&self) -> &'static str {
         self.task_config().name()
     }
 
@@ -166,16 +218,29 @@ impl TaskSetup {
         ];
         let stray = given
             .iter()
-            .find(|(name, set)| *set && *name != self.name())
+            .find(|(name, set)| *set && *name != self.kind_name())
             .map(|(name, _)| *name);
         if let Some(other) = stray {
             return Err(Error::invalid(
                 format!("{at}.{other}"),
                 format!(
                     "settings for `{other}` are given but this task's kind is `{}`",
-                    self.name()
+                    self.kind_name()
                 ),
             ));
+        }
+        if let Some(name) = &self.name {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !ok {
+                return Err(Error::invalid(
+                    format!("{at}.name"),
+                    format!("{name:?}: a task's name is its folder: 1 to 64 of a-z, 0-9, - and _"),
+                ));
+            }
         }
         let prefixed = |e: Error| match e {
             Error::Invalid { field, message } => Error::Invalid {
@@ -226,7 +291,7 @@ impl TaskSetup {
             TaskKind::Jsonl => &[],
         };
         for (i, l) in self.labelers.iter().enumerate() {
-            l.validate(self.name(), looks, &format!("{at}.labelers[{i}]"))?;
+            l.validate(self.kind_name(), looks, &format!("{at}.labelers[{i}]"))?;
             if self.labelers[..i].iter().any(|m| m.name == l.name) {
                 return Err(Error::invalid(
                     format!("{at}.labelers[{i}].name"),
@@ -352,14 +417,47 @@ impl Experiment {
         }
         for (i, t) in self.tasks.iter().enumerate() {
             t.validate(&format!("task[{i}]"))?;
-            if self.tasks[..i].iter().any(|u| u.kind == t.kind) {
+            if self.tasks[..i].iter().any(|u| u.name() == t.name()) {
+                let field = if t.name.is_some() { "name" } else { "kind" };
                 return Err(Error::invalid(
-                    format!("task[{i}].kind"),
-                    format!("task `{}` is listed twice", t.name()),
+                    format!("task[{i}].{field}"),
+                    format!(
+                        "task `{}` is listed twice (two tasks of one kind need a `name` each)",
+                        t.name()
+                    ),
                 ));
             }
         }
         Ok(())
+    }
+
+    /// The task a checkpoint of `config`'s kind belongs to: the one named, or the
+    /// only one of that kind.
+    pub fn task_of_kind(&self, name: Option<&str>, config: &TaskConfig) -> Result<&TaskSetup> {
+        if name.is_some() {
+            return self.task(name);
+        }
+        let same: Vec<&TaskSetup> = self
+            .tasks
+            .iter()
+            .filter(|t| t.kind_name() == config.name())
+            .collect();
+        match same.as_slice() {
+            [one] => Ok(one),
+            [] => self.task(Some(config.name())),
+            several => Err(Error::invalid(
+                "task",
+                format!(
+                    "the experiment has several {} tasks; name one with --task ({})",
+                    config.name(),
+                    several
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
     }
 
     /// The `[[task]]` of the given name, or the only one.
@@ -412,147 +510,4 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_embedded_default_parses_and_round_trips() {
-        let exp = Experiment::embedded_default();
-        assert!(exp.tasks.len() >= 2);
-        let again = Experiment::parse(&exp.to_toml(), "resolved.toml").unwrap();
-        assert_eq!(exp, again);
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let text =
-            "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlerning_rate = 0.1\n";
-        let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
-        assert!(err.starts_with("exp.toml:6:1:"), "{err}");
-        assert!(
-            err.contains("task[0].sft") && err.contains("unknown field `lerning_rate`"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn wrong_type_names_the_key() {
-        let text = "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n";
-        let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
-        assert!(err.starts_with("exp.toml:4:11:"), "{err}");
-        assert!(
-            err.contains("task[0].model.n_layer") && err.contains("invalid type"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unknown_task_and_bad_values_are_rejected() {
-        let err = Experiment::parse("[[task]]\nkind = \"chess\"\n", "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("e.toml:2:8") && err.contains("unknown variant `chess`"),
-            "{err}"
-        );
-        let err = Experiment::parse("[[task]]\n[task.model]\nn_head = 3\n", "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("task[0].model.n_head"), "{err}");
-        let err = Experiment::parse("[[task]]\n[task.gridworld]\nwidth = 5\n", "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("task[0].gridworld") && err.contains("kind is `answers`"),
-            "{err}"
-        );
-        let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("task[0].sampling.top_p"), "{err}");
-        let err = Experiment::parse("seed = [\n", "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("e.toml:"), "{err}");
-    }
-
-    #[test]
-    fn policies_are_measured_untempered_whatever_the_task_samples_with() {
-        let exp = Experiment::parse(
-            "[[task]]\n[task.sampling]\ntemperature = 0.7\ntop_k = 5\nmax_new_tokens = 30\n",
-            "e.toml",
-        )
-        .unwrap();
-        let s = crate::score::measurement_sampling(exp.tasks[0].sampling.max_new_tokens);
-        assert!(s.is_unmodified(), "{s:?}");
-        assert_eq!(s.max_new_tokens, 30);
-    }
-
-    #[test]
-    fn ppo_settings_live_in_their_own_section_and_an_rloo_run_refuses_them() {
-        let exp = Experiment::parse(
-            "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\n[task.strategies.rl.ppo]\nepochs = 3\n",
-            "e.toml",
-        )
-        .unwrap();
-        assert_eq!(exp.tasks[0].strategies.rl[0].ppo().epochs, 3);
-        let rloo = "[[task]]\n[[task.strategies.rl]]\nname = \"r\"\nalgorithm = \"rloo\"\nsamples_per_prompt = 4\n";
-        let exp = Experiment::parse(rloo, "e.toml").unwrap();
-        assert_eq!(exp.tasks[0].strategies.rl[0].ppo, None);
-        let err = Experiment::parse(&format!("{rloo}ppo = {{ epochs = 3 }}\n"), "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ppo") && err.contains("RLOO"), "{err}");
-        // The old flat form is an unknown key, named.
-        let err = Experiment::parse(
-            "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\nepochs = 3\n",
-            "e.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("epochs"), "{err}");
-        // What a run stores reads back equal (resume compares them).
-        let exp = Experiment::embedded_default();
-        assert_eq!(Experiment::parse(&exp.to_toml(), "stored").unwrap(), exp);
-    }
-
-    #[test]
-    fn the_formal_goals_experiment_parses_and_a_bad_review_is_refused_by_name() {
-        let text = include_str!("../../../../experiments/formal-goals.toml");
-        let exp = Experiment::parse(text, "formal-goals.toml").unwrap();
-        let names = exp.tasks[0].strategy_names();
-        for n in [
-            "bon-spec",
-            "conditioning-spec",
-            "review",
-            "ppo-spec",
-            "ppo-spec-margin",
-            "ppo-world-model",
-        ] {
-            assert!(names.contains(&n.to_string()), "{n} in {names:?}");
-        }
-        assert!(!exp.tasks[0].gridworld.button_in_training);
-        let review = "[[task]]\nkind = \"gridworld\"\n[task.strategies.review]\n";
-        let err = Experiment::parse(
-            &format!("{review}candidates = [\"F at_goal\", \"F at_gaol\"]\nk = [1, 2]\n"),
-            "e.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("review.candidates[1]") && err.contains("at_gaol"),
-            "{err}"
-        );
-        let err = Experiment::parse(&format!("{review}candidates = [\"F at_goal\"]\n"), "e.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("review.k") && err.contains("K = 2"), "{err}");
-        let err = Experiment::parse(
-            "[[task]]\nkind = \"answers\"\n[task.strategies.review]\ncandidates = [\"F at_goal\"]\nk = [1]\n",
-            "e.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("no formal goals to review"), "{err}");
-    }
-}
+mod tests;

@@ -14,8 +14,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::analysis::StrategyAnalysis;
+use super::config::{Experiment, GoodhartKind};
 use super::seeds::AcrossSeeds;
 use crate::score::CurvePoint;
+
+/// Changes smaller than this are no change (the figures print three decimals).
+const MIN_CHANGE: f64 = 1e-3;
 
 /// The shape of a strategy's gold from the base policy to its largest KL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -80,11 +84,12 @@ fn facts(a: &StrategyAnalysis) -> Option<Facts> {
         .as_ref()
         .and_then(|iv| iv.observed_peak_gold)
         .map(|iv| iv.lo);
-    let noise = |se: f64| 1.96 * (se.powi(2) + base_gold_se.powi(2)).sqrt();
+    // (A floor below the figures' printed precision: equal numbers never "move".)
+    let noise = |se: f64| (1.96 * (se.powi(2) + base_gold_se.powi(2)).sqrt()).max(MIN_CHANGE);
     let last_noise = noise(last.gold.stderr);
     let peak_above = peak_kl < last.kl.mean
         && match peak_gold_lo {
-            Some(lo) => lo > base_gold,
+            Some(lo) => lo > base_gold + MIN_CHANGE,
             None => peak_gold - base_gold > last_noise,
         };
     let shape = if peak_above && peak_gold - last.gold.mean > last_noise {
@@ -127,6 +132,9 @@ pub struct Finding {
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskFindings {
     pub task: String,
+    /// The kind of Goodhart the task is set up to show, and what it predicts.
+    pub goodhart: Option<GoodhartKind>,
+    pub expectation: Option<String>,
     /// What the run shows on this task, in one sentence.
     pub headline: String,
     pub strategies: Vec<Finding>,
@@ -140,11 +148,14 @@ fn show(x: AcrossSeeds, one_seed_se: Option<f64>) -> String {
     }
 }
 
-fn moved(from: AcrossSeeds, to: AcrossSeeds) -> &'static str {
-    if to.mean > from.mean {
-        "rose"
+/// "`what` rose from A to B" (or fell; or "stayed at B" when it did not move).
+fn phrase(what: &str, from: AcrossSeeds, to: AcrossSeeds, one_seed_se: Option<f64>) -> String {
+    let to_shown = show(to, one_seed_se);
+    if (to.mean - from.mean).abs() < MIN_CHANGE {
+        format!("{what} stayed at {to_shown}")
     } else {
-        "fell"
+        let verb = if to.mean > from.mean { "rose" } else { "fell" };
+        format!("{what} {verb} from {:.3} to {to_shown}", from.mean)
     }
 }
 
@@ -178,32 +189,28 @@ fn finding(per_seed: &[&StrategyAnalysis]) -> Option<Finding> {
     let within_noise = match one {
         Some(f) => {
             (f.last.gold.mean - f.base_gold).abs()
-                <= 1.96 * (f.last.gold.stderr.powi(2) + f.base_gold_se.powi(2)).sqrt()
+                <= (1.96 * (f.last.gold.stderr.powi(2) + f.base_gold_se.powi(2)).sqrt())
+                    .max(MIN_CHANGE)
         }
         None => !(change.half_width.is_finite() && change.mean.abs() > change.half_width),
     };
     let proxy_from = across(&|f| f.first.proxy.mean);
     let proxy_to = across(&|f| f.last.proxy.mean);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "{}: proxy {} from {:.3} to {}",
+    let mut s = format!(
+        "{}: {}",
         first.strategy,
-        moved(proxy_from, proxy_to),
-        proxy_from.mean,
-        show(proxy_to, one.map(|f| f.last.proxy.stderr)),
+        phrase(
+            "proxy",
+            proxy_from,
+            proxy_to,
+            one.map(|f| f.last.proxy.stderr)
+        )
     );
     if facts.iter().all(|f| labeler(&f.first).is_some()) {
         let from = across(&|f| labeler(&f.first).unwrap_or(f64::NAN));
         let to = across(&|f| labeler(&f.last).unwrap_or(f64::NAN));
         let se = one.and_then(|f| f.last.labelers.first().map(|(_, s)| s.stderr));
-        let _ = write!(
-            s,
-            ", the labeler's score {} from {:.3} to {}",
-            moved(from, to),
-            from.mean,
-            show(to, se)
-        );
+        let _ = write!(s, ", {}", phrase("the labeler's score", from, to, se));
     }
     let gold_from_to = format!(
         "from {} to {} at KL {}",
@@ -273,6 +280,8 @@ pub fn findings(per_seed: &[Vec<StrategyAnalysis>]) -> Vec<TaskFindings> {
             Some(t) => t.strategies.push(f),
             None => out.push(TaskFindings {
                 task: a.task.clone(),
+                goodhart: None,
+                expectation: None,
                 headline: String::new(),
                 strategies: vec![f],
             }),
@@ -310,10 +319,27 @@ fn headline(t: &TaskFindings) -> String {
     format!("{}: {}.", t.task, parts.join("; "))
 }
 
+/// Name the kind of Goodhart each task of `exp` is set up to show.
+pub fn name_kinds(findings: &mut [TaskFindings], exp: &Experiment) {
+    for t in findings {
+        t.goodhart = exp.task(Some(&t.task)).ok().and_then(|s| s.goodhart);
+        t.expectation = t.goodhart.map(|g| g.expectation().to_string());
+    }
+}
+
 /// The findings as text: each task's headline, then one line per strategy.
 pub fn text(findings: &[TaskFindings]) -> String {
     let mut out = String::new();
     for t in findings {
+        if let Some(g) = t.goodhart {
+            let _ = writeln!(
+                out,
+                "{} is set up to show {} Goodhart: {}.",
+                t.task,
+                g.name(),
+                g.expectation()
+            );
+        }
         let _ = writeln!(out, "{}", t.headline);
         for f in &t.strategies {
             let _ = writeln!(out, "  - {}", f.sentence);

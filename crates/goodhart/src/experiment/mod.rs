@@ -13,7 +13,7 @@ pub mod seeds;
 pub mod stages;
 pub mod strategies;
 
-pub use config::{Experiment, LabelsConfig, TaskKind, TaskSetup};
+pub use config::{Experiment, GoodhartKind, LabelsConfig, TaskKind, TaskSetup};
 pub use record::{clear, resume, start, Record, RunDir, TaskRecords, EXPERIMENT_FILE};
 pub use run::{run_tasks, stage_names, stages, RunOptions};
 pub use strategies::{EvalConfig, StrategiesConfig};

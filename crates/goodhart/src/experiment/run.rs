@@ -224,8 +224,9 @@ pub(super) struct Products<'a> {
 }
 
 impl TaskRun<'_> {
-    pub(super) fn name(&self) -> &'static str {
-        self.task.name()
+    /// The task's name in the experiment (its folder, records and random streams).
+    pub(super) fn name(&self) -> &str {
+        self.setup.name()
     }
 
     pub(super) fn rng(&self, stage: &str) -> rng::Rng {
@@ -409,7 +410,7 @@ impl TaskRun<'_> {
                 store
                     .import_jsonl(
                         &j.preferences,
-                        self.name(),
+                        self.task.name(),
                         labelers[0].name(),
                         crate::feedback::OnBadLine::Stop,
                         "base",
@@ -433,7 +434,7 @@ impl TaskRun<'_> {
             )?,
         };
         let all = store.comparisons(&Filter {
-            task: Some(self.name().into()),
+            task: Some(self.task.name().into()),
             batches: vec!["base".into()],
             ..Default::default()
         })?;
@@ -458,7 +459,7 @@ impl TaskRun<'_> {
         store: &LabelStore,
     ) -> Result<Vec<crate::feedback::Comparison>> {
         store.comparisons(&Filter {
-            task: Some(self.name().into()),
+            task: Some(self.task.name().into()),
             labelers: self.setup.reward_labelers(),
             batches: vec!["base".into()],
         })

@@ -346,12 +346,16 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         )
         .unwrap();
     }
-    let found = findings::findings(
+    let mut found = findings::findings(
         &analyses
             .iter()
             .map(|(_, list)| list.clone())
             .collect::<Vec<_>>(),
     );
+    if let Some(&seed) = seeds.first() {
+        let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
+        findings::name_kinds(&mut found, &exp);
+    }
     summary.push_str("\nfindings\n");
     summary.push_str(&findings::text(&found));
     let mut fits_json = serde_json::to_string_pretty(&fits).expect("fits serialise");

@@ -120,7 +120,7 @@ pub fn open_policy<'e>(
             (setup.task_config(), exp.seed)
         }
     };
-    let setup = exp.task(Some(task.unwrap_or(task_config.name())))?;
+    let setup = exp.task_of_kind(task, &task_config)?;
     let task = crate::reward::build_task(&task_config, task_seed)?;
     Ok(OpenedPolicy {
         model,

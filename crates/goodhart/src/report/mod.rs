@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::experiment::analysis::{self, StrategyAnalysis};
+use crate::experiment::findings;
 use crate::experiment::outputs;
 use crate::experiment::record::RunDir;
 use crate::experiment::Experiment;
@@ -45,12 +46,19 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         &dir.root.join("fits.json"),
         outputs::fits_json(&analyses).as_bytes(),
     )?;
-    let html = render("run.html", &page::run_page(&exp, &tasks, &analyses)?)?;
+    let mut found = findings::findings(&[analyses.clone()]);
+    findings::name_kinds(&mut found, &exp);
+    let html = render(
+        "run.html",
+        &page::run_page(&exp, &tasks, &analyses, found.clone())?,
+    )?;
     write_atomic(&dir.root.join("report.html"), html.as_bytes())?;
-    Ok(Outputs {
-        summary: analysis::summary(&tasks, &analyses),
-        analyses,
-    })
+    let summary = format!(
+        "{}\nfindings\n{}",
+        analysis::summary(&tasks, &analyses),
+        findings::text(&found)
+    );
+    Ok(Outputs { summary, analyses })
 }
 
 /// Fill the template `name` with `view`.

@@ -8,7 +8,7 @@ use super::plots::{plots, training_plots};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
-use crate::experiment::findings::{findings, TaskFindings};
+use crate::experiment::findings::TaskFindings;
 use crate::experiment::record::{Record, TaskRecords};
 use crate::experiment::Experiment;
 use crate::measure::bootstrap::Interval;
@@ -127,6 +127,7 @@ pub(super) fn run_page(
     exp: &Experiment,
     tasks: &[TaskRecords],
     analyses: &[StrategyAnalysis],
+    findings: Vec<TaskFindings>,
 ) -> Result<RunPage> {
     let colours = colours(exp);
     let tasks = tasks
@@ -142,7 +143,7 @@ pub(super) fn run_page(
         })
         .collect::<Result<_>>()?;
     Ok(RunPage {
-        findings: findings(&[analyses.to_vec()]),
+        findings,
         name: exp.name.clone(),
         seed: exp.seed,
         budgets: KL_BUDGETS.iter().map(|b| b.to_string()).collect(),

@@ -1,0 +1,201 @@
+//! Tests of `config`.
+
+use super::*;
+
+#[test]
+fn the_embedded_default_parses_and_round_trips() {
+    let exp = Experiment::embedded_default();
+    assert!(exp.tasks.len() >= 2);
+    let again = Experiment::parse(&exp.to_toml(), "resolved.toml").unwrap();
+    assert_eq!(exp, again);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text =
+        "seed = 1\n[[task]]\nkind = \"answers\"\n[task.sft]\nsteps = 10\nlerning_rate = 0.1\n";
+    let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
+    assert!(err.starts_with("exp.toml:6:1:"), "{err}");
+    assert!(
+        err.contains("task[0].sft") && err.contains("unknown field `lerning_rate`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let text = "[[task]]\nkind = \"answers\"\n[task.model]\nn_layer = \"two\"\n";
+    let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
+    assert!(err.starts_with("exp.toml:4:11:"), "{err}");
+    assert!(
+        err.contains("task[0].model.n_layer") && err.contains("invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_task_and_bad_values_are_rejected() {
+    let err = Experiment::parse("[[task]]\nkind = \"chess\"\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("e.toml:2:8") && err.contains("unknown variant `chess`"),
+        "{err}"
+    );
+    let err = Experiment::parse("[[task]]\n[task.model]\nn_head = 3\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("task[0].model.n_head"), "{err}");
+    let err = Experiment::parse("[[task]]\n[task.gridworld]\nwidth = 5\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("task[0].gridworld") && err.contains("kind is `answers`"),
+        "{err}"
+    );
+    let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("task[0].sampling.top_p"), "{err}");
+    let err = Experiment::parse("seed = [\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("e.toml:"), "{err}");
+}
+
+#[test]
+fn policies_are_measured_untempered_whatever_the_task_samples_with() {
+    let exp = Experiment::parse(
+        "[[task]]\n[task.sampling]\ntemperature = 0.7\ntop_k = 5\nmax_new_tokens = 30\n",
+        "e.toml",
+    )
+    .unwrap();
+    let s = crate::score::measurement_sampling(exp.tasks[0].sampling.max_new_tokens);
+    assert!(s.is_unmodified(), "{s:?}");
+    assert_eq!(s.max_new_tokens, 30);
+}
+
+#[test]
+fn ppo_settings_live_in_their_own_section_and_an_rloo_run_refuses_them() {
+    let exp = Experiment::parse(
+        "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\n[task.strategies.rl.ppo]\nepochs = 3\n",
+        "e.toml",
+    )
+    .unwrap();
+    assert_eq!(exp.tasks[0].strategies.rl[0].ppo().epochs, 3);
+    let rloo = "[[task]]\n[[task.strategies.rl]]\nname = \"r\"\nalgorithm = \"rloo\"\nsamples_per_prompt = 4\n";
+    let exp = Experiment::parse(rloo, "e.toml").unwrap();
+    assert_eq!(exp.tasks[0].strategies.rl[0].ppo, None);
+    let err = Experiment::parse(&format!("{rloo}ppo = {{ epochs = 3 }}\n"), "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ppo") && err.contains("RLOO"), "{err}");
+    // The old flat form is an unknown key, named.
+    let err = Experiment::parse(
+        "[[task]]\n[[task.strategies.rl]]\nname = \"p\"\nepochs = 3\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("epochs"), "{err}");
+    // What a run stores reads back equal (resume compares them).
+    let exp = Experiment::embedded_default();
+    assert_eq!(Experiment::parse(&exp.to_toml(), "stored").unwrap(), exp);
+}
+
+#[test]
+fn the_formal_goals_experiment_parses_and_a_bad_review_is_refused_by_name() {
+    let text = include_str!("../../../../../experiments/formal-goals.toml");
+    let exp = Experiment::parse(text, "formal-goals.toml").unwrap();
+    let names = exp.tasks[0].strategy_names();
+    for n in [
+        "bon-spec",
+        "conditioning-spec",
+        "review",
+        "ppo-spec",
+        "ppo-spec-margin",
+        "ppo-world-model",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n} in {names:?}");
+    }
+    assert!(!exp.tasks[0].gridworld.button_in_training);
+    let review = "[[task]]\nkind = \"gridworld\"\n[task.strategies.review]\n";
+    let err = Experiment::parse(
+        &format!("{review}candidates = [\"F at_goal\", \"F at_gaol\"]\nk = [1, 2]\n"),
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("review.candidates[1]") && err.contains("at_gaol"),
+        "{err}"
+    );
+    let err = Experiment::parse(&format!("{review}candidates = [\"F at_goal\"]\n"), "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("review.k") && err.contains("K = 2"), "{err}");
+    let err = Experiment::parse(
+        "[[task]]\nkind = \"answers\"\n[task.strategies.review]\ncandidates = [\"F at_goal\"]\nk = [1]\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no formal goals to review"), "{err}");
+}
+
+#[test]
+fn two_tasks_of_one_kind_need_names_and_a_name_must_be_a_folder() {
+    let two = |names: [&str; 2]| {
+        let mut text = String::new();
+        for n in names {
+            text.push_str("[[task]]\nkind = \"answers\"\n");
+            if !n.is_empty() {
+                text.push_str(&format!("name = \"{n}\"\n"));
+            }
+        }
+        Experiment::parse(&text, "e.toml")
+    };
+    let err = two(["", ""]).unwrap_err().to_string();
+    assert!(
+        err.contains("task[1].kind") && err.contains("need a `name` each"),
+        "{err}"
+    );
+    let err = two(["answers", ""]).unwrap_err().to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    let err = two(["a/b", "c"]).unwrap_err().to_string();
+    assert!(
+        err.contains("task[0].name") && err.contains("a-z, 0-9"),
+        "{err}"
+    );
+    let exp = two(["careful", "quick"]).unwrap();
+    assert_eq!(exp.task(Some("quick")).unwrap().name(), "quick");
+    assert_eq!(exp.tasks[0].kind_name(), "answers");
+    // A checkpoint of the answers task needs --task here: there are two.
+    let config = exp.tasks[0].task_config();
+    let err = exp.task_of_kind(None, &config).unwrap_err().to_string();
+    assert!(err.contains("careful, quick"), "{err}");
+    assert_eq!(
+        exp.task_of_kind(Some("careful"), &config).unwrap().name(),
+        "careful"
+    );
+}
+
+#[test]
+fn a_task_names_the_kind_of_goodhart_it_shows() {
+    let exp = Experiment::parse(
+        "[[task]]\nkind = \"answers\"\ngoodhart = \"causal\"\n",
+        "e.toml",
+    )
+    .unwrap();
+    assert_eq!(exp.tasks[0].goodhart, Some(GoodhartKind::Causal));
+    let err = Experiment::parse(
+        "[[task]]\nkind = \"answers\"\ngoodhart = \"lucky\"\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("regressional") && err.contains("adversarial"),
+        "{err}"
+    );
+}
