@@ -79,21 +79,58 @@ fn render(name: &str, view: &impl Serialize) -> Result<String> {
         .map_err(|e| Error::invalid("report template", e.to_string()))
 }
 
-/// Colour of each strategy, fixed by its place in the experiment.
-fn colours(exp: &Experiment) -> Vec<(String, String)> {
-    let mut names: Vec<String> = vec![];
-    for t in &exp.tasks {
-        for n in t.strategy_names() {
-            if !names.contains(&n) {
-                names.push(n);
-            }
+/// The colour of each bundled strategy name, the same in every panel, task,
+/// run and report (Okabe-Ito and Tol's muted colours: distinguishable with
+/// the common colour-vision deficiencies).
+const KNOWN_COLOURS: [(&str, &str); 16] = [
+    ("bon", "#0072B2"),
+    ("bon-labeler", "#56B4E9"),
+    ("bon-gold", "#000000"),
+    ("bon-spec", "#009E73"),
+    ("conditioning", "#D55E00"),
+    ("conditioning-spec", "#44AA99"),
+    ("quantiliser", "#E69F00"),
+    ("review", "#999933"),
+    ("ppo-kl", "#CC79A7"),
+    ("ppo-adaptive", "#882255"),
+    ("ppo-nokl", "#AA4499"),
+    ("rloo", "#661100"),
+    ("ppo-online", "#332288"),
+    ("ppo-spec", "#117733"),
+    ("dpo", "#888888"),
+    ("ppo-spec-margin", "#88CCEE"),
+];
+
+/// Colour of each strategy: a bundled name's own colour; any other name the
+/// first palette colour not yet taken, in the order the names come.
+fn colours_for<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![];
+    let mut others = vec![];
+    for n in names {
+        if out.iter().any(|(m, _)| m == n) || others.contains(&n) {
+            continue;
+        }
+        match KNOWN_COLOURS.iter().find(|(k, _)| *k == n) {
+            Some((_, c)) => out.push((n.to_string(), c.to_string())),
+            None => others.push(n),
         }
     }
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| (n, PALETTE[i % PALETTE.len()].to_string()))
-        .collect()
+    let mut free: Vec<&str> = vec![];
+    for &c in PALETTE.iter().chain(KNOWN_COLOURS.iter().map(|(_, c)| c)) {
+        if !free.contains(&c) && !out.iter().any(|(_, d)| d == c) {
+            free.push(c);
+        }
+    }
+    for (n, c) in others.into_iter().zip(free.into_iter().cycle()) {
+        out.push((n.to_string(), c.to_string()));
+    }
+    out
+}
+
+/// Colour of each strategy of an experiment.
+fn colours(exp: &Experiment) -> Vec<(String, String)> {
+    let names: Vec<String> = exp.tasks.iter().flat_map(|t| t.strategy_names()).collect();
+    colours_for(names.iter().map(String::as_str))
 }
 
 fn colour_of<'a>(colours: &'a [(String, String)], name: &str) -> &'a str {
@@ -101,4 +138,22 @@ fn colour_of<'a>(colours: &'a [(String, String)], name: &str) -> &'a str {
         .iter()
         .find(|(n, _)| n == name)
         .map_or("#777", |(_, c)| c.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_strategy_keeps_its_colour_whatever_else_runs_and_no_two_share_one() {
+        let a = colours_for(["ppo-kl", "bon", "mine"]);
+        let b = colours_for(["dpo", "bon", "ppo-kl", "theirs", "mine"]);
+        for name in ["ppo-kl", "bon"] {
+            assert_eq!(colour_of(&a, name), colour_of(&b, name), "{name}");
+        }
+        let mut used: Vec<&str> = b.iter().map(|(_, c)| c.as_str()).collect();
+        used.sort_unstable();
+        used.dedup();
+        assert_eq!(used.len(), b.len(), "{b:?}");
+    }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::formal::{review_view, world_model_views, ReviewView, WorldModelView};
-use super::plots::{plots, training_plots};
+use super::plots::{overview, plots, training_plots};
 use super::{colour_of, colours};
 use crate::error::Result;
 use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
@@ -25,6 +25,8 @@ pub(super) struct RunPage {
     experiment: String,
     /// What the run found, generated from its numbers.
     findings: Vec<TaskFindings>,
+    /// Gold against KL, one small panel per task.
+    overview: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -142,7 +144,18 @@ pub(super) fn run_page(
             Ok(view)
         })
         .collect::<Result<_>>()?;
+    let per_task: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            let heldout: Vec<&StrategyAnalysis> = analyses
+                .iter()
+                .filter(|a| a.task == f.task && a.split == "heldout")
+                .collect();
+            (f.task.clone(), f.goodhart, heldout)
+        })
+        .collect();
     Ok(RunPage {
+        overview: overview(&per_task, &colours),
         findings,
         name: exp.name.clone(),
         seed: exp.seed,

@@ -5,6 +5,7 @@ use super::colour_of;
 use super::svg::{Line, Plot, Series};
 use crate::experiment::analysis::StrategyAnalysis;
 use crate::experiment::record::{Record, TaskRecords};
+use crate::experiment::GoodhartKind;
 use crate::score::CurvePoint;
 
 fn series_of(a: &StrategyAnalysis, colour: &str, y: impl Fn(&CurvePoint) -> (f64, f64)) -> Series {
@@ -26,6 +27,37 @@ fn series_of(a: &StrategyAnalysis, colour: &str, y: impl Fn(&CurvePoint) -> (f64
     }
 }
 
+/// Small multiples: gold against sqrt(KL) on held-out prompts, one panel per
+/// task (titled with the kind of Goodhart it shows), strategies as lines.
+pub(super) fn overview(
+    tasks: &[(String, Option<GoodhartKind>, Vec<&StrategyAnalysis>)],
+    colours: &[(String, String)],
+) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|(task, kind, heldout)| {
+            Plot {
+                title: match kind {
+                    Some(k) => format!("{task}: {} Goodhart", k.name()),
+                    None => task.clone(),
+                },
+                x_label: "sqrt(KL to base)  (sqrt nats)".into(),
+                y_label: "gold reward".into(),
+                series: heldout
+                    .iter()
+                    .map(|a| {
+                        series_of(a, colour_of(colours, &a.strategy), |p| {
+                            (p.gold.mean, p.gold.stderr)
+                        })
+                    })
+                    .collect(),
+                y_ref: heldout.first().map(|a| a.reference_gold),
+            }
+            .svg()
+        })
+        .collect()
+}
+
 pub(super) fn plots(
     heldout: &[&StrategyAnalysis],
     shift: &[&StrategyAnalysis],
@@ -39,40 +71,51 @@ pub(super) fn plots(
         .unwrap_or_default();
     let x_label = "sqrt(KL to base)  (sqrt nats)";
     let mut plots = vec![];
-    // Gold with the fitted curves.
-    let mut gold = vec![];
-    for a in heldout {
-        let c = colour_of(colours, &a.strategy);
-        gold.push(series_of(a, c, |p| (p.gold.mean, p.gold.stderr)));
-        if let Some(f) = &a.fit {
-            let dmax = a
-                .points
-                .iter()
-                .map(|p| p.kl.mean.max(0.0).sqrt())
-                .fold(0.0, f64::max)
-                * 1.15;
-            let pts = (0..=40)
-                .map(|i| dmax * i as f64 / 40.0)
-                .map(|d| (d, a.reference_gold + f.gain(d), 0.0))
-                .collect();
-            gold.push(Series {
-                name: format!("{} fit", a.strategy),
-                color: c.into(),
-                points: pts,
-                line: Line::Dashed,
-                markers: false,
-                legend: false,
+    // Gold with the fitted curves: selection from the pool and trained
+    // policies in panels of their own (fewer lines each).
+    let base_gold = heldout.first().map(|a| a.reference_gold);
+    for (family, title) in [
+        (
+            "pool",
+            "Gold reward: selecting from the base policy's samples (dashed: fits)",
+        ),
+        ("policy", "Gold reward: trained policies (dashed: fits)"),
+    ] {
+        let mut gold = vec![];
+        for a in heldout.iter().filter(|a| a.family == family) {
+            let c = colour_of(colours, &a.strategy);
+            gold.push(series_of(a, c, |p| (p.gold.mean, p.gold.stderr)));
+            if let Some(f) = &a.fit {
+                let dmax = a
+                    .points
+                    .iter()
+                    .map(|p| p.kl.mean.max(0.0).sqrt())
+                    .fold(0.0, f64::max)
+                    * 1.15;
+                let pts = (0..=40)
+                    .map(|i| dmax * i as f64 / 40.0)
+                    .map(|d| (d, a.reference_gold + f.gain(d), 0.0))
+                    .collect();
+                gold.push(Series {
+                    name: format!("{} fit", a.strategy),
+                    color: c.into(),
+                    points: pts,
+                    line: Line::Dashed,
+                    markers: false,
+                    legend: false,
+                });
+            }
+        }
+        if !gold.is_empty() {
+            plots.push(Plot {
+                title: title.into(),
+                x_label: x_label.into(),
+                y_label: "gold reward (held-out prompts)".into(),
+                series: gold,
+                y_ref: base_gold,
             });
         }
     }
-    let base_gold = heldout.first().map(|a| a.reference_gold);
-    plots.push(Plot {
-        title: "Gold reward, held-out prompts (dashed: fits)".into(),
-        x_label: x_label.into(),
-        y_label: "gold reward".into(),
-        series: gold,
-        y_ref: base_gold,
-    });
     plots.push(Plot {
         title: "Proxy reward (the reward model)".into(),
         x_label: x_label.into(),

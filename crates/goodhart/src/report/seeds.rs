@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::render;
-use super::svg::{Line, Plot, Series, PALETTE};
+use super::svg::{Line, Plot, Series};
 use crate::error::Result;
 use crate::experiment::seeds::{AcrossSeeds, Aggregate, SeedCurve, SeedPoint};
 use crate::fsutil::write_atomic;
@@ -24,6 +24,8 @@ struct SeedPage {
     tasks: Vec<SeedTask>,
     summary: String,
     findings: Vec<crate::experiment::findings::TaskFindings>,
+    /// Gold against KL, one small panel per task.
+    overview: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -33,16 +35,8 @@ struct SeedTask {
 }
 
 fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
-    let mut strategies: Vec<&str> = vec![];
-    for c in &agg.curves {
-        if !strategies.contains(&c.strategy.as_str()) {
-            strategies.push(&c.strategy);
-        }
-    }
-    let colour = |s: &str| {
-        let i = strategies.iter().position(|x| *x == s).unwrap_or(0);
-        PALETTE[i % PALETTE.len()]
-    };
+    let colours = super::colours_for(agg.curves.iter().map(|c| c.strategy.as_str()));
+    let colour = |s: &str| super::colour_of(&colours, s).to_string();
     let mut tasks: Vec<&str> = vec![];
     for c in &agg.curves {
         if !tasks.contains(&c.task.as_str()) {
@@ -63,7 +57,7 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
                 .iter()
                 .map(|c| Series {
                     name: c.strategy.clone(),
-                    color: colour(&c.strategy).into(),
+                    color: colour(&c.strategy),
                     points: c
                         .points
                         .iter()
@@ -84,8 +78,17 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
                 .collect(),
             y_ref: None,
         };
+        let kind = agg
+            .findings
+            .iter()
+            .find(|f| f.task == task)
+            .and_then(|f| f.goodhart);
+        let gold_title = match kind {
+            Some(k) => format!("{task}: {} Goodhart", k.name()),
+            None => task.to_string(),
+        };
         let plots = [
-            plot("Gold reward", "gold reward", &|p| p.gold),
+            plot(&gold_title, "gold reward", &|p| p.gold),
             plot("Proxy reward (the reward model)", "proxy", &|p| p.proxy),
             plot(
                 "Gold win rate against the base policy",
@@ -94,15 +97,23 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
             ),
             plot("Entropy", "nats per generated token", &|p| p.entropy),
         ];
-        SeedTask {
-            name: task.to_string(),
-            plots: plots.iter().map(Plot::svg).collect(),
-        }
+        let mut svgs: Vec<String> = plots.iter().map(Plot::svg).collect();
+        // The gold panel is the task's small multiple at the top of the page.
+        let gold = svgs.remove(0);
+        (
+            gold,
+            SeedTask {
+                name: task.to_string(),
+                plots: svgs,
+            },
+        )
     });
+    let (overview, tasks): (Vec<String>, Vec<SeedTask>) = tasks.unzip();
     SeedPage {
         name: name.to_string(),
         seeds: agg.seeds.clone(),
-        tasks: tasks.collect(),
+        tasks,
+        overview,
         summary: agg.summary.clone(),
         findings: agg.findings.clone(),
     }
