@@ -46,7 +46,7 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         &dir.root.join("fits.json"),
         outputs::fits_json(&analyses).as_bytes(),
     )?;
-    let mut found = findings::findings(&[analyses.clone()]);
+    let mut found = findings::findings(std::slice::from_ref(&analyses));
     findings::name_kinds(&mut found, &exp);
     let html = render(
         "run.html",
