@@ -97,7 +97,10 @@ pub struct OpenedPolicy<'e> {
 
 /// Open the policy checkpoint at `path` with its task: the one it was trained
 /// on, or for a checkpoint that records none (a Hugging Face model) the
-/// experiment's task named `task` (or its only one). Set the thread count first.
+/// experiment's task named `task` (or its only one). Where the experiment has
+/// several tasks of the checkpoint's kind, `task` names one, or the checkpoint's
+/// path does (a run directory keeps each task's checkpoints in its folder).
+/// Set the thread count first.
 pub fn open_policy<'e>(
     path: &Path,
     exp: &'e Experiment,
@@ -120,7 +123,21 @@ pub fn open_policy<'e>(
             (setup.task_config(), exp.seed)
         }
     };
-    let setup = exp.task_of_kind(task, &task_config)?;
+    // Several tasks of this kind: a checkpoint inside a run directory is in its task's folder.
+    let lanes: Vec<&str> = exp
+        .tasks
+        .iter()
+        .filter(|t| t.kind_name() == task_config.name())
+        .map(|t| t.name())
+        .collect();
+    let from_path = path.components().rev().find_map(|c| {
+        lanes
+            .iter()
+            .find(|l| c.as_os_str() == std::ffi::OsStr::new(l))
+            .copied()
+    });
+    let named = task.or(if lanes.len() > 1 { from_path } else { None });
+    let setup = exp.task_of_kind(named, &task_config)?;
     let task = crate::reward::build_task(&task_config, task_seed)?;
     Ok(OpenedPolicy {
         model,
