@@ -22,6 +22,9 @@ use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;
 use svg::PALETTE;
 
+/// The small multiples of gold against KL, one panel per task, as one file.
+pub const GOLD_BY_TASK: &str = "gold-by-task.svg";
+
 /// What `write_outputs` produced.
 pub struct Outputs {
     /// The one-screen summary.
@@ -48,10 +51,12 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
     )?;
     let mut found = findings::findings(std::slice::from_ref(&analyses));
     findings::name_kinds(&mut found, &exp);
-    let html = render(
-        "run.html",
-        &page::run_page(&exp, &tasks, &analyses, found.clone())?,
+    let view = page::run_page(&exp, &tasks, &analyses, found.clone())?;
+    write_atomic(
+        &dir.root.join(GOLD_BY_TASK),
+        svg::row(&view.overview).as_bytes(),
     )?;
+    let html = render("run.html", &view)?;
     write_atomic(&dir.root.join("report.html"), html.as_bytes())?;
     let summary = format!(
         "{}\nfindings\n{}",

@@ -26,7 +26,7 @@ pub(super) struct RunPage {
     /// What the run found, generated from its numbers.
     findings: Vec<TaskFindings>,
     /// Gold against KL, one small panel per task.
-    overview: Vec<String>,
+    pub(super) overview: Vec<String>,
 }
 
 #[derive(Serialize)]

@@ -13,7 +13,12 @@ use crate::fsutil::write_atomic;
 
 /// Write `<root>/report.html` for the aggregate of a several-seed run.
 pub fn write_seed_report(root: &Path, name: &str, agg: &Aggregate) -> Result<()> {
-    let html = render("seeds.html", &seed_page(name, agg))?;
+    let page = seed_page(name, agg);
+    write_atomic(
+        &root.join(super::GOLD_BY_TASK),
+        super::svg::row(&page.overview).as_bytes(),
+    )?;
+    let html = render("seeds.html", &page)?;
     write_atomic(&root.join("report.html"), html.as_bytes())
 }
 

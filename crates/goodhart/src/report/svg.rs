@@ -9,6 +9,21 @@ pub const PALETTE: [&str; 12] = [
     "#44AA99", "#999933", "#AA4499", "#661100",
 ];
 
+/// Plots side by side in one SVG (small multiples as one file).
+pub fn row(plots: &[String]) -> String {
+    let n = plots.len().max(1) as f64;
+    let mut o = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {H}" width="{w}" height="{H}">"#,
+        w = n * W
+    );
+    for (i, p) in plots.iter().enumerate() {
+        // Each plot is a whole <svg> of width W: placed at its column.
+        o.push_str(&p.replacen("<svg ", &format!(r#"<svg x="{}" "#, i as f64 * W), 1));
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Line {
     Solid,
