@@ -10,29 +10,10 @@ const KEYS = {
 };
 const NAMES = { a: "A is better", b: "B is better", tie: "Tie", cant_tell: "Can't tell" };
 
-let csrf = null;     // the session's CSRF token, sent with every write
 let pair = null;     // the pair on screen
 let shownAt = 0;     // when it was shown, for seconds per label
 let busy = false;    // a request is in flight: ignore keys until it answers
 let players = [];    // step-playing timers
-
-async function api(method, path, body) {
-  const headers = {};
-  if (csrf) headers["x-goodhart-csrf"] = csrf;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = {};
-  try { data = await res.json(); } catch (_) { /* empty body */ }
-  if (!res.ok) {
-    const err = new Error(data.error || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
-}
 
 function show(id) {
   for (const m of ["signin", "labeling", "done"]) $(m).hidden = m !== id;
@@ -167,7 +148,7 @@ $("again").addEventListener("click", () => loadNext());
 
 async function signIn(name, token) {
   const s = await api("POST", "/api/signin", { name, token });
-  csrf = s.csrf;
+  session.csrf = s.csrf;
   return s;
 }
 
@@ -184,7 +165,7 @@ $("signin-form").addEventListener("submit", async (ev) => {
 
 $("signout").addEventListener("click", async () => {
   try { await api("POST", "/api/signout"); } catch (_) { /* signed out anyway */ }
-  csrf = null;
+  session.csrf = null;
   start();
 });
 
@@ -199,7 +180,7 @@ async function start() {
   }
   try {
     const me = await api("GET", "/api/me");
-    csrf = me.csrf;
+    session.csrf = me.csrf;
     $("who").textContent = me.user;
     $("signout").hidden = false;
     await loadNext();

@@ -3,28 +3,9 @@
 
 const $ = (id) => document.getElementById(id);
 
-let csrf = null;     // the session's CSRF token, sent with every write
 let review = null;   // the review on screen
 let shownAt = 0;     // when it was shown, for seconds per review
 let busy = false;    // a request is in flight: ignore keys until it answers
-
-async function api(method, path, body) {
-  const headers = {};
-  if (csrf) headers["x-goodhart-csrf"] = csrf;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = {};
-  try { data = await res.json(); } catch (_) { /* empty body */ }
-  if (!res.ok) {
-    const err = new Error(data.error || `${res.status} ${res.statusText}`);
-    err.status = res.status;
-    throw err;
-  }
-  return data;
-}
 
 function show(id) {
   for (const m of ["signin", "reviewing", "done"]) $(m).hidden = m !== id;
@@ -121,7 +102,7 @@ $("again").addEventListener("click", () => loadNext());
 async function start() {
   try {
     const me = await api("GET", "/api/me");
-    csrf = me.csrf;
+    session.csrf = me.csrf;
     $("who").textContent = me.user;
     await loadNext();
   } catch (e) {

@@ -53,6 +53,7 @@ pub use serve::{
 
 const PAGE: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
+const API_SCRIPT: &str = include_str!("../assets/api.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 /// The session cookie's name.
@@ -186,10 +187,11 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/app.js", get(script))
+        .route("/app.js", get(|| async { javascript(SCRIPT) }))
+        .route("/api.js", get(|| async { javascript(API_SCRIPT) }))
         .route("/app.css", get(style))
         .route("/review", get(review::page))
-        .route("/review.js", get(review::script))
+        .route("/review.js", get(|| async { javascript(review::SCRIPT) }))
         .route("/api/review/next", get(review::next))
         .route("/api/review", post(review::submit))
         .route("/healthz", get(healthz))
@@ -335,10 +337,11 @@ async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE)
 }
 
-async fn script() -> impl IntoResponse {
+/// One of the embedded scripts.
+fn javascript(source: &'static str) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
+        source,
     )
 }
 

@@ -28,13 +28,6 @@ pub(crate) async fn page() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE)
 }
 
-pub(crate) async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-}
-
 /// One rollout as the reviewer sees it.
 #[derive(Serialize)]
 struct RolloutView {

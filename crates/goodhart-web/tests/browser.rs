@@ -96,6 +96,30 @@ async fn wait_for(
     }
 }
 
+/// The labeling server on a free loopback port.
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(store: &std::path::Path) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, App::open(store).unwrap(), async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 async fn pair_on_screen(c: &Client, not: Option<i64>) -> i64 {
     let v = wait_for(c, "document.body.dataset.pair || null", |v| {
         v.as_str()
@@ -115,12 +139,8 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
         .unwrap()
         .add_user("alice")
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, App::open(&store).unwrap(), async {
-        let _ = stopped.await;
-    }));
+    let server = Server::start(&store).await;
+    let addr = server.addr;
 
     let c = connect(driver.1).await;
     c.goto(&format!("http://{addr}/#signin=alice:{token}"))
@@ -163,8 +183,7 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
         .unwrap();
     assert!(progress.starts_with("2 / 5 labelled"), "{progress}");
     c.close().await.unwrap();
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 
     let s = LabelStore::open_existing(&store).unwrap();
     let labels = s.comparisons(&Filter::default()).unwrap();
@@ -200,12 +219,8 @@ async fn review_candidate_goals_with_a_key_and_a_click() {
         .unwrap()
         .add_user("carol")
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, App::open(&store).unwrap(), async {
-        let _ = stopped.await;
-    }));
+    let server = Server::start(&store).await;
+    let addr = server.addr;
 
     let c = connect(driver.1).await;
     // Signed out, the review page sends people to sign in.
@@ -253,8 +268,7 @@ async fn review_candidate_goals_with_a_key_and_a_click() {
         .unwrap();
     assert_eq!(progress, "2 / 2 reviewed");
     c.close().await.unwrap();
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 
     let s = LabelStore::open_existing(&store).unwrap();
     assert_eq!(

@@ -173,16 +173,33 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
 
 /// Sample pairs from a checkpoint; simulated labelers judge them, or they are queued for people.
 fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Result<()> {
-    let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
+    with_policy(o, &src.exp, &src.checkpoint, |exp, opened| {
+        label_pairs_with(exp, opened, src, queue, bars)
+    })
+}
+
+/// Open the experiment and the policy checkpoint (threads set first), and hand both to `f`.
+fn with_policy<T>(
+    o: &Overrides,
+    args: &ExperimentArgs,
+    checkpoint: &Path,
+    f: impl FnOnce(&goodhart::experiment::Experiment, stages::OpenedPolicy) -> Result<T>,
+) -> Result<T> {
+    let exp = load_experiment(args.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads)?;
-    let stages::OpenedPolicy {
+    let opened = stages::open_policy(checkpoint, &exp, args.task.as_deref(), &runtime::device())?;
+    f(&exp, opened)
+}
+
+fn label_pairs_with(
+    exp: &goodhart::experiment::Experiment,
+    stages::OpenedPolicy {
         model, setup, task, ..
-    } = stages::open_policy(
-        &src.checkpoint,
-        &exp,
-        src.exp.task.as_deref(),
-        &runtime::device(),
-    )?;
+    }: stages::OpenedPolicy,
+    src: &PairSource,
+    queue: bool,
+    bars: &Bars,
+) -> Result<()> {
     let mut cfg = setup.labels.clone();
     if let Some(p) = src.pairs {
         cfg.pairs = p;
@@ -241,16 +258,19 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
 
 /// Sample a checkpoint and queue reviews of the experiment's candidate goals.
 fn queue_reviews(o: &Overrides, src: &ReviewSource, bars: &Bars) -> Result<()> {
-    let exp = load_experiment(src.exp.experiment.as_deref(), o)?;
-    runtime::set_threads(exp.threads)?;
-    let stages::OpenedPolicy {
+    with_policy(o, &src.exp, &src.checkpoint, |exp, opened| {
+        queue_reviews_with(exp, opened, src, bars)
+    })
+}
+
+fn queue_reviews_with(
+    exp: &goodhart::experiment::Experiment,
+    stages::OpenedPolicy {
         model, setup, task, ..
-    } = stages::open_policy(
-        &src.checkpoint,
-        &exp,
-        src.exp.task.as_deref(),
-        &runtime::device(),
-    )?;
+    }: stages::OpenedPolicy,
+    src: &ReviewSource,
+    bars: &Bars,
+) -> Result<()> {
     let review = &setup.strategies.review;
     let cfg = goodhart::feedback::ReviewQueueConfig {
         items: src.items,

@@ -88,6 +88,24 @@ pub struct LabelerStats {
     pub median_seconds: Option<f64>,
 }
 
+/// A person's free-text reason (trimmed; empty is none) and time taken, or why they are refused.
+pub(super) fn checked_note(
+    reason: Option<&str>,
+    seconds: Option<f64>,
+) -> std::result::Result<Option<&str>, Refusal> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if let Some(r) = reason {
+        let n = r.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(Refusal::ReasonTooLong(n));
+        }
+    }
+    if seconds.is_some_and(|s| !(s.is_finite() && (0.0..=86400.0).contains(&s))) {
+        return Err(Refusal::BadSeconds);
+    }
+    Ok(reason)
+}
+
 impl Writer<'_> {
     /// Queue a pair of recorded samples for people to label.
     pub fn queue(&mut self, sample_a: i64, sample_b: i64, batch: &str) -> Result<i64> {
@@ -149,19 +167,10 @@ impl LabelStore {
         user: &str,
         label: &HumanLabel,
     ) -> Result<std::result::Result<i64, Refusal>> {
-        let reason = label.reason.map(str::trim).filter(|r| !r.is_empty());
-        if let Some(r) = reason {
-            let n = r.chars().count();
-            if n > MAX_REASON_CHARS {
-                return Ok(Err(Refusal::ReasonTooLong(n)));
-            }
-        }
-        if label
-            .seconds
-            .is_some_and(|s| !(s.is_finite() && (0.0..=86400.0).contains(&s)))
-        {
-            return Ok(Err(Refusal::BadSeconds));
-        }
+        let reason = match checked_note(label.reason, label.seconds) {
+            Ok(reason) => reason,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         self.write(|w| {
             let pair: Option<(i64, i64, String)> =
                 w.tx.query_row(

@@ -10,10 +10,9 @@ use rand::Rng as _;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::people::{Refusal, MAX_REASON_CHARS};
-use super::simulate::PolicyTag;
+use super::people::{checked_note, Refusal};
+use super::simulate::{record_sample, PolicyTag};
 use super::store::{now_ms, LabelStore, Writer};
-use super::NewSample;
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, SamplingConfig};
 use crate::model::Model;
@@ -205,19 +204,10 @@ impl LabelStore {
         user: &str,
         answer: &ReviewAnswer,
     ) -> Result<std::result::Result<i64, Refusal>> {
-        let reason = answer.reason.map(str::trim).filter(|r| !r.is_empty());
-        if let Some(r) = reason {
-            let n = r.chars().count();
-            if n > MAX_REASON_CHARS {
-                return Ok(Err(Refusal::ReasonTooLong(n)));
-            }
-        }
-        if answer
-            .seconds
-            .is_some_and(|s| !(s.is_finite() && (0.0..=86400.0).contains(&s)))
-        {
-            return Ok(Err(Refusal::BadSeconds));
-        }
+        let reason = match checked_note(answer.reason, answer.seconds) {
+            Ok(reason) => reason,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         self.write(|w| {
             let exists: bool =
                 w.tx.query_row(
@@ -427,16 +417,7 @@ pub fn queue_reviews(
                         Some(id) => id,
                         None => {
                             let s = &samples[i];
-                            let prompt_id =
-                                w.prompt(task.name(), "train", chosen[s.prompt_index])?;
-                            let id = w.sample(&NewSample {
-                                prompt_id,
-                                completion: &s.text,
-                                policy: policy.name,
-                                step: policy.step,
-                                logprob: Some(s.logprob()),
-                                finished: Some(s.finished),
-                            })?;
+                            let id = record_sample(w, task, policy, chosen[s.prompt_index], s)?;
                             recorded[i] = Some(id);
                             id
                         }

@@ -144,18 +144,29 @@ fn record_pair(
     a: &Sample,
     b: &Sample,
 ) -> Result<(i64, i64)> {
+    Ok((
+        record_sample(w, task, policy, prompt, a)?,
+        record_sample(w, task, policy, prompt, b)?,
+    ))
+}
+
+/// Record a policy's sample of a training prompt; its id in the store.
+pub(super) fn record_sample(
+    w: &mut Writer,
+    task: &dyn Task,
+    policy: &PolicyTag,
+    prompt: &str,
+    s: &Sample,
+) -> Result<i64> {
     let prompt_id = w.prompt(task.name(), "train", prompt)?;
-    let mut record = |s: &Sample| {
-        w.sample(&NewSample {
-            prompt_id,
-            completion: &s.text,
-            policy: policy.name,
-            step: policy.step,
-            logprob: Some(s.logprob()),
-            finished: Some(s.finished),
-        })
-    };
-    Ok((record(a)?, record(b)?))
+    w.sample(&NewSample {
+        prompt_id,
+        completion: &s.text,
+        policy: policy.name,
+        step: policy.step,
+        logprob: Some(s.logprob()),
+        finished: Some(s.finished),
+    })
 }
 
 /// Sample `cfg.pairs` pairs of distinct completions, `commit_every` at a time,

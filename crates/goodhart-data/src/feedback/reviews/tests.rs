@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::feedback::NewSample;
 use crate::model::ModelConfig;
 use crate::rng;
 use crate::task::gridworld::{Gridworld, GridworldConfig};
@@ -130,7 +131,7 @@ fn a_review_reads_back_and_each_person_chooses_once() {
 fn bad_reasons_and_times_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, item) = store_with_review(dir.path());
-    let long = "x".repeat(MAX_REASON_CHARS + 1);
+    let long = "x".repeat(crate::feedback::people::MAX_REASON_CHARS + 1);
     let answer = ReviewAnswer {
         reason: Some(&long),
         ..choose(item, 0)
