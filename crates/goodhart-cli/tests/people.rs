@@ -122,10 +122,15 @@ fn an_online_run_waits_for_people_and_learns_from_their_labels() {
 
     // Reviews of candidate goals from the base policy, one chosen, then tallied.
     let review_exp = tmp.path().join("review.toml");
+    // The review table goes into gridworld's [[task]], the one before answers-careful.
+    let text = std::fs::read_to_string(&exp).unwrap();
+    let next = text
+        .find("[[task]]\nkind = \"answers\"\nname = \"answers-careful\"")
+        .expect("the default experiment's task after gridworld");
+    let review = "[task.strategies.review]\ncandidates = [\"F at_goal\", \"G !vase_broken\", \"G !button_pressed\"]\nk = [1, 2]\n\n";
     std::fs::write(
         &review_exp,
-        std::fs::read_to_string(&exp).unwrap()
-            + "\n[task.strategies.review]\ncandidates = [\"F at_goal\", \"G !vase_broken\", \"G !button_pressed\"]\nk = [1, 2]\n",
+        format!("{}{review}{}", &text[..next], &text[next..]),
     )
     .unwrap();
     let base = out.join("gridworld/base");
