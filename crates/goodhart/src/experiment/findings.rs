@@ -126,6 +126,13 @@ pub struct Finding {
     /// 1.96 standard errors; several: the t-interval of the change includes 0).
     pub within_noise: bool,
     pub sentence: String,
+    /// Whether the labeler's score rose beyond noise (None: no labeler score).
+    pub labeler_rose: Option<bool>,
+    /// Button presses (gridworld's exploit of the camera): share of episodes
+    /// at the base policy and at the largest KL, and whether they rose beyond noise.
+    pub exploit: Option<(f64, f64, bool)>,
+    /// What the strategy optimises (set from the experiment by [`annotate`]).
+    pub target: Option<kinds::Target>,
 }
 
 /// The findings of one task.
@@ -135,6 +142,8 @@ pub struct TaskFindings {
     /// The kind of Goodhart the task is set up to show, and what it predicts.
     pub goodhart: Option<GoodhartKind>,
     pub expectation: Option<String>,
+    /// Whether the run shows what the kind predicts, in one sentence.
+    pub verdict: Option<String>,
     /// What the run shows on this task, in one sentence.
     pub headline: String,
     pub strategies: Vec<Finding>,
@@ -157,6 +166,33 @@ fn phrase(what: &str, from: AcrossSeeds, to: AcrossSeeds, one_seed_se: Option<f6
         let verb = if to.mean > from.mean { "rose" } else { "fell" };
         format!("{what} {verb} from {:.3} to {to_shown}", from.mean)
     }
+}
+
+/// The feature whose rise is gridworld's exploit of its labeler: the button that freezes the camera.
+const EXPLOIT: &str = "button_pressed";
+
+/// A named feature's share at a point, with its binomial standard error.
+fn rate(p: &CurvePoint, feature: &str) -> Option<(f64, f64)> {
+    let (_, v) = p.features.iter().find(|(n, _)| n == feature)?;
+    let n = p.gold.n.max(1) as f64;
+    Some((*v, (v * (1.0 - v) / n).max(0.0).sqrt()))
+}
+
+/// Whether a quantity rose beyond noise from `from` to `to` ((mean, standard
+/// error) per seed): one seed, by more than 1.96 combined standard errors;
+/// several, by more than the t-interval of the per-seed changes.
+fn rose(from: &[(f64, f64)], to: &[(f64, f64)]) -> bool {
+    if let ([(a, sa)], [(b, sb)]) = (from, to) {
+        return b - a > (1.96 * (sa.powi(2) + sb.powi(2)).sqrt()).max(MIN_CHANGE);
+    }
+    let change = AcrossSeeds::of(
+        &from
+            .iter()
+            .zip(to)
+            .map(|(a, b)| b.0 - a.0)
+            .collect::<Vec<_>>(),
+    );
+    change.mean > change.half_width.max(MIN_CHANGE)
 }
 
 /// The finding of one strategy on one task from each seed's analysis of its held-out curve.
@@ -250,6 +286,29 @@ fn finding(per_seed: &[&StrategyAnalysis]) -> Option<Finding> {
         s.push_str("; gold at the largest KL is within noise of the base policy's");
     }
     s.push('.');
+    let labeler_rose = facts.iter().all(|f| labeler(&f.first).is_some()).then(|| {
+        let se = |p: &CurvePoint| p.labelers.first().map_or(0.0, |(_, s)| s.stderr);
+        rose(
+            &facts
+                .iter()
+                .map(|f| (labeler(&f.first).unwrap_or(f64::NAN), se(&f.first)))
+                .collect::<Vec<_>>(),
+            &facts
+                .iter()
+                .map(|f| (labeler(&f.last).unwrap_or(f64::NAN), se(&f.last)))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let exploit = facts
+        .iter()
+        .all(|f| rate(&f.first, EXPLOIT).is_some())
+        .then(|| {
+            let at = |p: &CurvePoint| rate(p, EXPLOIT).unwrap_or((f64::NAN, 0.0));
+            let from: Vec<(f64, f64)> = facts.iter().map(|f| at(&f.first)).collect();
+            let to: Vec<(f64, f64)> = facts.iter().map(|f| at(&f.last)).collect();
+            let mean = |v: &[(f64, f64)]| v.iter().map(|x| x.0).sum::<f64>() / v.len() as f64;
+            (mean(&from), mean(&to), rose(&from, &to))
+        });
     Some(Finding {
         task: first.task.clone(),
         strategy: first.strategy.clone(),
@@ -257,6 +316,9 @@ fn finding(per_seed: &[&StrategyAnalysis]) -> Option<Finding> {
         shape,
         within_noise,
         sentence: s,
+        labeler_rose,
+        exploit,
+        target: None,
     })
 }
 
@@ -282,6 +344,7 @@ pub fn findings(per_seed: &[Vec<StrategyAnalysis>]) -> Vec<TaskFindings> {
                 task: a.task.clone(),
                 goodhart: None,
                 expectation: None,
+                verdict: None,
                 headline: String::new(),
                 strategies: vec![f],
             }),
@@ -319,11 +382,19 @@ fn headline(t: &TaskFindings) -> String {
     format!("{}: {}.", t.task, parts.join("; "))
 }
 
-/// Name the kind of Goodhart each task of `exp` is set up to show.
-pub fn name_kinds(findings: &mut [TaskFindings], exp: &Experiment) {
+/// Name the kind of Goodhart each task of `exp` is set up to show, what each
+/// strategy optimises, and whether the run shows what the kind predicts.
+pub fn annotate(findings: &mut [TaskFindings], exp: &Experiment) {
     for t in findings {
-        t.goodhart = exp.task(Some(&t.task)).ok().and_then(|s| s.goodhart);
+        let Ok(setup) = exp.task(Some(&t.task)) else {
+            continue;
+        };
+        t.goodhart = setup.goodhart;
         t.expectation = t.goodhart.map(|g| g.expectation().to_string());
+        for f in &mut t.strategies {
+            f.target = Some(kinds::target(setup, &f.strategy));
+        }
+        t.verdict = t.goodhart.map(|g| kinds::verdict(g, &t.strategies));
     }
 }
 
@@ -340,6 +411,9 @@ pub fn text(findings: &[TaskFindings]) -> String {
                 g.expectation()
             );
         }
+        if let Some(v) = &t.verdict {
+            let _ = writeln!(out, "{v}");
+        }
         let _ = writeln!(out, "{}", t.headline);
         for f in &t.strategies {
             let _ = writeln!(out, "  - {}", f.sentence);
@@ -347,6 +421,8 @@ pub fn text(findings: &[TaskFindings]) -> String {
     }
     out
 }
+
+pub mod kinds;
 
 #[cfg(test)]
 mod tests;

@@ -354,7 +354,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     );
     if let Some(&seed) = seeds.first() {
         let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
-        findings::name_kinds(&mut found, &exp);
+        findings::annotate(&mut found, &exp);
     }
     summary.push_str("\nfindings\n");
     summary.push_str(&findings::text(&found));

@@ -50,7 +50,7 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         outputs::fits_json(&analyses).as_bytes(),
     )?;
     let mut found = findings::findings(std::slice::from_ref(&analyses));
-    findings::name_kinds(&mut found, &exp);
+    findings::annotate(&mut found, &exp);
     let view = page::run_page(&exp, &tasks, &analyses, found.clone())?;
     write_atomic(
         &dir.root.join(GOLD_BY_TASK),

@@ -1,6 +1,7 @@
 //! Tests of `findings`: the sentences follow the numbers.
 
 use super::*;
+use crate::experiment::config::GoodhartKind;
 use crate::stats::Stat;
 
 /// A stat with the given mean and standard error.
@@ -148,4 +149,54 @@ fn flagged_points_are_not_read_as_the_largest_kl() {
     let (shape, s) = sentence(&[vec![a]], "bon");
     assert_eq!(shape, Shape::Rose);
     assert!(s.contains("at KL 1.000"), "{s}");
+}
+
+#[test]
+fn each_kind_is_judged_by_what_it_predicts_and_the_verdict_follows_the_numbers() {
+    use kinds::{verdict, Target};
+    // bon on the proxy and bon-spec on the formal goal, with button presses at each point.
+    let with_button = |strategy: &str, pressed: [f64; 2]| {
+        let mut a = curve(
+            strategy,
+            &[
+                (0.0, 0.0, 0.1, -0.3),
+                (1.0, 0.5, 0.6, -0.3),
+                (2.0, 1.0, 0.9, -0.35),
+            ],
+        );
+        a.points[0].features = vec![("button_pressed".into(), pressed[0])];
+        a.points[1].features = vec![("button_pressed".into(), pressed[1])];
+        a.points[2].features = vec![("button_pressed".into(), pressed[1])];
+        a
+    };
+    let judged = |proxy_pressed: f64, kind| {
+        let mut f = findings(&[vec![
+            with_button("bon", [0.1, proxy_pressed]),
+            with_button("bon-spec", [0.1, 0.1]),
+        ]]);
+        f[0].strategies[0].target = Some(Target::Proxy);
+        f[0].strategies[1].target = Some(Target::Spec);
+        verdict(kind, &f[0].strategies)
+    };
+    // 64 episodes: from 0.1 to 0.5 is far beyond noise, to 0.12 is not.
+    let v = judged(0.5, GoodhartKind::Adversarial);
+    assert!(
+        v.starts_with("Button presses rose beyond noise under 1 of the 1 strategies")
+            && v.contains("(bon)")
+            && v.ends_with("under 0 of the 1 that optimise the formal goal: as predicted."),
+        "{v}"
+    );
+    let v = judged(0.12, GoodhartKind::Adversarial);
+    assert!(
+        v.contains("under 0 of the 1") && v.ends_with("not seen beyond noise."),
+        "{v}"
+    );
+    // The labeler's score rose (0.1 to 0.9) and gold did not: what causal Goodhart predicts.
+    let v = judged(0.5, GoodhartKind::Causal);
+    assert!(
+        v.contains("did not rise under 1 (bon)") && v.ends_with("is seen."),
+        "{v}"
+    );
+    let v = judged(0.5, GoodhartKind::Regressional);
+    assert!(v.ends_with("not seen beyond noise."), "{v}");
 }
