@@ -33,6 +33,8 @@ pub enum Shape {
     Fell,
     /// No change beyond noise.
     Flat,
+    /// Across seeds: no verdict held in more than half of them.
+    Mixed,
 }
 
 impl Shape {
@@ -42,6 +44,7 @@ impl Shape {
             Shape::RoseThenFell => "rose, then fell",
             Shape::Fell => "fell",
             Shape::Flat => "did not move beyond noise",
+            Shape::Mixed => "moved differently in different seeds",
         }
     }
 }
@@ -120,7 +123,7 @@ pub struct Finding {
     pub strategy: String,
     /// Each seed's verdict on gold, in seed order.
     pub shapes: Vec<Shape>,
-    /// The verdict most seeds share (the first of a tie).
+    /// The verdict more than half the seeds share ([`Shape::Mixed`] where none does).
     pub shape: Shape,
     /// True when gold's change at the largest KL is within noise (one seed:
     /// 1.96 standard errors; several: the t-interval of the change includes 0).
@@ -209,15 +212,12 @@ fn finding(per_seed: &[&StrategyAnalysis]) -> Option<Finding> {
     let shapes: Vec<Shape> = facts.iter().map(|f| f.shape).collect();
     let count = |s: Shape| shapes.iter().filter(|&&x| x == s).count();
     let order = [Shape::RoseThenFell, Shape::Fell, Shape::Rose, Shape::Flat];
-    let shape = *order
+    // The verdict of more than half the seeds; none: mixed.
+    let shape = order
         .iter()
-        .max_by_key(|&&s| {
-            (
-                count(s),
-                std::cmp::Reverse(order.iter().position(|&o| o == s)),
-            )
-        })
-        .expect("four shapes");
+        .copied()
+        .find(|&o| 2 * count(o) > n)
+        .unwrap_or(Shape::Mixed);
     let kl = across(&|f| f.last.kl.mean);
     let base = across(&|f| f.base_gold);
     let gold = across(&|f| f.last.gold.mean);
@@ -368,7 +368,13 @@ fn headline(t: &TaskFindings) -> String {
             .collect()
     };
     let mut parts = vec![];
-    for s in [Shape::RoseThenFell, Shape::Fell, Shape::Rose, Shape::Flat] {
+    for s in [
+        Shape::RoseThenFell,
+        Shape::Fell,
+        Shape::Rose,
+        Shape::Flat,
+        Shape::Mixed,
+    ] {
         let these = names(s);
         if !these.is_empty() {
             parts.push(format!(

@@ -83,13 +83,14 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding]) -> String {
             let fell = of(&|f| f.shape == Shape::Fell);
             let rose = of(&|f| f.shape == Shape::Rose);
             let flat = of(&|f| f.shape == Shape::Flat);
+            let mixed = of(&|f| f.shape == Shape::Mixed);
             let seen = if turned.is_empty() {
                 "the rise and fall it predicts is not seen beyond noise"
             } else {
                 "the rise and fall it predicts is seen"
             };
             format!(
-                "Of the {n} strategies that optimise the reward model or learn from the labels, gold rose and then fell beyond noise under {}{}, fell under {}{}, rose under {}{} and did not move beyond noise under {}{}: {seen}.",
+                "Of the {n} strategies that optimise the reward model or learn from the labels, gold rose and then fell beyond noise under {}{}, fell under {}{}, rose under {}{}, did not move beyond noise under {}{} and moved differently in different seeds under {}{}: {seen}.",
                 turned.len(),
                 listed(&turned),
                 fell.len(),
@@ -98,6 +99,8 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding]) -> String {
                 listed(&rose),
                 flat.len(),
                 listed(&flat),
+                mixed.len(),
+                listed(&mixed),
             )
         }
         GoodhartKind::Causal => {
