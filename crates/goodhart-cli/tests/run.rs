@@ -62,6 +62,10 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
         assert!(a.join(file).is_file(), "{file} is written");
     }
 
+    // answers-careful has answers' base policy: the same settings and seed make the same weights.
+    let weights = |task: &str| std::fs::read(a.join(task).join("base/model.safetensors")).unwrap();
+    assert!(weights("answers") == weights("answers-careful"));
+
     // Every curve point of every strategy, on held-out and shifted prompts, with finite measurements.
     let csv = read(&a, "curves.csv");
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();

@@ -320,6 +320,29 @@ impl TaskRun<'_> {
         }
     }
 
+    /// An earlier task of this run whose trained base policy is the one this
+    /// task would train (same task settings, network, SFT and seed), with its record.
+    fn twin_base(&self) -> Result<Option<(String, Record)>> {
+        let exp = self.dir.experiment()?;
+        let same = |t: &TaskSetup| {
+            t.base_checkpoint.is_none()
+                && t.task_config() == self.setup.task_config()
+                && t.model == self.setup.model
+                && t.sft == self.setup.sft
+        };
+        for t in exp.tasks.iter().take_while(|t| t.name() != self.name()) {
+            if !same(t) {
+                continue;
+            }
+            if let Some(r @ Record::Base { .. }) = self.dir.read_record(t.name(), "base")? {
+                if self.dir.task_dir(t.name()).join("base").is_dir() {
+                    return Ok(Some((t.name().to_string(), r)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// The base stage: train the base policy, or load (and optionally fine-tune) the given checkpoint.
     fn base(&self, p: &Products) -> Result<Record> {
         let dir = self.path("base");
@@ -368,6 +391,33 @@ impl TaskRun<'_> {
                         sft,
                     },
                 )
+            }
+            None if self.twin_base()?.is_some() => {
+                // Another task of this run trained the very same policy (same
+                // task settings, network, SFT and seed): training is
+                // deterministic, so its checkpoint is what this one would be.
+                let (twin, record) = self.twin_base()?.expect("checked");
+                tracing::info!(
+                    task = self.name(),
+                    from = twin.as_str(),
+                    "base policy: the same as another task's"
+                );
+                let model =
+                    checkpoint::load(&self.dir.task_dir(&twin).join("base"), &self.device, false)?
+                        .0;
+                let sft = match &record {
+                    Record::Base { sft, .. } => sft.clone(),
+                    _ => None,
+                };
+                save_policy(
+                    &model,
+                    &dir,
+                    &self.setup.task_config(),
+                    self.seed,
+                    sft.as_ref(),
+                    true,
+                )?;
+                (model, record)
             }
             None => {
                 let (model, report) = train_base_policy(
