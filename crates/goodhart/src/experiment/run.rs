@@ -346,8 +346,12 @@ impl TaskRun<'_> {
     /// The base stage: train the base policy, or load (and optionally fine-tune) the given checkpoint.
     fn base(&self, p: &Products) -> Result<Record> {
         let dir = self.path("base");
-        let (model, record) = match &self.setup.base_checkpoint {
-            Some(path) => {
+        let twin = match self.setup.base_checkpoint {
+            Some(_) => None,
+            None => self.twin_base()?,
+        };
+        let (model, record) = match (&self.setup.base_checkpoint, twin) {
+            (Some(path), _) => {
                 let tune = self.setup.fine_tune_base;
                 let (model, info) = checkpoint::load(path, &self.device, tune)?;
                 match task_of_checkpoint(&info) {
@@ -392,11 +396,10 @@ impl TaskRun<'_> {
                     },
                 )
             }
-            None if self.twin_base()?.is_some() => {
+            (None, Some((twin, record))) => {
                 // Another task of this run trained the very same policy (same
                 // task settings, network, SFT and seed): training is
                 // deterministic, so its checkpoint is what this one would be.
-                let (twin, record) = self.twin_base()?.expect("checked");
                 tracing::info!(
                     task = self.name(),
                     from = twin.as_str(),
@@ -419,7 +422,7 @@ impl TaskRun<'_> {
                 )?;
                 (model, record)
             }
-            None => {
+            (None, None) => {
                 let (model, report) = train_base_policy(
                     self.setup,
                     self.task,
