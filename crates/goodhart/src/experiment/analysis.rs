@@ -431,10 +431,6 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
             writeln!(out, "  note: {note}").unwrap();
         }
     }
-    out.push_str("\nfindings\n");
-    out.push_str(&super::findings::text(&super::findings::findings(&[
-        analyses.to_vec(),
-    ])));
     out
 }
 

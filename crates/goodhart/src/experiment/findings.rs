@@ -324,7 +324,7 @@ fn finding(per_seed: &[&StrategyAnalysis]) -> Option<Finding> {
 
 /// Findings per task from each seed's analyses (one list per seed; held-out
 /// curves only), in the order of the first seed.
-pub fn findings(per_seed: &[Vec<StrategyAnalysis>]) -> Vec<TaskFindings> {
+pub fn findings(per_seed: &[&[StrategyAnalysis]]) -> Vec<TaskFindings> {
     let Some(first) = per_seed.first() else {
         return vec![];
     };

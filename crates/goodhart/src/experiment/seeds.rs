@@ -349,7 +349,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     let mut found = findings::findings(
         &analyses
             .iter()
-            .map(|(_, list)| list.clone())
+            .map(|(_, list)| list.as_slice())
             .collect::<Vec<_>>(),
     );
     if let Some(&seed) = seeds.first() {

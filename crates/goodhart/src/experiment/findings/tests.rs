@@ -43,8 +43,13 @@ fn curve(strategy: &str, points: &[(f64, f64, f64, f64)]) -> StrategyAnalysis {
     }
 }
 
+/// Findings of runs given as one list of analyses per seed.
+fn of(per_seed: &[Vec<StrategyAnalysis>]) -> Vec<TaskFindings> {
+    findings(&per_seed.iter().map(Vec::as_slice).collect::<Vec<_>>())
+}
+
 fn sentence(per_seed: &[Vec<StrategyAnalysis>], strategy: &str) -> (Shape, String) {
-    let f = findings(per_seed);
+    let f = of(per_seed);
     let s = f[0]
         .strategies
         .iter()
@@ -110,7 +115,7 @@ fn across_seeds_each_seeds_verdict_is_counted_and_figures_carry_t_intervals() {
         "{s}"
     );
     assert!(!s.contains("within noise"), "{s}");
-    let f = findings(&seeds);
+    let f = of(&seeds);
     assert_eq!(f[0].headline, "t: gold fell under 1 of 1 strategies (ppo).");
 
     // Two seeds fall and one stays within its noise: counted, and with three
@@ -170,7 +175,7 @@ fn each_kind_is_judged_by_what_it_predicts_and_the_verdict_follows_the_numbers()
         a
     };
     let judged = |proxy_pressed: f64, kind| {
-        let mut f = findings(&[vec![
+        let mut f = of(&[vec![
             with_button("bon", [0.1, proxy_pressed]),
             with_button("bon-spec", [0.1, 0.1]),
         ]]);
