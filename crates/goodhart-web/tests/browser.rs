@@ -120,14 +120,19 @@ impl Server {
     }
 }
 
-async fn pair_on_screen(c: &Client, not: Option<i64>) -> i64 {
-    let v = wait_for(c, "document.body.dataset.pair || null", |v| {
+/// The id on screen in `document.body.dataset[key]` ("pair" or "review"), once it is not `not`.
+async fn on_screen(c: &Client, key: &str, not: Option<i64>) -> i64 {
+    let v = wait_for(c, &format!("document.body.dataset.{key} || null"), |v| {
         v.as_str()
             .and_then(|s| s.parse::<i64>().ok())
             .is_some_and(|p| Some(p) != not)
     })
     .await;
     v.as_str().unwrap().parse().unwrap()
+}
+
+async fn pair_on_screen(c: &Client, not: Option<i64>) -> i64 {
+    on_screen(c, "pair", not).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,13 +205,7 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
 }
 
 async fn review_on_screen(c: &Client, not: Option<i64>) -> i64 {
-    let v = wait_for(c, "document.body.dataset.review || null", |v| {
-        v.as_str()
-            .and_then(|s| s.parse::<i64>().ok())
-            .is_some_and(|r| Some(r) != not)
-    })
-    .await;
-    v.as_str().unwrap().parse().unwrap()
+    on_screen(c, "review", not).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

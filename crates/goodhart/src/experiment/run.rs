@@ -380,14 +380,6 @@ impl TaskRun<'_> {
                 } else {
                     (model, None)
                 };
-                save_policy(
-                    &model,
-                    &dir,
-                    &self.setup.task_config(),
-                    self.seed,
-                    sft.as_ref(),
-                    true,
-                )?;
                 (
                     model,
                     Record::Base {
@@ -408,18 +400,6 @@ impl TaskRun<'_> {
                 let model =
                     checkpoint::load(&self.dir.task_dir(&twin).join("base"), &self.device, false)?
                         .0;
-                let sft = match &record {
-                    Record::Base { sft, .. } => sft.clone(),
-                    _ => None,
-                };
-                save_policy(
-                    &model,
-                    &dir,
-                    &self.setup.task_config(),
-                    self.seed,
-                    sft.as_ref(),
-                    true,
-                )?;
                 (model, record)
             }
             (None, None) => {
@@ -430,14 +410,6 @@ impl TaskRun<'_> {
                     &self.device,
                     self.progress,
                 )?;
-                save_policy(
-                    &model,
-                    &dir,
-                    &self.setup.task_config(),
-                    self.seed,
-                    Some(&report),
-                    true,
-                )?;
                 (
                     model,
                     Record::Base {
@@ -447,6 +419,18 @@ impl TaskRun<'_> {
                 )
             }
         };
+        let sft = match &record {
+            Record::Base { sft, .. } => sft.as_ref(),
+            _ => None,
+        };
+        save_policy(
+            &model,
+            &dir,
+            &self.setup.task_config(),
+            self.seed,
+            sft,
+            true,
+        )?;
         let model = self.prepared(model)?;
         p.base.get_or_init(|| model);
         Ok(record)
