@@ -1,8 +1,15 @@
 // Shared by the labeling and review pages: the JSON API, sending the
-// session's CSRF token with every request once signed in.
+// session's CSRF token with every request once signed in, and the status line.
 "use strict";
 
+const $ = (id) => document.getElementById(id);
 const session = { csrf: null };
+
+// The page's status line (both pages have one).
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
 
 async function api(method, path, body) {
   const headers = {};

@@ -1,7 +1,6 @@
 // The labeling page: sign in, then label queued pairs with buttons or keys.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const KEYS = {
   "1": "a", ArrowLeft: "a",
   "2": "b", ArrowRight: "b",
@@ -17,11 +16,6 @@ let players = [];    // step-playing timers
 
 function show(id) {
   for (const m of ["signin", "labeling", "done"]) $(m).hidden = m !== id;
-}
-
-function status(text, isError = false) {
-  $("status").textContent = text;
-  $("status").className = isError ? "error" : "";
 }
 
 function showProgress(p) {

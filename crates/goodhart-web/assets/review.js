@@ -1,7 +1,6 @@
 // The review page: for each queued review, keep the goal under review or choose another.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 
 let review = null;   // the review on screen
 let shownAt = 0;     // when it was shown, for seconds per review
@@ -9,11 +8,6 @@ let busy = false;    // a request is in flight: ignore keys until it answers
 
 function show(id) {
   for (const m of ["signin", "reviewing", "done"]) $(m).hidden = m !== id;
-}
-
-function status(text, isError = false) {
-  $("status").textContent = text;
-  $("status").className = isError ? "error" : "";
 }
 
 function rolloutView(o) {
