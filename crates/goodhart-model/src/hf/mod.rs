@@ -64,6 +64,11 @@ pub struct RawConfig {
     hidden_act: Option<String>,
     head_dim: Option<usize>,
     attention_bias: Option<bool>,
+    /// Mistral (and Qwen2 with `use_sliding_window`): each token sees this many.
+    sliding_window: Option<usize>,
+    use_sliding_window: Option<bool>,
+    /// transformers 5.x: "full_attention" or "sliding_attention" per layer.
+    layer_types: Option<Vec<String>>,
     // special tokens
     bos_token_id: Option<serde_json::Value>,
     eos_token_id: Option<serde_json::Value>,
@@ -248,7 +253,7 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         d_model: d,
         n_head,
         n_kv_head: raw.num_key_value_heads.unwrap_or(n_head),
-        n_ctx: need(raw.max_position_embeddings, "max_position_embeddings")?,
+        n_ctx: context(raw, model_type, path)?,
         d_ff: need(raw.intermediate_size, "intermediate_size")?,
         vocab_size: need(raw.vocab_size, "vocab_size")?,
         layer_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
@@ -263,6 +268,44 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         .validate()
         .map_err(|e| checkpoint_error(path, e.to_string()))?;
     Ok(config)
+}
+
+/// The context goodhart gives a Llama-family model: `max_position_embeddings`,
+/// or a shorter sliding window, within which sliding-window attention is full
+/// attention (so nothing is approximated; longer sequences are refused).
+fn context(raw: &RawConfig, model_type: &str, path: &Path) -> Result<usize> {
+    let max = raw
+        .max_position_embeddings
+        .ok_or_else(|| checkpoint_error(path, "missing `max_position_embeddings`"))?;
+    let window = match model_type {
+        "mistral" => raw.sliding_window,
+        "qwen2" if raw.use_sliding_window == Some(true) => raw.sliding_window,
+        _ => None,
+    };
+    let sliding = raw
+        .layer_types
+        .iter()
+        .flatten()
+        .any(|t| t == "sliding_attention");
+    if let Some(other) = raw
+        .layer_types
+        .iter()
+        .flatten()
+        .find(|t| !matches!(t.as_str(), "full_attention" | "sliding_attention"))
+    {
+        return Err(checkpoint_error(
+            path,
+            format!("layer_types has {other:?}: goodhart knows \"full_attention\" and \"sliding_attention\""),
+        ));
+    }
+    match (window, sliding) {
+        (Some(w), _) => Ok(max.min(w.max(1))),
+        (None, true) => Err(checkpoint_error(
+            path,
+            "layer_types has \"sliding_attention\" but there is no sliding_window",
+        )),
+        (None, false) => Ok(max),
+    }
 }
 
 /// Every tensor of the checkpoint (float32), and the file each came from.

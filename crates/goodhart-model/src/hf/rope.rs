@@ -10,9 +10,9 @@ use crate::model::RopeScaling;
 
 /// The rotary base and scaling, read from the current layout (`rope_parameters`,
 /// as transformers 5.x writes it) or the older one (top-level `rope_theta` and
-/// `rope_scaling`). Types `default`, `linear` and `llama3` are implemented;
-/// every other type, and any key that would change the frequencies, is refused
-/// by name rather than approximated.
+/// `rope_scaling`). Types `default`, `linear`, `dynamic`, `llama3` and `yarn`
+/// are implemented; every other type (`longrope`, ...), and any key that would
+/// change the frequencies, is refused by name rather than approximated.
 pub(super) fn rope(raw: &RawConfig, path: &Path) -> Result<(f64, Option<RopeScaling>)> {
     let mut theta = raw.rope_theta.map(|t| ("rope_theta".to_string(), t));
     let mut scaling = None;
@@ -30,11 +30,11 @@ pub(super) fn rope(raw: &RawConfig, path: &Path) -> Result<(f64, Option<RopeScal
         let kind = match ["rope_type", "type"].into_iter().find_map(|k| obj.get(k).map(|f| (k, f))) {
             None => "default",
             Some((k, field)) => match field.as_str() {
-                Some(t @ ("default" | "linear" | "llama3")) => t,
+                Some(t @ ("default" | "linear" | "dynamic" | "llama3" | "yarn")) => t,
                 _ => {
                     return Err(checkpoint_error(
                         path,
-                        format!("{key}.{k} = {field} is not supported: goodhart implements \"default\", \"linear\" and \"llama3\" rotary positions"),
+                        format!("{key}.{k} = {field} is not supported: goodhart implements \"default\", \"linear\", \"dynamic\", \"llama3\" and \"yarn\" rotary positions"),
                     ))
                 }
             },
@@ -50,8 +50,35 @@ pub(super) fn rope(raw: &RawConfig, path: &Path) -> Result<(f64, Option<RopeScal
                     )
                 })
         };
+        let optional = |k: &str| -> Result<Option<f64>> {
+            match obj.get(k).filter(|f| !f.is_null()) {
+                None => Ok(None),
+                Some(_) => number(k).map(Some),
+            }
+        };
+        // transformers: the pretraining context defaults to max_position_embeddings.
+        let original = || -> Result<f64> {
+            match optional("original_max_position_embeddings")? {
+                Some(o) => Ok(o),
+                None => raw.max_position_embeddings.map(|m| m as f64).ok_or_else(|| {
+                    checkpoint_error(path, format!("{key}: rope_type {kind:?} needs original_max_position_embeddings or max_position_embeddings"))
+                }),
+            }
+        };
         let allowed: &[&str] = match kind {
             "linear" => &["factor"],
+            // Unused by transformers for this type, as here.
+            "dynamic" => &["factor", "original_max_position_embeddings"],
+            "yarn" => &[
+                "factor",
+                "original_max_position_embeddings",
+                "beta_fast",
+                "beta_slow",
+                "mscale",
+                "mscale_all_dim",
+                "attention_factor",
+                "truncate",
+            ],
             "llama3" => &[
                 "factor",
                 "low_freq_factor",
@@ -93,11 +120,45 @@ pub(super) fn rope(raw: &RawConfig, path: &Path) -> Result<(f64, Option<RopeScal
             "linear" => Some(RopeScaling::Linear {
                 factor: number("factor")?,
             }),
+            "dynamic" => Some(RopeScaling::Dynamic {
+                factor: number("factor")?,
+            }),
+            "yarn" => {
+                let factor = number("factor")?;
+                // transformers: beta_fast / beta_slow default to 32 / 1 (also when 0).
+                let original = original()?;
+                let attention_factor = match optional("attention_factor")? {
+                    Some(a) => a,
+                    None => RopeScaling::yarn_attention_factor(
+                        factor,
+                        optional("mscale")?,
+                        optional("mscale_all_dim")?,
+                    ),
+                };
+                let truncate = match obj.get("truncate") {
+                    None | Some(serde_json::Value::Null) => true,
+                    Some(serde_json::Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(checkpoint_error(
+                            path,
+                            format!("{key}.truncate = {other}: true or false is needed"),
+                        ))
+                    }
+                };
+                Some(RopeScaling::Yarn {
+                    factor,
+                    original_max_position_embeddings: original,
+                    beta_fast: optional("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
+                    beta_slow: optional("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
+                    truncate,
+                    attention_factor,
+                })
+            }
             "llama3" => Some(RopeScaling::Llama3 {
                 factor: number("factor")?,
                 low_freq_factor: number("low_freq_factor")?,
                 high_freq_factor: number("high_freq_factor")?,
-                original_max_position_embeddings: number("original_max_position_embeddings")?,
+                original_max_position_embeddings: original()?,
             }),
             _ => None,
         };
@@ -153,6 +214,44 @@ mod tests {
         let err =
             theta_of(r#"{"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}"#).unwrap_err();
         assert!(err.contains("low_freq_factor"), "{err}");
+        // Dynamic NTK equals the unscaled rope within max_position_embeddings (the context).
+        assert_eq!(
+            scaling_of(r#"{"rope_scaling": {"type": "dynamic", "factor": 2.0}}"#),
+            Some(RopeScaling::Dynamic { factor: 2.0 })
+        );
+    }
+
+    #[test]
+    fn yarn_reads_its_defaults_as_transformers_does() {
+        let yarn = scaling_of(
+            r#"{"max_position_embeddings": 4096, "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}"#,
+        );
+        assert_eq!(
+            yarn,
+            Some(RopeScaling::Yarn {
+                factor: 4.0,
+                original_max_position_embeddings: 4096.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+                truncate: true,
+                attention_factor: 0.1 * 4f64.ln() + 1.0,
+            })
+        );
+        let stated = scaling_of(
+            r#"{"rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                "beta_fast": 16, "beta_slow": 2, "truncate": false, "attention_factor": 0.7}}"#,
+        );
+        assert_eq!(
+            stated,
+            Some(RopeScaling::Yarn {
+                factor: 40.0,
+                original_max_position_embeddings: 4096.0,
+                beta_fast: 16.0,
+                beta_slow: 2.0,
+                truncate: false,
+                attention_factor: 0.7,
+            })
+        );
     }
 
     #[test]
@@ -166,12 +265,20 @@ mod tests {
         assert_eq!(theta_of(r#"{"rope_scaling": null}"#), Ok(10000.0));
         for (json, key) in [
             (
-                r#"{"rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}}"#,
-                "rope_parameters.rope_type = \"yarn\"",
+                r#"{"rope_scaling": {"type": "su", "factor": 2.0}}"#,
+                "rope_scaling.type = \"su\"",
             ),
             (
-                r#"{"rope_scaling": {"type": "dynamic", "factor": 2.0}}"#,
-                "rope_scaling.type = \"dynamic\"",
+                r#"{"max_position_embeddings": 64, "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "beta_fast": "32"}}"#,
+                "rope_parameters.beta_fast",
+            ),
+            (
+                r#"{"max_position_embeddings": 64, "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "truncate": 1}}"#,
+                "rope_parameters.truncate",
+            ),
+            (
+                r#"{"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "low_freq_factor": 1}}"#,
+                "rope_parameters.low_freq_factor",
             ),
             (
                 r#"{"rope_parameters": {"rope_type": "longrope", "factor": 8.0}}"#,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::rope::RopeScaling;
 use crate::error::{Error, Result};
 
 /// The most weights a model may have (f32: 32 GB): a bound that turns a typo
@@ -19,81 +20,6 @@ pub enum Arch {
     /// Llama family (Llama, Qwen2, SmolLM): rotary positions, RMSNorm, grouped-query
     /// attention, SwiGLU MLP, `[out, in]` weights, tied or untied LM head.
     Llama,
-}
-
-/// A rotary-frequency scaling, as transformers computes it (`rope_type`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "rope_type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RopeScaling {
-    /// Every frequency divided by `factor` (positions interpolated).
-    Linear { factor: f64 },
-    /// Llama 3.1's: wavelengths longer than `original_max_position_embeddings /
-    /// low_freq_factor` divided by `factor`, shorter than `.. / high_freq_factor`
-    /// kept, a smooth ramp between.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
-}
-
-impl RopeScaling {
-    /// The scaled inverse frequency of one rotary pair, computed in f32 as
-    /// transformers computes it (`_compute_linear_scaling_rope_parameters`,
-    /// `_compute_llama3_parameters`).
-    pub fn scale(&self, inv: f32) -> f32 {
-        match *self {
-            RopeScaling::Linear { factor } => inv / factor as f32,
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings: old,
-            } => {
-                let (factor, low, high, old) = (
-                    factor as f32,
-                    low_freq_factor as f32,
-                    high_freq_factor as f32,
-                    old as f32,
-                );
-                let wavelen = 2.0 * std::f32::consts::PI / inv;
-                if wavelen < old / high {
-                    inv
-                } else if wavelen > old / low {
-                    inv / factor
-                } else {
-                    let smooth = (old / wavelen - low) / (high - low);
-                    (1.0 - smooth) * inv / factor + smooth * inv
-                }
-            }
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        let ok = match *self {
-            RopeScaling::Linear { factor } => factor > 0.0,
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => {
-                factor > 0.0
-                    && low_freq_factor > 0.0
-                    && high_freq_factor > low_freq_factor
-                    && original_max_position_embeddings >= 1.0
-            }
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "model.rope_scaling",
-                "factors must be positive, high_freq_factor above low_freq_factor, and original_max_position_embeddings at least 1",
-            ))
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -306,40 +232,5 @@ impl ModelConfig {
         };
         let per_token_attention = l * 2.0 * context as f64 * d;
         2.0 * tokens as f64 * (per_token_weights + per_token_attention)
-    }
-}
-
-#[cfg(test)]
-mod rope_tests {
-    use super::RopeScaling;
-
-    #[test]
-    fn llama3_scaling_keeps_high_frequencies_divides_low_ones_and_ramps_between() {
-        // Llama 3.1's settings on a 64-wide head with base 500000; the expected values are
-        // transformers' `_compute_llama3_parameters` formula evaluated in f64.
-        let s = RopeScaling::Llama3 {
-            factor: 8.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 4.0,
-            original_max_position_embeddings: 8192.0,
-        };
-        let expected = [
-            (0, 1.0),                          // kept
-            (8, 0.037_606_030_930_863_93),     // kept
-            (12, 0.007_292_664_737_217_108),   // kept (wavelength just under 2048)
-            (16, 0.000_524_846_160_992_954_7), // on the ramp
-            (20, 3.428_102_195_952_591e-5),    // divided by 8
-            (24, 6.647_869_871_181_236e-6),
-            (31, 3.767_322_690_173_963_5e-7),
-        ];
-        for (i, want) in expected {
-            let inv = (1.0 / 500000f64.powf((2 * i) as f64 / 64.0)) as f32;
-            let got = s.scale(inv) as f64;
-            assert!(
-                (got - want).abs() <= 1e-6 * want,
-                "pair {i}: {got} vs {want}"
-            );
-        }
-        assert_eq!(RopeScaling::Linear { factor: 4.0 }.scale(2.0), 0.5);
     }
 }

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod ops;
+pub mod rope;
 pub mod sample;
 pub mod transformer;
 

@@ -14,6 +14,7 @@ use super::{attend, normal, one, zero, AnyBlock, LayerMask, Norm, Parts, Positio
 use crate::model::cache::LayerCache;
 use crate::model::config::ModelConfig;
 use crate::model::ops;
+use crate::model::rope::{inverse_frequencies, RopeScaling};
 
 /// The network's parts, asking `vb` for each parameter in the order of the
 /// network (which is the order fresh weights are drawn in).
@@ -127,14 +128,17 @@ impl Rope {
         let half = c.head_dim() / 2;
         let mut cos = Vec::with_capacity(c.n_ctx * half);
         let mut sin = Vec::with_capacity(c.n_ctx * half);
+        let inv = inverse_frequencies(c.rope_theta, c.head_dim(), c.rope_scaling.as_ref());
+        let scale = c
+            .rope_scaling
+            .as_ref()
+            .map_or(1.0, RopeScaling::attention_factor);
         for p in 0..c.n_ctx {
-            for i in 0..half {
+            for &inv in &inv {
                 // As transformers computes it: float32 frequencies times float32 positions.
-                let inv = (1.0 / c.rope_theta.powf((2 * i) as f64 / c.head_dim() as f64)) as f32;
-                let inv = c.rope_scaling.as_ref().map_or(inv, |s| s.scale(inv));
                 let angle = p as f32 * inv;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos.push(angle.cos() * scale);
+                sin.push(angle.sin() * scale);
             }
         }
         let tables = (
