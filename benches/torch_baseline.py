@@ -8,7 +8,7 @@ shapes and the same thread count:
 
 Run by hand (not in CI), with CPU torch from PyPI:
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
-    /tmp/torchenv/bin/python benches/torch_baseline.py --threads 2
+    /tmp/torchenv/bin/python benches/torch_baseline.py --threads 2 [--layers L --d-model D --heads H] [--llama]
 """
 
 import argparse
@@ -64,8 +64,72 @@ class GPT(nn.Module):
         return self.ln_f(x) @ self.wte.weight.T
 
 
-def forward_flops(vocab, d, layers, tokens, context):
-    per_token = layers * (3 * d * d + d * d + 8 * d * d) + d * vocab
+class LlamaBlock(nn.Module):
+    """goodhart's Llama block: RMSNorm, rotary positions (rotate-half), grouped-query
+    attention with half the KV heads, SwiGLU with d_ff = 8/3 d; no biases."""
+
+    def __init__(self, d, h, ctx, theta=10000.0):
+        super().__init__()
+        self.h, self.kv, self.dh = h, max(h // 2, 1), d // h
+        f = d * 8 // 3
+        self.input_norm = nn.RMSNorm(d, eps=1e-5)
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, self.kv * self.dh, bias=False)
+        self.v = nn.Linear(d, self.kv * self.dh, bias=False)
+        self.o = nn.Linear(d, d, bias=False)
+        self.post_norm = nn.RMSNorm(d, eps=1e-5)
+        self.gate = nn.Linear(d, f, bias=False)
+        self.up = nn.Linear(d, f, bias=False)
+        self.down = nn.Linear(f, d, bias=False)
+        inv = 1.0 / theta ** (torch.arange(0, self.dh, 2).float() / self.dh)
+        angles = torch.arange(ctx).float()[:, None] * inv[None]
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def rope(self, x, start):
+        t, half = x.shape[2], self.dh // 2
+        cos, sin = self.cos[start : start + t], self.sin[start : start + t]
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+    def forward(self, x, cache=None, start=0):
+        b, t, d = x.shape
+        y = self.input_norm(x)
+        q = self.q(y).view(b, t, self.h, self.dh).transpose(1, 2)
+        k = self.k(y).view(b, t, self.kv, self.dh).transpose(1, 2)
+        v = self.v(y).view(b, t, self.kv, self.dh).transpose(1, 2)
+        q, k = self.rope(q, start), self.rope(k, start)
+        if cache is not None:
+            if cache[0] is not None:
+                k = torch.cat([cache[0], k], dim=2)
+                v = torch.cat([cache[1], v], dim=2)
+            cache[0], cache[1] = k, v
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1), enable_gqa=True)
+        x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
+        y = self.post_norm(x)
+        return x + self.down(F.silu(self.gate(y)) * self.up(y))
+
+
+class Llama(nn.Module):
+    def __init__(self, vocab, d, layers, heads, ctx):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.h = nn.ModuleList(LlamaBlock(d, heads, ctx) for _ in range(layers))
+        self.norm = nn.RMSNorm(d, eps=1e-5)
+
+    def forward(self, idx, start=0, caches=None):
+        x = self.wte(idx)
+        for i, block in enumerate(self.h):
+            x = block(x, None if caches is None else caches[i], start)
+        return self.norm(x) @ self.wte.weight.T
+
+
+def forward_flops(vocab, d, layers, tokens, context, llama=False):
+    if llama:
+        kv, f = d // 2, d * 8 // 3
+        per_token = layers * (2 * d * d + 2 * d * kv + 3 * d * f) + d * vocab
+    else:
+        per_token = layers * (3 * d * d + d * d + 8 * d * d) + d * vocab
     return 2.0 * tokens * (per_token + layers * 2 * context * d)
 
 
@@ -75,13 +139,15 @@ def main():
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--llama", action="store_true", help="the Llama path (RMSNorm, rotary, SwiGLU, GQA)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     vocab, ctx = 99, 128
-    model = GPT(vocab, args.d_model, args.layers, args.heads, ctx)
+    model = (Llama if args.llama else GPT)(vocab, args.d_model, args.layers, args.heads, ctx)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"torch {torch.__version__}, {args.threads} threads, {n_params} parameters")
+    arch = "Llama" if args.llama else "GPT-2"
+    print(f"torch {torch.__version__}, {arch}, {args.layers} layers, d_model {args.d_model}, {args.threads} threads, {n_params} parameters")
 
     # One SFT step.
     batch, seq, prompt = 32, 64, 16
@@ -103,7 +169,7 @@ def main():
     for _ in range(n):
         step()
     secs = (time.perf_counter() - t0) / n
-    flops = 3 * forward_flops(vocab, args.d_model, args.layers, batch * seq, seq // 2)
+    flops = 3 * forward_flops(vocab, args.d_model, args.layers, batch * seq, seq // 2, args.llama)
     print(f"sft step (batch {batch} x {seq} tokens): {secs*1e3:.1f} ms/step, {1/secs:.1f} steps/s, {flops/secs/1e9:.1f} GFLOP/s")
 
     # KV-cache sampling.
@@ -127,8 +193,8 @@ def main():
         sample()
     secs = (time.perf_counter() - t0) / reps
     tokens = sample_batch * new_tokens
-    flops = forward_flops(vocab, args.d_model, args.layers, tokens, prompt + new_tokens // 2) + forward_flops(
-        vocab, args.d_model, args.layers, sample_batch * prompt, prompt // 2
+    flops = forward_flops(vocab, args.d_model, args.layers, tokens, prompt + new_tokens // 2, args.llama) + forward_flops(
+        vocab, args.d_model, args.layers, sample_batch * prompt, prompt // 2, args.llama
     )
     print(
         f"sampling (batch {sample_batch}, {prompt}-token prompts, {new_tokens} new tokens): "

@@ -17,12 +17,36 @@ pub fn set_threads(threads: usize) -> crate::Result<usize> {
     } else {
         threads
     };
+    keep_freed_memory();
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // Fails only if the pool was already built, in which case the first setting stands.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global();
     Ok(n)
+}
+
+/// Keep freed tensor memory in the process instead of returning it to the
+/// kernel at once (glibc: no `mmap` for blocks under 32 MiB, trim above 1 GiB).
+/// Tensor work frees and reallocates the same sizes at every step; by default
+/// glibc maps each block over 128 KiB afresh and unmaps it on free, so every
+/// step page-faults its buffers in again and every unmap interrupts the other
+/// cores to flush their TLBs: on a 2-core machine that was 40% of an SFT
+/// step's time (`perf`), and the step ran 1.6-1.8x faster without it. The cost
+/// is resident memory staying at its peak. Idempotent; other platforms: no-op.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes glibc's allocator parameters; it is
+            // safe to call at any time, from any thread.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            }
+        });
+    }
 }
 
 /// The most threads accepted (`--threads`, `threads`): more than any machine

@@ -7,6 +7,8 @@
 //! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s.
 //!
 //! `--small` uses the default experiment's 2-layer, 64-wide network instead of the default model.
+//! `--layers N --d-model D --heads H` set any other size; `--llama` runs the Llama path
+//! (RMSNorm, rotary positions, SwiGLU, grouped-query attention) at that size.
 //! `gpt2` samples from a 124M-parameter GPT-2 configuration (random weights; batch 8, 16-token
 //! prompts, 64 new tokens), the figure benches/hf_generate.py measures for transformers' `generate`.
 //! FLOPs count the matrix products (2 per multiply-add), forward x3 for a training step.
@@ -43,7 +45,13 @@ fn main() {
             .any(|a| ["sft", "sample", "ppo", "bon", "gpt2"].contains(&a.as_str()))
             || args.iter().any(|a| a == name)
     };
-    let base = if args.iter().any(|a| a == "--small") {
+    let number = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.parse::<usize>().expect("a number after the flag"))
+    };
+    let mut base = if args.iter().any(|a| a == "--small") {
         ModelConfig {
             n_layer: 2,
             d_model: 64,
@@ -53,9 +61,20 @@ fn main() {
     } else {
         ModelConfig::default()
     };
+    base.n_layer = number("--layers").unwrap_or(base.n_layer);
+    base.d_model = number("--d-model").unwrap_or(base.d_model);
+    base.n_head = number("--heads").unwrap_or(base.n_head);
+    if args.iter().any(|a| a == "--llama") {
+        // The Llama path at the same width: RMSNorm, rotary, SwiGLU (d_ff 8/3 d for the
+        // same MLP FLOPs as GPT-2's 4d) and grouped-query attention with half the KV heads.
+        base.arch = goodhart::model::Arch::Llama;
+        base.n_kv_head = (base.n_head / 2).max(1);
+        base.d_ff = base.d_model * 8 / 3;
+    }
     let cfg = base.resolved(CharTokenizer::ascii().vocab_size()).unwrap();
     println!(
-        "model: {} layers, d_model {}, {} heads, {} parameters; {threads} threads",
+        "model: {:?}, {} layers, d_model {}, {} heads, {} parameters; {threads} threads",
+        cfg.arch,
         cfg.n_layer,
         cfg.d_model,
         cfg.n_head,

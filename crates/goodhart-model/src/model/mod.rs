@@ -89,6 +89,8 @@ impl Model {
         trainable: bool,
         train_last: Option<usize>,
     ) -> Result<Self> {
+        // Every process that builds a model does tensor work: keep its freed buffers.
+        crate::runtime::keep_freed_memory();
         config.validate()?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Mismatch(format!(
