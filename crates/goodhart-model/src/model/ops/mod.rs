@@ -1,4 +1,5 @@
-//! Fused LayerNorm, GELU and softmax with their backward passes.
+//! Fused LayerNorm, GELU, softmax and Llama's RMSNorm, rotary positions and
+//! SwiGLU gate, with their backward passes.
 //!
 //! candle builds these from many elementwise ops (its GELU backward alone is a
 //! dozen full passes, two of them `powf`), and candle-nn's fused kernels have
@@ -9,7 +10,8 @@
 //! Other devices take the composite path, which candle runs natively.
 //!
 //! One kernel a file: [`layer_norm`], [`gelu`], [`softmax`] (plain and causal),
-//! [`bias`], [`target_logprobs`], [`heads`] and [`decode_attention`]; the
+//! [`bias`], [`target_logprobs`], [`heads`], [`decode_attention`], [`rms_norm`],
+//! [`rotary`] and [`swiglu`]; the
 //! helpers they share (fixed-order lane sums, a vectorisable exp) are here.
 
 mod bias;
@@ -17,7 +19,10 @@ mod decode_attention;
 mod gelu;
 mod heads;
 mod layer_norm;
+mod rms_norm;
+mod rotary;
 mod softmax;
+mod swiglu;
 mod target_logprobs;
 #[cfg(test)]
 mod tests;
@@ -29,7 +34,10 @@ pub use decode_attention::decode_attention;
 pub use gelu::gelu;
 pub use heads::{merge_heads, split_heads};
 pub use layer_norm::layer_norm;
+pub use rms_norm::rms_norm;
+pub use rotary::rotary;
 pub use softmax::{causal_softmax, softmax_last_dim};
+pub use swiglu::swiglu;
 pub use target_logprobs::target_logprobs;
 
 /// Rows per parallel task, and the fixed chunking of cross-row reductions.

@@ -226,3 +226,104 @@ fn inference_path_needs_no_gradient_tracking() {
         .unwrap();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));
 }
+
+#[test]
+fn fused_rms_norm_matches_composite_forward_and_backward() {
+    let w = Var::from_tensor(
+        &Tensor::arange(0f32, 8., &Device::Cpu)
+            .unwrap()
+            .affine(0.1, 0.7)
+            .unwrap(),
+    )
+    .unwrap();
+    let x = Var::from_tensor(&input()).unwrap();
+    let r = (input().cos().unwrap() + 0.1).unwrap();
+    let composite = |x: &Tensor| {
+        let rms = (x.sqr()?.mean_keepdim(D::Minus1)? + 1e-5)?.sqrt()?;
+        x.broadcast_div(&rms)?.broadcast_mul(w.as_tensor())
+    };
+    let y1 = rms_norm(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
+    let y2 = composite(x.as_tensor()).unwrap();
+    assert!(max_diff(&y1, &y2) < 1e-5);
+    let g1 = (&y1 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&y2 * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [x.as_tensor(), w.as_tensor()] {
+        let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+        assert!(d < 1e-4, "{d}");
+    }
+}
+
+#[test]
+fn fused_rotary_matches_composite_forward_and_backward() {
+    // [b 3, h 2, t 5, dh 4] from the [3, 5, 8] input, angles per (batch, position).
+    let x4 = |x: &Tensor| {
+        x.reshape((3, 5, 2, 4))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let angles = (Tensor::arange(0f32, 3. * 5. * 2., &Device::Cpu).unwrap() * 0.3)
+        .unwrap()
+        .reshape((3, 1, 5, 2))
+        .unwrap();
+    let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+    let composite = |x: &Tensor| {
+        let (x1, x2) = (x.narrow(3, 0, 2)?, x.narrow(3, 2, 2)?);
+        let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        Tensor::cat(&[first, second], 3)? * 0.5
+    };
+    let (y1, y2, g1, g2) = grads(
+        |x| {
+            rotary(&x4(x), &cos, &sin, 0.5)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((3, 5, 8))
+                .unwrap()
+        },
+        |x| {
+            composite(&x4(x))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((3, 5, 8))
+                .unwrap()
+        },
+    );
+    assert!(max_diff(&y1, &y2) < 1e-6);
+    assert!(max_diff(&g1, &g2) < 1e-6, "{}", max_diff(&g1, &g2));
+}
+
+#[test]
+fn fused_swiglu_matches_composite_forward_and_backward() {
+    let up = Var::from_tensor(&(input().cos().unwrap() * 1.5).unwrap()).unwrap();
+    let (y1, y2, g1, g2) = grads(
+        |x| swiglu(x, up.as_tensor()).unwrap(),
+        |x| (x.silu().unwrap() * up.as_tensor()).unwrap(),
+    );
+    assert!(max_diff(&y1, &y2) < 1e-5);
+    assert!(max_diff(&g1, &g2) < 1e-4, "{}", max_diff(&g1, &g2));
+    // and the gradient of `up`
+    let x = input();
+    let r = (input().cos().unwrap() + 0.1).unwrap();
+    let ga = (swiglu(&x, up.as_tensor()).unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let gb = ((x.silu().unwrap() * up.as_tensor()).unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let d = max_diff(
+        ga.get(up.as_tensor()).unwrap(),
+        gb.get(up.as_tensor()).unwrap(),
+    );
+    assert!(d < 1e-5, "{d}");
+}

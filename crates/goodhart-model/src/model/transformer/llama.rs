@@ -89,8 +89,7 @@ impl RmsNorm {
 
     /// `x: [n, d]`.
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let rms = (x.sqr()?.mean_keepdim(1)? + self.eps)?.sqrt()?;
-        x.broadcast_div(&rms)?.broadcast_mul(&self.weight)
+        ops::rms_norm(x, &self.weight, self.eps)
     }
 
     pub(super) fn detached(&self) -> Self {
@@ -159,15 +158,6 @@ impl Rope {
     }
 }
 
-/// Rotate `x: [b, h, t, dh]` by its positions' angles (the "rotate half" convention).
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let half = x.dim(3)? / 2;
-    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
-    let first = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-    let second = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-    Tensor::cat(&[first, second], 3)
-}
-
 /// A block: RMSNorm, rotary grouped-query attention, SwiGLU MLP.
 #[derive(Clone, Debug)]
 pub(super) struct Block {
@@ -218,8 +208,8 @@ impl Block {
         let q = ops::split_heads(&self.q.forward(&h)?, b, self.n_head)?;
         let k = ops::split_heads(&self.k.forward(&h)?, b, self.n_kv_head)?;
         let v = ops::split_heads(&self.v.forward(&h)?, b, self.n_kv_head)?;
-        let q = (apply_rope(&q, cos, sin)? * (1.0 / (dh as f64).sqrt()))?;
-        let k = apply_rope(&k, cos, sin)?;
+        let q = ops::rotary(&q, cos, sin, 1.0 / (dh as f64).sqrt())?;
+        let k = ops::rotary(&k, cos, sin, 1.0)?;
         // Grouped-query attention: the cache holds the n_kv_head key/value heads,
         // each serving n_head / n_kv_head query heads inside `attend`.
         let (k, v) = match cache {
@@ -229,7 +219,7 @@ impl Block {
         let y = attend(&q, &k, &v, mask, b)?;
         let x = (x + self.o.forward(&ops::merge_heads(&y)?)?)?;
         let h = self.post_norm.forward(&x)?;
-        let m = (self.gate.forward(&h)?.silu()? * self.up.forward(&h)?)?;
+        let m = ops::swiglu(&self.gate.forward(&h)?, &self.up.forward(&h)?)?;
         &x + self.down.forward(&m)?
     }
 
