@@ -80,21 +80,24 @@ fn main() {
         cfg.n_head,
         cfg.n_params()
     );
-    if which("sft") {
-        bench_sft(&cfg);
-    }
-    if which("sample") {
-        bench_sample(&cfg);
-    }
-    if which("ppo") {
-        bench_ppo(&cfg);
-    }
-    if which("bon") {
-        bench_bon(&cfg);
-    }
-    if args.iter().any(|a| a == "gpt2") {
-        bench_gpt2_sampling();
-    }
+    // As `goodhart` runs its work: on the pool's threads.
+    runtime::on_workers(|| {
+        if which("sft") {
+            bench_sft(&cfg);
+        }
+        if which("sample") {
+            bench_sample(&cfg);
+        }
+        if which("ppo") {
+            bench_ppo(&cfg);
+        }
+        if which("bon") {
+            bench_bon(&cfg);
+        }
+        if args.iter().any(|a| a == "gpt2") {
+            bench_gpt2_sampling();
+        }
+    });
 }
 
 /// New tokens drawn and seconds taken over three sampling runs, after one warm-up run.

@@ -49,16 +49,18 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
     )?;
     let labelers = setup.labelers(task.as_ref())?;
     let split: Split = args.split.into();
-    let report = stages::evaluate_policy(
-        &model,
-        task.as_ref(),
-        &labelers,
-        split,
-        args.n_prompts,
-        args.n,
-        setup.sampling.max_new_tokens,
-        &mut rng::stream(exp.seed, "cli/eval"),
-    )?;
+    let report = runtime::on_workers(|| {
+        stages::evaluate_policy(
+            &model,
+            task.as_ref(),
+            &labelers,
+            split,
+            args.n_prompts,
+            args.n,
+            setup.sampling.max_new_tokens,
+            &mut rng::stream(exp.seed, "cli/eval"),
+        )
+    })?;
     outln!(
         "{} on {} ({} split): {} prompts x {} samples",
         args.checkpoint.display(),

@@ -76,15 +76,17 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             tracing::info!(comparisons = comparisons.len(), labelers = ?labelers, "training reward model");
             // Simulated labelers of the experiment give the noise ceiling of their labels.
             let simulated = setup.labelers(task.as_ref())?;
-            let (rm, report) = goodhart::reward::train_reward_model(
-                &model,
-                &comparisons,
-                task.as_ref(),
-                &simulated,
-                &setup.reward_model,
-                &mut rng::stream(exp.seed, "cli/rm"),
-                bars,
-            )?;
+            let (rm, report) = runtime::on_workers(|| {
+                goodhart::reward::train_reward_model(
+                    &model,
+                    &comparisons,
+                    task.as_ref(),
+                    &simulated,
+                    &setup.reward_model,
+                    &mut rng::stream(exp.seed, "cli/rm"),
+                    bars,
+                )
+            })?;
             rm.save(&out, force)?;
             bars.println(&format!(
                 "{} comparisons ({} held out); held-out accuracy vs labeler {}, vs gold {}",

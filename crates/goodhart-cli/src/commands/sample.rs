@@ -89,13 +89,15 @@ pub fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
         ..Default::default()
     };
     let seed = o.seed.or(task_seed.as_ref().map(|t| t.1)).unwrap_or(0);
-    let samples = sample(
-        &model,
-        &ids,
-        args.n,
-        &cfg,
-        &mut rng::stream(seed, "cli/sample"),
-    )?;
+    let samples = runtime::on_workers(|| {
+        sample(
+            &model,
+            &ids,
+            args.n,
+            &cfg,
+            &mut rng::stream(seed, "cli/sample"),
+        )
+    })?;
     if samples.iter().any(|s| !s.logprob().is_finite()) {
         anyhow::bail!(
             "{}: log-probabilities are not finite (the weights hold NaN or infinity)",

@@ -38,7 +38,9 @@ pub fn sft_cmd(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
     tracing::info!(experiment = %source, task = setup.name(), seed = exp.seed, threads, "sft");
     let task = goodhart::reward::build_task(&setup.task_config(), exp.seed)?;
     let device = runtime::device();
-    let (model, report) = stages::train_base_policy(setup, task.as_ref(), exp.seed, &device, bars)?;
+    let (model, report) = runtime::on_workers(|| {
+        stages::train_base_policy(setup, task.as_ref(), exp.seed, &device, bars)
+    })?;
     stages::save_policy(
         &model,
         &args.out,
