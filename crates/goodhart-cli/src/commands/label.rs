@@ -179,16 +179,17 @@ fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Res
 }
 
 /// Open the experiment and the policy checkpoint (threads set first), and hand both to `f`.
-fn with_policy<T>(
+/// `f` runs on the thread pool (`runtime::on_workers`): it samples from the policy.
+fn with_policy<T: Send>(
     o: &Overrides,
     args: &ExperimentArgs,
     checkpoint: &Path,
-    f: impl FnOnce(&goodhart::experiment::Experiment, stages::OpenedPolicy) -> Result<T>,
+    f: impl FnOnce(&goodhart::experiment::Experiment, stages::OpenedPolicy) -> Result<T> + Send,
 ) -> Result<T> {
     let exp = load_experiment(args.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads)?;
     let opened = stages::open_policy(checkpoint, &exp, args.task.as_deref(), &runtime::device())?;
-    f(&exp, opened)
+    runtime::on_workers(|| f(&exp, opened))
 }
 
 fn label_pairs_with(
