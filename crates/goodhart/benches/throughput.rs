@@ -1,10 +1,15 @@
 //! Throughput of the two hot paths, printed as figures:
-//!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|bon] [--threads N] [--small]
+//!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|bon|dpo|rloo] [--threads N] [--small]
 //! - one SFT step (batch 32 x 64 tokens), as steps/s and achieved GFLOP/s;
 //! - KV-cache sampling (batch 64, 16-token prompts, 64 new tokens), as new tokens/s and GFLOP/s;
 //! - one PPO iteration (rollout of 32 prompts x 2 samples, 48 new tokens, plus the update: 2 epochs
 //!   of minibatches of 32), as seconds per iteration;
-//! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s.
+//! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s;
+//! - DPO: 2 epochs over 256 preference pairs (16-character prompts, 48-character completions),
+//!   16 pairs a step, the reference's log-probabilities computed once, as ms per step
+//!   (benches/trl_baseline.py runs TRL's DPOTrainer on the same shapes);
+//! - one RLOO iteration (32 prompts x 2 samples, up to 48 new tokens, one gradient step), as
+//!   seconds per iteration (benches/trl_baseline.py: TRL's RLOOTrainer).
 //!
 //! `--small` uses the default experiment's 2-layer, 64-wide network instead of the default model.
 //! `--layers N --d-model D --heads H` set any other size; `--llama` runs the Llama path
@@ -42,7 +47,7 @@ fn main() {
     let which = |name: &str| {
         !args
             .iter()
-            .any(|a| ["sft", "sample", "ppo", "bon", "gpt2"].contains(&a.as_str()))
+            .any(|a| ["sft", "sample", "ppo", "bon", "dpo", "rloo", "gpt2"].contains(&a.as_str()))
             || args.iter().any(|a| a == name)
     };
     let number = |flag: &str| {
@@ -93,6 +98,12 @@ fn main() {
         }
         if which("bon") {
             bench_bon(&cfg);
+        }
+        if which("dpo") {
+            bench_dpo(&cfg);
+        }
+        if which("rloo") {
+            bench_rloo(&cfg);
         }
         if args.iter().any(|a| a == "gpt2") {
             bench_gpt2_sampling();
@@ -175,12 +186,51 @@ impl Hooks for NoHooks {
     }
 }
 
+fn bench_rloo(cfg: &ModelConfig) {
+    let policy = model(cfg);
+    let reference = policy.deep_copy(false).unwrap();
+    let prompts = rl_prompts();
+    let iterations = 8;
+    let rl = RlConfig {
+        name: "rloo".into(),
+        algorithm: goodhart::optimize::rl::Algorithm::Rloo,
+        iterations,
+        max_new_tokens: 48,
+        checkpoint_every: 1000,
+        ..RlConfig::default()
+    };
+    let mut algo = goodhart::optimize::rloo::Rloo::new(&policy, &rl).unwrap();
+    let start = Instant::now();
+    rl::train(
+        &policy,
+        &reference,
+        &Length,
+        &prompts,
+        &rl,
+        &mut algo,
+        &mut NoHooks,
+        &mut rng::stream(0, "bench"),
+        &Silent,
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64() / iterations as f64;
+    println!(
+        "rloo iteration ({} prompts x {} samples, up to 48 new tokens, one gradient step): {:.3} s/iteration",
+        rl.prompts_per_iteration, rl.samples_per_prompt, secs
+    );
+}
+
+/// The prompts RL iterations draw from.
+fn rl_prompts() -> Vec<String> {
+    (0..64)
+        .map(|i| format!("Q: {}+{}\nA: ", i * 37 % 1000, i * 91 % 1000))
+        .collect()
+}
+
 fn bench_ppo(cfg: &ModelConfig) {
     let policy = model(cfg);
     let reference = policy.deep_copy(false).unwrap();
-    let prompts: Vec<String> = (0..64)
-        .map(|i| format!("Q: {}+{}\nA: ", i * 37 % 1000, i * 91 % 1000))
-        .collect();
+    let prompts = rl_prompts();
     let iterations = 4;
     let rl = RlConfig {
         iterations,
@@ -313,5 +363,60 @@ fn bench_sample(cfg: &ModelConfig) {
         "sampling (batch {batch}, {PROMPT}-token prompts, up to {new_tokens} new tokens): {:.0} new tokens/s, {:.1} GFLOP/s",
         tokens as f64 / secs,
         flops / secs / 1e9
+    );
+}
+
+/// `i`-th of the synthetic texts DPO trains on: `len` printable characters.
+fn text(i: usize, len: usize) -> String {
+    (0..len)
+        .map(|j| (b'a' + ((i * 31 + j * 7) % 26) as u8) as char)
+        .collect()
+}
+
+fn bench_dpo(cfg: &ModelConfig) {
+    use goodhart::feedback::{Answer, Comparison};
+    use goodhart::optimize::dpo::{train_dpo, DpoConfig};
+    let policy = model(cfg);
+    let reference = policy.deep_copy(false).unwrap();
+    let comparisons: Vec<Comparison> = (0..256)
+        .map(|i| Comparison {
+            id: i as i64,
+            task: "bench".into(),
+            prompt: text(i, 15),
+            a: text(i + 1000, 48),
+            b: text(i + 2000, 48),
+            policy_a: "bench".into(),
+            policy_b: "bench".into(),
+            labeler: "bench".into(),
+            answer: Answer::A,
+            batch: None,
+            a_finished: false,
+            b_finished: false,
+        })
+        .collect();
+    let dpo = DpoConfig {
+        epochs: 2,
+        batch_size: 16,
+        checkpoint_every: 1000,
+        ..DpoConfig::default()
+    };
+    let start = Instant::now();
+    let logs = train_dpo(
+        &policy,
+        &reference,
+        &comparisons,
+        &dpo,
+        &mut NoHooks,
+        &mut rng::stream(0, "bench"),
+        &Silent,
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let steps = 2 * 256 / 16;
+    assert!(!logs.is_empty());
+    println!(
+        "dpo ({} pairs x 2 epochs, 16 a step, reference once): {:.1} ms/step",
+        comparisons.len(),
+        secs * 1e3 / steps as f64
     );
 }
