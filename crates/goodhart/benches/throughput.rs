@@ -186,34 +186,43 @@ impl Hooks for NoHooks {
     }
 }
 
-fn bench_rloo(cfg: &ModelConfig) {
+/// Seconds per iteration of `rl` (with its update `algo`) from a fresh policy of shape `cfg`.
+fn seconds_per_rl_iteration(
+    cfg: &ModelConfig,
+    rl: &RlConfig,
+    algo: impl FnOnce(&Model) -> Box<dyn rl::Update>,
+) -> f64 {
     let policy = model(cfg);
     let reference = policy.deep_copy(false).unwrap();
-    let prompts = rl_prompts();
-    let iterations = 8;
-    let rl = RlConfig {
-        name: "rloo".into(),
-        algorithm: goodhart::optimize::rl::Algorithm::Rloo,
-        iterations,
-        max_new_tokens: 48,
-        checkpoint_every: 1000,
-        ..RlConfig::default()
-    };
-    let mut algo = goodhart::optimize::rloo::Rloo::new(&policy, &rl).unwrap();
+    let mut algo = algo(&policy);
     let start = Instant::now();
     rl::train(
         &policy,
         &reference,
         &Length,
-        &prompts,
-        &rl,
-        &mut algo,
+        &rl_prompts(),
+        rl,
+        algo.as_mut(),
         &mut NoHooks,
         &mut rng::stream(0, "bench"),
         &Silent,
     )
     .unwrap();
-    let secs = start.elapsed().as_secs_f64() / iterations as f64;
+    start.elapsed().as_secs_f64() / rl.iterations as f64
+}
+
+fn bench_rloo(cfg: &ModelConfig) {
+    let rl = RlConfig {
+        name: "rloo".into(),
+        algorithm: goodhart::optimize::rl::Algorithm::Rloo,
+        iterations: 8,
+        max_new_tokens: 48,
+        checkpoint_every: 1000,
+        ..RlConfig::default()
+    };
+    let secs = seconds_per_rl_iteration(cfg, &rl, |p| {
+        Box::new(goodhart::optimize::rloo::Rloo::new(p, &rl).unwrap())
+    });
     println!(
         "rloo iteration ({} prompts x {} samples, up to 48 new tokens, one gradient step): {:.3} s/iteration",
         rl.prompts_per_iteration, rl.samples_per_prompt, secs
@@ -228,31 +237,13 @@ fn rl_prompts() -> Vec<String> {
 }
 
 fn bench_ppo(cfg: &ModelConfig) {
-    let policy = model(cfg);
-    let reference = policy.deep_copy(false).unwrap();
-    let prompts = rl_prompts();
-    let iterations = 4;
     let rl = RlConfig {
-        iterations,
+        iterations: 4,
         max_new_tokens: 48,
         checkpoint_every: 1000,
         ..RlConfig::default()
     };
-    let mut algo = Ppo::new(&policy, &rl).unwrap();
-    let start = Instant::now();
-    rl::train(
-        &policy,
-        &reference,
-        &Length,
-        &prompts,
-        &rl,
-        &mut algo,
-        &mut NoHooks,
-        &mut rng::stream(0, "bench"),
-        &Silent,
-    )
-    .unwrap();
-    let secs = start.elapsed().as_secs_f64() / iterations as f64;
+    let secs = seconds_per_rl_iteration(cfg, &rl, |p| Box::new(Ppo::new(p, &rl).unwrap()));
     println!(
         "ppo iteration ({} prompts x {} samples, up to 48 new tokens, rollout + {} epochs of updates): {:.2} s/iteration",
         rl.prompts_per_iteration, rl.samples_per_prompt, rl.ppo().epochs, secs

@@ -4,6 +4,8 @@
 //! Logits must match transformers' within 1e-4, greedy generation token for
 //! token, and tokenization id for id on tricky strings.
 
+mod hf_common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -11,10 +13,10 @@ use candle_core::{Device, Tensor};
 use goodhart::hf::{self, HfTokenizer};
 use goodhart::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use goodhart::model::sample::{sample, SamplingConfig};
-use goodhart::model::transformer::arange_positions;
-use goodhart::model::{Mask, Model, SequenceBatch};
+use goodhart::model::{Model, SequenceBatch};
 use goodhart::tokenize::Tokenizer;
 use goodhart::train::{OptimConfig, Trainer};
+use hf_common::{logits, max_abs_diff};
 use serde::Deserialize;
 
 fn fixtures() -> PathBuf {
@@ -40,33 +42,6 @@ struct Expected {
 fn expected() -> Expected {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
         .unwrap()
-}
-
-fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
-    let net = model.eval_net();
-    let tokens = Tensor::new(ids, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let positions = arange_positions(1, ids.len(), &Device::Cpu).unwrap();
-    let hidden = net.hidden(&tokens, &positions, Mask::Causal, None).unwrap();
-    net.lm_logits(&hidden)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -5,14 +5,16 @@
 //! batch of prompts left-padded there and right-padded here, and its greedy
 //! tokens through the KV cache, stopping at EOS where it does.
 
+mod hf_common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use goodhart::hf;
 use goodhart::model::sample::{sample, SamplingConfig};
-use goodhart::model::transformer::arange_positions;
-use goodhart::model::{Mask, Model, SequenceBatch};
+use goodhart::model::SequenceBatch;
+use hf_common::{logits, max_abs_diff};
 use serde::Deserialize;
 
 const BAR: f32 = 1e-4;
@@ -46,33 +48,6 @@ struct Greedy {
 fn rows() -> BTreeMap<String, Row> {
     let text = std::fs::read_to_string(matrix().join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
-    let net = model.eval_net();
-    let tokens = Tensor::new(ids, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let positions = arange_positions(1, ids.len(), &Device::Cpu).unwrap();
-    let hidden = net.hidden(&tokens, &positions, Mask::Causal, None).unwrap();
-    net.lm_logits(&hidden)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 /// What one row measured: max |logit difference|, max |log-prob difference|,
