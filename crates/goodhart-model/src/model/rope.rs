@@ -69,93 +69,7 @@ impl RopeScaling {
             _ => 1.0,
         }
     }
-}
 
-/// The inverse frequency of each rotary pair of a `head_dim`-wide head with base
-/// `theta`, scaled as `scaling` says.
-pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f32> {
-    let half = head_dim / 2;
-    // base ** (2i / dim), rounded to float32 as transformers holds it.
-    let pos_freq = |i: usize| theta.powf((2 * i) as f64 / head_dim as f64) as f32;
-    (0..half)
-        .map(|i| {
-            let inv = 1.0 / pos_freq(i);
-            match *scaling.unwrap_or(&RopeScaling::Dynamic { factor: 1.0 }) {
-                RopeScaling::Dynamic { .. } => inv,
-                RopeScaling::Linear { factor } => inv / factor as f32,
-                RopeScaling::Llama3 {
-                    factor,
-                    low_freq_factor,
-                    high_freq_factor,
-                    original_max_position_embeddings: old,
-                } => llama3(
-                    inv,
-                    factor as f32,
-                    low_freq_factor as f32,
-                    high_freq_factor as f32,
-                    old as f32,
-                ),
-                RopeScaling::Yarn {
-                    factor,
-                    original_max_position_embeddings,
-                    beta_fast,
-                    beta_slow,
-                    truncate,
-                    ..
-                } => {
-                    let (low, high) = yarn_correction_range(
-                        beta_fast,
-                        beta_slow,
-                        head_dim as f64,
-                        theta,
-                        original_max_position_embeddings,
-                        truncate,
-                    );
-                    let high = if low == high { high + 0.001 } else { high };
-                    let ramp = ((i as f32 - low as f32) / (high - low) as f32).clamp(0.0, 1.0);
-                    let extrapolation = 1.0 - ramp;
-                    let interpolation = 1.0 / (factor as f32 * pos_freq(i));
-                    interpolation * (1.0 - extrapolation) + inv * extrapolation
-                }
-            }
-        })
-        .collect()
-}
-
-fn llama3(inv: f32, factor: f32, low: f32, high: f32, old: f32) -> f32 {
-    let wavelen = 2.0 * std::f32::consts::PI / inv;
-    if wavelen < old / high {
-        inv
-    } else if wavelen > old / low {
-        inv / factor
-    } else {
-        let smooth = (old / wavelen - low) / (high - low);
-        (1.0 - smooth) * inv / factor + smooth * inv
-    }
-}
-
-/// The dimensions between which YaRN ramps from extrapolation to interpolation
-/// (`find_correction_range`).
-fn yarn_correction_range(
-    beta_fast: f64,
-    beta_slow: f64,
-    dim: f64,
-    base: f64,
-    original: f64,
-    truncate: bool,
-) -> (f64, f64) {
-    let dim_of = |rotations: f64| {
-        dim * (original / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln())
-    };
-    let (mut low, mut high) = (dim_of(beta_fast), dim_of(beta_slow));
-    if truncate {
-        low = low.floor();
-        high = high.ceil();
-    }
-    (low.max(0.0), high.min(dim - 1.0))
-}
-
-impl RopeScaling {
     pub(super) fn validate(&self) -> Result<()> {
         let ok = match *self {
             RopeScaling::Linear { factor } | RopeScaling::Dynamic { factor } => factor > 0.0,
@@ -194,6 +108,94 @@ impl RopeScaling {
             ))
         }
     }
+}
+
+/// The inverse frequency of each rotary pair of a `head_dim`-wide head with base
+/// `theta`, scaled as `scaling` says.
+pub fn inverse_frequencies(theta: f64, head_dim: usize, scaling: Option<&RopeScaling>) -> Vec<f32> {
+    // base ** (2i / dim), rounded to float32 as transformers holds it.
+    let pos_freq = |i: usize| theta.powf((2 * i) as f64 / head_dim as f64) as f32;
+    let unscaled = (0..head_dim / 2).map(|i| (i, 1.0 / pos_freq(i)));
+    match *scaling.unwrap_or(&RopeScaling::Dynamic { factor: 1.0 }) {
+        // Within the context dynamic NTK is the unscaled rope (see the variant).
+        RopeScaling::Dynamic { .. } => unscaled.map(|(_, inv)| inv).collect(),
+        RopeScaling::Linear { factor } => unscaled.map(|(_, inv)| inv / factor as f32).collect(),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: old,
+        } => unscaled
+            .map(|(_, inv)| {
+                let (f, low, high, old) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                    old as f32,
+                );
+                llama3(inv, f, low, high, old)
+            })
+            .collect(),
+        RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..
+        } => {
+            let (low, high) = yarn_correction_range(
+                beta_fast,
+                beta_slow,
+                head_dim as f64,
+                theta,
+                original_max_position_embeddings,
+                truncate,
+            );
+            let high = if low == high { high + 0.001 } else { high };
+            unscaled
+                .map(|(i, inv)| {
+                    let ramp = ((i as f32 - low as f32) / (high - low) as f32).clamp(0.0, 1.0);
+                    let extrapolation = 1.0 - ramp;
+                    let interpolation = 1.0 / (factor as f32 * pos_freq(i));
+                    interpolation * (1.0 - extrapolation) + inv * extrapolation
+                })
+                .collect()
+        }
+    }
+}
+
+fn llama3(inv: f32, factor: f32, low: f32, high: f32, old: f32) -> f32 {
+    let wavelen = 2.0 * std::f32::consts::PI / inv;
+    if wavelen < old / high {
+        inv
+    } else if wavelen > old / low {
+        inv / factor
+    } else {
+        let smooth = (old / wavelen - low) / (high - low);
+        (1.0 - smooth) * inv / factor + smooth * inv
+    }
+}
+
+/// The dimensions between which YaRN ramps from extrapolation to interpolation
+/// (`find_correction_range`).
+fn yarn_correction_range(
+    beta_fast: f64,
+    beta_slow: f64,
+    dim: f64,
+    base: f64,
+    original: f64,
+    truncate: bool,
+) -> (f64, f64) {
+    let dim_of = |rotations: f64| {
+        dim * (original / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln())
+    };
+    let (mut low, mut high) = (dim_of(beta_fast), dim_of(beta_slow));
+    if truncate {
+        low = low.floor();
+        high = high.ceil();
+    }
+    (low.max(0.0), high.min(dim - 1.0))
 }
 
 #[cfg(test)]
