@@ -64,6 +64,7 @@ pub struct RawConfig {
     hidden_act: Option<String>,
     head_dim: Option<usize>,
     attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
     /// Mistral (and Qwen2 with `use_sliding_window`): each token sees this many.
     sliding_window: Option<usize>,
     use_sliding_window: Option<bool>,
@@ -238,6 +239,12 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
             format!("hidden_act {act:?} is not supported (SwiGLU needs \"silu\")"),
         ));
     }
+    if model_type == "llama" && raw.mlp_bias == Some(true) {
+        return Err(checkpoint_error(
+            path,
+            "mlp_bias = true is not supported (goodhart's SwiGLU projections have no biases)",
+        ));
+    }
     let (rope_theta, rope_scaling) = rope::rope(raw, path)?;
     let d = need(raw.hidden_size, "hidden_size")?;
     let n_head = need(raw.num_attention_heads, "num_attention_heads")?;
@@ -261,8 +268,14 @@ fn llama_config(raw: &RawConfig, model_type: &str, path: &Path) -> Result<ModelC
         rope_theta,
         rope_scaling,
         tie_embeddings: raw.tie_word_embeddings.unwrap_or(model_type != "llama"),
-        // Qwen2 has query/key/value biases; Llama and Mistral do not unless they say so.
-        qkv_bias: raw.attention_bias.unwrap_or(model_type == "qwen2"),
+        // As transformers builds them: Qwen2 always has query/key/value biases and no
+        // output bias, Mistral never has any, Llama has all four when attention_bias says so.
+        qkv_bias: match model_type {
+            "qwen2" => true,
+            "llama" => raw.attention_bias.unwrap_or(false),
+            _ => false,
+        },
+        o_bias: model_type == "llama" && raw.attention_bias.unwrap_or(false),
     };
     config
         .validate()

@@ -52,8 +52,10 @@ pub struct ModelConfig {
     pub rope_scaling: Option<RopeScaling>,
     /// The LM head is the token embedding (GPT-2 always; Llama when its config ties them).
     pub tie_embeddings: bool,
-    /// Llama: biases on the query/key/value projections (Qwen2).
+    /// Llama: biases on the query/key/value projections (Qwen2; Llama's `attention_bias`).
     pub qkv_bias: bool,
+    /// Llama: a bias on the attention's output projection (Llama's `attention_bias`).
+    pub o_bias: bool,
 }
 
 impl Default for ModelConfig {
@@ -73,6 +75,7 @@ impl Default for ModelConfig {
             rope_scaling: None,
             tie_embeddings: true,
             qkv_bias: false,
+            o_bias: false,
         }
     }
 }
@@ -194,7 +197,12 @@ impl ModelConfig {
             ));
         }
         match self.arch {
-            Arch::Gpt2 if self.kv_heads() != self.n_head || !self.tie_embeddings || self.qkv_bias => {
+            Arch::Gpt2
+                if self.kv_heads() != self.n_head
+                    || !self.tie_embeddings
+                    || self.qkv_bias
+                    || self.o_bias =>
+            {
                 Err(Error::invalid(
                     "model.arch",
                     "gpt2 has as many key/value heads as heads, a tied LM head and fused QKV biases",

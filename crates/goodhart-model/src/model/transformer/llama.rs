@@ -184,7 +184,7 @@ impl Block {
             q: Linear::new(d, d, c.qkv_bias, std, vb.pp("self_attn.q_proj"))?,
             k: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.k_proj"))?,
             v: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.v_proj"))?,
-            o: Linear::new(d, d, false, std, vb.pp("self_attn.o_proj"))?,
+            o: Linear::new(d, d, c.o_bias, std, vb.pp("self_attn.o_proj"))?,
             post_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("post_attention_layernorm"))?,
             gate: Linear::new(d, f, false, std, vb.pp("mlp.gate_proj"))?,
             up: Linear::new(d, f, false, std, vb.pp("mlp.up_proj"))?,
