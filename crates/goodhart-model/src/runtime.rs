@@ -17,7 +17,6 @@ pub fn set_threads(threads: usize) -> crate::Result<usize> {
     } else {
         threads
     };
-    keep_freed_memory();
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // Fails only if the pool was already built, in which case the first setting stands.
     let _ = rayon::ThreadPoolBuilder::new()

@@ -16,7 +16,7 @@ use goodhart::model::sample::{sample, SamplingConfig};
 use goodhart::model::{Model, SequenceBatch};
 use goodhart::tokenize::Tokenizer;
 use goodhart::train::{OptimConfig, Trainer};
-use hf_common::{logits, max_abs_diff};
+use hf_common::{logits, max_abs_diff, rewrite_config};
 use serde::Deserialize;
 
 fn fixtures() -> PathBuf {
@@ -158,10 +158,7 @@ fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) 
 }
 
 fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
-    let path = dir.join("config.json");
-    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    c[key] = value;
-    std::fs::write(&path, c.to_string()).unwrap();
+    rewrite_config(dir, |c| c[key] = value);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use candle_core::Device;
 use goodhart::hf;
 use goodhart::model::sample::{sample, SamplingConfig};
 use goodhart::model::SequenceBatch;
-use hf_common::{logits, max_abs_diff};
+use hf_common::{logits, max_abs_diff, rewrite_config};
 use serde::Deserialize;
 
 const BAR: f32 = 1e-4;
@@ -151,11 +151,7 @@ fn edited(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::Te
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    let path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    edit(&mut config);
-    std::fs::write(&path, config.to_string()).unwrap();
+    rewrite_config(dir.path(), edit);
     dir
 }
 

@@ -1,5 +1,7 @@
 //! What the Hugging Face parity tests (`hf.rs`, `hf_matrix.rs`) share.
 
+use std::path::Path;
+
 use candle_core::{Device, Tensor};
 use goodhart::model::transformer::arange_positions;
 use goodhart::model::{Mask, Model};
@@ -30,4 +32,13 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
             x.iter().zip(y).map(|(p, q)| (p - q).abs())
         })
         .fold(0.0, f32::max)
+}
+
+/// Rewrite the `config.json` of the checkpoint directory `dir` with `edit`.
+pub fn rewrite_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
 }
