@@ -19,6 +19,7 @@ use commands::rm::{rm_cmd, RmCommand};
 use commands::run::{report_cmd, run_cmd, RunArgs};
 use commands::sample::{sample_cmd, SampleArgs};
 use commands::sft::{sft_cmd, SftArgs};
+use commands::sweep::{sweep_cmd, SweepArgs};
 use commands::task::{task_show, TaskCommand};
 use commands::{load_experiment, Overrides};
 use progress::Bars;
@@ -78,6 +79,8 @@ enum Command {
     /// Train a reward model on a label store, or score completions with one.
     #[command(subcommand)]
     Rm(RmCommand),
+    /// Run a grid of experiments (seeds, dotted experiment keys, files) here or as a Slurm job array; `sweep status`, `sweep report`.
+    Sweep(SweepArgs),
     /// Look at the bundled tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -140,6 +143,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Label(cmd) => label_cmd(&o, cmd, bars),
         Command::Labels(cmd) => labels_cmd(cmd),
         Command::Rm(cmd) => rm_cmd(&o, cmd, bars),
+        Command::Sweep(args) => sweep_cmd(args, bars),
         Command::Task(TaskCommand::Show { name, n, split }) => {
             task_show(&name, n, split.into(), cli.seed.unwrap_or(0))
         }

@@ -19,6 +19,7 @@ pub mod rm;
 pub mod run;
 pub mod sample;
 pub mod sft;
+pub mod sweep;
 pub mod task;
 
 use std::path::{Path, PathBuf};

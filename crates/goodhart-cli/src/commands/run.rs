@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use goodhart::experiment::{self, RunDir};
-use goodhart::experiment::{seeds, Experiment};
+use goodhart::experiment::seeds::{self, SEEDS_EXPERIMENT};
+use goodhart::experiment::Experiment;
 use goodhart::{fsutil, runtime};
 
 use super::{load_experiment, Overrides};
@@ -59,7 +60,7 @@ fn run_root(args: &RunArgs, exp: &Experiment) -> PathBuf {
 }
 
 /// Run (or continue) every task of the prepared run in `root`, then write its outputs.
-fn run_prepared(
+pub(crate) fn run_prepared(
     root: &Path,
     exp: &Experiment,
     opts: &experiment::RunOptions,
@@ -77,9 +78,6 @@ fn run_prepared(
     experiment::run_tasks(&dir, exp, total, opts, bars)?;
     Ok(goodhart::report::write_outputs(&dir)?)
 }
-
-/// The experiment of a several-seed run, kept at its root (each seed's copy differs only in `seed`).
-const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
 
 /// `run --seeds`: one run per seed under the root, then the aggregate.
 fn run_seeds(

@@ -12,6 +12,7 @@ pub mod run;
 pub mod seeds;
 pub mod stages;
 pub mod strategies;
+pub mod sweep;
 
 pub use config::{Experiment, GoodhartKind, LabelsConfig, TaskKind, TaskSetup};
 pub use record::{clear, resume, start, Record, RunDir, TaskRecords, EXPERIMENT_FILE};

@@ -19,6 +19,9 @@ use crate::measure::fit::{fit, Fit, Form};
 /// Marks a directory as the root of a several-seed run, and lists its seeds.
 pub const SEEDS_FILE: &str = "seeds.json";
 
+/// The experiment of a several-seed run, kept at its root (each seed's copy differs only in `seed`).
+pub const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
+
 /// Seeds from `0..4` (inclusive: 0, 1, 2, 3, 4) or a list `0,3,7`.
 pub fn parse_seeds(spec: &str) -> Result<Vec<u64>> {
     let bad =
@@ -156,6 +159,24 @@ pub struct Aggregate {
     pub summary: String,
     /// What the seeds found, generated from their numbers.
     pub findings: Vec<TaskFindings>,
+    /// Each curve's fits (`fits.json`), in the order of `curves`.
+    pub fits: Vec<CurveFit>,
+}
+
+/// The fits of one curve over seeds: a row of `fits.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurveFit {
+    pub task: String,
+    pub strategy: String,
+    pub split: String,
+    pub form: &'static str,
+    /// Each seed's fit of its own curve.
+    pub per_seed: Vec<(u64, Option<Fit>)>,
+    /// The fit of the across-seed mean curve (points trusted in every seed).
+    pub pooled: Option<Fit>,
+    /// Seeds whose own fit turns over (a gold peak at KL > 0).
+    pub seeds_with_peak: usize,
+    pub seeds: usize,
 }
 
 /// Write the aggregate of the seed runs under `root` (`curves.csv`,
@@ -184,20 +205,6 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     let mut csv = String::from(
         "task,strategy,split,knob,value,seeds,kl,kl_ci,proxy,proxy_ci,gold,gold_ci,labeler,labeler_ci,truncated,gold_win_rate,gold_win_rate_ci,entropy,entropy_ci\n",
     );
-    #[derive(Serialize)]
-    struct FitRow<'a> {
-        task: &'a str,
-        strategy: &'a str,
-        split: &'a str,
-        form: &'static str,
-        /// Each seed's fit of its own curve.
-        per_seed: Vec<(u64, Option<Fit>)>,
-        /// The fit of the across-seed mean curve (points trusted in every seed).
-        pooled: Option<Fit>,
-        /// Seeds whose own fit turns over (a gold peak at KL > 0).
-        seeds_with_peak: usize,
-        seeds: usize,
-    }
     let mut fits = vec![];
     let mut seed_curves = vec![];
     let mut summary = String::new();
@@ -296,10 +303,10 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             .filter(|(_, f)| f.as_ref().is_some_and(|f| f.peak_d.is_some()))
             .count();
         let n = per_seed.len();
-        fits.push(FitRow {
-            task,
-            strategy,
-            split,
+        fits.push(CurveFit {
+            task: task.to_string(),
+            strategy: strategy.to_string(),
+            split: split.to_string(),
             form: form.formula(),
             pooled: fit(form, &ds, &gains),
             per_seed: seed_fits,
@@ -368,6 +375,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         curves: seed_curves,
         summary,
         findings: found,
+        fits,
     })
 }
 

@@ -9,6 +9,7 @@ mod page;
 mod plots;
 pub mod seeds;
 pub mod svg;
+pub mod sweep;
 
 use minijinja::Environment;
 use serde::Serialize;
@@ -73,6 +74,7 @@ fn render(name: &str, view: &impl Serialize) -> Result<String> {
         ("base.html", include_str!("templates/base.html")),
         ("run.html", include_str!("templates/run.html")),
         ("seeds.html", include_str!("templates/seeds.html")),
+        ("sweep.html", include_str!("templates/sweep.html")),
         ("findings.html", include_str!("templates/findings.html")),
     ] {
         env.add_template(file, source)

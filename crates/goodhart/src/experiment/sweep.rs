@@ -1,0 +1,496 @@
+//! Sweeps: a grid of independent runs (over experiment files, any
+//! experiment key by its dotted path, and seeds) planned once into a
+//! directory, run by whoever has the cores (a local process pool or a Slurm
+//! job array, both in the CLI), and aggregated into one report.
+//!
+//! A sweep directory holds `sweep.json` (the plan: points, seeds, threads per
+//! run, the Slurm settings) and one several-seed run root per point
+//! (`<point>/experiment-all-seeds.toml`, `seeds.json`, `seed-N/`), so each
+//! point is also an ordinary run that `goodhart report` and `goodhart run
+//! --resume` understand. Run `i` is point `i / seeds` with seed `i % seeds`;
+//! it is finished when every stage of every task has its record, and a
+//! finished run is never started again.
+
+mod aggregate;
+mod grid;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use aggregate::{aggregate, PointRow, SweepAggregate};
+pub use grid::set_key;
+
+use super::record::{RunDir, EXPERIMENT_FILE};
+use super::run::stage_names;
+use super::seeds::{parse_seeds, seed_dir, write_seeds, SEEDS_EXPERIMENT};
+use super::Experiment;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+/// The plan of a sweep directory.
+pub const PLAN_FILE: &str = "sweep.json";
+
+/// A sweep file, as written.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    pub name: String,
+    /// Experiment files (relative to the sweep file), or "default" for the
+    /// embedded default experiment; each is an axis value of its own.
+    #[serde(default = "default_experiments")]
+    pub experiments: Vec<String>,
+    /// Seeds of every point: "0..2" (inclusive) or a list [0, 3, 7].
+    #[serde(default = "default_seeds")]
+    pub seeds: Seeds,
+    /// Shrink every experiment as `goodhart run --quick` does.
+    #[serde(default)]
+    pub quick: bool,
+    /// Threads of each run (its experiment's `threads`; Slurm's --cpus-per-task).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Local backend: runs at once (0: as many as the cores hold at `threads` each).
+    #[serde(default)]
+    pub parallel: usize,
+    /// The swept keys; the grid is their product.
+    #[serde(default)]
+    pub grid: Vec<Axis>,
+    #[serde(default)]
+    pub slurm: SlurmConfig,
+}
+
+/// Seeds as a range string or a list.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Seeds {
+    Spec(String),
+    List(Vec<u64>),
+}
+
+/// One swept key and its values.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Axis {
+    /// A dotted path into the experiment: tables by key, arrays by an
+    /// element's `name` (a task's defaults to its kind), index or `*` (all),
+    /// e.g. `task.answers.strategies.rl.ppo-kl.kl_coef` or `task.*.labels.pairs`.
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// Where and how the Slurm backend submits (`sbatch` options).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// Time limit of each run ("HH:MM:SS" or any form sbatch takes).
+    pub time: Option<String>,
+    /// Memory of each run ("8G").
+    pub mem: Option<String>,
+    /// At most this many runs at once (the array's `%N`; 0: no limit).
+    #[serde(default)]
+    pub max_running: usize,
+    /// The goodhart binary as the compute nodes see it (default: this one's path).
+    pub binary: Option<PathBuf>,
+    /// More `#SBATCH` options, each as written after `#SBATCH ` (e.g. "--qos=short").
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+fn default_experiments() -> Vec<String> {
+    vec!["default".into()]
+}
+
+fn default_seeds() -> Seeds {
+    Seeds::List(vec![0])
+}
+
+fn one() -> usize {
+    1
+}
+
+impl SweepConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let source = path.display().to_string();
+        let de = toml::de::Deserializer::parse(&text).map_err(|e| Error::Config {
+            source_name: source.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: SweepConfig = serde_path_to_error::deserialize(de).map_err(|e| Error::Config {
+            source_name: source.clone(),
+            message: format!("{}: {}", e.path(), e.inner().message()),
+        })?;
+        cfg.validate().map_err(|e| Error::Config {
+            source_name: source,
+            message: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn seed_list(&self) -> Result<Vec<u64>> {
+        let list = match &self.seeds {
+            Seeds::Spec(s) => parse_seeds(s),
+            Seeds::List(l) => parse_seeds(
+                &l.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        };
+        list.map_err(|e| Error::invalid("seeds", e.to_string()))
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid("name", "a sweep needs a name"));
+        }
+        if self.experiments.is_empty() {
+            return Err(Error::invalid("experiments", "list at least one experiment"));
+        }
+        self.seed_list()?;
+        if self.threads == 0 || self.threads > crate::runtime::MAX_THREADS {
+            return Err(Error::invalid(
+                "threads",
+                format!("{} is not in 1..={}", self.threads, crate::runtime::MAX_THREADS),
+            ));
+        }
+        for (i, a) in self.grid.iter().enumerate() {
+            let at = format!("grid[{i}]");
+            let first = a.key.split('.').next().unwrap_or_default();
+            if ["seed", "threads", "name"].contains(&a.key.as_str()) {
+                return Err(Error::invalid(
+                    format!("{at}.key"),
+                    format!(
+                        "{:?} is set by the sweep itself (its `seeds`, `threads`, `name`)",
+                        a.key
+                    ),
+                ));
+            }
+            if a.key.is_empty() || first.is_empty() {
+                return Err(Error::invalid(format!("{at}.key"), "an empty key"));
+            }
+            if a.values.is_empty() {
+                return Err(Error::invalid(format!("{at}.values"), "list at least one value"));
+            }
+            if self.grid[..i].iter().any(|b| b.key == a.key) {
+                return Err(Error::invalid(
+                    format!("{at}.key"),
+                    format!("{:?} is swept twice", a.key),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One point of the grid: an experiment with its swept values set.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Point {
+    /// Its directory under the sweep's (`p00-...`).
+    pub id: String,
+    /// The experiment it came from (as written in the sweep file).
+    pub experiment: String,
+    /// Each axis's value, in the order of [`Plan::keys`].
+    pub values: Vec<toml::Value>,
+}
+
+impl Point {
+    /// "key = value, ..." (and the experiment when the sweep has several).
+    pub fn label(&self, plan: &Plan) -> String {
+        let mut parts: Vec<String> = plan
+            .keys
+            .iter()
+            .zip(&self.values)
+            .map(|(k, v)| format!("{} = {v}", short_key(k)))
+            .collect();
+        if plan.experiments > 1 {
+            parts.insert(0, self.experiment.clone());
+        }
+        if parts.is_empty() {
+            parts.push(self.experiment.clone());
+        }
+        parts.join(", ")
+    }
+}
+
+/// The last part of a dotted key (`kl_coef` of `task.answers.strategies.rl.ppo-kl.kl_coef`).
+pub fn short_key(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// What a sweep directory will run: stored as `sweep.json`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub seeds: Vec<u64>,
+    pub threads: usize,
+    pub parallel: usize,
+    /// The swept keys.
+    pub keys: Vec<String>,
+    /// How many experiment files the grid crosses.
+    pub experiments: usize,
+    pub points: Vec<Point>,
+    pub slurm: SlurmConfig,
+}
+
+/// One run of the sweep: a point and a seed.
+#[derive(Clone, Copy, Debug)]
+pub struct RunRef<'a> {
+    pub index: usize,
+    pub point: &'a Point,
+    pub seed: u64,
+}
+
+/// How far a run has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    NotStarted,
+    /// Stages with a record, of all.
+    Partial(usize, usize),
+    Finished,
+}
+
+impl Plan {
+    pub fn runs(&self) -> usize {
+        self.points.len() * self.seeds.len()
+    }
+
+    pub fn run(&self, index: usize) -> Result<RunRef<'_>> {
+        if index >= self.runs() {
+            return Err(Error::invalid(
+                "run",
+                format!(
+                    "index {index} is out of range: the sweep has {} runs (0..={})",
+                    self.runs(),
+                    self.runs().saturating_sub(1)
+                ),
+            ));
+        }
+        let n = self.seeds.len();
+        Ok(RunRef {
+            index,
+            point: &self.points[index / n],
+            seed: self.seeds[index % n],
+        })
+    }
+
+    pub fn load(dir: &Path) -> Result<Plan> {
+        let path = dir.join(PLAN_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::invalid(
+                "sweep directory",
+                format!("{} is not a sweep directory (no {PLAN_FILE})", dir.display()),
+            ),
+            _ => Error::io(&path, e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Data {
+            path,
+            line: e.line(),
+            message: format!("not a sweep plan: {e}"),
+        })
+    }
+}
+
+/// The several-seed run root of a point.
+pub fn point_dir(dir: &Path, point: &Point) -> PathBuf {
+    dir.join(&point.id)
+}
+
+/// The run directory of one run.
+pub fn run_dir(dir: &Path, run: &RunRef) -> PathBuf {
+    seed_dir(&point_dir(dir, run.point), run.seed)
+}
+
+/// Where a run stands, from its stage records.
+pub fn run_state(dir: &Path, run: &RunRef) -> Result<RunState> {
+    let root = run_dir(dir, run);
+    if !root.join(EXPERIMENT_FILE).is_file() {
+        return Ok(RunState::NotStarted);
+    }
+    let rd = RunDir::new(&root);
+    let exp = rd.experiment()?;
+    let total: usize = exp.tasks.iter().map(|t| stage_names(t).len()).sum();
+    let done: usize = rd.records(&exp)?.iter().map(|t| t.records.len()).sum();
+    Ok(if done == total {
+        RunState::Finished
+    } else {
+        RunState::Partial(done, total)
+    })
+}
+
+/// The experiment of one run: its point's, with the run's seed.
+pub fn run_experiment(dir: &Path, run: &RunRef) -> Result<Experiment> {
+    let mut exp = Experiment::from_file(&point_dir(dir, run.point).join(SEEDS_EXPERIMENT))?;
+    exp.seed = run.seed;
+    Ok(exp)
+}
+
+/// Plan the sweep of `cfg` (its experiment files relative to `base`) into
+/// `dir`: a new directory, or one holding this same sweep (which is then
+/// continued). Returns the plan.
+pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
+    let seeds = cfg.seed_list()?;
+    let mut experiments = vec![];
+    for name in &cfg.experiments {
+        let exp = if name == "default" {
+            Experiment::embedded_default()
+        } else {
+            Experiment::from_file(&base.join(name))?
+        };
+        experiments.push((name.clone(), if cfg.quick { exp.quick() } else { exp }));
+    }
+    // Every combination of the axes' values, the first axis slowest.
+    let mut combos: Vec<Vec<toml::Value>> = vec![vec![]];
+    for axis in &cfg.grid {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                axis.values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    let keys: Vec<String> = cfg.grid.iter().map(|a| a.key.clone()).collect();
+    let header = plan_header(cfg);
+    let mut points = vec![];
+    let mut point_experiments = vec![];
+    for (name, base_exp) in &experiments {
+        for values in &combos {
+            let i = points.len();
+            let mut exp = grid::apply(base_exp, &keys, values)?;
+            let point = Point {
+                id: point_id(i, name, cfg.experiments.len(), &keys, values),
+                experiment: name.clone(),
+                values: values.clone(),
+            };
+            exp.threads = cfg.threads;
+            exp.name = format!("{}: {}", cfg.name, point.label(&header));
+            points.push(point);
+            point_experiments.push(exp);
+        }
+    }
+    let plan = Plan {
+        name: cfg.name.clone(),
+        seeds,
+        threads: cfg.threads,
+        parallel: cfg.parallel,
+        keys,
+        experiments: cfg.experiments.len(),
+        points,
+        slurm: cfg.slurm.clone(),
+    };
+    if dir.join(PLAN_FILE).is_file() {
+        let stored = Plan::load(dir)?;
+        let same = stored == plan
+            && plan.points.iter().zip(&point_experiments).all(|(p, e)| {
+                Experiment::from_file(&point_dir(dir, p).join(SEEDS_EXPERIMENT))
+                    .is_ok_and(|s| &s == e)
+            });
+        if !same {
+            return Err(Error::invalid(
+                "sweep directory",
+                format!(
+                    "{} holds a different sweep; continue it with the sweep file it was made from, or choose another --out (--force replaces it)",
+                    dir.display()
+                ),
+            ));
+        }
+        return Ok(plan);
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::invalid(
+            "sweep directory",
+            format!("{} exists and is not a sweep directory", dir.display()),
+        ));
+    }
+    for (point, exp) in plan.points.iter().zip(&point_experiments) {
+        let root = point_dir(dir, point);
+        write_seeds(&root, &plan.seeds)?;
+        write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
+    }
+    // The plan last: a directory with a plan has all its points.
+    let mut json = serde_json::to_string_pretty(&plan).expect("plans serialise");
+    json.push('\n');
+    write_atomic(&dir.join(PLAN_FILE), json.as_bytes())?;
+    Ok(plan)
+}
+
+/// Remove a sweep directory so a new one can be planned there; refuses anything else.
+pub fn clear(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.join(PLAN_FILE).is_file() {
+        return Err(Error::invalid(
+            "sweep directory",
+            format!(
+                "{} is not a sweep directory (no {PLAN_FILE}); refusing to delete it",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// The keys and experiment count a label is written from, before the plan exists.
+fn plan_header(cfg: &SweepConfig) -> Plan {
+    Plan {
+        name: cfg.name.clone(),
+        seeds: vec![],
+        threads: cfg.threads,
+        parallel: cfg.parallel,
+        keys: cfg.grid.iter().map(|a| a.key.clone()).collect(),
+        experiments: cfg.experiments.len(),
+        points: vec![],
+        slurm: SlurmConfig::default(),
+    }
+}
+
+/// `p03-kl_coef-0.1`: the point's number, then its values in a form safe for a file name.
+fn point_id(
+    i: usize,
+    experiment: &str,
+    experiments: usize,
+    keys: &[String],
+    values: &[toml::Value],
+) -> String {
+    let mut id = format!("p{i:02}");
+    if experiments > 1 {
+        let stem = Path::new(experiment)
+            .file_stem()
+            .map_or(experiment.to_string(), |s| s.to_string_lossy().into_owned());
+        id.push('-');
+        id.push_str(&stem);
+    }
+    for (k, v) in keys.iter().zip(values) {
+        id.push('-');
+        id.push_str(short_key(k));
+        id.push('-');
+        id.push_str(&v.to_string());
+    }
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    safe
+}
+
+#[cfg(test)]
+mod tests;
