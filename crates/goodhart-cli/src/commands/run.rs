@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use goodhart::experiment::{self, RunDir};
 use goodhart::experiment::seeds::{self, SEEDS_EXPERIMENT};
 use goodhart::experiment::Experiment;
+use goodhart::experiment::{self, RunDir};
 use goodhart::{fsutil, runtime};
 
 use super::{load_experiment, Overrides};

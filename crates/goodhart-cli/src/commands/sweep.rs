@@ -291,7 +291,10 @@ fn status(dir: &Path) -> Result<()> {
     for i in 0..plan.runs() {
         let run = plan.run(i)?;
         let state = sweep::run_state(dir, &run)?;
-        let slurm_state = queued.iter().find(|(j, _)| *j == i).map(|(_, s)| s.as_str());
+        let slurm_state = queued
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, s)| s.as_str());
         let text = match (state, slurm_state) {
             (RunState::Finished, _) => {
                 finished += 1;
@@ -323,7 +326,13 @@ fn status(dir: &Path) -> Result<()> {
 fn slug(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches('-').to_string()
 }

@@ -73,7 +73,7 @@ pub enum Seeds {
 pub struct Axis {
     /// A dotted path into the experiment: tables by key, arrays by an
     /// element's `name` (a task's defaults to its kind), index or `*` (all),
-    /// e.g. `task.answers.strategies.rl.ppo-kl.kl_coef` or `task.*.labels.pairs`.
+    /// e.g. `task.answers.strategies.rl.ppo-kl.kl.coef` or `task.*.labels.pairs`.
     pub key: String,
     pub values: Vec<toml::Value>,
 }
@@ -147,13 +147,20 @@ impl SweepConfig {
             return Err(Error::invalid("name", "a sweep needs a name"));
         }
         if self.experiments.is_empty() {
-            return Err(Error::invalid("experiments", "list at least one experiment"));
+            return Err(Error::invalid(
+                "experiments",
+                "list at least one experiment",
+            ));
         }
         self.seed_list()?;
         if self.threads == 0 || self.threads > crate::runtime::MAX_THREADS {
             return Err(Error::invalid(
                 "threads",
-                format!("{} is not in 1..={}", self.threads, crate::runtime::MAX_THREADS),
+                format!(
+                    "{} is not in 1..={}",
+                    self.threads,
+                    crate::runtime::MAX_THREADS
+                ),
             ));
         }
         for (i, a) in self.grid.iter().enumerate() {
@@ -172,7 +179,10 @@ impl SweepConfig {
                 return Err(Error::invalid(format!("{at}.key"), "an empty key"));
             }
             if a.values.is_empty() {
-                return Err(Error::invalid(format!("{at}.values"), "list at least one value"));
+                return Err(Error::invalid(
+                    format!("{at}.values"),
+                    "list at least one value",
+                ));
             }
             if self.grid[..i].iter().any(|b| b.key == a.key) {
                 return Err(Error::invalid(
@@ -215,7 +225,7 @@ impl Point {
     }
 }
 
-/// The last part of a dotted key (`kl_coef` of `task.answers.strategies.rl.ppo-kl.kl_coef`).
+/// The last part of a dotted key (`coef` of `task.answers.strategies.rl.ppo-kl.kl.coef`).
 pub fn short_key(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
 }
@@ -281,7 +291,10 @@ impl Plan {
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::invalid(
                 "sweep directory",
-                format!("{} is not a sweep directory (no {PLAN_FILE})", dir.display()),
+                format!(
+                    "{} is not a sweep directory (no {PLAN_FILE})",
+                    dir.display()
+                ),
             ),
             _ => Error::io(&path, e),
         })?;
@@ -456,7 +469,7 @@ fn plan_header(cfg: &SweepConfig) -> Plan {
     }
 }
 
-/// `p03-kl_coef-0.1`: the point's number, then its values in a form safe for a file name.
+/// `p03-coef-0.1`: the point's number, then its values in a form safe for a file name.
 fn point_id(
     i: usize,
     experiment: &str,

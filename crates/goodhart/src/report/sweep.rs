@@ -56,7 +56,11 @@ fn x_axis(plan: &Plan) -> (String, Vec<f64>) {
         .map(|k| {
             plan.points
                 .iter()
-                .map(|p| p.values[k].as_float().or(p.values[k].as_integer().map(|i| i as f64)))
+                .map(|p| {
+                    p.values[k]
+                        .as_float()
+                        .or(p.values[k].as_integer().map(|i| i as f64))
+                })
                 .collect()
         })
         .collect();
@@ -65,7 +69,10 @@ fn x_axis(plan: &Plan) -> (String, Vec<f64>) {
             return (short_key(&plan.keys[0]).to_string(), xs.clone());
         }
     }
-    ("point (see the list above)".into(), (0..plan.points.len()).map(|i| i as f64).collect())
+    (
+        "point (see the list above)".into(),
+        (0..plan.points.len()).map(|i| i as f64).collect(),
+    )
 }
 
 fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
@@ -88,17 +95,19 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
         }
     }
     for task in &mut tasks {
-        let strategies: Vec<&str> =
-            pairs.iter().filter(|(t, _)| *t == task.name).map(|(_, s)| *s).collect();
+        let strategies: Vec<&str> = pairs
+            .iter()
+            .filter(|(t, _)| *t == task.name)
+            .map(|(_, s)| *s)
+            .collect();
         for strategy in &strategies {
             let series = agg
                 .points
                 .iter()
                 .filter_map(|(i, a)| {
-                    let c = a
-                        .curves
-                        .iter()
-                        .find(|c| c.task == task.name && c.strategy == *strategy && c.split == "heldout")?;
+                    let c = a.curves.iter().find(|c| {
+                        c.task == task.name && c.strategy == *strategy && c.split == "heldout"
+                    })?;
                     Some(Series {
                         name: plan.points[*i].label(plan),
                         color: colour(*i),
@@ -152,10 +161,18 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
             .svg()
         };
         task.against = vec![
-            against("Gold at the largest KL", "gold reward", &|r| Some((r.end_gold.mean, bar(&r.end_gold)))),
-            against("Peak gold along the curve", "gold reward", &|r| Some((r.peak_gold.mean, bar(&r.peak_gold)))),
-            against("Fit: alpha (initial slope)", "alpha", &|r| r.fit.as_ref().map(|f| (f.alpha, 1.96 * f.alpha_se))),
-            against("Fit: beta (turn-over)", "beta", &|r| r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se))),
+            against("Gold at the largest KL", "gold reward", &|r| {
+                Some((r.end_gold.mean, bar(&r.end_gold)))
+            }),
+            against("Peak gold along the curve", "gold reward", &|r| {
+                Some((r.peak_gold.mean, bar(&r.peak_gold)))
+            }),
+            against("Fit: alpha (initial slope)", "alpha", &|r| {
+                r.fit.as_ref().map(|f| (f.alpha, 1.96 * f.alpha_se))
+            }),
+            against("Fit: beta (turn-over)", "beta", &|r| {
+                r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se))
+            }),
             against(
                 "Reward model: held-out accuracy vs its labeler",
                 "accuracy",
@@ -171,7 +188,11 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
             .points
             .iter()
             .enumerate()
-            .map(|(i, p)| PointView { id: p.id.clone(), label: p.label(plan), finished: finished.contains(&i) })
+            .map(|(i, p)| PointView {
+                id: p.id.clone(),
+                label: p.label(plan),
+                finished: finished.contains(&i),
+            })
             .collect(),
         tasks,
         against: x_label,

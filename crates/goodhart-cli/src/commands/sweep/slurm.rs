@@ -50,7 +50,10 @@ pub fn submit(dir: &Path, plan: &Plan, todo: &[usize]) -> Result<String> {
         .unwrap_or_default()
         .to_string();
     if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
-        bail!("sbatch answered {:?}, not a job id", String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "sbatch answered {:?}, not a job id",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     let jobs = dir.join(JOBS_FILE);
     let mut text = std::fs::read_to_string(&jobs).unwrap_or_default();
@@ -66,7 +69,13 @@ fn batch_script(dir: &Path, plan: &Plan, binary: &Path) -> String {
     let name: String = plan
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     writeln!(o, "#SBATCH --job-name=goodhart-{name}").unwrap();
     writeln!(o, "#SBATCH --ntasks=1").unwrap();

@@ -78,8 +78,17 @@ pub fn aggregate(dir: &Path, plan: &Plan) -> Result<SweepAggregate> {
             let (rm_labeler, rm_gold) = rm
                 .iter()
                 .find(|(t, _, _)| *t == curve.task)
-                .map_or((AcrossSeeds::of(&[]), AcrossSeeds::of(&[])), |(_, l, g)| (*l, *g));
-            rows.push(row(i, curve, fit.pooled.clone(), done.len(), rm_labeler, rm_gold));
+                .map_or((AcrossSeeds::of(&[]), AcrossSeeds::of(&[])), |(_, l, g)| {
+                    (*l, *g)
+                });
+            rows.push(row(
+                i,
+                curve,
+                fit.pooled.clone(),
+                done.len(),
+                rm_labeler,
+                rm_gold,
+            ));
         }
         points.push((i, agg));
     }
@@ -137,7 +146,9 @@ fn reward_models(root: &Path, seeds: &[u64]) -> Result<Vec<(String, AcrossSeeds,
         let rd = RunDir::new(&seeds::seed_dir(root, seed));
         let exp = rd.experiment()?;
         for t in &exp.tasks {
-            if let Some(Record::RewardModel { report }) = rd.read_record(t.name(), "reward_model")? {
+            if let Some(Record::RewardModel { report }) =
+                rd.read_record(t.name(), "reward_model")?
+            {
                 let entry = match per_task.iter_mut().position(|(n, _, _)| n == t.name()) {
                     Some(i) => &mut per_task[i],
                     None => {
@@ -175,7 +186,13 @@ fn csv(plan: &Plan, rows: &[PointRow]) -> String {
         for v in &p.values {
             write!(out, ",{}", csv_value(v)).unwrap();
         }
-        let f = |x: f64| if x.is_finite() { x.to_string() } else { String::new() };
+        let f = |x: f64| {
+            if x.is_finite() {
+                x.to_string()
+            } else {
+                String::new()
+            }
+        };
         let s = |a: &AcrossSeeds| format!("{},{}", f(a.mean), f(a.half_width));
         let (alpha, alpha_se, beta, beta_se, peak) = match &r.fit {
             Some(fit) => (
@@ -260,11 +277,23 @@ fn summary(plan: &Plan, rows: &[PointRow], unfinished: &[String]) -> String {
         writeln!(
             s,
             "  {:<34} {:>5} {:>15} {:>15} {:>15} {:>15} {:>8}",
-            "point", "seeds", "max KL", "gold at max KL", "peak gold", "rm acc (labeler)", "fit beta"
+            "point",
+            "seeds",
+            "max KL",
+            "gold at max KL",
+            "peak gold",
+            "rm acc (labeler)",
+            "fit beta"
         )
         .unwrap();
-        for r in rows.iter().filter(|r| r.task == task && r.strategy == strategy) {
-            let beta = r.fit.as_ref().map_or("-".to_string(), |f| format!("{:.3}", f.beta));
+        for r in rows
+            .iter()
+            .filter(|r| r.task == task && r.strategy == strategy)
+        {
+            let beta = r
+                .fit
+                .as_ref()
+                .map_or("-".to_string(), |f| format!("{:.3}", f.beta));
             writeln!(
                 s,
                 "  {:<34} {:>5} {:>15} {:>15} {:>15} {:>15} {:>8}",

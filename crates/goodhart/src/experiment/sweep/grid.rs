@@ -6,7 +6,11 @@ use super::Experiment;
 use crate::error::{Error, Result};
 
 /// The experiment with each `keys[i]` set to `values[i]`.
-pub(super) fn apply(exp: &Experiment, keys: &[String], values: &[toml::Value]) -> Result<Experiment> {
+pub(super) fn apply(
+    exp: &Experiment,
+    keys: &[String],
+    values: &[toml::Value],
+) -> Result<Experiment> {
     if keys.is_empty() {
         return Ok(exp.clone());
     }
@@ -52,7 +56,12 @@ fn set_in_table(
     let part = parts[depth];
     if depth + 1 == parts.len() {
         if let Some(old) = table.get(part) {
-            if old.is_table() || old.is_array() && old.as_array().is_some_and(|a| a.iter().any(|v| v.is_table())) {
+            if old.is_table()
+                || old.is_array()
+                    && old
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| v.is_table()))
+            {
                 return Err(Error::invalid(
                     key,
                     format!("`{part}` is a section, not a value: name a key inside it"),
@@ -71,7 +80,11 @@ fn set_in_table(
             key,
             format!(
                 "the experiment has no `{here}` (there: {})",
-                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     };
@@ -91,22 +104,37 @@ fn set_in_value(
         toml::Value::Table(t) => set_in_table(t, parts, key, depth, value, matched),
         toml::Value::Array(items) => {
             let part = parts[depth];
-            let names: Vec<String> = items.iter().enumerate().map(|(i, v)| element_name(v, i)).collect();
+            let names: Vec<String> = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| element_name(v, i))
+                .collect();
             let chosen: Vec<usize> = if part == "*" {
                 (0..items.len()).collect()
             } else if let Ok(i) = part.parse::<usize>() {
                 (i < items.len()).then_some(i).into_iter().collect()
             } else {
-                names.iter().enumerate().filter(|(_, n)| *n == part).map(|(i, _)| i).collect()
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| *n == part)
+                    .map(|(i, _)| i)
+                    .collect()
             };
             if chosen.is_empty() {
                 return Err(Error::invalid(
                     key,
-                    format!("`{here}` has no element `{part}` (it has: {}; or an index, or `*`)", names.join(", ")),
+                    format!(
+                        "`{here}` has no element `{part}` (it has: {}; or an index, or `*`)",
+                        names.join(", ")
+                    ),
                 ));
             }
             if depth + 1 == parts.len() {
-                return Err(Error::invalid(key, format!("`{here}.{part}` is a section, not a value: name a key inside it")));
+                return Err(Error::invalid(
+                    key,
+                    format!("`{here}.{part}` is a section, not a value: name a key inside it"),
+                ));
             }
             for i in chosen {
                 set_in_value(&mut items[i], parts, key, depth + 1, value, matched)?;
@@ -115,7 +143,10 @@ fn set_in_value(
         }
         _ => Err(Error::invalid(
             key,
-            format!("`{here}` is a value, not a section: `{}` cannot be inside it", parts[depth]),
+            format!(
+                "`{here}` is a value, not a section: `{}` cannot be inside it",
+                parts[depth]
+            ),
         )),
     }
 }
@@ -124,5 +155,7 @@ fn set_in_value(
 /// (a task without a name is called by its kind), else its index.
 fn element_name(v: &toml::Value, i: usize) -> String {
     let field = |k: &str| v.get(k).and_then(|n| n.as_str()).map(str::to_string);
-    field("name").or_else(|| field("kind")).unwrap_or_else(|| i.to_string())
+    field("name")
+        .or_else(|| field("kind"))
+        .unwrap_or_else(|| i.to_string())
 }

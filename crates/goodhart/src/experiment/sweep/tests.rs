@@ -1,0 +1,161 @@
+use super::*;
+
+fn config(text: &str) -> Result<SweepConfig> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sweep.toml");
+    std::fs::write(&path, text).unwrap();
+    SweepConfig::from_file(&path)
+}
+
+fn default_table() -> toml::Table {
+    toml::from_str(&Experiment::embedded_default().to_toml()).unwrap()
+}
+
+#[test]
+fn dotted_keys_reach_tables_and_array_elements_by_name_kind_index_or_star() {
+    let mut t = default_table();
+    set_key(
+        &mut t,
+        "task.answers.strategies.rl.ppo-kl.kl.coef",
+        0.5.into(),
+    )
+    .unwrap();
+    set_key(&mut t, "task.2.labels.pairs", 700.into()).unwrap();
+    set_key(&mut t, "task.*.sft.steps", 10.into()).unwrap();
+    let exp = Experiment::parse(&toml::to_string(&t).unwrap(), "test").unwrap();
+    let answers = exp.task(Some("answers")).unwrap();
+    let kl = answers
+        .strategies
+        .rl
+        .iter()
+        .find(|r| r.name == "ppo-kl")
+        .unwrap();
+    assert_eq!(kl.kl.coef, 0.5);
+    assert_eq!(exp.tasks[2].labels.pairs, 700);
+    assert_eq!(
+        exp.tasks[0].labels.pairs, 1500,
+        "only the indexed task changed"
+    );
+    assert!(exp.tasks.iter().all(|t| t.sft.steps == 10));
+}
+
+#[test]
+fn a_bad_dotted_key_says_which_part_and_what_is_there() {
+    let mut t = default_table();
+    let err = set_key(&mut t, "task.answers.nope.x", 1.into())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no `task.answers.nope`") && err.contains("labels"),
+        "{err}"
+    );
+    let err = set_key(&mut t, "task.nosuch.labels.pairs", 1.into())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no element `nosuch`") && err.contains("gridworld"),
+        "{err}"
+    );
+    let err = set_key(&mut t, "task.answers.labels", 1.into())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a section, not a value"), "{err}");
+    let err = set_key(&mut t, "seed.x", 1.into()).unwrap_err().to_string();
+    assert!(err.contains("a value, not a section"), "{err}");
+    // A key the experiment does not have is caught by the experiment's own parser.
+    let exp = Experiment::embedded_default();
+    let err = grid::apply(&exp, &["task.answers.labels.paris".into()], &[1.into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("paris") && err.contains("sweep's grid"),
+        "{err}"
+    );
+    let err = grid::apply(
+        &exp,
+        &["task.answers.labels.pairs".into()],
+        &["many".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("pairs"), "{err}");
+}
+
+#[test]
+fn sweep_files_are_checked_field_by_field() {
+    let ok = config("name = \"s\"\nseeds = \"0..2\"\n[[grid]]\nkey = \"task.*.labels.pairs\"\nvalues = [100, 200]\n").unwrap();
+    assert_eq!(ok.seed_list().unwrap(), vec![0, 1, 2]);
+    assert_eq!(ok.threads, 1);
+    for (text, want) in [
+        ("name = \"s\"\nseeds = \"2..1\"\n", "empty"),
+        ("name = \"s\"\n[[grid]]\nkey = \"seed\"\nvalues = [1]\n", "set by the sweep itself"),
+        ("name = \"s\"\n[[grid]]\nkey = \"task.*.sft.steps\"\nvalues = []\n", "grid[0].values"),
+        ("name = \"s\"\nthreads = 0\n", "threads"),
+        ("name = \"s\"\nexperiments = []\n", "experiments"),
+        ("name = \"s\"\ncolour = 1\n", "colour"),
+        ("name = \"s\"\n[slurm]\npartion = \"x\"\n", "partion"),
+        (
+            "name = \"s\"\n[[grid]]\nkey = \"a.b\"\nvalues = [1]\n[[grid]]\nkey = \"a.b\"\nvalues = [2]\n",
+            "swept twice",
+        ),
+    ] {
+        let err = config(text).unwrap_err().to_string();
+        assert!(err.contains("sweep.toml") && err.contains(want), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn a_plan_crosses_experiments_and_axes_and_a_sweep_continues_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        Experiment::embedded_default()
+            .to_toml()
+            .replace("name = \"default\"", "name = \"mine\""),
+    )
+    .unwrap();
+    let cfg = config(
+        "name = \"s\"\nexperiments = [\"default\", \"mine.toml\"]\nseeds = [4, 9]\nthreads = 2\nquick = true\n\
+         [[grid]]\nkey = \"task.answers.strategies.rl.ppo-kl.kl.coef\"\nvalues = [0.0, 0.1, 1]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let plan = create(&out, &cfg, dir.path()).unwrap();
+    assert_eq!(plan.points.len(), 6);
+    assert_eq!(plan.runs(), 12);
+    assert_eq!(plan.points[4].id, "p04-mine-coef-0.1");
+    let run = plan.run(9).unwrap();
+    assert_eq!((run.point.id.as_str(), run.seed), ("p04-mine-coef-0.1", 9));
+    assert!(plan.run(12).unwrap_err().to_string().contains("0..=11"));
+    let exp = run_experiment(&out, &run).unwrap();
+    assert_eq!(exp.seed, 9);
+    assert_eq!(exp.threads, 2);
+    let kl = exp.tasks[0]
+        .strategies
+        .rl
+        .iter()
+        .find(|r| r.name == "ppo-kl")
+        .unwrap();
+    assert_eq!(kl.kl.coef, 0.1);
+    assert_eq!(
+        exp.tasks[0].model.n_layer, 1,
+        "quick applies to every point"
+    );
+    assert_eq!(run_state(&out, &run).unwrap(), RunState::NotStarted);
+    // The same sweep again continues; another is refused; so is a directory that is not a sweep.
+    assert_eq!(create(&out, &cfg, dir.path()).unwrap(), plan);
+    let mut other = cfg.clone();
+    other.grid[0].values.pop();
+    let err = create(&out, &other, dir.path()).unwrap_err().to_string();
+    assert!(err.contains("holds a different sweep"), "{err}");
+    let err = create(dir.path(), &cfg, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a sweep directory"), "{err}");
+    assert!(clear(dir.path())
+        .unwrap_err()
+        .to_string()
+        .contains("refusing"));
+    clear(&out).unwrap();
+    assert!(!out.exists());
+}
