@@ -403,6 +403,9 @@ fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Al
     let mut algo: Box<dyn Update> = match algorithm {
         Algorithm::Ppo => Box::new(goodhart::optimize::ppo::Ppo::new(&policy, &cfg).unwrap()),
         Algorithm::Rloo => Box::new(goodhart::optimize::rloo::Rloo::new(&policy, &cfg).unwrap()),
+        Algorithm::ExpertIteration => {
+            panic!("expert iteration has no KL-regularised optimum to compare with")
+        }
     };
     rl::train(
         &policy,

@@ -14,13 +14,14 @@ use goodhart::model::sample::SamplingConfig;
 use goodhart::model::{Model, ModelConfig};
 use goodhart::optimize::bon::{self, BonConfig};
 use goodhart::optimize::dpo::{train_dpo, DpoConfig};
+use goodhart::optimize::expert::ExpertIteration;
 use goodhart::optimize::online::{Online, OnlineProxy};
 use goodhart::optimize::pool::build_pool;
 use goodhart::optimize::ppo::Ppo;
 use goodhart::optimize::rl::{self, Hooks, IterationLog, OnlineConfig, RlConfig};
 use goodhart::progress::Silent;
 use goodhart::reward::{evaluate_on, train_reward_model, RewardModel, RewardModelConfig};
-use goodhart::score::{Proxy, RewardSource};
+use goodhart::score::{Binarised, Proxy, RewardSource};
 use goodhart::task::{Answers, AnswersConfig, Split, Task};
 use goodhart::tokenize::CharTokenizer;
 use goodhart::train::{train_sft, OptimConfig, SftConfig};
@@ -379,6 +380,62 @@ fn ppo_raises_proxy_reward() {
         "PPO raises proxy reward: {first} -> {last}"
     );
     assert!(logs.iter().all(|l| l.kl.is_finite()));
+}
+
+/// Distilled filtering (expert iteration) on a binarised proxy: the first
+/// rollout (the base policy's) sets the threshold so that about its top 25%
+/// score 1, and supervised steps on the best of 4 samples raise that share.
+#[test]
+fn expert_iteration_on_a_binarised_proxy_raises_the_share_above_the_threshold() {
+    let f = fixture();
+    let policy = f.base.deep_copy(true).unwrap();
+    let cfg = RlConfig {
+        algorithm: rl::Algorithm::ExpertIteration,
+        iterations: 12,
+        prompts_per_iteration: 32,
+        samples_per_prompt: 4,
+        max_new_tokens: 40,
+        kl: rl::KlConfig {
+            mode: rl::KlMode::None,
+            ..Default::default()
+        },
+        optim: OptimConfig {
+            lr: 1e-3,
+            warmup_steps: 0,
+            min_lr_ratio: 1.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        checkpoint_every: 100,
+        ..Default::default()
+    };
+    let proxy = Proxy(&f.rm);
+    let reward = Binarised::new(&proxy, 0.25);
+    let mut algo = ExpertIteration::new(&policy, &cfg).unwrap();
+    let logs = rl::train(
+        &policy,
+        &f.base,
+        &reward,
+        &f.task.prompts(Split::Train),
+        &cfg,
+        &mut algo,
+        &mut Quiet,
+        &mut rng::stream(4, "expert"),
+        &Silent,
+    )
+    .unwrap();
+    let share: Vec<f64> = logs.iter().map(|l| l.reward).collect();
+    println!(
+        "expert iteration: threshold {:.3}; share above it per iteration {share:.3?}",
+        reward.threshold().unwrap()
+    );
+    assert!(
+        (share[0] - 0.25).abs() < 0.05,
+        "the base policy's first rollout sets the threshold at its top quarter: {}",
+        share[0]
+    );
+    let last = share[share.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last > 0.4, "expert iteration raises the share: {share:?}");
 }
 
 #[test]

@@ -205,5 +205,123 @@ impl Weighted<'_> {
                 )
             })
             .collect();
+        point
+            .features
+            .extend(self.correlations(weights, feature_names));
+    }
+
+    /// The correlations filtering is said to keep and RL to break: for a task
+    /// with a `correct` feature, P(correct | f) for every other 0/1 feature f
+    /// (`p_correct_given_<f>`), and the correlation of the first labeler's
+    /// score with gold on these samples (`labeler_gold_corr`), all weighted.
+    fn correlations(&self, weights: &[Vec<f64>], names: &[&str]) -> Vec<(String, f64)> {
+        let pairs: Vec<(&Scored, f64)> = weights
+            .iter()
+            .enumerate()
+            .flat_map(|(p, w)| {
+                self.scored[p * self.per_prompt..(p + 1) * self.per_prompt]
+                    .iter()
+                    .zip(w.iter().copied())
+            })
+            .collect();
+        let mut out = vec![];
+        if let Some(c) = names.iter().position(|n| *n == "correct") {
+            for (i, name) in names.iter().enumerate() {
+                let binary = pairs
+                    .iter()
+                    .all(|(s, _)| s.features[i] == 0.0 || s.features[i] == 1.0);
+                if i == c || !binary {
+                    continue;
+                }
+                let (with, correct) = pairs.iter().fold((0.0, 0.0), |(a, b), (s, w)| {
+                    (a + w * s.features[i], b + w * s.features[i] * s.features[c])
+                });
+                let p = if with > 0.0 { correct / with } else { f64::NAN };
+                out.push((format!("p_correct_given_{name}"), p));
+            }
+        }
+        if pairs.iter().all(|(s, _)| !s.labeler.is_empty()) && pairs.len() > 1 {
+            let xy: Vec<(f64, f64, f64)> = pairs
+                .iter()
+                .map(|(s, w)| (s.labeler[0], s.gold, *w))
+                .collect();
+            out.push(("labeler_gold_corr".into(), weighted_correlation(&xy)));
+        }
+        out
+    }
+}
+
+/// Pearson correlation of weighted `(x, y, weight)` triples (NaN when either is constant).
+pub fn weighted_correlation(xyw: &[(f64, f64, f64)]) -> f64 {
+    let w: f64 = xyw.iter().map(|t| t.2).sum();
+    if w <= 0.0 {
+        return f64::NAN;
+    }
+    let mx = xyw.iter().map(|t| t.2 * t.0).sum::<f64>() / w;
+    let my = xyw.iter().map(|t| t.2 * t.1).sum::<f64>() / w;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for &(x, y, wt) in xyw {
+        sxy += wt * (x - mx) * (y - my);
+        sxx += wt * (x - mx).powi(2);
+        syy += wt * (y - my).powi(2);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        f64::NAN
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(gold: f64, labeler: f64, shows: f64) -> Scored {
+        Scored {
+            prompt_index: 0,
+            completion: String::new(),
+            gold,
+            labeler: vec![labeler],
+            features: vec![shows, f64::from(gold == 1.0), 3.5],
+            difficulty: 1,
+            spec: None,
+            logprob: 0.0,
+            proxy: None,
+            truncated: false,
+            n_tokens: 1,
+        }
+    }
+
+    #[test]
+    fn conditional_correctness_and_labeler_gold_correlation_follow_the_weights() {
+        // Two prompts of two samples; the second prompt puts all weight on its first sample.
+        let s = [
+            scored(1.0, 0.9, 1.0),
+            scored(-1.0, 0.1, 0.0),
+            scored(-1.0, 0.8, 1.0),
+            scored(1.0, 0.2, 0.0),
+        ];
+        let w = Weighted {
+            scored: &s,
+            per_prompt: 2,
+        };
+        let weights = vec![vec![0.5, 0.5], vec![1.0, 0.0]];
+        let got = w.correlations(&weights, &["shows_working", "correct", "length"]);
+        let get = |n: &str| got.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+        // Working shown: 0.5 (correct) + 1.0 (wrong): P(correct | shows) = 1/3.
+        assert!((get("p_correct_given_shows_working").unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(
+            get("p_correct_given_length"),
+            None,
+            "only 0/1 features condition"
+        );
+        let r = get("labeler_gold_corr").unwrap();
+        assert!(r > 0.0 && r < 1.0, "{r}");
+        assert!(
+            (weighted_correlation(&[(1.0, 2.0, 1.0), (2.0, 4.0, 1.0), (3.0, 6.0, 2.0)]) - 1.0)
+                .abs()
+                < 1e-12
+        );
+        assert!(weighted_correlation(&[(1.0, 2.0, 1.0), (1.0, 4.0, 1.0)]).is_nan());
     }
 }

@@ -158,3 +158,116 @@ impl RewardSource for LabelerScore<'_> {
             .collect()
     }
 }
+
+/// The proxy less an uncertainty penalty: the ensemble's mean minus `lambda`
+/// times its members' spread (a pessimistic reward where they disagree).
+pub struct Pessimistic<'a> {
+    pub rm: &'a RewardModel,
+    pub lambda: f64,
+}
+
+impl RewardSource for Pessimistic<'_> {
+    fn name(&self) -> &str {
+        "proxy_pessimistic"
+    }
+
+    fn rewards(
+        &self,
+        prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<Vec<f64>> {
+        let items: Vec<(&str, &[u32], &str, &[u32])> = samples
+            .iter()
+            .map(|s| {
+                (
+                    prompts[s.prompt_index].as_str(),
+                    prompt_tokens[s.prompt_index].as_slice(),
+                    s.text.as_str(),
+                    completion_tokens(s),
+                )
+            })
+            .collect();
+        Ok(self
+            .rm
+            .score_completions(&items)?
+            .into_iter()
+            .map(|s| s.mean - self.lambda * s.spread)
+            .collect())
+    }
+}
+
+/// A reward cut to 0 or 1: 1 when it exceeds the threshold that only the top
+/// `top` share of the first batch scored (the first batch comes from the
+/// base policy, so this is 1[reward > the base policy's (1 - top) quantile],
+/// the indicator a quantiliser at q = `top` conditions on).
+pub struct Binarised<'a> {
+    pub inner: &'a dyn RewardSource,
+    pub top: f64,
+    threshold: std::sync::OnceLock<f64>,
+}
+
+impl<'a> Binarised<'a> {
+    pub fn new(inner: &'a dyn RewardSource, top: f64) -> Self {
+        Self {
+            inner,
+            top,
+            threshold: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The threshold, once the first batch has set it.
+    pub fn threshold(&self) -> Option<f64> {
+        self.threshold.get().copied()
+    }
+}
+
+/// The value that a share `top` of `xs` exceeds (the (1 - top) empirical quantile).
+pub fn upper_quantile(xs: &[f64], top: f64) -> f64 {
+    let mut sorted: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let keep = ((sorted.len() as f64 * top).round() as usize).clamp(1, sorted.len());
+    // Strictly above the (keep+1)-th largest: the keep largest pass (ties aside).
+    if keep == sorted.len() {
+        f64::NEG_INFINITY
+    } else {
+        sorted[sorted.len() - keep - 1]
+    }
+}
+
+impl RewardSource for Binarised<'_> {
+    fn name(&self) -> &str {
+        "binarised"
+    }
+
+    fn rewards(
+        &self,
+        prompts: &[String],
+        prompt_tokens: &[Vec<u32>],
+        samples: &[Sample],
+    ) -> Result<Vec<f64>> {
+        let raw = self.inner.rewards(prompts, prompt_tokens, samples)?;
+        let threshold = *self
+            .threshold
+            .get_or_init(|| upper_quantile(&raw, self.top));
+        Ok(raw.iter().map(|&r| f64::from(r > threshold)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upper_quantile_lets_the_top_share_through() {
+        let xs: Vec<f64> = (0..10).map(f64::from).collect();
+        assert_eq!(upper_quantile(&xs, 0.2), 7.0, "8 and 9 exceed it");
+        assert_eq!(upper_quantile(&xs, 0.5), 4.0);
+        assert_eq!(upper_quantile(&xs, 1.0), f64::NEG_INFINITY);
+        assert_eq!(upper_quantile(&xs, 0.01), 8.0, "at least one passes");
+        assert!(upper_quantile(&[], 0.5).is_nan());
+    }
+}

@@ -255,6 +255,18 @@ impl TaskSetup {
             TaskKind::Jsonl => self.jsonl.validate(),
         }
         .map_err(prefixed)?;
+        if let Some(i) = self
+            .strategies
+            .rl
+            .iter()
+            .position(|r| r.uncertainty_penalty > 0.0)
+            .filter(|_| self.reward_model.ensemble < 2)
+        {
+            return Err(Error::invalid(
+                format!("{at}.strategies.rl[{i}].uncertainty_penalty"),
+                "penalises the spread of the reward model's ensemble: set reward_model.ensemble to 2 or more",
+            ));
+        }
         if self.kind == TaskKind::Jsonl && self.strategies.rl.iter().any(|r| r.online.is_some()) {
             return Err(Error::invalid(
                 format!("{at}.strategies.rl"),
@@ -361,7 +373,9 @@ impl Experiment {
             t.sft.optim.warmup_steps = t.sft.optim.warmup_steps.min(6);
             t.labels.pairs = t.labels.pairs.min(96);
             t.reward_model.steps = t.reward_model.steps.min(30);
-            t.reward_model.ensemble = 1;
+            // One member, unless a run penalises the ensemble's spread (which needs two).
+            let penalised = t.strategies.rl.iter().any(|r| r.uncertainty_penalty > 0.0);
+            t.reward_model.ensemble = if penalised { 2 } else { 1 };
             t.evaluation.prompts = t.evaluation.prompts.min(8);
             t.evaluation.shift_prompts = t.evaluation.shift_prompts.min(8);
             t.evaluation.per_prompt = t.evaluation.per_prompt.min(2);

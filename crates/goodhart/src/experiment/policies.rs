@@ -7,11 +7,13 @@ use super::record::Record;
 use super::record::WorldModelRecord;
 use super::run::{BaseGold, TaskRun};
 use super::stages::save_policy;
+use crate::error::Error;
 use crate::error::Result;
 use crate::feedback::{LabelStore, Labeler};
 use crate::measure::policy::{measure_policy, Evaluation};
 use crate::model::Model;
 use crate::optimize::dpo::{train_dpo, DpoConfig};
+use crate::optimize::expert::ExpertIteration;
 use crate::optimize::online::{Online, OnlineProxy};
 use crate::optimize::ppo::Ppo;
 use crate::optimize::rl::{self, Algorithm, Hooks, RewardChoice, RlConfig, Update};
@@ -19,7 +21,10 @@ use crate::optimize::rloo::Rloo;
 use crate::optimize::world_model::{self, WorldModelReport, WorldModelSpec};
 use crate::reward::RewardModel;
 use crate::rng;
-use crate::score::{evaluate, CurvePoint, Gold, Judges, Proxy, RewardSource, Spec};
+use crate::score::{
+    evaluate, Binarised, CurvePoint, Gold, Judges, LabelerScore, Pessimistic, Proxy, RewardSource,
+    Spec,
+};
 use crate::task::gridworld::PREDICATES;
 use crate::task::spec::Formula;
 use crate::task::Split;
@@ -122,6 +127,7 @@ impl TaskRun<'_> {
         let mut algo: Box<dyn Update> = match cfg.algorithm {
             Algorithm::Ppo => Box::new(Ppo::new(&policy, cfg)?),
             Algorithm::Rloo => Box::new(Rloo::new(&policy, cfg)?),
+            Algorithm::ExpertIteration => Box::new(ExpertIteration::new(&policy, cfg)?),
         };
         let online_proxy = cfg
             .online
@@ -130,6 +136,23 @@ impl TaskRun<'_> {
             .transpose()?;
         let online_proxy = online_proxy.map(|rm| OnlineProxy { rm: Mutex::new(rm) });
         let (proxy, gold) = (Proxy(rm), Gold(self.task));
+        let pessimistic = Pessimistic {
+            rm,
+            lambda: cfg.uncertainty_penalty,
+        };
+        let labeler = match cfg.reward {
+            RewardChoice::Labeler => {
+                let name = self.setup.reward_labelers().into_iter().next();
+                let l = labelers
+                    .iter()
+                    .find(|l| Some(l.name()) == name.as_deref())
+                    .ok_or_else(|| {
+                        Error::invalid(format!("rl {}", cfg.name), "no labeler to optimise")
+                    })?;
+                Some(LabelerScore(l))
+            }
+            _ => None,
+        };
         let (spec, margin) = (Spec::satisfied(self.task), Spec::margin(self.task));
         let world = match cfg.reward {
             RewardChoice::SpecWorldModel => Some(self.world_model(cfg, base)?),
@@ -137,12 +160,19 @@ impl TaskRun<'_> {
         };
         let reward: &dyn RewardSource = match (&online_proxy, cfg.reward, &world) {
             (Some(o), _, _) => o,
+            (None, RewardChoice::Proxy, _) if cfg.uncertainty_penalty > 0.0 => &pessimistic,
             (None, RewardChoice::Proxy, _) => &proxy,
+            (None, RewardChoice::Labeler, _) => labeler.as_ref().expect("found above"),
             (None, RewardChoice::Spec, _) => &spec,
             (None, RewardChoice::SpecMargin, _) => &margin,
             (None, RewardChoice::Gold, _) => &gold,
             (None, RewardChoice::SpecWorldModel, Some((w, _))) => w,
             (None, RewardChoice::SpecWorldModel, None) => unreachable!("trained above"),
+        };
+        let binarised = cfg.binarise_top.map(|top| Binarised::new(reward, top));
+        let reward: &dyn RewardSource = match &binarised {
+            Some(b) => b,
+            None => reward,
         };
         let prompts = self.task.prompts(Split::Train);
         let online = cfg.online.as_ref().map(|o| Online {

@@ -6,11 +6,13 @@
 //! - [`quantilize`]: the top q of base samples by reward;
 //! - [`ppo`]: PPO with a per-token or sequence KL penalty, fixed or adaptive;
 //! - [`rloo`]: REINFORCE with a leave-one-out baseline, same KL options;
+//! - [`expert`]: distilled filtering (expert iteration): SFT on the best of the policy's own samples;
 //! - [`dpo`]: DPO and IPO on stored preference pairs.
 
 pub mod bon;
 pub mod condition;
 pub mod dpo;
+pub mod expert;
 pub mod online;
 pub mod pool;
 pub mod ppo;

@@ -30,6 +30,7 @@ pub fn target(setup: &TaskSetup, strategy: &str) -> Target {
         return match rl.reward {
             RewardChoice::Proxy => Target::Proxy,
             RewardChoice::Gold => Target::Gold,
+            RewardChoice::Labeler => Target::Labeler,
             RewardChoice::Spec | RewardChoice::SpecMargin | RewardChoice::SpecWorldModel => {
                 Target::Spec
             }

@@ -64,6 +64,9 @@ pub enum RewardChoice {
     SpecWorldModel,
     /// Gold itself (an oracle reference).
     Gold,
+    /// The labeler's own score (the first labeler whose comparisons train the
+    /// reward model): optimising the labeler directly, no reward model between.
+    Labeler,
 }
 
 /// Keep collecting labels on the current policy during RL and fine-tune the reward model on them.
@@ -100,10 +103,17 @@ impl Default for OnlineConfig {
 pub struct RlConfig {
     /// The run's name in reports (unique within the task).
     pub name: String,
-    /// "ppo" or "rloo".
+    /// "ppo", "rloo" or "expert_iteration".
     pub algorithm: Algorithm,
-    /// What is maximised: "proxy", "spec" or "gold".
+    /// What is maximised: "proxy", "labeler", "gold", "spec", "spec_margin" or "spec_world_model".
     pub reward: RewardChoice,
+    /// Maximise the reward model's ensemble mean less this many times its
+    /// members' spread (reward = "proxy"; needs an ensemble of 2 or more).
+    pub uncertainty_penalty: f64,
+    /// Binarise the reward: 1 when it exceeds the value only this top share of
+    /// the first rollout (the base policy's) exceeded, else 0 (in (0, 1); absent: the reward itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binarise_top: Option<f64>,
     pub iterations: usize,
     /// Training prompts per iteration.
     pub prompts_per_iteration: usize,
@@ -191,6 +201,8 @@ pub enum Algorithm {
     #[default]
     Ppo,
     Rloo,
+    /// Distilled filtering: supervised steps on the best of each prompt's samples.
+    ExpertIteration,
 }
 
 impl Default for RlConfig {
@@ -199,6 +211,8 @@ impl Default for RlConfig {
             name: "ppo".into(),
             algorithm: Algorithm::Ppo,
             reward: RewardChoice::Proxy,
+            uncertainty_penalty: 0.0,
+            binarise_top: None,
             iterations: 30,
             prompts_per_iteration: 32,
             samples_per_prompt: 2,
@@ -256,6 +270,31 @@ impl RlConfig {
                 "RLOO's leave-one-out baseline needs at least 2",
             ));
         }
+        if self.algorithm == Algorithm::ExpertIteration && self.samples_per_prompt < 2 {
+            return Err(Error::invalid(
+                f("samples_per_prompt"),
+                "expert iteration keeps the best of each prompt's samples: it needs at least 2",
+            ));
+        }
+        if !(self.uncertainty_penalty >= 0.0 && self.uncertainty_penalty.is_finite()) {
+            return Err(Error::invalid(f("uncertainty_penalty"), "must be >= 0"));
+        }
+        if self.uncertainty_penalty > 0.0
+            && (self.reward != RewardChoice::Proxy || self.online.is_some())
+        {
+            return Err(Error::invalid(
+                f("uncertainty_penalty"),
+                "penalises the reward model's ensemble spread: needs reward = \"proxy\" without online labels",
+            ));
+        }
+        if let Some(top) = self.binarise_top {
+            if !(top > 0.0 && top < 1.0) {
+                return Err(Error::invalid(
+                    f("binarise_top"),
+                    format!("{top} is not a share in (0, 1)"),
+                ));
+            }
+        }
         if !(self.kl.coef >= 0.0 && self.kl.coef.is_finite()) {
             return Err(Error::invalid(f("kl.coef"), "must be >= 0"));
         }
@@ -272,10 +311,10 @@ impl RlConfig {
         }
         match (&self.ppo, self.algorithm) {
             (Some(p), Algorithm::Ppo) => p.validate(at)?,
-            (Some(_), Algorithm::Rloo) => {
+            (Some(_), Algorithm::Rloo | Algorithm::ExpertIteration) => {
                 return Err(Error::invalid(
                     f("ppo"),
-                    "PPO settings given to an RLOO run (it has no value head, epochs or clipping)",
+                    "PPO settings given to a run that is not PPO (it has no value head, epochs or clipping)",
                 ))
             }
             (None, _) => {}
