@@ -213,7 +213,8 @@ impl Weighted<'_> {
     /// The correlations filtering is said to keep and RL to break: for a task
     /// with a `correct` feature, P(correct | f) for every other 0/1 feature f
     /// (`p_correct_given_<f>`), and the correlation of the first labeler's
-    /// score with gold on these samples (`labeler_gold_corr`), all weighted.
+    /// score with gold on these samples (`labeler_gold_corr`), all weighted;
+    /// each left out where it is undefined (no sample shows f, a constant score).
     fn correlations(&self, weights: &[Vec<f64>], names: &[&str]) -> Vec<(String, f64)> {
         let pairs: Vec<(&Scored, f64)> = weights
             .iter()
@@ -236,8 +237,10 @@ impl Weighted<'_> {
                 let (with, correct) = pairs.iter().fold((0.0, 0.0), |(a, b), (s, w)| {
                     (a + w * s.features[i], b + w * s.features[i] * s.features[c])
                 });
-                let p = if with > 0.0 { correct / with } else { f64::NAN };
-                out.push((format!("p_correct_given_{name}"), p));
+                // Left out where no sample shows the feature (a record holds no NaN).
+                if with > 0.0 {
+                    out.push((format!("p_correct_given_{name}"), correct / with));
+                }
             }
         }
         if pairs.iter().all(|(s, _)| !s.labeler.is_empty()) && pairs.len() > 1 {
@@ -245,7 +248,10 @@ impl Weighted<'_> {
                 .iter()
                 .map(|(s, w)| (s.labeler[0], s.gold, *w))
                 .collect();
-            out.push(("labeler_gold_corr".into(), weighted_correlation(&xy)));
+            let r = weighted_correlation(&xy);
+            if r.is_finite() {
+                out.push(("labeler_gold_corr".into(), r));
+            }
         }
         out
     }

@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod config;
 mod filtering;
 pub mod findings;
+pub mod matched;
 pub mod outputs;
 mod policies;
 pub mod record;

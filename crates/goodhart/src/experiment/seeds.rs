@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::analysis::{analyse, StrategyAnalysis};
 use super::findings::{self, TaskFindings};
+use super::matched;
 use super::record::RunDir;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -206,6 +207,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         "task,strategy,split,knob,value,seeds,kl,kl_ci,proxy,proxy_ci,gold,gold_ci,labeler,labeler_ci,truncated,gold_win_rate,gold_win_rate_ci,entropy,entropy_ci\n",
     );
     let mut fits = vec![];
+    let mut matched_rows = vec![];
     let mut seed_curves = vec![];
     let mut summary = String::new();
     let mut last_task = String::new();
@@ -316,6 +318,8 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         if *split != "heldout" {
             continue;
         }
+        let analyses_of: Vec<&StrategyAnalysis> = per_seed.iter().map(|(_, a)| *a).collect();
+        matched_rows.extend(matched::rows(task, strategy, &analyses_of));
         if *task != last_task {
             writeln!(
                 summary,
@@ -363,12 +367,18 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
         findings::annotate(&mut found, &exp);
     }
+    summary.push('\n');
+    summary.push_str(&matched::text(&matched_rows));
     summary.push_str("\nfindings\n");
     summary.push_str(&findings::text(&found));
     let mut fits_json = serde_json::to_string_pretty(&fits).expect("fits serialise");
     fits_json.push('\n');
     write_atomic(&root.join("curves.csv"), csv.as_bytes())?;
     write_atomic(&root.join("fits.json"), fits_json.as_bytes())?;
+    write_atomic(
+        &root.join("matched.csv"),
+        matched::csv(&matched_rows).as_bytes(),
+    )?;
     write_atomic(&root.join("summary.txt"), summary.as_bytes())?;
     Ok(Aggregate {
         seeds: seeds.to_vec(),
