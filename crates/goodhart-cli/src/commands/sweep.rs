@@ -46,6 +46,12 @@ struct StartArgs {
     /// Slurm backend: wait for the array to finish, then write the report.
     #[arg(long)]
     wait: bool,
+    /// Shrink every run as `goodhart run --quick` does (a smoke test of the sweep; its numbers mean nothing).
+    #[arg(long)]
+    quick: bool,
+    /// Replace the sweep's seeds: `0..4` (inclusive) or `0,3,7`.
+    #[arg(long)]
+    seeds: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,7 +93,15 @@ pub fn sweep_cmd(args: SweepArgs, bars: &Bars) -> Result<()> {
 fn start(args: StartArgs, bars: &Bars) -> Result<()> {
     let began = Instant::now();
     let file = args.sweep.expect("clap requires the sweep file");
-    let cfg = SweepConfig::from_file(&file)?;
+    let mut cfg = SweepConfig::from_file(&file)?;
+    if args.quick {
+        cfg.quick = true;
+        cfg.name = format!("{} (quick)", cfg.name);
+    }
+    if let Some(seeds) = args.seeds {
+        cfg.seeds = sweep::Seeds::Spec(seeds);
+        cfg.seed_list()?;
+    }
     let dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("sweeps").join(slug(&cfg.name)));

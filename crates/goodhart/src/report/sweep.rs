@@ -50,33 +50,57 @@ struct TaskView {
     against: Vec<String>,
 }
 
-/// What the "against" plots put on x: the one swept numeric key, or the point's number.
-fn x_axis(plan: &Plan) -> (String, Vec<f64>) {
-    let numeric: Vec<Option<Vec<f64>>> = (0..plan.keys.len())
-        .map(|k| {
-            plan.points
-                .iter()
-                .map(|p| {
-                    p.values[k]
-                        .as_float()
-                        .or(p.values[k].as_integer().map(|i| i as f64))
-                })
-                .collect()
-        })
-        .collect();
-    if plan.keys.len() == 1 && plan.experiments == 1 {
-        if let Some(xs) = &numeric[0] {
-            return (short_key(&plan.keys[0]).to_string(), xs.clone());
+/// What the "against" plots put on x: the first swept key whose values are
+/// all numbers (each point's value), the other axes naming the series; with
+/// none, the point's number. Returns the label, each point's x, and each
+/// point's series suffix (its values on the other axes).
+fn x_axis(plan: &Plan) -> (String, Vec<f64>, Vec<String>) {
+    let number = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64));
+    let numeric =
+        (0..plan.keys.len()).find(|&k| plan.points.iter().all(|p| number(&p.values[k]).is_some()));
+    let Some(k) = numeric else {
+        return (
+            "point (see the list above)".into(),
+            (0..plan.points.len()).map(|i| i as f64).collect(),
+            plan.points.iter().map(|p| p.label(plan)).collect(),
+        );
+    };
+    let rest = |p: &crate::experiment::sweep::Point| {
+        let mut parts: Vec<String> = plan
+            .keys
+            .iter()
+            .zip(&p.values)
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, (key, v))| format!("{} = {v}", short_key(key)))
+            .collect();
+        if plan.experiments > 1 {
+            parts.insert(0, p.experiment.clone());
         }
-    }
-    (
-        "point (see the list above)".into(),
-        (0..plan.points.len()).map(|i| i as f64).collect(),
-    )
+        parts.join(", ")
+    };
+    let xs: Vec<f64> = plan
+        .points
+        .iter()
+        .map(|p| number(&p.values[k]).expect("checked numeric"))
+        .collect();
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    // Values spread over decades (label budgets) read better on a log axis.
+    let (label, xs) = if lo > 0.0 && hi / lo >= 20.0 {
+        (
+            format!("log10 {}", short_key(&plan.keys[k])),
+            xs.iter().map(|x| x.log10()).collect(),
+        )
+    } else {
+        (short_key(&plan.keys[k]).to_string(), xs)
+    };
+    (label, xs, plan.points.iter().map(rest).collect())
 }
 
 fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
-    let (x_label, xs) = x_axis(plan);
+    let (x_label, xs, groups) = x_axis(plan);
     let colour = |i: usize| PALETTE[i % PALETTE.len()].to_string();
     let mut tasks: Vec<TaskView> = vec![];
     let mut pairs: Vec<(&str, &str)> = vec![];
@@ -134,49 +158,89 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
             );
         }
         let rows: Vec<&PointRow> = agg.rows.iter().filter(|r| r.task == task.name).collect();
-        let against = |title: &str, y_label: &str, y: &dyn Fn(&PointRow) -> Option<(f64, f64)>| {
-            Plot {
-                title: title.into(),
-                x_label: x_label.clone(),
-                y_label: y_label.into(),
-                series: strategies
-                    .iter()
-                    .enumerate()
-                    .map(|(k, s)| Series {
-                        name: s.to_string(),
-                        color: PALETTE[k % PALETTE.len()].to_string(),
-                        points: rows
-                            .iter()
-                            .filter(|r| r.strategy == *s)
-                            .filter_map(|r| y(r).map(|(v, e)| (xs[r.point], v, e)))
-                            .filter(|(_, v, _)| v.is_finite())
-                            .collect(),
-                        line: Line::Solid,
-                        markers: true,
-                        legend: true,
-                    })
-                    .collect(),
-                y_ref: None,
-            }
-            .svg()
+        let first: Vec<&PointRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.strategy == strategies[0])
+            .collect();
+        let by_key = |r: &PointRow| Some(xs[r.point]);
+        let by_accuracy = |r: &PointRow| Some(r.rm_gold.mean);
+        let acc = "reward model's held-out accuracy vs gold";
+        let plot = |title: &str,
+                    x_label: &str,
+                    y_label: &str,
+                    rows: &[&PointRow],
+                    x: &dyn Fn(&PointRow) -> Option<f64>,
+                    y: &dyn Fn(&PointRow) -> Option<(f64, f64)>| {
+            against(title, None, x_label, y_label, rows, &groups, x, y)
+        };
+        // The task's reward model, read from the rows of its first strategy.
+        let rm_plot = |title: &str, y: &dyn Fn(&PointRow) -> Option<(f64, f64)>| {
+            against(
+                title,
+                Some("reward model"),
+                &x_label,
+                "accuracy",
+                &first,
+                &groups,
+                &by_key,
+                y,
+            )
         };
         task.against = vec![
-            against("Gold at the largest KL", "gold reward", &|r| {
-                Some((r.end_gold.mean, bar(&r.end_gold)))
+            plot(
+                "Gold at the largest KL",
+                &x_label,
+                "gold reward",
+                &rows,
+                &by_key,
+                &|r| Some((r.end_gold.mean, bar(&r.end_gold))),
+            ),
+            plot(
+                "Peak gold along the curve",
+                &x_label,
+                "gold reward",
+                &rows,
+                &by_key,
+                &|r| Some((r.peak_gold.mean, bar(&r.peak_gold))),
+            ),
+            plot(
+                "Fit: alpha (initial slope)",
+                &x_label,
+                "alpha",
+                &rows,
+                &by_key,
+                &|r| r.fit.as_ref().map(|f| (f.alpha, 1.96 * f.alpha_se)),
+            ),
+            plot(
+                "Fit: beta (turn-over)",
+                &x_label,
+                "beta",
+                &rows,
+                &by_key,
+                &|r| r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se)),
+            ),
+            rm_plot("Reward model: held-out accuracy vs its labeler", &|r| {
+                Some((r.rm_labeler.mean, bar(&r.rm_labeler)))
             }),
-            against("Peak gold along the curve", "gold reward", &|r| {
-                Some((r.peak_gold.mean, bar(&r.peak_gold)))
+            rm_plot("Reward model: held-out accuracy vs gold", &|r| {
+                Some((r.rm_gold.mean, bar(&r.rm_gold)))
             }),
-            against("Fit: alpha (initial slope)", "alpha", &|r| {
-                r.fit.as_ref().map(|f| (f.alpha, 1.96 * f.alpha_se))
-            }),
-            against("Fit: beta (turn-over)", "beta", &|r| {
-                r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se))
-            }),
-            against(
-                "Reward model: held-out accuracy vs its labeler",
-                "accuracy",
-                &|r| (r.strategy == strategies[0]).then(|| (r.rm_labeler.mean, bar(&r.rm_labeler))),
+            plot(
+                "Peak gold against the reward model's accuracy",
+                acc,
+                "gold reward",
+                &rows,
+                &by_accuracy,
+                &|r| Some((r.peak_gold.mean, bar(&r.peak_gold))),
+            ),
+            plot(
+                "Fit beta against the reward model's accuracy",
+                acc,
+                "beta",
+                &rows,
+                &by_accuracy,
+                &|r| r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se)),
             ),
         ];
     }
@@ -198,6 +262,62 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
         against: x_label,
         summary: agg.summary.clone(),
     }
+}
+
+/// One series per strategy and group (the point's values on the axes not on x), points in plan order.
+#[allow(clippy::too_many_arguments)]
+fn against(
+    title: &str,
+    name: Option<&str>,
+    x_label: &str,
+    y_label: &str,
+    rows: &[&PointRow],
+    groups: &[String],
+    x: &dyn Fn(&PointRow) -> Option<f64>,
+    y: &dyn Fn(&PointRow) -> Option<(f64, f64)>,
+) -> String {
+    let mut keys: Vec<(&str, &str)> = vec![];
+    for r in rows {
+        let k = (r.strategy.as_str(), groups[r.point].as_str());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let series = keys
+        .iter()
+        .enumerate()
+        .map(|(k, (s, g))| {
+            let mut points: Vec<(f64, f64, f64)> = rows
+                .iter()
+                .filter(|r| r.strategy == *s && groups[r.point] == *g)
+                .filter_map(|r| Some((x(r)?, y(r)?)))
+                .map(|(x, (v, e))| (x, v, e))
+                .filter(|(x, v, _)| x.is_finite() && v.is_finite())
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let s = name.unwrap_or(s);
+            Series {
+                name: if g.is_empty() {
+                    s.to_string()
+                } else {
+                    format!("{s}, {g}")
+                },
+                color: PALETTE[k % PALETTE.len()].to_string(),
+                points,
+                line: Line::Solid,
+                markers: true,
+                legend: true,
+            }
+        })
+        .collect();
+    Plot {
+        title: title.into(),
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        series,
+        y_ref: None,
+    }
+    .svg()
 }
 
 /// An interval half-width as an error bar (none with one seed).

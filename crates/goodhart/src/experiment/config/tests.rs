@@ -199,3 +199,55 @@ fn a_task_names_the_kind_of_goodhart_it_shows() {
         "{err}"
     );
 }
+
+#[test]
+fn the_claim_options_are_refused_where_they_cannot_work() {
+    let rl = |extra: &str, rm: &str| {
+        Experiment::parse(
+            &format!("[[task]]\nkind = \"answers\"\n[task.reward_model]\n{rm}\n[[task.strategies.rl]]\nname = \"r\"\n{extra}\n"),
+            "e.toml",
+        )
+    };
+    assert!(rl("uncertainty_penalty = 1.0", "ensemble = 2").is_ok());
+    let err = rl("uncertainty_penalty = 1.0", "ensemble = 1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rl[0].uncertainty_penalty") && err.contains("ensemble"),
+        "{err}"
+    );
+    let err = rl(
+        "uncertainty_penalty = 1.0\nreward = \"gold\"",
+        "ensemble = 2",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("uncertainty_penalty") && err.contains("proxy"),
+        "{err}"
+    );
+    for top in ["0.0", "1.0", "-0.1"] {
+        let err = rl(&format!("binarise_top = {top}"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("binarise_top") && err.contains("(0, 1)"),
+            "{err}"
+        );
+    }
+    let err = rl(
+        "algorithm = \"expert_iteration\"\nsamples_per_prompt = 1",
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("samples_per_prompt") && err.contains("best"),
+        "{err}"
+    );
+    let err = rl("algorithm = \"expert_iteration\"\nsamples_per_prompt = 4\n[task.strategies.rl.ppo]\nepochs = 2", "")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not PPO"), "{err}");
+    assert!(rl("reward = \"labeler\"\nbinarise_top = 0.1", "").is_ok());
+}

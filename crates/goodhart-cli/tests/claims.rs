@@ -1,0 +1,165 @@
+//! The claim experiments (`experiments/*.toml`) and their sweeps, each run
+//! shrunk (`goodhart sweep ... --quick`, one seed): every strategy they name
+//! runs and writes what their findings are read from.
+
+use std::path::{Path, PathBuf};
+
+mod common;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The header and rows of a CSV file (no quoted commas in these).
+fn table(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = read(path);
+    let mut lines = text
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>());
+    (lines.next().unwrap(), lines.collect())
+}
+
+#[test]
+fn every_claim_experiment_runs_quick_with_its_strategies_and_measures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("claims");
+    let sweep = repo("experiments/sweeps/claims.toml");
+    let printed = common::ok(
+        1,
+        &[
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--quick",
+            "--seeds",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(printed.contains("5 points x 1 seeds = 5 runs"), "{printed}");
+    let strategies = |point: &str| -> Vec<String> {
+        let (h, rows) = table(&out.join(point).join("seed-0/curves.csv"));
+        let s = h.iter().position(|c| c == "strategy").unwrap();
+        let mut names: Vec<String> = rows.iter().map(|r| r[s].clone()).collect();
+        names.dedup();
+        names
+    };
+    for (point, want) in [
+        (
+            "p00-filtering-vs-rl",
+            &[
+                "bon",
+                "conditioning",
+                "quantiliser",
+                "ppo-kl",
+                "ppo-nokl",
+                "rloo",
+                "expert-iteration",
+                "dpo",
+            ][..],
+        ),
+        (
+            "p01-kl-coefficient",
+            &[
+                "bon",
+                "ppo-kl-0",
+                "ppo-kl-001",
+                "ppo-kl-003",
+                "ppo-kl-01",
+                "ppo-kl-03",
+            ],
+        ),
+        (
+            "p02-binarised",
+            &[
+                "quantiliser",
+                "ppo-binarised",
+                "ppo-binarised-nokl",
+                "ppo-kl",
+            ],
+        ),
+        (
+            "p03-uncertainty",
+            &[
+                "bon",
+                "ppo-penalty-0",
+                "ppo-penalty-05",
+                "ppo-penalty-1",
+                "ppo-penalty-2",
+            ],
+        ),
+        (
+            "p04-optimise-labeler",
+            &["bon", "bon-labeler", "bon-gold", "ppo-proxy", "ppo-labeler"],
+        ),
+    ] {
+        let got = strategies(point);
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "{point}: no {w} in {got:?}");
+        }
+    }
+    // What the findings are read from: the correlations on every point, the
+    // variety of the binarised runs' samples, matched budgets over seeds.
+    let (h, _) = table(&out.join("p00-filtering-vs-rl/seed-0/curves.csv"));
+    assert!(h.iter().any(|c| c.starts_with("p_correct_given_")), "{h:?}");
+    let (h, rows) = table(&out.join("p02-binarised/seed-0/curves.csv"));
+    let (s, distinct) = (
+        h.iter().position(|c| c == "strategy").unwrap(),
+        h.iter().position(|c| c == "distinct").unwrap(),
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r[s] == "ppo-binarised" && !r[distinct].is_empty()));
+    let (h, rows) = table(&out.join("p00-filtering-vs-rl/matched.csv"));
+    assert_eq!(&h[..4], ["task", "strategy", "by", "budget"]);
+    assert!(rows
+        .iter()
+        .any(|r| r[1] == "expert-iteration" && r[2] == "proxy_gain"));
+    let uncertainty = read(&out.join("p03-uncertainty/seed-0/experiment.toml"));
+    assert!(
+        uncertainty.contains("ensemble = 2"),
+        "quick keeps two members for the penalty"
+    );
+}
+
+#[test]
+fn the_label_budget_sweep_plots_reward_model_accuracy_against_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("budget");
+    let sweep = repo("experiments/sweeps/label-budget.toml");
+    common::ok(
+        1,
+        &[
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--quick",
+            "--seeds",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let (h, rows) = table(&out.join("sweep.csv"));
+    let col = |n: &str| {
+        h.iter()
+            .position(|c| c == n)
+            .unwrap_or_else(|| panic!("no {n} in {h:?}"))
+    };
+    let mut pairs: Vec<&str> = rows
+        .iter()
+        .map(|r| r[col("task.answers-careful.labels.pairs")].as_str())
+        .collect();
+    pairs.dedup();
+    assert_eq!(pairs, ["100", "300", "1000", "3000", "10000"]);
+    assert!(rows
+        .iter()
+        .all(|r| !r[col("rm_accuracy_labeler")].is_empty()));
+    let html = read(&out.join("report.html"));
+    assert!(html.contains("Against log10 pairs") && html.contains("accuracy vs gold"));
+}
