@@ -397,25 +397,20 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
         points,
         slurm: cfg.slurm.clone(),
     };
+    let differs = || {
+        Error::invalid(
+            "sweep directory",
+            format!(
+                "{} holds a different sweep; continue it with the sweep file it was made from, or choose another --out (--force replaces it)",
+                dir.display()
+            ),
+        )
+    };
     if dir.join(PLAN_FILE).is_file() {
-        let stored = Plan::load(dir)?;
-        let same = stored == plan
-            && plan.points.iter().zip(&point_experiments).all(|(p, e)| {
-                Experiment::from_file(&point_dir(dir, p).join(SEEDS_EXPERIMENT))
-                    .is_ok_and(|s| &s == e)
-            });
-        if !same {
-            return Err(Error::invalid(
-                "sweep directory",
-                format!(
-                    "{} holds a different sweep; continue it with the sweep file it was made from, or choose another --out (--force replaces it)",
-                    dir.display()
-                ),
-            ));
+        if Plan::load(dir)? != plan {
+            return Err(differs());
         }
-        return Ok(plan);
-    }
-    if dir.exists()
+    } else if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(|e| Error::io(dir, e))?
             .next()
@@ -425,16 +420,25 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
             "sweep directory",
             format!("{} exists and is not a sweep directory", dir.display()),
         ));
+    } else {
+        // The plan first: a directory interrupted while planning is still a sweep, continued below.
+        let mut json = serde_json::to_string_pretty(&plan).expect("plans serialise");
+        json.push('\n');
+        write_atomic(&dir.join(PLAN_FILE), json.as_bytes())?;
     }
+    // Each point's experiment: written where missing, the same where present.
     for (point, exp) in plan.points.iter().zip(&point_experiments) {
         let root = point_dir(dir, point);
-        write_seeds(&root, &plan.seeds)?;
-        write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
+        let file = root.join(SEEDS_EXPERIMENT);
+        if file.is_file() {
+            if &Experiment::from_file(&file)? != exp {
+                return Err(differs());
+            }
+        } else {
+            write_seeds(&root, &plan.seeds)?;
+            write_atomic(&file, exp.to_toml().as_bytes())?;
+        }
     }
-    // The plan last: a directory with a plan has all its points.
-    let mut json = serde_json::to_string_pretty(&plan).expect("plans serialise");
-    json.push('\n');
-    write_atomic(&dir.join(PLAN_FILE), json.as_bytes())?;
     Ok(plan)
 }
 
