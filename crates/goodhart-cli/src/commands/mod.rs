@@ -108,6 +108,29 @@ pub fn load_experiment(path: Option<&Path>, o: &Overrides) -> Result<Experiment>
     Ok(exp)
 }
 
+/// A name as a directory or job name: ASCII letters, digits and '-' (others become '-', none at the ends).
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
 pub fn fmt_stat(s: &goodhart::stats::Stat) -> String {
     format!("{:.3} ± {:.3} (n={})", s.mean, s.stderr, s.n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs_are_safe_directory_names() {
+        assert_eq!(super::slug("kl sweep (quick)"), "kl-sweep--quick");
+    }
 }

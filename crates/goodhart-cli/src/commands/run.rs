@@ -43,20 +43,9 @@ fn experiment_of(args: &RunArgs, o: &Overrides) -> Result<Experiment> {
 
 /// Where a new run goes: --out, or runs/<experiment name>.
 fn run_root(args: &RunArgs, exp: &Experiment) -> PathBuf {
-    let slug: String = exp
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
     args.out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(slug.trim_matches('-')))
+        .unwrap_or_else(|| PathBuf::from("runs").join(super::slug(&exp.name)))
 }
 
 /// Run (or continue) every task of the prepared run in `root`, then write its outputs.

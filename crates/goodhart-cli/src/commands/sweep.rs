@@ -104,7 +104,7 @@ fn start(args: StartArgs, bars: &Bars) -> Result<()> {
     }
     let dir = args
         .out
-        .unwrap_or_else(|| PathBuf::from("sweeps").join(slug(&cfg.name)));
+        .unwrap_or_else(|| PathBuf::from("sweeps").join(super::slug(&cfg.name)));
     if args.force {
         sweep::clear(&dir)?;
     }
@@ -334,27 +334,4 @@ fn status(dir: &Path) -> Result<()> {
         plan.runs()
     );
     Ok(())
-}
-
-/// A name safe as a directory.
-fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.trim_matches('-').to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn slugs_are_safe_directory_names() {
-        assert_eq!(super::slug("kl sweep (quick)"), "kl-sweep--quick");
-    }
 }

@@ -35,24 +35,32 @@ impl RewardSource for Proxy<'_> {
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
-        let items: Vec<(&str, &[u32], &str, &[u32])> = samples
-            .iter()
-            .map(|s| {
-                (
-                    prompts[s.prompt_index].as_str(),
-                    prompt_tokens[s.prompt_index].as_slice(),
-                    s.text.as_str(),
-                    completion_tokens(s),
-                )
-            })
-            .collect();
-        Ok(self
-            .0
-            .score_completions(&items)?
+        Ok(scores(self.0, prompts, prompt_tokens, samples)?
             .into_iter()
             .map(|s| s.mean)
             .collect())
     }
+}
+
+/// The reward model's scores (ensemble mean and spread) of sampled completions.
+fn scores(
+    rm: &RewardModel,
+    prompts: &[String],
+    prompt_tokens: &[Vec<u32>],
+    samples: &[Sample],
+) -> Result<Vec<crate::reward::RewardScore>> {
+    let items: Vec<(&str, &[u32], &str, &[u32])> = samples
+        .iter()
+        .map(|s| {
+            (
+                prompts[s.prompt_index].as_str(),
+                prompt_tokens[s.prompt_index].as_slice(),
+                s.text.as_str(),
+                completion_tokens(s),
+            )
+        })
+        .collect();
+    rm.score_completions(&items)
 }
 
 impl Proxy<'_> {
@@ -177,20 +185,7 @@ impl RewardSource for Pessimistic<'_> {
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
-        let items: Vec<(&str, &[u32], &str, &[u32])> = samples
-            .iter()
-            .map(|s| {
-                (
-                    prompts[s.prompt_index].as_str(),
-                    prompt_tokens[s.prompt_index].as_slice(),
-                    s.text.as_str(),
-                    completion_tokens(s),
-                )
-            })
-            .collect();
-        Ok(self
-            .rm
-            .score_completions(&items)?
+        Ok(scores(self.rm, prompts, prompt_tokens, samples)?
             .into_iter()
             .map(|s| s.mean - self.lambda * s.spread)
             .collect())

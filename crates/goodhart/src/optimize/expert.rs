@@ -6,7 +6,7 @@
 //! distilled into the weights and iterated: the policy moves only towards its
 //! own samples, as filtering does, but compounds the selection.
 
-use super::rl::{batch_of, IterationLog, KlMode, RlConfig, Rollout, Update};
+use super::rl::{batch_of, IterationLog, RlConfig, Rollout, Update};
 use crate::error::Result;
 use crate::model::Model;
 use crate::rng::Rng;
@@ -55,15 +55,7 @@ impl Update for ExpertIteration {
         kl_coef: f64,
         _rng: &mut Rng,
     ) -> Result<IterationLog> {
-        let returns: Vec<f64> = ro
-            .token_kl()
-            .iter()
-            .zip(&ro.rewards)
-            .map(|(kl, r)| match self.cfg.kl.mode {
-                KlMode::None => *r,
-                _ => r - kl_coef * kl.iter().map(|&k| k as f64).sum::<f64>(),
-            })
-            .collect();
+        let returns = ro.returns(self.cfg.kl.mode, kl_coef);
         let kept: Vec<_> = best_of_groups(&returns, self.cfg.samples_per_prompt)
             .into_iter()
             .map(|i| ro.samples[i].clone())

@@ -72,6 +72,20 @@ impl Rollout {
             .collect()
     }
 
+    /// Each sample's return: its reward less `kl_coef` times its sequence KL
+    /// (per-token and sequence penalties coincide for a whole-sequence return),
+    /// or the reward alone with no KL penalty.
+    pub fn returns(&self, mode: KlMode, kl_coef: f64) -> Vec<f64> {
+        self.token_kl()
+            .iter()
+            .zip(&self.rewards)
+            .map(|(kl, r)| match mode {
+                KlMode::None => *r,
+                _ => r - kl_coef * kl.iter().map(|&k| k as f64).sum::<f64>(),
+            })
+            .collect()
+    }
+
     /// Mean KL per sequence.
     pub fn mean_kl(&self) -> f64 {
         let kl = self.token_kl();

@@ -6,7 +6,7 @@
 
 use candle_core::Tensor;
 
-use super::rl::{batch_of, whiten, IterationLog, KlMode, RlConfig, Rollout, Update};
+use super::rl::{batch_of, whiten, IterationLog, RlConfig, Rollout, Update};
 use crate::error::Result;
 use crate::model::Model;
 use crate::rng::Rng;
@@ -62,16 +62,7 @@ impl Update for Rloo {
         kl_coef: f64,
         _rng: &mut Rng,
     ) -> Result<IterationLog> {
-        // The sequence's KL (per-token and sequence penalties coincide for REINFORCE).
-        let returns: Vec<f64> = ro
-            .token_kl()
-            .iter()
-            .zip(&ro.rewards)
-            .map(|(kl, r)| match self.cfg.kl.mode {
-                KlMode::None => *r,
-                _ => r - kl_coef * kl.iter().map(|&k| k as f64).sum::<f64>(),
-            })
-            .collect();
+        let returns = ro.returns(self.cfg.kl.mode, kl_coef);
         let adv = advantages(
             &returns,
             self.cfg.samples_per_prompt,

@@ -66,17 +66,7 @@ pub fn submit(dir: &Path, plan: &Plan, todo: &[usize]) -> Result<String> {
 fn batch_script(dir: &Path, plan: &Plan, binary: &Path) -> String {
     let s = &plan.slurm;
     let mut o = String::from("#!/bin/bash\n");
-    let name: String = plan
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name = super::super::slug(&plan.name);
     writeln!(o, "#SBATCH --job-name=goodhart-{name}").unwrap();
     writeln!(o, "#SBATCH --ntasks=1").unwrap();
     writeln!(o, "#SBATCH --cpus-per-task={}", plan.threads).unwrap();

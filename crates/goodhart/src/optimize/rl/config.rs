@@ -311,11 +311,16 @@ impl RlConfig {
         }
         match (&self.ppo, self.algorithm) {
             (Some(p), Algorithm::Ppo) => p.validate(at)?,
-            (Some(_), Algorithm::Rloo | Algorithm::ExpertIteration) => {
+            (Some(_), other) => {
+                let run = if other == Algorithm::Rloo {
+                    "an RLOO run"
+                } else {
+                    "an expert-iteration run"
+                };
                 return Err(Error::invalid(
                     f("ppo"),
-                    "PPO settings given to a run that is not PPO (it has no value head, epochs or clipping)",
-                ))
+                    format!("PPO settings given to {run}, which is not PPO (no value head, epochs or clipping)"),
+                ));
             }
             (None, _) => {}
         }
