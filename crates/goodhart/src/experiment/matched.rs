@@ -1,11 +1,12 @@
 //! Strategies compared at equal optimisation power, over seeds: gold at
 //! matched KL (the best trusted point within each KL budget, as each run's
-//! report has it) and gold at matched proxy gain (where the curve first
-//! reaches the base policy's proxy plus g, interpolated; the proxy is
-//! normalised on base-policy samples, so g is in the base policy's standard
-//! deviations). Each seed is read on its own curve, then averaged with a
-//! t-interval across the seeds that reach the budget. Written as
-//! `matched.csv` and a table of the several-seed summary.
+//! report has it), and every measure where the curve first reaches each KL
+//! budget and each proxy gain (the base policy's proxy plus g, interpolated
+//! between points; the proxy is normalised on base-policy samples, so g is in
+//! the base policy's standard deviations) -- gold, KL, proxy and every named
+//! feature, e.g. P(correct | shows working). Each seed is read on its own
+//! curve, then averaged with a t-interval across the seeds that reach the
+//! budget. Written as `matched.csv` and two tables of the several-seed summary.
 
 use std::fmt::Write as _;
 
@@ -20,7 +21,9 @@ pub const PROXY_GAINS: [f64; 4] = [0.25, 0.5, 1.0, 1.5];
 pub struct MatchedRow {
     pub task: String,
     pub strategy: String,
-    /// "kl" (budget in nats) or "proxy_gain" (in base-policy sd).
+    /// "kl" (best gold within the budget in nats), "kl_at" (where the curve
+    /// first reaches the KL budget) or "proxy_gain" (where it first reaches
+    /// the proxy gain, in base-policy sd).
     pub by: &'static str,
     pub budget: f64,
     /// Seeds whose curve reaches the budget, of all.
@@ -28,26 +31,100 @@ pub struct MatchedRow {
     pub seeds: usize,
     pub gold: AcrossSeeds,
     pub kl: AcrossSeeds,
+    pub proxy: AcrossSeeds,
+    /// Every named feature there (interpolated rows only), e.g. `p_correct_given_shows_working`.
+    pub features: Vec<(String, AcrossSeeds)>,
+}
+
+/// A curve read between two of its points: every measure interpolated.
+struct Reading {
+    gold: f64,
+    kl: f64,
+    proxy: f64,
+    features: Vec<(String, f64)>,
+}
+
+/// Where `a`'s trusted points (in KL order) first reach `target` of
+/// `measure`, linearly interpolated between the two points around it.
+fn first_reaching(
+    a: &StrategyAnalysis,
+    measure: &dyn Fn(&crate::score::CurvePoint) -> f64,
+    target: f64,
+) -> Option<Reading> {
+    let pts: Vec<_> = a.points.iter().filter(|p| p.flag.is_none()).collect();
+    for w in pts.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let (m0, m1) = (measure(lo), measure(hi));
+        if m1 >= target && m0 < target {
+            let t = (target - m0) / (m1 - m0);
+            let lerp = |x: f64, y: f64| x + t * (y - x);
+            let features = lo
+                .features
+                .iter()
+                .filter_map(|(n, x)| {
+                    let (_, y) = hi.features.iter().find(|(m, _)| m == n)?;
+                    Some((n.clone(), lerp(*x, *y)))
+                })
+                .collect();
+            return Some(Reading {
+                gold: lerp(lo.gold.mean, hi.gold.mean),
+                kl: lerp(lo.kl.mean, hi.kl.mean),
+                proxy: lerp(lo.proxy.mean, hi.proxy.mean),
+                features,
+            });
+        }
+    }
+    None
 }
 
 /// Gold and KL where `a`'s trusted points (in KL order) first reach proxy
 /// gain `g` over its first point, linearly interpolated in the proxy.
 pub fn at_proxy_gain(a: &StrategyAnalysis, g: f64) -> Option<(f64, f64)> {
-    let pts: Vec<_> = a.points.iter().filter(|p| p.flag.is_none()).collect();
-    let base = pts.first()?.proxy.mean;
-    let target = base + g;
-    for w in pts.windows(2) {
-        let (lo, hi) = (w[0], w[1]);
-        if hi.proxy.mean >= target && lo.proxy.mean < target {
-            let t = (target - lo.proxy.mean) / (hi.proxy.mean - lo.proxy.mean);
-            let lerp = |x: f64, y: f64| x + t * (y - x);
-            return Some((
-                lerp(lo.gold.mean, hi.gold.mean),
-                lerp(lo.kl.mean, hi.kl.mean),
-            ));
+    let base = a.points.iter().find(|p| p.flag.is_none())?.proxy.mean;
+    first_reaching(a, &|p| p.proxy.mean, base + g).map(|r| (r.gold, r.kl))
+}
+
+/// One row from each seed's reading (None: the seed does not reach it).
+fn row_of(
+    (task, strategy): (&str, &str),
+    by: &'static str,
+    budget: f64,
+    readings: &[Option<Reading>],
+) -> MatchedRow {
+    let got: Vec<&Reading> = readings.iter().flatten().collect();
+    let over = |f: &dyn Fn(&Reading) -> f64| {
+        AcrossSeeds::of(&got.iter().map(|r| f(r)).collect::<Vec<_>>())
+    };
+    let mut names: Vec<String> = vec![];
+    for r in &got {
+        for (n, _) in &r.features {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
         }
     }
-    None
+    let features = names
+        .into_iter()
+        .map(|n| {
+            let vals: Vec<f64> = got
+                .iter()
+                .filter_map(|r| r.features.iter().find(|(m, _)| *m == n).map(|(_, v)| *v))
+                .collect();
+            (n, AcrossSeeds::of(&vals))
+        })
+        .collect();
+    MatchedRow {
+        task: task.into(),
+        strategy: strategy.into(),
+        by,
+        budget,
+        reached: got.len(),
+        seeds: readings.len(),
+        gold: over(&|r| r.gold),
+        kl: over(&|r| r.kl),
+        proxy: over(&|r| r.proxy),
+        features,
+    }
 }
 
 /// The matched rows of one held-out curve, given each seed's analysis of it.
@@ -68,28 +145,32 @@ pub fn rows(task: &str, strategy: &str, per_seed: &[&StrategyAnalysis]) -> Vec<M
             seeds: n,
             gold: AcrossSeeds::of(&got),
             kl: AcrossSeeds::of(&[]),
+            proxy: AcrossSeeds::of(&[]),
+            features: vec![],
         });
     }
-    for &g in &PROXY_GAINS {
-        let got: Vec<(f64, f64)> = per_seed
+    let id = (task, strategy);
+    for &budget in &KL_BUDGETS {
+        let readings: Vec<Option<Reading>> = per_seed
             .iter()
-            .filter_map(|a| at_proxy_gain(a, g))
+            .map(|a| first_reaching(a, &|p| p.kl.mean, budget))
             .collect();
-        out.push(MatchedRow {
-            task: task.into(),
-            strategy: strategy.into(),
-            by: "proxy_gain",
-            budget: g,
-            reached: got.len(),
-            seeds: n,
-            gold: AcrossSeeds::of(&got.iter().map(|x| x.0).collect::<Vec<_>>()),
-            kl: AcrossSeeds::of(&got.iter().map(|x| x.1).collect::<Vec<_>>()),
-        });
+        out.push(row_of(id, "kl_at", budget, &readings));
+    }
+    for &g in &PROXY_GAINS {
+        let readings: Vec<Option<Reading>> = per_seed
+            .iter()
+            .map(|a| {
+                let base = a.points.iter().find(|p| p.flag.is_none())?.proxy.mean;
+                first_reaching(a, &|p| p.proxy.mean, base + g)
+            })
+            .collect();
+        out.push(row_of(id, "proxy_gain", g, &readings));
     }
     out
 }
 
-/// `matched.csv`.
+/// `matched.csv`: one row per strategy and budget; the features as columns.
 pub fn csv(rows: &[MatchedRow]) -> String {
     let f = |x: f64| {
         if x.is_finite() {
@@ -98,11 +179,24 @@ pub fn csv(rows: &[MatchedRow]) -> String {
             String::new()
         }
     };
-    let mut out = String::from("task,strategy,by,budget,reached,seeds,gold,gold_ci,kl,kl_ci\n");
+    let mut names: Vec<&str> = vec![];
     for r in rows {
-        writeln!(
+        for (n, _) in &r.features {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+    }
+    let mut out =
+        String::from("task,strategy,by,budget,reached,seeds,gold,gold_ci,kl,kl_ci,proxy,proxy_ci");
+    for n in &names {
+        write!(out, ",{n},{n}_ci").unwrap();
+    }
+    out.push('\n');
+    for r in rows {
+        write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
             r.task,
             r.strategy,
             r.by,
@@ -112,9 +206,18 @@ pub fn csv(rows: &[MatchedRow]) -> String {
             f(r.gold.mean),
             f(r.gold.half_width),
             f(r.kl.mean),
-            f(r.kl.half_width)
+            f(r.kl.half_width),
+            f(r.proxy.mean),
+            f(r.proxy.half_width),
         )
         .unwrap();
+        for n in &names {
+            match r.features.iter().find(|(m, _)| m == n) {
+                Some((_, a)) => write!(out, ",{},{}", f(a.mean), f(a.half_width)).unwrap(),
+                None => out.push_str(",,"),
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -189,6 +292,7 @@ mod tests {
 
     fn point(kl: f64, proxy: f64, gold: f64) -> CurvePoint {
         let mut p = CurvePoint::new("t", "s", "heldout", "n", 0.0, vec![kl]);
+        p.features = vec![("p_correct_given_confident".into(), gold + 1.0)];
         p.proxy = Stat::of(&[proxy]);
         p.gold = Stat::of(&[gold]);
         p
