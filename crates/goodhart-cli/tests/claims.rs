@@ -163,3 +163,48 @@ fn the_label_budget_sweep_plots_reward_model_accuracy_against_labels() {
     let html = read(&out.join("report.html"));
     assert!(html.contains("Against log10 pairs") && html.contains("accuracy vs gold"));
 }
+
+#[test]
+fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("oversight");
+    let exp = repo("experiments/oversight.toml");
+    common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&out.join("unassisted/stages/base_eval.json"))).unwrap();
+    let judges: Vec<&str> = record["heldout"]["fidelity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        judges,
+        [
+            "unassisted",
+            "critic-05",
+            "critic-09",
+            "critic-10",
+            "easy-to-hard"
+        ]
+    );
+    for task in ["critic-05", "critic-10", "easy-to-hard"] {
+        let rm: serde_json::Value =
+            serde_json::from_str(&read(&out.join(task).join("stages/reward_model.json"))).unwrap();
+        assert!(
+            rm["report"]["by_difficulty"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty()),
+            "{task}: {rm}"
+        );
+    }
+}
