@@ -50,6 +50,9 @@ struct TaskView {
     against: Vec<String>,
 }
 
+/// The x axis when no swept key is a number.
+const BY_POINT: &str = "point (see the list above)";
+
 /// What the "against" plots put on x: the first swept key whose values are
 /// all numbers (each point's value), the other axes naming the series; with
 /// none, the point's number. Returns the label, each point's x, and each
@@ -60,7 +63,7 @@ fn x_axis(plan: &Plan) -> (String, Vec<f64>, Vec<String>) {
         (0..plan.keys.len()).find(|&k| plan.points.iter().all(|p| number(&p.values[k]).is_some()));
     let Some(k) = numeric else {
         return (
-            "point (see the list above)".into(),
+            BY_POINT.into(),
             (0..plan.points.len()).map(|i| i as f64).collect(),
             plan.points.iter().map(|p| p.label(plan)).collect(),
         );
@@ -158,10 +161,12 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
             );
         }
         let rows: Vec<&PointRow> = agg.rows.iter().filter(|r| r.task == task.name).collect();
+        // One row per point carries the task's reward model: the point's first.
         let first: Vec<&PointRow> = rows
             .iter()
-            .copied()
-            .filter(|r| r.strategy == strategies[0])
+            .enumerate()
+            .filter(|(i, r)| rows[..*i].iter().all(|q| q.point != r.point))
+            .map(|(_, r)| *r)
             .collect();
         let by_key = |r: &PointRow| Some(xs[r.point]);
         let by_accuracy = |r: &PointRow| Some(r.rm_gold.mean);
@@ -187,7 +192,7 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
                 y,
             )
         };
-        task.against = vec![
+        let mut against_key = vec![
             plot(
                 "Gold at the largest KL",
                 &x_label,
@@ -220,12 +225,16 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
                 &by_key,
                 &|r| r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se)),
             ),
+        ];
+        let rm = vec![
             rm_plot("Reward model: held-out accuracy vs its labeler", &|r| {
                 Some((r.rm_labeler.mean, bar(&r.rm_labeler)))
             }),
             rm_plot("Reward model: held-out accuracy vs gold", &|r| {
                 Some((r.rm_gold.mean, bar(&r.rm_gold)))
             }),
+        ];
+        let mut against_accuracy = vec![
             plot(
                 "Peak gold against the reward model's accuracy",
                 acc,
@@ -243,6 +252,15 @@ fn page(plan: &Plan, agg: &SweepAggregate) -> SweepPage {
                 &|r| r.fit.as_ref().map(|f| (f.beta, 1.96 * f.beta_se)),
             ),
         ];
+        // Points that are different experiments, not values of a key, share
+        // no strategies to follow along x: only their reward models compare.
+        task.against = if x_label == BY_POINT {
+            rm
+        } else {
+            against_key.extend(rm);
+            against_key.append(&mut against_accuracy);
+            against_key
+        };
     }
     let finished: Vec<usize> = agg.points.iter().map(|(i, _)| *i).collect();
     SweepPage {
