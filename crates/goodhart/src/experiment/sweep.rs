@@ -369,7 +369,6 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
             .collect();
     }
     let keys: Vec<String> = cfg.grid.iter().map(|a| a.key.clone()).collect();
-    let header = plan_header(cfg);
     let mut points = vec![];
     let mut point_experiments = vec![];
     for (name, base_exp) in &experiments {
@@ -382,7 +381,6 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
                 values: values.clone(),
             };
             exp.threads = cfg.threads;
-            exp.name = format!("{}: {}", cfg.name, point.label(&header));
             points.push(point);
             point_experiments.push(exp);
         }
@@ -397,6 +395,9 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
         points,
         slurm: cfg.slurm.clone(),
     };
+    for (exp, point) in point_experiments.iter_mut().zip(&plan.points) {
+        exp.name = format!("{}: {}", plan.name, point.label(&plan));
+    }
     let differs = || {
         Error::invalid(
             "sweep directory",
@@ -457,20 +458,6 @@ pub fn clear(dir: &Path) -> Result<()> {
         ));
     }
     std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
-}
-
-/// The keys and experiment count a label is written from, before the plan exists.
-fn plan_header(cfg: &SweepConfig) -> Plan {
-    Plan {
-        name: cfg.name.clone(),
-        seeds: vec![],
-        threads: cfg.threads,
-        parallel: cfg.parallel,
-        keys: cfg.grid.iter().map(|a| a.key.clone()).collect(),
-        experiments: cfg.experiments.len(),
-        points: vec![],
-        slurm: SlurmConfig::default(),
-    }
 }
 
 /// `p03-coef-0.1`: the point's number, then its values in a form safe for a file name.
