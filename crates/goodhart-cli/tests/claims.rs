@@ -194,10 +194,21 @@ fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
             "critic-05",
             "critic-09",
             "critic-10",
-            "easy-to-hard"
+            "easy-to-hard",
+            "learned-1",
+            "learned-2"
         ]
     );
-    for task in ["critic-05", "critic-10", "easy-to-hard"] {
+    // The learned critic: one checkpoint and one measured round per round.
+    let critic: serde_json::Value =
+        serde_json::from_str(&read(&out.join("unassisted/stages/critic.json"))).unwrap();
+    let rounds = critic["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{critic}");
+    for (i, r) in rounds.iter().enumerate() {
+        assert_eq!(r["round"], i + 1);
+        assert!(out.join(format!("unassisted/critic-{}", i + 1)).is_dir());
+    }
+    for task in ["critic-05", "critic-10", "learned-2", "easy-to-hard"] {
         let rm: serde_json::Value =
             serde_json::from_str(&read(&out.join(task).join("stages/reward_model.json"))).unwrap();
         assert!(

@@ -7,6 +7,7 @@
 // `!(x > 0.0)` is how goodhart rejects NaN along with the out-of-range values.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod critic;
 pub mod reward;
 pub mod score;
 pub mod stats;

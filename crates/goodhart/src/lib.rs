@@ -28,4 +28,4 @@ pub mod report;
 pub use goodhart_data::{feedback, formats, task};
 pub use goodhart_model::{error, fsutil, hf, model, progress, rng, runtime, tokenize, train};
 pub use goodhart_model::{Error, Result};
-pub use goodhart_score::{reward, score, stats};
+pub use goodhart_score::{critic, reward, score, stats};

@@ -9,6 +9,7 @@
 //! assisted labeler gets a critic's pointer to one step and checks that step.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -116,17 +117,44 @@ impl Answer {
 }
 
 /// A critic that points the labeler at one step of a completion.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// A critic that points the labeler at one step of each completion to check:
+/// scripted (`accuracy`) or the task's learned critic of a round (`learned_round`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssistantConfig {
-    /// Probability that it points at the first wrong step when there is one (else a random step).
-    pub accuracy: f64,
+    /// Scripted: the probability that it points at the first wrong step when
+    /// there is one (else at a step drawn at random).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Learned: the task's critic of this round (`[task.critic]`, 1-based),
+    /// which points at the step it believes most likely wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_round: Option<usize>,
 }
 
-impl Default for AssistantConfig {
-    fn default() -> Self {
-        Self { accuracy: 0.9 }
+impl AssistantConfig {
+    /// A scripted critic of this accuracy.
+    pub fn scripted(accuracy: f64) -> Self {
+        Self {
+            accuracy: Some(accuracy),
+            learned_round: None,
+        }
     }
+
+    /// The learned critic of `round`.
+    pub fn learned(round: usize) -> Self {
+        Self {
+            accuracy: None,
+            learned_round: Some(round),
+        }
+    }
+}
+
+/// A learned critic, as a labeler uses it: the step of a completion it
+/// would point at, given where the task says each step ends (`None` when
+/// the completion has no steps).
+pub trait Critic: Send + Sync {
+    fn point(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Option<usize>>;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,11 +235,26 @@ impl LabelerConfig {
             }
         }
         if let Some(a) = &self.assistant {
-            if !(0.0..=1.0).contains(&a.accuracy) {
-                return Err(Error::invalid(
-                    f("assistant.accuracy"),
-                    "must be a probability in [0, 1]",
-                ));
+            match (a.accuracy, a.learned_round) {
+                (Some(p), None) if !(0.0..=1.0).contains(&p) => {
+                    return Err(Error::invalid(
+                        f("assistant.accuracy"),
+                        "must be a probability in [0, 1]",
+                    ));
+                }
+                (None, Some(0)) => {
+                    return Err(Error::invalid(
+                        f("assistant.learned_round"),
+                        "rounds count from 1",
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(Error::invalid(
+                        f("assistant"),
+                        "set one of `accuracy` (a scripted critic) or `learned_round` (the task's learned critic of that round)",
+                    ));
+                }
             }
         }
         Ok(())
@@ -224,6 +267,8 @@ pub struct Labeler<'t> {
     task: &'t dyn Task,
     /// Bias weight per entry of the task's looks.
     weights: Vec<f64>,
+    /// The learned critic its assistant names, once attached ([`Labeler::with_critic`]).
+    critic: Option<Arc<dyn Critic>>,
 }
 
 /// What a labeler made of one completion.
@@ -249,7 +294,34 @@ impl<'t> Labeler<'t> {
             config,
             task,
             weights,
+            critic: None,
         })
+    }
+
+    /// The learned critic of the round its assistant names
+    /// (`assistant.learned_round`), to point with.
+    pub fn with_critic(mut self, critic: Arc<dyn Critic>) -> Self {
+        self.critic = Some(critic);
+        self
+    }
+
+    /// The round of the learned critic this labeler needs, if it needs one.
+    pub fn learned_round(&self) -> Option<usize> {
+        self.config.assistant.as_ref().and_then(|a| a.learned_round)
+    }
+
+    /// The learned critic's pointer, or a clear error when none is attached.
+    fn learned_pointer(&self, prompt: &str, completion: &str) -> Result<Option<usize>> {
+        match &self.critic {
+            Some(c) => c.point(prompt, completion, &self.task.step_ends(prompt, completion)),
+            None => Err(Error::invalid(
+                format!("labeler {:?}.assistant", self.config.name),
+                format!(
+                    "needs the learned critic of round {}, which is trained by `goodhart run` (stage `critic`) and was not loaded here",
+                    self.learned_round().unwrap_or(0)
+                ),
+            )),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -258,6 +330,10 @@ impl<'t> Labeler<'t> {
 
     /// The labeler's score of a completion, with the assistant's pointer drawn from `rng`.
     pub fn judge(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Judgement> {
+        if self.learned_round().is_some() {
+            let pointer = self.learned_pointer(prompt, completion)?;
+            return self.judge_with(prompt, completion, pointer);
+        }
         let pointer = self.config.assistant.as_ref().and_then(|a| {
             let n = self.task.n_steps(prompt, completion);
             if n == 0 {
@@ -266,7 +342,7 @@ impl<'t> Labeler<'t> {
             // Draw both numbers always, so the stream does not depend on the completion.
             let (u, random_step) = (rng.random::<f64>(), rng.random_range(0..n));
             match self.task.first_wrong_step(prompt, completion) {
-                Some(w) if u < a.accuracy => Some(w),
+                Some(w) if u < a.accuracy.unwrap_or(1.0) => Some(w),
                 _ => Some(random_step),
             }
         });
@@ -278,9 +354,14 @@ impl<'t> Labeler<'t> {
     /// were made with (the first wrong step with probability `accuracy`, else a
     /// step at random), so the measured labeler is the one that labelled.
     pub fn score(&self, prompt: &str, completion: &str) -> Result<f64> {
+        if self.learned_round().is_some() {
+            let pointer = self.learned_pointer(prompt, completion)?;
+            return Ok(self.judge_with(prompt, completion, pointer)?.score);
+        }
         let Some(a) = &self.config.assistant else {
             return Ok(self.judge_with(prompt, completion, None)?.score);
         };
+        let accuracy = a.accuracy.unwrap_or(1.0);
         let n = self.task.n_steps(prompt, completion);
         if n == 0 {
             return Ok(self.judge_with(prompt, completion, None)?.score);
@@ -292,7 +373,7 @@ impl<'t> Labeler<'t> {
         Ok(match self.task.first_wrong_step(prompt, completion) {
             Some(w) => {
                 let pointed = self.judge_with(prompt, completion, Some(w))?.score;
-                a.accuracy * pointed + (1.0 - a.accuracy) * at_random
+                accuracy * pointed + (1.0 - accuracy) * at_random
             }
             None => at_random,
         })
@@ -366,204 +447,4 @@ impl<'t> Labeler<'t> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng;
-    use crate::task::answers::Question;
-    use crate::task::{Answers, AnswersConfig};
-
-    fn task() -> Answers {
-        Answers::new(
-            AnswersConfig {
-                n_train: 10,
-                ..Default::default()
-            },
-            0,
-        )
-        .unwrap()
-    }
-
-    fn share_a(l: &Labeler, p: &str, a: &str, b: &str) -> f64 {
-        let mut rng = rng::stream(1, "t");
-        let n = 4000;
-        let wins = (0..n)
-            .filter(|_| l.compare(p, a, b, &mut rng).unwrap() == Answer::A)
-            .count();
-        wins as f64 / n as f64
-    }
-
-    #[test]
-    fn checks_easy_answers_and_judges_hard_ones_by_their_look() {
-        let t = task();
-        let cfg = LabelerConfig {
-            biases: [("confident".to_string(), 0.5)].into_iter().collect(),
-            p_random: 0.0,
-            ..Default::default()
-        };
-        let l = Labeler::new(cfg, &t).unwrap();
-        let easy = Question { a: 12, b: 30 }.prompt();
-        assert!(
-            share_a(&l, &easy, "42.", "maybe 43.") > 0.95,
-            "easy: checks correctness"
-        );
-        assert!(
-            share_a(&l, &easy, "maybe 42.", "43.") > 0.95,
-            "easy: correct beats confident"
-        );
-        let hard = Question { a: 1234, b: 4321 }.prompt();
-        // Cannot check 4-digit sums: the confident wrong answer wins.
-        assert!(share_a(&l, &hard, "5556.", "maybe 5555.") > 0.8);
-        // The labeler's own score says the same.
-        assert!(l.score(&hard, "5556.").unwrap() > l.score(&hard, "maybe 5555.").unwrap());
-    }
-
-    #[test]
-    fn noise_ties_and_cant_tell_follow_their_settings() {
-        let t = task();
-        let hard = Question { a: 1234, b: 4321 }.prompt();
-        let random = Labeler::new(
-            LabelerConfig {
-                p_random: 1.0,
-                ..Default::default()
-            },
-            &t,
-        )
-        .unwrap();
-        let s = share_a(&random, &hard, "5555.", "5556.");
-        assert!((s - 0.5).abs() < 0.05, "{s}");
-        let unsure = Labeler::new(
-            LabelerConfig {
-                p_random: 0.0,
-                p_cant_tell: 1.0,
-                ..Default::default()
-            },
-            &t,
-        )
-        .unwrap();
-        let mut rng = rng::stream(2, "t");
-        assert_eq!(
-            unsure.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
-            Answer::CantTell
-        );
-        let tied = Labeler::new(
-            LabelerConfig {
-                p_random: 0.0,
-                tie_margin: 0.1,
-                ..Default::default()
-            },
-            &t,
-        )
-        .unwrap();
-        assert_eq!(
-            tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
-            Answer::Tie
-        );
-    }
-
-    #[test]
-    fn the_probability_of_answering_a_matches_the_answers_it_gives() {
-        let t = task();
-        let hard = Question { a: 1234, b: 4321 }.prompt();
-        let easy = Question { a: 12, b: 30 }.prompt();
-        let cfg = LabelerConfig {
-            biases: [("confident".to_string(), 0.2)].into_iter().collect(),
-            p_random: 0.1,
-            p_cant_tell: 0.5,
-            ..Default::default()
-        };
-        let l = Labeler::new(cfg, &t).unwrap();
-        for (p, a, b) in [
-            (&hard, "5556.", "maybe 5555."),
-            (&easy, "42.", "maybe 43."),
-            (&easy, "maybe 42.", "42."),
-        ] {
-            let mut rng = rng::stream(3, "t");
-            let answers: Vec<Answer> = (0..6000)
-                .map(|_| l.compare(p, a, b, &mut rng).unwrap())
-                .collect();
-            let count = |x: Answer| answers.iter().filter(|&&y| y == x).count() as f64;
-            let empirical = count(Answer::A) / (count(Answer::A) + count(Answer::B));
-            let predicted = l.p_answers_a(p, a, b).unwrap();
-            assert!(
-                (empirical - predicted).abs() < 0.025,
-                "{a} vs {b}: {empirical} answered A, {predicted} predicted"
-            );
-        }
-        // Equal completions: a coin flip, so the ceiling there is 0.5.
-        assert_eq!(l.p_answers_a(&easy, "42.", "42.").unwrap(), 0.5);
-    }
-
-    #[test]
-    fn the_measured_score_is_the_mean_judgement_under_the_noisy_pointer() {
-        let t = task();
-        let hard = Question { a: 1234, b: 4321 }.prompt();
-        let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
-        let assisted = Labeler::new(
-            LabelerConfig {
-                p_random: 0.0,
-                assistant: Some(AssistantConfig { accuracy: 0.5 }),
-                ..Default::default()
-            },
-            &t,
-        )
-        .unwrap();
-        let mut rng = rng::stream(2, "t");
-        let n = 20_000;
-        let mean = (0..n)
-            .map(|_| assisted.judge(&hard, wrong, &mut rng).unwrap().score)
-            .sum::<f64>()
-            / n as f64;
-        let score = assisted.score(&hard, wrong).unwrap();
-        assert!(
-            (score - mean).abs() < 0.02,
-            "score {score} vs mean judgement {mean}"
-        );
-    }
-
-    #[test]
-    fn an_assistant_exposes_wrong_working_on_hard_items() {
-        let t = task();
-        let q = Question { a: 1234, b: 4321 };
-        let hard = q.prompt();
-        let right = "4+1=5,3+2=5,2+3=5,1+4=5 so 5555.";
-        let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
-        let base = LabelerConfig {
-            p_random: 0.0,
-            ..Default::default()
-        };
-        let plain = Labeler::new(base.clone(), &t).unwrap();
-        let assisted = Labeler::new(
-            LabelerConfig {
-                name: "assisted".into(),
-                assistant: Some(AssistantConfig { accuracy: 1.0 }),
-                ..base
-            },
-            &t,
-        )
-        .unwrap();
-        let p_plain = share_a(&plain, &hard, right, wrong);
-        let p_assisted = share_a(&assisted, &hard, right, wrong);
-        assert!(
-            (p_plain - 0.5).abs() < 0.05,
-            "unassisted cannot tell: {p_plain}"
-        );
-        assert!(
-            p_assisted > 0.95,
-            "assisted finds the wrong step: {p_assisted}"
-        );
-    }
-
-    #[test]
-    fn unknown_bias_names_the_feature_and_the_options() {
-        let t = task();
-        let cfg = LabelerConfig {
-            biases: [("politeness".to_string(), 1.0)].into_iter().collect(),
-            ..Default::default()
-        };
-        let err = Labeler::new(cfg, &t).err().unwrap().to_string();
-        assert!(
-            err.contains("biases.politeness") && err.contains("confident"),
-            "{err}"
-        );
-    }
-}
+mod tests;

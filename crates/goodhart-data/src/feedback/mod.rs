@@ -7,7 +7,7 @@ pub mod sessions;
 pub mod simulate;
 pub mod store;
 
-pub use labeler::{Answer, AnswerCounts, AssistantConfig, Labeler, LabelerConfig};
+pub use labeler::{Answer, AnswerCounts, AssistantConfig, Critic, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
 pub use reviews::{
     queue_reviews, GoalTally, QueuedReview, ReviewAnswer, ReviewCandidate, ReviewProgress,

@@ -454,15 +454,35 @@ impl Task for Answers {
         }
     }
 
-    fn first_wrong_step(&self, prompt: &str, completion: &str) -> Option<usize> {
-        let q = Question::parse(prompt).ok()?;
-        let reply = Reply::parse(completion);
-        (0..self.n_steps(prompt, completion)).find(|&i| step_is_wrong(&q, &reply, i))
+    fn step_is_wrong(&self, prompt: &str, completion: &str, i: usize) -> bool {
+        Question::parse(prompt).is_ok_and(|q| step_is_wrong(&q, &Reply::parse(completion), i))
+    }
+
+    fn step_ends(&self, prompt: &str, completion: &str) -> Vec<usize> {
+        if self.n_steps(prompt, completion) == 0 {
+            return vec![];
+        }
+        // `c1,c2,c3 so [maybe ]answer.`: each column ends before its comma (or
+        // " so "); the last step, the answer, ends with the completion.
+        let working = completion.split_once(" so ").map_or("", |(w, _)| w);
+        let mut ends = vec![];
+        let mut at = 0;
+        for col in working.split(',') {
+            at += col.len();
+            ends.push(at);
+            at += 1;
+        }
+        ends.push(completion.len());
+        ends
     }
 }
 
-/// Is step `i` of the working wrong? Steps are the columns (checked against the
-/// true column) and, last, the final answer (checked against the true sum).
+/// Is step `i` of the working wrong, checked alone? Steps are the columns
+/// (each against the true column: its digits, carry and sum) and, last, the
+/// assembly of the answer from the written columns (every column of the
+/// question written, and the answer their digits): a local check, so an
+/// answer that faithfully assembles a wrong column is caught only at that
+/// column, not at the answer.
 fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
     let Reply::Answer {
         working, answer, ..
@@ -474,10 +494,22 @@ fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
     if i < working.len() {
         truth.get(i) != Some(&working[i])
     } else if i == working.len() && !working.is_empty() {
-        *answer != (q.a + q.b).to_string()
+        working.len() != truth.len() || *answer != assemble(working)
     } else {
         false
     }
+}
+
+/// The answer written columns add up to: each column's last digit, then the
+/// last column's carry, most significant first.
+fn assemble(working: &[Column]) -> String {
+    let mut digits: Vec<u8> = working.iter().map(|c| c.sum % 10).collect();
+    if let Some(last) = working.last() {
+        if last.sum >= 10 {
+            digits.push(last.sum / 10);
+        }
+    }
+    digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
 /// What anyone sees of an answer: length, shown working, confident tone, abstention.

@@ -91,7 +91,21 @@ pub trait Task: Send + Sync {
     fn n_steps(&self, prompt: &str, completion: &str) -> usize;
 
     /// Index of the first step that is wrong, if any: what a perfect critic points at.
-    fn first_wrong_step(&self, prompt: &str, completion: &str) -> Option<usize>;
+    fn first_wrong_step(&self, prompt: &str, completion: &str) -> Option<usize> {
+        (0..self.n_steps(prompt, completion)).find(|&i| self.step_is_wrong(prompt, completion, i))
+    }
+
+    /// What a judge finds when it checks step `i` alone (cheap, unlike checking
+    /// the whole answer): is it wrong?
+    fn step_is_wrong(&self, _prompt: &str, _completion: &str, _i: usize) -> bool {
+        false
+    }
+
+    /// Where each step ends in the completion (byte offsets, one per step):
+    /// where a learned critic reads its verdict on the step.
+    fn step_ends(&self, _prompt: &str, _completion: &str) -> Vec<usize> {
+        vec![]
+    }
 
     /// Satisfaction of the task's formal goal (1 or 0), where it has one.
     fn spec_satisfied(&self, _prompt: &str, _completion: &str) -> Option<f64> {

@@ -26,6 +26,8 @@ const VERSION: u32 = 1;
 pub enum ModelKind {
     Policy,
     RewardModel,
+    /// A learned critic: per-step log-odds that a step is wrong.
+    Critic,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -88,6 +88,21 @@ impl RewardModelConfig {
                 "steps and batch_size must be at least 1",
             ));
         }
+        if self.model.is_some() && self.init == RewardInit::Policy {
+            return Err(Error::invalid(
+                "reward_model.model",
+                "a reward model started from the policy (init = \"policy\") has the policy's shape; set init = \"scratch\" to give it one of its own",
+            ));
+        }
+        if let Some(shape) = &self.model {
+            shape.validate_shape().map_err(|e| match e {
+                Error::Invalid { field, message } => Error::Invalid {
+                    field: format!("reward_model.{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
         if !(0.0..1.0).contains(&self.p_random) {
             return Err(Error::invalid("reward_model.p_random", "must be in [0, 1)"));
         }

@@ -349,6 +349,21 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                     report.accuracy_gold.mean
                 )
                 .unwrap(),
+                Record::Critic { rounds } => {
+                    for r in rounds {
+                        let o = &r.overall;
+                        writeln!(
+                            out,
+                            "  critic round {}: points at the wrong step of {} of {} flawed held-out answers; precision {}, recall {}",
+                            r.round,
+                            super::share(&o.hit),
+                            o.flawed,
+                            super::share(&o.precision),
+                            super::share(&o.recall)
+                        )
+                        .unwrap();
+                    }
+                }
                 Record::BaseEval { heldout, .. } => {
                     if let Some((name, f)) = heldout.fidelity.first() {
                         writeln!(

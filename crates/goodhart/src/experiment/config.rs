@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::strategies::{EvalConfig, StrategiesConfig};
+use crate::critic::CriticConfig;
 use crate::error::{Error, Result};
 pub use crate::feedback::simulate::LabelsConfig;
 use crate::feedback::{Labeler, LabelerConfig};
@@ -137,6 +138,9 @@ pub struct TaskSetup {
     pub labels: LabelsConfig,
     /// The reward model learned from the comparisons.
     pub reward_model: RewardModelConfig,
+    /// A learned critic that points labelers at the step it believes wrong
+    /// (labelers use it with `assistant = { learned_round = N }`); answers only.
+    pub critic: CriticConfig,
     /// How every policy is measured.
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
@@ -158,6 +162,7 @@ impl Default for TaskSetup {
             labelers: vec![LabelerConfig::default()],
             labels: LabelsConfig::default(),
             reward_model: RewardModelConfig::default(),
+            critic: CriticConfig::default(),
             base_checkpoint: None,
             fine_tune_base: false,
             train_last_blocks: None,
@@ -278,6 +283,28 @@ impl TaskSetup {
         self.sampling.validate().map_err(prefixed)?;
         self.labels.validate().map_err(prefixed)?;
         self.reward_model.validate().map_err(prefixed)?;
+        self.critic.validate().map_err(prefixed)?;
+        if self.critic.rounds > 0 && self.kind != TaskKind::Answers {
+            return Err(Error::invalid(
+                format!("{at}.critic.rounds"),
+                format!(
+                    "a critic points at steps, and only the answers task's completions have them (this task is {})",
+                    self.kind_name()
+                ),
+            ));
+        }
+        for (i, l) in self.labelers.iter().enumerate() {
+            let round = l.assistant.as_ref().and_then(|a| a.learned_round);
+            if let Some(r) = round.filter(|&r| r > self.critic.rounds) {
+                return Err(Error::invalid(
+                    format!("{at}.labelers[{i}].assistant.learned_round"),
+                    format!(
+                        "the labeler {:?} needs the learned critic of round {r}, but the task trains {} (set critic.rounds)",
+                        l.name, self.critic.rounds
+                    ),
+                ));
+            }
+        }
         self.evaluation.validate(&format!("{at}.evaluation"))?;
         self.strategies.validate(
             &format!("{at}.strategies"),
@@ -373,6 +400,9 @@ impl Experiment {
             t.sft.optim.warmup_steps = t.sft.optim.warmup_steps.min(6);
             t.labels.pairs = t.labels.pairs.min(96);
             t.reward_model.steps = t.reward_model.steps.min(30);
+            t.critic.checks = t.critic.checks.min(96);
+            t.critic.steps = t.critic.steps.min(20);
+            t.critic.heldout = t.critic.heldout.min(32);
             // One member, unless a run penalises the ensemble's spread (which needs two).
             let penalised = t.strategies.rl.iter().any(|r| r.uncertainty_penalty > 0.0);
             t.reward_model.ensemble = if penalised { 2 } else { 1 };

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Experiment;
 use super::run::stage_names;
+use crate::critic::CriticRound;
 use crate::error::{Error, Result};
 use crate::feedback::AnswerCounts;
 use crate::fsutil::write_atomic;
@@ -32,6 +33,11 @@ pub enum Record {
         /// Where the policy came from: "sft" or the checkpoint it was loaded from.
         source: String,
         sft: Option<SftReport>,
+    },
+    Critic {
+        /// Per round: the judge's confirmations while training, and the
+        /// critic's pointers against gold on held-out completions.
+        rounds: Vec<CriticRound>,
     },
     Labels {
         /// Each labeler's answers.

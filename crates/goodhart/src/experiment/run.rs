@@ -14,13 +14,14 @@
 //! built from the records on disk.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
 use super::record::{LabelerAnswers, Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
+use crate::critic::LearnedCritic;
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, AnswerCounts, Filter, LabelStore, Labeler, PolicyTag};
 use crate::measure::PolicySummary;
@@ -45,6 +46,8 @@ pub struct Stage<'a> {
 enum Work<'a> {
     /// Train (or load and optionally fine-tune) the base policy. Makes: the base policy.
     Base,
+    /// Train the learned critics, one per round. Needs: the base policy. Makes: the critics.
+    Critic,
     /// Label pairs of base completions (or import the task's own). Needs: the base policy.
     Labels,
     /// Learn the proxy from the labels. Needs: the base policy, the labels. Makes: the reward model.
@@ -78,13 +81,16 @@ pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
         name: name.to_string(),
         work,
     };
-    let mut stages = vec![
-        stage("base", Work::Base),
+    let mut stages = vec![stage("base", Work::Base)];
+    if setup.critic.rounds > 0 {
+        stages.push(stage("critic", Work::Critic));
+    }
+    stages.extend([
         stage("labels", Work::Labels),
         stage("reward_model", Work::RewardModel),
         stage("base_eval", Work::BaseEval),
         stage("pool", Work::Pool),
-    ];
+    ]);
     stages.extend(
         setup
             .strategies
@@ -208,7 +214,7 @@ pub(super) struct TaskRun<'a> {
     pub(super) seed: u64,
     opts: &'a RunOptions,
     pub(super) progress: &'a dyn Progress,
-    device: Device,
+    pub(super) device: Device,
     /// [`TaskRun::base_reference`], sampled once and shared by every RL and DPO run.
     pub(super) base_reference: OnceLock<Vec<BaseGold>>,
 }
@@ -221,6 +227,10 @@ pub(super) struct Products<'a> {
     store: LabelStore,
     pub(super) base: OnceLock<Model>,
     pub(super) reward_model: OnceLock<RewardModel>,
+    /// The learned critics, by round (made by their stage, or loaded).
+    pub(super) critics: OnceLock<Vec<Arc<LearnedCritic>>>,
+    /// Whether the labelers that need a learned critic have theirs.
+    pub(super) critics_attached: bool,
 }
 
 impl TaskRun<'_> {
@@ -256,14 +266,20 @@ impl TaskRun<'_> {
             store: LabelStore::open(&self.path("labels.sqlite"))?,
             base: OnceLock::new(),
             reward_model: OnceLock::new(),
+            critics: OnceLock::new(),
+            critics_attached: false,
         };
         for stage in stages(self.setup) {
             if !stage.strategy().is_none_or(|s| self.wanted(s)) || self.done(&stage.name)?.is_some()
             {
                 continue;
             }
+            if !matches!(stage.work, Work::Base | Work::Critic) {
+                self.attach_critics(&mut products)?;
+            }
             let record = match stage.work {
                 Work::Base => self.base(&products)?,
+                Work::Critic => self.critic(&products)?,
                 Work::Labels => self.labels(&mut products)?,
                 Work::RewardModel => self.reward_model(&products)?,
                 Work::BaseEval => self.base_eval(&products)?,

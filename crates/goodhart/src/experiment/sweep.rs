@@ -52,6 +52,10 @@ pub struct SweepConfig {
     /// Local backend: runs at once (0: as many as the cores hold at `threads` each).
     #[serde(default)]
     pub parallel: usize,
+    /// Keys set alike at every point (dotted, as in the grid), e.g.
+    /// `task.answers.reward_model.init = "scratch"` under `[set]`.
+    #[serde(default)]
+    pub set: toml::Table,
     /// The swept keys; the grid is their product.
     #[serde(default)]
     pub grid: Vec<Axis>,
@@ -162,6 +166,21 @@ impl SweepConfig {
                     crate::runtime::MAX_THREADS
                 ),
             ));
+        }
+        let set = grid::flatten(&self.set);
+        for (key, _) in &set {
+            if ["seed", "threads", "name"].contains(&key.as_str()) {
+                return Err(Error::invalid(
+                    format!("set.{key}"),
+                    "is set by the sweep itself (its `seeds`, `threads`, `name`)",
+                ));
+            }
+            if self.grid.iter().any(|a| &a.key == key) {
+                return Err(Error::invalid(
+                    format!("set.{key}"),
+                    "is also swept in the grid: keep one",
+                ));
+            }
         }
         for (i, a) in self.grid.iter().enumerate() {
             let at = format!("grid[{i}]");
@@ -369,12 +388,15 @@ pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
             .collect();
     }
     let keys: Vec<String> = cfg.grid.iter().map(|a| a.key.clone()).collect();
+    let (set_keys, set_values): (Vec<String>, Vec<toml::Value>) =
+        grid::flatten(&cfg.set).into_iter().unzip();
     let mut points = vec![];
     let mut point_experiments = vec![];
     for (name, base_exp) in &experiments {
+        let base_exp = grid::apply(base_exp, &set_keys, &set_values, "the sweep's [set]")?;
         for values in &combos {
             let i = points.len();
-            let mut exp = grid::apply(base_exp, &keys, values)?;
+            let mut exp = grid::apply(&base_exp, &keys, values, "the sweep's grid")?;
             let point = Point {
                 id: point_id(i, name, cfg.experiments.len(), &keys, values),
                 experiment: name.clone(),

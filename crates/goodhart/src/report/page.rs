@@ -446,6 +446,13 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
                     parts.join(", ")
                 ))
             }
+            Record::Critic { rounds } => Some(
+                rounds
+                    .iter()
+                    .map(crate::experiment::critic_sentence)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             Record::RewardModel { report } => Some(format!(
                 "Reward model: held-out accuracy {:.3} ± {:.3} against the labeler's own labels{}, {:.3} ± {:.3} against gold.",
                 report.accuracy_labeler.mean,

@@ -93,6 +93,36 @@ fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
 }
 
 #[test]
+fn a_step_is_checked_alone_and_the_answer_against_the_written_columns() {
+    let t = task();
+    let p = Question { a: 347, b: 85 }.prompt(); // 432
+                                                 // A wrong column faithfully assembled: only the column is caught.
+    let consistent = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
+    assert!(t.step_is_wrong(&p, consistent, 1));
+    assert!(!t.step_is_wrong(&p, consistent, 3));
+    // Right columns, wrong assembly: the answer step is caught.
+    let misassembled = "7+5=12,4+8+1=13,3+0+1=4 so 433.";
+    assert_eq!(t.first_wrong_step(&p, misassembled), Some(3));
+    // A column left out is caught at the answer, whatever it says.
+    let short = "7+5=12,4+8+1=13 so 32.";
+    assert_eq!(t.first_wrong_step(&p, short), Some(2));
+    // A carry out of the top column is part of the assembly.
+    let q = Question { a: 57, b: 68 }.prompt(); // 125
+    assert_eq!(t.first_wrong_step(&q, "7+8=15,5+6+1=12 so 125."), None);
+    assert_eq!(
+        t.first_wrong_step(&q, "7+8=15,5+6+1=12 so maybe 25."),
+        Some(2)
+    );
+    // Where each step ends: the columns, then the answer.
+    let ends = t.step_ends(&p, consistent);
+    assert_eq!(ends.len(), t.n_steps(&p, consistent));
+    assert_eq!(&consistent[..ends[0]], "7+5=12");
+    assert_eq!(&consistent[..ends[2]], "7+5=12,4+8+1=14,3+0+1=4");
+    assert_eq!(ends[3], consistent.len());
+    assert!(t.step_ends(&p, "432.").is_empty());
+}
+
+#[test]
 fn demonstrations_are_correct_and_mix_forms_by_difficulty() {
     let t = Answers::new(
         AnswersConfig {

@@ -53,6 +53,23 @@ fn unknown_task_and_bad_values_are_rejected() {
         err.contains("task[0].gridworld") && err.contains("kind is `answers`"),
         "{err}"
     );
+    let err = Experiment::parse(
+        "[[task]]\n[task.reward_model.model]\nd_model = 32\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("task[0].reward_model.model") && err.contains("init = \"scratch\""),
+        "{err}"
+    );
+    let err = Experiment::parse(
+        "[[task]]\n[task.reward_model]\ninit = \"scratch\"\n[task.reward_model.model]\nn_head = 3\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("task[0].reward_model.model.n_head"), "{err}");
     let err = Experiment::parse("[[task]]\n[task.sampling]\ntop_p = 0\n", "e.toml")
         .unwrap_err()
         .to_string();

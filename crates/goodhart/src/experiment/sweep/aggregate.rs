@@ -229,14 +229,17 @@ fn csv(plan: &Plan, rows: &[PointRow]) -> String {
     out
 }
 
-/// A value as a CSV cell (strings quoted only when they must be).
+/// A value as a CSV cell (quoted only when it must be: a string, array or
+/// inline table with a comma, quote or newline in it).
 fn csv_value(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) if s.contains([',', '"', '\n']) => {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        }
+    let text = match v {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
 }
 
@@ -272,11 +275,18 @@ fn summary(plan: &Plan, rows: &[PointRow], unfinished: &[String]) -> String {
             pairs.push((&r.task, &r.strategy));
         }
     }
+    let width = plan
+        .points
+        .iter()
+        .map(|p| p.label(plan).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(34);
     for (task, strategy) in pairs {
         writeln!(s, "\n{task} / {strategy}").unwrap();
         writeln!(
             s,
-            "  {:<34} {:>5} {:>15} {:>15} {:>15} {:>15} {:>8}",
+            "  {:<width$} {:>5} {:>15} {:>15} {:>15} {:>16} {:>8}",
             "point",
             "seeds",
             "max KL",
@@ -296,7 +306,7 @@ fn summary(plan: &Plan, rows: &[PointRow], unfinished: &[String]) -> String {
                 .map_or("-".to_string(), |f| format!("{:.3}", f.beta));
             writeln!(
                 s,
-                "  {:<34} {:>5} {:>15} {:>15} {:>15} {:>15} {:>8}",
+                "  {:<width$} {:>5} {:>15} {:>15} {:>15} {:>16} {:>8}",
                 plan.points[r.point].label(plan),
                 r.seeds,
                 show(&r.end_kl),

@@ -5,11 +5,13 @@
 use super::Experiment;
 use crate::error::{Error, Result};
 
-/// The experiment with each `keys[i]` set to `values[i]`.
+/// The experiment with each `keys[i]` set to `values[i]`; a bad setting is
+/// reported as coming from `what` ("the sweep's grid").
 pub(super) fn apply(
     exp: &Experiment,
     keys: &[String],
     values: &[toml::Value],
+    what: &str,
 ) -> Result<Experiment> {
     if keys.is_empty() {
         return Ok(exp.clone());
@@ -25,13 +27,31 @@ pub(super) fn apply(
         .zip(values)
         .map(|(k, v)| format!("{k} = {v}"))
         .collect();
-    Experiment::parse(&text, &format!("the sweep's grid ({})", setting.join(", ")))
+    Experiment::parse(&text, &format!("{what} ({})", setting.join(", ")))
+}
+
+/// A table of settings as (dotted key, value) pairs, in the table's order:
+/// `{task = {answers = {sft = {steps = 5}}}}` is `task.answers.sft.steps = 5`.
+pub(super) fn flatten(table: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = vec![];
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(inner) => out.extend(
+                flatten(inner)
+                    .into_iter()
+                    .map(|(rest, v)| (format!("{k}.{rest}"), v)),
+            ),
+            leaf => out.push((k.clone(), leaf.clone())),
+        }
+    }
+    out
 }
 
 /// Set `key` (dotted: tables by key, arrays by element name, kind, index or
-/// `*`) in `table`. Every step but the last must exist; the last may be
-/// added (an optional key left out), and the experiment's own validation
-/// then says whether it is one.
+/// `*`) in `table`. Array elements must exist; a table the experiment left
+/// out is added (as if written in the file, so what it does not set keeps
+/// the section's defaults), and the experiment's own parser then says
+/// whether each added key is one.
 pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
@@ -72,22 +92,9 @@ fn set_in_table(
         *matched += 1;
         return Ok(());
     }
-    let here = parts[..=depth].join(".");
-    let Some(next) = table.get_mut(part) else {
-        let mut known: Vec<&String> = table.keys().collect();
-        known.sort();
-        return Err(Error::invalid(
-            key,
-            format!(
-                "the experiment has no `{here}` (there: {})",
-                known
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    };
+    let next = table
+        .entry(part)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     set_in_value(next, parts, key, depth + 1, value, matched)
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::ModelConfig;
 
 fn config(text: &str) -> Result<SweepConfig> {
     let dir = tempfile::tempdir().unwrap();
@@ -42,11 +43,18 @@ fn dotted_keys_reach_tables_and_array_elements_by_name_kind_index_or_star() {
 #[test]
 fn a_bad_dotted_key_says_which_part_and_what_is_there() {
     let mut t = default_table();
-    let err = set_key(&mut t, "task.answers.nope.x", 1.into())
-        .unwrap_err()
-        .to_string();
+    // A section left out is added; one the experiment cannot have is named by its parser.
+    let exp = Experiment::embedded_default();
+    let err = grid::apply(
+        &exp,
+        &["task.answers.nope.x".into()],
+        &[1.into()],
+        "the sweep's grid",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
-        err.contains("no `task.answers.nope`") && err.contains("labels"),
+        err.contains("nope") && err.contains("labels") && err.contains("sweep's grid"),
         "{err}"
     );
     let err = set_key(&mut t, "task.nosuch.labels.pairs", 1.into())
@@ -64,9 +72,14 @@ fn a_bad_dotted_key_says_which_part_and_what_is_there() {
     assert!(err.contains("a value, not a section"), "{err}");
     // A key the experiment does not have is caught by the experiment's own parser.
     let exp = Experiment::embedded_default();
-    let err = grid::apply(&exp, &["task.answers.labels.paris".into()], &[1.into()])
-        .unwrap_err()
-        .to_string();
+    let err = grid::apply(
+        &exp,
+        &["task.answers.labels.paris".into()],
+        &[1.into()],
+        "the sweep's grid",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("paris") && err.contains("sweep's grid"),
         "{err}"
@@ -75,10 +88,30 @@ fn a_bad_dotted_key_says_which_part_and_what_is_there() {
         &exp,
         &["task.answers.labels.pairs".into()],
         &["many".into()],
+        "the sweep's grid",
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("pairs"), "{err}");
+}
+
+#[test]
+fn a_section_the_experiment_leaves_out_is_added_with_its_defaults() {
+    let exp = Experiment::embedded_default();
+    assert!(exp.tasks[0].reward_model.model.is_none());
+    let set = grid::apply(
+        &exp,
+        &[
+            "task.answers.reward_model.init".into(),
+            "task.answers.reward_model.model.d_model".into(),
+        ],
+        &["scratch".into(), 32.into()],
+        "the sweep's [set]",
+    )
+    .unwrap();
+    let shape = set.tasks[0].reward_model.model.as_ref().unwrap();
+    assert_eq!(shape.d_model, 32);
+    assert_eq!(shape.n_layer, ModelConfig::default().n_layer);
 }
 
 #[test]
@@ -94,6 +127,11 @@ fn sweep_files_are_checked_field_by_field() {
         ("name = \"s\"\nexperiments = []\n", "experiments"),
         ("name = \"s\"\ncolour = 1\n", "colour"),
         ("name = \"s\"\n[slurm]\npartion = \"x\"\n", "partion"),
+        ("name = \"s\"\n[set]\nseed = 3\n", "set.seed"),
+        (
+            "name = \"s\"\n[set]\ntask.answers.sft.steps = 3\n[[grid]]\nkey = \"task.answers.sft.steps\"\nvalues = [1]\n",
+            "also swept",
+        ),
         (
             "name = \"s\"\n[[grid]]\nkey = \"a.b\"\nvalues = [1]\n[[grid]]\nkey = \"a.b\"\nvalues = [2]\n",
             "swept twice",
@@ -116,6 +154,7 @@ fn a_plan_crosses_experiments_and_axes_and_a_sweep_continues_only_itself() {
     .unwrap();
     let cfg = config(
         "name = \"s\"\nexperiments = [\"default\", \"mine.toml\"]\nseeds = [4, 9]\nthreads = 2\nquick = true\n\
+         [set]\ntask.answers.sft.steps = 7\n\
          [[grid]]\nkey = \"task.answers.strategies.rl.ppo-kl.kl.coef\"\nvalues = [0.0, 0.1, 1]\n",
     )
     .unwrap();
@@ -141,6 +180,7 @@ fn a_plan_crosses_experiments_and_axes_and_a_sweep_continues_only_itself() {
         exp.tasks[0].model.n_layer, 1,
         "quick applies to every point"
     );
+    assert_eq!(exp.tasks[0].sft.steps, 7, "[set] applies to every point");
     assert_eq!(run_state(&out, &run).unwrap(), RunState::NotStarted);
     // The same sweep again continues; another is refused; so is a directory that is not a sweep.
     assert_eq!(create(&out, &cfg, dir.path()).unwrap(), plan);

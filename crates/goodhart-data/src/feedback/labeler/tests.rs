@@ -1,0 +1,263 @@
+use super::*;
+use crate::rng;
+use crate::task::answers::Question;
+use crate::task::{Answers, AnswersConfig};
+
+fn task() -> Answers {
+    Answers::new(
+        AnswersConfig {
+            n_train: 10,
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap()
+}
+
+fn share_a(l: &Labeler, p: &str, a: &str, b: &str) -> f64 {
+    let mut rng = rng::stream(1, "t");
+    let n = 4000;
+    let wins = (0..n)
+        .filter(|_| l.compare(p, a, b, &mut rng).unwrap() == Answer::A)
+        .count();
+    wins as f64 / n as f64
+}
+
+#[test]
+fn checks_easy_answers_and_judges_hard_ones_by_their_look() {
+    let t = task();
+    let cfg = LabelerConfig {
+        biases: [("confident".to_string(), 0.5)].into_iter().collect(),
+        p_random: 0.0,
+        ..Default::default()
+    };
+    let l = Labeler::new(cfg, &t).unwrap();
+    let easy = Question { a: 12, b: 30 }.prompt();
+    assert!(
+        share_a(&l, &easy, "42.", "maybe 43.") > 0.95,
+        "easy: checks correctness"
+    );
+    assert!(
+        share_a(&l, &easy, "maybe 42.", "43.") > 0.95,
+        "easy: correct beats confident"
+    );
+    let hard = Question { a: 1234, b: 4321 }.prompt();
+    // Cannot check 4-digit sums: the confident wrong answer wins.
+    assert!(share_a(&l, &hard, "5556.", "maybe 5555.") > 0.8);
+    // The labeler's own score says the same.
+    assert!(l.score(&hard, "5556.").unwrap() > l.score(&hard, "maybe 5555.").unwrap());
+}
+
+#[test]
+fn noise_ties_and_cant_tell_follow_their_settings() {
+    let t = task();
+    let hard = Question { a: 1234, b: 4321 }.prompt();
+    let random = Labeler::new(
+        LabelerConfig {
+            p_random: 1.0,
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    let s = share_a(&random, &hard, "5555.", "5556.");
+    assert!((s - 0.5).abs() < 0.05, "{s}");
+    let unsure = Labeler::new(
+        LabelerConfig {
+            p_random: 0.0,
+            p_cant_tell: 1.0,
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    let mut rng = rng::stream(2, "t");
+    assert_eq!(
+        unsure.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
+        Answer::CantTell
+    );
+    let tied = Labeler::new(
+        LabelerConfig {
+            p_random: 0.0,
+            tie_margin: 0.1,
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    assert_eq!(
+        tied.compare(&hard, "5555.", "5556.", &mut rng).unwrap(),
+        Answer::Tie
+    );
+}
+
+#[test]
+fn the_probability_of_answering_a_matches_the_answers_it_gives() {
+    let t = task();
+    let hard = Question { a: 1234, b: 4321 }.prompt();
+    let easy = Question { a: 12, b: 30 }.prompt();
+    let cfg = LabelerConfig {
+        biases: [("confident".to_string(), 0.2)].into_iter().collect(),
+        p_random: 0.1,
+        p_cant_tell: 0.5,
+        ..Default::default()
+    };
+    let l = Labeler::new(cfg, &t).unwrap();
+    for (p, a, b) in [
+        (&hard, "5556.", "maybe 5555."),
+        (&easy, "42.", "maybe 43."),
+        (&easy, "maybe 42.", "42."),
+    ] {
+        let mut rng = rng::stream(3, "t");
+        let answers: Vec<Answer> = (0..6000)
+            .map(|_| l.compare(p, a, b, &mut rng).unwrap())
+            .collect();
+        let count = |x: Answer| answers.iter().filter(|&&y| y == x).count() as f64;
+        let empirical = count(Answer::A) / (count(Answer::A) + count(Answer::B));
+        let predicted = l.p_answers_a(p, a, b).unwrap();
+        assert!(
+            (empirical - predicted).abs() < 0.025,
+            "{a} vs {b}: {empirical} answered A, {predicted} predicted"
+        );
+    }
+    // Equal completions: a coin flip, so the ceiling there is 0.5.
+    assert_eq!(l.p_answers_a(&easy, "42.", "42.").unwrap(), 0.5);
+}
+
+#[test]
+fn the_measured_score_is_the_mean_judgement_under_the_noisy_pointer() {
+    let t = task();
+    let hard = Question { a: 1234, b: 4321 }.prompt();
+    let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
+    let assisted = Labeler::new(
+        LabelerConfig {
+            p_random: 0.0,
+            assistant: Some(AssistantConfig::scripted(0.5)),
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    let mut rng = rng::stream(2, "t");
+    let n = 20_000;
+    let mean = (0..n)
+        .map(|_| assisted.judge(&hard, wrong, &mut rng).unwrap().score)
+        .sum::<f64>()
+        / n as f64;
+    let score = assisted.score(&hard, wrong).unwrap();
+    assert!(
+        (score - mean).abs() < 0.02,
+        "score {score} vs mean judgement {mean}"
+    );
+}
+
+#[test]
+fn an_assistant_exposes_wrong_working_on_hard_items() {
+    let t = task();
+    let q = Question { a: 1234, b: 4321 };
+    let hard = q.prompt();
+    let right = "4+1=5,3+2=5,2+3=5,1+4=5 so 5555.";
+    let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
+    let base = LabelerConfig {
+        p_random: 0.0,
+        ..Default::default()
+    };
+    let plain = Labeler::new(base.clone(), &t).unwrap();
+    let assisted = Labeler::new(
+        LabelerConfig {
+            name: "assisted".into(),
+            assistant: Some(AssistantConfig::scripted(1.0)),
+            ..base
+        },
+        &t,
+    )
+    .unwrap();
+    let p_plain = share_a(&plain, &hard, right, wrong);
+    let p_assisted = share_a(&assisted, &hard, right, wrong);
+    assert!(
+        (p_plain - 0.5).abs() < 0.05,
+        "unassisted cannot tell: {p_plain}"
+    );
+    assert!(
+        p_assisted > 0.95,
+        "assisted finds the wrong step: {p_assisted}"
+    );
+}
+
+#[test]
+fn unknown_bias_names_the_feature_and_the_options() {
+    let t = task();
+    let cfg = LabelerConfig {
+        biases: [("politeness".to_string(), 1.0)].into_iter().collect(),
+        ..Default::default()
+    };
+    let err = Labeler::new(cfg, &t).err().unwrap().to_string();
+    assert!(
+        err.contains("biases.politeness") && err.contains("confident"),
+        "{err}"
+    );
+}
+
+/// A stand-in for a learned critic: points at a fixed step.
+struct PointsAt(usize);
+
+impl Critic for PointsAt {
+    fn point(&self, _prompt: &str, _completion: &str, _ends: &[usize]) -> Result<Option<usize>> {
+        Ok(Some(self.0))
+    }
+}
+
+#[test]
+fn a_learned_critic_points_where_it_believes_and_must_be_attached() {
+    let t = task();
+    let hard = Question { a: 1234, b: 4321 }.prompt();
+    let wrong = "4+1=5,3+2=6,2+3=5,1+4=5 so 5565.";
+    let cfg = LabelerConfig {
+        p_random: 0.0,
+        assistant: Some(AssistantConfig::learned(1)),
+        ..Default::default()
+    };
+    let bare = Labeler::new(cfg.clone(), &t).unwrap();
+    let err = bare.score(&hard, wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("learned critic of round 1") && err.contains("critic"),
+        "{err}"
+    );
+    let unaided = Labeler::new(LabelerConfig::default(), &t).unwrap();
+    let right_pointer = Labeler::new(cfg.clone(), &t)
+        .unwrap()
+        .with_critic(Arc::new(PointsAt(1)));
+    let wrong_pointer = Labeler::new(cfg, &t)
+        .unwrap()
+        .with_critic(Arc::new(PointsAt(0)));
+    assert_eq!(right_pointer.score(&hard, wrong).unwrap(), -1.0);
+    assert_eq!(
+        wrong_pointer.score(&hard, wrong).unwrap(),
+        unaided.score(&hard, wrong).unwrap(),
+        "pointed at a right step, the labeler knows no more than without help"
+    );
+}
+
+#[test]
+fn an_assistant_is_scripted_or_learned_not_both() {
+    let t = task();
+    for (assistant, want) in [
+        (
+            AssistantConfig {
+                accuracy: Some(0.5),
+                learned_round: Some(1),
+            },
+            "set one of",
+        ),
+        (AssistantConfig::default(), "set one of"),
+        (AssistantConfig::learned(0), "from 1"),
+        (AssistantConfig::scripted(1.5), "probability"),
+    ] {
+        let cfg = LabelerConfig {
+            assistant: Some(assistant),
+            ..Default::default()
+        };
+        let err = Labeler::new(cfg, &t).err().unwrap().to_string();
+        assert!(err.contains("assistant") && err.contains(want), "{err}");
+    }
+}
