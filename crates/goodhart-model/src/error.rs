@@ -77,6 +77,18 @@ impl Error {
         }
     }
 
+    /// An invalid setting's field as seen from the section `at` holding it
+    /// (`n_head` within `reward_model.model`); other errors unchanged.
+    pub fn within(self, at: &str) -> Self {
+        match self {
+            Error::Invalid { field, message } => Error::Invalid {
+                field: format!("{at}.{field}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub fn checkpoint(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Checkpoint {
             path: path.as_ref().to_path_buf(),

@@ -42,13 +42,7 @@ impl LabelsConfig {
         if self.commit_every == 0 {
             return Err(Error::invalid("labels.commit_every", "must be at least 1"));
         }
-        self.sampling.validate().map_err(|e| match e {
-            Error::Invalid { field, message } => Error::Invalid {
-                field: format!("labels.{field}"),
-                message,
-            },
-            other => other,
-        })
+        self.sampling.validate().map_err(|e| e.within("labels"))
     }
 }
 

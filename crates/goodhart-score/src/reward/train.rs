@@ -95,13 +95,9 @@ impl RewardModelConfig {
             ));
         }
         if let Some(shape) = &self.model {
-            shape.validate_shape().map_err(|e| match e {
-                Error::Invalid { field, message } => Error::Invalid {
-                    field: format!("reward_model.{field}"),
-                    message,
-                },
-                other => other,
-            })?;
+            shape
+                .validate_shape()
+                .map_err(|e| e.within("reward_model"))?;
         }
         if !(0.0..1.0).contains(&self.p_random) {
             return Err(Error::invalid("reward_model.p_random", "must be in [0, 1)"));

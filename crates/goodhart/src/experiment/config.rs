@@ -247,13 +247,7 @@ impl TaskSetup {
                 ));
             }
         }
-        let prefixed = |e: Error| match e {
-            Error::Invalid { field, message } => Error::Invalid {
-                field: format!("{at}.{field}"),
-                message,
-            },
-            other => other,
-        };
+        let prefixed = |e: Error| e.within(&at);
         match self.kind {
             TaskKind::Answers => self.answers.validate(),
             TaskKind::Gridworld => self.gridworld.validate(),

@@ -2,15 +2,18 @@
 //! completions (see [`crate::critic`]), saved per round, and handed to the
 //! labelers whose assistant names a round before they label or measure.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use rand::Rng as _;
 
-use super::record::Record;
+use super::record::{Record, TaskRecords};
 use super::run::{Products, TaskRun};
+use super::seeds::AcrossSeeds;
 use crate::critic::{train_critics, CriticRound, LearnedCritic};
 use crate::error::{Error, Result};
 use crate::feedback::Critic;
+use crate::measure::LabelerFidelity;
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::sample::sample;
 use crate::model::Model;
@@ -144,4 +147,108 @@ pub fn critic_sentence(r: &CriticRound) -> String {
         share(&o.precision),
         share(&o.recall)
     )
+}
+
+/// Across seeds, per task: each judge's agreement with gold by difficulty on
+/// the base policy's held-out samples, and each learned critic round's hit
+/// rate, precision and recall (means over seeds with 95% t-intervals), for
+/// the several-seed summary. Empty when no task has more than one judge or
+/// a critic.
+pub fn judges_across_seeds(per_seed: &[Vec<TaskRecords>]) -> String {
+    let mut out = String::new();
+    let Some(first) = per_seed.first() else {
+        return out;
+    };
+    for (t, task) in first.iter().enumerate() {
+        let judges: Vec<Vec<(String, LabelerFidelity)>> = per_seed
+            .iter()
+            .filter_map(|tasks| tasks.get(t))
+            .filter_map(|tr| {
+                tr.records.iter().find_map(|(_, r)| match r {
+                    Record::BaseEval { heldout, .. } => Some(heldout.fidelity.clone()),
+                    _ => None,
+                })
+            })
+            .collect();
+        let critics: Vec<Vec<CriticRound>> = per_seed
+            .iter()
+            .filter_map(|tasks| tasks.get(t))
+            .filter_map(|tr| {
+                tr.records.iter().find_map(|(_, r)| match r {
+                    Record::Critic { rounds } => Some(rounds.clone()),
+                    _ => None,
+                })
+            })
+            .collect();
+        let names: Vec<&String> = judges
+            .first()
+            .map(|j| j.iter().map(|(n, _)| n).collect())
+            .unwrap_or_default();
+        if names.len() < 2 && critics.is_empty() {
+            continue;
+        }
+        let levels: Vec<u32> = judges
+            .first()
+            .and_then(|j| j.first())
+            .map(|(_, f)| f.agreement.iter().map(|(d, _)| *d).collect())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "\n{}: judges' agreement with gold on the base policy's pairs, by difficulty ({} seeds; ± a 95% t-interval across seeds)",
+            task.task,
+            judges.len()
+        )
+        .unwrap();
+        for (j, name) in names.iter().enumerate() {
+            let cells: Vec<String> = levels
+                .iter()
+                .map(|d| {
+                    let xs: Vec<f64> = judges
+                        .iter()
+                        .filter_map(|js| js.get(j))
+                        .filter_map(|(_, f)| f.agreement.iter().find(|(e, _)| e == d))
+                        .map(|(_, s)| s.mean)
+                        .collect();
+                    format!("{d}: {}", AcrossSeeds::of(&xs).show())
+                })
+                .collect();
+            writeln!(out, "  {:<16} {}", name, cells.join("   ")).unwrap();
+        }
+        let rounds = critics.iter().map(Vec::len).min().unwrap_or(0);
+        for k in 0..rounds {
+            let of = |f: &dyn Fn(&CriticRound) -> f64| {
+                AcrossSeeds::of(&critics.iter().map(|c| f(&c[k])).collect::<Vec<_>>()).show()
+            };
+            writeln!(
+                out,
+                "  critic round {}: hit {}  precision {}  recall {}  (confirmed in training {})",
+                k + 1,
+                of(&|r| r.overall.hit.mean),
+                of(&|r| r.overall.precision.mean),
+                of(&|r| r.overall.recall.mean),
+                of(&|r| r.confirmed.mean),
+            )
+            .unwrap();
+            let levels: Vec<u32> = critics[0][k]
+                .by_difficulty
+                .iter()
+                .map(|(d, _)| *d)
+                .collect();
+            let cells: Vec<String> = levels
+                .iter()
+                .map(|d| {
+                    let xs: Vec<f64> = critics
+                        .iter()
+                        .filter_map(|c| c[k].by_difficulty.iter().find(|(e, _)| e == d))
+                        .map(|(_, s)| s.hit.mean)
+                        .collect();
+                    format!("{d}: {}", AcrossSeeds::of(&xs).show())
+                })
+                .collect();
+            if !cells.is_empty() {
+                writeln!(out, "    hit by difficulty  {}", cells.join("   ")).unwrap();
+            }
+        }
+    }
+    out
 }

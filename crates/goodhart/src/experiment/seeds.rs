@@ -123,7 +123,7 @@ impl AcrossSeeds {
         }
     }
 
-    fn show(&self) -> String {
+    pub fn show(&self) -> String {
         if self.half_width.is_finite() {
             format!("{:.3} ±{:.3}", self.mean, self.half_width)
         } else {
@@ -184,11 +184,13 @@ pub struct CurveFit {
 /// `fits.json`, `summary.txt`) and return it.
 pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     let mut analyses: Vec<(u64, Vec<StrategyAnalysis>)> = vec![];
+    let mut all_records = vec![];
     for &seed in seeds {
         let dir = RunDir::new(&seed_dir(root, seed));
         let exp = dir.experiment()?;
         let records = dir.records(&exp)?;
         analyses.push((seed, records.iter().flat_map(analyse).collect()));
+        all_records.push(records);
     }
     // Each curve (task, strategy, split) with every seed's analysis of it, in the first seed's order.
     type Key<'a> = (&'a str, &'a str, &'a str);
@@ -367,6 +369,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
         findings::annotate(&mut found, &exp);
     }
+    summary.push_str(&super::critics::judges_across_seeds(&all_records));
     summary.push('\n');
     summary.push_str(&matched::text(&matched_rows));
     summary.push_str("\nfindings\n");
