@@ -247,7 +247,7 @@ impl TaskSetup {
                 ));
             }
         }
-        let prefixed = |e: Error| e.within(&at);
+        let prefixed = |e: Error| e.within(at);
         match self.kind {
             TaskKind::Answers => self.answers.validate(),
             TaskKind::Gridworld => self.gridworld.validate(),
