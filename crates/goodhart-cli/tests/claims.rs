@@ -196,7 +196,8 @@ fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
             "critic-10",
             "easy-to-hard",
             "learned-1",
-            "learned-2"
+            "learned-2",
+            "debate-3"
         ]
     );
     // The learned critic: one checkpoint and one measured round per round.

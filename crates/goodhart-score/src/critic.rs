@@ -113,7 +113,7 @@ pub struct CriticScores {
 /// A trained critic, as labelers use it (its pointers are remembered).
 pub struct LearnedCritic {
     pub model: Model,
-    memo: Mutex<HashMap<(String, String), Option<usize>>>,
+    memo: Mutex<HashMap<(String, String), Vec<usize>>>,
 }
 
 /// A completion encoded for the critic, with where each step ends.
@@ -221,14 +221,20 @@ fn argmax(ps: &[f64]) -> Option<usize> {
 }
 
 impl Critic for LearnedCritic {
-    fn point(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Option<usize>> {
+    fn rank(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<usize>> {
         let key = (prompt.to_string(), completion.to_string());
-        if let Some(p) = self.memo.lock().expect("critic memo").get(&key) {
-            return Ok(*p);
+        if let Some(r) = self.memo.lock().expect("critic memo").get(&key) {
+            return Ok(r.clone());
         }
-        let pointer = argmax(&self.probabilities(&[(prompt, completion, step_ends.to_vec())])?[0]);
-        self.memo.lock().expect("critic memo").insert(key, pointer);
-        Ok(pointer)
+        let ps = &self.probabilities(&[(prompt, completion, step_ends.to_vec())])?[0];
+        let mut order: Vec<usize> = (0..ps.len()).collect();
+        // Most suspicious first; ties keep the earlier step first.
+        order.sort_by(|&a, &b| ps[b].total_cmp(&ps[a]).then(a.cmp(&b)));
+        self.memo
+            .lock()
+            .expect("critic memo")
+            .insert(key, order.clone());
+        Ok(order)
     }
 }
 

@@ -130,6 +130,13 @@ pub struct AssistantConfig {
     /// which points at the step it believes most likely wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned_round: Option<usize>,
+    /// Learned only: debate of this many turns. Each side's debater (the
+    /// learned critic) points at one more step of the other side's answer per
+    /// turn, most suspicious first, and the judge checks every step pointed
+    /// at (a checked step needs no defence, so the defender has no move).
+    /// Absent: one pointer, as a critic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<usize>,
 }
 
 impl AssistantConfig {
@@ -137,24 +144,24 @@ impl AssistantConfig {
     pub fn scripted(accuracy: f64) -> Self {
         Self {
             accuracy: Some(accuracy),
-            learned_round: None,
+            ..Self::default()
         }
     }
 
     /// The learned critic of `round`.
     pub fn learned(round: usize) -> Self {
         Self {
-            accuracy: None,
             learned_round: Some(round),
+            ..Self::default()
         }
     }
 }
 
-/// A learned critic, as a labeler uses it: the step of a completion it
-/// would point at, given where the task says each step ends (`None` when
-/// the completion has no steps).
+/// A learned critic, as a labeler uses it: the steps of a completion in the
+/// order it would point at them, most suspicious first, given where the task
+/// says each step ends (empty when the completion has no steps).
 pub trait Critic: Send + Sync {
-    fn point(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Option<usize>>;
+    fn rank(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<usize>>;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -248,6 +255,18 @@ impl LabelerConfig {
                         "rounds count from 1",
                     ));
                 }
+                (Some(_), None) if a.turns.is_some() => {
+                    return Err(Error::invalid(
+                        f("assistant.turns"),
+                        "debate needs a learned critic to argue (learned_round)",
+                    ));
+                }
+                (None, Some(_)) if a.turns == Some(0) => {
+                    return Err(Error::invalid(
+                        f("assistant.turns"),
+                        "a debate has at least 1 turn",
+                    ));
+                }
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
                     return Err(Error::invalid(
@@ -310,10 +329,21 @@ impl<'t> Labeler<'t> {
         self.config.assistant.as_ref().and_then(|a| a.learned_round)
     }
 
-    /// The learned critic's pointer, or a clear error when none is attached.
-    fn learned_pointer(&self, prompt: &str, completion: &str) -> Result<Option<usize>> {
+    /// The learned critic's pointers (one, or one per debate turn), or a
+    /// clear error when none is attached.
+    fn learned_pointers(&self, prompt: &str, completion: &str) -> Result<Vec<usize>> {
+        let turns = self
+            .config
+            .assistant
+            .as_ref()
+            .and_then(|a| a.turns)
+            .unwrap_or(1);
         match &self.critic {
-            Some(c) => c.point(prompt, completion, &self.task.step_ends(prompt, completion)),
+            Some(c) => {
+                let mut ranked = c.rank(prompt, completion, &self.task.step_ends(prompt, completion))?;
+                ranked.truncate(turns);
+                Ok(ranked)
+            }
             None => Err(Error::invalid(
                 format!("labeler {:?}.assistant", self.config.name),
                 format!(
@@ -331,8 +361,8 @@ impl<'t> Labeler<'t> {
     /// The labeler's score of a completion, with the assistant's pointer drawn from `rng`.
     pub fn judge(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Judgement> {
         if self.learned_round().is_some() {
-            let pointer = self.learned_pointer(prompt, completion)?;
-            return self.judge_with(prompt, completion, pointer);
+            let pointers = self.learned_pointers(prompt, completion)?;
+            return self.judge_with(prompt, completion, &pointers);
         }
         let pointer = self.config.assistant.as_ref().and_then(|a| {
             let n = self.task.n_steps(prompt, completion);
@@ -346,7 +376,7 @@ impl<'t> Labeler<'t> {
                 _ => Some(random_step),
             }
         });
-        self.judge_with(prompt, completion, pointer)
+        self.judge_with(prompt, completion, pointer.as_slice())
     }
 
     /// The labeler's expected score of a completion: its reward, for measurement.
@@ -355,41 +385,47 @@ impl<'t> Labeler<'t> {
     /// step at random), so the measured labeler is the one that labelled.
     pub fn score(&self, prompt: &str, completion: &str) -> Result<f64> {
         if self.learned_round().is_some() {
-            let pointer = self.learned_pointer(prompt, completion)?;
-            return Ok(self.judge_with(prompt, completion, pointer)?.score);
+            let pointers = self.learned_pointers(prompt, completion)?;
+            return Ok(self.judge_with(prompt, completion, &pointers)?.score);
         }
         let Some(a) = &self.config.assistant else {
-            return Ok(self.judge_with(prompt, completion, None)?.score);
+            return Ok(self.judge_with(prompt, completion, &[])?.score);
         };
         let accuracy = a.accuracy.unwrap_or(1.0);
         let n = self.task.n_steps(prompt, completion);
         if n == 0 {
-            return Ok(self.judge_with(prompt, completion, None)?.score);
+            return Ok(self.judge_with(prompt, completion, &[])?.score);
         }
         let mut at_random = 0.0;
         for k in 0..n {
-            at_random += self.judge_with(prompt, completion, Some(k))?.score / n as f64;
+            at_random += self.judge_with(prompt, completion, &[k])?.score / n as f64;
         }
         Ok(match self.task.first_wrong_step(prompt, completion) {
             Some(w) => {
-                let pointed = self.judge_with(prompt, completion, Some(w))?.score;
+                let pointed = self.judge_with(prompt, completion, &[w])?.score;
                 accuracy * pointed + (1.0 - accuracy) * at_random
             }
             None => at_random,
         })
     }
 
-    fn judge_with(
-        &self,
-        prompt: &str,
-        completion: &str,
-        pointer: Option<usize>,
-    ) -> Result<Judgement> {
-        let view = LabelerView {
+    /// The judgement with the steps `pointers` shown: checked one by one
+    /// until one establishes the value (a wrong step sinks the answer).
+    fn judge_with(&self, prompt: &str, completion: &str, pointers: &[usize]) -> Result<Judgement> {
+        let view = |pointer| LabelerView {
             competence: self.config.competence,
             pointer,
         };
-        let p = self.task.perceive(prompt, completion, &view)?;
+        let mut p = self.task.perceive(prompt, completion, &view(None))?;
+        for &k in pointers {
+            if p.verified.is_some() {
+                break;
+            }
+            p.verified = self
+                .task
+                .perceive(prompt, completion, &view(Some(k)))?
+                .verified;
+        }
         let bias: f64 = p.looks.iter().zip(&self.weights).map(|(x, w)| x * w).sum();
         let base = p.verified.unwrap_or(self.config.unverified_value);
         Ok(Judgement {
@@ -410,7 +446,7 @@ impl<'t> Labeler<'t> {
             return Ok(0.5); // only random answers are decisive
         }
         let p_a = 1.0 / (1.0 + (-d / c.temperature).exp());
-        let checked = |x: &str| -> Result<bool> { Ok(self.judge_with(prompt, x, None)?.checked) };
+        let checked = |x: &str| -> Result<bool> { Ok(self.judge_with(prompt, x, &[])?.checked) };
         let cant = if !checked(a)? && !checked(b)? {
             c.p_cant_tell
         } else {

@@ -109,8 +109,9 @@ fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
         .iter()
         .find(|(p, c)| task.first_wrong_step(p, c).is_some())
         .unwrap();
-    let pointed = critics[1].0.point(p, c, &task.step_ends(p, c)).unwrap();
-    assert_eq!(pointed, task.first_wrong_step(p, c));
+    let ranked = critics[1].0.rank(p, c, &task.step_ends(p, c)).unwrap();
+    assert_eq!(ranked.len(), task.n_steps(p, c));
+    assert_eq!(ranked.first().copied(), task.first_wrong_step(p, c));
 }
 
 #[test]

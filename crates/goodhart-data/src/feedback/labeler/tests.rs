@@ -202,8 +202,10 @@ fn unknown_bias_names_the_feature_and_the_options() {
 struct PointsAt(usize);
 
 impl Critic for PointsAt {
-    fn point(&self, _prompt: &str, _completion: &str, _ends: &[usize]) -> Result<Option<usize>> {
-        Ok(Some(self.0))
+    fn rank(&self, _prompt: &str, _completion: &str, ends: &[usize]) -> Result<Vec<usize>> {
+        let mut order: Vec<usize> = (0..ends.len()).filter(|&k| k != self.0).collect();
+        order.insert(0, self.0);
+        Ok(order)
     }
 }
 
@@ -236,6 +238,21 @@ fn a_learned_critic_points_where_it_believes_and_must_be_attached() {
         unaided.score(&hard, wrong).unwrap(),
         "pointed at a right step, the labeler knows no more than without help"
     );
+    // Debate: a second turn points at the next step, and the flaw is found.
+    let debate = Labeler::new(
+        LabelerConfig {
+            p_random: 0.0,
+            assistant: Some(AssistantConfig {
+                turns: Some(2),
+                ..AssistantConfig::learned(1)
+            }),
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap()
+    .with_critic(Arc::new(PointsAt(0)));
+    assert_eq!(debate.score(&hard, wrong).unwrap(), -1.0);
 }
 
 #[test]
@@ -246,12 +263,27 @@ fn an_assistant_is_scripted_or_learned_not_both() {
             AssistantConfig {
                 accuracy: Some(0.5),
                 learned_round: Some(1),
+                turns: None,
             },
             "set one of",
         ),
         (AssistantConfig::default(), "set one of"),
         (AssistantConfig::learned(0), "from 1"),
         (AssistantConfig::scripted(1.5), "probability"),
+        (
+            AssistantConfig {
+                turns: Some(2),
+                ..AssistantConfig::scripted(0.9)
+            },
+            "learned critic to argue",
+        ),
+        (
+            AssistantConfig {
+                turns: Some(0),
+                ..AssistantConfig::learned(1)
+            },
+            "at least 1 turn",
+        ),
     ] {
         let cfg = LabelerConfig {
             assistant: Some(assistant),
