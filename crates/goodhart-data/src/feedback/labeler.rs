@@ -409,6 +409,33 @@ impl<'t> Labeler<'t> {
         })
     }
 
+    /// How likely this labeler's assistant is to show it a flaw of a wrong
+    /// answer it could not check on its own: `None` without an assistant,
+    /// when no step is wrong, or when the labeler checks the answer anyway.
+    /// A learned critic (or debate) finds it when a pointed step is wrong; a
+    /// scripted one with its accuracy, else by a lucky random pointer.
+    pub fn finds_flaw(&self, prompt: &str, completion: &str) -> Result<Option<f64>> {
+        let Some(a) = &self.config.assistant else {
+            return Ok(None);
+        };
+        let n = self.task.n_steps(prompt, completion);
+        let wrong = (0..n)
+            .filter(|&k| self.task.step_is_wrong(prompt, completion, k))
+            .count();
+        if wrong == 0 || self.judge_with(prompt, completion, &[])?.checked {
+            return Ok(None);
+        }
+        if self.learned_round().is_some() {
+            let pointers = self.learned_pointers(prompt, completion)?;
+            let found = pointers
+                .iter()
+                .any(|&k| self.task.step_is_wrong(prompt, completion, k));
+            return Ok(Some(f64::from(u8::from(found))));
+        }
+        let accuracy = a.accuracy.unwrap_or(1.0);
+        Ok(Some(accuracy + (1.0 - accuracy) * wrong as f64 / n as f64))
+    }
+
     /// The judgement with the steps `pointers` shown: checked one by one
     /// until one establishes the value (a wrong step sinks the answer).
     fn judge_with(&self, prompt: &str, completion: &str, pointers: &[usize]) -> Result<Judgement> {

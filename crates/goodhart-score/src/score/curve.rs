@@ -213,7 +213,9 @@ impl Weighted<'_> {
     /// The correlations filtering is said to keep and RL to break: for a task
     /// with a `correct` feature, P(correct | f) for every other 0/1 feature f
     /// (`p_correct_given_<f>`), and the correlation of the first labeler's
-    /// score with gold on these samples (`labeler_gold_corr`), all weighted;
+    /// score with gold on these samples (`labeler_gold_corr`), and how often
+    /// its assistant shows it a wrong answer's flaw (`assistant_finds_flaw`),
+    /// all weighted;
     /// each left out where it is undefined (no sample shows f, a constant score).
     fn correlations(&self, weights: &[Vec<f64>], names: &[&str]) -> Vec<(String, f64)> {
         let pairs: Vec<(&Scored, f64)> = weights
@@ -242,6 +244,14 @@ impl Weighted<'_> {
                     out.push((format!("p_correct_given_{name}"), correct / with));
                 }
             }
+        }
+        // Offense and defense: how often the first labeler's assistant shows
+        // it the flaw of a wrong answer it cannot check alone.
+        let (found, weight) = pairs.iter().fold((0.0, 0.0), |(f, t), (s, w)| {
+            s.flaw_found.map_or((f, t), |x| (f + w * x, t + w))
+        });
+        if weight > 0.0 {
+            out.push(("assistant_finds_flaw".into(), found / weight));
         }
         if pairs.iter().all(|(s, _)| !s.labeler.is_empty()) && pairs.len() > 1 {
             let xy: Vec<(f64, f64, f64)> = pairs
@@ -295,6 +305,8 @@ mod tests {
             proxy: None,
             truncated: false,
             n_tokens: 1,
+            // Wrong answers with working: the assistant shows the flaw.
+            flaw_found: (gold < 0.0).then_some(shows),
         }
     }
 
@@ -323,6 +335,8 @@ mod tests {
         );
         let r = get("labeler_gold_corr").unwrap();
         assert!(r > 0.0 && r < 1.0, "{r}");
+        // Wrong answers: 0.5 with no flaw shown, 1.0 with one shown: 2/3.
+        assert!((get("assistant_finds_flaw").unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!(
             (weighted_correlation(&[(1.0, 2.0, 1.0), (2.0, 4.0, 1.0), (3.0, 6.0, 2.0)]) - 1.0)
                 .abs()

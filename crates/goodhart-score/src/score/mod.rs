@@ -42,6 +42,10 @@ pub struct Scored {
     /// Tokens generated (EOS included when there is one).
     #[serde(default)]
     pub n_tokens: usize,
+    /// For a wrong answer the first labeler cannot check alone: how likely
+    /// its assistant is to show it the flaw ([`Labeler::finds_flaw`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaw_found: Option<f64>,
 }
 
 /// Score samples of `prompts` with gold, every labeler and the task's features.
@@ -70,6 +74,10 @@ pub fn score_samples(
                 proxy: None,
                 truncated: !s.finished,
                 n_tokens: s.tokens.len(),
+                flaw_found: match labelers.first() {
+                    Some(l) => l.finds_flaw(prompt, &s.text)?,
+                    None => None,
+                },
             })
         })
         .collect()

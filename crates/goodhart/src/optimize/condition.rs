@@ -163,6 +163,7 @@ mod tests {
                 proxy: Some(i as f64),
                 truncated: false,
                 n_tokens: 1,
+                flaw_found: None,
             })
             .collect();
         let pool = Pool {

@@ -198,6 +198,7 @@ pub(crate) fn synthetic(groups: Vec<Vec<(String, f64)>>) -> Pool {
                 proxy: Some(*r),
                 truncated: false,
                 n_tokens: 1,
+                flaw_found: None,
             });
             reward.push(*r);
         }

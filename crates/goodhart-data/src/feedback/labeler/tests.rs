@@ -253,6 +253,30 @@ fn a_learned_critic_points_where_it_believes_and_must_be_attached() {
     .unwrap()
     .with_critic(Arc::new(PointsAt(0)));
     assert_eq!(debate.score(&hard, wrong).unwrap(), -1.0);
+    // How often each shows the labeler the flaw it could not find alone.
+    assert_eq!(right_pointer.finds_flaw(&hard, wrong).unwrap(), Some(1.0));
+    assert_eq!(wrong_pointer.finds_flaw(&hard, wrong).unwrap(), Some(0.0));
+    assert_eq!(debate.finds_flaw(&hard, wrong).unwrap(), Some(1.0));
+    assert_eq!(unaided.finds_flaw(&hard, wrong).unwrap(), None);
+    let right = "4+1=5,3+2=5,2+3=5,1+4=5 so 5555.";
+    assert_eq!(right_pointer.finds_flaw(&hard, right).unwrap(), None);
+    let scripted = Labeler::new(
+        LabelerConfig {
+            assistant: Some(AssistantConfig::scripted(0.5)),
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    // One wrong step of five: right half the time, else a 1-in-5 random pointer.
+    let p = scripted.finds_flaw(&hard, wrong).unwrap().unwrap();
+    assert!((p - 0.6).abs() < 1e-12, "{p}");
+    let easy = Question { a: 12, b: 30 }.prompt();
+    assert_eq!(
+        scripted.finds_flaw(&easy, "2+0=2,1+3=5 so 52.").unwrap(),
+        None,
+        "what the labeler checks alone needs no assistant"
+    );
 }
 
 #[test]
