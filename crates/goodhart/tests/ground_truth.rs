@@ -168,6 +168,7 @@ fn pool(base: &Model, prompt: &[u32], n_prompts: usize, per_prompt: usize) -> Po
                 proxy: Some(r),
                 truncated: !s.finished,
                 n_tokens: s.tokens.len(),
+                flaw_found: None,
             });
             rewards.push(r);
         }
