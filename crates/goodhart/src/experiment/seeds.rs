@@ -162,6 +162,8 @@ pub struct Aggregate {
     pub findings: Vec<TaskFindings>,
     /// Each curve's fits (`fits.json`), in the order of `curves`.
     pub fits: Vec<CurveFit>,
+    /// Per task with several judges or a learned critic: how they did against gold.
+    pub judges: Vec<super::critics::JudgesAcrossSeeds>,
 }
 
 /// The fits of one curve over seeds: a row of `fits.json`.
@@ -369,7 +371,8 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
         findings::annotate(&mut found, &exp);
     }
-    summary.push_str(&super::critics::judges_across_seeds(&all_records));
+    let judges = super::critics::judges_across_seeds(&all_records);
+    summary.push_str(&super::critics::judges_text(&judges));
     summary.push('\n');
     summary.push_str(&matched::text(&matched_rows));
     summary.push_str("\nfindings\n");
@@ -389,6 +392,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         summary,
         findings: found,
         fits,
+        judges,
     })
 }
 

@@ -9,6 +9,7 @@ use super::render;
 use super::svg::{Line, Plot, Series};
 use crate::error::Result;
 use crate::experiment::seeds::{AcrossSeeds, Aggregate, SeedCurve, SeedPoint};
+use crate::experiment::JudgesAcrossSeeds;
 use crate::fsutil::write_atomic;
 
 /// Write `<root>/report.html` for the aggregate of a several-seed run.
@@ -103,6 +104,9 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
             plot("Entropy", "nats per generated token", &|p| p.entropy),
         ];
         let mut svgs: Vec<String> = plots.iter().map(Plot::svg).collect();
+        if let Some(j) = agg.judges.iter().find(|j| j.task == task) {
+            svgs.extend(judge_plots(j));
+        }
         // The gold panel is the task's small multiple at the top of the page.
         let gold = svgs.remove(0);
         (
@@ -122,4 +126,66 @@ fn seed_page(name: &str, agg: &Aggregate) -> SeedPage {
         summary: agg.summary.clone(),
         findings: agg.findings.clone(),
     }
+}
+
+/// A task's judges against gold by difficulty, one line per judge, and its
+/// learned critic's hit rate by difficulty, one line per round.
+fn judge_plots(j: &JudgesAcrossSeeds) -> Vec<String> {
+    let palette = super::colours_for(j.agreement.iter().map(|(n, _)| n.as_str()));
+    let series = |name: &str, color: String, v: &[(u32, AcrossSeeds)]| Series {
+        name: name.to_string(),
+        color,
+        points: v
+            .iter()
+            .filter(|(_, a)| a.mean.is_finite())
+            .map(|(d, a)| {
+                let bar = if a.half_width.is_finite() {
+                    a.half_width
+                } else {
+                    0.0
+                };
+                (f64::from(*d), a.mean, bar)
+            })
+            .collect(),
+        line: Line::Solid,
+        markers: true,
+        legend: true,
+    };
+    let mut plots = vec![];
+    if j.agreement.len() > 1 {
+        plots.push(Plot {
+            title: "Judges against gold, by difficulty".into(),
+            x_label: "difficulty (digits)".into(),
+            y_label: "agreement with gold on pairs".into(),
+            series: j
+                .agreement
+                .iter()
+                .map(|(n, v)| series(n, super::colour_of(&palette, n).to_string(), v))
+                .collect(),
+            y_ref: Some(0.5),
+        });
+    }
+    if !j.rounds.is_empty() {
+        let names: Vec<String> = (1..=j.rounds.len()).map(|k| format!("round {k}")).collect();
+        let palette = super::colours_for(names.iter().map(String::as_str));
+        plots.push(Plot {
+            title: "Learned critic: points at a wrong step".into(),
+            x_label: "difficulty (digits)".into(),
+            y_label: "P(pointed step wrong | flawed)".into(),
+            series: j
+                .rounds
+                .iter()
+                .zip(&names)
+                .map(|(r, n)| {
+                    series(
+                        n,
+                        super::colour_of(&palette, n).to_string(),
+                        &r.hit_by_difficulty,
+                    )
+                })
+                .collect(),
+            y_ref: None,
+        });
+    }
+    plots.iter().map(Plot::svg).collect()
 }
