@@ -38,6 +38,24 @@ fn completions(n: usize, seed: u64) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A fresh one-block model on the ASCII tokenizer: the critic's starting trunk.
+fn tiny_base(d_model: usize, n_ctx: usize) -> Model {
+    let shape = ModelConfig {
+        n_layer: 1,
+        d_model,
+        n_head: 2,
+        n_ctx,
+        ..Default::default()
+    };
+    Model::init(
+        &shape,
+        std::sync::Arc::new(crate::tokenize::CharTokenizer::ascii()),
+        &mut crate::rng::stream(1, "init"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
     let task = Answers::new(
@@ -48,20 +66,7 @@ fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
         0,
     )
     .unwrap();
-    let shape = ModelConfig {
-        n_layer: 1,
-        d_model: 32,
-        n_head: 2,
-        n_ctx: 64,
-        ..Default::default()
-    };
-    let base = Model::init(
-        &shape,
-        std::sync::Arc::new(crate::tokenize::CharTokenizer::ascii()),
-        &mut crate::rng::stream(1, "init"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
+    let base = tiny_base(32, 64);
     let cfg = CriticConfig {
         rounds: 2,
         checks: 600,
@@ -117,19 +122,7 @@ fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
 #[test]
 fn with_no_answer_to_check_a_critic_stays_untrained_and_says_so() {
     let task = Answers::new(AnswersConfig::default(), 0).unwrap();
-    let base = Model::init(
-        &ModelConfig {
-            n_layer: 1,
-            d_model: 16,
-            n_head: 2,
-            n_ctx: 32,
-            ..Default::default()
-        },
-        std::sync::Arc::new(crate::tokenize::CharTokenizer::ascii()),
-        &mut crate::rng::stream(1, "init"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
+    let base = tiny_base(16, 32);
     let terse = vec![(Question { a: 12, b: 30 }.prompt(), "42.".to_string())];
     let critics = train_critics(
         &base,
