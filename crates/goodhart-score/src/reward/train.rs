@@ -94,11 +94,8 @@ impl RewardModelConfig {
                 "a reward model started from the policy (init = \"policy\") has the policy's shape; set init = \"scratch\" to give it one of its own",
             ));
         }
-        if let Some(shape) = &self.model {
-            shape
-                .validate_shape()
-                .map_err(|e| e.within("reward_model"))?;
-        }
+        let shape = self.model.as_ref().map(ModelConfig::validate_shape);
+        shape.transpose().map_err(|e| e.within("reward_model"))?;
         if !(0.0..1.0).contains(&self.p_random) {
             return Err(Error::invalid("reward_model.p_random", "must be in [0, 1)"));
         }
