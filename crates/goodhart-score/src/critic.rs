@@ -182,9 +182,13 @@ impl LearnedCritic {
             .iter()
             .map(|(p, c, ends)| encode(&self.model, ends, p, c))
             .collect::<Result<Vec<_>>>()?;
-        let mut out = Vec::with_capacity(items.len());
+        self.beliefs(&encoded.iter().collect::<Vec<_>>())
+    }
+
+    /// P(wrong) of each step of each encoded completion.
+    fn beliefs(&self, encoded: &[&Encoded]) -> Result<Vec<Vec<f64>>> {
+        let mut out = Vec::with_capacity(encoded.len());
         for chunk in encoded.chunks(64) {
-            let refs: Vec<&Encoded> = chunk.iter().collect();
             let at: Vec<(usize, usize)> = chunk
                 .iter()
                 .enumerate()
@@ -194,7 +198,7 @@ impl LearnedCritic {
                 out.extend(chunk.iter().map(|_| vec![]));
                 continue;
             }
-            let logits = logits_at(&self.model, false, &refs, &at)?.to_vec1::<f32>()?;
+            let logits = logits_at(&self.model, false, chunk, &at)?.to_vec1::<f32>()?;
             let mut next = logits.into_iter();
             for e in chunk {
                 out.push(
@@ -258,19 +262,21 @@ pub fn train_critics(
     rng: &mut Rng,
     progress: &dyn Progress,
 ) -> Result<Vec<(LearnedCritic, CriticRound)>> {
-    let with_steps = |set: &[(String, String)]| -> Result<Vec<((String, String), Encoded)>> {
-        set.iter()
-            .filter(|(p, c)| task.n_steps(p, c) > 0)
-            .map(|(p, c)| {
-                Ok((
-                    (p.clone(), c.clone()),
-                    encode(base, &task.step_ends(p, c), p, c)?,
-                ))
-            })
-            .collect()
-    };
-    let train = with_steps(train)?;
-    let heldout: Vec<(String, String)> = with_steps(heldout)?.into_iter().map(|x| x.0).collect();
+    let train: Vec<((String, String), Encoded)> = train
+        .iter()
+        .filter(|(p, c)| task.n_steps(p, c) > 0)
+        .map(|(p, c)| {
+            Ok((
+                (p.clone(), c.clone()),
+                encode(base, &task.step_ends(p, c), p, c)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let heldout: Vec<(String, String)> = heldout
+        .iter()
+        .filter(|(p, c)| task.n_steps(p, c) > 0)
+        .cloned()
+        .collect();
     let mut checks: Vec<Check> = vec![];
     let mut out: Vec<(LearnedCritic, CriticRound)> = vec![];
     progress.start("critic", (cfg.rounds * cfg.steps) as u64);
@@ -286,14 +292,8 @@ pub fn train_critics(
         let previous = out.last().map(|(c, _)| c);
         let beliefs = match previous {
             Some(critic) => {
-                let refs: Vec<(&str, &str, Vec<usize>)> = items
-                    .iter()
-                    .map(|&i| {
-                        let (p, c) = &train[i].0;
-                        (p.as_str(), c.as_str(), task.step_ends(p, c))
-                    })
-                    .collect();
-                Some(critic.probabilities(&refs)?)
+                let chosen: Vec<&Encoded> = items.iter().map(|&i| &train[i].1).collect();
+                Some(critic.beliefs(&chosen)?)
             }
             None => None,
         };

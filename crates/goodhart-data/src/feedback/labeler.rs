@@ -329,6 +329,11 @@ impl<'t> Labeler<'t> {
         self.config.assistant.as_ref().and_then(|a| a.learned_round)
     }
 
+    /// The round of the learned critic this labeler needs and lacks.
+    pub fn missing_critic(&self) -> Option<usize> {
+        self.learned_round().filter(|_| self.critic.is_none())
+    }
+
     /// The learned critic's pointers (one, or one per debate turn), or a
     /// clear error when none is attached.
     fn learned_pointers(&self, prompt: &str, completion: &str) -> Result<Vec<usize>> {

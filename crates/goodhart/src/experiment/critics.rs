@@ -89,7 +89,7 @@ impl TaskRun<'_> {
     /// Give each labeler that is assisted by a learned critic its round's
     /// critic: the ones the stage made, or their checkpoints.
     pub(super) fn attach_critics(&self, p: &mut Products) -> Result<()> {
-        if p.critics_attached || !p.labelers.iter().any(|l| l.learned_round().is_some()) {
+        if p.labelers.iter().all(|l| l.missing_critic().is_none()) {
             return Ok(());
         }
         if p.critics.get().is_none() {
@@ -108,12 +108,11 @@ impl TaskRun<'_> {
         let labelers = std::mem::take(&mut p.labelers);
         p.labelers = labelers
             .into_iter()
-            .map(|l| match l.learned_round() {
+            .map(|l| match l.missing_critic() {
                 Some(r) => l.with_critic(critics[r - 1].clone() as Arc<dyn Critic>),
                 None => l,
             })
             .collect();
-        p.critics_attached = true;
         Ok(())
     }
 }

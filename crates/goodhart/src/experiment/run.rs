@@ -229,8 +229,6 @@ pub(super) struct Products<'a> {
     pub(super) reward_model: OnceLock<RewardModel>,
     /// The learned critics, by round (made by their stage, or loaded).
     pub(super) critics: OnceLock<Vec<Arc<LearnedCritic>>>,
-    /// Whether the labelers that need a learned critic have theirs.
-    pub(super) critics_attached: bool,
 }
 
 impl TaskRun<'_> {
@@ -267,7 +265,6 @@ impl TaskRun<'_> {
             base: OnceLock::new(),
             reward_model: OnceLock::new(),
             critics: OnceLock::new(),
-            critics_attached: false,
         };
         for stage in stages(self.setup) {
             if !stage.strategy().is_none_or(|s| self.wanted(s)) || self.done(&stage.name)?.is_some()

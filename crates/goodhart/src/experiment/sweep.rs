@@ -31,6 +31,9 @@ use crate::fsutil::write_atomic;
 /// The plan of a sweep directory.
 pub const PLAN_FILE: &str = "sweep.json";
 
+/// Experiment keys the sweep sets itself (its `seeds`, `threads`, `name`).
+const SWEEP_OWN_KEYS: [&str; 3] = ["seed", "threads", "name"];
+
 /// A sweep file, as written.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -169,7 +172,7 @@ impl SweepConfig {
         }
         let set = grid::flatten(&self.set);
         for (key, _) in &set {
-            if ["seed", "threads", "name"].contains(&key.as_str()) {
+            if SWEEP_OWN_KEYS.contains(&key.as_str()) {
                 return Err(Error::invalid(
                     format!("set.{key}"),
                     "is set by the sweep itself (its `seeds`, `threads`, `name`)",
@@ -185,7 +188,7 @@ impl SweepConfig {
         for (i, a) in self.grid.iter().enumerate() {
             let at = format!("grid[{i}]");
             let first = a.key.split('.').next().unwrap_or_default();
-            if ["seed", "threads", "name"].contains(&a.key.as_str()) {
+            if SWEEP_OWN_KEYS.contains(&a.key.as_str()) {
                 return Err(Error::invalid(
                     format!("{at}.key"),
                     format!(

@@ -95,8 +95,8 @@ fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
 #[test]
 fn a_step_is_checked_alone_and_the_answer_against_the_written_columns() {
     let t = task();
-    let p = Question { a: 347, b: 85 }.prompt(); // 432
-                                                 // A wrong column faithfully assembled: only the column is caught.
+    // 347 + 85 = 432. A wrong column faithfully assembled: only the column is caught.
+    let p = Question { a: 347, b: 85 }.prompt();
     let consistent = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
     assert!(t.step_is_wrong(&p, consistent, 1));
     assert!(!t.step_is_wrong(&p, consistent, 3));
