@@ -219,4 +219,38 @@ fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
             "{task}: {rm}"
         );
     }
+
+    // Outside the run, the learned critics are found beside the checkpoint:
+    // `eval` measures the learned judges, and a queue for people shows a debate.
+    let (base, ran) = (out.join("unassisted/base"), out.join("experiment.toml"));
+    let (base, ran) = (base.to_str().unwrap(), ran.to_str().unwrap());
+    let on_base = ["--checkpoint", base, ran, "--task", "unassisted"];
+    let eval = [&["eval"][..], &on_base, &["--n-prompts", "8", "-n", "2"]].concat();
+    let measured = common::ok(1, &eval);
+    assert!(measured.contains("labeler debate-3"), "{measured}");
+    let store = dir.path().join("people.sqlite");
+    let queue = |assistant| {
+        let store = store.to_str().unwrap();
+        let args = [
+            &["label", "queue", "--store", store, "--pairs", "3"][..],
+            &on_base,
+        ];
+        common::goodhart(
+            1,
+            &[&args.concat()[..], &["--assistant", assistant]].concat(),
+        )
+    };
+    let queued = queue("debate-3");
+    assert!(queued.status.success(), "{queued:?}");
+    let s = goodhart::feedback::LabelStore::open_existing(&store).unwrap();
+    let shown = s.assist(1).unwrap().unwrap();
+    assert_eq!(
+        (shown.assistant.as_str(), shown.turns),
+        ("debate-3", Some(3))
+    );
+    let refused = String::from_utf8(queue("unassisted").stderr).unwrap();
+    assert!(
+        refused.contains("--assistant \"unassisted\": it has no assistant"),
+        "{refused}"
+    );
 }

@@ -24,10 +24,64 @@ function showProgress(p) {
   $("progress").textContent = `${p.labelled} / ${p.queued} labelled${rate}`;
 }
 
+// The text of a side with the steps an assistant pointed at marked
+// (`pointers` of that side; offsets in the string's own units).
+function markText(el, text, pointers) {
+  el.textContent = "";
+  let at = 0;
+  for (const p of [...pointers].sort((x, y) => x.from - y.from)) {
+    if (p.from < at) continue;  // a step pointed at again in a later turn
+    el.append(text.slice(at, p.from));
+    const mark = document.createElement("mark");
+    mark.className = "pointed";
+    mark.dataset.step = p.step;
+    mark.title = `step ${p.step}, pointed at in turn ${p.turn + 1}`;
+    mark.textContent = text.slice(p.from, p.to);
+    el.append(mark);
+    at = p.to;
+  }
+  el.append(text.slice(at));
+}
+
+// What the assistant says: a critic's step per side, or a debate turn by turn.
+function renderAssist(assist, a, b) {
+  const box = $("assist");
+  box.hidden = !assist;
+  delete document.body.dataset.assistant;
+  if (!assist) return;
+  document.body.dataset.assistant = assist.assistant;
+  $("assist-name").textContent = assist.turns == null
+    ? `(one pointer per answer · ${assist.assistant})`
+    : `(debate, ${assist.turns} turns · ${assist.assistant})`;
+  const list = $("assist-turns");
+  list.textContent = "";
+  const quote = (p) => (p.side === "a" ? a : b).text.slice(p.from, p.to);
+  const other = { a: "B", b: "A" };
+  const turns = new Map();
+  for (const p of assist.pointers) {
+    if (!turns.has(p.turn)) turns.set(p.turn, []);
+    turns.get(p.turn).push(p);
+  }
+  for (const [turn, ps] of turns) {
+    const li = document.createElement("li");
+    ps.forEach((p, i) => {
+      if (i > 0) li.append(" ");
+      const step = `${p.side.toUpperCase()}'s step ${p.step}`;
+      li.append(assist.turns == null
+        ? `Check ${step}: ` : `${other[p.side]}'s debater says ${step} is wrong: `);
+      const q = document.createElement("q");
+      q.textContent = quote(p);
+      li.append(q, ".");
+    });
+    li.dataset.turn = turn;
+    list.append(li);
+  }
+}
+
 // A side: the text, and the task's picture with a step slider when it has frames.
-function renderSide(el, side) {
+function renderSide(el, side, pointers) {
   const text = el.querySelector(".text");
-  text.textContent = side.text;
+  markText(text, side.text, pointers);
   // Where the task has a picture, it is all the labeler sees (gridworld: the camera, not the moves).
   text.hidden = Boolean(side.svg);
   const view = el.querySelector(".view");
@@ -65,8 +119,10 @@ function render(next) {
   $("prompt").textContent = pair.prompt;
   // A picture says what the prompt's text would: fold the text away.
   $("prompt-box").open = !(pair.a.svg || pair.b.svg);
-  renderSide($("side-a"), pair.a);
-  renderSide($("side-b"), pair.b);
+  const pointers = (side) => (pair.assist ? pair.assist.pointers.filter((p) => p.side === side) : []);
+  renderSide($("side-a"), pair.a, pointers("a"));
+  renderSide($("side-b"), pair.b, pointers("b"));
+  renderAssist(pair.assist, pair.a, pair.b);
   $("reason").value = "";
   shownAt = performance.now();
   document.body.dataset.pair = pair.id;

@@ -35,15 +35,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use goodhart::feedback::{
-    Answer, HumanLabel, HumanProgress, LabelStore, QueuedPair, Session, SessionLimits,
-};
+use goodhart::feedback::{Answer, HumanLabel, HumanProgress, LabelStore, Session, SessionLimits};
 use goodhart::task::{self, Task};
 use serde::{Deserialize, Serialize};
 
 mod error;
 mod review;
 mod serve;
+mod view;
+
+use view::{view, PairView};
 
 pub use error::ApiError;
 
@@ -428,23 +429,6 @@ async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Sess
         .map(Json)
 }
 
-/// One completion as the labeler sees it.
-#[derive(Serialize)]
-struct Side {
-    text: String,
-    /// The task's picture of it (gridworld: the camera's frames), if any.
-    svg: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PairView {
-    id: i64,
-    task: String,
-    prompt: String,
-    a: Side,
-    b: Side,
-}
-
 #[derive(Serialize)]
 struct NextResponse {
     pair: Option<PairView>,
@@ -455,27 +439,6 @@ struct NextResponse {
 #[serde(deny_unknown_fields)]
 struct NextQuery {
     pair: Option<i64>,
-}
-
-fn view(app: &App, p: QueuedPair) -> PairView {
-    let task = app.task(&p.task);
-    let render = |c: &str| {
-        task.as_ref()
-            .and_then(|t| t.render_for_labeler(&p.prompt, c))
-    };
-    PairView {
-        id: p.id,
-        a: Side {
-            svg: render(&p.a),
-            text: p.a.clone(),
-        },
-        b: Side {
-            svg: render(&p.b),
-            text: p.b.clone(),
-        },
-        task: p.task,
-        prompt: p.prompt,
-    }
 }
 
 async fn next(

@@ -283,3 +283,90 @@ async fn review_candidate_goals_with_a_key_and_a_click() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_a_pair_with_the_critics_pointer_and_one_with_a_debate_shown() {
+    let driver = chromedriver();
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::assisted_store(dir.path());
+    let token = LabelStore::open_existing(&store)
+        .unwrap()
+        .add_user("dana")
+        .unwrap();
+    let server = Server::start(&store).await;
+    let addr = server.addr;
+
+    let c = connect(driver.1).await;
+    c.goto(&format!("http://{addr}/#signin=dana:{token}"))
+        .await
+        .unwrap();
+    let first = pair_on_screen(&c, None).await;
+    // The critic's pointer: A's wrong column is marked, and the box says which step to check.
+    let marked = wait_for(
+        &c,
+        "[...document.querySelectorAll('#side-a mark.pointed')].map(m => m.textContent)",
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert_eq!(marked, serde_json::json!(["4+9+1=13"]));
+    let said = c
+        .find(Locator::Id("assist"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.contains("Check A's step 2: ") && said.contains("4+9+1=13"),
+        "{said}"
+    );
+    let body = c.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("2").await.unwrap(); // B is better
+    pair_on_screen(&c, Some(first)).await;
+    // The debate: two turns, each side's debater pointing at the other's steps.
+    let turns = wait_for(
+        &c,
+        "[...document.querySelectorAll('#assist-turns li')].map(l => l.textContent)",
+        |v| v.as_array().is_some_and(|a| a.len() == 2),
+    )
+    .await;
+    let first_turn = turns[0].as_str().unwrap();
+    assert!(
+        first_turn.starts_with("B's debater says A's step 2 is wrong")
+            && first_turn.contains("A's debater says B's step 4 is wrong"),
+        "{turns}"
+    );
+    let marks = c
+        .execute(
+            "return document.querySelectorAll('#side-a mark.pointed, #side-b mark.pointed').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(marks, serde_json::json!(4));
+    if let Ok(path) = std::env::var("GOODHART_ASSIST_SCREENSHOT") {
+        std::fs::write(path, c.screenshot().await.unwrap()).unwrap();
+    }
+    body.send_keys("1").await.unwrap(); // A is better (wrongly)
+    wait_for(&c, "!document.getElementById('done').hidden", |v| {
+        v.as_bool() == Some(true)
+    })
+    .await;
+    c.close().await.unwrap();
+    server.stop().await;
+
+    // The store says what each label was shown.
+    let s = LabelStore::open_existing(&store).unwrap();
+    let labels = s.comparisons(&Filter::default()).unwrap();
+    let shown: Vec<(Answer, Option<String>)> = labels
+        .iter()
+        .map(|l| (l.answer, s.shown_with(l.id).unwrap().unwrap().1))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (Answer::B, Some("critic-10".to_string())),
+            (Answer::A, Some("debate-2".to_string()))
+        ]
+    );
+}

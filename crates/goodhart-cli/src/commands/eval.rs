@@ -8,7 +8,9 @@ use goodhart::experiment::stages;
 use goodhart::task::Split;
 use goodhart::{fsutil, rng, runtime};
 
-use super::{check_output, fmt_stat, load_experiment, ExperimentArgs, Overrides, SplitArg};
+use super::{
+    check_output, fmt_stat, load_experiment, with_critics, ExperimentArgs, Overrides, SplitArg,
+};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -18,6 +20,10 @@ pub struct EvalArgs {
     /// Labelers and sampling come from this experiment's task (default: the embedded one).
     #[command(flatten)]
     exp: ExperimentArgs,
+    /// A run's folder of the task with the learned critics its labelers' assistants need
+    /// (`critic-N/`; default: the checkpoint's folder).
+    #[arg(long)]
+    critics: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "heldout")]
     split: SplitArg,
     #[arg(long, default_value_t = 128)]
@@ -47,7 +53,11 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
         args.exp.task.as_deref(),
         &runtime::device(),
     )?;
-    let labelers = setup.labelers(task.as_ref())?;
+    let labelers = with_critics(
+        setup.labelers(task.as_ref())?,
+        &args.checkpoint,
+        args.critics.as_deref(),
+    )?;
     let split: Split = args.split.into();
     let report = runtime::on_workers(|| {
         stages::evaluate_policy(

@@ -10,7 +10,7 @@ use goodhart::feedback::LabelStore;
 use goodhart::task::{self, Split};
 use goodhart::{fsutil, rng, runtime};
 
-use super::{check_output, load_experiment, ExperimentArgs, Overrides};
+use super::{check_output, load_experiment, with_critics, ExperimentArgs, Overrides};
 use crate::progress::Bars;
 
 #[derive(Args)]
@@ -29,6 +29,20 @@ pub struct PairSource {
     /// Name of this round of labelling in the store (default: "simulate" or "people").
     #[arg(long)]
     batch: Option<String>,
+    /// A run's folder of the task with the learned critics its labelers' assistants need
+    /// (`critic-N/`; default: the checkpoint's folder).
+    #[arg(long)]
+    critics: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    source: PairSource,
+    /// Show people what this labeler's assistant shows it beside each pair: its critic's
+    /// pointer at a step of each side, or a debate's pointers turn by turn.
+    #[arg(long)]
+    assistant: Option<String>,
 }
 
 #[derive(Args)]
@@ -66,7 +80,7 @@ pub enum LabelCommand {
     /// Sample pairs from a checkpoint on the task's training prompts and have every labeler of the experiment compare them.
     Simulate(PairSource),
     /// Sample pairs from a checkpoint on the task's training prompts and queue them for people (`label serve`).
-    Queue(PairSource),
+    Queue(QueueArgs),
     /// Sample a checkpoint and queue reviews of the experiment's candidate goals for people
     /// (`[task.strategies.review] candidates`; the first is the goal under review; page `/review`).
     QueueReview(ReviewSource),
@@ -123,8 +137,8 @@ pub enum LabelCommand {
 
 pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     match cmd {
-        LabelCommand::Simulate(source) => label_pairs(o, &source, false, bars),
-        LabelCommand::Queue(source) => label_pairs(o, &source, true, bars),
+        LabelCommand::Simulate(source) => label_pairs(o, &source, None, bars),
+        LabelCommand::Queue(q) => label_pairs(o, &q.source, Some(q.assistant.as_deref()), bars),
         LabelCommand::QueueReview(source) => queue_reviews(o, &source, bars),
         LabelCommand::Serve {
             store,
@@ -171,8 +185,14 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     }
 }
 
-/// Sample pairs from a checkpoint; simulated labelers judge them, or they are queued for people.
-fn label_pairs(o: &Overrides, src: &PairSource, queue: bool, bars: &Bars) -> Result<()> {
+/// Sample pairs from a checkpoint; simulated labelers judge them, or (`queue`:
+/// with the assistant of the labeler named, if any) they are queued for people.
+fn label_pairs(
+    o: &Overrides,
+    src: &PairSource,
+    queue: Option<Option<&str>>,
+    bars: &Bars,
+) -> Result<()> {
     with_policy(o, &src.exp, &src.checkpoint, |exp, opened| {
         label_pairs_with(exp, opened, src, queue, bars)
     })
@@ -198,17 +218,18 @@ fn label_pairs_with(
         model, setup, task, ..
     }: stages::OpenedPolicy,
     src: &PairSource,
-    queue: bool,
+    queue: Option<Option<&str>>,
     bars: &Bars,
 ) -> Result<()> {
     let mut cfg = setup.labels.clone();
     if let Some(p) = src.pairs {
         cfg.pairs = p;
     }
-    let batch = src
-        .batch
-        .clone()
-        .unwrap_or_else(|| if queue { "people" } else { "simulate" }.to_string());
+    let batch = src.batch.clone().unwrap_or_else(|| match queue {
+        Some(_) => "people".to_string(),
+        None => "simulate".to_string(),
+    });
+    let critics = |labelers| with_critics(labelers, &src.checkpoint, src.critics.as_deref());
     let mut store = LabelStore::open(&src.store)?;
     let name = src.checkpoint.display().to_string();
     let policy = goodhart::feedback::PolicyTag {
@@ -217,7 +238,15 @@ fn label_pairs_with(
     };
     let prompts = task.prompts(Split::Train);
     let mut rng = rng::stream(exp.seed, &format!("cli/label/{batch}"));
-    if queue {
+    if let Some(assistant) = queue {
+        // Only the assistant's labeler is built, with its learned critic if it has one.
+        let assistant = match assistant {
+            Some(name) => {
+                let named = assisting_labeler(setup.labelers(task.as_ref())?, name, setup.name())?;
+                critics(vec![named])?.pop()
+            }
+            None => None,
+        };
         let n = goodhart::feedback::queue_pairs(
             &mut store,
             &model,
@@ -226,15 +255,19 @@ fn label_pairs_with(
             &prompts,
             &cfg,
             &batch,
+            assistant.as_ref(),
             &mut rng,
         )?;
+        let shown = assistant.as_ref().map_or(String::new(), |l| {
+            format!(" with the assistant of labeler {:?}", l.name())
+        });
         bars.println(&format!(
-            "{n} pairs queued in batch {batch:?}; {} queued in {}",
+            "{n} pairs queued{shown} in batch {batch:?}; {} queued in {}",
             store.queued()?,
             src.store.display()
         ));
     } else {
-        let labelers = setup.labelers(task.as_ref())?;
+        let labelers = critics(setup.labelers(task.as_ref())?)?;
         let n = goodhart::feedback::simulate_labels(
             &mut store,
             &model,
@@ -255,6 +288,33 @@ fn label_pairs_with(
         ));
     }
     Ok(())
+}
+
+/// The labeler named `name` with an assistant, or why not.
+fn assisting_labeler<'t>(
+    labelers: Vec<goodhart::feedback::Labeler<'t>>,
+    name: &str,
+    task: &str,
+) -> Result<goodhart::feedback::Labeler<'t>> {
+    let assisted: Vec<&str> = labelers
+        .iter()
+        .filter(|l| l.assistant().is_some())
+        .map(|l| l.name())
+        .collect();
+    let why = match labelers.iter().find(|l| l.name() == name) {
+        None => "no such labeler",
+        Some(l) if l.assistant().is_none() => "it has no assistant",
+        Some(_) => "",
+    };
+    if !why.is_empty() {
+        anyhow::bail!(
+            "--assistant {name:?}: {why} in task {task:?} (its labelers with an assistant: {assisted:?})"
+        );
+    }
+    Ok(labelers
+        .into_iter()
+        .find(|l| l.name() == name)
+        .expect("found above"))
 }
 
 /// Sample a checkpoint and queue reviews of the experiment's candidate goals.
@@ -360,9 +420,10 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         }
     };
     outln!(
-        "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
+        "{:<16} {:>6} {:<14} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
         "labeler",
         "kind",
+        "assistant",
         "labels",
         "a",
         "b",
@@ -374,9 +435,10 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
     );
     for s in &stats {
         outln!(
-            "{:<16} {:>6} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
+            "{:<16} {:>6} {:<14} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
             s.labeler,
             if s.person { "person" } else { "sim" },
+            s.assistant.as_deref().unwrap_or("-"),
             s.comparisons,
             s.answers.a,
             s.answers.b,
@@ -386,6 +448,21 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
             frac(s.gold_agreement),
             s.median_seconds.map_or("-".into(), |m| format!("{m:.1}"))
         );
+    }
+    let shown = goodhart::feedback::people_by_assistant(&stats);
+    if shown.iter().any(|s| s.assistant.is_some()) {
+        outln!("\npeople, by the assistant they were shown (vs gold: 95% normal interval)");
+        for s in &shown {
+            outln!(
+                "{:<24} {:>3} people {:>6} labels  vs gold {} ({}/{})",
+                s.assistant.as_deref().unwrap_or("no assistant"),
+                s.people,
+                s.labels,
+                goodhart::experiment::share(&share_of(s.gold_agreement)),
+                s.gold_agreement.0,
+                s.gold_agreement.1,
+            );
+        }
     }
     outln!("{} pairs queued", store.queued()?);
     let goals = store.goal_tally()?;
@@ -408,8 +485,15 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         }
     }
     if let Some(path) = json {
-        let figures = serde_json::json!({ "labelers": stats, "goals": goals });
+        let figures =
+            serde_json::json!({ "labelers": stats, "people_by_assistant": shown, "goals": goals });
         fsutil::write_atomic(path, &serde_json::to_vec_pretty(&figures)?)?;
     }
     Ok(())
+}
+
+/// `k` of `n` as a mean of 0/1 with its standard error.
+fn share_of((k, n): (usize, usize)) -> goodhart::stats::Stat {
+    let xs: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i < k))).collect();
+    goodhart::stats::Stat::of(&xs)
 }

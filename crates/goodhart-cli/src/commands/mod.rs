@@ -38,6 +38,24 @@ pub struct ExperimentArgs {
     pub task: Option<String>,
 }
 
+/// `labelers` of a checkpoint's task, each assisted by a learned critic given
+/// its round's critic (`critic-N/`) from `critics` or, by default, the
+/// checkpoint's folder (where a run keeps them).
+pub fn with_critics<'t>(
+    labelers: Vec<goodhart::feedback::Labeler<'t>>,
+    checkpoint: &Path,
+    critics: Option<&Path>,
+) -> Result<Vec<goodhart::feedback::Labeler<'t>>> {
+    let dir = critics
+        .or_else(|| checkpoint.parent())
+        .unwrap_or(Path::new("."));
+    Ok(goodhart::experiment::with_critics_from(
+        labelers,
+        dir,
+        &goodhart::runtime::device(),
+    )?)
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SplitArg {
     Train,

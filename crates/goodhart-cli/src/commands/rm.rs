@@ -30,6 +30,10 @@ pub enum RmCommand {
         /// Learn these labelers' comparisons (repeatable; default: the experiment's choice).
         #[arg(long)]
         labeler: Vec<String>,
+        /// A run's folder of the task with the learned critics its labelers' assistants need
+        /// (`critic-N/`; default: the base policy's folder).
+        #[arg(long)]
+        critics: Option<PathBuf>,
         /// Replace an existing output directory.
         #[arg(long)]
         force: bool,
@@ -53,6 +57,7 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             out,
             exp: exp_args,
             labeler,
+            critics,
             force,
         } => {
             super::check_output_dir(&out, force)?;
@@ -75,7 +80,8 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             let comparisons = store.comparisons(&filter)?;
             tracing::info!(comparisons = comparisons.len(), labelers = ?labelers, "training reward model");
             // Simulated labelers of the experiment give the noise ceiling of their labels.
-            let simulated = setup.labelers(task.as_ref())?;
+            let simulated =
+                super::with_critics(setup.labelers(task.as_ref())?, &base, critics.as_deref())?;
             let (rm, report) = runtime::on_workers(|| {
                 goodhart::reward::train_reward_model(
                     &model,

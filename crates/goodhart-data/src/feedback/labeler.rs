@@ -365,9 +365,21 @@ impl<'t> Labeler<'t> {
 
     /// The labeler's score of a completion, with the assistant's pointer drawn from `rng`.
     pub fn judge(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Judgement> {
+        let pointers = self.pointers(prompt, completion, rng)?;
+        self.judge_with(prompt, completion, &pointers)
+    }
+
+    /// Its assistant, if it has one.
+    pub fn assistant(&self) -> Option<&AssistantConfig> {
+        self.config.assistant.as_ref()
+    }
+
+    /// The steps of a completion its assistant points it at, in order: none
+    /// without an assistant, the scripted critic's one (drawn from `rng`), the
+    /// learned critic's one, or one per debate turn.
+    pub fn pointers(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Vec<usize>> {
         if self.learned_round().is_some() {
-            let pointers = self.learned_pointers(prompt, completion)?;
-            return self.judge_with(prompt, completion, &pointers);
+            return self.learned_pointers(prompt, completion);
         }
         let pointer = self.config.assistant.as_ref().and_then(|a| {
             let n = self.task.n_steps(prompt, completion);
@@ -381,7 +393,7 @@ impl<'t> Labeler<'t> {
                 _ => Some(random_step),
             }
         });
-        self.judge_with(prompt, completion, pointer.as_slice())
+        Ok(pointer.into_iter().collect())
     }
 
     /// The labeler's expected score of a completion: its reward, for measurement.

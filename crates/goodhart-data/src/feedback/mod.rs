@@ -1,5 +1,6 @@
 //! Feedback: simulated labelers and the store where every judgement is kept.
 
+pub mod assist;
 pub mod labeler;
 pub mod people;
 pub mod reviews;
@@ -7,6 +8,7 @@ pub mod sessions;
 pub mod simulate;
 pub mod store;
 
+pub use assist::{people_by_assistant, Assist, AssistedPeople, PairSide, Pointer};
 pub use labeler::{Answer, AnswerCounts, AssistantConfig, Critic, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
 pub use reviews::{

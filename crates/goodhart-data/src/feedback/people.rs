@@ -29,6 +29,8 @@ pub struct QueuedPair {
     pub a: String,
     pub b: String,
     pub batch: String,
+    /// What an assistant shows beside it, if the queue was made with one.
+    pub assist: Option<super::Assist>,
 }
 
 /// One person's answer to one queued pair.
@@ -77,6 +79,9 @@ pub struct LabelerStats {
     pub labeler: String,
     /// A person (signed in through the web app) rather than a simulated labeler.
     pub person: bool,
+    /// The assistant a person was shown these labels with (`None`: none);
+    /// a person labelling with and without one has a row for each.
+    pub assistant: Option<String>,
     pub comparisons: usize,
     pub answers: AnswerCounts,
     /// How often this labeler's answer matched another labeler's on the same pair
@@ -153,11 +158,19 @@ impl LabelStore {
                         a: r.get(3)?,
                         b: r.get(4)?,
                         batch: r.get(5)?,
+                        assist: None,
                     })
                 },
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?
+            .map(|pair| {
+                Ok(QueuedPair {
+                    assist: self.assist(pair.id)?,
+                    ..pair
+                })
+            })
+            .transpose()
     }
 
     /// Record `user`'s label of a queued pair, in one transaction that checks the
@@ -194,7 +207,7 @@ impl LabelStore {
             if done > 0 {
                 return Ok(Err(Refusal::AlreadyLabelled(label.pair)));
             }
-            w.comparison(&super::NewComparison {
+            let comparison = w.comparison(&super::NewComparison {
                 sample_a,
                 sample_b,
                 labeler: user,
@@ -202,8 +215,9 @@ impl LabelStore {
                 reason,
                 batch: Some(&batch),
                 seconds: label.seconds,
-            })
-            .map(Ok)
+            })?;
+            w.shown(comparison, label.pair)?;
+            Ok(Ok(comparison))
         })
     }
 
@@ -301,13 +315,14 @@ impl LabelStore {
 
     /// Counts, agreement with other labelers on the same pairs, agreement with
     /// gold (where `gold(task, prompt, completion)` gives it) and median seconds,
-    /// per labeler, ordered by name.
+    /// per labeler and the assistant it was shown, ordered by name.
     pub fn labeler_stats(
         &self,
         gold: &dyn Fn(&str, &str, &str) -> Option<f64>,
     ) -> Result<Vec<LabelerStats>> {
         struct Row {
             labeler: String,
+            assistant: Option<String>,
             pair: (i64, i64),
             answer: Answer,
             seconds: Option<f64>,
@@ -318,8 +333,9 @@ impl LabelStore {
             .conn
             .prepare(
                 "SELECT c.labeler, c.sample_a, c.sample_b, c.answer, c.seconds, p.task, p.text,
-                        sa.completion, sb.completion
+                        sa.completion, sb.completion, ls.assistant
                  FROM comparisons c
+                 LEFT JOIN labels_shown ls ON ls.comparison_id = c.id
                  JOIN samples sa ON sa.id = c.sample_a
                  JOIN samples sb ON sb.id = c.sample_b
                  JOIN prompts p ON p.id = sa.prompt_id
@@ -337,12 +353,13 @@ impl LabelStore {
                     r.get::<_, String>(6)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut rows = vec![];
         for row in raw {
-            let (labeler, pair, answer, seconds, task, prompt, a, b) =
+            let (labeler, pair, answer, seconds, task, prompt, a, b, assistant) =
                 row.map_err(|e| self.err(e))?;
             let answer = Answer::parse(&answer).ok_or_else(|| Error::Store {
                 path: self.path.clone(),
@@ -351,6 +368,7 @@ impl LabelStore {
             let gold = gold(&task, &prompt, &a).zip(gold(&task, &prompt, &b));
             rows.push(Row {
                 labeler,
+                assistant,
                 pair,
                 answer,
                 seconds,
@@ -361,20 +379,21 @@ impl LabelStore {
         for (i, r) in rows.iter().enumerate() {
             by_pair.entry(r.pair).or_default().push(i);
         }
-        let mut out: BTreeMap<String, LabelerStats> = BTreeMap::new();
-        let mut seconds: HashMap<String, Vec<f64>> = HashMap::new();
+        type Key = (String, Option<String>);
+        let mut out: BTreeMap<Key, LabelerStats> = BTreeMap::new();
+        let mut seconds: HashMap<Key, Vec<f64>> = HashMap::new();
         for r in &rows {
-            let s = out
-                .entry(r.labeler.clone())
-                .or_insert_with(|| LabelerStats {
-                    labeler: r.labeler.clone(),
-                    person: users.contains(&r.labeler),
-                    comparisons: 0,
-                    answers: AnswerCounts::default(),
-                    agreement: (0, 0),
-                    gold_agreement: (0, 0),
-                    median_seconds: None,
-                });
+            let key = (r.labeler.clone(), r.assistant.clone());
+            let s = out.entry(key.clone()).or_insert_with(|| LabelerStats {
+                labeler: r.labeler.clone(),
+                person: users.contains(&r.labeler),
+                assistant: r.assistant.clone(),
+                comparisons: 0,
+                answers: AnswerCounts::default(),
+                agreement: (0, 0),
+                gold_agreement: (0, 0),
+                median_seconds: None,
+            });
             s.comparisons += 1;
             s.answers.add(r.answer);
             if r.answer != Answer::CantTell {
@@ -393,7 +412,7 @@ impl LabelStore {
                 }
             }
             if let Some(t) = r.seconds {
-                seconds.entry(r.labeler.clone()).or_default().push(t);
+                seconds.entry(key).or_default().push(t);
             }
         }
         for (name, mut ts) in seconds {

@@ -5,7 +5,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::store::Writer;
-use super::{LabelStore, Labeler, NewComparison, NewSample};
+use super::{Assist, LabelStore, Labeler, NewComparison, NewSample};
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::Model;
@@ -107,7 +107,9 @@ pub fn simulate_labels(
 }
 
 /// Sample `cfg.pairs` pairs as [`simulate_labels`] does and queue them in `batch`
-/// for people to label in the web app (`goodhart label serve`).
+/// for people to label in the web app (`goodhart label serve`). With an
+/// `assistant` (a labeler with one), its pointers at each side's steps are
+/// recorded with the pair, for the page to show.
 #[allow(clippy::too_many_arguments)]
 pub fn queue_pairs(
     store: &mut LabelStore,
@@ -117,13 +119,24 @@ pub fn queue_pairs(
     prompts: &[String],
     cfg: &LabelsConfig,
     batch: &str,
+    assistant: Option<&Labeler>,
     rng: &mut crate::rng::Rng,
 ) -> Result<usize> {
-    sample_pairs(model, prompts, cfg, rng, |pairs, _| {
+    sample_pairs(model, prompts, cfg, rng, |pairs, rng| {
+        let assists = pairs
+            .iter()
+            .map(|(prompt, a, b)| match assistant {
+                Some(l) => Assist::of(l, task, prompt, &a.text, &b.text, rng),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         store.write(|w| {
-            for (prompt, a, b) in &pairs {
+            for ((prompt, a, b), assist) in pairs.iter().zip(&assists) {
                 let (ia, ib) = record_pair(w, task, policy, prompt, a, b)?;
-                w.queue(ia, ib, batch)?;
+                let queued = w.queue(ia, ib, batch)?;
+                if let Some(assist) = assist {
+                    w.assist(queued, assist)?;
+                }
             }
             Ok(())
         })

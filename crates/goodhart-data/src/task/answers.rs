@@ -458,22 +458,23 @@ impl Task for Answers {
         Question::parse(prompt).is_ok_and(|q| step_is_wrong(&q, &Reply::parse(completion), i))
     }
 
-    fn step_ends(&self, prompt: &str, completion: &str) -> Vec<usize> {
+    fn step_spans(&self, prompt: &str, completion: &str) -> Vec<std::ops::Range<usize>> {
         if self.n_steps(prompt, completion) == 0 {
             return vec![];
         }
-        // `c1,c2,c3 so [maybe ]answer.`: each column ends before its comma (or
-        // " so "); the last step, the answer, ends with the completion.
-        let working = completion.split_once(" so ").map_or("", |(w, _)| w);
-        let mut ends = vec![];
+        // `c1,c2,c3 so [maybe ]answer.`: the columns between the commas, then
+        // the answer, from after " so " to the end of the completion.
+        let Some((working, _)) = completion.split_once(" so ") else {
+            return vec![];
+        };
+        let mut spans = vec![];
         let mut at = 0;
         for col in working.split(',') {
-            at += col.len();
-            ends.push(at);
-            at += 1;
+            spans.push(at..at + col.len());
+            at += col.len() + 1;
         }
-        ends.push(completion.len());
-        ends
+        spans.push(working.len() + " so ".len()..completion.len());
+        spans
     }
 }
 

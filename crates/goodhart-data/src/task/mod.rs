@@ -101,10 +101,19 @@ pub trait Task: Send + Sync {
         false
     }
 
+    /// Where each step is in the completion (byte ranges, one per step, in
+    /// order): what a person is shown when an assistant points at it.
+    fn step_spans(&self, _prompt: &str, _completion: &str) -> Vec<std::ops::Range<usize>> {
+        vec![]
+    }
+
     /// Where each step ends in the completion (byte offsets, one per step):
     /// where a learned critic reads its verdict on the step.
-    fn step_ends(&self, _prompt: &str, _completion: &str) -> Vec<usize> {
-        vec![]
+    fn step_ends(&self, prompt: &str, completion: &str) -> Vec<usize> {
+        self.step_spans(prompt, completion)
+            .into_iter()
+            .map(|s| s.end)
+            .collect()
     }
 
     /// Satisfaction of the task's formal goal (1 or 0), where it has one.

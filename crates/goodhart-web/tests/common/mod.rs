@@ -134,3 +134,74 @@ pub fn queue_reviews(store: &Path, n: usize) {
         })
         .unwrap();
 }
+
+/// 345 + 97 = 442, answered with working: right, and wrong in its second column.
+pub const RIGHT: &str = "5+7=12,4+9+1=14,3+0+1=4 so 442.";
+pub const WRONG: &str = "5+7=12,4+9+1=13,3+0+1=4 so 432.";
+
+/// A store with two answers pairs (wrong vs right) queued for people: the
+/// first with a perfect scripted critic's pointers (labeler "critic-10"), the
+/// second with a two-turn debate's (labeler "debate-2").
+pub fn assisted_store(dir: &Path) -> PathBuf {
+    use goodhart::feedback::{Assist, AssistantConfig, Labeler, LabelerConfig, PairSide, Pointer};
+    let path = dir.join("labels.sqlite");
+    let answers = task::by_name("answers").unwrap().build(0).unwrap();
+    let prompt = goodhart::task::answers::Question { a: 345, b: 97 }.prompt();
+    let critic = Labeler::new(
+        LabelerConfig {
+            name: "critic-10".into(),
+            assistant: Some(AssistantConfig::scripted(1.0)),
+            ..Default::default()
+        },
+        answers.as_ref(),
+    )
+    .unwrap();
+    let mut rng = goodhart::rng::stream(0, "test");
+    let pointed = Assist::of(&critic, answers.as_ref(), &prompt, WRONG, RIGHT, &mut rng)
+        .unwrap()
+        .unwrap();
+    let spans = |text: &str| answers.step_spans(&prompt, text);
+    let pointer = |side, turn, step: usize| {
+        let span = spans(if side == PairSide::A { WRONG } else { RIGHT })[step].clone();
+        Pointer {
+            side,
+            turn,
+            step,
+            start: span.start,
+            end: span.end,
+        }
+    };
+    let debate = Assist {
+        assistant: "debate-2".into(),
+        turns: Some(2),
+        pointers: vec![
+            pointer(PairSide::A, 0, 1),
+            pointer(PairSide::B, 0, 3),
+            pointer(PairSide::A, 1, 3),
+            pointer(PairSide::B, 1, 0),
+        ],
+    };
+    let mut store = LabelStore::open(&path).unwrap();
+    store
+        .write(|w| {
+            let p = w.prompt("answers", "train", &prompt)?;
+            for assist in [&pointed, &debate] {
+                let mut s = |c: &str| {
+                    w.sample(&NewSample {
+                        prompt_id: p,
+                        completion: c,
+                        policy: "test",
+                        step: None,
+                        logprob: None,
+                        finished: Some(true),
+                    })
+                };
+                let (a, b) = (s(WRONG)?, s(RIGHT)?);
+                let queued = w.queue(a, b, "people")?;
+                w.assist(queued, assist)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    path
+}

@@ -3,7 +3,10 @@
 //! labelers whose assistant names a round before they label or measure.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
+
+use crate::runtime::Device;
 
 use rand::Rng as _;
 
@@ -12,7 +15,7 @@ use super::run::{Products, TaskRun};
 use super::seeds::AcrossSeeds;
 use crate::critic::{train_critics, CriticRound, LearnedCritic};
 use crate::error::{Error, Result};
-use crate::feedback::Critic;
+use crate::feedback::{Critic, Labeler};
 use crate::measure::LabelerFidelity;
 use crate::model::checkpoint::{self, CheckpointInfo, ModelKind};
 use crate::model::sample::sample;
@@ -93,15 +96,9 @@ impl TaskRun<'_> {
             return Ok(());
         }
         if p.critics.get().is_none() {
-            let mut loaded = vec![];
-            for round in 1..=self.setup.critic.rounds {
-                let dir = self.path(&format!("critic-{round}"));
-                let (model, info) = checkpoint::load(&dir, &self.device, false)?;
-                if info.kind != ModelKind::Critic {
-                    return Err(Error::checkpoint(&dir, "is not a critic"));
-                }
-                loaded.push(Arc::new(LearnedCritic::new(model)));
-            }
+            let loaded = (1..=self.setup.critic.rounds)
+                .map(|round| load_critic(&self.path(&format!("critic-{round}")), &self.device))
+                .collect::<Result<Vec<_>>>()?;
             p.critics.get_or_init(|| loaded);
         }
         let critics = p.critics.get().expect("critics made or loaded");
@@ -115,6 +112,45 @@ impl TaskRun<'_> {
             .collect();
         Ok(())
     }
+}
+
+/// The critic checkpoint at `dir`.
+fn load_critic(dir: &Path, device: &Device) -> Result<Arc<LearnedCritic>> {
+    let (model, info) = checkpoint::load(dir, device, false)?;
+    if info.kind != ModelKind::Critic {
+        return Err(Error::checkpoint(dir, "is not a critic"));
+    }
+    Ok(Arc::new(LearnedCritic::new(model)))
+}
+
+/// Give each of `labelers` assisted by a learned critic its round's critic
+/// from `dir/critic-N` (a run's folder of the task: where `goodhart run` saves
+/// them), for commands that label or measure outside a run.
+pub fn with_critics_from<'t>(
+    labelers: Vec<Labeler<'t>>,
+    dir: &Path,
+    device: &Device,
+) -> Result<Vec<Labeler<'t>>> {
+    labelers
+        .into_iter()
+        .map(|l| {
+            let Some(round) = l.missing_critic() else {
+                return Ok(l);
+            };
+            let at = dir.join(format!("critic-{round}"));
+            if !at.is_dir() {
+                return Err(Error::invalid(
+                    format!("labeler {:?}.assistant", l.name()),
+                    format!(
+                        "needs the learned critic of round {round}, and {} is not a critic checkpoint \
+                         (`goodhart run` saves critic-N/ in the run's folder of the task; name that folder with --critics)",
+                        at.display()
+                    ),
+                ));
+            }
+            Ok(l.with_critic(load_critic(&at, device)? as Arc<dyn Critic>))
+        })
+        .collect()
 }
 
 /// A share as "0.83 ± 0.05" (a 95% normal interval), or "-" with no data.

@@ -17,7 +17,7 @@ pub mod strategies;
 pub mod sweep;
 
 pub use config::{Experiment, GoodhartKind, LabelsConfig, TaskKind, TaskSetup};
-pub use critics::{critic_sentence, share, JudgesAcrossSeeds};
+pub use critics::{critic_sentence, share, with_critics_from, JudgesAcrossSeeds};
 pub use record::{clear, resume, start, Record, RunDir, TaskRecords, EXPERIMENT_FILE};
 pub use run::{run_tasks, stage_names, stages, RunOptions};
 pub use strategies::{EvalConfig, StrategiesConfig};

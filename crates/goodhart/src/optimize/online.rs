@@ -86,6 +86,7 @@ impl Online<'_> {
                 self.prompts,
                 &cfg,
                 &batch,
+                None,
                 rng,
             )?;
             let n = wait_for_people(self.store, &batch, self.config.human_labels)?;

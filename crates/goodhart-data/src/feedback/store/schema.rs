@@ -62,6 +62,28 @@ CREATE TABLE IF NOT EXISTS queue (
     retired INTEGER NOT NULL DEFAULT 0   -- its batch was withdrawn: shown to nobody
 );
 CREATE INDEX IF NOT EXISTS queue_batch ON queue(batch);
+-- Assistance: what an assistant showed people beside a queued pair (the steps
+-- it pointed at, turn by turn), and the queued pair and assistance each
+-- person's label was made with.
+CREATE TABLE IF NOT EXISTS queue_assistants (
+    queue_id INTEGER PRIMARY KEY REFERENCES queue(id),
+    assistant TEXT NOT NULL,       -- the experiment's labeler whose assistant pointed
+    turns INTEGER                  -- debate turns; NULL: one critic's pointer per side
+);
+CREATE TABLE IF NOT EXISTS queue_pointers (
+    queue_id INTEGER NOT NULL REFERENCES queue(id),
+    side TEXT NOT NULL CHECK (side IN ('a', 'b')),   -- the completion pointed into
+    turn INTEGER NOT NULL,         -- 0-based; a critic's one pointer is turn 0
+    step INTEGER NOT NULL,         -- 0-based step of that completion
+    span_start INTEGER NOT NULL,   -- the step's byte range in the completion
+    span_end INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, side, turn)
+);
+CREATE TABLE IF NOT EXISTS labels_shown (
+    comparison_id INTEGER PRIMARY KEY REFERENCES comparisons(id),
+    queue_id INTEGER NOT NULL REFERENCES queue(id),
+    assistant TEXT                 -- NULL: shown with no assistant
+);
 -- Review and revise: each item shows a few candidate formal goals, each with
 -- rollouts of its policy; a person keeps the current goal (position 0) or picks another.
 CREATE TABLE IF NOT EXISTS review_items (

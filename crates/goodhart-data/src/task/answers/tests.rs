@@ -120,6 +120,13 @@ fn a_step_is_checked_alone_and_the_answer_against_the_written_columns() {
     assert_eq!(&consistent[..ends[2]], "7+5=12,4+8+1=14,3+0+1=4");
     assert_eq!(ends[3], consistent.len());
     assert!(t.step_ends(&p, "432.").is_empty());
+    // What a person is shown of each step.
+    let shown: Vec<&str> = t
+        .step_spans(&p, consistent)
+        .into_iter()
+        .map(|s| &consistent[s])
+        .collect();
+    assert_eq!(shown, ["7+5=12", "4+8+1=14", "3+0+1=4", "442."]);
 }
 
 #[test]
