@@ -60,6 +60,22 @@ fn moves(i: usize) -> (String, String) {
     (a.to_string(), format!("{b}{}", "R".repeat(i / 4 % 3)))
 }
 
+/// Record a test policy's completion of prompt `p`.
+fn sample(
+    w: &mut goodhart::feedback::store::Writer,
+    p: i64,
+    completion: &str,
+) -> goodhart::Result<i64> {
+    w.sample(&NewSample {
+        prompt_id: p,
+        completion,
+        policy: "test",
+        step: None,
+        logprob: None,
+        finished: None,
+    })
+}
+
 /// A store at `dir/labels.sqlite` with `n` gridworld pairs queued in batch "people".
 pub fn queued_store(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("labels.sqlite");
@@ -71,17 +87,7 @@ pub fn queued_store(dir: &Path, n: usize) -> PathBuf {
             for i in 0..n {
                 let p = w.prompt("gridworld", "train", &prompts[i % prompts.len()])?;
                 let (a, b) = moves(i);
-                let mut s = |c: &str| {
-                    w.sample(&NewSample {
-                        prompt_id: p,
-                        completion: c,
-                        policy: "test",
-                        step: None,
-                        logprob: None,
-                        finished: None,
-                    })
-                };
-                let (sa, sb) = (s(&a)?, s(&b)?);
+                let (sa, sb) = (sample(w, p, &a)?, sample(w, p, &b)?);
                 w.queue(sa, sb, "people")?;
             }
             Ok(())
@@ -186,17 +192,7 @@ pub fn assisted_store(dir: &Path) -> PathBuf {
         .write(|w| {
             let p = w.prompt("answers", "train", &prompt)?;
             for assist in [&pointed, &debate] {
-                let mut s = |c: &str| {
-                    w.sample(&NewSample {
-                        prompt_id: p,
-                        completion: c,
-                        policy: "test",
-                        step: None,
-                        logprob: None,
-                        finished: Some(true),
-                    })
-                };
-                let (a, b) = (s(WRONG)?, s(RIGHT)?);
+                let (a, b) = (sample(w, p, WRONG)?, sample(w, p, RIGHT)?);
                 let queued = w.queue(a, b, "people")?;
                 w.assist(queued, assist)?;
             }

@@ -23,14 +23,20 @@ fn scripted(accuracy: f64) -> LabelerConfig {
 const RIGHT: &str = "5+7=12,4+9+1=14,3+0+1=4 so 442.";
 const WRONG: &str = "5+7=12,4+9+1=13,3+0+1=4 so 432.";
 
+/// The prompt of 345 + 97 and what a perfect scripted critic shows beside (WRONG, RIGHT).
+fn pointed(t: &Answers) -> (String, Assist) {
+    let p = Question { a: 345, b: 97 }.prompt();
+    let l = Labeler::new(scripted(1.0), t).unwrap();
+    let assist = Assist::of(&l, t, &p, WRONG, RIGHT, &mut rng::stream(0, "t"))
+        .unwrap()
+        .unwrap();
+    (p, assist)
+}
+
 #[test]
 fn a_perfect_critic_points_at_the_first_wrong_step_and_says_where_it_is() {
     let t = task();
-    let p = Question { a: 345, b: 97 }.prompt();
-    let l = Labeler::new(scripted(1.0), &t).unwrap();
-    let assist = Assist::of(&l, &t, &p, WRONG, RIGHT, &mut rng::stream(0, "t"))
-        .unwrap()
-        .unwrap();
+    let (p, assist) = pointed(&t);
     assert_eq!(assist.assistant, "critic-1");
     assert_eq!(assist.turns, None);
     let a = &assist.pointers[0];
@@ -51,11 +57,7 @@ fn a_perfect_critic_points_at_the_first_wrong_step_and_says_where_it_is() {
 #[test]
 fn a_label_records_the_assistance_it_was_made_with_and_stats_split_by_it() {
     let t = task();
-    let p = Question { a: 345, b: 97 }.prompt();
-    let l = Labeler::new(scripted(1.0), &t).unwrap();
-    let assist = Assist::of(&l, &t, &p, WRONG, RIGHT, &mut rng::stream(0, "t"))
-        .unwrap()
-        .unwrap();
+    let (p, assist) = pointed(&t);
     let dir = tempfile::tempdir().unwrap();
     let mut store = LabelStore::open(&dir.path().join("l.sqlite")).unwrap();
     // The same pair queued twice: once with the critic, once without.
