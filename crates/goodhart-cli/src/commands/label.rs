@@ -137,8 +137,13 @@ pub enum LabelCommand {
 
 pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     match cmd {
-        LabelCommand::Simulate(source) => label_pairs(o, &source, None, bars),
-        LabelCommand::Queue(q) => label_pairs(o, &q.source, Some(q.assistant.as_deref()), bars),
+        LabelCommand::Simulate(source) => label_pairs(o, &source, Judges::Simulated, bars),
+        LabelCommand::Queue(q) => {
+            let people = Judges::People {
+                assistant: q.assistant.as_deref(),
+            };
+            label_pairs(o, &q.source, people, bars)
+        }
         LabelCommand::QueueReview(source) => queue_reviews(o, &source, bars),
         LabelCommand::Serve {
             store,
@@ -185,16 +190,19 @@ pub fn label_cmd(o: &Overrides, cmd: LabelCommand, bars: &Bars) -> Result<()> {
     }
 }
 
-/// Sample pairs from a checkpoint; simulated labelers judge them, or (`queue`:
-/// with the assistant of the labeler named, if any) they are queued for people.
-fn label_pairs(
-    o: &Overrides,
-    src: &PairSource,
-    queue: Option<Option<&str>>,
-    bars: &Bars,
-) -> Result<()> {
+/// Who judges sampled pairs.
+#[derive(Clone, Copy)]
+enum Judges<'a> {
+    /// Every labeler of the experiment, now.
+    Simulated,
+    /// People, later: the pairs are queued, with what the named labeler's assistant shows it.
+    People { assistant: Option<&'a str> },
+}
+
+/// Sample pairs from a checkpoint; simulated labelers judge them, or they are queued for people.
+fn label_pairs(o: &Overrides, src: &PairSource, judges: Judges, bars: &Bars) -> Result<()> {
     with_policy(o, &src.exp, &src.checkpoint, |exp, opened| {
-        label_pairs_with(exp, opened, src, queue, bars)
+        label_pairs_with(exp, opened, src, judges, bars)
     })
 }
 
@@ -218,16 +226,16 @@ fn label_pairs_with(
         model, setup, task, ..
     }: stages::OpenedPolicy,
     src: &PairSource,
-    queue: Option<Option<&str>>,
+    judges: Judges,
     bars: &Bars,
 ) -> Result<()> {
     let mut cfg = setup.labels.clone();
     if let Some(p) = src.pairs {
         cfg.pairs = p;
     }
-    let batch = src.batch.clone().unwrap_or_else(|| match queue {
-        Some(_) => "people".to_string(),
-        None => "simulate".to_string(),
+    let batch = src.batch.clone().unwrap_or_else(|| match judges {
+        Judges::People { .. } => "people".to_string(),
+        Judges::Simulated => "simulate".to_string(),
     });
     let critics = |labelers| with_critics(labelers, &src.checkpoint, src.critics.as_deref());
     let mut store = LabelStore::open(&src.store)?;
@@ -238,7 +246,7 @@ fn label_pairs_with(
     };
     let prompts = task.prompts(Split::Train);
     let mut rng = rng::stream(exp.seed, &format!("cli/label/{batch}"));
-    if let Some(assistant) = queue {
+    if let Judges::People { assistant } = judges {
         // Only the assistant's labeler is built, with its learned critic if it has one.
         let assistant = match assistant {
             Some(name) => {
