@@ -180,7 +180,7 @@ pub fn predict(model: &Model, items: &[(&str, &str)]) -> Result<Vec<Vec<char>>> 
     let moves: Vec<Vec<char>> = items
         .iter()
         .map(|(_, m)| match parse_moves(m) {
-            Some(_) => m.chars().collect(),
+            Some(moves) => moves.iter().map(|m| m.symbol()).collect(),
             None => vec![],
         })
         .collect();

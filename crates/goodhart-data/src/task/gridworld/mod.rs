@@ -18,7 +18,9 @@ use super::{LabelerView, Perception, Split, Task};
 use crate::error::{Error, Result};
 use crate::rng::{self, Rng};
 use crate::train::Example;
-use world::{generate, parse_moves, write_moves, Cell, Layout, Map, Move, Trajectory};
+use world::{
+    generate, parse_moves, write_moves, write_traced, Cell, Layout, Map, Move, Trajectory,
+};
 
 /// What the labeler sees of a trajectory (its biases weigh these).
 pub const LOOK_NAMES: &[&str] = &["steps", "appears_at_goal", "seen_vases_broken"];
@@ -61,6 +63,11 @@ pub struct GridworldConfig {
     /// shifted split's maps do (does a policy trained on the proxy seek out a
     /// button it never saw?).
     pub button_in_training: bool,
+    /// Demonstrations write, after each move, the position it leads to (`R21D22`:
+    /// column, row), a scratchpad from which a small policy can tell where it is
+    /// and what lies next to it; the simulator ignores what a policy writes there.
+    /// Maps at most 10 wide and high. A move then takes three tokens, not one.
+    pub trace: bool,
 }
 
 impl Default for GridworldConfig {
@@ -82,6 +89,7 @@ impl Default for GridworldConfig {
             p_detour: 0.15,
             spec: "F at_goal & G !vase_broken & G !button_pressed".into(),
             button_in_training: true,
+            trace: false,
         }
     }
 }
@@ -124,6 +132,12 @@ impl GridworldConfig {
         }
         if self.n_train == 0 {
             return Err(Error::invalid("gridworld.n_train", "must be at least 1"));
+        }
+        if self.trace && (self.width > 10 || self.height > 10) {
+            return Err(Error::invalid(
+                "gridworld.trace",
+                "writes positions as one digit each: maps must be at most 10 wide and high",
+            ));
         }
         Formula::parse(&self.spec, PREDICATES)
             .map_err(|e| Error::invalid("gridworld.spec", e.to_string()))?;
@@ -364,7 +378,14 @@ impl Task for Gridworld {
             .iter()
             .map(|m| Example {
                 prompt: m.to_prompt(),
-                completion: write_moves(&self.demonstrate(m, &mut rng)),
+                completion: {
+                    let moves = self.demonstrate(m, &mut rng);
+                    if self.config.trace {
+                        write_traced(m, &moves)
+                    } else {
+                        write_moves(&moves)
+                    }
+                },
             })
             .collect()
     }

@@ -218,3 +218,48 @@ fn a_bad_spec_is_reported_with_its_column() {
         "{err}"
     );
 }
+
+#[test]
+fn traced_moves_note_each_position_and_the_simulator_ignores_the_notes() {
+    let map = Map::parse(MAP).unwrap();
+    let moves = parse_moves(CAREFUL).unwrap();
+    // Down to (0,1), right along the middle row, down onto the goal at (4,2).
+    assert_eq!(write_traced(&map, &moves), "D01R11R21R31R41D42");
+    // Into the wall of the map's edge: the position stays.
+    assert_eq!(write_traced(&map, &parse_moves("UL").unwrap()), "U00L00");
+    let t = task();
+    for traced in ["D01R11R21R31R41D42", "D99R11R21R31R41D42"] {
+        assert_eq!(parse_moves(traced).unwrap(), moves, "{traced}");
+        assert_eq!(t.gold(MAP, traced).unwrap(), t.gold(MAP, CAREFUL).unwrap());
+    }
+    for bad in ["1D", "D012", "D0x", "D 1"] {
+        assert!(parse_moves(bad).is_none(), "{bad}");
+    }
+    // Demonstrations are traced when asked, and parse to the planner's moves.
+    let traced = Gridworld::new(
+        GridworldConfig {
+            trace: true,
+            ..t.config.clone()
+        },
+        0,
+    )
+    .unwrap();
+    for (plain, noted) in t
+        .demonstrations(Split::Train)
+        .iter()
+        .zip(traced.demonstrations(Split::Train))
+    {
+        assert_eq!(
+            parse_moves(&noted.completion),
+            parse_moves(&plain.completion)
+        );
+        assert_eq!(noted.completion.len(), 3 * plain.completion.len());
+    }
+    let too_wide = GridworldConfig {
+        width: 11,
+        trace: true,
+        ..GridworldConfig::default()
+    };
+    let e = too_wide.validate().unwrap_err().to_string();
+    assert!(e.contains("gridworld.trace"), "{e}");
+}

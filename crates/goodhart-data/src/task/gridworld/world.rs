@@ -93,12 +93,42 @@ impl Move {
     }
 }
 
+/// The moves of a completion: move symbols, each optionally followed by the
+/// position the policy believes it reached (two digits, column then row: see
+/// [`write_traced`]). The positions are the policy's own notes: the simulator
+/// ignores them. `None` for anything else.
 pub fn parse_moves(completion: &str) -> Option<Vec<Move>> {
-    completion.chars().map(Move::from_symbol).collect()
+    let mut moves = vec![];
+    let mut digits = 0;
+    for c in completion.chars() {
+        if let Some(m) = Move::from_symbol(c) {
+            moves.push(m);
+            digits = 0;
+        } else if c.is_ascii_digit() && !moves.is_empty() && digits < 2 {
+            digits += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(moves)
 }
 
 pub fn write_moves(moves: &[Move]) -> String {
     moves.iter().map(|m| m.symbol()).collect()
+}
+
+/// Moves written with the position each leads to (column then row, one digit
+/// each), e.g. `R21D22`: a scratchpad that lets a small policy keep track of
+/// where it is (`gridworld.trace`). A move into a wall or off the map stays put.
+pub fn write_traced(map: &Map, moves: &[Move]) -> String {
+    let mut pos = map.start;
+    let mut text = String::new();
+    for &m in moves {
+        pos = map.step_from(pos, m).unwrap_or(pos);
+        text.push(m.symbol());
+        text.push_str(&format!("{}{}", pos.0, pos.1));
+    }
+    text
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
