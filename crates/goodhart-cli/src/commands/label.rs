@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use goodhart::experiment::stages;
-use goodhart::feedback::LabelStore;
+use goodhart::feedback::{LabelStore, Tally};
 use goodhart::task::{self, Split};
 use goodhart::{fsutil, rng, runtime};
 
@@ -420,10 +420,11 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         task.gold(p, c).ok()
     };
     let stats = store.labeler_stats(&gold)?;
-    let frac = |(k, n): (usize, usize)| {
-        if n == 0 {
+    let frac = |t: Tally| {
+        if t.compared == 0 {
             "-".to_string()
         } else {
+            let (k, n) = (t.agreed, t.compared);
             format!("{:.3} ({k}/{n})", k as f64 / n as f64)
         }
     };
@@ -467,8 +468,8 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
                 s.people,
                 s.labels,
                 goodhart::experiment::share(&share_of(s.gold_agreement)),
-                s.gold_agreement.0,
-                s.gold_agreement.1,
+                s.gold_agreement.agreed,
+                s.gold_agreement.compared,
             );
         }
     }
@@ -500,8 +501,10 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// `k` of `n` as a mean of 0/1 with its standard error.
-fn share_of((k, n): (usize, usize)) -> goodhart::stats::Stat {
-    let xs: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i < k))).collect();
+/// The share that agreed, as a mean of 0/1 with its standard error.
+fn share_of(t: Tally) -> goodhart::stats::Stat {
+    let xs: Vec<f64> = (0..t.compared)
+        .map(|i| f64::from(u8::from(i < t.agreed)))
+        .collect();
     goodhart::stats::Stat::of(&xs)
 }

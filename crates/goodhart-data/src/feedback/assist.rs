@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::store::{LabelStore, Writer};
-use super::{Labeler, LabelerStats};
+use super::{Labeler, LabelerStats, Tally};
 use crate::error::Result;
 use crate::task::Task;
 
@@ -201,8 +201,8 @@ pub struct AssistedPeople {
     pub assistant: Option<String>,
     pub people: usize,
     pub labels: usize,
-    /// As in [`LabelerStats::gold_agreement`]: (agreed, compared).
-    pub gold_agreement: (usize, usize),
+    /// As in [`LabelerStats::gold_agreement`].
+    pub gold_agreement: Tally,
 }
 
 /// The people among `stats`, pooled by the assistant they were shown
@@ -216,12 +216,11 @@ pub fn people_by_assistant(stats: &[LabelerStats]) -> Vec<AssistedPeople> {
                 assistant: s.assistant.clone(),
                 people: 0,
                 labels: 0,
-                gold_agreement: (0, 0),
+                gold_agreement: Tally::default(),
             });
         e.people += 1;
         e.labels += s.comparisons;
-        e.gold_agreement.0 += s.gold_agreement.0;
-        e.gold_agreement.1 += s.gold_agreement.1;
+        e.gold_agreement.merge(s.gold_agreement);
     }
     by.into_values().collect()
 }

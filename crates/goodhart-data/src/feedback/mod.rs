@@ -10,7 +10,7 @@ pub mod store;
 
 pub use assist::{people_by_assistant, Assist, AssistedPeople, PairSide, Pointer};
 pub use labeler::{Answer, AnswerCounts, AssistantConfig, Critic, Labeler, LabelerConfig};
-pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal};
+pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Tally};
 pub use reviews::{
     queue_reviews, GoalTally, QueuedReview, ReviewAnswer, ReviewCandidate, ReviewProgress,
     ReviewQueueConfig, Rollout,

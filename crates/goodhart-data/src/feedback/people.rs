@@ -85,12 +85,37 @@ pub struct LabelerStats {
     pub comparisons: usize,
     pub answers: AnswerCounts,
     /// How often this labeler's answer matched another labeler's on the same pair
-    /// (both answered other than "can't tell"): (agreed, compared).
-    pub agreement: (usize, usize),
+    /// (both answered other than "can't tell").
+    pub agreement: Tally,
     /// How often the completion preferred has the higher gold reward, over
-    /// a/b answers on pairs whose gold differs: (agreed, compared).
-    pub gold_agreement: (usize, usize),
+    /// a/b answers on pairs whose gold differs.
+    pub gold_agreement: Tally,
     pub median_seconds: Option<f64>,
+}
+
+/// How many of the answers compared agreed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub agreed: usize,
+    pub compared: usize,
+}
+
+impl Tally {
+    pub fn new(agreed: usize, compared: usize) -> Self {
+        Self { agreed, compared }
+    }
+
+    /// Count one comparison.
+    pub fn add(&mut self, agreed: bool) {
+        self.compared += 1;
+        self.agreed += usize::from(agreed);
+    }
+
+    /// Pool two tallies.
+    pub fn merge(&mut self, other: Tally) {
+        self.agreed += other.agreed;
+        self.compared += other.compared;
+    }
 }
 
 /// A person's free-text reason (trimmed; empty is none) and time taken, or why they are refused.
@@ -390,8 +415,8 @@ impl LabelStore {
                 assistant: r.assistant.clone(),
                 comparisons: 0,
                 answers: AnswerCounts::default(),
-                agreement: (0, 0),
-                gold_agreement: (0, 0),
+                agreement: Tally::default(),
+                gold_agreement: Tally::default(),
                 median_seconds: None,
             });
             s.comparisons += 1;
@@ -400,15 +425,13 @@ impl LabelStore {
                 for &j in &by_pair[&r.pair] {
                     let o = &rows[j];
                     if o.labeler != r.labeler && o.answer != Answer::CantTell {
-                        s.agreement.1 += 1;
-                        s.agreement.0 += usize::from(o.answer == r.answer);
+                        s.agreement.add(o.answer == r.answer);
                     }
                 }
             }
             if let (Some((ga, gb)), Answer::A | Answer::B) = (r.gold, r.answer) {
                 if ga != gb {
-                    s.gold_agreement.1 += 1;
-                    s.gold_agreement.0 += usize::from((ga > gb) == (r.answer == Answer::A));
+                    s.gold_agreement.add((ga > gb) == (r.answer == Answer::A));
                 }
             }
             if let Some(t) = r.seconds {

@@ -111,19 +111,22 @@ fn a_label_records_the_assistance_it_was_made_with_and_stats_split_by_it() {
 
     let gold = |_: &str, p: &str, c: &str| t.gold(p, c).ok();
     let stats = store.labeler_stats(&gold).unwrap();
-    let rows: Vec<(&str, Option<&str>, (usize, usize))> = stats
+    let rows: Vec<(&str, Option<&str>, Tally)> = stats
         .iter()
         .map(|s| (s.labeler.as_str(), s.assistant.as_deref(), s.gold_agreement))
         .collect();
     assert_eq!(
         rows,
-        [("alice", Some("critic-1"), (1, 1)), ("bob", None, (0, 1))]
+        [
+            ("alice", Some("critic-1"), Tally::new(1, 1)),
+            ("bob", None, Tally::new(0, 1))
+        ]
     );
     let pooled = people_by_assistant(&stats);
     assert_eq!(pooled.len(), 2);
     assert_eq!(
         (pooled[0].assistant.as_deref(), pooled[0].gold_agreement),
-        (None, (0, 1))
+        (None, Tally::new(0, 1))
     );
     assert_eq!(
         (

@@ -234,9 +234,9 @@ fn stats_count_agreement_between_people_and_with_gold() {
             }
         )
     );
-    assert_eq!(a.agreement, (3, 4));
-    assert_eq!(b.agreement, (3, 4));
-    assert_eq!(a.gold_agreement, (4, 4));
-    assert_eq!(b.gold_agreement, (3, 4));
+    assert_eq!(a.agreement, Tally::new(3, 4));
+    assert_eq!(b.agreement, Tally::new(3, 4));
+    assert_eq!(a.gold_agreement, Tally::new(4, 4));
+    assert_eq!(b.gold_agreement, Tally::new(3, 4));
     assert_eq!(a.median_seconds, Some(2.0));
 }
