@@ -11,7 +11,8 @@ use goodhart::feedback::{Answer, Filter, HumanLabel, LabelStore};
 
 mod common;
 
-/// The default experiment with gridworld's online PPO asking people for 4 labels per refresh.
+/// The default experiment with gridworld's online PPO asking people for 4 labels
+/// per refresh, shown with the assistant of a second labeler, "camera-critic".
 fn human_experiment(dir: &Path) -> std::path::PathBuf {
     let default = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/default.toml"),
@@ -19,10 +20,17 @@ fn human_experiment(dir: &Path) -> std::path::PathBuf {
     .unwrap();
     let from = "online = { every = 5, pairs = 150, rm_steps = 60 }";
     assert_eq!(default.matches(from).count(), 1, "gridworld's online run");
-    let text = default.replace(
-        from,
-        "online = { every = 5, pairs = 150, rm_steps = 60, human_labels = 4 }",
-    );
+    let camera = "name = \"camera\"\n";
+    assert_eq!(default.matches(camera).count(), 1, "gridworld's labeler");
+    let text = default
+        .replace(
+            from,
+            "online = { every = 5, pairs = 150, rm_steps = 60, human_labels = 4, assistant = \"camera-critic\" }",
+        )
+        .replace(
+            camera,
+            &format!("{camera}\n[[task.labelers]]\nname = \"camera-critic\"\nassistant = {{ accuracy = 1.0 }}\n"),
+        );
     let path = dir.join("human.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -102,6 +110,11 @@ fn an_online_run_waits_for_people_and_learns_from_their_labels() {
         assert!(b.starts_with("online/ppo-online/"), "{b}");
         assert!(s.human_labels_in_batch(b).unwrap() >= 4, "{b}");
     }
+    // Each label records the assistant it was shown with.
+    for c in &mine {
+        let (_, assistant) = s.shown_with(c.id).unwrap().unwrap();
+        assert_eq!(assistant.as_deref(), Some("camera-critic"));
+    }
     assert!(
         out.join("gridworld/stages/rl.ppo-online.json").exists(),
         "the run finished its online stage"
@@ -116,7 +129,9 @@ fn an_online_run_waits_for_people_and_learns_from_their_labels() {
         .find(|l| l.starts_with("alice"))
         .expect(&stats);
     assert!(
-        alice.contains("person") && alice.contains(&given.to_string()),
+        alice.contains("person")
+            && alice.contains("camera-critic")
+            && alice.contains(&given.to_string()),
         "{alice}"
     );
 

@@ -304,6 +304,21 @@ impl TaskSetup {
             &format!("{at}.strategies"),
             self.kind == TaskKind::Gridworld,
         )?;
+        for (i, r) in self.strategies.rl.iter().enumerate() {
+            let Some(name) = r.online.as_ref().and_then(|o| o.assistant.as_ref()) else {
+                continue;
+            };
+            if !self
+                .labelers
+                .iter()
+                .any(|l| &l.name == name && l.assistant.is_some())
+            {
+                return Err(Error::invalid(
+                    format!("{at}.strategies.rl[{i}].online.assistant"),
+                    format!("no labeler named {name:?} with an assistant in this task's [[task.labelers]]"),
+                ));
+            }
+        }
         for name in &self.reward_model.labelers {
             if !self.labelers.iter().any(|l| &l.name == name) {
                 return Err(Error::invalid(

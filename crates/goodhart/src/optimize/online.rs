@@ -86,7 +86,10 @@ impl Online<'_> {
                 self.prompts,
                 &cfg,
                 &batch,
-                None,
+                self.config
+                    .assistant
+                    .as_ref()
+                    .and_then(|name| self.labelers.iter().find(|l| l.name() == name)),
                 rng,
             )?;
             let n = wait_for_people(self.store, &batch, self.config.human_labels)?;

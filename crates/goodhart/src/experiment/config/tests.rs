@@ -268,3 +268,34 @@ fn the_claim_options_are_refused_where_they_cannot_work() {
     assert!(err.contains("not PPO"), "{err}");
     assert!(rl("reward = \"labeler\"\nbinarise_top = 0.1", "").is_ok());
 }
+
+#[test]
+fn an_online_runs_assistant_is_for_people_and_must_have_one() {
+    let online = |labeler: &str, online: &str| {
+        Experiment::parse(
+            &format!("[[task]]\nkind = \"answers\"\n[[task.labelers]]\nname = \"quick\"\n[[task.labelers]]\n{labeler}\n[[task.strategies.rl]]\nname = \"r\"\nonline = {{ {online} }}\n"),
+            "e.toml",
+        )
+    };
+    let critic = "name = \"critic\"\nassistant = { accuracy = 0.9 }";
+    assert!(online(critic, "human_labels = 4, assistant = \"critic\"").is_ok());
+    let err = online(critic, "assistant = \"critic\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rl[0].online.assistant") && err.contains("human_labels"),
+        "{err}"
+    );
+    for (labeler, named) in [(critic, "quick"), (critic, "nobody")] {
+        let err = online(
+            labeler,
+            &format!("human_labels = 4, assistant = \"{named}\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("online.assistant") && err.contains(&format!("{named:?}")),
+            "{err}"
+        );
+    }
+}

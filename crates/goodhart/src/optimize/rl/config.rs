@@ -83,6 +83,10 @@ pub struct OnlineConfig {
     /// web app (`goodhart label serve`) and pause until this many human labels
     /// of them have arrived (0: simulated labelers, no pause).
     pub human_labels: usize,
+    /// With `human_labels`: show people what this labeler's assistant (one of
+    /// the task's labelers with an `assistant`) shows it beside each queued pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
 }
 
 impl Default for OnlineConfig {
@@ -92,6 +96,7 @@ impl Default for OnlineConfig {
             pairs: 200,
             rm_steps: 100,
             human_labels: 0,
+            assistant: None,
         }
     }
 }
@@ -329,6 +334,12 @@ impl RlConfig {
                 return Err(Error::invalid(
                     f("online"),
                     "every, pairs and rm_steps must be at least 1",
+                ));
+            }
+            if o.assistant.is_some() && o.human_labels == 0 {
+                return Err(Error::invalid(
+                    f("online.assistant"),
+                    "is shown to people: it needs human_labels of at least 1",
                 ));
             }
         }
