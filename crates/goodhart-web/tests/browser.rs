@@ -131,6 +131,21 @@ async fn on_screen(c: &Client, key: &str, not: Option<i64>) -> i64 {
     v.as_str().unwrap().parse().unwrap()
 }
 
+/// A server over `store` and a browser signed in as `name` (a new person)
+/// through the link `label add-user` prints.
+async fn signed_in(driver: &Driver, store: &std::path::Path, name: &str) -> (Server, Client) {
+    let token = LabelStore::open_existing(store)
+        .unwrap()
+        .add_user(name)
+        .unwrap();
+    let server = Server::start(store).await;
+    let c = connect(driver.1).await;
+    c.goto(&format!("http://{}/#signin={name}:{token}", server.addr))
+        .await
+        .unwrap();
+    (server, c)
+}
+
 async fn pair_on_screen(c: &Client, not: Option<i64>) -> i64 {
     on_screen(c, "pair", not).await
 }
@@ -140,17 +155,7 @@ async fn label_three_pairs_with_the_keyboard_and_undo_one() {
     let driver = chromedriver();
     let dir = tempfile::tempdir().unwrap();
     let store = common::queued_store(dir.path(), 5);
-    let token = LabelStore::open_existing(&store)
-        .unwrap()
-        .add_user("alice")
-        .unwrap();
-    let server = Server::start(&store).await;
-    let addr = server.addr;
-
-    let c = connect(driver.1).await;
-    c.goto(&format!("http://{addr}/#signin=alice:{token}"))
-        .await
-        .unwrap();
+    let (server, c) = signed_in(&driver, &store, "alice").await;
     let first = pair_on_screen(&c, None).await;
     // The gridworld pair is shown as the camera's frames, with a step slider.
     let frames = wait_for(
@@ -289,17 +294,7 @@ async fn label_a_pair_with_the_critics_pointer_and_one_with_a_debate_shown() {
     let driver = chromedriver();
     let dir = tempfile::tempdir().unwrap();
     let store = common::assisted_store(dir.path());
-    let token = LabelStore::open_existing(&store)
-        .unwrap()
-        .add_user("dana")
-        .unwrap();
-    let server = Server::start(&store).await;
-    let addr = server.addr;
-
-    let c = connect(driver.1).await;
-    c.goto(&format!("http://{addr}/#signin=dana:{token}"))
-        .await
-        .unwrap();
+    let (server, c) = signed_in(&driver, &store, "dana").await;
     let first = pair_on_screen(&c, None).await;
     // The critic's pointer: A's wrong column is marked, and the box says which step to check.
     let marked = wait_for(
