@@ -66,7 +66,10 @@ pub struct GridworldConfig {
     /// Demonstrations write, after each move, the position it leads to (`R21D22`:
     /// column, row), a scratchpad from which a small policy can tell where it is
     /// and what lies next to it; the simulator ignores what a policy writes there.
-    /// Maps at most 10 wide and high. A move then takes three tokens, not one.
+    /// Maps at most 10 wide and high. A move then takes three tokens, not one:
+    /// raise `max_new_tokens` with it, and keep the model's `n_ctx` above the
+    /// prompt, the completion and the camera's frames the reward model reads
+    /// after it (one per move), or scoring stops with an error naming them.
     pub trace: bool,
 }
 
