@@ -262,9 +262,10 @@ pub fn train_critics(
     rng: &mut Rng,
     progress: &dyn Progress,
 ) -> Result<Vec<(LearnedCritic, CriticRound)>> {
+    let has_steps = |(p, c): &&(String, String)| task.n_steps(p, c) > 0;
     let train: Vec<((String, String), Encoded)> = train
         .iter()
-        .filter(|(p, c)| task.n_steps(p, c) > 0)
+        .filter(has_steps)
         .map(|(p, c)| {
             Ok((
                 (p.clone(), c.clone()),
@@ -272,11 +273,7 @@ pub fn train_critics(
             ))
         })
         .collect::<Result<_>>()?;
-    let heldout: Vec<(String, String)> = heldout
-        .iter()
-        .filter(|(p, c)| task.n_steps(p, c) > 0)
-        .cloned()
-        .collect();
+    let heldout: Vec<(String, String)> = heldout.iter().filter(has_steps).cloned().collect();
     let mut checks: Vec<Check> = vec![];
     let mut out: Vec<(LearnedCritic, CriticRound)> = vec![];
     progress.start("critic", (cfg.rounds * cfg.steps) as u64);

@@ -300,29 +300,23 @@ fn label_pairs_with(
 
 /// The labeler named `name` with an assistant, or why not.
 fn assisting_labeler<'t>(
-    labelers: Vec<goodhart::feedback::Labeler<'t>>,
+    mut labelers: Vec<goodhart::feedback::Labeler<'t>>,
     name: &str,
     task: &str,
 ) -> Result<goodhart::feedback::Labeler<'t>> {
+    let why = match labelers.iter().position(|l| l.name() == name) {
+        Some(i) if labelers[i].assistant().is_some() => return Ok(labelers.swap_remove(i)),
+        Some(_) => "it has no assistant",
+        None => "no such labeler",
+    };
     let assisted: Vec<&str> = labelers
         .iter()
         .filter(|l| l.assistant().is_some())
         .map(|l| l.name())
         .collect();
-    let why = match labelers.iter().find(|l| l.name() == name) {
-        None => "no such labeler",
-        Some(l) if l.assistant().is_none() => "it has no assistant",
-        Some(_) => "",
-    };
-    if !why.is_empty() {
-        anyhow::bail!(
-            "--assistant {name:?}: {why} in task {task:?} (its labelers with an assistant: {assisted:?})"
-        );
-    }
-    Ok(labelers
-        .into_iter()
-        .find(|l| l.name() == name)
-        .expect("found above"))
+    anyhow::bail!(
+        "--assistant {name:?}: {why} in task {task:?} (its labelers with an assistant: {assisted:?})"
+    )
 }
 
 /// Sample a checkpoint and queue reviews of the experiment's candidate goals.

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::task::Task;
 
 /// One side of a pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PairSide {
     A,
@@ -83,7 +83,7 @@ impl Assist {
                 });
             }
         }
-        pointers.sort_by_key(|p| (p.turn, p.side.as_str()));
+        pointers.sort_by_key(|p| (p.turn, p.side));
         Ok(Some(Self {
             assistant: labeler.name().to_string(),
             turns: config.turns,
