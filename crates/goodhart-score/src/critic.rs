@@ -349,25 +349,26 @@ fn fit(
         let batch: Vec<&Check> = (0..cfg.batch_size)
             .map(|_| &checks[rng.random_range(0..checks.len())])
             .collect();
-        let seqs: Vec<&Encoded> = batch.iter().map(|c| &train[c.item].1).collect();
-        let at: Vec<(usize, usize)> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (i, train[c.item].1.step_at[c.step]))
-            .collect();
-        let x = logits_at(model, true, &seqs, &at)?;
-        let y = candle_core::Tensor::from_vec(
-            batch
+        let stats = trainer.step_sharded(batch.len(), |r| {
+            let part = &batch[r];
+            let seqs: Vec<&Encoded> = part.iter().map(|c| &train[c.item].1).collect();
+            let at: Vec<(usize, usize)> = part
                 .iter()
-                .map(|c| f32::from(u8::from(c.wrong)))
-                .collect::<Vec<_>>(),
-            batch.len(),
-            model.device(),
-        )?;
-        // -(y log s(x) + (1-y) log s(-x)) = softplus(x) - y x, with a stable softplus.
-        let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-        let loss = (softplus - (&y * &x)?)?.mean_all()?;
-        let stats = trainer.step(&loss)?;
+                .enumerate()
+                .map(|(i, c)| (i, train[c.item].1.step_at[c.step]))
+                .collect();
+            let x = logits_at(model, true, &seqs, &at)?;
+            let y = candle_core::Tensor::from_vec(
+                part.iter()
+                    .map(|c| f32::from(u8::from(c.wrong)))
+                    .collect::<Vec<_>>(),
+                part.len(),
+                model.device(),
+            )?;
+            // -(y log s(x) + (1-y) log s(-x)) = softplus(x) - y x, with a stable softplus.
+            let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            Ok(((softplus - (&y * &x)?)?.sum_all()? / batch.len() as f64)?)
+        })?;
         losses.push((stats.step, stats.loss));
         progress.advance(1);
     }

@@ -22,14 +22,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use goodhart::model::sample::{sample, Sample, SamplingConfig};
-use goodhart::model::{Model, ModelConfig, SequenceBatch};
+use goodhart::model::{Model, ModelConfig};
 use goodhart::optimize::ppo::Ppo;
 use goodhart::optimize::rl::{self, Hooks, RlConfig};
 use goodhart::progress::Silent;
 use goodhart::reward::raw_scores;
 use goodhart::score::RewardSource;
 use goodhart::tokenize::{CharTokenizer, Tokenizer};
-use goodhart::train::{sft::completion_nll, OptimConfig, Trainer};
+use goodhart::train::{sft::sft_step, OptimConfig, Trainer};
 use goodhart::{rng, runtime};
 
 const SEQ: usize = 64;
@@ -303,11 +303,9 @@ fn bench_sft(cfg: &ModelConfig) {
         .iter()
         .map(|(p, c)| (p.as_slice(), c.as_slice()))
         .collect();
-    let batch = SequenceBatch::new(&pairs, 0, m.device()).unwrap();
     let mut trainer = Trainer::new(m.vars(), &OptimConfig::default(), 1000, "bench").unwrap();
     let step = |t: &mut Trainer| {
-        let loss = completion_nll(&m, &batch).unwrap();
-        t.step(&loss).unwrap();
+        sft_step(&m, t, &pairs, 0, m.device()).unwrap();
     };
     for _ in 0..3 {
         step(&mut trainer);

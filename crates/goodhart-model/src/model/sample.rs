@@ -124,9 +124,53 @@ pub fn sample(
     }
     let mut out = Vec::with_capacity(prompts.len() * n_per_prompt);
     for chunk in plan_chunks(prompts.len(), n_per_prompt, cfg.batch_size) {
-        out.extend(sample_chunk(model, prompts, &chunk, cfg, rng)?);
+        let rows: usize = chunk.iter().map(|&(_, n)| n).sum();
+        let parts = split_rows(&chunk, &crate::runtime::shards(rows));
+        if parts.len() <= 1 {
+            out.extend(sample_chunk(model, prompts, &chunk, cfg, rng)?);
+            continue;
+        }
+        // Each shard of the batch draws from its own stream, seeded from `rng` in shard order.
+        let seeds: Vec<u64> = parts.iter().map(|_| rng.random()).collect();
+        let sampled = crate::runtime::map_shards(parts.len(), |r| {
+            r.map(|i| {
+                let rng = &mut <Rng as rand::SeedableRng>::seed_from_u64(seeds[i]);
+                sample_chunk(model, prompts, &parts[i], cfg, rng)
+            })
+            .collect::<Result<Vec<_>>>()
+        })?;
+        out.extend(sampled.into_iter().flatten().flatten());
     }
     Ok(out)
+}
+
+/// Cut a chunk's rows into the given contiguous row ranges, each again a list of
+/// (prompt index, rows for it); a prompt's rows may fall in two parts.
+fn split_rows(
+    chunk: &[(usize, usize)],
+    ranges: &[std::ops::Range<usize>],
+) -> Vec<Vec<(usize, usize)>> {
+    let mut entries = chunk.iter().copied();
+    let mut current = entries.next();
+    ranges
+        .iter()
+        .map(|range| {
+            let mut part = vec![];
+            let mut need = range.len();
+            while need > 0 {
+                let Some((p, n)) = current else { break };
+                let take = n.min(need);
+                part.push((p, take));
+                need -= take;
+                current = if take == n {
+                    entries.next()
+                } else {
+                    Some((p, n - take))
+                };
+            }
+            part
+        })
+        .collect()
 }
 
 /// Split (prompt, sample) rows into batches of at most `batch_size` rows,
@@ -362,6 +406,14 @@ impl Picker {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn split_rows_keeps_row_order_and_cuts_a_prompt_between_parts() {
+        let parts = split_rows(&[(0, 3), (1, 2), (2, 3)], &[0..4, 4..8]);
+        assert_eq!(parts, vec![vec![(0, 3), (1, 1)], vec![(1, 1), (2, 3)]]);
+        let one = split_rows(&[(4, 5)], &[0..2, 2..3, 3..5]);
+        assert_eq!(one, vec![vec![(4, 2)], vec![(4, 1)], vec![(4, 2)]]);
+    }
 
     #[test]
     fn chunks_cover_every_row_once() {

@@ -2,6 +2,9 @@
 //! over candle-nn's AdamW. A NaN or infinite loss or gradient stops training
 //! with an error naming the step, before the weights are touched.
 
+use std::ops::Range;
+
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
@@ -133,9 +136,69 @@ impl Trainer {
 
     /// Back-propagate `loss`, clip, and update the weights.
     pub fn step(&mut self, loss: &Tensor) -> Result<StepStats> {
-        let loss_value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        let loss_value = scalar(loss)?;
         self.check_finite("loss", loss_value)?;
-        let mut grads = loss.backward()?;
+        let grads = loss.backward()?;
+        self.apply(loss_value, grads)
+    }
+
+    /// One step on a batch of `n_items` split into contiguous shards, one per
+    /// thread of the current pool, each shard's loss and gradient computed
+    /// side by side (`runtime::set_threads` makes the kernels inside a shard
+    /// serial). `loss_of(range)` returns the shard's share of the batch's loss:
+    /// the shares must sum to it (a mean over the batch divides each shard's sum
+    /// by the whole batch's count). With one thread this is
+    /// `step(&loss_of(0..n_items)?)`, bit for bit.
+    pub fn step_sharded<F>(&mut self, n_items: usize, loss_of: F) -> Result<StepStats>
+    where
+        F: Fn(Range<usize>) -> Result<Tensor> + Sync,
+    {
+        Ok(self
+            .step_sharded_with(n_items, |r| Ok((loss_of(r)?, ())))?
+            .0)
+    }
+
+    /// `step_sharded` where each shard also returns what it measured on the way
+    /// (before the update), in shard order.
+    pub fn step_sharded_with<T, F>(&mut self, n_items: usize, f: F) -> Result<(StepStats, Vec<T>)>
+    where
+        T: Send,
+        F: Fn(Range<usize>) -> Result<(Tensor, T)> + Sync,
+    {
+        if crate::runtime::shards(n_items).len() <= 1 {
+            let (loss, t) = f(0..n_items)?;
+            return Ok((self.step(&loss)?, vec![t]));
+        }
+        let parts = crate::runtime::map_shards(n_items, |range| -> Result<_> {
+            let (loss, t) = f(range)?;
+            Ok((scalar(&loss)?, loss.backward()?, t))
+        })?;
+        let loss_value: f64 = parts.iter().map(|(l, _, _)| l).sum();
+        self.check_finite("loss", loss_value)?;
+        let mut grads: Option<GradStore> = None;
+        let mut measured = Vec::with_capacity(parts.len());
+        for (_, g, t) in parts {
+            measured.push(t);
+            let Some(sum) = grads.as_mut() else {
+                grads = Some(g);
+                continue;
+            };
+            for v in &self.vars {
+                if let Some(g) = g.get(v.as_tensor()) {
+                    let total = match sum.remove(v.as_tensor()) {
+                        Some(acc) => (acc + g)?,
+                        None => g.clone(),
+                    };
+                    sum.insert(v.as_tensor(), total);
+                }
+            }
+        }
+        let grads = grads.expect("two shards or more");
+        Ok((self.apply(loss_value, grads)?, measured))
+    }
+
+    /// Clip `grads` and update the weights with them.
+    fn apply(&mut self, loss_value: f64, mut grads: GradStore) -> Result<StepStats> {
         let mut sq = Vec::with_capacity(self.vars.len());
         for v in &self.vars {
             if let Some(g) = grads.get(v.as_tensor()) {
@@ -182,6 +245,10 @@ impl Trainer {
             })
         }
     }
+}
+
+fn scalar(loss: &Tensor) -> Result<f64> {
+    Ok(loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
 }
 
 #[cfg(test)]

@@ -141,9 +141,7 @@ pub fn train_sft(
             .iter()
             .map(|&i| (train_seqs[i].0.as_slice(), train_seqs[i].1.as_slice()))
             .collect();
-        let batch = SequenceBatch::new(&pairs, pad, &device)?;
-        let loss = completion_nll(model, &batch)?;
-        let stats = trainer.step(&loss)?;
+        let stats = sft_step(model, &mut trainer, &pairs, pad, &device)?;
         report.train_loss.push((stats.step, stats.loss));
         if (stats.step % cfg.eval_every == 0 || stats.step == cfg.steps) && !heldout_seqs.is_empty()
         {
@@ -163,6 +161,23 @@ pub fn train_sft(
     Ok(report)
 }
 
+/// One optimiser step on the mean negative log-likelihood per completion token
+/// of `pairs` (prompt, completion), the batch sharded across the pool's threads.
+pub fn sft_step(
+    model: &Model,
+    trainer: &mut Trainer,
+    pairs: &[(&[u32], &[u32])],
+    pad: u32,
+    device: &candle_core::Device,
+) -> Result<super::optim::StepStats> {
+    let tokens = pairs.iter().map(|(_, c)| c.len()).sum::<usize>().max(1) as f64;
+    trainer.step_sharded(pairs.len(), |range| {
+        let batch = SequenceBatch::new(&pairs[range], pad, device)?;
+        let lp = model.target_logprobs(model.train_net(), &batch)?;
+        Ok(((lp * &batch.completion_mask)?.sum_all()? * (-1.0 / tokens))?)
+    })
+}
+
 /// Mean negative log-likelihood per completion token of `batch` (differentiable).
 pub fn completion_nll(model: &Model, batch: &SequenceBatch) -> Result<candle_core::Tensor> {
     let lp = model.target_logprobs(model.train_net(), batch)?; // [b, t]
@@ -173,19 +188,20 @@ pub fn completion_nll(model: &Model, batch: &SequenceBatch) -> Result<candle_cor
 /// Mean negative log-likelihood per completion token over `seqs` (no gradient).
 pub fn heldout_nll(model: &Model, seqs: &[Encoded]) -> Result<f64> {
     let pad = model.tokenizer().pad_id();
-    let (mut total, mut count) = (0.0f64, 0usize);
-    for chunk in seqs.chunks(64) {
-        let pairs: Vec<(&[u32], &[u32])> = chunk
+    let parts = crate::runtime::map_pieces(seqs.len(), 64, |r| {
+        let pairs: Vec<(&[u32], &[u32])> = seqs[r]
             .iter()
             .map(|(p, c)| (p.as_slice(), c.as_slice()))
             .collect();
         let batch = SequenceBatch::new(&pairs, pad, model.device())?;
         let lp = model.target_logprobs(model.eval_net(), &batch)?;
-        total -= (lp * &batch.completion_mask)?
+        let sum = (lp * &batch.completion_mask)?
             .sum_all()?
-            .to_scalar::<f32>()? as f64;
-        count += batch.n_completion_tokens();
-    }
+            .to_scalar::<f32>()?;
+        Ok(vec![(sum as f64, batch.n_completion_tokens())])
+    })?;
+    let total: f64 = -parts.iter().map(|(s, _)| s).sum::<f64>();
+    let count: usize = parts.iter().map(|(_, n)| n).sum();
     Ok(total / count.max(1) as f64)
 }
 

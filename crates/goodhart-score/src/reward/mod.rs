@@ -288,13 +288,11 @@ pub(crate) fn observed(
 
 /// Raw (unnormalised) scalar-head outputs at each sequence's last token, no gradient.
 pub fn raw_scores(model: &Model, pairs: &[(&[u32], &[u32])]) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(64) {
-        let batch = SequenceBatch::new(chunk, model.tokenizer().pad_id(), model.device())?;
+    crate::runtime::map_pieces(pairs.len(), 64, |r| {
+        let batch = SequenceBatch::new(&pairs[r], model.tokenizer().pad_id(), model.device())?;
         let r = last_token_scalar(model.eval_net(), &batch)?;
-        out.extend(r.to_vec1::<f32>()?.into_iter().map(f64::from));
-    }
-    Ok(out)
+        Ok(r.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+    })
 }
 
 /// The scalar head at each sequence's last token `[b]` (differentiable through `net`).

@@ -2,6 +2,7 @@
 //! `P(A over B) = p/2 + (1 - p) sigmoid(r(A) - r(B))`, where `p` is the
 //! labelers' random-answer rate; ties are 0.5 targets, "can't tell" is dropped.
 
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -346,8 +347,9 @@ fn train_member(
         let batch: Vec<&Encoded> = (0..cfg.batch_size)
             .map(|_| &train[pool[rng.random_range(0..pool.len())]])
             .collect();
-        let loss = bt_loss(model, &batch, cfg.p_random)?;
-        let stats = trainer.step(&loss)?;
+        let stats = trainer.step_sharded(batch.len(), |r| {
+            bt_loss(model, &batch[r], cfg.p_random, batch.len())
+        })?;
         losses.push((stats.step, stats.loss));
         progress.advance(1);
     }
@@ -482,8 +484,9 @@ fn noise_ceiling(heldout: &[&Comparison], labelers: &[Labeler]) -> Result<Option
     Ok((!best.is_empty()).then(|| Stat::of(&best)))
 }
 
-/// Bradley-Terry negative log-likelihood of a batch of comparisons (differentiable).
-fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_core::Tensor> {
+/// Bradley-Terry negative log-likelihood of `batch` (differentiable), summed
+/// and divided by `of`: the mean over a batch cut into shards of it.
+fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64, of: usize) -> Result<Tensor> {
     let n = batch.len();
     let mut pairs: Vec<(&[u32], &[u32])> = batch
         .iter()
@@ -493,11 +496,8 @@ fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_co
     let seqs = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?;
     let r = last_token_scalar(model.train_net(), &seqs)?; // [2n]
     let d = (r.narrow(0, 0, n)? - r.narrow(0, n, n)?)?; // r(A) - r(B)
-    let y = candle_core::Tensor::from_vec(
-        batch.iter().map(|e| e.target).collect::<Vec<_>>(),
-        n,
-        model.device(),
-    )?;
+    let y: Vec<f32> = batch.iter().map(|e| e.target).collect();
+    let y = Tensor::from_vec(y, n, model.device())?;
     let loss = if p_random == 0.0 {
         // -(y log s(d) + (1-y) log s(-d)) = softplus(d) - y d, with a stable softplus.
         let softplus = (d.relu()? + (d.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
@@ -507,7 +507,7 @@ fn bt_loss(model: &Model, batch: &[&Encoded], p_random: f64) -> Result<candle_co
         let q = (p.neg()? + 1.0)?;
         ((&y * p.log()?)? + ((y.neg()? + 1.0)? * q.log()?)?)?.neg()?
     };
-    Ok(loss.mean_all()?)
+    Ok((loss.sum_all()? / of as f64)?)
 }
 
 /// `P(A preferred)` per comparison under the model's likelihood: per member

@@ -17,9 +17,8 @@ pub fn completion_logprobs(
     prompt_tokens: &[Vec<u32>],
     samples: &[Sample],
 ) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(64) {
-        let pairs: Vec<(&[u32], &[u32])> = chunk
+    crate::runtime::map_pieces(samples.len(), 64, |r| {
+        let pairs: Vec<(&[u32], &[u32])> = samples[r]
             .iter()
             .map(|s| {
                 (
@@ -29,9 +28,8 @@ pub fn completion_logprobs(
             })
             .collect();
         let batch = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), model.device())?;
-        out.extend(model.score_completions(&batch)?);
-    }
-    Ok(out)
+        model.score_completions(&batch)
+    })
 }
 
 /// `log pi(x) - log pi_ref(x)` per sample: averaged over samples from pi, an

@@ -158,16 +158,10 @@ pub fn run_tasks(
         for lane in 0..lanes {
             let (errors, lane_progress) = (&errors, &lane_progress);
             scope.spawn(move || {
-                let pool = match rayon::ThreadPoolBuilder::new()
-                    .num_threads(per_lane)
-                    .build()
-                {
+                let pool = match crate::runtime::pool(per_lane) {
                     Ok(p) => p,
                     Err(e) => {
-                        errors
-                            .lock()
-                            .expect("error list")
-                            .push(Error::invalid("threads", e.to_string()));
+                        errors.lock().expect("error list").push(e);
                         return;
                     }
                 };

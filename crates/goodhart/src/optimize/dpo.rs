@@ -106,6 +106,60 @@ fn sequence_logprobs(
     Ok((model.target_logprobs(net, &batch)? * &batch.completion_mask)?.sum(1)?)
 }
 
+/// The preference loss of `batch` summed and divided by `of` (the whole
+/// batch's size), and each pair's margin h = policy log-ratio minus reference
+/// log-ratio.
+fn preference_loss(
+    policy: &Model,
+    batch: &[&Pair],
+    cfg: &DpoConfig,
+    of: usize,
+) -> Result<(Tensor, Vec<f32>)> {
+    let n = batch.len();
+    let mut seqs: Vec<(&[u32], &[u32])> = batch
+        .iter()
+        .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
+        .collect();
+    seqs.extend(
+        batch
+            .iter()
+            .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
+    );
+    let lp = sequence_logprobs(policy, policy.train_net(), &seqs)?; // [2n]
+    let refs: Vec<f32> = batch
+        .iter()
+        .map(|p| (p.ref_chosen - p.ref_rejected) as f32)
+        .collect();
+    let h = ((lp.narrow(0, 0, n)? - lp.narrow(0, n, n)?)?
+        - Tensor::from_vec(refs, n, policy.device())?)?;
+    let ties = Tensor::from_vec(
+        batch
+            .iter()
+            .map(|p| f32::from(p.tie as u8))
+            .collect::<Vec<_>>(),
+        n,
+        policy.device(),
+    )?;
+    let strict = (ties.neg()? + 1.0)?;
+    let loss = match cfg.loss {
+        PreferenceLoss::Dpo => {
+            let bh = (&h * cfg.beta)?;
+            let softplus = |x: &Tensor| -> Result<Tensor> {
+                Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+            };
+            // Strict pairs: softplus(-beta h); ties: the mean of both directions.
+            let down = softplus(&bh.neg()?)?;
+            let up = softplus(&bh)?;
+            ((&strict * &down)? + (&ties * ((&down + &up)? * 0.5)?)?)?
+        }
+        PreferenceLoss::Ipo => {
+            let target = (&strict * (1.0 / (2.0 * cfg.beta)))?;
+            (&h - target)?.sqr()?
+        }
+    };
+    Ok(((loss.sum_all()? / of as f64)?, h.to_vec1()?))
+}
+
 /// Train `policy` in place on `comparisons`; `reference` stays fixed.
 #[allow(clippy::too_many_arguments)]
 pub fn train_dpo(
@@ -146,7 +200,8 @@ pub fn train_dpo(
         ));
     }
     // The reference's log-probabilities, once.
-    for chunk in pairs.chunks_mut(32) {
+    let ref_lp = crate::runtime::map_pieces(pairs.len(), 32, |r| {
+        let chunk = &pairs[r];
         let mut seqs: Vec<(&[u32], &[u32])> = chunk
             .iter()
             .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
@@ -158,10 +213,11 @@ pub fn train_dpo(
         );
         let lp: Vec<f32> = sequence_logprobs(reference, reference.eval_net(), &seqs)?.to_vec1()?;
         let n = chunk.len();
-        for (i, p) in chunk.iter_mut().enumerate() {
-            p.ref_chosen = lp[i] as f64;
-            p.ref_rejected = lp[n + i] as f64;
-        }
+        Ok((0..n).map(|i| (lp[i], lp[n + i])).collect())
+    })?;
+    for (p, (chosen, rejected)) in pairs.iter_mut().zip(ref_lp) {
+        p.ref_chosen = chosen as f64;
+        p.ref_rejected = rejected as f64;
     }
 
     let steps_per_epoch = pairs.len().div_ceil(cfg.batch_size);
@@ -177,51 +233,10 @@ pub fn train_dpo(
         for idx in order.chunks(cfg.batch_size) {
             let batch: Vec<&Pair> = idx.iter().map(|&i| &pairs[i]).collect();
             let n = batch.len();
-            let mut seqs: Vec<(&[u32], &[u32])> = batch
-                .iter()
-                .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
-                .collect();
-            seqs.extend(
-                batch
-                    .iter()
-                    .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
-            );
-            let lp = sequence_logprobs(policy, policy.train_net(), &seqs)?; // [2n]
-            let refs: Vec<f32> = batch
-                .iter()
-                .map(|p| (p.ref_chosen - p.ref_rejected) as f32)
-                .collect();
-            let h = ((lp.narrow(0, 0, n)? - lp.narrow(0, n, n)?)?
-                - Tensor::from_vec(refs, n, policy.device())?)?;
-            let ties = Tensor::from_vec(
-                batch
-                    .iter()
-                    .map(|p| f32::from(p.tie as u8))
-                    .collect::<Vec<_>>(),
-                n,
-                policy.device(),
-            )?;
-            let strict = (ties.neg()? + 1.0)?;
-            let loss = match cfg.loss {
-                PreferenceLoss::Dpo => {
-                    let bh = (&h * cfg.beta)?;
-                    let softplus = |x: &Tensor| -> Result<Tensor> {
-                        Ok((x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
-                    };
-                    // Strict pairs: softplus(-beta h); ties: the mean of both directions.
-                    let down = softplus(&bh.neg()?)?;
-                    let up = softplus(&bh)?;
-                    ((&strict * &down)? + (&ties * ((&down + &up)? * 0.5)?)?)?
-                }
-                PreferenceLoss::Ipo => {
-                    let target = (&strict * (1.0 / (2.0 * cfg.beta)))?;
-                    (&h - target)?.sqr()?
-                }
-            }
-            .mean_all()?;
-            let stats = trainer.step(&loss)?;
+            let (stats, margins) =
+                trainer.step_sharded_with(n, |r| preference_loss(policy, &batch[r], cfg, n))?;
             step += 1;
-            let hv: Vec<f32> = h.to_vec1()?;
+            let hv: Vec<f32> = margins.concat();
             let strict_h: Vec<f32> = hv
                 .iter()
                 .zip(&batch)

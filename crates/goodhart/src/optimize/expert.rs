@@ -60,11 +60,12 @@ impl Update for ExpertIteration {
             .into_iter()
             .map(|i| ro.samples[i].clone())
             .collect();
-        let batch = batch_of(policy, &ro.prompt_tokens, &kept)?;
-        let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
-        let tokens = batch.completion_mask.sum_all()?;
-        let loss = ((lp * &batch.completion_mask)?.sum_all()? / tokens)?.neg()?;
-        let stats = self.trainer.step(&loss)?;
+        let tokens = kept.iter().map(|s| s.tokens.len()).sum::<usize>().max(1) as f64;
+        let stats = self.trainer.step_sharded(kept.len(), |r| {
+            let batch = batch_of(policy, &ro.prompt_tokens, &kept[r])?;
+            let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
+            Ok(((lp * &batch.completion_mask)?.sum_all()? / -tokens)?)
+        })?;
         Ok(IterationLog {
             policy_loss: stats.loss,
             ..IterationLog::of(ro, kl_coef)

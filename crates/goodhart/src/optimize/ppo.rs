@@ -6,6 +6,7 @@
 //! the clipped value loss. The value head is the policy's scalar head, on the
 //! shared trunk.
 
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 
 use super::rl::{
@@ -115,49 +116,19 @@ impl Update for Ppo {
         for _ in 0..ppo.epochs {
             order.shuffle(rng);
             for mb in order.chunks(ppo.minibatch_size) {
-                let samples: Vec<_> = mb.iter().map(|&i| ro.samples[i].clone()).collect();
-                let batch = batch_of(policy, &ro.prompt_tokens, &samples)?;
-                fn pick<'a>(v: &'a [Vec<f32>], mb: &[usize]) -> Vec<&'a [f32]> {
-                    mb.iter().map(|&i| v[i].as_slice()).collect()
+                let n_tokens = mb
+                    .iter()
+                    .map(|&i| ro.samples[i].tokens.len())
+                    .sum::<usize>();
+                let of = (n_tokens.max(1) as f64, &advantages[..], &returns[..]);
+                let (_, parts) = self
+                    .trainer
+                    .step_sharded_with(mb.len(), |r| clipped_loss(policy, ro, &mb[r], of, ppo))?;
+                for [pg, vf, clip] in parts {
+                    pg_sum += pg;
+                    vf_sum += vf;
+                    clip_sum += clip;
                 }
-                let old_lp = scatter_completion(&batch, &pick(&ro.logprobs, mb))?; // [b, t]
-                let old_v = scatter_completion(&batch, &pick(&ro.values, mb))?;
-                let adv = scatter_completion(&batch, &pick(&advantages, mb))?;
-                let ret = scatter_completion(&batch, &pick(&returns, mb))?;
-                let mask = &batch.completion_mask;
-                let n_tokens = batch.n_completion_tokens().max(1) as f64;
-
-                let net = policy.train_net();
-                let hidden = net.hidden(&batch.input, &batch.positions, Mask::Causal, None)?;
-                let new_lp = target_logprobs(net, &hidden, &batch.target)?; // [b, t]
-                let new_v = net.scalar(&hidden)?; // [b, t]
-
-                let ratio = (&new_lp - &old_lp)?.exp()?;
-                let unclipped = (&ratio * &adv)?;
-                let clipped = (ratio.clamp(1.0 - ppo.clip, 1.0 + ppo.clip)? * &adv)?;
-                let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?
-                    .sum_all()?
-                    .affine(1.0 / n_tokens, 0.0)?;
-
-                let v_clipped =
-                    (&old_v + (&new_v - &old_v)?.clamp(-ppo.value_clip, ppo.value_clip)?)?;
-                let vf1 = (&new_v - &ret)?.sqr()?;
-                let vf2 = (&v_clipped - &ret)?.sqr()?;
-                let vf = (vf1.maximum(&vf2)? * mask)?
-                    .sum_all()?
-                    .affine(0.5 / n_tokens, 0.0)?;
-
-                let loss = (&pg + vf.affine(ppo.vf_coef, 0.0)?)?;
-                self.trainer.step(&loss)?;
-
-                let outside = ((&ratio - 1.0)?
-                    .abs()?
-                    .gt(ppo.clip)?
-                    .to_dtype(candle_core::DType::F32)?
-                    * mask)?;
-                clip_sum += outside.sum_all()?.to_scalar::<f32>()? as f64 / n_tokens;
-                pg_sum += pg.to_scalar::<f32>()? as f64;
-                vf_sum += vf.to_scalar::<f32>()? as f64;
                 n_mb += 1;
             }
         }
@@ -169,6 +140,60 @@ impl Update for Ppo {
             ..IterationLog::of(ro, kl_coef)
         })
     }
+}
+
+/// PPO's clipped policy and value loss over the samples `mb` of `ro`, summed
+/// over their tokens and divided by `n_tokens` (the whole minibatch's count);
+/// with it, the policy loss, the value loss and the clipped tokens' share.
+fn clipped_loss(
+    policy: &Model,
+    ro: &Rollout,
+    mb: &[usize],
+    (n_tokens, advantages, returns): (f64, &[Vec<f32>], &[Vec<f32>]),
+    ppo: &PpoConfig,
+) -> Result<(Tensor, [f64; 3])> {
+    let samples: Vec<_> = mb.iter().map(|&i| ro.samples[i].clone()).collect();
+    let batch = batch_of(policy, &ro.prompt_tokens, &samples)?;
+    let scatter = |v: &[Vec<f32>]| {
+        let rows: Vec<&[f32]> = mb.iter().map(|&i| v[i].as_slice()).collect();
+        scatter_completion(&batch, &rows)
+    };
+    let old_lp = scatter(&ro.logprobs)?; // [b, t]
+    let old_v = scatter(&ro.values)?;
+    let adv = scatter(advantages)?;
+    let ret = scatter(returns)?;
+    let mask = &batch.completion_mask;
+
+    let net = policy.train_net();
+    let hidden = net.hidden(&batch.input, &batch.positions, Mask::Causal, None)?;
+    let new_lp = target_logprobs(net, &hidden, &batch.target)?; // [b, t]
+    let new_v = net.scalar(&hidden)?; // [b, t]
+
+    let ratio = (&new_lp - &old_lp)?.exp()?;
+    let unclipped = (&ratio * &adv)?;
+    let clipped = (ratio.clamp(1.0 - ppo.clip, 1.0 + ppo.clip)? * &adv)?;
+    let pg = (unclipped.minimum(&clipped)?.neg()? * mask)?
+        .sum_all()?
+        .affine(1.0 / n_tokens, 0.0)?;
+
+    let v_clipped = (&old_v + (&new_v - &old_v)?.clamp(-ppo.value_clip, ppo.value_clip)?)?;
+    let vf1 = (&new_v - &ret)?.sqr()?;
+    let vf2 = (&v_clipped - &ret)?.sqr()?;
+    let vf = (vf1.maximum(&vf2)? * mask)?
+        .sum_all()?
+        .affine(0.5 / n_tokens, 0.0)?;
+
+    let outside = ((&ratio - 1.0)?
+        .abs()?
+        .gt(ppo.clip)?
+        .to_dtype(candle_core::DType::F32)?
+        * mask)?;
+    let measured = [
+        pg.to_scalar::<f32>()? as f64,
+        vf.to_scalar::<f32>()? as f64,
+        outside.sum_all()?.to_scalar::<f32>()? as f64 / n_tokens,
+    ];
+    Ok(((&pg + vf.affine(ppo.vf_coef, 0.0)?)?, measured))
 }
 
 #[cfg(test)]

@@ -147,26 +147,29 @@ fn score_policy(
     samples: &[Sample],
     with_values: bool,
 ) -> Result<(PerToken, PerToken)> {
-    let (mut lps, mut vs) = (vec![], vec![]);
     let net = model.eval_net();
-    for chunk in samples.chunks(64) {
-        let batch = batch_of(model, prompt_tokens, chunk)?;
+    let scored = crate::runtime::map_pieces(samples.len(), 64, |r| {
+        let batch = batch_of(model, prompt_tokens, &samples[r])?;
         let hidden = net.hidden(
             &batch.input,
             &batch.positions,
             crate::model::Mask::Causal,
             None,
         )?;
-        lps.extend(batch.completion_values(&crate::model::target_logprobs(
+        let lps = batch.completion_values(&crate::model::target_logprobs(
             net,
             &hidden,
             &batch.target,
-        )?)?);
-        if with_values {
-            vs.extend(batch.completion_values(&net.scalar(&hidden)?)?);
-        }
-    }
-    Ok((lps, vs))
+        )?)?;
+        let vs = if with_values {
+            batch.completion_values(&net.scalar(&hidden)?)?
+        } else {
+            vec![vec![]; lps.len()]
+        };
+        Ok(lps.into_iter().zip(vs).collect::<Vec<_>>())
+    })?;
+    let (lps, vs): (PerToken, PerToken) = scored.into_iter().unzip();
+    Ok((lps, if with_values { vs } else { vec![] }))
 }
 
 /// A teacher-forcing batch of prompt + completion for `samples`.

@@ -69,12 +69,14 @@ impl Update for Rloo {
             self.cfg.whiten_advantages,
         );
 
-        let batch = batch_of(policy, &ro.prompt_tokens, &ro.samples)?;
-        let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
-        let seq_lp = (lp * &batch.completion_mask)?.sum(1)?; // [b]
-        let adv_t = Tensor::from_vec(adv, ro.samples.len(), policy.device())?;
-        let loss = (seq_lp * adv_t)?.mean_all()?.neg()?;
-        let stats = self.trainer.step(&loss)?;
+        let n = ro.samples.len();
+        let stats = self.trainer.step_sharded(n, |r| {
+            let batch = batch_of(policy, &ro.prompt_tokens, &ro.samples[r.clone()])?;
+            let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
+            let seq_lp = (lp * &batch.completion_mask)?.sum(1)?; // [b]
+            let adv_t = Tensor::from_slice(&adv[r], seq_lp.dim(0)?, policy.device())?;
+            Ok(((seq_lp * adv_t)?.sum_all()? / -(n as f64))?)
+        })?;
         Ok(IterationLog {
             policy_loss: stats.loss,
             ..IterationLog::of(ro, kl_coef)

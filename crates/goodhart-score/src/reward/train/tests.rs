@@ -90,7 +90,7 @@ fn the_reported_heldout_loss_is_the_training_objective() {
     let report = evaluate_on(&rm, &comparisons, task.as_ref()).unwrap();
     let encoded = encode_all(rm.tokenizer(), rm.observer(), &comparisons).unwrap();
     let batch: Vec<&Encoded> = encoded.iter().collect();
-    let objective = bt_loss(&rm.members[0].model, &batch, cfg.p_random)
+    let objective = bt_loss(&rm.members[0].model, &batch, cfg.p_random, batch.len())
         .unwrap()
         .to_scalar::<f32>()
         .unwrap() as f64;
