@@ -6,6 +6,8 @@
 //! distilled into the weights and iterated: the policy moves only towards its
 //! own samples, as filtering does, but compounds the selection.
 
+use candle_core::Tensor;
+
 use super::rl::{batch_of, IterationLog, RlConfig, Rollout, Update};
 use crate::error::Result;
 use crate::model::Model;
@@ -60,11 +62,12 @@ impl Update for ExpertIteration {
             .into_iter()
             .map(|i| ro.samples[i].clone())
             .collect();
-        let tokens = kept.iter().map(|s| s.tokens.len()).sum::<usize>().max(1) as f64;
+        let tokens = kept.iter().map(|s| s.tokens.len()).sum::<usize>();
+        let tokens = Tensor::new(tokens as f32, policy.device())?;
         let stats = self.trainer.step_sharded(kept.len(), |r| {
             let batch = batch_of(policy, &ro.prompt_tokens, &kept[r])?;
             let lp = policy.target_logprobs(policy.train_net(), &batch)?; // [b, t]
-            Ok(((lp * &batch.completion_mask)?.sum_all()? / -tokens)?)
+            Ok(((lp * &batch.completion_mask)?.sum_all()? / &tokens)?.neg()?)
         })?;
         Ok(IterationLog {
             policy_loss: stats.loss,
