@@ -3,6 +3,8 @@
 The same GPT-2-layout model (default goodhart size unless overridden), the same
 shapes and the same thread count:
   - one SFT step: batch 32 x 64 tokens, loss on the last 48, AdamW, clipping;
+  - one PPO update: 64 sequences of 64 tokens, 2 epochs of minibatches of 32,
+    clipped policy and value losses (goodhart's `-- ppo-update`);
   - KV-cache sampling: batch 64, 16-token prompts, 64 new tokens, multinomial
     sampling from the full softmax, like goodhart's sampler.
 
@@ -56,12 +58,15 @@ class GPT(nn.Module):
         self.h = nn.ModuleList(Block(d, heads) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d)
 
-    def forward(self, idx, start=0, caches=None):
+    def hidden(self, idx, start=0, caches=None):
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(start, start + t))
         for i, block in enumerate(self.h):
             x = block(x, None if caches is None else caches[i])
-        return self.ln_f(x) @ self.wte.weight.T
+        return self.ln_f(x)
+
+    def forward(self, idx, start=0, caches=None):
+        return self.hidden(idx, start, caches) @ self.wte.weight.T
 
 
 class LlamaBlock(nn.Module):
@@ -117,11 +122,14 @@ class Llama(nn.Module):
         self.h = nn.ModuleList(LlamaBlock(d, heads, ctx) for _ in range(layers))
         self.norm = nn.RMSNorm(d, eps=1e-5)
 
-    def forward(self, idx, start=0, caches=None):
+    def hidden(self, idx, start=0, caches=None):
         x = self.wte(idx)
         for i, block in enumerate(self.h):
             x = block(x, None if caches is None else caches[i], start)
-        return self.norm(x) @ self.wte.weight.T
+        return self.norm(x)
+
+    def forward(self, idx, start=0, caches=None):
+        return self.hidden(idx, start, caches) @ self.wte.weight.T
 
 
 def forward_flops(vocab, d, layers, tokens, context, llama=False):
@@ -171,6 +179,47 @@ def main():
     secs = (time.perf_counter() - t0) / n
     flops = 3 * forward_flops(vocab, args.d_model, args.layers, batch * seq, seq // 2, args.llama)
     print(f"sft step (batch {batch} x {seq} tokens): {secs*1e3:.1f} ms/step, {1/secs:.1f} steps/s, {flops/secs/1e9:.1f} GFLOP/s")
+
+    # One PPO update: 64 sequences (16-token prompts, 48-token completions), 2 epochs of
+    # minibatches of 32, clipped policy loss and clipped value loss (a linear value head on
+    # the same trunk, weight 0.5), AdamW with clipping: goodhart's default PPO update.
+    value_head = nn.Linear(args.d_model, 1)
+    params = list(model.parameters()) + list(value_head.parameters())
+    ppo_opt = torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    rollout = torch.randint(3, vocab, (64, seq))
+    with torch.no_grad():
+        h = model.hidden(rollout)
+        old_lp = torch.log_softmax((h @ model.wte.weight.T)[:, prompt - 1 : -1], -1)
+        old_lp = old_lp.gather(-1, rollout[:, prompt:, None]).squeeze(-1)
+        old_v = value_head(h[:, prompt - 1 : -1]).squeeze(-1)
+    adv = torch.randn(64, seq - prompt)
+    ret = old_v + adv
+
+    def ppo_update():
+        for _ in range(2):
+            for mb in torch.randperm(64).split(32):
+                x = rollout[mb]
+                h = model.hidden(x)
+                lp = torch.log_softmax((h @ model.wte.weight.T)[:, prompt - 1 : -1], -1)
+                lp = lp.gather(-1, x[:, prompt:, None]).squeeze(-1)
+                v = value_head(h[:, prompt - 1 : -1]).squeeze(-1)
+                ratio = (lp - old_lp[mb]).exp()
+                pg = -torch.min(ratio * adv[mb], ratio.clamp(0.8, 1.2) * adv[mb]).mean()
+                v_clipped = old_v[mb] + (v - old_v[mb]).clamp(-0.2, 0.2)
+                vf = 0.5 * torch.max((v - ret[mb]) ** 2, (v_clipped - ret[mb]) ** 2).mean()
+                loss = pg + 0.5 * vf
+                ppo_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                ppo_opt.step()
+
+    ppo_update()
+    n = 5
+    t0 = time.perf_counter()
+    for _ in range(n):
+        ppo_update()
+    secs = (time.perf_counter() - t0) / n
+    print(f"ppo update (64 sequences of {seq} tokens, 2 epochs of minibatches of 32): {secs*1e3:.1f} ms/update")
 
     # KV-cache sampling.
     sample_batch, new_tokens = 64, 64

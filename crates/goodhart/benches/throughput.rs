@@ -1,9 +1,12 @@
 //! Throughput of the two hot paths, printed as figures:
-//!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|bon|dpo|rloo] [--threads N] [--small]
+//!   cargo bench -p goodhart --bench throughput [-- sft|sample|ppo|ppo-update|bon|dpo|rloo] [--threads N] [--small]
 //! - one SFT step (batch 32 x 64 tokens), as steps/s and achieved GFLOP/s;
 //! - KV-cache sampling (batch 64, 16-token prompts, 64 new tokens), as new tokens/s and GFLOP/s;
 //! - one PPO iteration (rollout of 32 prompts x 2 samples, 48 new tokens, plus the update: 2 epochs
 //!   of minibatches of 32), as seconds per iteration;
+//! - `ppo-update`: the update alone on a fixed rollout of 64 sequences of 64 tokens (2 epochs of
+//!   minibatches of 32, policy and value losses), as ms per update (benches/torch_baseline.py
+//!   runs the same update in PyTorch);
 //! - best-of-n scoring: reward-model scores of 64-token sequences, as sequences/s;
 //! - DPO: 2 epochs over 256 preference pairs (16-character prompts, 48-character completions),
 //!   16 pairs a step, the reference's log-probabilities computed once, as ms per step
@@ -24,10 +27,10 @@ use std::time::Instant;
 use goodhart::model::sample::{sample, Sample, SamplingConfig};
 use goodhart::model::{Model, ModelConfig};
 use goodhart::optimize::ppo::Ppo;
-use goodhart::optimize::rl::{self, Hooks, RlConfig};
+use goodhart::optimize::rl::{self, Hooks, RlConfig, Rollout, Update};
 use goodhart::progress::Silent;
 use goodhart::reward::raw_scores;
-use goodhart::score::RewardSource;
+use goodhart::score::{completion_logprobs, RewardSource};
 use goodhart::tokenize::{CharTokenizer, Tokenizer};
 use goodhart::train::{sft::sft_step, OptimConfig, Trainer};
 use goodhart::{rng, runtime};
@@ -45,10 +48,19 @@ fn main() {
         .unwrap_or(0);
     let threads = runtime::set_threads(threads).expect("a thread count");
     let which = |name: &str| {
-        !args
-            .iter()
-            .any(|a| ["sft", "sample", "ppo", "bon", "dpo", "rloo", "gpt2"].contains(&a.as_str()))
-            || args.iter().any(|a| a == name)
+        !args.iter().any(|a| {
+            [
+                "sft",
+                "sample",
+                "ppo",
+                "ppo-update",
+                "bon",
+                "dpo",
+                "rloo",
+                "gpt2",
+            ]
+            .contains(&a.as_str())
+        }) || args.iter().any(|a| a == name)
     };
     let number = |flag: &str| {
         args.iter()
@@ -95,6 +107,9 @@ fn main() {
         }
         if which("ppo") {
             bench_ppo(&cfg);
+        }
+        if which("ppo-update") {
+            bench_ppo_update(&cfg);
         }
         if which("bon") {
             bench_bon(&cfg);
@@ -247,6 +262,53 @@ fn bench_ppo(cfg: &ModelConfig) {
     println!(
         "ppo iteration ({} prompts x {} samples, up to 48 new tokens, rollout + {} epochs of updates): {:.2} s/iteration",
         rl.prompts_per_iteration, rl.samples_per_prompt, rl.ppo().epochs, secs
+    );
+}
+
+/// One PPO update on a fixed rollout of 64 sequences (16-token prompts, 48-token
+/// completions): 2 epochs of minibatches of 32, policy and value losses, as ms per update.
+fn bench_ppo_update(cfg: &ModelConfig) {
+    let policy = model(cfg);
+    let rl = RlConfig {
+        iterations: 1000,
+        ..RlConfig::default()
+    };
+    let mut ppo = Ppo::new(&policy, &rl).unwrap();
+    let seqs = sequences(64);
+    let prompt_tokens: Vec<Vec<u32>> = seqs.iter().map(|(p, _)| p.clone()).collect();
+    let samples: Vec<Sample> = seqs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| Sample {
+            prompt_index: i,
+            tokens: c.clone(),
+            text: String::new(),
+            logprobs: vec![],
+            sampler_logprobs: vec![],
+            finished: false,
+        })
+        .collect();
+    let logprobs = completion_logprobs(&policy, &prompt_tokens, &samples).unwrap();
+    let ro = Rollout {
+        prompts: vec![String::new(); samples.len()],
+        rewards: (0..samples.len()).map(|i| (i % 7) as f64 / 7.0).collect(),
+        ref_logprobs: logprobs.clone(),
+        values: logprobs.iter().map(|l| vec![0.0; l.len()]).collect(),
+        logprobs,
+        prompt_tokens,
+        samples,
+    };
+    let mut r = rng::stream(0, "bench");
+    ppo.update(&policy, &ro, 0.05, &mut r).unwrap();
+    let n = 5;
+    let start = Instant::now();
+    for _ in 0..n {
+        ppo.update(&policy, &ro, 0.05, &mut r).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64() / n as f64;
+    println!(
+        "ppo update (64 sequences of {SEQ} tokens, 2 epochs of minibatches of 32): {:.1} ms/update",
+        secs * 1e3
     );
 }
 
