@@ -96,6 +96,16 @@ struct Pair {
     ref_rejected: f64,
 }
 
+/// (prompt, chosen) of every pair, then (prompt, rejected) of every pair.
+fn both_sides<'a>(pairs: &[&'a Pair]) -> Vec<(&'a [u32], &'a [u32])> {
+    let side = |p: &'a Pair, rejected: bool| {
+        let completion = if rejected { &p.rejected } else { &p.chosen };
+        (p.prompt.as_slice(), completion.as_slice())
+    };
+    let chosen = pairs.iter().map(|p| side(p, false));
+    chosen.chain(pairs.iter().map(|p| side(p, true))).collect()
+}
+
 /// Sum of completion log-probabilities `[b]` of `seqs` under `net`.
 fn sequence_logprobs(
     model: &Model,
@@ -116,16 +126,7 @@ fn preference_loss(
     of: usize,
 ) -> Result<(Tensor, Vec<f32>)> {
     let n = batch.len();
-    let mut seqs: Vec<(&[u32], &[u32])> = batch
-        .iter()
-        .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
-        .collect();
-    seqs.extend(
-        batch
-            .iter()
-            .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
-    );
-    let lp = sequence_logprobs(policy, policy.train_net(), &seqs)?; // [2n]
+    let lp = sequence_logprobs(policy, policy.train_net(), &both_sides(batch))?; // [2n]
     let refs: Vec<f32> = batch
         .iter()
         .map(|p| (p.ref_chosen - p.ref_rejected) as f32)
@@ -201,16 +202,8 @@ pub fn train_dpo(
     }
     // The reference's log-probabilities, once.
     let ref_lp = crate::runtime::map_pieces(pairs.len(), 32, |r| {
-        let chunk = &pairs[r];
-        let mut seqs: Vec<(&[u32], &[u32])> = chunk
-            .iter()
-            .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()))
-            .collect();
-        seqs.extend(
-            chunk
-                .iter()
-                .map(|p| (p.prompt.as_slice(), p.rejected.as_slice())),
-        );
+        let chunk: Vec<&Pair> = pairs[r].iter().collect();
+        let seqs = both_sides(&chunk);
         let lp: Vec<f32> = sequence_logprobs(reference, reference.eval_net(), &seqs)?.to_vec1()?;
         let n = chunk.len();
         Ok((0..n).map(|i| (lp[i], lp[n + i])).collect())
