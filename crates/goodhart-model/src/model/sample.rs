@@ -132,14 +132,11 @@ pub fn sample(
         }
         // Each shard of the batch draws from its own stream, seeded from `rng` in shard order.
         let seeds: Vec<u64> = parts.iter().map(|_| rng.random()).collect();
-        let sampled = crate::runtime::map_shards(parts.len(), |r| {
-            r.map(|i| {
-                let rng = &mut <Rng as rand::SeedableRng>::seed_from_u64(seeds[i]);
-                sample_chunk(model, prompts, &parts[i], cfg, rng)
-            })
-            .collect::<Result<Vec<_>>>()
-        })?;
-        out.extend(sampled.into_iter().flatten().flatten());
+        out.extend(crate::runtime::map_pieces(parts.len(), 1, |part| {
+            let i = part.start;
+            let rng = &mut <Rng as rand::SeedableRng>::seed_from_u64(seeds[i]);
+            sample_chunk(model, prompts, &parts[i], cfg, rng)
+        })?);
     }
     Ok(out)
 }

@@ -23,15 +23,19 @@ pub(crate) fn tiny_model(seed: u64) -> Model {
     .unwrap()
 }
 
+/// Three prompts of different lengths: they exercise the left padding and per-row positions.
+fn three_prompts(model: &Model) -> Vec<Vec<u32>> {
+    ["Q: 1+1", "Q: 12+345=?", "x"]
+        .iter()
+        .map(|p| model.tokenizer().encode_prompt(p).unwrap())
+        .collect()
+}
+
 #[test]
 fn cached_sampling_agrees_with_teacher_forced_scoring() {
     let model = tiny_model(1);
     let tok = model.tokenizer();
-    // Prompts of different lengths exercise the left padding and per-row positions.
-    let prompts: Vec<Vec<u32>> = ["Q: 1+1", "Q: 12+345=?", "x"]
-        .iter()
-        .map(|p| tok.encode_prompt(p).unwrap())
-        .collect();
+    let prompts = three_prompts(&model);
     let cfg = SamplingConfig {
         max_new_tokens: 12,
         batch_size: 4,
@@ -457,11 +461,7 @@ fn a_step_cut_by_batch_matches_the_step_in_one_piece() {
 #[test]
 fn sampling_cut_by_batch_is_reproducible_and_in_prompt_order() {
     let model = tiny_model(2);
-    let tok = model.tokenizer();
-    let prompts: Vec<Vec<u32>> = ["Q: 1+1", "Q: 12+345=?", "x"]
-        .iter()
-        .map(|p| tok.encode_prompt(p).unwrap())
-        .collect();
+    let prompts = three_prompts(&model);
     let cfg = SamplingConfig {
         max_new_tokens: 10,
         batch_size: 8,

@@ -173,16 +173,23 @@ pub fn sft_step(
     let tokens = pairs.iter().map(|(_, c)| c.len()).sum::<usize>().max(1) as f64;
     trainer.step_sharded(pairs.len(), |range| {
         let batch = SequenceBatch::new(&pairs[range], pad, device)?;
-        let lp = model.target_logprobs(model.train_net(), &batch)?;
-        Ok(((lp * &batch.completion_mask)?.sum_all()? * (-1.0 / tokens))?)
+        completion_nll_over(model, &batch, tokens)
     })
 }
 
 /// Mean negative log-likelihood per completion token of `batch` (differentiable).
 pub fn completion_nll(model: &Model, batch: &SequenceBatch) -> Result<candle_core::Tensor> {
+    completion_nll_over(model, batch, batch.n_completion_tokens().max(1) as f64)
+}
+
+/// `batch`'s negative log-likelihood summed over its completion tokens and divided by `tokens`.
+fn completion_nll_over(
+    model: &Model,
+    batch: &SequenceBatch,
+    tokens: f64,
+) -> Result<candle_core::Tensor> {
     let lp = model.target_logprobs(model.train_net(), batch)?; // [b, t]
-    let n = batch.n_completion_tokens().max(1) as f64;
-    Ok(((lp * &batch.completion_mask)?.sum_all()? * (-1.0 / n))?)
+    Ok(((lp * &batch.completion_mask)?.sum_all()? * (-1.0 / tokens))?)
 }
 
 /// Mean negative log-likelihood per completion token over `seqs` (no gradient).

@@ -98,12 +98,13 @@ struct Pair {
 
 /// (prompt, chosen) of every pair, then (prompt, rejected) of every pair.
 fn both_sides<'a>(pairs: &[&'a Pair]) -> Vec<(&'a [u32], &'a [u32])> {
-    let side = |p: &'a Pair, rejected: bool| {
-        let completion = if rejected { &p.rejected } else { &p.chosen };
-        (p.prompt.as_slice(), completion.as_slice())
-    };
-    let chosen = pairs.iter().map(|p| side(p, false));
-    chosen.chain(pairs.iter().map(|p| side(p, true))).collect()
+    let chosen = pairs
+        .iter()
+        .map(|p| (p.prompt.as_slice(), p.chosen.as_slice()));
+    let rejected = pairs
+        .iter()
+        .map(|p| (p.prompt.as_slice(), p.rejected.as_slice()));
+    chosen.chain(rejected).collect()
 }
 
 /// Sum of completion log-probabilities `[b]` of `seqs` under `net`.
