@@ -286,6 +286,7 @@ fn bench_ppo_update(cfg: &ModelConfig) {
             logprobs: vec![],
             sampler_logprobs: vec![],
             finished: false,
+            observed: 0,
         })
         .collect();
     let logprobs = completion_logprobs(&policy, &prompt_tokens, &samples).unwrap();

@@ -65,6 +65,11 @@ pub fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
         Some((cfg, seed)) => Some(goodhart::reward::build_task(cfg, *seed)?),
         None => None,
     };
+    // A policy trained in closed loop samples in its task's environment.
+    let model = match &task {
+        Some(t) => stages::in_environment(model, t.as_ref())?,
+        None => model,
+    };
     let prompts: Vec<String> = if !args.prompts.is_empty() {
         args.prompts.clone()
     } else {

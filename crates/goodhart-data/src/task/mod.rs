@@ -138,6 +138,16 @@ pub trait Task: Send + Sync {
         None
     }
 
+    /// The environment a policy for this task acts in, where it writes into
+    /// completions as they are sampled (see `model::Environment`); the task's
+    /// demonstrations then carry what it writes.
+    fn environment(
+        &self,
+        _tokenizer: std::sync::Arc<dyn crate::tokenize::Tokenizer>,
+    ) -> Result<Option<std::sync::Arc<dyn crate::model::Environment>>> {
+        Ok(None)
+    }
+
     /// Render a completion for people (SVG), where the task has a picture.
     fn render_svg(&self, _prompt: &str, _completion: &str) -> Option<String> {
         None

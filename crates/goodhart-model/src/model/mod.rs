@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod environment;
 pub mod ops;
 pub mod rope;
 pub mod sample;
@@ -20,6 +21,7 @@ use rand_distr::{Distribution, Normal};
 pub use batch::SequenceBatch;
 pub use candle_core::Device;
 pub use config::{Arch, ModelConfig, RopeScaling};
+pub use environment::Environment;
 pub use transformer::{Mask, Transformer};
 
 use crate::error::{Error, Result};
@@ -41,6 +43,8 @@ pub struct Model {
     train_net: Transformer,
     /// The same weights outside the autograd graph, for sampling and scoring.
     eval_net: Transformer,
+    /// The environment that writes into completions as they are sampled, if any.
+    environment: Option<Arc<dyn Environment>>,
 }
 
 impl Model {
@@ -76,7 +80,7 @@ impl Model {
         tensors: HashMap<String, Tensor>,
         trainable: bool,
     ) -> Result<Self> {
-        Self::build(config, tokenizer, tensors, trainable, None)
+        Self::build(config, tokenizer, tensors, trainable, None, None)
     }
 
     /// Build the network over `tensors`; when `trainable`, the parameters
@@ -88,6 +92,7 @@ impl Model {
         mut tensors: HashMap<String, Tensor>,
         trainable: bool,
         train_last: Option<usize>,
+        environment: Option<Arc<dyn Environment>>,
     ) -> Result<Self> {
         // Every process that builds a model does tensor work: keep its freed buffers.
         crate::runtime::keep_freed_memory();
@@ -134,7 +139,13 @@ impl Model {
         }
         let vb = VarBuilder::from_tensors(net, transformer::dtype(), &device);
         let mut train_net = Transformer::new(config, vb)?;
-        train_net.never_emit(&tokenizer.never_sampled())?;
+        let mut never = tokenizer.never_sampled();
+        if let Some(o) = &environment {
+            let observed = o.observed_tokens();
+            never.extend(&observed);
+            train_net.observe(&observed)?;
+        }
+        train_net.never_emit(&never)?;
         let eval_net = train_net.detached();
         Ok(Self {
             config: config.clone(),
@@ -144,7 +155,40 @@ impl Model {
             frozen: plain,
             train_net,
             eval_net,
+            environment,
         })
+    }
+
+    /// The same weights (shared, not copied) run in closed loop with `environment`:
+    /// sampling writes what it observes into each completion, the policy never
+    /// emits those tokens, and they carry no log-probability. Copies keep it.
+    pub fn with_environment(self, environment: Arc<dyn Environment>) -> Result<Model> {
+        let trainable = !self.vars().is_empty();
+        let tensors = self.tensors()?.into_iter().collect();
+        Self::build(
+            &self.config,
+            self.tokenizer.clone(),
+            tensors,
+            trainable,
+            self.train_last,
+            Some(environment),
+        )
+    }
+
+    /// How many of `completion`'s tokens the policy chose (the rest its environment wrote).
+    pub fn chosen_tokens(&self, completion: &[u32]) -> usize {
+        match &self.environment {
+            Some(o) => {
+                let observed = o.observed_tokens();
+                completion.iter().filter(|t| !observed.contains(t)).count()
+            }
+            None => completion.len(),
+        }
+    }
+
+    /// The environment that writes into this policy's completions, if any.
+    pub fn environment(&self) -> Option<&dyn Environment> {
+        self.environment.as_deref()
     }
 
     /// The same weights (shared, not copied) behind another tokenizer with the same ids,
@@ -152,7 +196,14 @@ impl Model {
     pub fn with_tokenizer(self, tokenizer: Arc<dyn Tokenizer>) -> Result<Model> {
         let trainable = !self.vars().is_empty();
         let tensors = self.tensors()?.into_iter().collect();
-        Self::build(&self.config, tokenizer, tensors, trainable, self.train_last)
+        Self::build(
+            &self.config,
+            tokenizer,
+            tensors,
+            trainable,
+            self.train_last,
+            self.environment.clone(),
+        )
     }
 
     /// The same weights, training only the last `k` blocks, the final layer
@@ -177,6 +228,7 @@ impl Model {
             tensors,
             trainable,
             Some(k),
+            self.environment.clone(),
         )
     }
 
@@ -249,6 +301,7 @@ impl Model {
             tensors,
             trainable,
             self.train_last,
+            self.environment.clone(),
         )
     }
 
@@ -286,11 +339,15 @@ fn is_trained(config: &ModelConfig, train_last: Option<usize>, name: &str) -> bo
         .any(|p| name.starts_with(p))
 }
 
-/// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`.
+/// `log p(target_t | input_<=t)` `[b, t]` from hidden states `[b, t, d]`;
+/// 0 where an environment wrote the target (see [`Environment`]).
 pub fn target_logprobs(net: &Transformer, hidden: &Tensor, target: &Tensor) -> Result<Tensor> {
     let (b, t, _) = hidden.dims3()?;
     let logits = net.policy_logits_2d(&hidden.flatten_to(1)?)?; // [b*t, v]
-    let lp = ops::target_logprobs(&logits, &target.flatten_all()?)?; // [b*t]
+    let mut lp = ops::target_logprobs(&logits, &target.flatten_all()?)?; // [b*t]
+    if let Some(chosen) = net.chosen(target)? {
+        lp = (lp * chosen)?;
+    }
     Ok(lp.reshape((b, t))?)
 }
 

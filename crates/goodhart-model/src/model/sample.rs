@@ -85,6 +85,9 @@ pub struct Sample {
     pub sampler_logprobs: Vec<f32>,
     /// Ended with the stop token rather than at the length limit.
     pub finished: bool,
+    /// How many of `tokens` the policy's environment wrote (see `model::Environment`).
+    #[serde(default)]
+    pub observed: usize,
 }
 
 impl Sample {
@@ -263,10 +266,24 @@ fn sample_chunk(
             logprobs: vec![],
             sampler_logprobs: vec![],
             finished: false,
+            observed: 0,
         })
         .collect();
     // The logits already give these no mass (-1e30); the picker skips them outright.
-    let mut picker = Picker::new(cfg, &tok.never_sampled());
+    let mut never = tok.never_sampled();
+    let environment = model.environment();
+    if let Some(o) = environment {
+        never.extend(o.observed_tokens());
+    }
+    let mut picker = Picker::new(cfg, &never);
+    // What the environment has written and the policy has not read yet, per row (front first).
+    let mut observed: Vec<std::collections::VecDeque<u32>> = samples
+        .iter()
+        .map(|s| match environment {
+            Some(o) => o.observe(&prompts[s.prompt_index], &[]).into(),
+            None => Default::default(),
+        })
+        .collect();
     for step in 0..max_new {
         let step_logits: Vec<f32> = logits.flatten_all()?.to_vec1()?; // [rows * vocab]
         let vocab = step_logits.len() / rows;
@@ -275,14 +292,23 @@ fn sample_chunk(
             if s.finished {
                 continue;
             }
-            let (token, lp, sampler_lp) =
-                picker.pick(&step_logits[r * vocab..(r + 1) * vocab], rng);
+            // The environment's tokens go in as written: no choice, no log-probability.
+            let written = observed[r].pop_front();
+            let (token, lp, sampler_lp) = match written {
+                Some(token) => {
+                    s.observed += 1;
+                    (token, 0.0, 0.0)
+                }
+                None => picker.pick(&step_logits[r * vocab..(r + 1) * vocab], rng),
+            };
             s.tokens.push(token);
             s.logprobs.push(lp);
             s.sampler_logprobs.push(sampler_lp);
             next[r] = token;
             if token == tok.eos_id() {
                 s.finished = true;
+            } else if let (Some(o), None) = (environment, written) {
+                observed[r].extend(o.observe(&prompts[s.prompt_index], &s.tokens));
             }
         }
         if step + 1 == max_new || samples.iter().all(|s| s.finished) {

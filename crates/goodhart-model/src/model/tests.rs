@@ -479,3 +479,79 @@ fn sampling_cut_by_batch_is_reproducible_and_in_prompt_order() {
     assert_ne!(tokens(&x), tokens(&z));
     assert!(x.iter().all(|s| s.logprobs.len() == s.tokens.len()));
 }
+
+/// Writes `!` and the completion's length so far (a digit) before the first
+/// token and after every token the policy picks.
+struct Echo(Arc<dyn Tokenizer>);
+
+impl Environment for Echo {
+    fn observed_tokens(&self) -> Vec<u32> {
+        self.0.encode("!0123456789").unwrap()
+    }
+
+    fn observe(&self, prompt: &[u32], completion: &[u32]) -> Vec<u32> {
+        assert_eq!(prompt[0], self.0.bos_id());
+        let written = format!("!{}", completion.len() % 10);
+        self.0.encode(&written).unwrap()
+    }
+}
+
+#[test]
+fn an_environment_writes_between_the_policys_tokens_and_they_carry_no_logprob() {
+    let plain = tiny_model(8);
+    let tok = plain.tokenizer_arc();
+    let model = plain
+        .deep_copy(false)
+        .unwrap()
+        .with_environment(Arc::new(Echo(tok.clone())))
+        .unwrap();
+    let copy = model.deep_copy(true).unwrap();
+    assert!(
+        copy.environment().is_some(),
+        "copies act in the same environment"
+    );
+    let prompts = three_prompts(&model);
+    let cfg = SamplingConfig {
+        max_new_tokens: 13,
+        batch_size: 4,
+        ..Default::default()
+    };
+    let samples = sample(&model, &prompts, 3, &cfg, &mut rng::stream(2, "s")).unwrap();
+    let observed = tok.encode("!0123456789").unwrap();
+    for s in &samples {
+        // `!0`, then each picked token followed by `!n` (n: the completion's length before `!`).
+        let mut expect = tok.encode("!0").unwrap();
+        for &t in s.tokens.iter().skip(2).step_by(3) {
+            assert!(!observed.contains(&t), "the policy never emits them");
+            expect.push(t);
+            if t != tok.eos_id() {
+                expect.extend(tok.encode(&format!("!{}", expect.len() % 10)).unwrap());
+            }
+        }
+        expect.truncate(s.tokens.len());
+        assert_eq!(s.tokens, expect, "{:?}", tok.decode(&s.tokens));
+        for (t, lp) in s.tokens.iter().zip(&s.logprobs) {
+            assert_eq!(observed.contains(t), *lp == 0.0, "{t}: {lp}");
+        }
+        let written = s.tokens.iter().filter(|t| observed.contains(t)).count();
+        assert_eq!(s.observed, written);
+    }
+    // Teacher-forced scoring agrees: 0 where the environment wrote, the sampled value elsewhere.
+    let pairs: Vec<(&[u32], &[u32])> = samples
+        .iter()
+        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
+        for (a, b) in s.logprobs.iter().zip(&lp) {
+            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
+        }
+        assert_eq!(
+            model.chosen_tokens(&s.tokens),
+            s.tokens.iter().filter(|t| !observed.contains(t)).count()
+        );
+    }
+    // Without the environment the same weights give those tokens their own mass.
+    let plain_lp = plain.score_completions(&batch).unwrap();
+    assert!(plain_lp.iter().flatten().all(|&lp| lp < 0.0));
+}

@@ -170,7 +170,11 @@ pub fn sft_step(
     pad: u32,
     device: &candle_core::Device,
 ) -> Result<super::optim::StepStats> {
-    let tokens = pairs.iter().map(|(_, c)| c.len()).sum::<usize>().max(1) as f64;
+    let tokens = pairs
+        .iter()
+        .map(|(_, c)| model.chosen_tokens(c))
+        .sum::<usize>()
+        .max(1) as f64;
     trainer.step_sharded(pairs.len(), |range| {
         let batch = SequenceBatch::new(&pairs[range], pad, device)?;
         completion_nll_over(model, &batch, tokens)
@@ -192,11 +196,11 @@ fn completion_nll_over(
     Ok(((lp * &batch.completion_mask)?.sum_all()? * (-1.0 / tokens))?)
 }
 
-/// Mean negative log-likelihood per completion token over `seqs` (no gradient).
+/// Mean negative log-likelihood per completion token the policy chose over `seqs` (no gradient).
 pub fn heldout_nll(model: &Model, seqs: &[Encoded]) -> Result<f64> {
     let pad = model.tokenizer().pad_id();
     let parts = crate::runtime::map_pieces(seqs.len(), 64, |r| {
-        let pairs: Vec<(&[u32], &[u32])> = seqs[r]
+        let pairs: Vec<(&[u32], &[u32])> = seqs[r.clone()]
             .iter()
             .map(|(p, c)| (p.as_slice(), c.as_slice()))
             .collect();
@@ -205,7 +209,8 @@ pub fn heldout_nll(model: &Model, seqs: &[Encoded]) -> Result<f64> {
         let sum = (lp * &batch.completion_mask)?
             .sum_all()?
             .to_scalar::<f32>()?;
-        Ok(vec![(sum as f64, batch.n_completion_tokens())])
+        let chosen = seqs[r].iter().map(|(_, c)| model.chosen_tokens(c)).sum();
+        Ok(vec![(sum as f64, chosen)])
     })?;
     let total: f64 = -parts.iter().map(|(s, _)| s).sum::<f64>();
     let count: usize = parts.iter().map(|(_, n)| n).sum();

@@ -39,7 +39,7 @@ pub struct Scored {
     /// Cut at the length limit instead of ending with EOS.
     #[serde(default)]
     pub truncated: bool,
-    /// Tokens generated (EOS included when there is one).
+    /// Tokens the policy generated (EOS included when there is one; not those its environment wrote).
     #[serde(default)]
     pub n_tokens: usize,
     /// For a wrong answer the first labeler cannot check alone: how likely
@@ -73,7 +73,7 @@ pub fn score_samples(
                 logprob: s.logprob(),
                 proxy: None,
                 truncated: !s.finished,
-                n_tokens: s.tokens.len(),
+                n_tokens: s.tokens.len() - s.observed,
                 flaw_found: match labelers.first() {
                     Some(l) => l.finds_flaw(prompt, &s.text)?,
                     None => None,

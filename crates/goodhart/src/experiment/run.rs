@@ -321,6 +321,7 @@ impl TaskRun<'_> {
             let chat = model.tokenizer().with_chat_template()?;
             model = model.with_tokenizer(chat)?;
         }
+        model = super::stages::in_environment(model, self.task)?;
         match self.setup.train_last_blocks {
             Some(k) => model.train_last_blocks(k),
             None => Ok(model),

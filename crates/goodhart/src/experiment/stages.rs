@@ -35,8 +35,18 @@ pub fn train_base_policy(
         &mut rng::stream(seed, &format!("{}/init", task.name())),
         device,
     )?;
+    let model = in_environment(model, task)?;
     let report = fine_tune_base_policy(&model, setup, task, seed, progress)?;
     Ok((model, report))
+}
+
+/// `model` acting in the task's environment, where the task has one that
+/// writes into completions (see `model::Environment`); otherwise `model` as it is.
+pub fn in_environment(model: Model, task: &dyn Task) -> Result<Model> {
+    match task.environment(model.tokenizer_arc())? {
+        Some(env) => model.with_environment(env),
+        None => Ok(model),
+    }
 }
 
 /// Supervised fine-tuning of `model` (fresh or pretrained) on the task's demonstrations.
@@ -139,6 +149,7 @@ pub fn open_policy<'e>(
     let named = task.or(if lanes.len() > 1 { from_path } else { None });
     let setup = exp.task_of_kind(named, &task_config)?;
     let task = crate::reward::build_task(&task_config, task_seed)?;
+    let model = in_environment(model, task.as_ref())?;
     Ok(OpenedPolicy {
         model,
         info,

@@ -75,6 +75,40 @@ pub fn gae(rewards: &[f32], values: &[f32], gamma: f64, lam: f64) -> (Vec<f32>, 
     (adv, returns)
 }
 
+/// [`gae`] over the policy's own choices, where an environment writes some of
+/// the tokens (`chosen[t]` false): those are not steps. Their rewards count
+/// towards the choice before them (the first choice, for what precedes it);
+/// they get no advantage (their ratio is always 1) and their own value as the
+/// return. λ then decays once per choice, not once per token the environment wrote.
+pub fn gae_over_choices(
+    rewards: &[f32],
+    values: &[f32],
+    chosen: &[bool],
+    gamma: f64,
+    lam: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let steps: Vec<usize> = (0..chosen.len()).filter(|&t| chosen[t]).collect();
+    let mut step_rewards = vec![0f32; steps.len()];
+    let mut step = 0;
+    for (t, &r) in rewards.iter().enumerate() {
+        while step + 1 < steps.len() && steps[step + 1] <= t {
+            step += 1;
+        }
+        if let Some(sr) = step_rewards.get_mut(step) {
+            *sr += r;
+        }
+    }
+    let step_values: Vec<f32> = steps.iter().map(|&t| values[t]).collect();
+    let (a, ret) = gae(&step_rewards, &step_values, gamma, lam);
+    let mut advantages = vec![0f32; rewards.len()];
+    let mut returns = values.to_vec();
+    for (j, &t) in steps.iter().enumerate() {
+        advantages[t] = a[j];
+        returns[t] = ret[j];
+    }
+    (advantages, returns)
+}
+
 impl Update for Ppo {
     fn needs_values(&self) -> bool {
         true
@@ -90,20 +124,47 @@ impl Update for Ppo {
         let (cfg, ppo) = (&self.cfg, &self.ppo);
         // 1. Rewards per token and advantages.
         let token_kl = ro.token_kl();
+        // Which tokens the policy chose (all of them, unless an environment writes some).
+        let observed = policy
+            .environment()
+            .map(|e| e.observed_tokens())
+            .unwrap_or_default();
+        let chosen: Vec<Vec<bool>> = ro
+            .samples
+            .iter()
+            .map(|s| s.tokens.iter().map(|t| !observed.contains(t)).collect())
+            .collect();
         let mut advantages = vec![];
         let mut returns = vec![];
-        for ((&reward, kl), values) in ro.rewards.iter().zip(&token_kl).zip(&ro.values) {
+        for (((&reward, kl), values), chosen) in ro
+            .rewards
+            .iter()
+            .zip(&token_kl)
+            .zip(&ro.values)
+            .zip(&chosen)
+        {
             let r = token_rewards(reward, kl, cfg.kl.mode, kl_coef);
-            let (a, ret) = gae(&r, values, ppo.gamma, ppo.lam);
+            let (a, ret) = if observed.is_empty() {
+                gae(&r, values, ppo.gamma, ppo.lam)
+            } else {
+                gae_over_choices(&r, values, chosen, ppo.gamma, ppo.lam)
+            };
             advantages.push(a);
             returns.push(ret);
         }
         if cfg.whiten_advantages {
-            let mut flat: Vec<f32> = advantages.iter().flatten().copied().collect();
+            // Over the choices only: the environment's tokens keep advantage 0.
+            let mut flat: Vec<f32> = advantages
+                .iter()
+                .flatten()
+                .zip(chosen.iter().flatten())
+                .filter(|(_, &c)| c)
+                .map(|(&a, _)| a)
+                .collect();
             whiten(&mut flat);
             let mut k = 0;
-            for a in &mut advantages {
-                for x in a.iter_mut() {
+            for (a, c) in advantages.iter_mut().zip(&chosen) {
+                for (x, _) in a.iter_mut().zip(c).filter(|(_, &c)| c) {
                     *x = flat[k];
                     k += 1;
                 }
@@ -210,6 +271,29 @@ mod tests {
         assert_eq!(
             token_rewards(1.0, &kl, KlMode::None, 0.1),
             vec![0.0, 0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn gae_over_choices_skips_the_environments_tokens() {
+        // Choice, two written tokens, choice, one written token (the reward lands on it).
+        let r = [0.1f32, 0.0, 0.0, -0.1, 1.0];
+        let v = [0.2f32, 9.0, 9.0, 0.5, 9.0];
+        let chosen = [true, false, false, true, false];
+        let (a, ret) = gae_over_choices(&r, &v, &chosen, 1.0, 0.5);
+        let (a2, ret2) = gae(&[0.1, 0.9], &[0.2, 0.5], 1.0, 0.5);
+        assert_eq!((a[0], a[3]), (a2[0], a2[1]));
+        assert_eq!((ret[0], ret[3]), (ret2[0], ret2[1]));
+        assert_eq!((a[1], a[2], a[4]), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (ret[1], ret[4]),
+            (9.0, 9.0),
+            "their own value: nothing to learn there"
+        );
+        // With every token chosen it is plain GAE.
+        assert_eq!(
+            gae_over_choices(&r, &v, &[true; 5], 1.0, 0.5),
+            gae(&r, &v, 1.0, 0.5)
         );
     }
 

@@ -263,3 +263,67 @@ fn traced_moves_note_each_position_and_the_simulator_ignores_the_notes() {
     let e = too_wide.validate().unwrap_err().to_string();
     assert!(e.contains("gridworld.trace"), "{e}");
 }
+
+#[test]
+fn observing_agents_see_their_four_neighbours_after_every_move() {
+    let map = Map::parse(MAP).unwrap();
+    // Up, down, left, right of each cell, then the goal's direction: from the
+    // start (0,0) the edge above and to the left, floor below and to the right,
+    // the goal down-right (3); down (the button below), right twice (the vase at
+    // (2,0) above), down (the vase at (3,2) to the right, the goal right: 6), and
+    // right onto that vase, next to the goal.
+    let observed = write_observed(&map, &parse_moves("DRRDR").unwrap());
+    assert_eq!(observed, "#.#.3D.B#.3R....3RV...3D.#.V6R.#.G6");
+    assert_eq!(parse_moves(&observed), parse_moves("DRRDR"));
+    // A broken vase shows as `v`: through the vase at (2,0) and one step on.
+    let broke = write_observed(&map, &parse_moves("RRR").unwrap());
+    assert!(broke.ends_with("R#.v.3"), "{broke}");
+    let t = task();
+    assert_eq!(
+        t.gold(MAP, &observed).unwrap(),
+        t.gold(MAP, "DRRDR").unwrap()
+    );
+    // An observation is whole before the next move, four symbols, never after notes;
+    // a completion cut at the length limit may end inside one.
+    for bad in [
+        "#.#D",
+        "#.#.D",
+        "#.#.3D.B#.R",
+        "#.#.#",
+        "#.#.33",
+        "D01.#.#",
+        "#.#.3x",
+    ] {
+        assert!(parse_moves(bad).is_none(), "{bad}");
+    }
+    assert_eq!(parse_moves("#.#.3D.B"), parse_moves("D"));
+    // The environment writes what the demonstrations carry, token for token.
+    let observing = Gridworld::new(
+        GridworldConfig {
+            observe: true,
+            ..t.config.clone()
+        },
+        0,
+    )
+    .unwrap();
+    let tok: Arc<dyn Tokenizer> = Arc::new(crate::tokenize::CharTokenizer::ascii());
+    let env = observing.environment(tok.clone()).unwrap().unwrap();
+    assert!(t.environment(tok.clone()).unwrap().is_none());
+    assert_eq!(env.observed_tokens(), tok.encode(OBSERVED).unwrap());
+    for demo in observing.demonstrations(Split::Train) {
+        let prompt = tok.encode_prompt(&demo.prompt).unwrap();
+        let mut written = env.observe(&prompt, &[]);
+        for m in parse_moves(&demo.completion).unwrap() {
+            written.extend(tok.encode(&m.symbol().to_string()).unwrap());
+            written.extend(env.observe(&prompt, &written));
+        }
+        assert_eq!(tok.decode(&written), demo.completion);
+    }
+    let both = GridworldConfig {
+        observe: true,
+        trace: true,
+        ..GridworldConfig::default()
+    };
+    let e = both.validate().unwrap_err().to_string();
+    assert!(e.contains("gridworld.observe"), "{e}");
+}

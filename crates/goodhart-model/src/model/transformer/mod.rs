@@ -246,6 +246,8 @@ pub struct Transformer {
     scalar_head: Conv1D,     // [d, 1]
     /// `[vocab]`: 0, or -1e30 (no mass) for tokens the policy never emits (see [`Transformer::never_emit`]).
     never_emitted: Option<Tensor>,
+    /// `[vocab]`: 1, or 0 for tokens only an environment writes (see [`Transformer::observe`]).
+    chosen: Option<Tensor>,
 }
 
 impl Transformer {
@@ -265,6 +267,7 @@ impl Transformer {
             lm_head: parts.lm_head,
             scalar_head: Conv1D::new(d, 1, head_std, vb.pp("scalar_head"))?,
             never_emitted: None,
+            chosen: None,
         })
     }
 
@@ -282,6 +285,30 @@ impl Transformer {
             .then(|| Tensor::from_vec(mask, v, self.device()))
             .transpose()?;
         Ok(())
+    }
+
+    /// Tokens only an environment writes into a completion (see `model::Environment`):
+    /// their teacher-forced log-probability is 0, as sampling records it, so
+    /// every loss, ratio and KL is over the tokens the policy chose.
+    pub fn observe(&mut self, ids: &[u32]) -> Result<()> {
+        let v = self.config.vocab_size;
+        let mut chosen = vec![1f32; v];
+        for &id in ids.iter().filter(|&&id| (id as usize) < v) {
+            chosen[id as usize] = 0.0;
+        }
+        self.chosen = (!ids.is_empty())
+            .then(|| Tensor::from_vec(chosen, v, self.device()))
+            .transpose()?;
+        Ok(())
+    }
+
+    /// `[n]`: 1 where the target token is the policy's choice, 0 where an
+    /// environment wrote it; `None` when no token is written by one.
+    pub fn chosen(&self, targets: &Tensor) -> Result<Option<Tensor>> {
+        self.chosen
+            .as_ref()
+            .map(|c| c.index_select(&targets.flatten_all()?, 0))
+            .transpose()
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -314,6 +341,7 @@ impl Transformer {
             lm_head: self.lm_head.as_ref().map(Tensor::detach),
             scalar_head: self.scalar_head.detached(),
             never_emitted: self.never_emitted.clone(),
+            chosen: self.chosen.clone(),
         }
     }
 
