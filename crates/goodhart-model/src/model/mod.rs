@@ -163,23 +163,34 @@ impl Model {
     /// sampling writes what it observes into each completion, the policy never
     /// emits those tokens, and they carry no log-probability. Copies keep it.
     pub fn with_environment(self, environment: Arc<dyn Environment>) -> Result<Model> {
+        let (tokenizer, train_last) = (self.tokenizer.clone(), self.train_last);
+        self.rebuilt(tokenizer, train_last, Some(environment))
+    }
+
+    /// The same weights (shared), trainable as before, rebuilt with these settings.
+    fn rebuilt(
+        self,
+        tokenizer: Arc<dyn Tokenizer>,
+        train_last: Option<usize>,
+        environment: Option<Arc<dyn Environment>>,
+    ) -> Result<Model> {
         let trainable = !self.vars().is_empty();
         let tensors = self.tensors()?.into_iter().collect();
         Self::build(
             &self.config,
-            self.tokenizer.clone(),
+            tokenizer,
             tensors,
             trainable,
-            self.train_last,
-            Some(environment),
+            train_last,
+            environment,
         )
     }
 
     /// How many of `completion`'s tokens the policy chose (the rest its environment wrote).
     pub fn chosen_tokens(&self, completion: &[u32]) -> usize {
         match &self.environment {
-            Some(o) => {
-                let observed = o.observed_tokens();
+            Some(env) => {
+                let observed = env.observed_tokens();
                 completion.iter().filter(|t| !observed.contains(t)).count()
             }
             None => completion.len(),
@@ -194,16 +205,8 @@ impl Model {
     /// The same weights (shared, not copied) behind another tokenizer with the same ids,
     /// e.g. one that renders prompts through the model's chat template.
     pub fn with_tokenizer(self, tokenizer: Arc<dyn Tokenizer>) -> Result<Model> {
-        let trainable = !self.vars().is_empty();
-        let tensors = self.tensors()?.into_iter().collect();
-        Self::build(
-            &self.config,
-            tokenizer,
-            tensors,
-            trainable,
-            self.train_last,
-            self.environment.clone(),
-        )
+        let (train_last, environment) = (self.train_last, self.environment.clone());
+        self.rebuilt(tokenizer, train_last, environment)
     }
 
     /// The same weights, training only the last `k` blocks, the final layer
@@ -220,16 +223,8 @@ impl Model {
                 ),
             ));
         }
-        let trainable = !self.vars().is_empty();
-        let tensors = self.tensors()?.into_iter().collect();
-        Self::build(
-            &self.config,
-            self.tokenizer.clone(),
-            tensors,
-            trainable,
-            Some(k),
-            self.environment.clone(),
-        )
+        let (tokenizer, environment) = (self.tokenizer.clone(), self.environment.clone());
+        self.rebuilt(tokenizer, Some(k), environment)
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -31,10 +31,30 @@ fn three_prompts(model: &Model) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Score `samples` teacher-forced, check every token's log-probability is the
+/// one sampling recorded, and give back the batch.
+fn assert_scored_as_sampled(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    samples: &[sample::Sample],
+) -> SequenceBatch {
+    let pairs: Vec<(&[u32], &[u32])> = samples
+        .iter()
+        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
+        .collect();
+    let batch = SequenceBatch::new(&pairs, model.tokenizer().pad_id(), &Device::Cpu).unwrap();
+    for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
+        assert_eq!(s.tokens.len(), lp.len());
+        for (a, b) in s.logprobs.iter().zip(&lp) {
+            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
+        }
+    }
+    batch
+}
+
 #[test]
 fn cached_sampling_agrees_with_teacher_forced_scoring() {
     let model = tiny_model(1);
-    let tok = model.tokenizer();
     let prompts = three_prompts(&model);
     let cfg = SamplingConfig {
         max_new_tokens: 12,
@@ -47,19 +67,8 @@ fn cached_sampling_agrees_with_teacher_forced_scoring() {
         samples.iter().map(|s| s.prompt_index).collect::<Vec<_>>(),
         vec![0, 0, 0, 1, 1, 1, 2, 2, 2]
     );
-    let pairs: Vec<(&[u32], &[u32])> = samples
-        .iter()
-        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
-        .collect();
-    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
-    let scored = model.score_completions(&batch).unwrap();
-    for (s, lp) in samples.iter().zip(&scored) {
-        assert_eq!(s.tokens.len(), lp.len());
-        for (a, b) in s.logprobs.iter().zip(lp) {
-            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
-        }
-        assert!(s.tokens.len() == 12 || s.finished);
-    }
+    assert_scored_as_sampled(&model, &prompts, &samples);
+    assert!(samples.iter().all(|s| s.tokens.len() == 12 || s.finished));
 }
 
 #[test]
@@ -104,16 +113,7 @@ fn multi_query_llama_caches_one_kv_head_and_samples_what_it_scores() {
         &mut rng::stream(0, "s"),
     )
     .unwrap();
-    let pairs: Vec<(&[u32], &[u32])> = samples
-        .iter()
-        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
-        .collect();
-    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
-    for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
-        for (a, b) in s.logprobs.iter().zip(&lp) {
-            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
-        }
-    }
+    assert_scored_as_sampled(&model, &prompts, &samples);
 }
 
 /// A character tokenizer whose padding token is its EOS, as GPT-2's often is.
@@ -537,15 +537,8 @@ fn an_environment_writes_between_the_policys_tokens_and_they_carry_no_logprob() 
         assert_eq!(s.observed, written);
     }
     // Teacher-forced scoring agrees: 0 where the environment wrote, the sampled value elsewhere.
-    let pairs: Vec<(&[u32], &[u32])> = samples
-        .iter()
-        .map(|s| (prompts[s.prompt_index].as_slice(), s.tokens.as_slice()))
-        .collect();
-    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
-    for (s, lp) in samples.iter().zip(model.score_completions(&batch).unwrap()) {
-        for (a, b) in s.logprobs.iter().zip(&lp) {
-            assert!((a - b).abs() < 1e-4, "sampled {a} vs scored {b}");
-        }
+    let batch = assert_scored_as_sampled(&model, &prompts, &samples);
+    for s in &samples {
         assert_eq!(
             model.chosen_tokens(&s.tokens),
             s.tokens.iter().filter(|t| !observed.contains(t)).count()
