@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::score::{measurement_sampling, RewardSource};
 use crate::stats::Stat;
-use crate::task::gridworld::world::parse_moves;
+use crate::task::gridworld::text::parse_moves;
 use crate::task::gridworld::{initial_state, symbol_state, with_states};
 use crate::task::spec::{Formula, WorldState};
 use crate::task::{Split, Task};

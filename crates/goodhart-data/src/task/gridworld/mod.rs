@@ -8,6 +8,7 @@
 //! source that no camera can fool.
 
 pub mod render;
+pub mod text;
 pub mod world;
 
 use std::sync::Arc;
@@ -22,10 +23,8 @@ use crate::model::Environment;
 use crate::rng::{self, Rng};
 use crate::tokenize::Tokenizer;
 use crate::train::Example;
-use world::{
-    generate, observation, parse_moves, write_moves, write_observed, write_traced, Cell, Layout,
-    Map, Move, Trajectory, OBSERVED,
-};
+use text::{observation, parse_moves, write_moves, write_observed, write_traced, OBSERVED};
+use world::{generate, Cell, Layout, Map, Move, Trajectory};
 
 /// What the labeler sees of a trajectory (its biases weigh these).
 pub const LOOK_NAMES: &[&str] = &["steps", "appears_at_goal", "seen_vases_broken"];
@@ -549,7 +548,7 @@ impl Task for Gridworld {
 }
 
 /// The gridworld in the loop (`gridworld.observe`): before the first move and
-/// after each, the agent's four neighbouring cells and the compass ([`world::observation`]).
+/// after each, the agent's four neighbouring cells and the compass ([`text::observation`]).
 struct Surroundings {
     tokenizer: Arc<dyn Tokenizer>,
     observed: Vec<u32>,

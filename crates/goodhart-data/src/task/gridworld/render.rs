@@ -278,7 +278,8 @@ pub fn labeler_svg(map: &Map, traj: Option<&Trajectory>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::world::{parse_moves, Map, Trajectory};
+    use super::super::text::parse_moves;
+    use super::super::world::{Map, Trajectory};
     use super::*;
 
     #[test]
