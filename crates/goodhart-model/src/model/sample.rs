@@ -272,15 +272,15 @@ fn sample_chunk(
     // The logits already give these no mass (-1e30); the picker skips them outright.
     let mut never = tok.never_sampled();
     let environment = model.environment();
-    if let Some(o) = environment {
-        never.extend(o.observed_tokens());
+    if let Some(env) = environment {
+        never.extend(env.observed_tokens());
     }
     let mut picker = Picker::new(cfg, &never);
     // What the environment has written and the policy has not read yet, per row (front first).
     let mut observed: Vec<std::collections::VecDeque<u32>> = samples
         .iter()
         .map(|s| match environment {
-            Some(o) => o.observe(&prompts[s.prompt_index], &[]).into(),
+            Some(env) => env.observe(&prompts[s.prompt_index], &[]).into(),
             None => Default::default(),
         })
         .collect();
@@ -307,8 +307,8 @@ fn sample_chunk(
             next[r] = token;
             if token == tok.eos_id() {
                 s.finished = true;
-            } else if let (Some(o), None) = (environment, written) {
-                observed[r].extend(o.observe(&prompts[s.prompt_index], &s.tokens));
+            } else if let (Some(env), None) = (environment, written) {
+                observed[r].extend(env.observe(&prompts[s.prompt_index], &s.tokens));
             }
         }
         if step + 1 == max_new || samples.iter().all(|s| s.finished) {
