@@ -187,22 +187,22 @@ def main():
     params = list(model.parameters()) + list(value_head.parameters())
     ppo_opt = torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
     rollout = torch.randint(3, vocab, (64, seq))
+
+    def logprobs_and_values(x):
+        # Each completion token's log-probability and the value at the position before it.
+        h = model.hidden(x)[:, prompt - 1 : -1]
+        lp = torch.log_softmax(h @ model.wte.weight.T, -1)
+        return lp.gather(-1, x[:, prompt:, None]).squeeze(-1), value_head(h).squeeze(-1)
+
     with torch.no_grad():
-        h = model.hidden(rollout)
-        old_lp = torch.log_softmax((h @ model.wte.weight.T)[:, prompt - 1 : -1], -1)
-        old_lp = old_lp.gather(-1, rollout[:, prompt:, None]).squeeze(-1)
-        old_v = value_head(h[:, prompt - 1 : -1]).squeeze(-1)
+        old_lp, old_v = logprobs_and_values(rollout)
     adv = torch.randn(64, seq - prompt)
     ret = old_v + adv
 
     def ppo_update():
         for _ in range(2):
             for mb in torch.randperm(64).split(32):
-                x = rollout[mb]
-                h = model.hidden(x)
-                lp = torch.log_softmax((h @ model.wte.weight.T)[:, prompt - 1 : -1], -1)
-                lp = lp.gather(-1, x[:, prompt:, None]).squeeze(-1)
-                v = value_head(h[:, prompt - 1 : -1]).squeeze(-1)
+                lp, v = logprobs_and_values(rollout[mb])
                 ratio = (lp - old_lp[mb]).exp()
                 pg = -torch.min(ratio * adv[mb], ratio.clamp(0.8, 1.2) * adv[mb]).mean()
                 v_clipped = old_v[mb] + (v - old_v[mb]).clamp(-0.2, 0.2)

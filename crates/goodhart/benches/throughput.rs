@@ -279,15 +279,7 @@ fn bench_ppo_update(cfg: &ModelConfig) {
     let samples: Vec<Sample> = seqs
         .iter()
         .enumerate()
-        .map(|(i, (_, c))| Sample {
-            prompt_index: i,
-            tokens: c.clone(),
-            text: String::new(),
-            logprobs: vec![],
-            sampler_logprobs: vec![],
-            finished: false,
-            observed: 0,
-        })
+        .map(|(i, (_, c))| Sample::new(i, c.clone()))
         .collect();
     let logprobs = completion_logprobs(&policy, &prompt_tokens, &samples).unwrap();
     let ro = Rollout {

@@ -45,6 +45,8 @@ pub struct Model {
     eval_net: Transformer,
     /// The environment that writes into completions as they are sampled, if any.
     environment: Option<Arc<dyn Environment>>,
+    /// The tokens only that environment writes (none without one).
+    observed: Vec<u32>,
 }
 
 impl Model {
@@ -139,13 +141,12 @@ impl Model {
         }
         let vb = VarBuilder::from_tensors(net, transformer::dtype(), &device);
         let mut train_net = Transformer::new(config, vb)?;
-        let mut never = tokenizer.never_sampled();
-        if let Some(o) = &environment {
-            let observed = o.observed_tokens();
-            never.extend(&observed);
-            train_net.observe(&observed)?;
-        }
-        train_net.never_emit(&never)?;
+        let observed = environment
+            .as_ref()
+            .map(|env| env.observed_tokens())
+            .unwrap_or_default();
+        train_net.observe(&observed)?;
+        train_net.never_emit(&[tokenizer.never_sampled(), observed.clone()].concat())?;
         let eval_net = train_net.detached();
         Ok(Self {
             config: config.clone(),
@@ -156,6 +157,7 @@ impl Model {
             train_net,
             eval_net,
             environment,
+            observed,
         })
     }
 
@@ -188,13 +190,16 @@ impl Model {
 
     /// How many of `completion`'s tokens the policy chose (the rest its environment wrote).
     pub fn chosen_tokens(&self, completion: &[u32]) -> usize {
-        match &self.environment {
-            Some(env) => {
-                let observed = env.observed_tokens();
-                completion.iter().filter(|t| !observed.contains(t)).count()
-            }
-            None => completion.len(),
-        }
+        completion
+            .iter()
+            .filter(|t| !self.observed.contains(t))
+            .count()
+    }
+
+    /// The tokens only this policy's environment writes: it never emits them
+    /// (empty without an environment).
+    pub fn observed_tokens(&self) -> &[u32] {
+        &self.observed
     }
 
     /// The environment that writes into this policy's completions, if any.

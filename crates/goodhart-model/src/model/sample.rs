@@ -91,6 +91,19 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// `tokens` of prompt `prompt_index`, not yet sampled: no text, log-probabilities or stop.
+    pub fn new(prompt_index: usize, tokens: Vec<u32>) -> Self {
+        Self {
+            prompt_index,
+            tokens,
+            text: String::new(),
+            logprobs: vec![],
+            sampler_logprobs: vec![],
+            finished: false,
+            observed: 0,
+        }
+    }
+
     /// `log pi(completion)`: the sum of the per-token log-probabilities.
     pub fn logprob(&self) -> f64 {
         self.logprobs.iter().map(|&x| x as f64).sum()
@@ -259,23 +272,12 @@ fn sample_chunk(
 
     let mut samples: Vec<Sample> = row_prompt
         .iter()
-        .map(|&r| Sample {
-            prompt_index: chunk[r as usize].0,
-            tokens: vec![],
-            text: String::new(),
-            logprobs: vec![],
-            sampler_logprobs: vec![],
-            finished: false,
-            observed: 0,
-        })
+        .map(|&r| Sample::new(chunk[r as usize].0, vec![]))
         .collect();
     // The logits already give these no mass (-1e30); the picker skips them outright.
-    let mut never = tok.never_sampled();
-    let environment = model.environment();
-    if let Some(env) = environment {
-        never.extend(env.observed_tokens());
-    }
+    let never = [tok.never_sampled(), model.observed_tokens().to_vec()].concat();
     let mut picker = Picker::new(cfg, &never);
+    let environment = model.environment();
     // What the environment has written and the policy has not read yet, per row (front first).
     let mut observed: Vec<std::collections::VecDeque<u32>> = samples
         .iter()

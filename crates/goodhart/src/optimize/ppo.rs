@@ -125,10 +125,7 @@ impl Update for Ppo {
         // 1. Rewards per token and advantages.
         let token_kl = ro.token_kl();
         // Which tokens the policy chose (all of them, unless an environment writes some).
-        let observed = policy
-            .environment()
-            .map(|e| e.observed_tokens())
-            .unwrap_or_default();
+        let observed = policy.observed_tokens();
         let chosen: Vec<Vec<bool>> = ro
             .samples
             .iter()
