@@ -132,6 +132,16 @@ class Llama(nn.Module):
         return self.hidden(idx, start, caches) @ self.wte.weight.T
 
 
+def seconds_per_call(f, warmup, n):
+    """Mean wall time of `f()` over `n` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        f()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - t0) / n
+
+
 def forward_flops(vocab, d, layers, tokens, context, llama=False):
     if llama:
         kv, f = d // 2, d * 8 // 3
@@ -170,13 +180,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    for _ in range(3):
-        step()
-    n = 20
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step()
-    secs = (time.perf_counter() - t0) / n
+    secs = seconds_per_call(step, warmup=3, n=20)
     flops = 3 * forward_flops(vocab, args.d_model, args.layers, batch * seq, seq // 2, args.llama)
     print(f"sft step (batch {batch} x {seq} tokens): {secs*1e3:.1f} ms/step, {1/secs:.1f} steps/s, {flops/secs/1e9:.1f} GFLOP/s")
 
@@ -213,12 +217,7 @@ def main():
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 ppo_opt.step()
 
-    ppo_update()
-    n = 5
-    t0 = time.perf_counter()
-    for _ in range(n):
-        ppo_update()
-    secs = (time.perf_counter() - t0) / n
+    secs = seconds_per_call(ppo_update, warmup=1, n=5)
     print(f"ppo update (64 sequences of {seq} tokens, 2 epochs of minibatches of 32): {secs*1e3:.1f} ms/update")
 
     # KV-cache sampling.
@@ -235,12 +234,7 @@ def main():
                 break
             logits = model(nxt, prompt + i, caches)[:, -1]
 
-    sample()
-    reps = 3
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        sample()
-    secs = (time.perf_counter() - t0) / reps
+    secs = seconds_per_call(sample, warmup=1, n=3)
     tokens = sample_batch * new_tokens
     flops = forward_flops(vocab, args.d_model, args.layers, tokens, prompt + new_tokens // 2, args.llama) + forward_flops(
         vocab, args.d_model, args.layers, sample_batch * prompt, prompt // 2, args.llama
