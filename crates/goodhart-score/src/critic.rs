@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rand::Rng as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::feedback::Critic;
@@ -25,7 +25,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::stats::Stat;
 use crate::task::Task;
-use crate::train::{OptimConfig, Trainer};
+use crate::train::{OptimConfig, OptimKeys, Trainer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,6 +38,7 @@ pub struct CriticConfig {
     pub steps: usize,
     /// Checked steps per optimiser step.
     pub batch_size: usize,
+    #[serde(deserialize_with = "optim_over_defaults")]
     pub optim: OptimConfig,
     /// Share of a later round's pointers drawn at random rather than from the critic before.
     pub explore: f64,
@@ -61,6 +62,13 @@ impl Default for CriticConfig {
             heldout: 512,
         }
     }
+}
+
+/// An `optim` table sets keys over the optimiser defaults of this section.
+fn optim_over_defaults<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<OptimConfig, D::Error> {
+    OptimKeys::read_over(d, CriticConfig::default().optim)
 }
 
 impl CriticConfig {

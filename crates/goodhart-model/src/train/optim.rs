@@ -7,7 +7,7 @@ use std::ops::Range;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -41,6 +41,48 @@ impl Default for OptimConfig {
             eps: 1e-8,
             grad_clip: 1.0,
         }
+    }
+}
+
+/// The keys an `optim` table sets, and nothing else. A section whose
+/// optimiser defaults are its own (RL, DPO, the reward model, the critic, the
+/// world model) lays them over those defaults, so that `optim = { lr = 1e-3 }`
+/// there changes the rate and keeps the section's warm-up, decay and schedule.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimKeys {
+    lr: Option<f64>,
+    warmup_steps: Option<usize>,
+    min_lr_ratio: Option<f64>,
+    weight_decay: Option<f64>,
+    beta1: Option<f64>,
+    beta2: Option<f64>,
+    eps: Option<f64>,
+    grad_clip: Option<f64>,
+}
+
+impl OptimKeys {
+    /// `defaults` with the keys this table set replaced.
+    pub fn over(self, defaults: OptimConfig) -> OptimConfig {
+        let d = defaults;
+        OptimConfig {
+            lr: self.lr.unwrap_or(d.lr),
+            warmup_steps: self.warmup_steps.unwrap_or(d.warmup_steps),
+            min_lr_ratio: self.min_lr_ratio.unwrap_or(d.min_lr_ratio),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            beta1: self.beta1.unwrap_or(d.beta1),
+            beta2: self.beta2.unwrap_or(d.beta2),
+            eps: self.eps.unwrap_or(d.eps),
+            grad_clip: self.grad_clip.unwrap_or(d.grad_clip),
+        }
+    }
+
+    /// Read an `optim` table over `defaults` (for a field's `deserialize_with`).
+    pub fn read_over<'de, D: Deserializer<'de>>(
+        d: D,
+        defaults: OptimConfig,
+    ) -> std::result::Result<OptimConfig, D::Error> {
+        Ok(Self::deserialize(d)?.over(defaults))
     }
 }
 

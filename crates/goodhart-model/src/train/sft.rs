@@ -2,9 +2,9 @@
 //! (prompt, completion) demonstrations, with held-out loss measured along the way.
 
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::optim::{OptimConfig, Trainer};
+use super::optim::{OptimConfig, OptimKeys, Trainer};
 use crate::error::{Error, Result};
 use crate::model::{Model, SequenceBatch};
 use crate::progress::Progress;
@@ -37,6 +37,38 @@ impl Default for SftConfig {
             optim: OptimConfig::default(),
             eval_every: 100,
         }
+    }
+}
+
+/// The keys an `sft` table sets, laid over a section's own SFT defaults
+/// (the world model's) as [`OptimKeys`] are over its optimiser's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftKeys {
+    steps: Option<usize>,
+    batch_size: Option<usize>,
+    optim: Option<OptimKeys>,
+    eval_every: Option<usize>,
+}
+
+impl SftKeys {
+    /// `defaults` with the keys this table set replaced.
+    pub fn over(self, defaults: SftConfig) -> SftConfig {
+        let d = defaults;
+        SftConfig {
+            steps: self.steps.unwrap_or(d.steps),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            optim: self.optim.unwrap_or_default().over(d.optim),
+            eval_every: self.eval_every.unwrap_or(d.eval_every),
+        }
+    }
+
+    /// Read an `sft` table over `defaults` (for a field's `deserialize_with`).
+    pub fn read_over<'de, D: Deserializer<'de>>(
+        d: D,
+        defaults: SftConfig,
+    ) -> std::result::Result<SftConfig, D::Error> {
+        Ok(Self::deserialize(d)?.over(defaults))
     }
 }
 

@@ -3,6 +3,7 @@
 //! whose scores are each normalised to mean 0, standard deviation 1 on the
 //! base policy's completions; their spread is the model's uncertainty.
 
+pub mod config;
 pub mod train;
 
 use std::path::Path;
@@ -18,9 +19,8 @@ use crate::model::{Device, Model, SequenceBatch};
 use crate::task::{GoldJudge, Observer, Task, TaskConfig};
 use crate::tokenize::{Tokenizer, TokenizerSpec};
 
-pub use train::{
-    evaluate_on, fine_tune, train_reward_model, RewardInit, RewardModelConfig, RewardReport,
-};
+pub use config::{RewardInit, RewardModelConfig};
+pub use train::{evaluate_on, fine_tune, train_reward_model, RewardReport};
 
 const INFO_FILE: &str = "reward_model.json";
 

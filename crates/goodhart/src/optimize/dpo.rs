@@ -5,7 +5,7 @@
 
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::rl::Hooks;
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ use crate::feedback::{Answer, Comparison};
 use crate::model::{Model, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::train::{OptimConfig, Trainer};
+use crate::train::{OptimConfig, OptimKeys, Trainer};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +36,7 @@ pub struct DpoConfig {
     pub epochs: usize,
     /// Pairs per step.
     pub batch_size: usize,
+    #[serde(deserialize_with = "optim_over_defaults")]
     pub optim: OptimConfig,
     /// Save and measure the policy every this many steps (and after the last).
     pub checkpoint_every: usize,
@@ -59,6 +60,13 @@ impl Default for DpoConfig {
             checkpoint_every: 50,
         }
     }
+}
+
+/// An `optim` table sets keys over the optimiser defaults of this section.
+fn optim_over_defaults<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<OptimConfig, D::Error> {
+    OptimKeys::read_over(d, DpoConfig::default().optim)
 }
 
 impl DpoConfig {

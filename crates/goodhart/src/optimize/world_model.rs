@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample};
@@ -21,7 +21,7 @@ use crate::task::gridworld::text::parse_moves;
 use crate::task::gridworld::{initial_state, symbol_state, with_states};
 use crate::task::spec::{Formula, WorldState};
 use crate::task::{Split, Task};
-use crate::train::{train_sft, Example, OptimConfig, SftConfig};
+use crate::train::{train_sft, Example, OptimConfig, SftConfig, SftKeys};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +31,7 @@ pub struct WorldModelConfig {
     /// Its shape (default: the policy's).
     pub model: Option<ModelConfig>,
     /// Supervised training on the trajectories (a tenth held out).
+    #[serde(deserialize_with = "sft_over_defaults")]
     pub sft: SftConfig,
 }
 
@@ -51,6 +52,11 @@ impl Default for WorldModelConfig {
             },
         }
     }
+}
+
+/// An `sft` table sets keys over the training defaults of this section.
+fn sft_over_defaults<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SftConfig, D::Error> {
+    SftKeys::read_over(d, WorldModelConfig::default().sft)
 }
 
 /// How well the world model learned: its training, and on held-out

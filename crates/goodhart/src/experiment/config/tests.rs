@@ -1,6 +1,10 @@
 //! Tests of `config`.
 
 use super::*;
+use crate::optimize::dpo::DpoConfig;
+use crate::optimize::rl::RlConfig;
+use crate::optimize::world_model::WorldModelConfig;
+use crate::train::OptimConfig;
 
 #[test]
 fn the_embedded_default_parses_and_round_trips() {
@@ -31,6 +35,51 @@ fn wrong_type_names_the_key() {
         err.contains("task[0].model.n_layer") && err.contains("invalid type"),
         "{err}"
     );
+}
+
+#[test]
+fn a_partial_optim_table_keeps_its_sections_own_defaults() {
+    // RL, DPO, the reward model, the critic and the world model each have
+    // optimiser defaults of their own: setting one key must not swap the rest
+    // for the generic ones (a 50-step warm-up in an 80-step PPO run).
+    let text = "[[task]]\nkind = \"gridworld\"\n\
+        [task.reward_model]\noptim = { lr = 1e-3 }\n\
+        [task.critic]\noptim = { weight_decay = 0.1 }\n\
+        [[task.strategies.rl]]\nname = \"a\"\noptim = { lr = 1e-3 }\n\
+        [[task.strategies.rl]]\nname = \"b\"\nreward = \"spec_world_model\"\n\
+        world_model = { sft = { steps = 10, optim = { lr = 1e-2 } } }\n\
+        [[task.strategies.dpo]]\noptim = { warmup_steps = 3 }\n";
+    let exp = Experiment::parse(text, "exp.toml").unwrap();
+    let task = &exp.tasks[0];
+    let rl = &task.strategies.rl;
+    let with = |mut o: OptimConfig, f: &dyn Fn(&mut OptimConfig)| {
+        f(&mut o);
+        o
+    };
+    let rl_default = RlConfig::default().optim;
+    assert_eq!(rl[0].optim, with(rl_default.clone(), &|o| o.lr = 1e-3));
+    assert_eq!(rl[1].optim, rl_default);
+    let world = rl[1].world_model.clone().unwrap().sft;
+    let world_default = WorldModelConfig::default().sft;
+    assert_eq!(world.steps, 10);
+    assert_eq!(world.batch_size, world_default.batch_size);
+    assert_eq!(world.optim, with(world_default.optim, &|o| o.lr = 1e-2));
+    let rm_default = RewardModelConfig::default().optim;
+    assert_eq!(task.reward_model.optim, with(rm_default, &|o| o.lr = 1e-3));
+    let critic_default = CriticConfig::default().optim;
+    let critic = with(critic_default, &|o| o.weight_decay = 0.1);
+    assert_eq!(task.critic.optim, critic);
+    let dpo_default = DpoConfig::default().optim;
+    let dpo = with(dpo_default, &|o| o.warmup_steps = 3);
+    assert_eq!(task.strategies.dpo[0].optim, dpo);
+    // A key no optimiser has is still refused where it was written.
+    let bad = text.replace("weight_decay = 0.1", "decay = 0.1");
+    let err = Experiment::parse(&bad, "exp.toml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("exp.toml:6:") && err.contains("task[0].critic.optim"),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `decay`"), "{err}");
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! What an RL run is configured with: the algorithm, the reward it
 //! optimises, the KL penalty, PPO's own settings and online labels.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::optimize::world_model::WorldModelConfig;
-use crate::train::OptimConfig;
+use crate::train::{OptimConfig, OptimKeys};
 
 /// Where the KL penalty enters the reward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +126,7 @@ pub struct RlConfig {
     pub samples_per_prompt: usize,
     pub max_new_tokens: usize,
     pub kl: KlConfig,
+    #[serde(deserialize_with = "optim_over_defaults")]
     pub optim: OptimConfig,
     /// PPO's own settings (`algorithm = "ppo"` only; filled with defaults when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +238,13 @@ impl Default for RlConfig {
             world_model: None,
         }
     }
+}
+
+/// An `optim` table sets keys over the optimiser defaults of this section.
+fn optim_over_defaults<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<OptimConfig, D::Error> {
+    OptimKeys::read_over(d, RlConfig::default().optim)
 }
 
 impl RlConfig {
