@@ -285,6 +285,7 @@ fn bench_ppo_update(cfg: &ModelConfig) {
     let ro = Rollout {
         prompts: vec![String::new(); samples.len()],
         rewards: (0..samples.len()).map(|i| (i % 7) as f64 / 7.0).collect(),
+        earned: None,
         ref_logprobs: logprobs.clone(),
         values: logprobs.iter().map(|l| vec![0.0; l.len()]).collect(),
         logprobs,

@@ -138,6 +138,15 @@ pub trait Task: Send + Sync {
         None
     }
 
+    /// The margin as it is earned: `(chars, margin)` before the first move
+    /// (`chars` 0) and after each move, `chars` counting the completion's
+    /// characters up to and including the move, `margin` the robustness of the
+    /// trajectory so far, in [-1, 1]; the last is [`Task::spec_margin`]'s.
+    /// None where the task has no formal goal or the completion has no moves.
+    fn spec_margin_by_move(&self, _prompt: &str, _completion: &str) -> Option<Vec<(usize, f64)>> {
+        None
+    }
+
     /// The environment a policy for this task acts in, where it writes into
     /// completions as they are sampled (see `model::Environment`); the task's
     /// demonstrations then carry what it writes.

@@ -17,7 +17,7 @@ use crate::task::Task;
 pub use curve::{CurvePoint, PerPrompt, Weighted};
 pub use evaluate::{evaluate, measurement_sampling, Evaluated, Judges};
 pub use logprob::{completion_logprobs, completion_tokens, sequence_log_ratios};
-pub use sources::{Binarised, Gold, LabelerScore, Pessimistic, Proxy, RewardSource, Spec};
+pub use sources::{Binarised, Earned, Gold, LabelerScore, Pessimistic, Proxy, RewardSource, Spec};
 
 /// Everything measured about one completion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,9 @@ use crate::reward::RewardModel;
 use crate::task::Task;
 
 /// Something that scores completions: what an optimiser maximises.
+/// Where in one completion its reward was earned: `(position, reward)` pairs.
+pub type Earned = Vec<(usize, f64)>;
+
 pub trait RewardSource: Sync {
     fn name(&self) -> &str;
     /// One reward per sample; `prompts[s.prompt_index]` is each sample's prompt.
@@ -19,6 +22,14 @@ pub trait RewardSource: Sync {
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>>;
+
+    /// Where in each completion its reward was earned, where the source can
+    /// say: `(chars, reward)` pairs, `chars` counting the completion's
+    /// characters read when it was earned, summing to [`RewardSource::rewards`]'
+    /// value. None: all of it at the end (what RL does with every other source).
+    fn earned(&self, _prompts: &[String], _samples: &[Sample]) -> Result<Option<Vec<Earned>>> {
+        Ok(None)
+    }
 }
 
 /// The learned reward model: the proxy.
@@ -82,32 +93,53 @@ impl Proxy<'_> {
     }
 }
 
-/// The task's formal goal: its satisfaction (1 or 0), or its robustness
-/// margin (in [-1, 1], positive when satisfied: a dense reward).
+/// The task's formal goal: its satisfaction (1 or 0), its robustness margin
+/// (in [-1, 1], positive when satisfied), or that margin paid as it is earned.
 pub struct Spec<'a> {
     task: &'a dyn Task,
-    margin: bool,
+    kind: SpecReward,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SpecReward {
+    Satisfied,
+    Margin,
+    /// The margin, earned move by move: after each move, the change in the
+    /// margin of the trajectory so far (they sum to the final margin).
+    Progress,
 }
 
 impl<'a> Spec<'a> {
     pub fn satisfied(task: &'a dyn Task) -> Self {
-        Self {
-            task,
-            margin: false,
-        }
+        let kind = SpecReward::Satisfied;
+        Self { task, kind }
     }
 
     pub fn margin(task: &'a dyn Task) -> Self {
-        Self { task, margin: true }
+        let kind = SpecReward::Margin;
+        Self { task, kind }
+    }
+
+    pub fn progress(task: &'a dyn Task) -> Self {
+        let kind = SpecReward::Progress;
+        Self { task, kind }
+    }
+
+    fn no_goal(&self) -> Error {
+        let why = format!(
+            "the {} task has no formal goal to optimise",
+            self.task.name()
+        );
+        Error::invalid("reward", why)
     }
 }
 
 impl RewardSource for Spec<'_> {
     fn name(&self) -> &str {
-        if self.margin {
-            "spec_margin"
-        } else {
-            "spec"
+        match self.kind {
+            SpecReward::Satisfied => "spec",
+            SpecReward::Margin => "spec_margin",
+            SpecReward::Progress => "spec_progress",
         }
     }
 
@@ -116,22 +148,40 @@ impl RewardSource for Spec<'_> {
             .iter()
             .map(|s| {
                 let prompt = &prompts[s.prompt_index];
-                let value = if self.margin {
-                    self.task.spec_margin(prompt, &s.text)
-                } else {
-                    self.task.spec_satisfied(prompt, &s.text)
+                let value = match self.kind {
+                    SpecReward::Satisfied => self.task.spec_satisfied(prompt, &s.text),
+                    SpecReward::Margin | SpecReward::Progress => {
+                        self.task.spec_margin(prompt, &s.text)
+                    }
                 };
-                value.ok_or_else(|| {
-                    Error::invalid(
-                        "reward",
-                        format!(
-                            "the {} task has no formal goal to optimise",
-                            self.task.name()
-                        ),
-                    )
-                })
+                value.ok_or_else(|| self.no_goal())
             })
             .collect()
+    }
+
+    fn earned(&self, prompts: &[String], samples: &[Sample]) -> Result<Option<Vec<Earned>>> {
+        if self.kind != SpecReward::Progress {
+            return Ok(None);
+        }
+        let earned = samples.iter().map(|s| {
+            let prompt = &prompts[s.prompt_index];
+            let Some(by_move) = self.task.spec_margin_by_move(prompt, &s.text) else {
+                // No moves to pay by: the whole margin at the end.
+                let margin = self
+                    .task
+                    .spec_margin(prompt, &s.text)
+                    .ok_or_else(|| self.no_goal())?;
+                return Ok(vec![(s.text.chars().count(), margin)]);
+            };
+            let mut before = 0.0;
+            let paid = by_move.into_iter().map(|(chars, margin)| {
+                let change = margin - before;
+                before = margin;
+                (chars, change)
+            });
+            Ok(paid.collect())
+        });
+        earned.collect::<Result<Vec<_>>>().map(Some)
     }
 }
 
@@ -264,5 +314,41 @@ mod tests {
         assert_eq!(upper_quantile(&xs, 1.0), f64::NEG_INFINITY);
         assert_eq!(upper_quantile(&xs, 0.01), 8.0, "at least one passes");
         assert!(upper_quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_progress_reward_is_the_margin_paid_move_by_move() {
+        let task = crate::task::gridworld::Gridworld::new(Default::default(), 0).unwrap();
+        let prompts = task.prompts(crate::task::Split::Heldout)[..2].to_vec();
+        let samples: Vec<Sample> = ["DRRRRD", "RRUUx", ""]
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Sample {
+                text: text.to_string(),
+                ..Sample::new(i % 2, vec![])
+            })
+            .collect();
+        let (margin, progress) = (Spec::margin(&task), Spec::progress(&task));
+        let totals = progress.rewards(&prompts, &[], &samples).unwrap();
+        assert_eq!(totals, margin.rewards(&prompts, &[], &samples).unwrap());
+        let earned = progress.earned(&prompts, &samples).unwrap().unwrap();
+        assert_eq!(
+            earned[0].len(),
+            7,
+            "before the first move and after each of six"
+        );
+        assert_eq!(
+            earned[1],
+            vec![(5, -1.0)],
+            "no moves to pay by: all at the end"
+        );
+        for (e, total) in earned.iter().zip(&totals) {
+            let sum: f64 = e.iter().map(|&(_, r)| r).sum();
+            assert!(
+                (sum - total).abs() < 1e-12,
+                "{e:?} sums to {sum}, not {total}"
+            );
+        }
+        assert_eq!(margin.earned(&prompts, &samples).unwrap(), None);
     }
 }

@@ -154,6 +154,7 @@ impl TaskRun<'_> {
             _ => None,
         };
         let (spec, margin) = (Spec::satisfied(self.task), Spec::margin(self.task));
+        let progress = Spec::progress(self.task);
         let world = match cfg.reward {
             RewardChoice::SpecWorldModel => Some(self.world_model(cfg, base)?),
             _ => None,
@@ -165,6 +166,7 @@ impl TaskRun<'_> {
             (None, RewardChoice::Labeler, _) => labeler.as_ref().expect("found above"),
             (None, RewardChoice::Spec, _) => &spec,
             (None, RewardChoice::SpecMargin, _) => &margin,
+            (None, RewardChoice::SpecProgress, _) => &progress,
             (None, RewardChoice::Gold, _) => &gold,
             (None, RewardChoice::SpecWorldModel, Some((w, _))) => w,
             (None, RewardChoice::SpecWorldModel, None) => unreachable!("trained above"),

@@ -123,7 +123,10 @@ impl StrategiesConfig {
             r.validate(&here)?;
             if matches!(
                 r.reward,
-                RewardChoice::Spec | RewardChoice::SpecMargin | RewardChoice::SpecWorldModel
+                RewardChoice::Spec
+                    | RewardChoice::SpecMargin
+                    | RewardChoice::SpecProgress
+                    | RewardChoice::SpecWorldModel
             ) && !has_spec
             {
                 return Err(Error::invalid(

@@ -39,8 +39,15 @@ impl Ppo {
 }
 
 /// Per-token rewards: `-beta * kl_t` on every token (per-token mode) or summed
-/// at the end (sequence mode), plus the sequence's reward on its last token.
-pub fn token_rewards(reward: f64, token_kl: &[f32], mode: KlMode, beta: f64) -> Vec<f32> {
+/// at the end (sequence mode), plus the sequence's reward: on its last token,
+/// or where it was earned (`(token, reward)` pairs; see `Rollout::earned`).
+pub fn token_rewards(
+    reward: f64,
+    earned: Option<&[(usize, f64)]>,
+    token_kl: &[f32],
+    mode: KlMode,
+    beta: f64,
+) -> Vec<f32> {
     let n = token_kl.len();
     let mut r = vec![0f32; n];
     match mode {
@@ -54,8 +61,14 @@ pub fn token_rewards(reward: f64, token_kl: &[f32], mode: KlMode, beta: f64) -> 
         }
         _ => {}
     }
-    if n > 0 {
-        r[n - 1] += reward as f32;
+    match earned {
+        Some(earned) if n > 0 => {
+            for &(t, e) in earned {
+                r[t.min(n - 1)] += e as f32;
+            }
+        }
+        None if n > 0 => r[n - 1] += reward as f32,
+        _ => {}
     }
     r
 }
@@ -133,14 +146,16 @@ impl Update for Ppo {
             .collect();
         let mut advantages = vec![];
         let mut returns = vec![];
-        for (((&reward, kl), values), chosen) in ro
+        for (i, (((&reward, kl), values), chosen)) in ro
             .rewards
             .iter()
             .zip(&token_kl)
             .zip(&ro.values)
             .zip(&chosen)
+            .enumerate()
         {
-            let r = token_rewards(reward, kl, cfg.kl.mode, kl_coef);
+            let earned = ro.earned.as_ref().map(|e| e[i].as_slice());
+            let r = token_rewards(reward, earned, kl, cfg.kl.mode, kl_coef);
             let (a, ret) = if observed.is_empty() {
                 gae(&r, values, ppo.gamma, ppo.lam)
             } else {
@@ -261,14 +276,24 @@ mod tests {
     #[test]
     fn token_rewards_place_the_penalty_and_the_reward() {
         let kl = [0.5f32, -0.1, 0.2];
-        let per_token = token_rewards(1.0, &kl, KlMode::PerToken, 0.1);
+        let per_token = token_rewards(1.0, None, &kl, KlMode::PerToken, 0.1);
         assert_eq!(per_token, vec![-0.05, 0.01, 1.0 - 0.02]);
-        let seq = token_rewards(1.0, &kl, KlMode::Sequence, 0.1);
+        let seq = token_rewards(1.0, None, &kl, KlMode::Sequence, 0.1);
         assert!((seq[2] - (1.0 - 0.06)).abs() < 1e-6 && seq[0] == 0.0);
         assert_eq!(
-            token_rewards(1.0, &kl, KlMode::None, 0.1),
+            token_rewards(1.0, None, &kl, KlMode::None, 0.1),
             vec![0.0, 0.0, 1.0]
         );
+    }
+
+    #[test]
+    fn earned_rewards_are_placed_where_they_were_earned() {
+        let kl = [0.5f32, -0.1, 0.2];
+        // The sequence's reward is ignored when its earnings are given (they sum to it).
+        let earned = [(0, -0.5), (1, 0.25), (7, 1.25)];
+        let r = token_rewards(1.0, Some(&earned), &kl, KlMode::PerToken, 0.1);
+        assert_eq!(r, vec![-0.05 - 0.5, 0.01 + 0.25, -0.02 + 1.25]);
+        assert!(token_rewards(1.0, Some(&earned), &[], KlMode::None, 0.1).is_empty());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::{Model, SequenceBatch};
 use crate::progress::Progress;
 use crate::rng::Rng;
-use crate::score::RewardSource;
+use crate::score::{Earned, RewardSource};
+use crate::tokenize::Tokenizer;
 
 /// The proportional controller of Ziegler et al.: beta *= 1 + clip(KL / target - 1, ±0.2) * n / horizon.
 #[derive(Clone, Debug)]
@@ -54,6 +55,9 @@ pub struct Rollout {
     pub samples: Vec<Sample>,
     /// Reward of each sample (before any KL penalty).
     pub rewards: Vec<f64>,
+    /// Where each sample's reward was earned, where its source says:
+    /// `(token index, reward)` pairs summing to its reward. None: at the last token.
+    pub earned: Option<Vec<Earned>>,
     /// Per-token log-probabilities under the policy at rollout time (teacher-forced).
     pub logprobs: Vec<Vec<f32>>,
     /// Per-token log-probabilities under the reference policy.
@@ -124,6 +128,12 @@ pub fn rollout(
         rng,
     )?;
     let rewards = reward.rewards(&prompts, &prompt_tokens, &samples)?;
+    let earned = reward.earned(&prompts, &samples)?.map(|earned| {
+        let at_tokens = samples.iter().zip(earned);
+        at_tokens
+            .map(|(s, e)| at_token(tok, &s.tokens, e))
+            .collect()
+    });
     let (logprobs, values) = score_policy(policy, &prompt_tokens, &samples, with_values)?;
     let ref_logprobs = crate::score::completion_logprobs(reference, &prompt_tokens, &samples)?;
     Ok(Rollout {
@@ -131,10 +141,28 @@ pub fn rollout(
         prompts,
         samples,
         rewards,
+        earned,
         logprobs,
         ref_logprobs,
         values,
     })
+}
+
+/// `(chars, reward)` pairs of a completion as `(token, reward)`: each at the
+/// token whose text reaches that many characters (the first token for 0, the
+/// last for anything past the end).
+fn at_token(tok: &dyn Tokenizer, tokens: &[u32], earned: Earned) -> Earned {
+    let Some(last) = tokens.len().checked_sub(1) else {
+        return vec![];
+    };
+    let mut read = Vec::with_capacity(tokens.len());
+    let mut chars = 0;
+    for t in tokens {
+        chars += tok.decode(std::slice::from_ref(t)).chars().count();
+        read.push(chars);
+    }
+    let token_of = |c: usize| read.iter().position(|&r| r >= c.max(1)).unwrap_or(last);
+    earned.into_iter().map(|(c, r)| (token_of(c), r)).collect()
 }
 
 /// One value per completion token, per sample.

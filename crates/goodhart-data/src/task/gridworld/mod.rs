@@ -526,6 +526,23 @@ impl Task for Gridworld {
             .map(|v| v.map_or(-1.0, |v| v.robustness.clamp(-1.0, 1.0)))
     }
 
+    fn spec_margin_by_move(&self, prompt: &str, completion: &str) -> Option<Vec<(usize, f64)>> {
+        let (map, traj) = self.simulate(prompt, completion).ok()?;
+        let states = traj?.world_states(&map);
+        // The k-th move symbol ends move k; moves after the goal add no state.
+        let ends = completion
+            .chars()
+            .enumerate()
+            .filter(|&(_, c)| Move::from_symbol(c).is_some());
+        let ends = std::iter::once(0).chain(ends.map(|(i, _)| i + 1));
+        let margin = |n: usize| self.spec.evaluate(&states[..n]).robustness.clamp(-1.0, 1.0);
+        Some(
+            ends.zip(1..=states.len())
+                .map(|(end, n)| (end, margin(n)))
+                .collect(),
+        )
+    }
+
     fn environment(&self, tokenizer: Arc<dyn Tokenizer>) -> Result<Option<Arc<dyn Environment>>> {
         if !self.config.observe {
             return Ok(None);

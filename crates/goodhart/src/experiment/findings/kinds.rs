@@ -31,9 +31,10 @@ pub fn target(setup: &TaskSetup, strategy: &str) -> Target {
             RewardChoice::Proxy => Target::Proxy,
             RewardChoice::Gold => Target::Gold,
             RewardChoice::Labeler => Target::Labeler,
-            RewardChoice::Spec | RewardChoice::SpecMargin | RewardChoice::SpecWorldModel => {
-                Target::Spec
-            }
+            RewardChoice::Spec
+            | RewardChoice::SpecMargin
+            | RewardChoice::SpecProgress
+            | RewardChoice::SpecWorldModel => Target::Spec,
         };
     }
     if setup.strategies.dpo.iter().any(|d| d.name == strategy) {

@@ -59,6 +59,10 @@ pub enum RewardChoice {
     /// The formal goal's robustness margin in [-1, 1]: satisfied is positive,
     /// and a violation is graded by how near it came (a dense reward).
     SpecMargin,
+    /// The same margin, earned move by move: after each move, the change in
+    /// the margin of the trajectory so far (summing to the final margin), so
+    /// that PPO credits the move that broke a vase or neared the goal.
+    SpecProgress,
     /// The formal goal (1 or 0) as a learned world model predicts it, trained
     /// on the base policy's trajectories; measured in the true simulator.
     SpecWorldModel,
@@ -110,7 +114,7 @@ pub struct RlConfig {
     pub name: String,
     /// "ppo", "rloo" or "expert_iteration".
     pub algorithm: Algorithm,
-    /// What is maximised: "proxy", "labeler", "gold", "spec", "spec_margin" or "spec_world_model".
+    /// What is maximised: "proxy", "labeler", "gold", "spec", "spec_margin", "spec_progress" or "spec_world_model".
     pub reward: RewardChoice,
     /// Maximise the reward model's ensemble mean less this many times its
     /// members' spread (reward = "proxy"; needs an ensemble of 2 or more).

@@ -55,3 +55,15 @@ fn with_the_default_horizon_the_controller_reaches_its_target_within_a_run() {
         c.coef
     );
 }
+
+#[test]
+fn earned_rewards_land_on_the_token_that_reaches_their_character() {
+    let tok = crate::tokenize::CharTokenizer::ascii();
+    let tokens = [tok.encode("ab").unwrap(), vec![tok.eos_id()]].concat();
+    // Characters 0 and 1: the first token; 2: the second; past the end (or
+    // on the stop token, which reads no character): the last token.
+    let earned = vec![(0, 0.5), (1, 0.25), (2, -1.0), (9, 2.0)];
+    let at = at_token(&tok, &tokens, earned);
+    assert_eq!(at, vec![(0, 0.5), (0, 0.25), (1, -1.0), (2, 2.0)]);
+    assert!(at_token(&tok, &[], vec![(0, 1.0)]).is_empty());
+}
