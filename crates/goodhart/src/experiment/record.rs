@@ -16,10 +16,9 @@ use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
 use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
-use crate::optimize::world_model::WorldModelReport;
+use crate::optimize::world_model::{Gap, WorldModelReport};
 use crate::reward::RewardReport;
 use crate::score::CurvePoint;
-use crate::stats::Stat;
 use crate::train::SftReport;
 
 /// The resolved experiment inside a run directory.
@@ -94,8 +93,8 @@ impl Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorldModelRecord {
     pub report: WorldModelReport,
-    /// Per iteration: (predicted, true) satisfaction of the rollouts.
-    pub gap: Vec<(Stat, Stat)>,
+    /// Per iteration: the goal's satisfaction by the rollouts, predicted and simulated.
+    pub gap: Vec<Gap>,
 }
 
 /// One labeler's answers to the base pairs.

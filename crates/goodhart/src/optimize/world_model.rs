@@ -252,6 +252,38 @@ fn satisfied(goal: &Formula, prompt: &str, symbols: &[char]) -> Result<bool> {
     Ok(goal.evaluate(&trace).satisfied)
 }
 
+/// One RL iteration's rollouts: the share satisfying the goal as the world
+/// model predicts it, and as the simulator measures it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "GapRepr")]
+pub struct Gap {
+    pub predicted: Stat,
+    pub simulated: Stat,
+}
+
+/// A [`Gap`] as written: named, or a `[predicted, simulated]` pair (records
+/// of runs before it was named).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GapRepr {
+    Named { predicted: Stat, simulated: Stat },
+    Pair(Stat, Stat),
+}
+
+impl From<GapRepr> for Gap {
+    fn from(r: GapRepr) -> Self {
+        let (GapRepr::Named {
+            predicted,
+            simulated,
+        }
+        | GapRepr::Pair(predicted, simulated)) = r;
+        Self {
+            predicted,
+            simulated,
+        }
+    }
+}
+
 /// The formal goal as the world model predicts it (1 or 0 per completion;
 /// moves that do not parse, 0). Every call also records the mean predicted and
 /// the mean true satisfaction of the same completions: the gap, per RL iteration.
@@ -259,7 +291,7 @@ pub struct WorldModelSpec<'a> {
     pub model: Model,
     pub goal: Formula,
     pub task: &'a dyn Task,
-    pub log: Mutex<Vec<(Stat, Stat)>>,
+    pub log: Mutex<Vec<Gap>>,
 }
 
 impl<'a> WorldModelSpec<'a> {
@@ -296,10 +328,10 @@ impl RewardSource for WorldModelSpec<'_> {
                     .unwrap_or(0.0),
             );
         }
-        self.log
-            .lock()
-            .expect("world model log")
-            .push((Stat::of(&rewards), Stat::of(&truth)));
+        self.log.lock().expect("world model log").push(Gap {
+            predicted: Stat::of(&rewards),
+            simulated: Stat::of(&truth),
+        });
         Ok(rewards)
     }
 }

@@ -9,6 +9,8 @@ use serde::Serialize;
 use super::svg::{Line, Plot, Series, PALETTE};
 use crate::experiment::record::{Record, TaskRecords};
 use crate::optimize::review::ReviewRow;
+use crate::optimize::world_model::Gap;
+use crate::stats::Stat;
 
 #[derive(Serialize)]
 pub(super) struct ReviewView {
@@ -39,7 +41,7 @@ pub(super) fn review_view(t: &TaskRecords, candidates: &[String]) -> Option<Revi
     if rows.is_empty() {
         return None;
     }
-    let stat = |s: &crate::stats::Stat| format!("{:.3} ± {:.3}", s.mean, 1.96 * s.stderr);
+    let stat = |s: &Stat| format!("{:.3} ± {:.3}", s.mean, 1.96 * s.stderr);
     let heldout: Vec<&&ReviewRow> = rows.iter().filter(|r| r.split == "heldout").collect();
     let series =
         |name: &str, colour: usize, line: Line, pick: &dyn Fn(&ReviewRow) -> (f64, f64)| Series {
@@ -121,7 +123,7 @@ pub(super) fn world_model_views(t: &TaskRecords) -> Vec<WorldModelView> {
             _ => None,
         })
         .map(|(name, logs, w)| {
-            let line = |label: &str, colour: usize, line: Line, pick: &dyn Fn(&(crate::stats::Stat, crate::stats::Stat)) -> &crate::stats::Stat| Series {
+            let line = |label: &str, colour: usize, line: Line, pick: &dyn Fn(&Gap) -> &Stat| Series {
                 name: label.into(),
                 color: PALETTE[colour].into(),
                 points: w
@@ -139,8 +141,8 @@ pub(super) fn world_model_views(t: &TaskRecords) -> Vec<WorldModelView> {
                 x_label: "RL iteration".into(),
                 y_label: "goal satisfied (share of rollouts)".into(),
                 series: vec![
-                    line("predicted", 1, Line::Dashed, &|g| &g.0),
-                    line("true", 0, Line::Solid, &|g| &g.1),
+                    line("predicted", 1, Line::Dashed, &|g| &g.predicted),
+                    line("true", 0, Line::Solid, &|g| &g.simulated),
                 ],
                 y_ref: None,
             }
@@ -159,8 +161,8 @@ pub(super) fn world_model_views(t: &TaskRecords) -> Vec<WorldModelView> {
                     1.96 * r.verdict_accuracy.stderr,
                     w.gap.len(),
                     logs.last().map_or(0.0, |l| l.kl),
-                    last.map_or(f64::NAN, |g| g.0.mean),
-                    last.map_or(f64::NAN, |g| g.1.mean),
+                    last.map_or(f64::NAN, |g| g.predicted.mean),
+                    last.map_or(f64::NAN, |g| g.simulated.mean),
                 ),
             }
         })

@@ -107,3 +107,17 @@ fn a_world_model_learns_the_gridworld_from_trajectories() {
     assert_eq!(predicted[0].len(), 6);
     assert!(predicted[1].is_empty());
 }
+
+#[test]
+fn the_gap_is_written_by_name_and_read_in_either_form() {
+    let gap = Gap {
+        predicted: Stat::of(&[1.0, 1.0]),
+        simulated: Stat::of(&[1.0, 0.0]),
+    };
+    let named = serde_json::to_value(&gap).unwrap();
+    assert!(named.get("predicted").is_some() && named.get("simulated").is_some());
+    assert_eq!(serde_json::from_value::<Gap>(named).unwrap(), gap);
+    // Runs recorded before the gap was named wrote a [predicted, simulated] pair.
+    let pair = serde_json::json!([gap.predicted, gap.simulated]);
+    assert_eq!(serde_json::from_value::<Gap>(pair).unwrap(), gap);
+}
