@@ -101,6 +101,15 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
                 fmt_stat(&report.accuracy_labeler),
                 fmt_stat(&report.accuracy_gold)
             ));
+            if let (Some(ceiling), Some(likelier)) =
+                (&report.noise_ceiling, &report.accuracy_likelier)
+            {
+                bars.println(&format!(
+                    "  the labels' noise ceiling {}; vs the labeler's likelier answer {}",
+                    fmt_stat(ceiling),
+                    fmt_stat(likelier)
+                ));
+            }
             for d in &report.by_difficulty {
                 bars.println(&format!(
                     "  difficulty {}: vs labeler {}, vs gold {}",

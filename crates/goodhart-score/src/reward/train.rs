@@ -40,6 +40,12 @@ pub struct RewardReport {
     /// (`Labeler::p_answers_a`); absent when the labelers were not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_ceiling: Option<Stat>,
+    /// Held-out accuracy against the labeler's likelier answer rather than the
+    /// answer it gave (the same A/B labels, less those where neither answer is
+    /// likelier): what the model learned of the labeler's preferences, its
+    /// label noise aside (1 at best); absent when the labelers were not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_likelier: Option<Stat>,
 }
 
 /// Held-out accuracy on the pairs of one difficulty.
@@ -203,8 +209,9 @@ pub fn train_reward_model(
         members,
     };
     let heldout: Vec<&Comparison> = heldout_idx.iter().map(|&i| usable[i]).collect();
-    evaluate(&rm, &heldout, task, &mut report)?;
-    report.noise_ceiling = noise_ceiling(&heldout, labeled_by)?;
+    let ranks_a_first = evaluate(&rm, &heldout, task, &mut report)?;
+    (report.noise_ceiling, report.accuracy_likelier) =
+        against_likelier_answers(&heldout, &ranks_a_first, labeled_by)?;
     Ok((rm, report))
 }
 
@@ -373,24 +380,33 @@ pub fn evaluate_on(
         heldout_comparisons: usable.len(),
         ..Default::default()
     };
-    evaluate(rm, &usable, task, &mut report)?;
+    let _ranks_a_first = evaluate(rm, &usable, task, &mut report)?;
     Ok(report)
 }
 
-/// Mean over the held-out A/B labels of the labeler's probability of its
-/// likelier answer; `None` when no label's labeler is among `labelers`.
-fn noise_ceiling(heldout: &[&Comparison], labelers: &[Labeler]) -> Result<Option<Stat>> {
-    let mut best = vec![];
-    for c in heldout
-        .iter()
-        .filter(|c| matches!(c.answer, Answer::A | Answer::B))
-    {
+/// Per held-out A/B label of a given labeler: the labeler's own probability
+/// of its likelier answer (their mean is the noise ceiling), and whether the
+/// model (`ranks_a_first`, per comparison) ranks that likelier answer first.
+fn against_likelier_answers(
+    heldout: &[&Comparison],
+    ranks_a_first: &[bool],
+    labelers: &[Labeler],
+) -> Result<(Option<Stat>, Option<Stat>)> {
+    let (mut best, mut hits) = (vec![], vec![]);
+    for (c, &a_first) in heldout.iter().zip(ranks_a_first) {
+        if !matches!(c.answer, Answer::A | Answer::B) {
+            continue;
+        }
         if let Some(l) = labelers.iter().find(|l| l.name() == c.labeler) {
             let p = l.p_answers_a(&c.prompt, &c.a, &c.b)?;
             best.push(p.max(1.0 - p));
+            if p != 0.5 {
+                hits.push(f64::from(a_first == (p > 0.5)));
+            }
         }
     }
-    Ok((!best.is_empty()).then(|| Stat::of(&best)))
+    let stat = |xs: Vec<f64>| (!xs.is_empty()).then(|| Stat::of(&xs));
+    Ok((stat(best), stat(hits)))
 }
 
 /// Bradley-Terry negative log-likelihood of `batch` (differentiable), summed
@@ -447,9 +463,9 @@ fn evaluate(
     heldout: &[&Comparison],
     task: &dyn Task,
     report: &mut RewardReport,
-) -> Result<()> {
+) -> Result<Vec<bool>> {
     if heldout.is_empty() {
-        return Ok(());
+        return Ok(vec![]);
     }
     let owned: Vec<Comparison> = heldout.iter().map(|c| (*c).clone()).collect();
     let encoded = encode_all(rm.tokenizer(), rm.observer(), &owned)?;
@@ -500,7 +516,7 @@ fn evaluate(
             vs_gold: acc(&sub, true).0,
         });
     }
-    Ok(())
+    Ok(rows.iter().map(|r| r.1).collect())
 }
 
 #[cfg(test)]

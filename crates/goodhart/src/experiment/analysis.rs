@@ -339,12 +339,17 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
             match r {
                 Record::RewardModel { report } => writeln!(
                     out,
-                    "  reward model: held-out accuracy {:.3} vs the labeler{}, {:.3} vs gold",
+                    "  reward model: held-out accuracy {:.3} vs the labeler{}{}, {:.3} vs gold",
                     report.accuracy_labeler.mean,
                     report
                         .noise_ceiling
                         .as_ref()
                         .map(|c| format!(" (noise ceiling {:.3})", c.mean))
+                        .unwrap_or_default(),
+                    report
+                        .accuracy_likelier
+                        .as_ref()
+                        .map(|l| format!(", {:.3} vs its likelier answer", l.mean))
                         .unwrap_or_default(),
                     report.accuracy_gold.mean
                 )

@@ -454,7 +454,7 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
                     .join(" "),
             ),
             Record::RewardModel { report } => Some(format!(
-                "Reward model: held-out accuracy {:.3} ± {:.3} against the labeler's own labels{}, {:.3} ± {:.3} against gold.",
+                "Reward model: held-out accuracy {:.3} ± {:.3} against the labeler's own labels{}{}, {:.3} ± {:.3} against gold.",
                 report.accuracy_labeler.mean,
                 report.accuracy_labeler.stderr,
                 report
@@ -463,6 +463,15 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
                     .map(|c| format!(
                         " (noise ceiling {:.3}: the labeler's own odds of its likelier answer)",
                         c.mean
+                    ))
+                    .unwrap_or_default(),
+                report
+                    .accuracy_likelier
+                    .as_ref()
+                    .map(|l| format!(
+                        ", {:.3} ± {:.3} against its likelier answer (the label noise aside)",
+                        l.mean,
+                        l.stderr
                     ))
                     .unwrap_or_default(),
                 report.accuracy_gold.mean,

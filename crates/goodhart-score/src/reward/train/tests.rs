@@ -187,4 +187,13 @@ fn a_reward_model_that_reads_the_camera_learns_the_camera_labeler() {
         "reading the camera: {s} held out, ceiling {ceiling}"
     );
     assert!(s > b + 0.1, "reading the camera {s} vs the moves alone {b}");
+    // Against the labeler's likelier answer the label noise is gone: higher
+    // than against its labels, and the gap to the blind model remains.
+    let likelier = |r: &RewardReport| r.accuracy_likelier.as_ref().expect("given").mean;
+    let (ls, lb) = (likelier(&seeing), likelier(&blind));
+    assert!(ls > s && ls > 0.8, "likelier answers {ls}, labels {s}");
+    assert!(
+        ls > lb + 0.1,
+        "likelier answers: reading the camera {ls} vs the moves alone {lb}"
+    );
 }
