@@ -56,7 +56,7 @@ fn sft_report(ckpt: &Path) -> (f64, f64) {
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ckpt.join("checkpoint.json")).unwrap()).unwrap();
     let sft = &info["meta"]["sft"];
-    let heldout = sft["heldout_loss"].as_array().unwrap().last().unwrap()[1]
+    let heldout = sft["heldout_loss"].as_array().unwrap().last().unwrap()["loss"]
         .as_f64()
         .unwrap();
     (heldout, sft["unigram_loss"].as_f64().unwrap())

@@ -25,7 +25,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::stats::Stat;
 use crate::task::Task;
-use crate::train::{OptimConfig, OptimKeys, Trainer};
+use crate::train::{LossAt, OptimConfig, OptimKeys, Trainer};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -98,7 +98,7 @@ pub struct CriticRound {
     pub checks: usize,
     /// Share of this round's checks at which the judge found a flaw.
     pub confirmed: Stat,
-    pub train_loss: Vec<(usize, f64)>,
+    pub train_loss: Vec<LossAt>,
     /// Over every held-out completion with steps, then per difficulty.
     pub overall: CriticScores,
     pub by_difficulty: Vec<(u32, CriticScores)>,
@@ -350,7 +350,7 @@ fn fit(
     cfg: &CriticConfig,
     rng: &mut Rng,
     progress: &dyn Progress,
-) -> Result<Vec<(usize, f64)>> {
+) -> Result<Vec<LossAt>> {
     let mut trainer = Trainer::new(model.vars(), &cfg.optim, cfg.steps, "critic")?;
     let mut losses = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps {
@@ -377,7 +377,7 @@ fn fit(
             let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
             Ok(((softplus - (&y * &x)?)?.sum_all()? / batch.len() as f64)?)
         })?;
-        losses.push((stats.step, stats.loss));
+        losses.push(stats.loss_at());
         progress.advance(1);
     }
     Ok(losses)

@@ -3,5 +3,5 @@
 pub mod optim;
 pub mod sft;
 
-pub use optim::{OptimConfig, OptimKeys, StepStats, Trainer};
+pub use optim::{LossAt, OptimConfig, OptimKeys, StepStats, Trainer};
 pub use sft::{train_sft, Example, SftConfig, SftKeys, SftReport};

@@ -131,6 +131,40 @@ pub struct StepStats {
     pub lr: f64,
 }
 
+impl StepStats {
+    /// The step's loss, as training reports record it.
+    pub fn loss_at(&self) -> LossAt {
+        LossAt {
+            step: self.step,
+            loss: self.loss,
+        }
+    }
+}
+
+/// A loss at an optimiser step, as training reports record it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LossAtRepr")]
+pub struct LossAt {
+    pub step: usize,
+    pub loss: f64,
+}
+
+/// A [`LossAt`] as written: named, or a `[step, loss]` pair (reports
+/// written before it was named).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LossAtRepr {
+    Named { step: usize, loss: f64 },
+    Pair(usize, f64),
+}
+
+impl From<LossAtRepr> for LossAt {
+    fn from(r: LossAtRepr) -> Self {
+        let (LossAtRepr::Named { step, loss } | LossAtRepr::Pair(step, loss)) = r;
+        Self { step, loss }
+    }
+}
+
 pub struct Trainer {
     decay: AdamW,
     no_decay: AdamW,
@@ -334,5 +368,19 @@ mod tests {
             err.contains("quadratic diverged at step 301: loss is NaN"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_loss_is_written_by_name_and_read_in_either_form() {
+        let at = LossAt {
+            step: 7,
+            loss: 0.25,
+        };
+        let named = serde_json::to_string(&at).unwrap();
+        assert_eq!(named, r#"{"step":7,"loss":0.25}"#);
+        assert_eq!(serde_json::from_str::<LossAt>(&named).unwrap(), at);
+        // Reports written before the loss was named hold `[step, loss]` pairs.
+        assert_eq!(serde_json::from_str::<LossAt>("[7, 0.25]").unwrap(), at);
+        assert!(serde_json::from_str::<LossAt>(r#"{"step":7}"#).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::optim::{OptimConfig, OptimKeys, Trainer};
+use super::optim::{LossAt, OptimConfig, OptimKeys, Trainer};
 use crate::error::{Error, Result};
 use crate::model::{Model, SequenceBatch};
 use crate::progress::Progress;
@@ -90,17 +90,17 @@ impl SftConfig {
 /// What SFT did, in nats per completion token.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SftReport {
-    /// (step, training loss of that step's batch).
-    pub train_loss: Vec<(usize, f64)>,
-    /// (step, held-out loss).
-    pub heldout_loss: Vec<(usize, f64)>,
+    /// The training loss of each step's batch.
+    pub train_loss: Vec<LossAt>,
+    /// The held-out loss every `eval_every` steps and after the last.
+    pub heldout_loss: Vec<LossAt>,
     /// Held-out loss of a unigram model fitted to the training completions: the bar to clear.
     pub unigram_loss: f64,
 }
 
 impl SftReport {
     pub fn final_heldout_loss(&self) -> Option<f64> {
-        self.heldout_loss.last().map(|&(_, l)| l)
+        self.heldout_loss.last().map(|l| l.loss)
     }
 }
 
@@ -174,11 +174,15 @@ pub fn train_sft(
             .map(|&i| (train_seqs[i].0.as_slice(), train_seqs[i].1.as_slice()))
             .collect();
         let stats = sft_step(model, &mut trainer, &pairs, pad, &device)?;
-        report.train_loss.push((stats.step, stats.loss));
+        report.train_loss.push(stats.loss_at());
         if (stats.step % cfg.eval_every == 0 || stats.step == cfg.steps) && !heldout_seqs.is_empty()
         {
             let l = heldout_nll(model, &heldout_seqs)?;
-            report.heldout_loss.push((stats.step, l));
+            let loss = LossAt {
+                step: stats.step,
+                loss: l,
+            };
+            report.heldout_loss.push(loss);
             tracing::info!(
                 step = stats.step,
                 train_loss = stats.loss,

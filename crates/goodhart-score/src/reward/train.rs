@@ -17,7 +17,7 @@ use crate::rng::Rng;
 use crate::stats::Stat;
 use crate::task::{Observer, Task};
 use crate::tokenize::Tokenizer;
-use crate::train::Trainer;
+use crate::train::{LossAt, Trainer};
 
 /// How well a reward model learned, on held-out comparisons.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -25,8 +25,8 @@ pub struct RewardReport {
     /// Comparisons trained on and held out (after dropping "can't tell").
     pub train_comparisons: usize,
     pub heldout_comparisons: usize,
-    /// (step, loss) of the first member.
-    pub train_loss: Vec<(usize, f64)>,
+    /// The training loss of each step, of the first member.
+    pub train_loss: Vec<LossAt>,
     /// Share of held-out A/B labels the model ranks the same way, and its loss on them.
     pub accuracy_labeler: Stat,
     pub loss_labeler: f64,
@@ -249,7 +249,7 @@ fn train_member(
     steps: usize,
     rng: &mut Rng,
     progress: &dyn Progress,
-) -> Result<Vec<(usize, f64)>> {
+) -> Result<Vec<LossAt>> {
     let pool: Vec<usize> = if bootstrap {
         (0..train.len())
             .map(|_| rng.random_range(0..train.len()))
@@ -266,7 +266,7 @@ fn train_member(
         let stats = trainer.step_sharded(batch.len(), |r| {
             bt_loss(model, &batch[r], cfg.p_random, batch.len())
         })?;
-        losses.push((stats.step, stats.loss));
+        losses.push(stats.loss_at());
         progress.advance(1);
     }
     Ok(losses)

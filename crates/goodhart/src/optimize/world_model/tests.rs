@@ -87,7 +87,10 @@ fn a_world_model_learns_the_gridworld_from_trajectories() {
     )
     .unwrap();
     let losses = &report.sft.train_loss;
-    assert!(losses.last().unwrap().1 < 0.6 * losses[0].1, "{losses:?}");
+    assert!(
+        losses.last().unwrap().loss < 0.6 * losses[0].loss,
+        "{losses:?}"
+    );
     // Held-out trajectories, decoded from the moves alone, against always
     // predicting the commonest state.
     let mut counts = [0usize; 16];
