@@ -9,10 +9,10 @@ use crate::model::sample::Sample;
 use crate::reward::RewardModel;
 use crate::task::Task;
 
-/// Something that scores completions: what an optimiser maximises.
 /// Where in one completion its reward was earned: `(position, reward)` pairs.
 pub type Earned = Vec<(usize, f64)>;
 
+/// Something that scores completions: what an optimiser maximises.
 pub trait RewardSource: Sync {
     fn name(&self) -> &str;
     /// One reward per sample; `prompts[s.prompt_index]` is each sample's prompt.
