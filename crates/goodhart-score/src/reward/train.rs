@@ -380,7 +380,7 @@ pub fn evaluate_on(
         heldout_comparisons: usable.len(),
         ..Default::default()
     };
-    let _ranks_a_first = evaluate(rm, &usable, task, &mut report)?;
+    evaluate(rm, &usable, task, &mut report)?;
     Ok(report)
 }
 

@@ -61,14 +61,11 @@ pub fn token_rewards(
         }
         _ => {}
     }
-    match earned {
-        Some(earned) if n > 0 => {
-            for &(t, e) in earned {
-                r[t.min(n - 1)] += e as f32;
-            }
+    let at_end = [(usize::MAX, reward)];
+    if n > 0 {
+        for &(t, e) in earned.unwrap_or(&at_end) {
+            r[t.min(n - 1)] += e as f32;
         }
-        None if n > 0 => r[n - 1] += reward as f32,
-        _ => {}
     }
     r
 }
