@@ -318,12 +318,14 @@ fn digit_reward(text: &str) -> f64 {
     f64::from(text.len() == 1 && text.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// Adam at a fixed learning rate: no warm-up, decay or weight decay to blur where training ends.
-fn constant_lr(lr: f64) -> goodhart::train::OptimConfig {
+/// Adam from `lr` down a cosine to 5% of it, with no warm-up or weight decay.
+/// At a constant rate the last iterate jitters around the optimum (Adam's step
+/// does not shrink with the gradient's noise), and where it stops is luck.
+fn decaying_lr(lr: f64) -> goodhart::train::OptimConfig {
     goodhart::train::OptimConfig {
         lr,
         warmup_steps: 0,
-        min_lr_ratio: 1.0,
+        min_lr_ratio: 0.05,
         weight_decay: 0.0,
         ..Default::default()
     }
@@ -349,46 +351,103 @@ fn one_token_space(m: &Model, prompt: &[u32]) -> Vec<(Vec<u32>, f64)> {
     singles.into_iter().zip(logp).collect()
 }
 
-/// E_pi[r] - beta KL(pi || base) of the one-token policy `pi`, exactly.
-fn objective(pi: &Model, base: &Model, prompt: &[u32], beta: f64) -> (f64, f64, f64) {
+/// The exact one-token objective `E_pi[r] - beta KL(pi || base)` with
+/// `r = scale * 1[digit]`: (objective, P_pi(digit), KL).
+fn objective(pi: &Model, base: &Model, prompt: &[u32], beta: f64, scale: f64) -> (f64, f64, f64) {
     let tok = pi.tokenizer();
     let (p, b) = (one_token_space(pi, prompt), one_token_space(base, prompt));
-    let (mut er, mut kl) = (0.0, 0.0);
+    let (mut p_digit, mut kl) = (0.0, 0.0);
     for ((c, lp), (_, lb)) in p.iter().zip(&b) {
-        er += lp.exp() * digit_reward(&tok.decode(c));
+        p_digit += lp.exp() * digit_reward(&tok.decode(c));
         kl += lp.exp() * (lp - lb);
     }
-    (er - beta * kl, er, kl)
+    (scale * p_digit - beta * kl, p_digit, kl)
 }
 
-/// RL on one-token completions with a KL penalty against the base policy must
-/// reach (close to) the exact optimum of E[r] - beta KL, which
-/// `pi* ∝ pi_ref exp(r / beta)` attains with value beta log Z.
-fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Algorithm) {
+/// Where a policy trained from `base` on `E[r] - beta KL` with `r = scale * 1[digit]`
+/// ended, against the exact optimum `pi* ∝ pi_ref exp(r / beta)`.
+struct Reached {
+    /// Share of the objective's gap from the base policy to the optimum still open.
+    gap_left: f64,
+    p_digit: f64,
+    p_digit_star: f64,
+    kl: f64,
+    kl_star: f64,
+}
+
+impl Reached {
+    fn of(policy: &Model, base: &Model, prompt: &[u32], beta: f64, scale: f64) -> Self {
+        let tok = base.tokenizer();
+        let outputs: Vec<(f64, f64)> = one_token_space(base, prompt)
+            .iter()
+            .map(|(c, lp)| (*lp, scale * digit_reward(&tok.decode(c))))
+            .collect();
+        let (_, kl_star, er_star) = condition::exact(&outputs, beta);
+        let optimum = er_star - beta * kl_star;
+        let (start, _, _) = objective(base, base, prompt, beta, scale);
+        assert!(
+            optimum - start > 0.05,
+            "room to improve: {start} -> {optimum}"
+        );
+        let (end, p_digit, kl) = objective(policy, base, prompt, beta, scale);
+        Reached {
+            gap_left: (optimum - end) / (optimum - start),
+            p_digit,
+            p_digit_star: er_star / scale,
+            kl,
+            kl_star,
+        }
+    }
+
+    /// Near the optimum on both sides: a KL past the optimum's would mean the
+    /// penalty is not the one the optimum assumes.
+    fn assert_within(&self, what: &str, gap_left: f64, p_digit: f64, kl: f64) {
+        println!("{what}: {self}");
+        assert!(self.gap_left < gap_left, "{what}: {self}");
+        assert!(
+            (self.p_digit - self.p_digit_star).abs() < p_digit,
+            "{what}: {self}"
+        );
+        assert!((self.kl - self.kl_star).abs() < kl, "{what}: {self}");
+    }
+}
+
+impl std::fmt::Display for Reached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "gap left {:.2}%; P(digit) {:.3} (optimum {:.3}); KL {:.3} (optimum {:.3})",
+            100.0 * self.gap_left,
+            self.p_digit,
+            self.p_digit_star,
+            self.kl,
+            self.kl_star
+        )
+    }
+}
+
+/// PPO or RLOO on one-token completions, rewarded 1 for a digit, with a KL
+/// penalty of `beta = 0.25` against the base policy of `seed`.
+fn rl_to_the_kl_regularised_optimum(
+    algorithm: goodhart::optimize::rl::Algorithm,
+    seed: u64,
+) -> Reached {
     use goodhart::optimize::rl::{self, Algorithm, KlConfig, KlMode, RlConfig, Update};
     let beta = 0.25;
-    let base = model(7, 0.3);
+    let base = model(seed, 0.3);
     let policy = base.deep_copy(true).unwrap();
     let prompt_text = "Q".to_string();
     let prompt = base.tokenizer().encode_prompt(&prompt_text).unwrap();
-    let tok = base.tokenizer();
-    let space = one_token_space(&base, &prompt);
-    let outputs: Vec<(f64, f64)> = space
-        .iter()
-        .map(|(c, lp)| (*lp, digit_reward(&tok.decode(c))))
-        .collect();
-    let (_, kl_star, er_star) = condition::exact(&outputs, beta);
-    let optimum = er_star - beta * kl_star;
-    let (start, er0, _) = objective(&policy, &base, &prompt, beta);
-    assert!(
-        optimum - start > 0.1,
-        "room to improve: {start} -> {optimum}"
-    );
-
     let cfg = RlConfig {
         name: "exact".into(),
         algorithm,
-        iterations: 150,
+        // PPO takes four Adam steps per rollout (2 epochs of 2 minibatches), RLOO
+        // one, so RLOO gets more rollouts (and still runs in about half the time).
+        iterations: if algorithm == Algorithm::Rloo {
+            400
+        } else {
+            300
+        },
         prompts_per_iteration: 16,
         samples_per_prompt: 4,
         max_new_tokens: 1,
@@ -397,7 +456,7 @@ fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Al
             coef: beta,
             ..Default::default()
         },
-        optim: constant_lr(1e-2),
+        optim: decaying_lr(1e-2),
         checkpoint_every: 1000,
         ..Default::default()
     };
@@ -416,44 +475,22 @@ fn converges_to_the_kl_regularised_optimum(algorithm: goodhart::optimize::rl::Al
         &cfg,
         algo.as_mut(),
         &mut NoHooks,
-        &mut rng::stream(8, "rl"),
+        &mut rng::stream(seed, "rl"),
         &goodhart::progress::Silent,
     )
     .unwrap();
-    let (end, er, kl) = objective(&policy, &base, &prompt, beta);
-    println!(
-        "{algorithm:?}: objective {start:.4} -> {end:.4} (optimum {optimum:.4}); E[r] {er0:.3} -> {er:.3} (optimum {er_star:.3}); KL {kl:.3} (optimum {kl_star:.3})"
-    );
-    // Most of the way to the optimum, and not past it: overshooting the KL would
-    // mean the penalty is not the one the optimum assumes.
-    assert!(
-        end > optimum - 0.2 * (optimum - start),
-        "{algorithm:?} reached {end:.4}, optimum {optimum:.4} from {start:.4}"
-    );
-    assert!((er - er_star).abs() < 0.1, "E[r] {er} vs exact {er_star}");
-    assert!((kl - kl_star).abs() < 0.15, "KL {kl} vs exact {kl_star}");
+    Reached::of(&policy, &base, &prompt, beta, 1.0)
 }
 
-#[test]
-fn ppo_converges_to_the_exact_kl_regularised_optimum() {
-    converges_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Ppo);
-}
-
-#[test]
-fn rloo_converges_to_the_exact_kl_regularised_optimum() {
-    converges_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Rloo);
-}
-
-#[test]
-fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
-    // Every digit is compared with every other one-token completion, preferred
-    // in 3 of 4 comparisons: Bradley-Terry preferences with r(digit) - r(other)
-    // = logit(0.75). DPO's optimum is then pi* ∝ pi_ref exp(r / beta) on the
-    // whole (enumerated) space.
+/// DPO on preferences where every digit is compared with every other one-token
+/// completion and preferred in 3 of 4 comparisons: Bradley-Terry preferences
+/// with r(digit) - r(other) = logit(0.75). DPO's optimum is then
+/// pi* ∝ pi_ref exp(r / beta) on the whole (enumerated) space.
+fn dpo_to_the_optimum_its_preferences_imply(seed: u64) -> Reached {
     use goodhart::feedback::{Answer, Comparison};
     use goodhart::optimize::dpo::{train_dpo, DpoConfig};
     let beta = 0.5;
-    let base = model(9, 0.3);
+    let base = model(seed, 0.3);
     let policy = base.deep_copy(true).unwrap();
     let tok = base.tokenizer();
     let prompt = tok.encode_prompt("Q").unwrap();
@@ -487,9 +524,9 @@ fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
     }
     let cfg = DpoConfig {
         beta,
-        epochs: 2,
+        epochs: 8,
         batch_size: 64,
-        optim: constant_lr(1e-2),
+        optim: decaying_lr(1e-2),
         checkpoint_every: 100_000,
         ..Default::default()
     };
@@ -499,27 +536,54 @@ fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
         &data,
         &cfg,
         &mut NoHooks,
-        &mut rng::stream(10, "dpo"),
+        &mut rng::stream(seed, "dpo"),
         &goodhart::progress::Silent,
     )
     .unwrap();
-    let r = (0.75f64 / 0.25).ln();
-    let outputs: Vec<(f64, f64)> = space
-        .iter()
-        .map(|(c, lp)| (*lp, r * digit_reward(&text(c))))
-        .collect();
-    let (pi_star, kl_star, _) = condition::exact(&outputs, beta);
-    let digits_star: f64 = pi_star
-        .iter()
-        .zip(&space)
-        .filter(|(_, (c, _))| digit_reward(&text(c)) == 1.0)
-        .map(|(p, _)| p)
-        .sum();
-    let (_, digits_now, kl) = objective(&policy, &base, &prompt, beta);
-    println!("DPO: P(digit) {digits_now:.3} (optimum {digits_star:.3}), KL {kl:.3} (optimum {kl_star:.3})");
-    assert!(
-        (digits_now - digits_star).abs() < 0.08,
-        "P(digit) {digits_now} vs {digits_star}"
-    );
-    assert!((kl - kl_star).abs() < 0.3, "KL {kl} vs {kl_star}");
+    Reached::of(&policy, &base, &prompt, beta, (0.75f64 / 0.25).ln())
+}
+
+// RL and DPO must reach the exact optimum of E[r] - beta KL, which
+// pi* ∝ pi_ref exp(r / beta) attains with value beta log Z. Each bound is two to
+// three times the worst of seeds 1 to 16, which
+// `cargo test -p goodhart --test ground_truth -- --ignored --nocapture` prints:
+// gap left 2.26% (PPO), 0.56% (RLOO), 1.59% (DPO); P(digit) off by 0.007, 0.003,
+// 0.012; KL off by 0.032, 0.015, 0.030.
+
+#[test]
+fn ppo_converges_to_the_exact_kl_regularised_optimum() {
+    let reached = rl_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Ppo, 7);
+    reached.assert_within("PPO", 0.05, 0.02, 0.07);
+}
+
+#[test]
+fn rloo_converges_to_the_exact_kl_regularised_optimum() {
+    let reached = rl_to_the_kl_regularised_optimum(goodhart::optimize::rl::Algorithm::Rloo, 7);
+    reached.assert_within("RLOO", 0.015, 0.01, 0.03);
+}
+
+#[test]
+fn dpo_converges_to_the_exact_optimum_its_preferences_imply() {
+    dpo_to_the_optimum_its_preferences_imply(9).assert_within("DPO", 0.04, 0.03, 0.07);
+}
+
+#[test]
+#[ignore = "the seed sweep behind the bounds above: about two minutes"]
+fn rl_and_dpo_reach_the_optimum_over_seeds() {
+    use goodhart::optimize::rl::Algorithm;
+    for seed in 1..=16 {
+        for (what, reached) in [
+            (
+                "PPO",
+                rl_to_the_kl_regularised_optimum(Algorithm::Ppo, seed),
+            ),
+            (
+                "RLOO",
+                rl_to_the_kl_regularised_optimum(Algorithm::Rloo, seed),
+            ),
+            ("DPO", dpo_to_the_optimum_its_preferences_imply(seed)),
+        ] {
+            println!("seed {seed:2} {what:4}: {reached}");
+        }
+    }
 }
