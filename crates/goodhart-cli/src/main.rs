@@ -92,6 +92,12 @@ enum Command {
         #[arg(long, conflicts_with = "experiment")]
         reference: bool,
     },
+    /// Measure the verdict rules on simulated curves whose truth is known: each rule's false-positive rate under the null and its power (a Markdown table).
+    Verdicts {
+        /// Simulated runs per row (each multi-strategy or multi-seed row runs a quarter as many).
+        #[arg(long, default_value_t = 1000)]
+        sims: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -152,6 +158,25 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         } => {
             let text = goodhart::experiment::reference::reference_markdown();
             std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+        Command::Verdicts { sims } => {
+            use goodhart::experiment::findings::validate;
+            let rows: Vec<validate::Row> = validate::scenarios()
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let n = if s.strategies * s.seeds > 1 {
+                        (sims / 4).max(1)
+                    } else {
+                        sims.max(1)
+                    };
+                    s.rate(n, i as u64)
+                })
+                .collect();
+            std::io::stdout()
+                .lock()
+                .write_all(validate::markdown(&rows).as_bytes())?;
             Ok(())
         }
         Command::Config { experiment, .. } => {

@@ -60,11 +60,49 @@ pub struct CurvePoint {
     pub per_prompt: Option<PerPrompt>,
 }
 
-/// Per-prompt means of one curve point.
+/// Per-prompt means of one curve point: what paired contrasts between points
+/// (and strategies) resample. Runs written before the proxy, labeler, goal and
+/// feature series existed read them as empty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PerPrompt {
     pub kl: Vec<f64>,
     pub gold: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<f64>,
+    /// The first labeler's score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labeler: Vec<f64>,
+    /// Formal-goal satisfaction, where the task has a goal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spec: Vec<f64>,
+    /// The task's named features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureSeries>,
+}
+
+/// One named feature's per-prompt means.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSeries {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+impl PerPrompt {
+    /// The per-prompt values of `what`: "gold", "proxy", "labeler", "spec", "kl" or a feature's name (empty when not recorded).
+    pub fn series(&self, what: &str) -> &[f64] {
+        match what {
+            "gold" => &self.gold,
+            "kl" => &self.kl,
+            "proxy" => &self.proxy,
+            "labeler" => &self.labeler,
+            "spec" => &self.spec,
+            name => self
+                .features
+                .iter()
+                .find(|f| f.name == name)
+                .map_or(&[], |f| &f.values),
+        }
+    }
 }
 
 impl CurvePoint {
@@ -100,7 +138,7 @@ impl CurvePoint {
             examples: vec![],
             per_prompt: Some(PerPrompt {
                 kl: kl_per_prompt,
-                gold: vec![],
+                ..PerPrompt::default()
             }),
         }
     }
@@ -180,31 +218,49 @@ impl Weighted<'_> {
         point: &mut CurvePoint,
     ) {
         point.examples = self.examples(weights, prompts, examples);
-        let gold = self.per_prompt_means(weights, |s| s.gold);
-        point.gold = Stat::of(&gold);
-        point.per_prompt.get_or_insert_with(PerPrompt::default).gold = gold;
-        point.proxy = self.per_prompt(weights, |s| s.proxy.unwrap_or(f64::NAN));
-        point.truncated = Some(self.per_prompt(weights, |s| f64::from(s.truncated)).mean);
-        point.labelers = labeler_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), self.per_prompt(weights, |s| s.labeler[i])))
+        let series = |f: &dyn Fn(&Scored) -> f64| self.per_prompt_means(weights, f);
+        let gold = series(&|s| s.gold);
+        let proxy = series(&|s| s.proxy.unwrap_or(f64::NAN));
+        let labelers: Vec<Vec<f64>> = (0..labeler_names.len())
+            .map(|i| series(&|s| s.labeler[i]))
             .collect();
-        point.spec = self
+        let spec = self
             .scored
             .first()
             .and_then(|s| s.spec)
-            .map(|_| self.per_prompt(weights, |s| s.spec.unwrap_or(0.0)));
-        point.features = feature_names
+            .map(|_| series(&|s| s.spec.unwrap_or(0.0)));
+        let features: Vec<FeatureSeries> = feature_names
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                (
-                    n.to_string(),
-                    self.per_prompt(weights, |s| s.features[i]).mean,
-                )
+            .map(|(i, n)| FeatureSeries {
+                name: n.to_string(),
+                values: series(&|s| s.features[i]),
             })
             .collect();
+        point.gold = Stat::of(&gold);
+        point.proxy = Stat::of(&proxy);
+        point.truncated = Some(self.per_prompt(weights, |s| f64::from(s.truncated)).mean);
+        point.labelers = labeler_names
+            .iter()
+            .zip(&labelers)
+            .map(|(n, v)| (n.clone(), Stat::of(v)))
+            .collect();
+        point.spec = spec.as_deref().map(Stat::of);
+        point.features = features
+            .iter()
+            .map(|f| (f.name.clone(), Stat::of(&f.values).mean))
+            .collect();
+        let per_prompt = point.per_prompt.get_or_insert_with(PerPrompt::default);
+        per_prompt.gold = gold;
+        // (A pool scored without a reward model has no proxy to pair.)
+        per_prompt.proxy = if proxy.iter().all(|x| x.is_finite()) {
+            proxy
+        } else {
+            vec![]
+        };
+        per_prompt.labeler = labelers.into_iter().next().unwrap_or_default();
+        per_prompt.spec = spec.unwrap_or_default();
+        per_prompt.features = features;
         point
             .features
             .extend(self.correlations(weights, feature_names));

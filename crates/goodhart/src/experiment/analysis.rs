@@ -83,8 +83,42 @@ pub struct Drift {
     pub z: f64,
 }
 
+impl StrategyAnalysis {
+    /// The trusted point of largest KL (a flagged point feeds nothing but its own row).
+    pub fn end(&self) -> &CurvePoint {
+        self.points
+            .iter()
+            .filter(|p| p.flag.is_none())
+            .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
+            .or(self.points.first())
+            .expect("a curve has points")
+    }
+}
+
 fn z(x: f64, MeanSd { mean, sd }: MeanSd) -> f64 {
     (x - mean) / sd.max(1e-6)
+}
+
+/// Whether `p` is a curve's own measurement of the unoptimised policy: best-of-n
+/// at n = 1, or a trained policy's first checkpoint.
+pub(crate) fn is_reference(p: &CurvePoint) -> bool {
+    match p.knob.as_str() {
+        "n" => p.value == 1.0,
+        "beta" | "q" => false,
+        _ => p.value == 0.0,
+    }
+}
+
+/// The task's one measurement of its base policy on `split`, which every curve
+/// starts from: the pool's uniform point (every base sample, on the prompts
+/// every pool strategy is measured on), else the first trained policy's first
+/// checkpoint. Measured once, it makes every contrast with the base paired.
+fn shared_base(records: &TaskRecords, split: &str) -> Option<CurvePoint> {
+    let all = || records.records.iter().flat_map(|(_, r)| r.points());
+    all()
+        .find(|p| p.strategy == "base" && p.split == split)
+        .or_else(|| all().find(|p| p.split == split && is_reference(p)))
+        .cloned()
 }
 
 /// Analyse every strategy of a task's records, on each split.
@@ -102,7 +136,6 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
         } else {
             "policy"
         };
-        // The pool's uniform point is every pool strategy's origin.
         let mut groups: Vec<(String, String)> = vec![];
         for p in points.iter().filter(|p| p.strategy != "base") {
             let key = (p.strategy.clone(), p.split.clone());
@@ -111,20 +144,26 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
             }
         }
         for (strategy, split) in groups {
-            let mut pts: Vec<CurvePoint> = points
+            let own: Vec<&CurvePoint> = points
                 .iter()
                 .filter(|p| p.strategy == strategy && p.split == split)
+                .collect();
+            // The curve's own reference point (if any) gives way to the task's
+            // shared base measurement, under the reference's knob and value.
+            let (knob, value) = own
+                .iter()
+                .find(|p| is_reference(p))
+                .map_or(("n".to_string(), 1.0), |p| (p.knob.clone(), p.value));
+            let mut pts: Vec<CurvePoint> = own
+                .into_iter()
+                .filter(|p| !is_reference(p))
                 .cloned()
                 .collect();
-            // (A plug-in KL of the base policy itself can be 1e-17, not 0: rounding.)
-            if !pts.iter().any(|p| p.kl.mean.abs() < 1e-9) {
-                // Curves that do not start at the base policy (conditioning) get the pool's uniform point.
-                pts.extend(
-                    points
-                        .iter()
-                        .find(|p| p.strategy == "base" && p.split == split)
-                        .cloned(),
-                );
+            if let Some(mut b) = shared_base(records, &split) {
+                b.knob = knob;
+                b.value = value;
+                b.checkpoint = None;
+                pts.push(b);
             }
             for p in pts.iter_mut() {
                 p.strategy = strategy.clone();
@@ -243,12 +282,8 @@ fn analyse_curve(
     points: Vec<CurvePoint>,
     base: &BaseStats,
 ) -> StrategyAnalysis {
-    // The reference is the unoptimised policy: the pool's uniform point, or an RL run's first checkpoint.
-    let reference = points
-        .iter()
-        .position(|p| p.value == 0.0 && p.knob != "n" && p.knob != "beta" && p.knob != "q")
-        .or_else(|| points.iter().position(|p| p.knob == "n" && p.value == 1.0))
-        .unwrap_or(0);
+    // The reference is the task's shared base measurement (see [`shared_base`]).
+    let reference = points.iter().position(is_reference).unwrap_or(0);
     let reference_gold = points[reference].gold.mean;
     let form = if family == "pool" {
         Form::Bon
@@ -294,7 +329,11 @@ fn analyse_curve(
             }
         })
         .collect();
-    let last = points.last().expect("a curve has points");
+    let last = points
+        .iter()
+        .filter(|p| p.flag.is_none())
+        .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
+        .unwrap_or(&points[reference]);
     let mut drift: Vec<Drift> = last
         .features
         .iter()
@@ -399,12 +438,12 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
             .iter()
             .filter(|a| a.task == t.task && a.split == "heldout")
         {
-            let last = a.points.last().expect("points");
+            let last = a.end();
             let labeler = last.labelers.first().map_or(f64::NAN, |(_, s)| s.mean);
             let shift = analyses
                 .iter()
                 .find(|b| b.task == a.task && b.strategy == a.strategy && b.split == "shift")
-                .and_then(|b| b.points.last())
+                .map(|b| b.end())
                 .map_or("-".to_string(), |p| format!("{:.3}", p.gold.mean));
             let peak_ci = a
                 .intervals

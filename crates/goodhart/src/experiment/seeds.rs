@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::analysis::{analyse, StrategyAnalysis};
+use super::config::Experiment;
 use super::findings::{self, TaskFindings};
 use super::matched;
 use super::record::RunDir;
@@ -151,6 +152,8 @@ pub struct SeedPoint {
     pub gold: AcrossSeeds,
     pub gold_win_rate: AcrossSeeds,
     pub entropy: AcrossSeeds,
+    /// Present and unflagged in every seed: only such points feed ends, peaks and fits.
+    pub trusted: bool,
 }
 
 /// What [`aggregate`] computed: the curves and the summary it printed.
@@ -267,7 +270,9 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                 entropy.half_width
             )
             .unwrap();
-            if matched.len() == per_seed.len() && matched.iter().all(|q| q.flag.is_none()) {
+            let trusted =
+                matched.len() == per_seed.len() && matched.iter().all(|q| q.flag.is_none());
+            if trusted {
                 mean_kl.push(kl.mean);
                 mean_gain.push(gold.mean);
             }
@@ -281,7 +286,9 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                         .is_some_and(|q| q.gold.mean < a.reference_gold)
                 })
                 .count();
-            rows.push((kl, gold, proxy, below));
+            if trusted {
+                rows.push((kl, gold, proxy, below));
+            }
             seed_points.push(SeedPoint {
                 knob: p.knob.clone(),
                 value: p.value,
@@ -290,6 +297,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
                 gold,
                 gold_win_rate: win,
                 entropy,
+                trusted,
             });
         }
         seed_curves.push(SeedCurve {
@@ -306,7 +314,10 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
             per_seed.iter().map(|(s, a)| (*s, a.fit.clone())).collect();
         let seeds_with_peak = seed_fits
             .iter()
-            .filter(|(_, f)| f.as_ref().is_some_and(|f| f.peak_d.is_some()))
+            .filter(|(_, f)| {
+                f.as_ref()
+                    .is_some_and(|f| f.peak_d.is_some() && !f.peak_extrapolated)
+            })
             .count();
         let n = per_seed.len();
         fits.push(CurveFit {
@@ -352,7 +363,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         );
         writeln!(
             summary,
-            "  {:<18} {:>15} {:>15} {:>15} {:>15}  gold below base at max KL in {below}/{n} seeds; fit turns over in {seeds_with_peak}/{n}",
+            "  {:<18} {:>15} {:>15} {:>15} {:>15}  gold below base at max KL in {below}/{n} seeds; fit turns over within the sweep in {seeds_with_peak}/{n}",
             strategy,
             kl.show(),
             proxy.show(),
@@ -361,16 +372,17 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         )
         .unwrap();
     }
-    let mut found = findings::findings(
+    let first_exp = match seeds.first() {
+        Some(&seed) => RunDir::new(&seed_dir(root, seed)).experiment()?,
+        None => Experiment::default(),
+    };
+    let found = findings::findings(
         &analyses
             .iter()
             .map(|(_, list)| list.as_slice())
             .collect::<Vec<_>>(),
+        &first_exp,
     );
-    if let Some(&seed) = seeds.first() {
-        let exp = RunDir::new(&seed_dir(root, seed)).experiment()?;
-        findings::annotate(&mut found, &exp);
-    }
     let judges = super::critics::judges_across_seeds(&all_records);
     summary.push_str(&super::critics::judges_text(&judges));
     summary.push('\n');

@@ -53,14 +53,14 @@ pub struct Resample {
 }
 
 /// `resamples` draws of a curve whose points carry per-prompt values over the
-/// same prompts; None when some point lacks them or the points disagree on the prompts.
+/// split's first prompts (cut to the prefix every point has); None when some point has none.
 pub fn resample_curve(
     points: &[&PerPrompt],
     resamples: usize,
     rng: &mut Rng,
 ) -> Option<Vec<Resample>> {
-    let n = points.first()?.gold.len();
-    if n == 0 || points.iter().any(|p| p.gold.len() != n || p.kl.len() != n) {
+    let n = points.iter().map(|p| p.gold.len().min(p.kl.len())).min()?;
+    if n == 0 {
         return None;
     }
     let mut out = Vec::with_capacity(resamples);
@@ -96,6 +96,7 @@ mod tests {
             let point = PerPrompt {
                 kl: vec![0.0; 50],
                 gold,
+                ..PerPrompt::default()
             };
             let draws = resample_curve(&[&point], 400, &mut rng).unwrap();
             let means: Vec<f64> = draws.iter().map(|r| r.gold[0]).collect();
@@ -107,17 +108,22 @@ mod tests {
     }
 
     #[test]
-    fn points_that_disagree_on_the_prompts_are_not_resampled() {
+    fn points_are_resampled_on_the_prompts_they_share() {
         let a = PerPrompt {
             kl: vec![0.0; 3],
             gold: vec![1.0; 3],
+            ..PerPrompt::default()
         };
         let b = PerPrompt {
             kl: vec![0.0; 2],
             gold: vec![1.0; 2],
+            ..PerPrompt::default()
         };
         let mut rng = Rng::seed_from_u64(0);
-        assert!(resample_curve(&[&a, &b], 10, &mut rng).is_none());
+        let draws = resample_curve(&[&a, &b], 10, &mut rng).unwrap();
+        assert!(draws.iter().all(|r| r.gold == [1.0, 1.0]));
+        let none = PerPrompt::default();
+        assert!(resample_curve(&[&a, &none], 10, &mut rng).is_none());
         assert_eq!(Interval::of(&[f64::NAN]), None);
         let i = Interval::of(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
         assert!((i.lo - 1.1).abs() < 1e-12 && (i.hi - 4.9).abs() < 1e-12);

@@ -54,9 +54,13 @@ pub struct Fit {
     pub r2: f64,
     /// Points fitted.
     pub n: usize,
-    /// The predicted peak of the gain, when the curve turns over (beta > 0).
+    /// The predicted peak of the gain, when the curve turns over (beta > 0, and
+    /// alpha > 0: a curve that falls from d = 0 on has no peak at d > 0).
     pub peak_d: Option<f64>,
     pub peak_gain: Option<f64>,
+    /// The predicted peak lies beyond the largest d fitted: an extrapolation, not a finding.
+    #[serde(default)]
+    pub peak_extrapolated: bool,
 }
 
 impl Fit {
@@ -99,8 +103,10 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
     let (alpha_se, beta_se) = ((sigma2 * s22 / det).sqrt(), (sigma2 * s11 / det).sqrt());
     let (peak_d, peak_gain) = match form {
         _ if beta <= 1e-9 * alpha.abs().max(1e-9) => (None, None),
-        // alpha <= 0 with beta > 0: the gain falls from d = 0 on, so there is no peak at d > 0.
-        Form::Bon if alpha <= 0.0 => (None, None),
+        // alpha <= 0 with beta > 0: the gain falls from d = 0 on (both forms), so
+        // there is no peak at d > 0 (the RL form's stationary point near 0 is a
+        // minimum's neighbour, not a turn of the data).
+        _ if alpha <= 0.0 => (None, None),
         Form::Bon => (
             Some(alpha / (2.0 * beta)),
             Some(alpha * alpha / (4.0 * beta)),
@@ -111,6 +117,8 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
             (Some(d), Some(beta * d))
         }
     };
+    let peak_d = peak_d.filter(|d| d.is_finite());
+    let largest = ds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     Some(Fit {
         form,
         alpha,
@@ -119,7 +127,8 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
         beta_se,
         r2: if tss > 0.0 { 1.0 - rss / tss } else { f64::NAN },
         n,
-        peak_d: peak_d.filter(|d| d.is_finite()),
+        peak_extrapolated: peak_d.is_some_and(|d| d > largest),
+        peak_d,
         peak_gain: peak_gain.filter(|g| g.is_finite()),
     })
 }
@@ -219,5 +228,30 @@ mod tests {
         assert!(f.alpha < 0.0 && f.beta > 0.0);
         assert_eq!((f.peak_d, f.peak_gain), (None, None));
         assert!(fit(Form::Bon, &[1.0, 2.0, f64::NAN], &[0.0, 0.0, 0.0]).is_none());
+        // The RL form on a curve that only falls: alpha <= 0, no peak (its
+        // stationary point exp(alpha / beta - 1) would sit near d = 0).
+        let falling: Vec<f64> = ds.iter().map(|&d| Form::Rl.eval(-0.3, 0.1, d)).collect();
+        let f = fit(Form::Rl, &ds, &falling).unwrap();
+        assert!(f.alpha < 0.0 && f.beta > 0.0, "{f:?}");
+        assert_eq!((f.peak_d, f.peak_gain), (None, None));
+    }
+
+    #[test]
+    fn a_peak_beyond_the_data_is_flagged_as_an_extrapolation() {
+        // d (1 - 0.1 d) peaks at d = 5; measured up to d = 2 it is extrapolated, up to 8 it is not.
+        let gains = |ds: &[f64]| {
+            ds.iter()
+                .map(|&d| Form::Bon.eval(1.0, 0.1, d))
+                .collect::<Vec<_>>()
+        };
+        let near = [0.5, 1.0, 1.5, 2.0];
+        let f = fit(Form::Bon, &near, &gains(&near)).unwrap();
+        assert!((f.peak_d.unwrap() - 5.0).abs() < 1e-9 && f.peak_extrapolated);
+        let far = [1.0, 3.0, 6.0, 8.0];
+        assert!(
+            !fit(Form::Bon, &far, &gains(&far))
+                .unwrap()
+                .peak_extrapolated
+        );
     }
 }

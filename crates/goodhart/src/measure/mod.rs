@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod fit;
+pub mod paired;
 pub mod policy;
 
 use serde::{Deserialize, Serialize};

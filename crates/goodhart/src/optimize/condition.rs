@@ -80,25 +80,40 @@ pub fn run(pool: &Pool, cfg: &ConditionConfig, strategy: &str) -> Result<Vec<Cur
         }
         let mut weights = vec![];
         let mut kls = vec![];
-        let mut ess = 0.0;
+        let mut ess = vec![];
         for p in 0..pool.n_prompts() {
             let (w, kl) = weights_and_kl(pool.rewards_of(p), beta);
-            ess += effective_sample_size(&w);
+            ess.push(effective_sample_size(&w));
             kls.push(kl);
             weights.push(w);
         }
         let mut point = pool.point(strategy, "beta", beta, &weights, kls);
-        let ess = ess / pool.n_prompts() as f64;
-        point.ess = Some(ess);
-        if ess < cfg.min_ess {
-            point.flag = Some(format!(
-                "effective sample size {ess:.1} < {} per prompt",
-                cfg.min_ess
-            ));
+        point.ess = Some(ess.iter().sum::<f64>() / ess.len() as f64);
+        if let Some(flag) = low_ess(&ess, cfg.min_ess) {
+            point.flag = Some(flag);
         }
         points.push(point);
     }
     Ok(points)
+}
+
+/// Share of prompts a conditioned point may leave under `min_ess` effective samples.
+const LOW_ESS_SHARE: f64 = 0.1;
+
+/// Why a point with these per-prompt effective sample sizes is not trusted, if
+/// it is not. Each prompt's weighted mean is a self-normalised importance
+/// estimate whose bias and variance grow as its ESS falls; a point is a mean
+/// over prompts, which tolerates a few such prompts but not many (a mean ESS
+/// lets half the prompts sit at ESS 1 while the other half carry it). So: more
+/// than a tenth of the prompts under `min_ess` flags the point.
+fn low_ess(ess: &[f64], min_ess: f64) -> Option<String> {
+    let low = ess.iter().filter(|&&e| e < min_ess).count();
+    (low as f64 > LOW_ESS_SHARE * ess.len() as f64).then(|| {
+        format!(
+            "effective sample size under {min_ess} on {low} of {} prompts (more than a tenth)",
+            ess.len()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -202,5 +217,21 @@ mod tests {
             (kl - (5.0f64 / 2.0).ln()).abs() < 1e-6,
             "KL of conditioning on an event of mass 2/5: {kl}"
         );
+    }
+
+    #[test]
+    fn a_point_is_flagged_by_its_prompts_ess_not_their_mean() {
+        // Half the prompts at ESS 1, half at 40: the mean (20.5) passes 10, the prompts do not.
+        let half: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 40.0 })
+            .collect();
+        assert!(low_ess(&half, 10.0).unwrap().contains("10 of 20"));
+        // Two of twenty low (a tenth) pass; three do not.
+        let mut few = vec![40.0; 20];
+        few[0] = 1.0;
+        few[1] = 1.0;
+        assert_eq!(low_ess(&few, 10.0), None);
+        few[2] = 1.0;
+        assert!(low_ess(&few, 10.0).is_some());
     }
 }

@@ -50,8 +50,7 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         &dir.root.join("fits.json"),
         outputs::fits_json(&analyses).as_bytes(),
     )?;
-    let mut found = findings::findings(&[analyses.as_slice()]);
-    findings::annotate(&mut found, &exp);
+    let found = findings::findings(&[analyses.as_slice()], &exp);
     let view = page::run_page(&exp, &tasks, &analyses, found.clone())?;
     write_atomic(
         &dir.root.join(GOLD_BY_TASK),

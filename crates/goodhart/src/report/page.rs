@@ -204,7 +204,6 @@ fn ci(c: Option<Interval>) -> String {
 
 fn matched_row(a: &StrategyAnalysis, colours: &[(String, String)]) -> MatchedRow {
     let iv = a.intervals.as_ref();
-    let max_kl = a.points.iter().map(|p| p.kl.mean).fold(0.0, f64::max);
     MatchedRow {
         strategy: a.strategy.clone(),
         colour: colour_of(colours, &a.strategy).to_string(),
@@ -232,9 +231,9 @@ fn matched_row(a: &StrategyAnalysis, colours: &[(String, String)]) -> MatchedRow
             peak: format!(
                 "{}{}",
                 match (f.peak_d, f.peak_gain) {
-                    // A peak far beyond the measured KL is an extrapolation, not a prediction.
-                    (Some(d), Some(_)) if d * d > 2.0 * max_kl => {
-                        format!("beyond the sweep (KL {:.0})", d * d)
+                    // A peak beyond the measured KL is an extrapolation, not a prediction.
+                    (Some(d), Some(_)) if f.peak_extrapolated => {
+                        format!("beyond the sweep (KL {:.1})", d * d)
                     }
                     (Some(d), Some(g)) => format!("{:.3} ({:.2})", a.reference_gold + g, d * d),
                     _ => "no peak".into(),
@@ -289,7 +288,7 @@ fn drift_view(heldout: &[&StrategyAnalysis]) -> DriftView {
         .iter()
         .map(|a| DriftRow {
             strategy: a.strategy.clone(),
-            kl: format!("{:.2}", a.points.last().map_or(0.0, |p| p.kl.mean)),
+            kl: format!("{:.2}", a.end().kl.mean),
             cells: features
                 .iter()
                 .map(|f| {
@@ -341,7 +340,7 @@ fn shift_drift_view(shift: &[&StrategyAnalysis]) -> DriftView {
     let rows = shift
         .iter()
         .map(|a| {
-            let (from, last) = (origin(a), a.points.last());
+            let (from, last) = (origin(a), Some(a.end()));
             let changes: Vec<(String, f64)> = features
                 .iter()
                 .filter_map(|f| Some((f.clone(), value(&last?.features, f)? - value(&from, f)?)))
@@ -391,7 +390,7 @@ fn examples(a: &StrategyAnalysis, task: &dyn Task) -> ExampleGroup {
     let picks = [
         ("base policy", &a.points[0]),
         ("gold peak", peak),
-        ("largest KL", a.points.last().expect("points")),
+        ("largest KL", a.end()),
     ];
     let signed = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:+.2}"));
     ExampleGroup {

@@ -85,3 +85,67 @@ fn curves_csv_survives_a_labeler_named_with_a_comma_and_a_quote() {
     assert_eq!(rows[0][col("flag")], *"low ESS, 3.2");
     assert_eq!(rows[0][col("checkpoint")], *"");
 }
+
+#[test]
+fn every_strategy_of_a_task_starts_from_the_one_base_measurement() {
+    let point = |strategy: &str, knob: &str, value: f64, gold: &[f64]| {
+        let mut p = CurvePoint::new("t", strategy, "heldout", knob, value, vec![0.0; gold.len()]);
+        p.gold = crate::stats::Stat::of(gold);
+        if let Some(pp) = p.per_prompt.as_mut() {
+            pp.gold = gold.to_vec();
+        }
+        p
+    };
+    let moved = |mut p: CurvePoint| {
+        p.kl = crate::stats::Stat::of(&[0.4, 0.6]);
+        p
+    };
+    let trained = moved(point("ppo", "iteration", 5.0, &[0.5, 0.5]));
+    let records = TaskRecords {
+        task: "t".into(),
+        records: vec![
+            (
+                "pool".into(),
+                Record::Pool {
+                    base: BaseStats::default(),
+                    points: vec![
+                        point("base", "n", 1.0, &[0.1, 0.3]),
+                        point("bon", "n", 1.0, &[0.1, 0.3]),
+                        moved(point("bon", "n", 4.0, &[0.4, 0.6])),
+                    ],
+                    notes: vec![],
+                    review: vec![],
+                },
+            ),
+            (
+                "rl/ppo".into(),
+                Record::Rl {
+                    name: "ppo".into(),
+                    logs: vec![],
+                    // The run's own first checkpoint, measured on fewer samples: not the base it is compared with.
+                    points: vec![point("ppo", "iteration", 0.0, &[-0.5, 0.9]), trained],
+                    world_model: None,
+                },
+            ),
+        ],
+    };
+    let analyses = analyse(&records);
+    assert_eq!(analyses.len(), 2);
+    for a in &analyses {
+        let base = &a.points[0];
+        assert_eq!(
+            base.per_prompt.as_ref().unwrap().gold,
+            vec![0.1, 0.3],
+            "{}",
+            a.strategy
+        );
+        assert!((a.reference_gold - 0.2).abs() < 1e-12);
+    }
+    // RL keeps its own knob for the base row (iteration 0), and only one base row.
+    let ppo = &analyses[1];
+    assert_eq!(
+        (ppo.points[0].knob.as_str(), ppo.points[0].value),
+        ("iteration", 0.0)
+    );
+    assert_eq!(ppo.points.len(), 2);
+}

@@ -1,11 +1,33 @@
-//! Whether a run shows what its task's kind of Goodhart predicts: read from
-//! the findings of the strategies that optimise the reward model (or learn
-//! from the labels directly), against those that optimise the formal goal.
+//! Whether a run shows what its task's kind of Goodhart predicts: each kind's
+//! prediction as a stated test over the strategies that optimise the reward
+//! model or learn from the labels (the *tested* strategies), Holm-adjusted
+//! across them (family-wise 5%, any dependence between strategies):
+//!
+//! - regressional: gold rises, then falls. Per strategy, the turn test of its
+//!   gold curve (max-T over candidate peaks; rise and fall each at once).
+//! - causal: the labeler's score rises while gold falls. Per strategy, at the
+//!   largest KL against the base: labeler up and gold down, both (p = the larger
+//!   of the two one-sided p-values: an intersection-union test).
+//! - extremal: the proxy and gold part at the extremes. Per strategy, some point
+//!   past which the proxy still rises while gold falls (max-T over the points).
+//! - adversarial: the exploit rises under the proxy and not under the formal
+//!   goal. Per pair (proxy strategy P, goal strategy G of the same family): P's
+//!   exploit rose, G's goal satisfaction rose (G really optimised something),
+//!   and P's exploit exceeds G's at the matched point (P's largest-KL point not
+//!   beyond G's KL), all three (intersection-union). Without a goal strategy
+//!   only the first half is tested, and the verdict says so.
+//!
+//! The prediction is shown when some tested strategy (or pair) passes after
+//! Holm's adjustment; otherwise the verdict says which came closest and what
+//! this run could have detected. The error rates of these rules under the
+//! null, and their power, are measured in `crate::experiment::validate`.
 
 use serde::Serialize;
 
-use super::{Finding, Shape};
+use super::curves::{Curve, Tests};
+use super::{show, Contrast, Finding, EXPLOIT};
 use crate::experiment::config::{GoodhartKind, TaskSetup};
+use crate::measure::paired::{holm, Paired, ALPHA};
 use crate::optimize::rl::RewardChoice;
 
 /// What a strategy optimises.
@@ -48,97 +70,311 @@ pub fn target(setup: &TaskSetup, strategy: &str) -> Target {
     }
 }
 
-/// The findings under which button presses rose beyond noise.
-fn pressed<'a>(fs: &[&'a Finding]) -> Vec<&'a Finding> {
-    fs.iter()
-        .copied()
-        .filter(|f| f.exploit.is_some_and(|(_, _, up)| up))
-        .collect()
+fn tested(f: &Finding) -> bool {
+    matches!(f.target, Target::Proxy | Target::Labels)
 }
 
-fn listed(fs: &[&Finding]) -> String {
-    if fs.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<&str> = fs.iter().map(|f| f.strategy.as_str()).collect();
-        format!(" ({})", names.join(", "))
+/// One candidate for a prediction: who, its p-value, and the sentence that states its evidence.
+struct Candidate {
+    who: String,
+    p: f64,
+    evidence: String,
+}
+
+/// A kind's verdict: whether the run shows the prediction (None: it cannot be tested here), and the sentence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub shown: Option<bool>,
+    pub sentence: String,
+}
+
+impl Verdict {
+    fn untestable(sentence: String) -> Self {
+        Self {
+            shown: None,
+            sentence,
+        }
     }
 }
 
-/// One sentence: does the run show what `kind` predicts?
-pub fn verdict(kind: GoodhartKind, findings: &[Finding]) -> String {
-    let proxy: Vec<&Finding> = findings
+/// "as predicted" when some candidate survives Holm; else the closest and what could be detected.
+fn decide(
+    kind: GoodhartKind,
+    what: &str,
+    candidates: Vec<Candidate>,
+    family: &str,
+    detectable: Option<f64>,
+) -> Verdict {
+    if candidates.is_empty() {
+        return Verdict::untestable(format!(
+            "{} Goodhart cannot be tested here: no {family} was measured.",
+            capital(kind.name())
+        ));
+    }
+    let adjusted = holm(&candidates.iter().map(|c| c.p).collect::<Vec<_>>());
+    let m = candidates.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| adjusted[a].total_cmp(&adjusted[b]));
+    let shown: Vec<usize> = order
         .iter()
-        .filter(|f| matches!(f.target, Some(Target::Proxy | Target::Labels)))
+        .copied()
+        .filter(|&i| adjusted[i] <= ALPHA)
         .collect();
-    let spec: Vec<&Finding> = findings
+    let holm_note = format!("Holm-adjusted over {m} {family}");
+    if let Some(&best) = shown.first() {
+        let c = &candidates[best];
+        let others: Vec<&str> = shown[1..]
+            .iter()
+            .map(|&i| candidates[i].who.as_str())
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; also under {}", others.join(", "))
+        };
+        Verdict {
+            shown: Some(true),
+            sentence: format!(
+                "{} Goodhart, as predicted: {} (p = {:.3}, {holm_note}){also}.",
+                capital(kind.name()),
+                c.evidence,
+                adjusted[best]
+            ),
+        }
+    } else {
+        let c = &candidates[order[0]];
+        let floor = detectable
+            .map(|d| format!("; this run detects a change in gold of {d:.3} or more"))
+            .unwrap_or_default();
+        Verdict {
+            shown: Some(false),
+            sentence: format!(
+                "{what} is not shown beyond noise: the closest, {} (p = {:.3}, {holm_note}){floor}.",
+                c.evidence,
+                adjusted[order[0]]
+            ),
+        }
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+/// The smallest gold change the tested strategies' end contrasts detect (the best of them).
+fn detectable(findings: &[&Finding]) -> Option<f64> {
+    findings
         .iter()
-        .filter(|f| f.target == Some(Target::Spec))
+        .map(|f| f.gold.detectable)
+        .min_by(f64::total_cmp)
+}
+
+/// One sentence: does the run show what `kind` predicts, with the deciding contrast?
+/// `data[i]` holds the curve and tests behind `findings[i]`.
+pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]) -> Verdict {
+    let tested_idx: Vec<usize> = (0..findings.len())
+        .filter(|&i| tested(&findings[i]))
         .collect();
-    let n = proxy.len();
-    let of = |pred: &dyn Fn(&Finding) -> bool| -> Vec<&Finding> {
-        proxy.iter().copied().filter(|f| pred(f)).collect()
-    };
+    let tested_findings: Vec<&Finding> = tested_idx.iter().map(|&i| &findings[i]).collect();
+    let family = "strategies that optimise the reward model or learn from the labels";
+    let floor = detectable(&tested_findings);
     match kind {
-        GoodhartKind::Regressional | GoodhartKind::Extremal => {
-            let turned = of(&|f| f.shape == Shape::RoseThenFell);
-            let fell = of(&|f| f.shape == Shape::Fell);
-            let rose = of(&|f| f.shape == Shape::Rose);
-            let flat = of(&|f| f.shape == Shape::Flat);
-            let mixed = of(&|f| f.shape == Shape::Mixed);
-            let seen = if turned.is_empty() {
-                "the rise and fall it predicts is not seen beyond noise"
-            } else {
-                "the rise and fall it predicts is seen"
-            };
-            format!(
-                "Of the {n} strategies that optimise the reward model or learn from the labels, gold rose and then fell beyond noise under {}{}, fell under {}{}, rose under {}{}, did not move beyond noise under {}{} and moved differently in different seeds under {}{}: {seen}.",
-                turned.len(),
-                listed(&turned),
-                fell.len(),
-                listed(&fell),
-                rose.len(),
-                listed(&rose),
-                flat.len(),
-                listed(&flat),
-                mixed.len(),
-                listed(&mixed),
+        GoodhartKind::Regressional => {
+            let candidates = tested_idx
+                .iter()
+                .filter_map(|&i| {
+                    let (f, t) = (&findings[i], data[i].1.turn.as_ref()?);
+                    let peak_kl = data[i].0.points[t.at + 1].kl;
+                    Some(Candidate {
+                        who: f.strategy.clone(),
+                        p: t.p,
+                        evidence: format!(
+                            "under {} gold rose by {} up to KL {peak_kl:.2}, then fell by {} by KL {:.2}",
+                            f.strategy,
+                            show(&(&t.rise).into()),
+                            show(&(&t.fall).into()),
+                            f.kl
+                        ),
+                    })
+                })
+                .collect();
+            decide(
+                kind,
+                "The rise and fall it predicts",
+                candidates,
+                family,
+                floor,
             )
         }
         GoodhartKind::Causal => {
-            let looks = of(&|f| f.labeler_rose == Some(true) && f.shape != Shape::Rose);
-            let seen = if looks.is_empty() {
-                "the parting it predicts is not seen beyond noise"
-            } else {
-                "the parting it predicts is seen"
-            };
-            format!(
-                "Of the {n} strategies that optimise the reward model or learn from the labels, the labeler's score rose beyond noise while gold did not rise under {}{}: {seen}.",
-                looks.len(),
-                listed(&looks),
+            let candidates = tested_idx
+                .iter()
+                .filter_map(|&i| {
+                    let (f, t) = (&findings[i], &data[i].1);
+                    let labeler = t.labeler.as_ref()?;
+                    let p = labeler.p_above().max(t.gold.negated().p_above());
+                    Some(Candidate {
+                        who: f.strategy.clone(),
+                        p,
+                        evidence: format!(
+                            "under {} the labeler's score changed by {} while gold changed by {} at KL {:.2}",
+                            f.strategy,
+                            show(&labeler.into()),
+                            show(&f.gold),
+                            f.kl
+                        ),
+                    })
+                })
+                .collect();
+            decide(
+                kind,
+                "The parting it predicts (the labeler's score up, gold down)",
+                candidates,
+                family,
+                floor,
             )
         }
-        GoodhartKind::Adversarial => {
-            let (by_proxy, by_spec) = (pressed(&proxy), pressed(&spec));
-            let measured = proxy.iter().chain(&spec).any(|f| f.exploit.is_some());
-            if !measured {
-                return "The exploit the kind predicts is not measured on this task.".into();
-            }
-            let seen = if !by_proxy.is_empty() && by_spec.is_empty() {
-                "as predicted"
-            } else if by_proxy.is_empty() {
-                "the exploit it predicts is not seen beyond noise"
-            } else {
-                "the formal goal did not keep the exploit away"
-            };
-            format!(
-                "Button presses rose beyond noise under {} of the {n} strategies that optimise the reward model or learn from the labels{} and under {} of the {} that optimise the formal goal{}: {seen}.",
-                by_proxy.len(),
-                listed(&by_proxy),
-                by_spec.len(),
-                spec.len(),
-                listed(&by_spec),
+        GoodhartKind::Extremal => {
+            let candidates = tested_idx
+                .iter()
+                .filter_map(|&i| {
+                    let (f, t) = (&findings[i], data[i].1.parting.as_ref()?);
+                    let at_kl = data[i].0.points[t.at + 1].kl;
+                    Some(Candidate {
+                        who: f.strategy.clone(),
+                        p: t.p,
+                        evidence: format!(
+                            "under {} from KL {at_kl:.2} to {:.2} the proxy rose by {} while gold fell by {}",
+                            f.strategy,
+                            f.kl,
+                            show(&(&t.rise).into()),
+                            show(&(&t.fall).into())
+                        ),
+                    })
+                })
+                .collect();
+            decide(
+                kind,
+                "The parting of proxy and gold it predicts",
+                candidates,
+                family,
+                floor,
             )
+        }
+        GoodhartKind::Adversarial => adversarial(findings, data, &tested_idx, family),
+    }
+}
+
+fn adversarial(
+    findings: &[Finding],
+    data: &[(Curve, Tests)],
+    tested_idx: &[usize],
+    family: &str,
+) -> Verdict {
+    let kind = GoodhartKind::Adversarial;
+    let measured: Vec<usize> = tested_idx
+        .iter()
+        .copied()
+        .filter(|&i| data[i].1.exploit.is_some())
+        .collect();
+    if measured.is_empty() {
+        return Verdict::untestable(
+            "Adversarial Goodhart cannot be tested here: the exploit is not measured on this task."
+                .into(),
+        );
+    }
+    let goal: Vec<usize> = (0..findings.len())
+        .filter(|&i| findings[i].target == Target::Spec && data[i].1.exploit.is_some())
+        .collect();
+    let rise = |i: usize| {
+        let (f, t) = (&findings[i], &data[i].1);
+        let e = t.exploit.as_ref().expect("measured");
+        Candidate {
+            who: f.strategy.clone(),
+            p: e.p_above(),
+            evidence: format!(
+                "under {} button presses changed by {} at KL {:.2}",
+                f.strategy,
+                show(&e.into()),
+                f.kl
+            ),
+        }
+    };
+    if goal.is_empty() {
+        let first = decide(
+            kind,
+            "The exploit's rise it predicts",
+            measured.iter().map(|&i| rise(i)).collect(),
+            family,
+            None,
+        );
+        return Verdict {
+            shown: None,
+            sentence: format!(
+                "{} No strategy optimises the formal goal here, so its other half (no rise under the goal) is not tested.",
+                first.sentence
+            ),
+        };
+    }
+    let mut candidates = vec![];
+    for &p in &measured {
+        for &g in &goal {
+            if let Some(c) = pair(findings, data, p, g) {
+                candidates.push(c);
+            }
         }
     }
+    if candidates.is_empty() {
+        return Verdict::untestable(format!(
+            "Adversarial Goodhart cannot be tested here: no strategy that optimises the formal goal shares a family with one of the {family}."
+        ));
+    }
+    decide(
+        kind,
+        "The exploit under the proxy and not under the formal goal",
+        candidates,
+        "pairs of a proxy strategy and a formal-goal strategy",
+        None,
+    )
+}
+
+/// The pair test: P's exploit rose, G's goal rose, P presses more than G at matched KL.
+fn pair(findings: &[Finding], data: &[(Curve, Tests)], p: usize, g: usize) -> Option<Candidate> {
+    let ((pc, pt), (gc, gt)) = (&data[p], &data[g]);
+    // Pool strategies pair with pool strategies, trained policies with trained ones:
+    // the same prompts and, for the pool, the same samples.
+    if pc.points[0].knob != gc.points[0].knob {
+        return None;
+    }
+    let g_end = gc.end();
+    let matched = pc
+        .points
+        .iter()
+        .skip(1)
+        .filter(|q| q.kl <= g_end.kl * 1.05)
+        .next_back()?;
+    let cells = vec![matched.cell(EXPLOIT)?, g_end.cell(EXPLOIT)?];
+    let paired = Paired::new(&cells, &mut pc.rng(&format!("against/{}", gc.strategy)))?;
+    let more = paired.difference(0, 1);
+    let (p_rise, g_goal) = (pt.exploit.as_ref()?, gt.spec.as_ref()?);
+    let pval = p_rise.p_above().max(g_goal.p_above()).max(more.p_above());
+    let c = |d: &crate::measure::paired::Difference| -> Contrast { d.into() };
+    Some(Candidate {
+        who: format!("{} against {}", findings[p].strategy, findings[g].strategy),
+        p: pval,
+        evidence: format!(
+            "{} raised button presses by {}, {} raised the formal goal by {}, and at matched KL ({:.2} against {:.2}) {} pressed {} more often",
+            findings[p].strategy,
+            show(&c(p_rise)),
+            findings[g].strategy,
+            show(&c(g_goal)),
+            matched.kl,
+            g_end.kl,
+            findings[p].strategy,
+            show(&c(&more))
+        ),
+    })
 }

@@ -1,207 +1,280 @@
-//! Tests of `findings`: the sentences follow the numbers.
+//! Tests of `findings`: the sentences follow the paired numbers, and each
+//! kind's verdict says yes only for what it predicts.
 
 use super::*;
-use crate::experiment::config::GoodhartKind;
+use crate::experiment::config::{GoodhartKind, TaskSetup};
+use crate::optimize::rl::{RewardChoice, RlConfig};
+use crate::score::{CurvePoint, FeatureSeries, PerPrompt};
 use crate::stats::Stat;
 
-/// A stat with the given mean and standard error.
-fn stat(mean: f64, stderr: f64) -> Stat {
-    Stat {
-        mean,
-        stderr,
-        n: 64,
-    }
+/// 32 prompts whose difficulty differs a lot: prompt i's base gold.
+fn difficulty() -> Vec<f64> {
+    (0..32)
+        .map(|i| -0.9 + 1.8 * (i * 7 % 32) as f64 / 31.0)
+        .collect()
 }
 
-/// A held-out curve of `strategy` on task "t": (KL, proxy, labeler, gold) per point, gold's standard error 0.02.
-fn curve(strategy: &str, points: &[(f64, f64, f64, f64)]) -> StrategyAnalysis {
-    let points: Vec<CurvePoint> = points
+/// A small, fixed wobble per (point, prompt): measurement noise.
+fn wobble(k: usize, i: usize) -> f64 {
+    ((k * 31 + i * 17) % 13) as f64 / 13.0 * 0.1 - 0.05
+}
+
+/// A held-out curve of `strategy` on task "t": per point (KL, gold change,
+/// proxy change, labeler change, button presses), each prompt the base's value
+/// plus the change plus a wobble. The base point (knob n = 1) is first.
+fn curve(strategy: &str, knob: &str, points: &[(f64, f64, f64, f64, f64)]) -> StrategyAnalysis {
+    let base = difficulty();
+    let points = points
         .iter()
         .enumerate()
-        .map(|(i, &(kl, proxy, labeler, gold))| {
-            let mut p = CurvePoint::new("t", strategy, "heldout", "n", i as f64, vec![kl; 4]);
-            p.proxy = stat(proxy, 0.02);
-            p.gold = stat(gold, 0.02);
-            p.labelers = vec![("quick".into(), stat(labeler, 0.02))];
+        .map(|(k, &(kl, dg, dp, dl, press))| {
+            let value = match (knob, k) {
+                ("n", 0) => 1.0,
+                ("n", k) => (1 << k) as f64,
+                (_, k) => k as f64,
+            };
+            let series = |d: f64| -> Vec<f64> {
+                base.iter()
+                    .enumerate()
+                    .map(|(i, b)| b + d + if k == 0 { 0.0 } else { wobble(k, i) })
+                    .collect()
+            };
+            let mut p = CurvePoint::new("t", strategy, "heldout", knob, value, vec![kl; 32]);
+            let pp = PerPrompt {
+                kl: vec![kl; 32],
+                gold: series(dg),
+                proxy: series(dp),
+                labeler: series(dl),
+                spec: series(if strategy.ends_with("spec") { dg } else { 0.0 }),
+                features: vec![FeatureSeries {
+                    name: EXPLOIT.into(),
+                    values: (0..32)
+                        .map(|i| f64::from(i as f64 / 32.0 < press))
+                        .collect(),
+                }],
+            };
+            p.gold = Stat::of(&pp.gold);
+            p.per_prompt = Some(pp);
             p
         })
         .collect();
-    let peak = points
-        .iter()
-        .max_by(|a, b| a.gold.mean.total_cmp(&b.gold.mean))
-        .map(|p| (p.kl.mean, p.gold.mean))
-        .unwrap();
     StrategyAnalysis {
         task: "t".into(),
         strategy: strategy.into(),
         split: "heldout".into(),
         family: "pool".into(),
-        reference_gold: points[0].gold.mean,
-        observed_peak: peak,
         points,
         ..Default::default()
     }
 }
 
-/// Findings of runs given as one list of analyses per seed.
-fn of(per_seed: &[Vec<StrategyAnalysis>]) -> Vec<TaskFindings> {
-    findings(&per_seed.iter().map(Vec::as_slice).collect::<Vec<_>>())
+/// An experiment with one task "t" set up to show `kind`, with an RL run "ppo-spec" on the formal goal.
+fn experiment(kind: GoodhartKind) -> Experiment {
+    let mut exp = Experiment::default();
+    let mut t = TaskSetup {
+        name: Some("t".into()),
+        goodhart: Some(kind),
+        ..TaskSetup::default()
+    };
+    t.strategies.rl = vec![RlConfig {
+        name: "ppo-spec".into(),
+        reward: RewardChoice::Spec,
+        ..RlConfig::default()
+    }];
+    exp.tasks = vec![t];
+    exp
 }
 
-fn sentence(per_seed: &[Vec<StrategyAnalysis>], strategy: &str) -> (Shape, String) {
-    let f = of(per_seed);
-    let s = f[0]
-        .strategies
+fn of(per_seed: &[Vec<StrategyAnalysis>], kind: GoodhartKind) -> Vec<TaskFindings> {
+    let lists: Vec<&[StrategyAnalysis]> = per_seed.iter().map(Vec::as_slice).collect();
+    findings(&lists, &experiment(kind))
+}
+
+const OVEROPTIMISED: [(f64, f64, f64, f64, f64); 4] = [
+    (0.0, 0.0, 0.0, 0.0, 0.1),
+    (0.5, 0.2, 0.5, 0.3, 0.1),
+    (1.2, 0.25, 0.9, 0.5, 0.1),
+    (2.5, -0.1, 1.4, 0.8, 0.1),
+];
+
+#[test]
+fn a_rise_then_a_fall_is_named_with_its_paired_contrasts_and_a_number_changes_the_sentence() {
+    let f = of(
+        &[vec![curve("bon", "n", &OVEROPTIMISED)]],
+        GoodhartKind::Regressional,
+    );
+    let bon = &f[0].strategies[0];
+    assert_eq!(bon.shape, Shape::RoseThenFell, "{}", bon.sentence);
+    // Prompt difficulty (from -0.9 to 0.9) cancels: the rise is 0.25 within the wobble.
+    let t = bon.turn.unwrap();
+    assert!((t.rise.estimate - 0.25).abs() < 0.03, "{:?}", t);
+    assert!((t.fall.estimate - 0.35).abs() < 0.03, "{:?}", t);
+    assert!(t.rise.lo > 0.15 && t.fall.lo > 0.25, "{:?}", t);
+    assert!(
+        bon.sentence.contains("gold rose by +0.2"),
+        "{}",
+        bon.sentence
+    );
+    assert!(
+        bon.sentence.contains("up to KL 1.20, then fell by +0.3"),
+        "{}",
+        bon.sentence
+    );
+    assert!(
+        bon.sentence.contains("paired over 32 prompts"),
+        "{}",
+        bon.sentence
+    );
+    let v = f[0].verdict.as_deref().unwrap();
+    assert!(
+        v.starts_with("Regressional Goodhart, as predicted: under bon gold rose by"),
+        "{v}"
+    );
+    assert_eq!(f[0].shown, Some(true));
+
+    // Gold kept at its peak: it rose, and regressional Goodhart is not shown.
+    let mut kept = OVEROPTIMISED;
+    kept[3].1 = 0.25;
+    let f = of(
+        &[vec![curve("bon", "n", &kept)]],
+        GoodhartKind::Regressional,
+    );
+    assert_eq!(f[0].strategies[0].shape, Shape::Rose);
+    assert!(f[0].strategies[0].sentence.contains("gold rose by +0.2"));
+    assert_eq!(f[0].shown, Some(false));
+    assert!(f[0]
+        .verdict
+        .as_deref()
+        .unwrap()
+        .contains("is not shown beyond noise"));
+
+    // Every change inside the wobble: cannot tell, with what the run detects.
+    let flat: Vec<_> = OVEROPTIMISED
         .iter()
-        .find(|s| s.strategy == strategy)
-        .unwrap();
-    (s.shape, s.sentence.clone())
-}
-
-#[test]
-fn a_rise_then_a_fall_is_named_with_its_peak_and_a_change_in_a_number_changes_the_sentence() {
-    let overoptimised = curve(
-        "bon",
-        &[
-            (0.0, 0.0, 0.1, -0.30),
-            (1.0, 0.8, 0.4, -0.10),
-            (3.0, 1.4, 0.7, -0.45),
-        ],
+        .map(|&(kl, _, p, l, b)| (kl, 0.0, p, l, b))
+        .collect();
+    let f = of(
+        &[vec![curve("bon", "n", &flat)]],
+        GoodhartKind::Regressional,
     );
-    let (shape, s) = sentence(&[vec![overoptimised.clone()]], "bon");
-    assert_eq!(shape, Shape::RoseThenFell);
+    let s = &f[0].strategies[0];
+    assert_eq!(s.shape, Shape::Flat);
+    assert!(s.within_noise);
     assert!(
-        s.starts_with("bon: proxy rose from 0.000 to 1.400 ±0.039, the labeler's score rose from 0.100 to 0.700"),
-        "{s}"
-    );
-    assert!(
-        s.contains("gold rose, then fell from -0.300 ±0.039 to -0.450 ±0.039 at KL 3.000"),
-        "{s}"
-    );
-    assert!(s.contains("gold peaked at -0.100 at KL 1.000"), "{s}");
-    assert!(!s.contains("within noise"), "{s}");
-
-    // The same run with gold at the last point back near the peak: it rose.
-    let mut kept = overoptimised.clone();
-    kept.points[2].gold.mean = -0.11;
-    let (shape, s) = sentence(&[vec![kept]], "bon");
-    assert_eq!(shape, Shape::Rose);
-    assert!(s.contains("gold rose from -0.300 ±0.039 to -0.110"), "{s}");
-
-    // And with every change inside two standard errors: within noise.
-    let mut flat = overoptimised;
-    flat.points[1].gold.mean = -0.29;
-    flat.points[2].gold.mean = -0.31;
-    flat.observed_peak = (1.0, -0.29);
-    let (shape, s) = sentence(&[vec![flat]], "bon");
-    assert_eq!(shape, Shape::Flat);
-    assert!(
-        s.contains("gold did not move beyond noise from -0.300"),
-        "{s}"
+        s.sentence
+            .contains("cannot tell (this run detects changes of 0.0"),
+        "{}",
+        s.sentence
     );
 }
 
 #[test]
-fn across_seeds_each_seeds_verdict_is_counted_and_figures_carry_t_intervals() {
-    let fell = |g: f64| curve("ppo", &[(0.0, 0.0, 0.1, -0.3), (2.0, 1.0, 0.6, -0.3 - g)]);
-    let seeds = vec![vec![fell(0.3)], vec![fell(0.25)], vec![fell(0.28)]];
-    let (shape, s) = sentence(&seeds, "ppo");
-    assert_eq!(shape, Shape::Fell);
-    assert!(s.contains(": it fell in 3/3 seeds"), "{s}");
-    // Gold at the largest KL: the mean of -0.6, -0.55 and -0.58 with its t-interval.
-    let gold = AcrossSeeds::of(&[-0.6, -0.55, -0.58]);
-    assert!(
-        s.contains(&format!("to {:.3} ±{:.3}", gold.mean, gold.half_width)),
-        "{s}"
-    );
-    assert!(!s.contains("within noise"), "{s}");
-    let f = of(&seeds);
-    assert_eq!(f[0].headline, "t: gold fell under 1 of 1 strategies (ppo).");
-
-    // Two seeds fall and one stays within its noise: counted, and with three
-    // seeds the change's t-interval spans 0.
-    let seeds = vec![vec![fell(0.3)], vec![fell(0.25)], vec![fell(0.01)]];
-    let (shape, s) = sentence(&seeds, "ppo");
-    assert_eq!(shape, Shape::Fell);
-    assert!(
-        s.contains("it fell in 2/3 seeds, did not move beyond noise in 1/3 seeds"),
-        "{s}"
-    );
-    assert!(s.contains("within noise"), "{s}");
-
-    // A fall in one seed and a rise in two others: the change's interval spans 0.
-    let mixed = vec![vec![fell(0.3)], vec![fell(-0.2)], vec![fell(-0.15)]];
-    let (_, s) = sentence(&mixed, "ppo");
-    assert!(s.contains("within noise"), "{s}");
-    assert!(
-        s.contains("rose in 2/3 seeds") && s.contains("fell in 1/3 seeds"),
-        "{s}"
-    );
-}
-
-#[test]
-fn flagged_points_are_not_read_as_the_largest_kl() {
-    let mut a = curve(
-        "bon",
-        &[
-            (0.0, 0.0, 0.1, -0.3),
-            (1.0, 0.5, 0.3, -0.1),
-            (5.0, 2.0, 0.9, 0.9),
-        ],
-    );
-    a.points[2].flag = Some("effective sample size 1.2".into());
-    a.observed_peak = (1.0, -0.1);
-    let (shape, s) = sentence(&[vec![a]], "bon");
-    assert_eq!(shape, Shape::Rose);
-    assert!(s.contains("at KL 1.000"), "{s}");
-}
-
-#[test]
-fn each_kind_is_judged_by_what_it_predicts_and_the_verdict_follows_the_numbers() {
-    use kinds::{verdict, Target};
-    // bon on the proxy and bon-spec on the formal goal, with button presses at each point.
-    let with_button = |strategy: &str, pressed: [f64; 2]| {
-        let mut a = curve(
-            strategy,
+fn across_seeds_the_contrast_pools_the_seeds_and_each_seed_is_counted() {
+    let fell = |g: f64| {
+        curve(
+            "ppo",
+            "iteration",
             &[
-                (0.0, 0.0, 0.1, -0.3),
-                (1.0, 0.5, 0.6, -0.3),
-                (2.0, 1.0, 0.9, -0.35),
+                (0.0, 0.0, 0.0, 0.0, 0.1),
+                (1.0, -g / 2.0, 0.5, 0.3, 0.1),
+                (2.0, -g, 1.0, 0.6, 0.1),
             ],
-        );
-        a.points[0].features = vec![("button_pressed".into(), pressed[0])];
-        a.points[1].features = vec![("button_pressed".into(), pressed[1])];
-        a.points[2].features = vec![("button_pressed".into(), pressed[1])];
-        a
+        )
     };
-    let judged = |proxy_pressed: f64, kind| {
-        let mut f = of(&[vec![
-            with_button("bon", [0.1, proxy_pressed]),
-            with_button("bon-spec", [0.1, 0.1]),
-        ]]);
-        f[0].strategies[0].target = Some(Target::Proxy);
-        f[0].strategies[1].target = Some(Target::Spec);
-        verdict(kind, &f[0].strategies)
+    // Two seeds fall, the third rises: the pooled contrast still falls, and each seed is counted.
+    let seeds = vec![vec![fell(0.3)], vec![fell(0.25)], vec![fell(-0.2)]];
+    let f = of(&seeds, GoodhartKind::Causal);
+    let s = &f[0].strategies[0];
+    assert_eq!(s.shape, Shape::Fell, "{}", s.sentence);
+    // The mean of the seeds' changes, -0.117 (and the wobble's mean).
+    assert!((s.gold.estimate + 0.117).abs() < 0.01, "{:?}", s.gold);
+    assert!(
+        s.sentence.contains("each seed alone: rose in 1, fell in 2"),
+        "{}",
+        s.sentence
+    );
+    // The labeler's score rose while gold fell: what causal Goodhart predicts.
+    let v = f[0].verdict.as_deref().unwrap();
+    assert!(
+        v.starts_with(
+            "Causal Goodhart, as predicted: under ppo the labeler's score changed by +0.59"
+        ),
+        "{v}"
+    );
+}
+
+#[test]
+fn causal_goodhart_needs_gold_to_fall_not_only_the_labeler_to_rise() {
+    let flat_gold = curve(
+        "bon",
+        "n",
+        &[
+            (0.0, 0.0, 0.0, 0.0, 0.1),
+            (1.0, 0.0, 0.5, 0.3, 0.1),
+            (2.0, 0.0, 1.0, 0.6, 0.1),
+        ],
+    );
+    let f = of(&[vec![flat_gold]], GoodhartKind::Causal);
+    assert_eq!(f[0].shown, Some(false), "{:?}", f[0].verdict);
+}
+
+#[test]
+fn a_flagged_point_is_not_read_as_the_largest_kl() {
+    let mut a = curve("bon", "n", &OVEROPTIMISED);
+    a.points[3].flag = Some("effective sample size".into());
+    let f = of(&[vec![a]], GoodhartKind::Regressional);
+    let s = &f[0].strategies[0];
+    assert!((s.kl - 1.2).abs() < 1e-9, "{}", s.sentence);
+    assert_eq!(s.shape, Shape::Rose);
+}
+
+#[test]
+fn adversarial_goodhart_needs_a_formal_goal_that_moved_and_pressed_less() {
+    let presses = |strategy: &str, knob: &str, to: f64, goal: f64| {
+        curve(
+            strategy,
+            knob,
+            &[
+                (0.0, 0.0, 0.0, 0.0, 0.1),
+                (1.0, goal / 2.0, 0.5, 0.3, to),
+                (2.0, goal, 1.0, 0.6, to),
+            ],
+        )
     };
-    // 64 episodes: from 0.1 to 0.5 is far beyond noise, to 0.12 is not.
-    let v = judged(0.5, GoodhartKind::Adversarial);
+    let kind = GoodhartKind::Adversarial;
+    // No strategy optimises the formal goal: half the prediction is untested, and the verdict says so.
+    let f = of(&[vec![presses("bon", "n", 0.6, 0.0)]], kind);
+    assert_eq!(f[0].shown, None);
     assert!(
-        v.starts_with("Button presses rose beyond noise under 1 of the 1 strategies")
-            && v.contains("(bon)")
-            && v.ends_with("under 0 of the 1 that optimise the formal goal: as predicted."),
-        "{v}"
+        f[0].verdict.as_deref().unwrap().contains("is not tested"),
+        "{:?}",
+        f[0].verdict
     );
-    let v = judged(0.12, GoodhartKind::Adversarial);
-    assert!(
-        v.contains("under 0 of the 1") && v.ends_with("not seen beyond noise."),
-        "{v}"
+    // The goal strategy raised the goal and kept presses at the base's: as predicted.
+    let f = of(
+        &[vec![
+            presses("bon", "n", 0.6, 0.0),
+            presses("bon-spec", "n", 0.1, 0.3),
+        ]],
+        kind,
     );
-    // The labeler's score rose (0.1 to 0.9) and gold did not: what causal Goodhart predicts.
-    let v = judged(0.5, GoodhartKind::Causal);
-    assert!(
-        v.contains("did not rise under 1 (bon)") && v.ends_with("is seen."),
-        "{v}"
+    assert_eq!(f[0].shown, Some(true), "{:?}", f[0].verdict);
+    // The goal strategy did not move the goal at all: not evidence that the goal keeps the exploit away.
+    let f = of(
+        &[vec![
+            presses("bon", "n", 0.6, 0.0),
+            presses("bon-spec", "n", 0.1, 0.0),
+        ]],
+        kind,
     );
-    let v = judged(0.5, GoodhartKind::Regressional);
-    assert!(v.ends_with("not seen beyond noise."), "{v}");
+    assert_eq!(f[0].shown, Some(false), "{:?}", f[0].verdict);
+    // A trained policy on the goal is not paired with a pool strategy.
+    let f = of(
+        &[vec![
+            presses("bon", "n", 0.6, 0.0),
+            presses("ppo-spec", "iteration", 0.1, 0.3),
+        ]],
+        kind,
+    );
+    assert_eq!(f[0].shown, None, "{:?}", f[0].verdict);
 }

@@ -111,14 +111,12 @@ fn row(
     rm_labeler: AcrossSeeds,
     rm_gold: AcrossSeeds,
 ) -> PointRow {
-    let end = curve
-        .points
-        .iter()
+    // Flagged points feed nothing but their own rows.
+    let trusted = || curve.points.iter().filter(|p| p.trusted);
+    let end = trusted()
         .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
-        .expect("a curve has points");
-    let peak = curve
-        .points
-        .iter()
+        .unwrap_or(&curve.points[0]);
+    let peak = trusted()
         .filter(|p| p.gold.mean.is_finite())
         .max_by(|a, b| a.gold.mean.total_cmp(&b.gold.mean))
         .unwrap_or(end);
@@ -176,7 +174,7 @@ fn csv(plan: &Plan, rows: &[PointRow]) -> String {
     for k in &plan.keys {
         write!(out, ",{k}").unwrap();
     }
-    out.push_str(",task,strategy,seeds,start_gold,start_gold_ci,kl,kl_ci,proxy,proxy_ci,gold,gold_ci,peak_gold,peak_gold_ci,peak_kl,fit_alpha,fit_alpha_se,fit_beta,fit_beta_se,fit_peak_sqrt_kl,rm_accuracy_labeler,rm_accuracy_labeler_ci,rm_accuracy_gold,rm_accuracy_gold_ci\n");
+    out.push_str(",task,strategy,seeds,start_gold,start_gold_ci,kl,kl_ci,proxy,proxy_ci,gold,gold_ci,peak_gold,peak_gold_ci,peak_kl,fit_alpha,fit_alpha_se,fit_beta,fit_beta_se,fit_peak_sqrt_kl,fit_peak_extrapolated,rm_accuracy_labeler,rm_accuracy_labeler_ci,rm_accuracy_gold,rm_accuracy_gold_ci\n");
     for r in rows {
         let p = &plan.points[r.point];
         out.push_str(&p.id);
@@ -194,19 +192,21 @@ fn csv(plan: &Plan, rows: &[PointRow]) -> String {
             }
         };
         let s = |a: &AcrossSeeds| format!("{},{}", f(a.mean), f(a.half_width));
-        let (alpha, alpha_se, beta, beta_se, peak) = match &r.fit {
+        let (alpha, alpha_se, beta, beta_se, peak, beyond) = match &r.fit {
             Some(fit) => (
                 f(fit.alpha),
                 f(fit.alpha_se),
                 f(fit.beta),
                 f(fit.beta_se),
                 fit.peak_d.map_or(String::new(), f),
+                fit.peak_d
+                    .map_or(String::new(), |_| fit.peak_extrapolated.to_string()),
             ),
             None => Default::default(),
         };
         writeln!(
             out,
-            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            ",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.task,
             r.strategy,
             r.seeds,
@@ -221,6 +221,7 @@ fn csv(plan: &Plan, rows: &[PointRow]) -> String {
             beta,
             beta_se,
             peak,
+            beyond,
             s(&r.rm_labeler),
             s(&r.rm_gold),
         )
