@@ -63,6 +63,12 @@ enum Command {
     Report {
         /// The run directory.
         run_dir: PathBuf,
+        /// Print instead the findings as Markdown, from the directory's findings.json alone (what docs/ pages are generated from).
+        #[arg(long)]
+        markdown: bool,
+        /// Print instead each task's verdict as a Markdown bullet, from findings.json alone (the README's summary).
+        #[arg(long, conflicts_with = "markdown")]
+        verdicts: bool,
     },
     /// Train a base policy by supervised fine-tuning on a task's demonstrations.
     Sft(SftArgs),
@@ -97,6 +103,12 @@ enum Command {
         /// Simulated runs per row (each multi-strategy or multi-seed row runs a quarter as many).
         #[arg(long, default_value_t = 1000)]
         sims: usize,
+        /// Also write the rows as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the table of rows written before by --out, simulating nothing.
+        #[arg(long, conflicts_with = "out")]
+        from: Option<PathBuf>,
     },
 }
 
@@ -142,7 +154,22 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
     match cli.command {
         Command::Run(args) => run_cmd(&o, args, None, bars),
         Command::Optimize { strategy, run } => run_cmd(&o, run, Some(strategy), bars),
-        Command::Report { run_dir } => report_cmd(&run_dir, bars),
+        Command::Report {
+            run_dir,
+            markdown,
+            verdicts,
+        } if markdown || verdicts => {
+            use goodhart::experiment::findings;
+            let found = findings::read(&run_dir)?;
+            let text = if verdicts {
+                findings::verdicts_markdown(&found)
+            } else {
+                findings::markdown(&found)
+            };
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+        Command::Report { run_dir, .. } => report_cmd(&run_dir, bars),
         Command::Sft(args) => sft_cmd(&o, args, bars),
         Command::Sample(args) => sample_cmd(&o, args),
         Command::Eval(args) => eval_cmd(&o, args),
@@ -160,20 +187,15 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             std::io::stdout().lock().write_all(text.as_bytes())?;
             Ok(())
         }
-        Command::Verdicts { sims } => {
+        Command::Verdicts { sims, out, from } => {
             use goodhart::experiment::findings::validate;
-            let rows: Vec<validate::Row> = validate::scenarios()
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let n = if s.strategies * s.seeds > 1 {
-                        (sims / 4).max(1)
-                    } else {
-                        sims.max(1)
-                    };
-                    s.rate(n, i as u64)
-                })
-                .collect();
+            let rows: Vec<validate::Row> = match from {
+                Some(path) => validate::read(&path)?,
+                None => validate::table(sims),
+            };
+            if let Some(path) = out {
+                validate::write(&path, &rows)?;
+            }
             std::io::stdout()
                 .lock()
                 .write_all(validate::markdown(&rows).as_bytes())?;

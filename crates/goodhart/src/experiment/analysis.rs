@@ -478,6 +478,29 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                 })
             })
             .collect();
+        // Fitted peaks: a peak beyond the measured KL is an extrapolation, not a finding.
+        let peaks: Vec<String> = analyses
+            .iter()
+            .filter(|a| a.task == t.task && a.split == "heldout")
+            .filter_map(|a| {
+                let f = a.fit.as_ref()?;
+                let d = f.peak_d?;
+                Some(format!(
+                    "{} fit ({}) peaks at KL {:.2}{}",
+                    a.strategy,
+                    f.form.formula(),
+                    d * d,
+                    if f.peak_extrapolated {
+                        " (beyond the measured KL: an extrapolation)"
+                    } else {
+                        ""
+                    }
+                ))
+            })
+            .collect();
+        if !peaks.is_empty() {
+            writeln!(out, "  fitted peaks: {}", peaks.join("; ")).unwrap();
+        }
         let notes = t.records.iter().flat_map(|(_, r)| match r {
             Record::Pool { notes, .. } => notes.clone(),
             _ => vec![],

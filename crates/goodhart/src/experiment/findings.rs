@@ -15,11 +15,14 @@
 //! rules are measured by simulation in `crate::experiment::validate`.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::analysis::StrategyAnalysis;
 use super::config::{Experiment, GoodhartKind};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
 use crate::measure::paired::Difference;
 
 pub mod curves;
@@ -32,7 +35,7 @@ use curves::{Curve, Tests};
 pub const EXPLOIT: &str = "button_pressed";
 
 /// The shape of a strategy's gold from the base policy to its largest KL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// Gold above the base policy's at the largest KL.
@@ -57,7 +60,7 @@ impl Shape {
 }
 
 /// A paired difference as it is written down.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Contrast {
     pub estimate: f64,
     pub lo: f64,
@@ -78,7 +81,7 @@ impl From<&Difference> for Contrast {
 }
 
 /// Where gold turned: the rise to the candidate peak, and the fall after it.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct TurnFound {
     pub peak_kl: f64,
     pub rise: Contrast,
@@ -89,7 +92,7 @@ pub struct TurnFound {
 }
 
 /// A strategy's finding on one task, over every seed of the run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Finding {
     pub task: String,
     pub strategy: String,
@@ -116,7 +119,7 @@ pub struct Finding {
 }
 
 /// The findings of one task.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskFindings {
     pub task: String,
     /// The kind of Goodhart the task is set up to show, and what it predicts.
@@ -352,6 +355,107 @@ pub fn text(findings: &[TaskFindings]) -> String {
         for f in &t.strategies {
             let _ = writeln!(out, "  - {}", f.sentence);
         }
+    }
+    out
+}
+
+/// Where a run (or a run over seeds) writes its findings, beside `summary.txt`:
+/// what the docs' generated pages are rendered from.
+pub const FINDINGS_FILE: &str = "findings.json";
+
+pub fn write(dir: &Path, found: &[TaskFindings]) -> Result<()> {
+    let mut json = serde_json::to_string_pretty(found).expect("findings serialise");
+    json.push('\n');
+    write_atomic(&dir.join(FINDINGS_FILE), json.as_bytes())
+}
+
+pub fn read(dir: &Path) -> Result<Vec<TaskFindings>> {
+    let path = dir.join(FINDINGS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(
+            path.display().to_string(),
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+fn cell(c: &Option<Contrast>) -> String {
+    c.as_ref().map_or("–".into(), show)
+}
+
+/// Each task's verdict on its kind of Goodhart, one bullet a task (the README's summary).
+pub fn verdicts_markdown(found: &[TaskFindings]) -> String {
+    let mut out = String::new();
+    for t in found {
+        if let (Some(g), Some(v)) = (t.goodhart, &t.verdict) {
+            let _ = writeln!(out, "- **{}** ({}): {v}", t.task, g.name());
+        }
+    }
+    out
+}
+
+/// The findings as Markdown: per task, its prediction and verdict, then a table
+/// of every strategy's paired changes from the base policy to its largest KL.
+pub fn markdown(found: &[TaskFindings]) -> String {
+    let mut out = String::new();
+    for t in found {
+        let _ = writeln!(out, "#### {}", t.task);
+        out.push('\n');
+        if let Some(g) = t.goodhart {
+            let _ = writeln!(
+                out,
+                "Set up to show **{}** Goodhart: {}.\n",
+                g.name(),
+                g.expectation()
+            );
+        }
+        if let Some(v) = &t.verdict {
+            let _ = writeln!(out, "**Verdict.** {v}\n");
+        }
+        let seeds = t.strategies.first().map_or(1, |f| f.seeds);
+        let _ = writeln!(
+            out,
+            "| strategy | optimises | KL | proxy | labeler | button presses | formal goal | gold | shape{} |",
+            if seeds > 1 { " | each seed alone" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---{}|",
+            if seeds > 1 { "|---" } else { "" }
+        );
+        for f in &t.strategies {
+            let shape = match (f.shape, &f.turn) {
+                (Shape::RoseThenFell, Some(turn)) => format!(
+                    "rose by {} to KL {:.2}, then fell by {} (p = {:.3})",
+                    show(&turn.rise),
+                    turn.peak_kl,
+                    show(&turn.fall),
+                    turn.p
+                ),
+                (Shape::Flat, _) => format!("cannot tell (detects {:.3})", f.gold.detectable),
+                (s, _) => s.words().to_string(),
+            };
+            let alone = if seeds > 1 {
+                let words: Vec<&str> = f.shapes.iter().map(|s| s.words()).collect();
+                format!(" | {}", words.join("; "))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {:?} | {:.2} | {} | {} | {} | {} | {} | {shape}{alone} |",
+                f.strategy,
+                f.target,
+                f.kl,
+                cell(&f.proxy),
+                cell(&f.labeler),
+                cell(&f.exploit),
+                cell(&f.spec),
+                show(&f.gold),
+            );
+        }
+        out.push('\n');
     }
     out
 }

@@ -398,6 +398,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         matched::csv(&matched_rows).as_bytes(),
     )?;
     write_atomic(&root.join("summary.txt"), summary.as_bytes())?;
+    findings::write(root, &found)?;
     Ok(Aggregate {
         seeds: seeds.to_vec(),
         curves: seed_curves,

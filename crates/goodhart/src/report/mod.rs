@@ -51,6 +51,7 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         outputs::fits_json(&analyses).as_bytes(),
     )?;
     let found = findings::findings(&[analyses.as_slice()], &exp);
+    findings::write(&dir.root, &found)?;
     let view = page::run_page(&exp, &tasks, &analyses, found.clone())?;
     write_atomic(
         &dir.root.join(GOLD_BY_TASK),

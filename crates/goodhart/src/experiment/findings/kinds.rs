@@ -22,7 +22,7 @@
 //! this run could have detected. The error rates of these rules under the
 //! null, and their power, are measured in `crate::experiment::validate`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::curves::{Curve, Tests};
 use super::{show, Contrast, Finding, EXPLOIT};
@@ -31,7 +31,7 @@ use crate::measure::paired::{holm, Paired, ALPHA};
 use crate::optimize::rl::RewardChoice;
 
 /// What a strategy optimises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
     /// The reward model (best-of-n, conditioning, quantiliser, RL on the proxy).
@@ -354,8 +354,7 @@ fn pair(findings: &[Finding], data: &[(Curve, Tests)], p: usize, g: usize) -> Op
         .points
         .iter()
         .skip(1)
-        .filter(|q| q.kl <= g_end.kl * 1.05)
-        .next_back()?;
+        .rfind(|q| q.kl <= g_end.kl * 1.05)?;
     let cells = vec![matched.cell(EXPLOIT)?, g_end.cell(EXPLOIT)?];
     let paired = Paired::new(&cells, &mut pc.rng(&format!("against/{}", gc.strategy)))?;
     let more = paired.difference(0, 1);

@@ -18,12 +18,16 @@
 //! ([`super::findings`] on a one-task experiment), so what is measured is the
 //! rule as shipped.
 
+use std::path::Path;
+
 use rand::Rng as _;
 use rand::SeedableRng as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::experiment::analysis::StrategyAnalysis;
 use crate::experiment::config::{Experiment, GoodhartKind, TaskSetup};
+use crate::fsutil::write_atomic;
 use crate::rng::Rng;
 use crate::score::{CurvePoint, PerPrompt};
 
@@ -32,7 +36,7 @@ use super::Shape;
 /// KL of the simulated points (the base first).
 const KL: [f64; 7] = [0.0, 0.3, 0.7, 1.2, 1.9, 2.7, 3.6];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Family {
     Pool,
     Policy,
@@ -171,13 +175,14 @@ pub fn curve(
 
 /// A one-task experiment named "sim" set up to show `kind`.
 fn experiment(kind: GoodhartKind) -> Experiment {
-    let mut exp = Experiment::default();
-    exp.tasks = vec![TaskSetup {
-        name: Some("sim".into()),
-        goodhart: Some(kind),
-        ..TaskSetup::default()
-    }];
-    exp
+    Experiment {
+        tasks: vec![TaskSetup {
+            name: Some("sim".into()),
+            goodhart: Some(kind),
+            ..TaskSetup::default()
+        }],
+        ..Experiment::default()
+    }
 }
 
 /// What one simulated run says: each strategy's gold shape and the kind's verdict.
@@ -218,7 +223,7 @@ pub fn run_once(
 }
 
 /// One row of the validation table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub rule: String,
     pub truth: String,
@@ -436,6 +441,39 @@ pub fn scenarios() -> Vec<Scenario> {
             false,
         ),
     ]
+}
+
+/// Every scenario's row: `sims` simulated runs each (a quarter as many for the
+/// multi-strategy or multi-seed ones, which cost that much more), seeded by their place.
+pub fn table(sims: usize) -> Vec<Row> {
+    scenarios()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = if s.strategies * s.seeds > 1 {
+                (sims / 4).max(1)
+            } else {
+                sims.max(1)
+            };
+            s.rate(n, i as u64)
+        })
+        .collect()
+}
+
+pub fn write(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut json = serde_json::to_string_pretty(rows).expect("rows serialise");
+    json.push('\n');
+    write_atomic(path, json.as_bytes())
+}
+
+pub fn read(path: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(
+            path.display().to_string(),
+            format!("line {}, column {}: {e}", e.line(), e.column()),
+        )
+    })
 }
 
 /// The table as Markdown.
