@@ -132,6 +132,27 @@ pub struct TaskFindings {
     /// What the run shows on this task, in one sentence.
     pub headline: String,
     pub strategies: Vec<Finding>,
+    /// Against an earlier task with the same base measurement (same base
+    /// policy, same prompts): each strategy both ran, paired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<TaskContrast>,
+}
+
+/// One task against another that shares its base measurement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskContrast {
+    pub other: String,
+    pub rows: Vec<StrategyContrast>,
+}
+
+/// Gold at a strategy's largest KL on this task minus on the other, paired over
+/// their shared prompts (the base is the same, so this is the difference of the two gains).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StrategyContrast {
+    pub strategy: String,
+    pub kl: f64,
+    pub other_kl: f64,
+    pub gold: Contrast,
 }
 
 fn turn_found(curve: &Curve, t: &Tests) -> Option<TurnFound> {
@@ -295,13 +316,19 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                     shown: None,
                     headline: String::new(),
                     strategies: vec![f],
+                    against: None,
                 },
                 vec![(curve, tests)],
             )),
         }
     }
+    let against: Vec<Option<TaskContrast>> = (0..out.len())
+        .map(|i| (0..i).find_map(|j| across_tasks(&out[i].1, &out[j].1, &out[j].0.task)))
+        .collect();
     out.into_iter()
-        .map(|(mut t, data)| {
+        .zip(against)
+        .map(|((mut t, data), against)| {
+            t.against = against;
             t.headline = headline(&t);
             t.goodhart = exp.task(Some(&t.task)).ok().and_then(|s| s.goodhart);
             t.expectation = t.goodhart.map(|g| g.expectation().to_string());
@@ -312,6 +339,69 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
             t
         })
         .collect()
+}
+
+/// Whether two tasks share their base measurement: the same per-prompt gold in every seed.
+fn same_base(a: &Curve, b: &Curve) -> bool {
+    let (x, y) = (a.points[0].cell("gold"), b.points[0].cell("gold"));
+    matches!((x, y), (Some(x), Some(y)) if x == y)
+}
+
+/// Each strategy of `here` that `there` also ran, at their largest KLs, paired
+/// over the prompts they share; None when the tasks' base measurements differ.
+fn across_tasks(
+    here: &[(Curve, Tests)],
+    there: &[(Curve, Tests)],
+    other: &str,
+) -> Option<TaskContrast> {
+    let (first_here, first_there) = (&here.first()?.0, &there.first()?.0);
+    if !same_base(first_here, first_there) {
+        return None;
+    }
+    let rows: Vec<StrategyContrast> = here
+        .iter()
+        .filter_map(|(a, _)| {
+            let (b, _) = there.iter().find(|(b, _)| b.strategy == a.strategy)?;
+            let cells = vec![a.end().cell("gold")?, b.end().cell("gold")?];
+            let paired = crate::measure::paired::Paired::new(
+                &cells,
+                &mut a.rng(&format!("against/{other}")),
+            )?;
+            Some(StrategyContrast {
+                strategy: a.strategy.clone(),
+                kl: a.end().kl,
+                other_kl: b.end().kl,
+                gold: (&paired.difference(0, 1)).into(),
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then(|| TaskContrast {
+        other: other.to_string(),
+        rows,
+    })
+}
+
+/// "Against answers (the same base policy and prompts), gold at each strategy's largest KL: ..."
+fn against_words(t: &TaskFindings) -> Option<String> {
+    let c = t.against.as_ref()?;
+    let rows: Vec<String> = c
+        .rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} (KL {:.2} here, {:.2} there)",
+                r.strategy,
+                show(&r.gold),
+                r.kl,
+                r.other_kl
+            )
+        })
+        .collect();
+    Some(format!(
+        "Against {} (the same base policy and prompts), gold at each strategy's largest KL here minus there, paired: {}.",
+        c.other,
+        rows.join("; ")
+    ))
 }
 
 /// One sentence over a task's strategies: which gold verdicts held under which.
@@ -354,6 +444,9 @@ pub fn text(findings: &[TaskFindings]) -> String {
         let _ = writeln!(out, "{}", t.headline);
         for f in &t.strategies {
             let _ = writeln!(out, "  - {}", f.sentence);
+        }
+        if let Some(a) = against_words(t) {
+            let _ = writeln!(out, "{a}");
         }
     }
     out
@@ -456,6 +549,9 @@ pub fn markdown(found: &[TaskFindings]) -> String {
             );
         }
         out.push('\n');
+        if let Some(a) = against_words(t) {
+            let _ = writeln!(out, "{a}\n");
+        }
     }
     out
 }

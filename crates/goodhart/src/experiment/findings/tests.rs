@@ -278,3 +278,38 @@ fn adversarial_goodhart_needs_a_formal_goal_that_moved_and_pressed_less() {
     );
     assert_eq!(f[0].shown, None, "{:?}", f[0].verdict);
 }
+
+#[test]
+fn tasks_that_share_a_base_measurement_are_compared_prompt_by_prompt() {
+    let on = |task: &str, end_gold: f64| {
+        let mut pts = OVEROPTIMISED;
+        pts[3].1 = end_gold;
+        let mut a = curve("bon", "n", &pts);
+        a.task = task.into();
+        a
+    };
+    let f = of(
+        &[vec![on("t", -0.1), on("u", 0.2)]],
+        GoodhartKind::Regressional,
+    );
+    assert!(f[0].against.is_none());
+    let against = f[1].against.as_ref().expect("u shares t's base");
+    assert_eq!(against.other, "t");
+    // 0.2 - (-0.1): the same wobble on both sides cancels exactly.
+    let gold = against.rows[0].gold;
+    assert!(
+        (gold.estimate - 0.3).abs() < 1e-9 && gold.lo > 0.29,
+        "{gold:?}"
+    );
+    assert!(text(&f).contains("Against t (the same base policy and prompts)"));
+    // A different base: no comparison.
+    let mut other = on("u", 0.2);
+    for p in &mut other.points[0].per_prompt.as_mut().unwrap().gold {
+        *p += 0.01;
+    }
+    assert!(
+        of(&[vec![on("t", -0.1), other]], GoodhartKind::Regressional)[1]
+            .against
+            .is_none()
+    );
+}
