@@ -132,8 +132,8 @@ pub struct TaskFindings {
     /// What the run shows on this task, in one sentence.
     pub headline: String,
     pub strategies: Vec<Finding>,
-    /// Against an earlier task with the same base measurement (same base
-    /// policy, same prompts): each strategy both ran, paired.
+    /// Against an earlier task measured on the same prompts (the same task
+    /// generator and settings): each strategy both ran, paired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<TaskContrast>,
 }
@@ -145,8 +145,8 @@ pub struct TaskContrast {
     pub rows: Vec<StrategyContrast>,
 }
 
-/// Gold at a strategy's largest KL on this task minus on the other, paired over
-/// their shared prompts (the base is the same, so this is the difference of the two gains).
+/// A strategy's gain in gold (largest KL minus base) on this task minus on the
+/// other, paired over the prompts they share.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StrategyContrast {
     pub strategy: String,
@@ -323,7 +323,11 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
         }
     }
     let against: Vec<Option<TaskContrast>> = (0..out.len())
-        .map(|i| (0..i).find_map(|j| across_tasks(&out[i].1, &out[j].1, &out[j].0.task)))
+        .map(|i| {
+            (0..i)
+                .filter(|&j| same_prompts(exp, &out[i].0.task, &out[j].0.task))
+                .find_map(|j| across_tasks(&out[i].1, &out[j].1, &out[j].0.task))
+        })
         .collect();
     out.into_iter()
         .zip(against)
@@ -341,37 +345,43 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
         .collect()
 }
 
-/// Whether two tasks share their base measurement: the same per-prompt gold in every seed.
-fn same_base(a: &Curve, b: &Curve) -> bool {
-    let (x, y) = (a.points[0].cell("gold"), b.points[0].cell("gold"));
-    matches!((x, y), (Some(x), Some(y)) if x == y)
+/// Whether two tasks of `exp` are measured on the same prompts: the same task
+/// generator and settings (the prompts are drawn from the experiment's seed
+/// and the task's settings, not its name).
+fn same_prompts(exp: &Experiment, a: &str, b: &str) -> bool {
+    match (exp.task(Some(a)), exp.task(Some(b))) {
+        (Ok(a), Ok(b)) => a.task_config() == b.task_config(),
+        _ => false,
+    }
 }
 
-/// Each strategy of `here` that `there` also ran, at their largest KLs, paired
-/// over the prompts they share; None when the tasks' base measurements differ.
+/// Each strategy of `here` that `there` also ran: its gain in gold (largest KL
+/// minus base) here minus there, paired over the prompts the tasks share.
 fn across_tasks(
     here: &[(Curve, Tests)],
     there: &[(Curve, Tests)],
     other: &str,
 ) -> Option<TaskContrast> {
-    let (first_here, first_there) = (&here.first()?.0, &there.first()?.0);
-    if !same_base(first_here, first_there) {
-        return None;
-    }
     let rows: Vec<StrategyContrast> = here
         .iter()
         .filter_map(|(a, _)| {
             let (b, _) = there.iter().find(|(b, _)| b.strategy == a.strategy)?;
-            let cells = vec![a.end().cell("gold")?, b.end().cell("gold")?];
+            let cells = vec![
+                a.end().cell("gold")?,
+                a.points[0].cell("gold")?,
+                b.end().cell("gold")?,
+                b.points[0].cell("gold")?,
+            ];
             let paired = crate::measure::paired::Paired::new(
                 &cells,
                 &mut a.rng(&format!("against/{other}")),
             )?;
+            let gain = paired.contrast(&[(0, 1.0), (1, -1.0), (2, -1.0), (3, 1.0)]);
             Some(StrategyContrast {
                 strategy: a.strategy.clone(),
                 kl: a.end().kl,
                 other_kl: b.end().kl,
-                gold: (&paired.difference(0, 1)).into(),
+                gold: (&gain).into(),
             })
         })
         .collect();
@@ -398,7 +408,7 @@ fn against_words(t: &TaskFindings) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "Against {} (the same base policy and prompts), gold at each strategy's largest KL here minus there, paired: {}.",
+        "Against {} (the same prompts), each strategy's gain in gold (largest KL minus base) here minus there, paired: {}.",
         c.other,
         rows.join("; ")
     ))

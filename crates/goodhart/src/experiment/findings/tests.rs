@@ -280,7 +280,7 @@ fn adversarial_goodhart_needs_a_formal_goal_that_moved_and_pressed_less() {
 }
 
 #[test]
-fn tasks_that_share_a_base_measurement_are_compared_prompt_by_prompt() {
+fn tasks_measured_on_the_same_prompts_are_compared_prompt_by_prompt() {
     let on = |task: &str, end_gold: f64| {
         let mut pts = OVEROPTIMISED;
         pts[3].1 = end_gold;
@@ -288,28 +288,31 @@ fn tasks_that_share_a_base_measurement_are_compared_prompt_by_prompt() {
         a.task = task.into();
         a
     };
-    let f = of(
-        &[vec![on("t", -0.1), on("u", 0.2)]],
-        GoodhartKind::Regressional,
-    );
+    let two = |u: TaskSetup| {
+        let mut exp = experiment(GoodhartKind::Regressional);
+        exp.tasks.push(TaskSetup {
+            name: Some("u".into()),
+            ..u
+        });
+        exp
+    };
+    let runs = [on("t", -0.1), on("u", 0.2)];
+    let f = findings(&[&runs[..]], &two(TaskSetup::default()));
     assert!(f[0].against.is_none());
-    let against = f[1].against.as_ref().expect("u shares t's base");
+    let against = f[1].against.as_ref().expect("u has t's prompts");
     assert_eq!(against.other, "t");
-    // 0.2 - (-0.1): the same wobble on both sides cancels exactly.
+    // Gains of 0.2 and -0.1 over the same base: the same wobble on both sides cancels.
     let gold = against.rows[0].gold;
     assert!(
         (gold.estimate - 0.3).abs() < 1e-9 && gold.lo > 0.29,
         "{gold:?}"
     );
-    assert!(text(&f).contains("Against t (the same base policy and prompts)"));
-    // A different base: no comparison.
-    let mut other = on("u", 0.2);
-    for p in &mut other.points[0].per_prompt.as_mut().unwrap().gold {
-        *p += 0.01;
-    }
-    assert!(
-        of(&[vec![on("t", -0.1), other]], GoodhartKind::Regressional)[1]
-            .against
-            .is_none()
-    );
+    assert!(text(&f).contains("Against t (the same prompts)"));
+    // Another task generator's settings draw other prompts: no comparison.
+    let mut harder = TaskSetup::default();
+    harder.answers.max_digits += 1;
+    let exp = two(harder);
+    assert_ne!(exp.tasks[0].task_config(), exp.tasks[1].task_config());
+    let f = findings(&[&runs[..]], &exp);
+    assert!(f[1].against.is_none(), "{:?}", f[1].against);
 }
