@@ -172,15 +172,15 @@ fn gold_words(f: &Finding) -> String {
     match (f.shape, &f.turn) {
         (Shape::RoseThenFell, Some(t)) => format!(
             "gold rose by {} up to KL {:.2}, then fell by {} by KL {:.2} (turn p = {:.3} over {} candidate peaks)",
-            show(&t.rise),
+            by(&t.rise),
             t.peak_kl,
-            show(&t.fall),
+            by(&t.fall),
             f.kl,
             t.p,
             t.candidates
         ),
         (Shape::Rose | Shape::Fell, _) => {
-            format!("gold {} by {} at KL {:.2}", f.shape.words(), show(g), f.kl)
+            format!("gold {} by {} at KL {:.2}", f.shape.words(), by(g), f.kl)
         }
         _ => format!(
             "gold changed by {} at KL {:.2}: cannot tell (this run detects changes of {:.3} or more)",
@@ -188,6 +188,15 @@ fn gold_words(f: &Finding) -> String {
             f.kl,
             g.detectable
         ),
+    }
+}
+
+/// A size, for "rose by" / "fell by": the contrast's magnitude in its direction, unsigned.
+pub fn by(c: &Contrast) -> String {
+    if c.estimate < 0.0 {
+        format!("{:.3} [{:.3}, {:.3}]", -c.estimate, -c.hi, -c.lo)
+    } else {
+        format!("{:.3} [{:.3}, {:.3}]", c.estimate, c.lo, c.hi)
     }
 }
 
@@ -531,9 +540,9 @@ pub fn markdown(found: &[TaskFindings]) -> String {
             let shape = match (f.shape, &f.turn) {
                 (Shape::RoseThenFell, Some(turn)) => format!(
                     "rose by {} to KL {:.2}, then fell by {} (p = {:.3})",
-                    show(&turn.rise),
+                    by(&turn.rise),
                     turn.peak_kl,
-                    show(&turn.fall),
+                    by(&turn.fall),
                     turn.p
                 ),
                 (Shape::Flat, _) => format!("cannot tell (detects {:.3})", f.gold.detectable),

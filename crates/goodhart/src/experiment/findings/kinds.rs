@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::curves::{Curve, Tests};
-use super::{show, Contrast, Finding, EXPLOIT};
+use super::{by, show, Contrast, Finding, EXPLOIT};
 use crate::experiment::config::{GoodhartKind, TaskSetup};
 use crate::measure::paired::{holm, Paired, ALPHA};
 use crate::optimize::rl::RewardChoice;
@@ -79,6 +79,8 @@ struct Candidate {
     who: String,
     p: f64,
     evidence: String,
+    /// The smallest change in gold this candidate's test detects, where that is the question.
+    detectable: Option<f64>,
 }
 
 /// A kind's verdict: whether the run shows the prediction (None: it cannot be tested here), and the sentence.
@@ -98,13 +100,7 @@ impl Verdict {
 }
 
 /// "as predicted" when some candidate survives Holm; else the closest and what could be detected.
-fn decide(
-    kind: GoodhartKind,
-    what: &str,
-    candidates: Vec<Candidate>,
-    family: &str,
-    detectable: Option<f64>,
-) -> Verdict {
+fn decide(kind: GoodhartKind, what: &str, candidates: Vec<Candidate>, family: &str) -> Verdict {
     if candidates.is_empty() {
         return Verdict::untestable(format!(
             "{} Goodhart cannot be tested here: no {family} was measured.",
@@ -143,8 +139,14 @@ fn decide(
         }
     } else {
         let c = &candidates[order[0]];
-        let floor = detectable
-            .map(|d| format!("; this run detects a change in gold of {d:.3} or more"))
+        let floor = c
+            .detectable
+            .map(|d| {
+                format!(
+                    "; under {} this run detects a change in gold of {d:.3} or more",
+                    c.who
+                )
+            })
             .unwrap_or_default();
         Verdict {
             shown: Some(false),
@@ -164,23 +166,13 @@ fn capital(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The smallest gold change the tested strategies' end contrasts detect (the best of them).
-fn detectable(findings: &[&Finding]) -> Option<f64> {
-    findings
-        .iter()
-        .map(|f| f.gold.detectable)
-        .min_by(f64::total_cmp)
-}
-
 /// One sentence: does the run show what `kind` predicts, with the deciding contrast?
 /// `data[i]` holds the curve and tests behind `findings[i]`.
 pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]) -> Verdict {
     let tested_idx: Vec<usize> = (0..findings.len())
         .filter(|&i| tested(&findings[i]))
         .collect();
-    let tested_findings: Vec<&Finding> = tested_idx.iter().map(|&i| &findings[i]).collect();
     let family = "strategies that optimise the reward model or learn from the labels";
-    let floor = detectable(&tested_findings);
     match kind {
         GoodhartKind::Regressional => {
             let candidates = tested_idx
@@ -191,23 +183,18 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
                     Some(Candidate {
                         who: f.strategy.clone(),
                         p: t.p,
+                        detectable: Some(t.fall.detectable()),
                         evidence: format!(
                             "under {} gold rose by {} up to KL {peak_kl:.2}, then fell by {} by KL {:.2}",
                             f.strategy,
-                            show(&(&t.rise).into()),
-                            show(&(&t.fall).into()),
+                            by(&(&t.rise).into()),
+                            by(&(&t.fall).into()),
                             f.kl
                         ),
                     })
                 })
                 .collect();
-            decide(
-                kind,
-                "The rise and fall it predicts",
-                candidates,
-                family,
-                floor,
-            )
+            decide(kind, "The rise and fall it predicts", candidates, family)
         }
         GoodhartKind::Causal => {
             let candidates = tested_idx
@@ -219,6 +206,7 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
                     Some(Candidate {
                         who: f.strategy.clone(),
                         p,
+                        detectable: Some(f.gold.detectable),
                         evidence: format!(
                             "under {} the labeler's score changed by {} while gold changed by {} at KL {:.2}",
                             f.strategy,
@@ -234,7 +222,6 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
                 "The parting it predicts (the labeler's score up, gold down)",
                 candidates,
                 family,
-                floor,
             )
         }
         GoodhartKind::Extremal => {
@@ -246,12 +233,13 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
                     Some(Candidate {
                         who: f.strategy.clone(),
                         p: t.p,
+                        detectable: Some(t.fall.detectable()),
                         evidence: format!(
                             "under {} from KL {at_kl:.2} to {:.2} the proxy rose by {} while gold fell by {}",
                             f.strategy,
                             f.kl,
-                            show(&(&t.rise).into()),
-                            show(&(&t.fall).into())
+                            by(&(&t.rise).into()),
+                            by(&(&t.fall).into())
                         ),
                     })
                 })
@@ -261,7 +249,6 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
                 "The parting of proxy and gold it predicts",
                 candidates,
                 family,
-                floor,
             )
         }
         GoodhartKind::Adversarial => adversarial(findings, data, &tested_idx, family),
@@ -295,6 +282,7 @@ fn adversarial(
         Candidate {
             who: f.strategy.clone(),
             p: e.p_above(),
+            detectable: None,
             evidence: format!(
                 "under {} button presses changed by {} at KL {:.2}",
                 f.strategy,
@@ -309,7 +297,6 @@ fn adversarial(
             "The exploit's rise it predicts",
             measured.iter().map(|&i| rise(i)).collect(),
             family,
-            None,
         );
         return Verdict {
             shown: None,
@@ -337,7 +324,6 @@ fn adversarial(
         "The exploit under the proxy and not under the formal goal",
         candidates,
         "pairs of a proxy strategy and a formal-goal strategy",
-        None,
     )
 }
 
@@ -364,6 +350,7 @@ fn pair(findings: &[Finding], data: &[(Curve, Tests)], p: usize, g: usize) -> Op
     Some(Candidate {
         who: format!("{} against {}", findings[p].strategy, findings[g].strategy),
         p: pval,
+        detectable: None,
         evidence: format!(
             "{} raised button presses by {}, {} raised the formal goal by {}, and at matched KL ({:.2} against {:.2}) {} pressed {} more often",
             findings[p].strategy,

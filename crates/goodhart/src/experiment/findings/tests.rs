@@ -111,12 +111,12 @@ fn a_rise_then_a_fall_is_named_with_its_paired_contrasts_and_a_number_changes_th
     assert!((t.fall.estimate - 0.35).abs() < 0.03, "{:?}", t);
     assert!(t.rise.lo > 0.15 && t.fall.lo > 0.25, "{:?}", t);
     assert!(
-        bon.sentence.contains("gold rose by +0.2"),
+        bon.sentence.contains("gold rose by 0.2"),
         "{}",
         bon.sentence
     );
     assert!(
-        bon.sentence.contains("up to KL 1.20, then fell by +0.3"),
+        bon.sentence.contains("up to KL 1.20, then fell by 0.3"),
         "{}",
         bon.sentence
     );
@@ -140,7 +140,7 @@ fn a_rise_then_a_fall_is_named_with_its_paired_contrasts_and_a_number_changes_th
         GoodhartKind::Regressional,
     );
     assert_eq!(f[0].strategies[0].shape, Shape::Rose);
-    assert!(f[0].strategies[0].sentence.contains("gold rose by +0.2"));
+    assert!(f[0].strategies[0].sentence.contains("gold rose by 0.2"));
     assert_eq!(f[0].shown, Some(false));
     assert!(f[0]
         .verdict
