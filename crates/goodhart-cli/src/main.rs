@@ -159,7 +159,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             markdown,
             verdicts,
         } if markdown || verdicts => {
-            use goodhart::experiment::findings;
+            use goodhart::analysis::findings;
             let found = findings::read(&run_dir)?;
             let text = if verdicts {
                 findings::verdicts_markdown(&found)
@@ -188,7 +188,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             Ok(())
         }
         Command::Verdicts { sims, out, from } => {
-            use goodhart::experiment::findings::validate;
+            use goodhart::analysis::findings::validate;
             let rows: Vec<validate::Row> = match from {
                 Some(path) => validate::read(&path)?,
                 None => validate::table(sims),

@@ -20,6 +20,7 @@
 // `!(x > 0.0)` is how goodhart rejects NaN along with the out-of-range values.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod analysis;
 pub mod experiment;
 pub mod measure;
 pub mod optimize;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use goodhart::experiment::findings::{self, validate};
+use goodhart::analysis::findings::{self, validate};
 use goodhart::experiment::reference::{reference_markdown, BEGIN, END};
 
 fn root() -> PathBuf {

@@ -461,7 +461,7 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
                 s.assistant.as_deref().unwrap_or("no assistant"),
                 s.people,
                 s.labels,
-                goodhart::experiment::share(&share_of(s.gold_agreement)),
+                goodhart::analysis::judges::share(&share_of(s.gold_agreement)),
                 s.gold_agreement.agreed,
                 s.gold_agreement.compared,
             );

@@ -118,7 +118,7 @@ fn run_seeds(
         bars.println(&format!("seed {seed}: {}", sub.display()));
         run_prepared(&sub, &e, opts, bars)?;
     }
-    let agg = seeds::aggregate(&root, &seed_list)?;
+    let agg = goodhart::analysis::seeds::aggregate(&root, &seed_list)?;
     goodhart::report::seeds::write_seed_report(&root, &exp.name, &agg)?;
     bars.println(&agg.summary);
     bars.println(&format!(
@@ -190,7 +190,7 @@ pub fn report_cmd(run_dir: &Path, bars: &Bars) -> Result<()> {
             goodhart::report::write_outputs(&RunDir::new(&seeds::seed_dir(run_dir, seed)))?;
         }
         let exp = Experiment::from_file(&run_dir.join(SEEDS_EXPERIMENT))?;
-        let agg = seeds::aggregate(run_dir, &list)?;
+        let agg = goodhart::analysis::seeds::aggregate(run_dir, &list)?;
         goodhart::report::seeds::write_seed_report(run_dir, &exp.name, &agg)?;
         bars.println(&agg.summary);
     } else {

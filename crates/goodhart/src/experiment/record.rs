@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::Experiment;
-use super::run::stage_names;
+use super::table::stage_names;
 use crate::critic::CriticRound;
 use crate::error::{Error, Result};
 use crate::feedback::AnswerCounts;

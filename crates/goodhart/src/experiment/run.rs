@@ -21,97 +21,18 @@ use super::record::{LabelerAnswers, Record, RunDir};
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
+use super::table::{stages, Work};
 use crate::critic::LearnedCritic;
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, AnswerCounts, Filter, LabelStore, Labeler, PolicyTag};
 use crate::measure::PolicySummary;
 use crate::model::checkpoint;
 use crate::model::Model;
-use crate::optimize::dpo::DpoConfig;
-use crate::optimize::rl::RlConfig;
 use crate::progress::Progress;
 use crate::reward::{train_reward_model, RewardModel};
 use crate::rng;
 use crate::runtime::Device;
 use crate::task::{Split, Task};
-
-/// One stage of a task's pipeline: the name its record is kept under, and its work.
-pub struct Stage<'a> {
-    pub name: String,
-    work: Work<'a>,
-}
-
-/// What a stage does. Its inputs are the products of earlier stages, which
-/// [`Products`] makes (or reloads, on resume) when first asked for.
-enum Work<'a> {
-    /// Train (or load and optionally fine-tune) the base policy. Makes: the base policy.
-    Base,
-    /// Train the learned critics, one per round. Needs: the base policy. Makes: the critics.
-    Critic,
-    /// Label pairs of base completions (or import the task's own). Needs: the base policy.
-    Labels,
-    /// Learn the proxy from the labels. Needs: the base policy, the labels. Makes: the reward model.
-    RewardModel,
-    /// Measure the base policy on every evaluation split. Needs: the base policy.
-    BaseEval,
-    /// Best-of-n, conditioning and the quantiliser on one pool of base samples.
-    /// Needs: the base policy, the reward model.
-    Pool,
-    /// One RL run. Needs: the base policy, the reward model, the label store (online).
-    Rl(&'a RlConfig),
-    /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
-    Dpo(&'a DpoConfig),
-}
-
-impl Stage<'_> {
-    /// The strategy this stage runs, for `--strategy`; `None` for the shared stages.
-    fn strategy(&self) -> Option<&str> {
-        match &self.work {
-            Work::Rl(c) => Some(&c.name),
-            Work::Dpo(c) => Some(&c.name),
-            _ => None,
-        }
-    }
-}
-
-/// The stages of a task, in the order they run: the one list the runner,
-/// `--resume` and the report read.
-pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
-    let stage = |name: &str, work| Stage {
-        name: name.to_string(),
-        work,
-    };
-    let mut stages = vec![stage("base", Work::Base)];
-    if setup.critic.rounds > 0 {
-        stages.push(stage("critic", Work::Critic));
-    }
-    stages.extend([
-        stage("labels", Work::Labels),
-        stage("reward_model", Work::RewardModel),
-        stage("base_eval", Work::BaseEval),
-        stage("pool", Work::Pool),
-    ]);
-    stages.extend(
-        setup
-            .strategies
-            .rl
-            .iter()
-            .map(|c| stage(&format!("rl/{}", c.name), Work::Rl(c))),
-    );
-    stages.extend(
-        setup
-            .strategies
-            .dpo
-            .iter()
-            .map(|c| stage(&format!("dpo/{}", c.name), Work::Dpo(c))),
-    );
-    stages
-}
-
-/// The names of [`stages`], in order.
-pub fn stage_names(setup: &TaskSetup) -> Vec<String> {
-    stages(setup).into_iter().map(|s| s.name).collect()
-}
 
 /// Which strategies to run; `None` runs them all.
 #[derive(Clone, Debug, Default)]

@@ -22,8 +22,8 @@ pub use aggregate::{aggregate, PointRow, SweepAggregate};
 pub use grid::set_key;
 
 use super::record::{RunDir, EXPERIMENT_FILE};
-use super::run::stage_names;
 use super::seeds::{parse_seeds, seed_dir, write_seeds, SEEDS_EXPERIMENT};
+use super::table::stage_names;
 use super::Experiment;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;

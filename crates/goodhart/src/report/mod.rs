@@ -14,10 +14,10 @@ pub mod sweep;
 use minijinja::Environment;
 use serde::Serialize;
 
+use crate::analysis::curves::{self as analysis, StrategyAnalysis};
+use crate::analysis::findings;
+use crate::analysis::outputs;
 use crate::error::{Error, Result};
-use crate::experiment::analysis::{self, StrategyAnalysis};
-use crate::experiment::findings;
-use crate::experiment::outputs;
 use crate::experiment::record::RunDir;
 use crate::experiment::Experiment;
 use crate::fsutil::write_atomic;

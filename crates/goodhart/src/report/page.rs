@@ -6,9 +6,9 @@ use serde::Serialize;
 use super::formal::{review_view, world_model_views, ReviewView, WorldModelView};
 use super::plots::{overview, plots, training_plots};
 use super::{colour_of, colours};
+use crate::analysis::curves::{StrategyAnalysis, KL_BUDGETS};
+use crate::analysis::findings::TaskFindings;
 use crate::error::Result;
-use crate::experiment::analysis::{StrategyAnalysis, KL_BUDGETS};
-use crate::experiment::findings::TaskFindings;
 use crate::experiment::record::{Record, TaskRecords};
 use crate::experiment::Experiment;
 use crate::measure::bootstrap::Interval;
@@ -448,7 +448,7 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
             Record::Critic { rounds } => Some(
                 rounds
                     .iter()
-                    .map(crate::experiment::critic_sentence)
+                    .map(crate::analysis::judges::critic_sentence)
                     .collect::<Vec<_>>()
                     .join(" "),
             ),

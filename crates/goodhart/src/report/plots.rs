@@ -3,7 +3,7 @@
 
 use super::colour_of;
 use super::svg::{Line, Plot, Series};
-use crate::experiment::analysis::StrategyAnalysis;
+use crate::analysis::curves::StrategyAnalysis;
 use crate::experiment::record::{Record, TaskRecords};
 use crate::experiment::GoodhartKind;
 use crate::score::CurvePoint;
@@ -211,7 +211,7 @@ pub(super) fn plots(
             y_ref: None,
         });
     }
-    let gap = |title: &str, f: &dyn Fn(&crate::experiment::analysis::Gap) -> f64| Plot {
+    let gap = |title: &str, f: &dyn Fn(&crate::analysis::curves::Gap) -> f64| Plot {
         title: title.into(),
         x_label: x_label.into(),
         y_label: "gap (base-policy standard deviations)".into(),

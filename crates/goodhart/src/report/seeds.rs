@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::render;
 use super::svg::{Line, Plot, Series};
+use crate::analysis::across::AcrossSeeds;
+use crate::analysis::judges::JudgesAcrossSeeds;
+use crate::analysis::seeds::{Aggregate, SeedCurve, SeedPoint};
 use crate::error::Result;
-use crate::experiment::seeds::{AcrossSeeds, Aggregate, SeedCurve, SeedPoint};
-use crate::experiment::JudgesAcrossSeeds;
 use crate::fsutil::write_atomic;
 
 /// Write `<root>/report.html` for the aggregate of a several-seed run.
@@ -29,7 +30,7 @@ struct SeedPage {
     seeds: Vec<u64>,
     tasks: Vec<SeedTask>,
     summary: String,
-    findings: Vec<crate::experiment::findings::TaskFindings>,
+    findings: Vec<crate::analysis::findings::TaskFindings>,
     /// Gold against KL, one small panel per task.
     overview: Vec<String>,
 }

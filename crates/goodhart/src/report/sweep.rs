@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::render;
 use super::svg::{Line, Plot, Series, PALETTE};
+use crate::analysis::across::AcrossSeeds;
 use crate::error::Result;
-use crate::experiment::seeds::AcrossSeeds;
 use crate::experiment::sweep::{point_dir, short_key, Plan, PointRow, SweepAggregate};
 use crate::fsutil::write_atomic;
 

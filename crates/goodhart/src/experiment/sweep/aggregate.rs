@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{point_dir, run_state, Plan, RunState};
+use crate::analysis::across::AcrossSeeds;
+use crate::analysis::seeds::{self, Aggregate, SeedCurve};
 use crate::error::Result;
 use crate::experiment::record::{Record, RunDir};
-use crate::experiment::seeds::{self, AcrossSeeds, Aggregate, SeedCurve};
 use crate::fsutil::write_atomic;
 use crate::measure::fit::Fit;
 
@@ -141,7 +142,7 @@ fn row(
 fn reward_models(root: &Path, seeds: &[u64]) -> Result<Vec<(String, AcrossSeeds, AcrossSeeds)>> {
     let mut per_task: Vec<(String, Vec<f64>, Vec<f64>)> = vec![];
     for &seed in seeds {
-        let rd = RunDir::new(&seeds::seed_dir(root, seed));
+        let rd = RunDir::new(&crate::experiment::seeds::seed_dir(root, seed));
         let exp = rd.experiment()?;
         for t in &exp.tasks {
             if let Some(Record::RewardModel { report }) =

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::analysis::StrategyAnalysis;
-use super::record::TaskRecords;
+use super::curves::StrategyAnalysis;
+use crate::experiment::record::TaskRecords;
 use crate::measure::bootstrap::Interval;
 use crate::measure::fit::{Fit, Form, HalfPrediction};
 

@@ -10,8 +10,8 @@
 
 use std::fmt::Write as _;
 
-use super::analysis::{StrategyAnalysis, KL_BUDGETS};
-use super::seeds::AcrossSeeds;
+use super::across::AcrossSeeds;
+use super::curves::{StrategyAnalysis, KL_BUDGETS};
 
 /// Proxy gains (base-policy standard deviations) at which strategies are compared.
 pub const PROXY_GAINS: [f64; 4] = [0.25, 0.5, 1.0, 1.5];

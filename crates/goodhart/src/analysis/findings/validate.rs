@@ -24,8 +24,8 @@ use rand::Rng as _;
 use rand::SeedableRng as _;
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::curves::StrategyAnalysis;
 use crate::error::{Error, Result};
-use crate::experiment::analysis::StrategyAnalysis;
 use crate::experiment::config::{Experiment, GoodhartKind, TaskSetup};
 use crate::fsutil::write_atomic;
 use crate::rng::Rng;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{BaseStats, MeanSd, Record, TaskRecords};
+use crate::experiment::record::{BaseStats, MeanSd, Record, TaskRecords};
 use crate::measure::bootstrap::{resample_curve, Interval, RESAMPLES};
 use crate::measure::fit::{fit, predict_half, Fit, Form, HalfPrediction};
 use crate::rng;
@@ -400,10 +400,10 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                             out,
                             "  critic round {}: points at the wrong step of {} of {} flawed held-out answers; precision {}, recall {}",
                             r.round,
-                            super::share(&o.hit),
+                            super::judges::share(&o.hit),
                             o.flawed,
-                            super::share(&o.precision),
-                            super::share(&o.recall)
+                            super::judges::share(&o.precision),
+                            super::judges::share(&o.recall)
                         )
                         .unwrap();
                     }

@@ -19,9 +19,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::analysis::StrategyAnalysis;
-use super::config::{Experiment, GoodhartKind};
+use super::curves::StrategyAnalysis;
 use crate::error::{Error, Result};
+use crate::experiment::config::{Experiment, GoodhartKind};
 use crate::fsutil::write_atomic;
 use crate::measure::paired::Difference;
 

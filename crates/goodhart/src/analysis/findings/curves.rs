@@ -3,7 +3,7 @@
 //! paired tests of one curve (the end against the base, a turn between them,
 //! the proxy and gold parting).
 
-use crate::experiment::analysis::{is_reference, StrategyAnalysis};
+use crate::analysis::curves::{is_reference, StrategyAnalysis};
 use crate::measure::paired::{self, Difference, Paired, Turn, ALPHA};
 use crate::rng;
 use crate::score::CurvePoint;

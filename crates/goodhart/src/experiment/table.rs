@@ -1,0 +1,84 @@
+//! The stage table: a task's stages in the order they run, each with what it
+//! needs and makes. The one list the runner, `--resume` and the records read.
+
+use super::config::TaskSetup;
+use crate::optimize::dpo::DpoConfig;
+use crate::optimize::rl::RlConfig;
+
+/// One stage of a task's pipeline: the name its record is kept under, and its work.
+pub struct Stage<'a> {
+    pub name: String,
+    pub(super) work: Work<'a>,
+}
+
+/// What a stage does. Its inputs are the products of earlier stages, which
+/// `Products` (the runner's) makes (or reloads, on resume) when first asked for.
+pub(super) enum Work<'a> {
+    /// Train (or load and optionally fine-tune) the base policy. Makes: the base policy.
+    Base,
+    /// Train the learned critics, one per round. Needs: the base policy. Makes: the critics.
+    Critic,
+    /// Label pairs of base completions (or import the task's own). Needs: the base policy.
+    Labels,
+    /// Learn the proxy from the labels. Needs: the base policy, the labels. Makes: the reward model.
+    RewardModel,
+    /// Measure the base policy on every evaluation split. Needs: the base policy.
+    BaseEval,
+    /// Best-of-n, conditioning and the quantiliser on one pool of base samples.
+    /// Needs: the base policy, the reward model.
+    Pool,
+    /// One RL run. Needs: the base policy, the reward model, the label store (online).
+    Rl(&'a RlConfig),
+    /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
+    Dpo(&'a DpoConfig),
+}
+
+impl Stage<'_> {
+    /// The strategy this stage runs, for `--strategy`; `None` for the shared stages.
+    pub(super) fn strategy(&self) -> Option<&str> {
+        match &self.work {
+            Work::Rl(c) => Some(&c.name),
+            Work::Dpo(c) => Some(&c.name),
+            _ => None,
+        }
+    }
+}
+
+/// The stages of a task, in the order they run: the one list the runner,
+/// `--resume` and the report read.
+pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
+    let stage = |name: &str, work| Stage {
+        name: name.to_string(),
+        work,
+    };
+    let mut stages = vec![stage("base", Work::Base)];
+    if setup.critic.rounds > 0 {
+        stages.push(stage("critic", Work::Critic));
+    }
+    stages.extend([
+        stage("labels", Work::Labels),
+        stage("reward_model", Work::RewardModel),
+        stage("base_eval", Work::BaseEval),
+        stage("pool", Work::Pool),
+    ]);
+    stages.extend(
+        setup
+            .strategies
+            .rl
+            .iter()
+            .map(|c| stage(&format!("rl/{}", c.name), Work::Rl(c))),
+    );
+    stages.extend(
+        setup
+            .strategies
+            .dpo
+            .iter()
+            .map(|c| stage(&format!("dpo/{}", c.name), Work::Dpo(c))),
+    );
+    stages
+}
+
+/// The names of [`stages`], in order.
+pub fn stage_names(setup: &TaskSetup) -> Vec<String> {
+    stages(setup).into_iter().map(|s| s.name).collect()
+}
