@@ -173,42 +173,6 @@ impl Tokenizer for CharTokenizer {
     }
 }
 
-/// Rebuild a tokenizer from its spec; a Hugging Face tokenizer's file is read
-/// from `dir` (the checkpoint's directory) and must match the recorded hash.
-pub fn from_spec(
-    spec: &TokenizerSpec,
-    dir: Option<&std::path::Path>,
-) -> Result<Box<dyn Tokenizer>> {
-    match spec {
-        TokenizerSpec::Chars { alphabet } => Ok(Box::new(CharTokenizer::new(alphabet)?)),
-        TokenizerSpec::HuggingFace {
-            file,
-            sha256,
-            bos,
-            eos,
-            pad,
-            chat_template,
-        } => {
-            let dir = dir.ok_or_else(|| {
-                Error::Tokenize(format!(
-                    "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
-                ))
-            })?;
-            let mut t = crate::hf::HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
-            if let Some(template) = chat_template {
-                t = t.chatting(template.clone())?;
-            }
-            if t.sha256() != sha256 {
-                return Err(Error::Tokenize(format!(
-                    "{} is not the tokenizer this checkpoint was trained with (its hash differs)",
-                    dir.join(file).display()
-                )));
-            }
-            Ok(Box::new(t))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,12 +199,5 @@ mod tests {
             err.contains("U+00E9") && err.contains("position 2"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn spec_round_trips() {
-        let t = CharTokenizer::new("xyz").unwrap();
-        let t2 = from_spec(&t.spec(), None).unwrap();
-        assert_eq!(t2.encode("zyx").unwrap(), t.encode("zyx").unwrap());
     }
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{Model, ModelConfig};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::tokenize::{self, TokenizerSpec};
+use crate::hf::HfTokenizer;
+use crate::tokenize::{CharTokenizer, Tokenizer, TokenizerSpec};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const INFO_FILE: &str = "checkpoint.json";
@@ -125,13 +126,47 @@ pub fn load(dir: &Path, device: &Device, trainable: bool) -> Result<(Model, Chec
         return Ok((model, info));
     }
     let info = read_info(dir)?;
-    let tokenizer: Arc<dyn tokenize::Tokenizer> = tokenize::from_spec(&info.tokenizer, Some(dir))
+    let tokenizer: Arc<dyn Tokenizer> = tokenizer_from_spec(&info.tokenizer, Some(dir))
         .map_err(|e| Error::checkpoint(dir, e.to_string()))?
         .into();
     let tensors = read_weights(dir, device)?;
     let model = Model::from_tensors(&info.model, tokenizer, tensors, trainable)
         .map_err(|e| Error::checkpoint(dir.join(WEIGHTS_FILE), e.to_string()))?;
     Ok((model, info))
+}
+
+/// Rebuild a tokenizer from its spec; a Hugging Face tokenizer's file is read
+/// from `dir` (the checkpoint's directory) and must match the recorded hash.
+/// It lives here, above `tokenize` and `hf`, because a checkpoint's spec may name either.
+pub fn tokenizer_from_spec(spec: &TokenizerSpec, dir: Option<&Path>) -> Result<Box<dyn Tokenizer>> {
+    match spec {
+        TokenizerSpec::Chars { alphabet } => Ok(Box::new(CharTokenizer::new(alphabet)?)),
+        TokenizerSpec::HuggingFace {
+            file,
+            sha256,
+            bos,
+            eos,
+            pad,
+            chat_template,
+        } => {
+            let dir = dir.ok_or_else(|| {
+                Error::Tokenize(format!(
+                    "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
+                ))
+            })?;
+            let mut t = HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
+            if let Some(template) = chat_template {
+                t = t.chatting(template.clone())?;
+            }
+            if t.sha256() != sha256 {
+                return Err(Error::Tokenize(format!(
+                    "{} is not the tokenizer this checkpoint was trained with (its hash differs)",
+                    dir.join(file).display()
+                )));
+            }
+            Ok(Box::new(t))
+        }
+    }
 }
 
 fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
@@ -151,7 +186,6 @@ mod tests {
     use crate::model::transformer::arange_positions;
     use crate::model::Mask;
     use crate::rng;
-    use crate::tokenize::CharTokenizer;
 
     fn tiny() -> Model {
         let cfg = ModelConfig {
@@ -183,6 +217,13 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
+    }
+
+    #[test]
+    fn tokenizer_spec_round_trips() {
+        let t = CharTokenizer::new("xyz").unwrap();
+        let t2 = tokenizer_from_spec(&t.spec(), None).unwrap();
+        assert_eq!(t2.encode("zyx").unwrap(), t.encode("zyx").unwrap());
     }
 
     #[test]

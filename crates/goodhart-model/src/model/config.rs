@@ -216,14 +216,6 @@ impl ModelConfig {
         }
     }
 
-    /// Number of parameters (a tied LM head counted once).
-    pub fn n_params(&self) -> usize {
-        crate::model::transformer::parameter_specs(self)
-            .iter()
-            .map(|p| p.shape.iter().product::<usize>())
-            .sum()
-    }
-
     /// Forward-pass FLOPs for `tokens` tokens attending over `context` keys each
     /// (matmuls only, 2 FLOPs per multiply-add; the usual convention).
     pub fn forward_flops(&self, tokens: usize, context: usize) -> f64 {

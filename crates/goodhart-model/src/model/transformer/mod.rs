@@ -47,6 +47,18 @@ pub fn parameter_specs(c: &ModelConfig) -> Vec<ParamSpec> {
     specs
 }
 
+impl ModelConfig {
+    /// Number of parameters (a tied LM head counted once), counted from
+    /// [`parameter_specs`]; here rather than in `config.rs` so the config
+    /// stays below the network that reads it.
+    pub fn n_params(&self) -> usize {
+        parameter_specs(self)
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
 /// A backend that hands out placeholders and writes down every parameter asked for.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<ParamSpec>>>);
