@@ -287,9 +287,9 @@ fn run_one(dir: &Path, index: usize, bars: &Bars) -> Result<()> {
 }
 
 /// `sweep report`: aggregate what has finished.
-fn report(dir: &Path, bars: &Bars) -> Result<sweep::SweepAggregate> {
+fn report(dir: &Path, bars: &Bars) -> Result<goodhart::analysis::sweep::SweepAggregate> {
     let plan = Plan::load(dir)?;
-    let agg = sweep::aggregate(dir, &plan)?;
+    let agg = goodhart::analysis::sweep::aggregate(dir, &plan)?;
     goodhart::report::sweep::write_sweep_report(dir, &plan, &agg)?;
     bars.println(&agg.summary);
     bars.println(&format!("report: {}", dir.join("report.html").display()));

@@ -13,3 +13,4 @@ pub mod judges;
 pub mod matched;
 pub mod outputs;
 pub mod seeds;
+pub mod sweep;

@@ -11,14 +11,12 @@
 //! it is finished when every stage of every task has its record, and a
 //! finished run is never started again.
 
-mod aggregate;
 mod grid;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use aggregate::{aggregate, PointRow, SweepAggregate};
 pub use grid::set_key;
 
 use super::record::{RunDir, EXPERIMENT_FILE};

@@ -23,7 +23,7 @@
 //! family-wise error rate whatever the correlation between the contrasts. Several
 //! strategies tested for one prediction are adjusted by Holm's step-down.
 //! The error rates of the rules built on these are measured by simulation in
-//! `crate::analysis::validate`.
+//! the analysis layer (its `findings::validate`).
 
 use rand::Rng as _;
 

@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::render;
 use super::svg::{Line, Plot, Series, PALETTE};
 use crate::analysis::across::AcrossSeeds;
+use crate::analysis::sweep::{PointRow, SweepAggregate};
 use crate::error::Result;
-use crate::experiment::sweep::{point_dir, short_key, Plan, PointRow, SweepAggregate};
+use crate::experiment::sweep::{point_dir, short_key, Plan};
 use crate::fsutil::write_atomic;
 
 /// Write each point's report and the sweep's `report.html`.

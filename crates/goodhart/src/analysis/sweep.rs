@@ -7,11 +7,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{point_dir, run_state, Plan, RunState};
 use crate::analysis::across::AcrossSeeds;
 use crate::analysis::seeds::{self, Aggregate, SeedCurve};
 use crate::error::Result;
 use crate::experiment::record::{Record, RunDir};
+use crate::experiment::sweep::{point_dir, run_state, Plan, RunState};
 use crate::fsutil::write_atomic;
 use crate::measure::fit::Fit;
 
