@@ -96,6 +96,9 @@ pub struct TurnFound {
 pub struct Finding {
     pub task: String,
     pub strategy: String,
+    /// "pool" (reweightings of base samples) or "policy" (trained policies).
+    #[serde(default)]
+    pub family: String,
     pub seeds: usize,
     /// Prompts per seed the contrasts are paired over.
     pub prompts: usize,
@@ -228,6 +231,7 @@ fn finding(curve: &Curve, exp: &Experiment) -> Option<(Finding, Tests)> {
     let mut f = Finding {
         task: curve.task.clone(),
         strategy: curve.strategy.clone(),
+        family: curve.family.clone(),
         seeds,
         prompts,
         kl: curve.end().kl,
@@ -400,6 +404,35 @@ fn across_tasks(
     })
 }
 
+/// "This run detects a change in gold of 0.030-0.121 ...": the range, per
+/// family, of the smallest change each strategy's end contrast detects.
+fn detectable_words(t: &TaskFindings) -> Option<String> {
+    let range = |family: &str, name: &str| -> Option<String> {
+        let d: Vec<f64> = t
+            .strategies
+            .iter()
+            .filter(|f| f.family == family)
+            .map(|f| f.gold.detectable)
+            .collect();
+        let lo = d.iter().copied().reduce(f64::min)?;
+        let hi = d.iter().copied().reduce(f64::max)?;
+        Some(format!("{lo:.3}–{hi:.3} for {name}"))
+    };
+    let parts: Vec<String> = [
+        range("pool", "the pool strategies"),
+        range("policy", "trained policies"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "At each strategy's largest KL this run detects a change in gold of {} (80% power, two-sided 5%).",
+            parts.join(" and ")
+        )
+    })
+}
+
 /// "Against answers (the same base policy and prompts), gold at each strategy's largest KL: ..."
 fn against_words(t: &TaskFindings) -> Option<String> {
     let c = t.against.as_ref()?;
@@ -568,6 +601,9 @@ pub fn markdown(found: &[TaskFindings]) -> String {
             );
         }
         out.push('\n');
+        if let Some(d) = detectable_words(t) {
+            let _ = writeln!(out, "{d}\n");
+        }
         if let Some(a) = against_words(t) {
             let _ = writeln!(out, "{a}\n");
         }

@@ -37,6 +37,8 @@ impl Aligned<'_> {
 pub struct Curve<'a> {
     pub task: String,
     pub strategy: String,
+    /// "pool" (reweightings of base samples) or "policy" (trained policies).
+    pub family: String,
     pub points: Vec<Aligned<'a>>,
 }
 
@@ -72,6 +74,7 @@ impl<'a> Curve<'a> {
         (points.len() >= 2).then(|| Curve {
             task: first.task.clone(),
             strategy: first.strategy.clone(),
+            family: first.family.clone(),
             points,
         })
     }
@@ -81,6 +84,7 @@ impl<'a> Curve<'a> {
         Curve {
             task: self.task.clone(),
             strategy: self.strategy.clone(),
+            family: self.family.clone(),
             points: self
                 .points
                 .iter()
