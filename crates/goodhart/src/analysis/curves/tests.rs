@@ -1,7 +1,7 @@
 //! Tests of `analysis`.
 
 use super::*;
-use crate::experiment::outputs::curves_csv;
+use crate::analysis::outputs::curves_csv;
 
 #[test]
 fn flagged_points_are_shown_but_never_fitted_peaked_or_budgeted() {
