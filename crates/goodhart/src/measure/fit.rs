@@ -75,6 +75,10 @@ pub fn fit(form: Form, ds: &[f64], gains: &[f64]) -> Option<Fit> {
     if n < 3 || gains.len() != n || ds.iter().chain(gains).any(|x| !x.is_finite()) {
         return None;
     }
+    // A curve that does not move has no shape to fit (rounding would give it one).
+    if gains.iter().all(|g| g.abs() < 1e-12) {
+        return None;
+    }
     // Normal equations of the 2-column design, no intercept (g(0) = 0 by construction).
     let (mut s11, mut s12, mut s22, mut t1, mut t2) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (&d, &g) in ds.iter().zip(gains) {
@@ -228,6 +232,10 @@ mod tests {
         assert!(f.alpha < 0.0 && f.beta > 0.0);
         assert_eq!((f.peak_d, f.peak_gain), (None, None));
         assert!(fit(Form::Bon, &[1.0, 2.0, f64::NAN], &[0.0, 0.0, 0.0]).is_none());
+        assert!(
+            fit(Form::Bon, &ds, &[0.0, 1e-16, -1e-16, 0.0]).is_none(),
+            "a flat curve"
+        );
         // The RL form on a curve that only falls: alpha <= 0, no peak (its
         // stationary point exp(alpha / beta - 1) would sit near d = 0).
         let falling: Vec<f64> = ds.iter().map(|&d| Form::Rl.eval(-0.3, 0.1, d)).collect();

@@ -4,6 +4,7 @@
 //! (escaped by minijinja), filled from the view built here; plots are SVG
 //! drawn by [`svg`].
 
+pub mod end_to_end;
 mod formal;
 mod page;
 mod plots;
@@ -64,6 +65,7 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         analysis::summary(&tasks, &analyses),
         findings::text(&found)
     );
+    write_atomic(&dir.root.join("summary.txt"), summary.as_bytes())?;
     Ok(Outputs { summary, analyses })
 }
 

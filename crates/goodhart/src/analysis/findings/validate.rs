@@ -61,6 +61,20 @@ pub enum Truth {
 }
 
 impl Truth {
+    /// The truth in words, in gold units.
+    pub fn words(self) -> String {
+        match self {
+            Truth::Null => "nothing moves".into(),
+            Truth::Rise(to) => format!("gold rises by {to}"),
+            Truth::Fall(to) => format!("gold falls by {to}"),
+            Truth::RiseThenFall(up, down) => format!("gold rises by {up}, then falls by {down}"),
+            Truth::RiseThenFlat(up) => format!("gold rises by {up}, then stays"),
+            Truth::Parting { labeler, gold } => {
+                format!("the labeler's score rises by {labeler}, gold falls by {gold}")
+            }
+        }
+    }
+
     /// (gold, proxy, labeler) true changes in value units at point k.
     fn at(self, k: usize) -> (f64, f64, f64) {
         let last = KL.len() - 1;
@@ -276,7 +290,7 @@ impl Scenario {
         let rate = yes as f64 / sims as f64;
         Row {
             rule: self.rule.to_string(),
-            truth: format!("{:?}", self.truth),
+            truth: self.truth.words(),
             family: self.family,
             strategies: self.strategies,
             seeds: self.seeds,
@@ -479,23 +493,26 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
 /// The table as Markdown.
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| rule | truth | family | strategies | seeds | says yes | MC s.e. | runs | under the null? |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| rule | the truth (gold units; the proxy rises throughout) | points | strategies | seeds | says yes | MC s.e. | runs | measures |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {:?} | {} | {} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {} |\n",
             r.rule,
             r.truth,
-            r.family,
+            match r.family {
+                Family::Pool => "pool",
+                Family::Policy => "trained",
+            },
             r.strategies,
             r.seeds,
             r.rate,
             r.se,
             r.sims,
             if r.null {
-                "yes: a false positive"
+                "false-positive rate"
             } else {
-                "no: power"
+                "power"
             }
         ));
     }
