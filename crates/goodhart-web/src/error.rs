@@ -5,7 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use goodhart::feedback::Refusal;
+use goodhart_data::feedback::Refusal;
 
 /// A refused request: its status and a message for people.
 #[derive(Debug)]
@@ -23,8 +23,8 @@ impl ApiError {
     }
 }
 
-impl From<goodhart::Error> for ApiError {
-    fn from(e: goodhart::Error) -> Self {
+impl From<goodhart_data::Error> for ApiError {
+    fn from(e: goodhart_data::Error) -> Self {
         // The detail (paths, SQLite's words) is for the log, not for whoever asked.
         tracing::error!(error = %e, "store error");
         Self::new(

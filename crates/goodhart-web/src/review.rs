@@ -16,10 +16,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
-use goodhart::feedback::{QueuedReview, ReviewAnswer, ReviewProgress};
+use goodhart_data::feedback::{QueuedReview, ReviewAnswer, ReviewProgress};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, session, writer, ApiError, App};
+use crate::app::{blocking, App};
+use crate::error::ApiError;
+use crate::session::{session, writer};
 
 pub(crate) const PAGE: &str = include_str!("../assets/review.html");
 pub(crate) const SCRIPT: &str = include_str!("../assets/review.js");

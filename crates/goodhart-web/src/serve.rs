@@ -1,21 +1,16 @@
-//! The connection loop: header-read, request and idle timeouts, a cap on
-//! connections, and a shutdown that does not wait forever.
+//! The connection loop: header-read and idle timeouts, a cap on connections,
+//! and a shutdown that does not wait forever. (The deadline on a whole request
+//! is the router's middleware, so a router used on its own has it too.)
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use crate::app::App;
+use crate::router::router;
 
-use crate::{router, ApiError, App};
-
-/// How long a client may take to send a request's headers, and the whole of
-/// a request (body included) before it is answered 408.
+/// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A keep-alive connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections served at once; more wait in the kernel's accept queue.
@@ -139,16 +134,5 @@ impl tokio::io::AsyncWrite for IdleTimeout {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// Answer 408 to a request that takes longer than [`REQUEST_TIMEOUT`] (a body
-/// announced and never sent, a client trickling bytes).
-pub(crate) async fn deadline(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request took too long").into_response()
-        }
     }
 }

@@ -1,10 +1,10 @@
 //! A queued pair as the labeling page shows it: each side's text and the
 //! task's picture of it, and what an assistant points at.
 
-use goodhart::feedback::{Assist, PairSide, QueuedPair};
+use goodhart_data::feedback::{Assist, PairSide, QueuedPair};
 use serde::Serialize;
 
-use crate::App;
+use crate::app::App;
 
 /// One completion as the labeler sees it.
 #[derive(Serialize)]

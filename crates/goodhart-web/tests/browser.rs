@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
-use goodhart::feedback::{Answer, Filter, LabelStore};
+use goodhart_data::feedback::{Answer, Filter, LabelStore};
 use goodhart_web::{serve, App};
 use hyper_util::client::legacy::connect::HttpConnector;
 

@@ -6,7 +6,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use goodhart::feedback::{LabelStore, SessionLimits};
+use goodhart_data::feedback::{LabelStore, SessionLimits};
 use goodhart_web::{ServeOptions, COOKIE, CSRF_HEADER, SIGN_IN_FAILURES_PER_MINUTE};
 use serde_json::{json, Value};
 

@@ -4,7 +4,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use goodhart::feedback::{Answer, Filter, LabelStore};
+use goodhart_data::feedback::{Answer, Filter, LabelStore};
 use goodhart_web::{router, ServeOptions, COOKIE, CSRF_HEADER, MAX_BODY};
 use serde_json::{json, Value};
 use tower::ServiceExt;

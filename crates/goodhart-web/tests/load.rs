@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use axum::body::Bytes;
 use axum::http::{header, Request, StatusCode};
-use goodhart::feedback::{Filter, LabelStore};
+use goodhart_data::feedback::{Filter, LabelStore};
 use goodhart_web::{serve, App, COOKIE, CSRF_HEADER};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use goodhart::feedback::{LabelStore, NewSample};
-use goodhart::task::{self, Split};
+use goodhart_data::feedback::{LabelStore, NewSample};
+use goodhart_data::task::{self, Split};
 use goodhart_web::{router, App, ServeOptions};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -62,10 +62,10 @@ fn moves(i: usize) -> (String, String) {
 
 /// Record a test policy's completion of prompt `p`.
 fn sample(
-    w: &mut goodhart::feedback::store::Writer,
+    w: &mut goodhart_data::feedback::store::Writer,
     p: i64,
     completion: &str,
-) -> goodhart::Result<i64> {
+) -> goodhart_data::Result<i64> {
     w.sample(&NewSample {
         prompt_id: p,
         completion,
@@ -127,7 +127,7 @@ pub fn queue_reviews(store: &Path, n: usize) {
                                 finished: Some(true),
                             })
                         })
-                        .collect::<goodhart::Result<Vec<i64>>>()
+                        .collect::<goodhart_data::Result<Vec<i64>>>()
                 };
                 let candidates = [
                     ("F at_goal", rollouts(["RRDD", "DDRR"])?),
@@ -149,10 +149,12 @@ pub const WRONG: &str = "5+7=12,4+9+1=13,3+0+1=4 so 432.";
 /// first with a perfect scripted critic's pointers (labeler "critic-10"), the
 /// second with a two-turn debate's (labeler "debate-2").
 pub fn assisted_store(dir: &Path) -> PathBuf {
-    use goodhart::feedback::{Assist, AssistantConfig, Labeler, LabelerConfig, PairSide, Pointer};
+    use goodhart_data::feedback::{
+        Assist, AssistantConfig, Labeler, LabelerConfig, PairSide, Pointer,
+    };
     let path = dir.join("labels.sqlite");
     let answers = task::by_name("answers").unwrap().build(0).unwrap();
-    let prompt = goodhart::task::answers::Question { a: 345, b: 97 }.prompt();
+    let prompt = goodhart_data::task::answers::Question { a: 345, b: 97 }.prompt();
     let critic = Labeler::new(
         LabelerConfig {
             name: "critic-10".into(),
@@ -162,7 +164,7 @@ pub fn assisted_store(dir: &Path) -> PathBuf {
         answers.as_ref(),
     )
     .unwrap();
-    let mut rng = goodhart::rng::stream(0, "test");
+    let mut rng = goodhart_data::rng::stream(0, "test");
     let pointed = Assist::of(&critic, answers.as_ref(), &prompt, WRONG, RIGHT, &mut rng)
         .unwrap()
         .unwrap();
