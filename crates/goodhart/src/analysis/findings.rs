@@ -15,19 +15,19 @@
 //! rules are measured by simulation in `crate::experiment::validate`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::curves::StrategyAnalysis;
-use crate::error::{Error, Result};
 use crate::experiment::config::{Experiment, GoodhartKind};
-use crate::fsutil::write_atomic;
 use crate::measure::paired::Difference;
 
 pub mod curves;
 pub mod kinds;
 pub mod validate;
+mod written;
+
+pub use written::{markdown, read, text, verdicts_markdown, write, FINDINGS_FILE};
 
 use curves::{Curve, Tests};
 
@@ -132,6 +132,9 @@ pub struct TaskFindings {
     pub verdict: Option<String>,
     /// Whether the kind's prediction is shown (None: no kind, or it cannot be tested here).
     pub shown: Option<bool>,
+    /// From a `--quick` run (a smoke test).
+    #[serde(default)]
+    pub quick: bool,
     /// What the run shows on this task, in one sentence.
     pub headline: String,
     pub strategies: Vec<Finding>,
@@ -327,6 +330,7 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                     expectation: None,
                     verdict: None,
                     shown: None,
+                    quick: exp.name.ends_with("(quick)"),
                     headline: String::new(),
                     strategies: vec![f],
                     against: None,
@@ -404,58 +408,6 @@ fn across_tasks(
     })
 }
 
-/// "This run detects a change in gold of 0.030-0.121 ...": the range, per
-/// family, of the smallest change each strategy's end contrast detects.
-fn detectable_words(t: &TaskFindings) -> Option<String> {
-    let range = |family: &str, name: &str| -> Option<String> {
-        let d: Vec<f64> = t
-            .strategies
-            .iter()
-            .filter(|f| f.family == family)
-            .map(|f| f.gold.detectable)
-            .collect();
-        let lo = d.iter().copied().reduce(f64::min)?;
-        let hi = d.iter().copied().reduce(f64::max)?;
-        Some(format!("{lo:.3}–{hi:.3} for {name}"))
-    };
-    let parts: Vec<String> = [
-        range("pool", "the pool strategies"),
-        range("policy", "trained policies"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    (!parts.is_empty()).then(|| {
-        format!(
-            "At each strategy's largest KL this run detects a change in gold of {} (80% power, two-sided 5%).",
-            parts.join(" and ")
-        )
-    })
-}
-
-/// "Against answers (the same base policy and prompts), gold at each strategy's largest KL: ..."
-fn against_words(t: &TaskFindings) -> Option<String> {
-    let c = t.against.as_ref()?;
-    let rows: Vec<String> = c
-        .rows
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} (KL {:.2} here, {:.2} there)",
-                r.strategy,
-                show(&r.gold),
-                r.kl,
-                r.other_kl
-            )
-        })
-        .collect();
-    Some(format!(
-        "Against {} (the same prompts), each strategy's gain in gold (largest KL minus base) here minus there, paired: {}.",
-        c.other,
-        rows.join("; ")
-    ))
-}
-
 /// One sentence over a task's strategies: which gold verdicts held under which.
 fn headline(t: &TaskFindings) -> String {
     let mut parts = vec![];
@@ -475,140 +427,6 @@ fn headline(t: &TaskFindings) -> String {
         }
     }
     format!("{}: {}.", t.task, parts.join("; "))
-}
-
-/// The findings as text: each task's prediction and verdict, its headline, then one line per strategy.
-pub fn text(findings: &[TaskFindings]) -> String {
-    let mut out = String::new();
-    for t in findings {
-        if let Some(g) = t.goodhart {
-            let _ = writeln!(
-                out,
-                "{} is set up to show {} Goodhart: {}.",
-                t.task,
-                g.name(),
-                g.expectation()
-            );
-        }
-        if let Some(v) = &t.verdict {
-            let _ = writeln!(out, "{v}");
-        }
-        let _ = writeln!(out, "{}", t.headline);
-        for f in &t.strategies {
-            let _ = writeln!(out, "  - {}", f.sentence);
-        }
-        if let Some(a) = against_words(t) {
-            let _ = writeln!(out, "{a}");
-        }
-    }
-    out
-}
-
-/// Where a run (or a run over seeds) writes its findings, beside `summary.txt`:
-/// what the docs' generated pages are rendered from.
-pub const FINDINGS_FILE: &str = "findings.json";
-
-pub fn write(dir: &Path, found: &[TaskFindings]) -> Result<()> {
-    let mut json = serde_json::to_string_pretty(found).expect("findings serialise");
-    json.push('\n');
-    write_atomic(&dir.join(FINDINGS_FILE), json.as_bytes())
-}
-
-pub fn read(dir: &Path) -> Result<Vec<TaskFindings>> {
-    let path = dir.join(FINDINGS_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::invalid(
-            path.display().to_string(),
-            format!("line {}, column {}: {e}", e.line(), e.column()),
-        )
-    })
-}
-
-fn cell(c: &Option<Contrast>) -> String {
-    c.as_ref().map_or("–".into(), show)
-}
-
-/// Each task's verdict on its kind of Goodhart, one bullet a task (the README's summary).
-pub fn verdicts_markdown(found: &[TaskFindings]) -> String {
-    let mut out = String::new();
-    for t in found {
-        if let (Some(g), Some(v)) = (t.goodhart, &t.verdict) {
-            let _ = writeln!(out, "- **{}** ({}): {v}", t.task, g.name());
-        }
-    }
-    out
-}
-
-/// The findings as Markdown: per task, its prediction and verdict, then a table
-/// of every strategy's paired changes from the base policy to its largest KL.
-pub fn markdown(found: &[TaskFindings]) -> String {
-    let mut out = String::new();
-    for t in found {
-        let _ = writeln!(out, "#### {}", t.task);
-        out.push('\n');
-        if let Some(g) = t.goodhart {
-            let _ = writeln!(
-                out,
-                "Set up to show **{}** Goodhart: {}.\n",
-                g.name(),
-                g.expectation()
-            );
-        }
-        if let Some(v) = &t.verdict {
-            let _ = writeln!(out, "**Verdict.** {v}\n");
-        }
-        let seeds = t.strategies.first().map_or(1, |f| f.seeds);
-        let _ = writeln!(
-            out,
-            "| strategy | optimises | KL | proxy | labeler | button presses | formal goal | gold | shape{} |",
-            if seeds > 1 { " | each seed alone" } else { "" }
-        );
-        let _ = writeln!(
-            out,
-            "|---|---|---|---|---|---|---|---|---{}|",
-            if seeds > 1 { "|---" } else { "" }
-        );
-        for f in &t.strategies {
-            let shape = match (f.shape, &f.turn) {
-                (Shape::RoseThenFell, Some(turn)) => format!(
-                    "rose by {} to KL {:.2}, then fell by {} (p = {:.3})",
-                    by(&turn.rise),
-                    turn.peak_kl,
-                    by(&turn.fall),
-                    turn.p
-                ),
-                (Shape::Flat, _) => format!("cannot tell (detects {:.3})", f.gold.detectable),
-                (s, _) => s.words().to_string(),
-            };
-            let alone = if seeds > 1 {
-                let words: Vec<&str> = f.shapes.iter().map(|s| s.words()).collect();
-                format!(" | {}", words.join("; "))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {:?} | {:.2} | {} | {} | {} | {} | {} | {shape}{alone} |",
-                f.strategy,
-                f.target,
-                f.kl,
-                cell(&f.proxy),
-                cell(&f.labeler),
-                cell(&f.exploit),
-                cell(&f.spec),
-                show(&f.gold),
-            );
-        }
-        out.push('\n');
-        if let Some(d) = detectable_words(t) {
-            let _ = writeln!(out, "{d}\n");
-        }
-        if let Some(a) = against_words(t) {
-            let _ = writeln!(out, "{a}\n");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
