@@ -3,6 +3,7 @@
 pub mod config;
 mod critics;
 mod filtering;
+pub mod launch;
 mod policies;
 pub mod record;
 pub mod reference;

@@ -1,0 +1,97 @@
+//! Launching what `goodhart run` runs: the tasks of a prepared run directory
+//! on the experiment's threads, and a several-seed run's root (laid out new,
+//! or opened to continue) with each seed's run directory started or resumed.
+//! Writing the outputs from the records afterwards is the report layer's.
+
+use std::path::{Path, PathBuf};
+
+use super::config::Experiment;
+use super::record::{resume, start, RunDir, EXPERIMENT_FILE};
+use super::run::{run_tasks, RunOptions};
+use super::seeds::{read_seeds, seed_dir, write_seeds, SEEDS_EXPERIMENT};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::progress::Progress;
+
+/// Run (or continue) every task of the prepared run in `root`: the
+/// experiment's threads (0: every core) are split between its tasks, and each
+/// task's share is what the kernels use.
+pub fn run_prepared(
+    root: &Path,
+    exp: &Experiment,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let total = if exp.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        exp.threads
+    };
+    let lanes = exp.tasks.len().clamp(1, total);
+    crate::runtime::set_threads(total / lanes)?;
+    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
+    run_tasks(&RunDir::new(root), exp, total, opts, progress)
+}
+
+/// A several-seed run: its root, its seeds in the order they run, and the
+/// experiment every seed runs (each at its own seed).
+pub struct SeedsRun {
+    pub root: PathBuf,
+    pub seeds: Vec<u64>,
+    pub experiment: Experiment,
+}
+
+impl SeedsRun {
+    /// Lay out a new several-seed run at `root`, which must not exist or be
+    /// empty: the list of seeds and the experiment, no seed started yet.
+    pub fn create(root: &Path, exp: &Experiment, seeds: Vec<u64>) -> Result<Self> {
+        if root.exists()
+            && std::fs::read_dir(root)
+                .map_err(|e| Error::io(root, e))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::invalid(
+                "run directory",
+                format!("{} already exists and is not empty", root.display()),
+            ));
+        }
+        write_seeds(root, &seeds)?;
+        write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            seeds,
+            experiment: exp.clone(),
+        })
+    }
+
+    /// The several-seed run at `root`, to continue or report on; None when
+    /// `root` is not one (a single run, say).
+    pub fn open(root: &Path) -> Result<Option<Self>> {
+        let Some(seeds) = read_seeds(root)? else {
+            return Ok(None);
+        };
+        let experiment = Experiment::from_file(&root.join(SEEDS_EXPERIMENT))?;
+        Ok(Some(Self {
+            root: root.to_path_buf(),
+            seeds,
+            experiment,
+        }))
+    }
+
+    /// The run of one seed, ready to run: its directory, started with the
+    /// experiment at that seed, or continued if it was started before.
+    pub fn prepare_seed(&self, seed: u64) -> Result<(PathBuf, Experiment)> {
+        let dir = seed_dir(&self.root, seed);
+        let exp = Experiment {
+            seed,
+            ..self.experiment.clone()
+        };
+        let exp = if dir.join(EXPERIMENT_FILE).is_file() {
+            resume(&dir, Some(&exp))?
+        } else {
+            start(&dir, &exp)?
+        };
+        Ok((dir, exp))
+    }
+}
