@@ -6,7 +6,7 @@ use super::Scored;
 use crate::error::{Error, Result};
 use crate::feedback::Labeler;
 use crate::model::sample::Sample;
-use crate::reward::RewardModel;
+use crate::reward::{RewardModel, RewardScore};
 use crate::task::Task;
 
 /// Where in one completion its reward was earned: `(position, reward)` pairs.
@@ -46,20 +46,20 @@ impl RewardSource for Proxy<'_> {
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
-        Ok(scores(self.0, prompts, prompt_tokens, samples)?
-            .into_iter()
-            .map(|s| s.mean)
-            .collect())
+        proxy_rewards(self.0, 0.0, prompts, prompt_tokens, samples)
     }
 }
 
-/// The reward model's scores (ensemble mean and spread) of sampled completions.
-fn scores(
+/// The proxy reward of each sampled completion: the reward model's ensemble
+/// mean, less `uncertainty_penalty` times its members' spread (a pessimistic
+/// reward where they disagree). `prompts[s.prompt_index]` is each sample's prompt.
+pub fn proxy_rewards(
     rm: &RewardModel,
+    uncertainty_penalty: f64,
     prompts: &[String],
     prompt_tokens: &[Vec<u32>],
     samples: &[Sample],
-) -> Result<Vec<crate::reward::RewardScore>> {
+) -> Result<Vec<f64>> {
     let items: Vec<(&str, &[u32], &str, &[u32])> = samples
         .iter()
         .map(|s| {
@@ -71,7 +71,14 @@ fn scores(
             )
         })
         .collect();
-    rm.score_completions(&items)
+    let scores = rm.score_completions(&items)?;
+    // No penalty is the mean itself: 0 times an infinite spread would be NaN.
+    Ok(if uncertainty_penalty == 0.0 {
+        scores.iter().map(|s| s.mean).collect()
+    } else {
+        let penalised = |s: &RewardScore| s.mean - uncertainty_penalty * s.spread;
+        scores.iter().map(penalised).collect()
+    })
 }
 
 impl Proxy<'_> {
@@ -235,10 +242,7 @@ impl RewardSource for Pessimistic<'_> {
         prompt_tokens: &[Vec<u32>],
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
-        Ok(scores(self.rm, prompts, prompt_tokens, samples)?
-            .into_iter()
-            .map(|s| s.mean - self.lambda * s.spread)
-            .collect())
+        proxy_rewards(self.rm, self.lambda, prompts, prompt_tokens, samples)
     }
 }
 

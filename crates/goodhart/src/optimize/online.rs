@@ -15,7 +15,8 @@ use crate::model::Model;
 use crate::progress::Silent;
 use crate::reward::{fine_tune, RewardModel, RewardModelConfig};
 use crate::rng::Rng;
-use crate::score::{Proxy, RewardSource};
+use crate::score::sources::proxy_rewards;
+use crate::score::RewardSource;
 use crate::task::Task;
 
 /// A proxy reward whose model can be refreshed between iterations.
@@ -35,7 +36,7 @@ impl RewardSource for OnlineProxy {
         samples: &[Sample],
     ) -> Result<Vec<f64>> {
         let rm = self.rm.lock().expect("reward model lock");
-        Proxy(&rm).rewards(prompts, prompt_tokens, samples)
+        proxy_rewards(&rm, 0.0, prompts, prompt_tokens, samples)
     }
 }
 
