@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{f32_slice, fused, lane_sum, ROWS_PER_TASK};
+use super::{f32_slice, fused, lane_sum, norm_backward, ROWS_PER_TASK};
 
 /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * weight + bias`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
@@ -116,46 +116,23 @@ impl CustomOp3 for LayerNormBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
         let d = w.len();
-        let rows = x.len() / d;
-        let mut out = vec![0f32; (rows + 2) * d];
-        let (dx, _) = out.split_at_mut(rows * d);
-        // Each task returns its partial (dw, db); partials are summed in chunk order below.
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(
-                x.par_chunks(d * ROWS_PER_TASK)
-                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
-            )
-            .map(|(dx, (x, g))| {
-                let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
-                for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
-                    let (mean, rstd) = moments(x, self.eps);
-                    let (mut mean_gw, mut mean_gw_xhat) = (0f32, 0f32);
-                    for i in 0..d {
-                        let xhat = (x[i] - mean) * rstd;
-                        let gw = g[i] * w[i];
-                        mean_gw += gw;
-                        mean_gw_xhat += gw * xhat;
-                        dw[i] += g[i] * xhat;
-                        db[i] += g[i];
-                    }
-                    mean_gw /= d as f32;
-                    mean_gw_xhat /= d as f32;
-                    for i in 0..d {
-                        let xhat = (x[i] - mean) * rstd;
-                        dx[i] = rstd * (g[i] * w[i] - mean_gw - xhat * mean_gw_xhat);
-                    }
-                }
-                (dw, db)
-            })
-            .collect();
-        let (dw, db) = out[rows * d..].split_at_mut(d);
-        for (pw, pb) in &partials {
+        Ok(norm_backward(x, g, d, |dx, x, g, [dw, db]| {
+            let (mean, rstd) = moments(x, self.eps);
+            let (mut mean_gw, mut mean_gw_xhat) = (0f32, 0f32);
             for i in 0..d {
-                dw[i] += pw[i];
-                db[i] += pb[i];
+                let xhat = (x[i] - mean) * rstd;
+                let gw = g[i] * w[i];
+                mean_gw += gw;
+                mean_gw_xhat += gw * xhat;
+                dw[i] += g[i] * xhat;
+                db[i] += g[i];
             }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((rows + 2, d))))
+            mean_gw /= d as f32;
+            mean_gw_xhat /= d as f32;
+            for i in 0..d {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (g[i] * w[i] - mean_gw - xhat * mean_gw_xhat);
+            }
+        }))
     }
 }

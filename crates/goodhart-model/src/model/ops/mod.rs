@@ -12,7 +12,8 @@
 //! One kernel a file: [`layer_norm`], [`gelu`], [`softmax`] (plain and causal),
 //! [`bias`], [`target_logprobs`], [`heads`], [`decode_attention`], [`rms_norm`],
 //! [`rotary`] and [`swiglu`]; the
-//! helpers they share (fixed-order lane sums, a vectorisable exp) are here.
+//! helpers they share (fixed-order lane sums, a vectorisable exp, the norms'
+//! backward pass over rows with its fixed-order parameter sums) are here.
 
 mod bias;
 mod decode_attention;
@@ -27,7 +28,8 @@ mod target_logprobs;
 #[cfg(test)]
 mod tests;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 pub use bias::add_bias;
 pub use decode_attention::decode_attention;
@@ -53,6 +55,46 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("fused op needs a contiguous tensor".into()))?;
     Ok(&s.as_slice::<f32>()?[start..end])
+}
+
+/// The backward pass of a norm over rows of `d`, with `P` parameter gradients
+/// (each `d` long): `row(dx, x, g, params)` fills one row's input gradient from
+/// its input and output gradient and adds the row's share to each parameter
+/// gradient. Rows run in parallel in tasks of [`ROWS_PER_TASK`]; each task's
+/// parameter gradients are summed in task order, so the result does not depend
+/// on the thread count. Returns `[rows + P, d]`: the rows of dx, then each
+/// parameter gradient.
+fn norm_backward<const P: usize>(
+    x: &[f32],
+    g: &[f32],
+    d: usize,
+    row: impl Fn(&mut [f32], &[f32], &[f32], &mut [Vec<f32>; P]) + Sync,
+) -> (CpuStorage, Shape) {
+    let rows = x.len() / d;
+    let mut out = vec![0f32; (rows + P) * d];
+    let (dx, _) = out.split_at_mut(rows * d);
+    let partials: Vec<[Vec<f32>; P]> = dx
+        .par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(
+            x.par_chunks(d * ROWS_PER_TASK)
+                .zip(g.par_chunks(d * ROWS_PER_TASK)),
+        )
+        .map(|(dx, (x, g))| {
+            let mut params = std::array::from_fn(|_| vec![0f32; d]);
+            for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+                row(dx, x, g, &mut params);
+            }
+            params
+        })
+        .collect();
+    for (k, total) in out[rows * d..].chunks_mut(d).enumerate() {
+        for p in &partials {
+            for i in 0..d {
+                total[i] += p[k][i];
+            }
+        }
+    }
+    (CpuStorage::F32(out), Shape::from((rows + P, d)))
 }
 
 /// Sum in 8 independent lanes (a fixed order, so deterministic): a plain f32

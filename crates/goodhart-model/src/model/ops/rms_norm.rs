@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{f32_slice, fused, lane_dot, ROWS_PER_TASK};
+use super::{f32_slice, fused, lane_dot, norm_backward, ROWS_PER_TASK};
 
 /// `x / sqrt(mean(x^2) + eps) * weight` over the last dimension (Llama's RMSNorm,
 /// in f32 as transformers computes it).
@@ -95,39 +95,18 @@ impl CustomOp3 for RmsNormBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
         let d = w.len();
-        let rows = x.len() / d;
-        let mut out = vec![0f32; (rows + 1) * d];
-        let (dx, _) = out.split_at_mut(rows * d);
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(d * ROWS_PER_TASK)
-            .zip(
-                x.par_chunks(d * ROWS_PER_TASK)
-                    .zip(g.par_chunks(d * ROWS_PER_TASK)),
-            )
-            .map(|(dx, (x, g))| {
-                let mut dw = vec![0f32; d];
-                for ((dx, x), g) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
-                    let r = rstd(x, self.eps);
-                    let mut mean_gw_xhat = 0f32;
-                    for i in 0..d {
-                        let xhat = x[i] * r;
-                        mean_gw_xhat += g[i] * w[i] * xhat;
-                        dw[i] += g[i] * xhat;
-                    }
-                    mean_gw_xhat /= d as f32;
-                    for i in 0..d {
-                        dx[i] = r * (g[i] * w[i] - x[i] * r * mean_gw_xhat);
-                    }
-                }
-                dw
-            })
-            .collect();
-        let dw = &mut out[rows * d..];
-        for p in &partials {
+        Ok(norm_backward(x, g, d, |dx, x, g, [dw]| {
+            let r = rstd(x, self.eps);
+            let mut mean_gw_xhat = 0f32;
             for i in 0..d {
-                dw[i] += p[i];
+                let xhat = x[i] * r;
+                mean_gw_xhat += g[i] * w[i] * xhat;
+                dw[i] += g[i] * xhat;
             }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((rows + 1, d))))
+            mean_gw_xhat /= d as f32;
+            for i in 0..d {
+                dx[i] = r * (g[i] * w[i] - x[i] * r * mean_gw_xhat);
+            }
+        }))
     }
 }
