@@ -9,7 +9,7 @@ use super::config::Experiment;
 use super::record::{resume, start, RunDir, EXPERIMENT_FILE};
 use super::run::{run_tasks, RunOptions};
 use super::seeds::{read_seeds, seed_dir, write_seeds, SEEDS_EXPERIMENT};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::progress::Progress;
 
@@ -45,17 +45,7 @@ impl SeedsRun {
     /// Lay out a new several-seed run at `root`, which must not exist or be
     /// empty: the list of seeds and the experiment, no seed started yet.
     pub fn create(root: &Path, exp: &Experiment, seeds: Vec<u64>) -> Result<Self> {
-        if root.exists()
-            && std::fs::read_dir(root)
-                .map_err(|e| Error::io(root, e))?
-                .next()
-                .is_some()
-        {
-            return Err(Error::invalid(
-                "run directory",
-                format!("{} already exists and is not empty", root.display()),
-            ));
-        }
+        super::record::refuse_nonempty(root)?;
         write_seeds(root, &seeds)?;
         write_atomic(&root.join(SEEDS_EXPERIMENT), exp.to_toml().as_bytes())?;
         Ok(Self {

@@ -270,8 +270,8 @@ impl RunDir {
 /// What a run directory is called in errors (the CLI adds how to proceed).
 const RUN_DIRECTORY: &str = "run directory";
 
-/// Start a new run in `root`, which must not exist or be empty; returns the experiment.
-pub fn start(root: &Path, exp: &Experiment) -> Result<Experiment> {
+/// Refuse a run directory that exists and is not empty: a new run never writes over another.
+pub fn refuse_nonempty(root: &Path) -> Result<()> {
     if root.exists()
         && std::fs::read_dir(root)
             .map_err(|e| Error::io(root, e))?
@@ -283,6 +283,12 @@ pub fn start(root: &Path, exp: &Experiment) -> Result<Experiment> {
             format!("{} already exists and is not empty", root.display()),
         ));
     }
+    Ok(())
+}
+
+/// Start a new run in `root`, which must not exist or be empty; returns the experiment.
+pub fn start(root: &Path, exp: &Experiment) -> Result<Experiment> {
+    refuse_nonempty(root)?;
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
     write_atomic(&root.join(EXPERIMENT_FILE), exp.to_toml().as_bytes())?;
     Ok(exp.clone())
