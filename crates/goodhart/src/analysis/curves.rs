@@ -86,13 +86,18 @@ pub struct Drift {
 impl StrategyAnalysis {
     /// The trusted point of largest KL (a flagged point feeds nothing but its own row).
     pub fn end(&self) -> &CurvePoint {
-        self.points
-            .iter()
-            .filter(|p| p.flag.is_none())
-            .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
+        trusted_end(&self.points)
             .or(self.points.first())
             .expect("a curve has points")
     }
+}
+
+/// The trusted point of largest KL among `points`.
+fn trusted_end(points: &[CurvePoint]) -> Option<&CurvePoint> {
+    points
+        .iter()
+        .filter(|p| p.flag.is_none())
+        .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
 }
 
 fn z(x: f64, MeanSd { mean, sd }: MeanSd) -> f64 {
@@ -329,11 +334,7 @@ fn analyse_curve(
             }
         })
         .collect();
-    let last = points
-        .iter()
-        .filter(|p| p.flag.is_none())
-        .max_by(|a, b| a.kl.mean.total_cmp(&b.kl.mean))
-        .unwrap_or(&points[reference]);
+    let last = trusted_end(&points).unwrap_or(&points[reference]);
     let mut drift: Vec<Drift> = last
         .features
         .iter()

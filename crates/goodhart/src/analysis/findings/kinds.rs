@@ -178,17 +178,17 @@ pub fn verdict(kind: GoodhartKind, findings: &[Finding], data: &[(Curve, Tests)]
             let candidates = tested_idx
                 .iter()
                 .filter_map(|&i| {
-                    let (f, t) = (&findings[i], data[i].1.turn.as_ref()?);
-                    let peak_kl = data[i].0.points[t.at + 1].kl;
+                    let (f, t) = (&findings[i], findings[i].turn.as_ref()?);
                     Some(Candidate {
                         who: f.strategy.clone(),
                         p: t.p,
-                        detectable: Some(t.fall.detectable()),
+                        detectable: Some(t.fall.detectable),
                         evidence: format!(
-                            "under {} gold rose by {} up to KL {peak_kl:.2}, then fell by {} by KL {:.2}",
+                            "under {} gold rose by {} up to KL {:.2}, then fell by {} by KL {:.2}",
                             f.strategy,
-                            by(&(&t.rise).into()),
-                            by(&(&t.fall).into()),
+                            by(&t.rise),
+                            t.peak_kl,
+                            by(&t.fall),
                             f.kl
                         ),
                     })
