@@ -13,6 +13,9 @@ pub struct Bars {
     /// Put before each stage's name (a lane's task).
     prefix: String,
     current: Mutex<Option<ProgressBar>>,
+    /// A lane's bars (one stage of a run) leave the screen when they finish,
+    /// so the display shows the stages running now.
+    transient: bool,
 }
 
 impl Bars {
@@ -26,6 +29,15 @@ impl Bars {
             multi: MultiProgress::with_draw_target(target),
             prefix: String::new(),
             current: Mutex::new(None),
+            transient: false,
+        }
+    }
+
+    fn end(&self, bar: ProgressBar) {
+        if self.transient {
+            bar.finish_and_clear();
+        } else {
+            bar.finish();
         }
     }
 
@@ -55,7 +67,7 @@ impl Progress for Bars {
         bar.set_prefix(format!("{}{stage}", self.prefix));
         bar.enable_steady_tick(Duration::from_millis(200));
         if let Some(old) = self.current.lock().expect("bar lock").replace(bar) {
-            old.finish();
+            self.end(old);
         }
     }
 
@@ -73,7 +85,7 @@ impl Progress for Bars {
 
     fn finish(&self) {
         if let Some(b) = self.current.lock().expect("bar lock").take() {
-            b.finish();
+            self.end(b);
         }
     }
 
@@ -82,7 +94,16 @@ impl Progress for Bars {
             multi: self.multi.clone(),
             prefix: format!("{name}: "),
             current: Mutex::new(None),
+            transient: true,
         })
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if self.transient {
+            self.finish();
+        }
     }
 }
 

@@ -124,11 +124,13 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
             && fits.iter().any(|f| f["form"] == "d (alpha - beta ln d)")
     );
     let fitted: Vec<&serde_json::Value> = fits.iter().filter(|f| !f["fit"].is_null()).collect();
-    assert!(
-        fitted.len() >= 10,
-        "most curves are fitted: {}",
-        fitted.len()
-    );
+    // Best-of-n on the gridworld raises gold even in a quick run: its curves
+    // (held-out and shifted prompts) are fitted.
+    let bon_fits = fitted
+        .iter()
+        .filter(|f| f["task"] == "gridworld" && f["strategy"] == "bon")
+        .count();
+    assert_eq!(bon_fits, 2, "gridworld's best-of-n curves are fitted");
     for f in fitted {
         assert!(
             f["fit"]["alpha"].as_f64().unwrap().is_finite()
@@ -145,18 +147,61 @@ fn a_quick_run_writes_every_output_and_repeats_bit_for_bit() {
         + html.matches("<script src").count();
     assert_eq!(external, 0, "no network references");
 
-    // Same command, same machine, same threads: the same numbers, bit for bit.
-    ok(&["run", "--quick", "--out", b.to_str().unwrap()]);
-    for file in ["metrics.jsonl", "curves.csv", "fits.json"] {
+    // Same command, same machine: the same numbers, bit for bit, even on
+    // another number of threads.
+    common::ok(1, &["run", "--quick", "--out", b.to_str().unwrap()]);
+    for file in RESULTS {
         assert!(
             read(&a, file) == read(&b, file),
-            "{file} differs between identical runs"
+            "{file} differs between a run on {THREADS} threads and one on 1"
         );
     }
     // `goodhart report` rebuilds the same report from the run's files.
     std::fs::remove_file(a.join("report.html")).unwrap();
     ok(&["report", a.to_str().unwrap()]);
     assert!(read(&a, "report.html") == html);
+}
+
+/// The files that hold a run's numbers.
+const RESULTS: [&str; 5] = [
+    "metrics.jsonl",
+    "curves.csv",
+    "fits.json",
+    "findings.json",
+    "summary.txt",
+];
+
+/// The thread count is a speed knob: a batch is cut into shards by its size,
+/// not by the pool, so one thread, two and three write the same bytes. This
+/// experiment has one task, so every thread works inside its stages' batches
+/// (the default's quick run deals its tasks to threads and would not show it).
+#[test]
+fn the_thread_count_never_changes_a_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../experiments/filtering-vs-rl.toml"
+    );
+    let runs: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&threads| {
+            let out = tmp.path().join(format!("t{threads}"));
+            common::ok(
+                threads,
+                &["run", exp, "--quick", "--out", out.to_str().unwrap()],
+            );
+            out
+        })
+        .collect();
+    for file in RESULTS {
+        for other in &runs[1..] {
+            assert!(
+                read(&runs[0], file) == read(other, file),
+                "{file}: {} differs from one thread",
+                other.display()
+            );
+        }
+    }
 }
 
 #[test]
@@ -199,7 +244,7 @@ fn a_killed_run_resumes_to_the_same_numbers() {
         "{err}"
     );
     ok(&["run", "--resume", killed.to_str().unwrap()]);
-    for file in ["metrics.jsonl", "curves.csv", "fits.json"] {
+    for file in RESULTS {
         assert!(
             read(&whole, file) == read(&killed, file),
             "{file}: the resumed run differs from the uninterrupted one"

@@ -58,6 +58,10 @@ pub enum Error {
 
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
+
+    /// A fault in goodhart itself (a panic caught at a stage's edge): please report it.
+    #[error("internal error (a bug in goodhart; please report it): {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

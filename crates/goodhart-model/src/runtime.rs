@@ -7,12 +7,15 @@ pub use candle_core::Device;
 /// once, and candle reads its thread settings from the environment.
 ///
 /// Work is parallel over the batch, not inside each kernel: a training step
-/// or a sampling batch is cut into one shard per thread of the pool
-/// (`Trainer::step_sharded`, `shards`) and each shard runs candle's kernels
-/// serially. At the small shapes of the bundled tasks a kernel split across
-/// threads spends more time handing over and waiting than computing (with
-/// kernel-level threads an SFT step of the 2 x 64 model ran 1.4x faster on one
-/// thread than on two); split by batch it runs 1.8x faster on two.
+/// or a sampling batch is cut into shards (`shards`) and each shard runs
+/// candle's kernels serially. At the small shapes of the bundled tasks a
+/// kernel split across threads spends more time handing over and waiting than
+/// computing (with kernel-level threads an SFT step of the 2 x 64 model ran
+/// 1.4x faster on one thread than on two); split by batch it runs 1.8x faster
+/// on two.
+///
+/// The thread count is a speed knob only: how a batch is cut depends on the
+/// batch alone, never on the pool, so every result is the same at any count.
 pub fn set_threads(threads: usize) -> crate::Result<usize> {
     if threads > MAX_THREADS {
         return Err(crate::Error::invalid(
@@ -32,39 +35,34 @@ pub fn set_threads(threads: usize) -> crate::Result<usize> {
     std::env::set_var("RAYON_NUM_THREADS", "1");
     std::env::set_var("CANDLE_NUM_THREADS", "1");
     // Fails only if the pool was already built, in which case the first setting stands.
-    let _ = by_batch(rayon::ThreadPoolBuilder::new().num_threads(n)).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(n)
 }
 
-/// A pool of `threads` threads whose work is cut by batch (`shards`): each
-/// lane of a run has one.
+/// A pool of `threads` threads.
 pub fn pool(threads: usize) -> crate::Result<rayon::ThreadPool> {
-    by_batch(rayon::ThreadPoolBuilder::new().num_threads(threads))
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
         .build()
         .map_err(|e| crate::Error::invalid("threads", e.to_string()))
 }
 
-fn by_batch(builder: rayon::ThreadPoolBuilder) -> rayon::ThreadPoolBuilder {
-    builder.start_handler(|_| BY_BATCH.with(|b| b.set(true)))
-}
+/// The most rows (sequences) of a batch one shard holds.
+///
+/// The rule that cuts a batch depends on the batch alone: `n` rows make
+/// `ceil(n / SHARD_ROWS)` shards of near-equal size, whatever the thread
+/// count. Shards are computed side by side when threads are free and reduced
+/// in shard order, so one thread and sixteen give the same bits. Eight rows
+/// keep a shard's matrix products large enough to run at speed (an SFT step of
+/// 32 sequences is four shards) and give a 16-core machine work in every batch.
+pub const SHARD_ROWS: usize = 8;
 
-thread_local! {
-    /// Whether this thread belongs to a pool of `pool` or `set_threads`. On
-    /// any other thread (a library user's, a unit test's) batches are not cut
-    /// and candle's kernels keep their own threads.
-    static BY_BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// `n` items cut into one contiguous range per thread of the current pool (or
-/// fewer, none empty): the shards of a batch. One shard outside the pools of
-/// `pool` and `set_threads`.
+/// `n` items cut into contiguous ranges of at most [`SHARD_ROWS`], near-equal
+/// in size: the shards of a batch. The cut depends on `n` alone.
 pub fn shards(n: usize) -> Vec<std::ops::Range<usize>> {
-    let threads = if BY_BATCH.with(|b| b.get()) {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    let parts = threads.clamp(1, n.max(1));
+    let parts = n.div_ceil(SHARD_ROWS).max(1);
     (0..parts)
         .map(|i| n * i / parts..n * (i + 1) / parts)
         .filter(|r| !r.is_empty())
@@ -85,28 +83,21 @@ where
     shards.into_par_iter().map(&f).collect()
 }
 
-/// `f` over pieces of `n` items of at most `max_piece` each, side by side,
-/// its outputs concatenated in item order: forward passes over many
-/// sequences. With more than one thread the pieces are small enough to give
-/// every thread work; with one, they are the `max_piece`-sized chunks a
-/// serial loop would take.
+/// `f` over pieces of `n` items of at most `max_piece` (and [`SHARD_ROWS`])
+/// each, side by side, its outputs concatenated in item order: forward passes
+/// over many sequences. The pieces depend on `n` and `max_piece` alone.
 pub fn map_pieces<T, F>(n: usize, max_piece: usize, f: F) -> crate::Result<Vec<T>>
 where
     T: Send,
     F: Fn(std::ops::Range<usize>) -> crate::Result<Vec<T>> + Sync,
 {
     use rayon::prelude::*;
-    let threads = shards(n).len();
-    let piece = max_piece.min(n.div_ceil(threads)).max(1);
+    let piece = max_piece.clamp(1, SHARD_ROWS);
     let pieces: Vec<_> = (0..n).step_by(piece).map(|a| a..n.min(a + piece)).collect();
-    let outputs: Vec<Vec<T>> = if threads <= 1 {
-        pieces.into_iter().map(&f).collect::<crate::Result<_>>()?
-    } else {
-        pieces
-            .into_par_iter()
-            .map(&f)
-            .collect::<crate::Result<_>>()?
-    };
+    let outputs: Vec<Vec<T>> = pieces
+        .into_par_iter()
+        .map(&f)
+        .collect::<crate::Result<_>>()?;
     Ok(outputs.into_iter().flatten().collect())
 }
 
@@ -172,18 +163,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pieces_and_shards_cover_the_items_in_order() {
-        assert_eq!(shards(10), vec![0..10], "not a pool's thread: one shard");
-        let pool = pool(3).unwrap();
-        pool.install(|| {
-            assert_eq!(shards(10), vec![0..3, 3..6, 6..10]);
-            assert_eq!(shards(2), vec![0..1, 1..2]);
-            let sizes = map_pieces(10, 3, |r| Ok(vec![r.len()])).unwrap();
-            assert_eq!(sizes, vec![3, 3, 3, 1]);
-            let items = map_pieces(100, 64, |r| Ok(r.collect::<Vec<_>>())).unwrap();
-            assert_eq!(items, (0..100).collect::<Vec<_>>());
-            let sums = map_shards(7, |r| Ok(r.sum::<usize>())).unwrap();
-            assert_eq!(sums, vec![1, 5, 15]);
-        });
+    fn pieces_and_shards_cover_the_items_in_order_whatever_the_pool() {
+        let expect = |shards: Vec<std::ops::Range<usize>>| {
+            assert_eq!(
+                shards,
+                vec![0..6, 6..13, 13..20],
+                "20 rows: three shards of at most 8"
+            );
+        };
+        expect(shards(20));
+        assert_eq!(shards(8), vec![0..8]);
+        assert_eq!(shards(0), Vec::<std::ops::Range<usize>>::new());
+        for threads in [1, 3] {
+            pool(threads).unwrap().install(|| {
+                expect(shards(20));
+                let sizes = map_pieces(10, 3, |r| Ok(vec![r.len()])).unwrap();
+                assert_eq!(sizes, vec![3, 3, 3, 1]);
+                let sizes = map_pieces(20, 64, |r| Ok(vec![r.len()])).unwrap();
+                assert_eq!(sizes, vec![8, 8, 4], "pieces of at most SHARD_ROWS");
+                let items = map_pieces(100, 64, |r| Ok(r.collect::<Vec<_>>())).unwrap();
+                assert_eq!(items, (0..100).collect::<Vec<_>>());
+                let sums = map_shards(20, |r| Ok(r.sum::<usize>())).unwrap();
+                assert_eq!(sums, vec![15, 63, 112]);
+            });
+        }
     }
 }

@@ -281,6 +281,7 @@ impl LabelerConfig {
 }
 
 /// A labeler bound to a task.
+#[derive(Clone)]
 pub struct Labeler<'t> {
     pub config: LabelerConfig,
     task: &'t dyn Task,

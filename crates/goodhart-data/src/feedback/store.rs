@@ -145,13 +145,13 @@ impl LabelStore {
 
     fn configure(&self) -> Result<()> {
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|e| self.err(e))
     }
 
     fn init(&self) -> Result<()> {
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL;")
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
             .map_err(|e| self.err(e))?;
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;

@@ -85,28 +85,33 @@ impl TaskRun<'_> {
             .collect())
     }
 
-    /// Give each labeler that is assisted by a learned critic its round's
-    /// critic: the ones the stage made, or their checkpoints.
-    pub(super) fn attach_critics(&self, p: &mut Products) -> Result<()> {
-        if p.labelers.iter().all(|l| l.missing_critic().is_none()) {
-            return Ok(());
+    /// The task's labelers, each assisted by a learned critic given its
+    /// round's critic: the ones the critic stage made, or their checkpoints.
+    /// Attached once, when a stage first asks.
+    pub(super) fn labelers<'p, 't>(&self, p: &'p Products<'t>) -> Result<&'p [Labeler<'t>]> {
+        if let Some(l) = p.labelers.get() {
+            return Ok(l);
         }
-        if p.critics.get().is_none() {
+        let assisted = p.unassisted.iter().any(|l| l.missing_critic().is_some());
+        if assisted && p.critics.get().is_none() {
             let loaded = (1..=self.setup.critic.rounds)
                 .map(|round| load_critic(&self.path(&format!("critic-{round}")), &self.device))
                 .collect::<Result<Vec<_>>>()?;
             p.critics.get_or_init(|| loaded);
         }
-        let critics = p.critics.get().expect("critics made or loaded");
-        let labelers = std::mem::take(&mut p.labelers);
-        p.labelers = labelers
-            .into_iter()
+        let labelers = p
+            .unassisted
+            .iter()
             .map(|l| match l.missing_critic() {
-                Some(r) => l.with_critic(critics[r - 1].clone() as Arc<dyn Critic>),
-                None => l,
+                Some(r) => {
+                    let critics = p.critics.get().expect("critics made or loaded");
+                    l.clone()
+                        .with_critic(critics[r - 1].clone() as Arc<dyn Critic>)
+                }
+                None => l.clone(),
             })
             .collect();
-        Ok(())
+        Ok(p.labelers.get_or_init(|| labelers))
     }
 }
 

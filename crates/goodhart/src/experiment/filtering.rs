@@ -20,7 +20,7 @@ impl TaskRun<'_> {
         let (base, rm, labelers) = (
             self.base_policy(&p.base)?,
             self.proxy(&p.reward_model)?,
-            &p.labelers,
+            self.labelers(p)?,
         );
         let s = &self.setup.strategies;
         let mut rng = self.rng("pool");

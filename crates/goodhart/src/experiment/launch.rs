@@ -1,36 +1,31 @@
 //! Launching what `goodhart run` runs: the tasks of a prepared run directory
 //! on the experiment's threads, and a several-seed run's root (laid out new,
-//! or opened to continue) with each seed's run directory started or resumed.
+//! or opened to continue) with each seed's run directory started or resumed
+//! and every seed's stages in one graph.
 //! Writing the outputs from the records afterwards is the report layer's.
 
 use std::path::{Path, PathBuf};
 
 use super::config::Experiment;
 use super::record::{resume, start, RunDir, EXPERIMENT_FILE};
-use super::run::{run_tasks, RunOptions};
+use super::run::{run_tasks, Prepared, RunOptions};
 use super::seeds::{read_seeds, seed_dir, write_seeds, SEEDS_EXPERIMENT};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::progress::Progress;
 
-/// Run (or continue) every task of the prepared run in `root`: the
-/// experiment's threads (0: every core) are split between its tasks, and each
-/// task's share is what the kernels use.
+/// Run (or continue) every task of the prepared run in `root` on the
+/// experiment's threads (0: every core), its stages side by side as the graph allows.
 pub fn run_prepared(
     root: &Path,
     exp: &Experiment,
     opts: &RunOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let total = if exp.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        exp.threads
-    };
-    let lanes = exp.tasks.len().clamp(1, total);
-    crate::runtime::set_threads(total / lanes)?;
-    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads = total, seed = exp.seed, "run");
-    run_tasks(&RunDir::new(root), exp, total, opts, progress)
+    let threads = crate::runtime::set_threads(exp.threads)?;
+    tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads, seed = exp.seed, "run");
+    let dir = RunDir::new(root);
+    run_tasks(&[Prepared { dir: &dir, exp }], opts, progress)
 }
 
 /// A several-seed run: its root, its seeds in the order they run, and the
@@ -83,5 +78,32 @@ impl SeedsRun {
             start(&dir, &exp)?
         };
         Ok((dir, exp))
+    }
+
+    /// Run (or continue) every seed: all seeds' stages in one graph, side by
+    /// side as the threads allow (the first seed's preferred when several
+    /// stages are ready). `starting` hears of each seed and its directory first.
+    pub fn run(
+        &self,
+        opts: &RunOptions,
+        progress: &dyn Progress,
+        starting: &dyn Fn(u64, &Path),
+    ) -> Result<()> {
+        let prepared = self
+            .seeds
+            .iter()
+            .map(|&seed| {
+                let (dir, exp) = self.prepare_seed(seed)?;
+                starting(seed, &dir);
+                Ok((RunDir::new(&dir), exp))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let threads = crate::runtime::set_threads(self.experiment.threads)?;
+        tracing::info!(run = %self.root.display(), seeds = self.seeds.len(), threads, "run");
+        let runs: Vec<Prepared> = prepared
+            .iter()
+            .map(|(dir, exp)| Prepared { dir, exp })
+            .collect();
+        run_tasks(&runs, opts, progress)
     }
 }

@@ -1,11 +1,11 @@
 //! The stages that train a policy (each RL and DPO run), and how their
 //! checkpoints are saved and measured against the base policy.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::record::Record;
 use super::record::WorldModelRecord;
-use super::run::{BaseGold, TaskRun};
+use super::run::{BaseGold, Products, TaskRun};
 use super::stages::save_policy;
 use crate::error::Error;
 use crate::error::Result;
@@ -31,14 +31,16 @@ use crate::task::Split;
 
 impl TaskRun<'_> {
     /// Gold of base-policy samples on each evaluation split's prompts, sampled as
-    /// checkpoints are (once, from its own stream): what a checkpoint's gold win
-    /// rate is measured against.
-    fn base_reference(&self, base: &Model) -> Result<&[BaseGold]> {
-        if let Some(r) = self.base_reference.get() {
-            return Ok(r);
+    /// checkpoints are (once per task, from its own stream): what a
+    /// checkpoint's gold win rate is measured against.
+    pub(super) fn base_reference(&self, p: &Products, base: &Model) -> Result<Arc<Vec<BaseGold>>> {
+        let mut kept = p.base_reference.lock().expect("base reference lock");
+        if let Some(r) = kept.as_ref() {
+            return Ok(r.clone());
         }
-        let r = self.sample_base_reference(base)?;
-        Ok(self.base_reference.get_or_init(|| r))
+        let r = Arc::new(self.sample_base_reference(base)?);
+        *kept = Some(r.clone());
+        Ok(r)
     }
 
     fn sample_base_reference(&self, base: &Model) -> Result<Vec<BaseGold>> {
@@ -119,6 +121,7 @@ impl TaskRun<'_> {
         rm: &RewardModel,
         labelers: &[Labeler],
         store: &mut LabelStore,
+        base_gold: &[BaseGold],
     ) -> Result<Record> {
         let stage = format!("rl/{}", cfg.name);
         // A resumed run redoes the whole stage: withdraw the labels its first attempt asked for.
@@ -196,7 +199,7 @@ impl TaskRun<'_> {
                 knob: "iteration",
                 base,
                 labelers,
-                base_gold: self.base_reference(base)?,
+                base_gold,
             },
             rm,
             online,
@@ -254,6 +257,7 @@ impl TaskRun<'_> {
         rm: &RewardModel,
         labelers: &[Labeler],
         store: &LabelStore,
+        base_gold: &[BaseGold],
     ) -> Result<Record> {
         let stage = format!("dpo/{}", cfg.name);
         let data = self.base_comparisons(store)?;
@@ -265,7 +269,7 @@ impl TaskRun<'_> {
                 knob: "step",
                 base,
                 labelers,
-                base_gold: self.base_reference(base)?,
+                base_gold,
             },
             rm,
             online: None,

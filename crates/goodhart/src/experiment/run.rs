@@ -1,27 +1,34 @@
-//! `goodhart run`: one experiment end to end, each task in its own lane.
+//! `goodhart run`: one experiment end to end, as one graph of stages.
 //!
 //! A task's pipeline is the table [`stages`]: base policy, labels, reward
 //! model, base-policy evaluation, the pool strategies (best-of-n, conditioning,
-//! quantiliser), then each RL and DPO run. The runner, `--resume` and the
-//! report all read that one list. A stage that completes writes its record to
-//! `<task>/stages/<stage>.json` (atomically) beside what it saved (checkpoints,
-//! labels); a resumed run skips every stage with a record, reloads the models
-//! later stages need when they first need them, and redoes the first
-//! unfinished stage from its start, withdrawing any labels that stage had
-//! written. Every stage draws from its own random stream, so a resumed run
-//! gives the same numbers as an uninterrupted one. The run's outputs
-//! (`metrics.jsonl`, `curves.csv`, `fits.json`, `report.html`) are always
-//! built from the records on disk.
+//! quantiliser), then each RL and DPO run, each naming the stages it needs
+//! ([`Stage::needs`](super::table::Stage::needs)). Every stage of every task
+//! (and of every seed, for a several-seed run) is a node of one graph, run by
+//! [`schedule::execute`] on the global pool: tasks, seeds and a task's RL and
+//! DPO runs side by side, a stage starting as soon as what it needs is done.
+//! The runner, `--resume` and the report all read that one table.
+//!
+//! A stage that completes writes its record to `<task>/stages/<stage>.json`
+//! (atomically) beside what it saved (checkpoints, labels); a resumed run
+//! skips every stage with a record, reloads the models later stages need when
+//! they first need them, and redoes every unfinished stage from its start,
+//! withdrawing any labels it had written. Every stage draws from its own
+//! random stream and cuts its batches by their size alone, so neither the
+//! order stages happen to run in, nor the thread count, nor a resume changes a
+//! number. The run's outputs (`metrics.jsonl`, `curves.csv`, `fits.json`,
+//! `report.html`) are always built from the records on disk.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::{Experiment, TaskSetup};
 use super::record::{LabelerAnswers, Record, RunDir};
+use super::schedule;
 use super::stages::{
     evaluate_policy, fine_tune_base_policy, save_policy, task_of_checkpoint, train_base_policy,
 };
-use super::table::{stages, Work};
+use super::table::{stages, Stage, Work};
 use crate::critic::LearnedCritic;
 use crate::error::{Error, Result};
 use crate::feedback::{simulate_labels, AnswerCounts, Filter, LabelStore, Labeler, PolicyTag};
@@ -59,69 +66,168 @@ impl RunOptions {
     }
 }
 
-/// Run (or continue) every task of the run in `dir`, the tasks side by side,
-/// splitting `threads` between them. Returns when every task has finished or failed.
-pub fn run_tasks(
-    dir: &RunDir,
-    exp: &Experiment,
-    threads: usize,
-    opts: &RunOptions,
-    progress: &dyn Progress,
-) -> Result<()> {
-    opts.check(exp)?;
-    let lanes = exp.tasks.len().min(threads.max(1));
-    let per_lane = (threads / lanes).max(1);
-    let lane_progress: Vec<Box<dyn Progress + '_>> =
-        exp.tasks.iter().map(|t| progress.lane(t.name())).collect();
-    let errors: Mutex<Vec<Error>> = Mutex::new(vec![]);
-    // Tasks are dealt to lanes round-robin; each lane has its own thread pool.
-    std::thread::scope(|scope| {
-        for lane in 0..lanes {
-            let (errors, lane_progress) = (&errors, &lane_progress);
-            scope.spawn(move || {
-                let pool = match crate::runtime::pool(per_lane) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        errors.lock().expect("error list").push(e);
-                        return;
-                    }
-                };
-                for (i, setup) in exp
-                    .tasks
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| i % lanes == lane)
-                {
-                    let result = pool.install(|| {
-                        let task = crate::reward::build_task(&setup.task_config(), exp.seed)?;
-                        TaskRun {
-                            dir,
-                            setup,
-                            task: task.as_ref(),
-                            seed: exp.seed,
-                            opts,
-                            progress: lane_progress[i].as_ref(),
-                            device: crate::runtime::device(),
-                            base_reference: std::sync::OnceLock::new(),
-                        }
-                        .run()
-                    });
-                    if let Err(e) = result {
-                        errors.lock().expect("error list").push(e);
-                    }
-                }
-            });
+/// A prepared run directory and its experiment: one seed of what `run_tasks` runs.
+pub struct Prepared<'a> {
+    pub dir: &'a RunDir,
+    pub exp: &'a Experiment,
+}
+
+/// Run (or continue) every task of every run in `runs` (one per seed) as one
+/// graph of stages on the global pool, as many stages at once as the pool
+/// has threads. Call it from outside the pool. Returns when every stage has
+/// finished, or after the first failure, when the stages already started have
+/// (that failure).
+pub fn run_tasks(runs: &[Prepared], opts: &RunOptions, progress: &dyn Progress) -> Result<()> {
+    for run in runs {
+        opts.check(run.exp)?;
+    }
+    // Each task of each run, with its environment built once and its products shared by its stages.
+    let mut tasks: Vec<(&Prepared, &TaskSetup, Box<dyn Task>)> = vec![];
+    for run in runs {
+        for setup in &run.exp.tasks {
+            let task = crate::reward::build_task(&setup.task_config(), run.exp.seed)?;
+            tasks.push((run, setup, task));
         }
-    });
-    match errors.into_inner().expect("error list").into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    }
+    let views: Vec<TaskRun> = tasks
+        .iter()
+        .map(|(run, setup, task)| TaskRun {
+            dir: run.dir,
+            setup,
+            task: task.as_ref(),
+            seed: run.exp.seed,
+            opts,
+            progress,
+            device: crate::runtime::device(),
+        })
+        .collect();
+    let products = views
+        .iter()
+        .map(TaskRun::products)
+        .collect::<Result<Vec<_>>>()?;
+    let graph = Graph::of(&views, runs.len() > 1)?;
+    let slots = rayon::current_num_threads();
+    tracing::info!(
+        stages = graph.nodes.len(),
+        at_once = slots,
+        "running the stage graph"
+    );
+    schedule::execute(&graph.needs, slots, |i| {
+        let node = &graph.nodes[i];
+        let lane = progress.lane(&node.label);
+        let view = TaskRun {
+            progress: lane.as_ref(),
+            ..views[node.task].clone()
+        };
+        let stage = &stages(view.setup)[node.stage];
+        let started = std::time::Instant::now();
+        let record = view.run_stage(stage, &products[node.task])?;
+        view.complete(&stage.name, &record)?;
+        tracing::info!(
+            stage = node.label.as_str(),
+            seconds = started.elapsed().as_secs_f64(),
+            "stage complete"
+        );
+        Ok(())
+    })
+}
+
+/// The stages still to run of a set of tasks, and what each needs.
+struct Graph {
+    nodes: Vec<Node>,
+    /// Per node, the nodes it needs (indices into `nodes`).
+    needs: Vec<Vec<usize>>,
+}
+
+struct Node {
+    /// Index of its task in the runner's list.
+    task: usize,
+    /// Index of its stage in the task's table.
+    stage: usize,
+    /// How progress names it: `<task>/<stage>`, after the seed when there are several.
+    label: String,
+}
+
+impl Graph {
+    /// Every stage of `tasks` that is wanted and has no record yet, listed in
+    /// the order to prefer when several are ready: each run (seed) in turn,
+    /// within it every task's first stage, then every task's second, and so
+    /// on (the shared stages first, so that the strategies of every task
+    /// become ready early). A task whose base policy an earlier task of its
+    /// run trains already (the same settings) waits for that one and copies it.
+    fn of(tasks: &[TaskRun], name_seeds: bool) -> Result<Self> {
+        let mut found: Vec<(usize, usize, usize, Node)> = vec![];
+        let mut at: std::collections::HashMap<(usize, String), usize> = Default::default();
+        let mut run_of = vec![];
+        for (t, view) in tasks.iter().enumerate() {
+            let run = match run_of
+                .iter()
+                .position(|d: &&RunDir| std::ptr::eq(*d, view.dir))
+            {
+                Some(r) => r,
+                None => {
+                    run_of.push(view.dir);
+                    run_of.len() - 1
+                }
+            };
+            for (s, stage) in stages(view.setup).iter().enumerate() {
+                let wanted = stage.strategy().is_none_or(|st| view.wanted(st));
+                if !wanted || view.done(&stage.name)?.is_some() {
+                    continue;
+                }
+                let seed = if name_seeds {
+                    format!("seed {} ", view.seed)
+                } else {
+                    String::new()
+                };
+                let label = format!("{seed}{}/{}", view.name(), stage.name);
+                found.push((
+                    run,
+                    s,
+                    t,
+                    Node {
+                        task: t,
+                        stage: s,
+                        label,
+                    },
+                ));
+            }
+        }
+        found.sort_by_key(|(run, s, t, _)| (*run, *s, *t));
+        let nodes: Vec<Node> = found.into_iter().map(|(.., n)| n).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            let name = stages(tasks[n.task].setup).swap_remove(n.stage).name;
+            at.insert((n.task, name), i);
+        }
+        let needs = nodes
+            .iter()
+            .map(|n| {
+                let view = &tasks[n.task];
+                let table = stages(view.setup);
+                let stage = &table[n.stage];
+                let mut needs: Vec<usize> = stage
+                    .needs()
+                    .iter()
+                    .filter_map(|name| at.get(&(n.task, name.to_string())).copied())
+                    .collect();
+                if matches!(stage.work, Work::Base) {
+                    let twin = tasks[..n.task].iter().position(|other| {
+                        std::ptr::eq(other.dir, view.dir) && view.same_base(other.setup)
+                    });
+                    needs.extend(twin.and_then(|t| at.get(&(t, "base".to_string())).copied()));
+                }
+                needs
+            })
+            .collect();
+        Ok(Self { nodes, needs })
     }
 }
 
 /// Per evaluation split, the gold of base-policy samples of each of its prompts.
 pub(super) type BaseGold = (Split, Vec<Vec<f64>>);
 
+/// One task of a run, as one of its stages sees it.
+#[derive(Clone)]
 pub(super) struct TaskRun<'a> {
     dir: &'a RunDir,
     pub(super) setup: &'a TaskSetup,
@@ -130,23 +236,27 @@ pub(super) struct TaskRun<'a> {
     opts: &'a RunOptions,
     pub(super) progress: &'a dyn Progress,
     pub(super) device: Device,
-    /// [`TaskRun::base_reference`], sampled once and shared by every RL and DPO run.
-    pub(super) base_reference: OnceLock<Vec<BaseGold>>,
 }
 
-/// What stages hand on to later ones. The base policy and the reward model are
-/// made by their stages, or reloaded from their checkpoints when a later stage
-/// first asks for them (a resumed run).
+/// What stages hand on to later ones, shared by a task's stages as they run
+/// side by side. The base policy and the reward model are made by their
+/// stages, or reloaded from their checkpoints when a later stage first asks
+/// for them (a resumed run). Each stage opens the label store on its own.
 pub(super) struct Products<'a> {
-    pub(super) labelers: Vec<Labeler<'a>>,
-    store: LabelStore,
+    /// The task's labelers as configured, before any learned critic is attached.
+    pub(super) unassisted: Vec<Labeler<'a>>,
+    /// The labelers with their learned critics (made or loaded when first needed).
+    pub(super) labelers: OnceLock<Vec<Labeler<'a>>>,
     pub(super) base: OnceLock<Model>,
     pub(super) reward_model: OnceLock<RewardModel>,
     /// The learned critics, by round (made by their stage, or loaded).
     pub(super) critics: OnceLock<Vec<Arc<LearnedCritic>>>,
+    /// Per evaluation split, base-policy samples' gold: sampled once and
+    /// shared by every RL and DPO run (the lock keeps two from sampling it).
+    pub(super) base_reference: Mutex<Option<Arc<Vec<BaseGold>>>>,
 }
 
-impl TaskRun<'_> {
+impl<'a> TaskRun<'a> {
     /// The task's name in the experiment (its folder, records and random streams).
     pub(super) fn name(&self) -> &str {
         self.setup.name()
@@ -160,12 +270,16 @@ impl TaskRun<'_> {
         self.dir.task_dir(self.name()).join(rel)
     }
 
+    /// The task's label store, opened for one stage (created if new).
+    pub(super) fn store(&self) -> Result<LabelStore> {
+        LabelStore::open(&self.path("labels.sqlite"))
+    }
+
     fn done(&self, stage: &str) -> Result<Option<Record>> {
         self.dir.read_record(self.name(), stage)
     }
 
     fn complete(&self, stage: &str, record: &Record) -> Result<()> {
-        tracing::info!(task = self.name(), stage, "stage complete");
         self.dir.write_record(self.name(), stage, record)
     }
 
@@ -173,47 +287,49 @@ impl TaskRun<'_> {
         self.opts.only.as_deref().is_none_or(|o| o == strategy)
     }
 
-    fn run(&self) -> Result<()> {
-        let mut products = Products {
-            labelers: self.setup.labelers(self.task)?,
-            store: LabelStore::open(&self.path("labels.sqlite"))?,
+    /// The task's products, none made yet; its label store created.
+    fn products(&self) -> Result<Products<'a>> {
+        self.store()?;
+        Ok(Products {
+            unassisted: self.setup.labelers(self.task)?,
+            labelers: OnceLock::new(),
             base: OnceLock::new(),
             reward_model: OnceLock::new(),
             critics: OnceLock::new(),
-        };
-        for stage in stages(self.setup) {
-            if !stage.strategy().is_none_or(|s| self.wanted(s)) || self.done(&stage.name)?.is_some()
-            {
-                continue;
+            base_reference: Mutex::new(None),
+        })
+    }
+
+    /// Whether `other` (a task of the same run) trains the very base policy
+    /// this task would: same task settings, network, SFT and seed.
+    fn same_base(&self, other: &TaskSetup) -> bool {
+        self.setup.base_checkpoint.is_none()
+            && other.base_checkpoint.is_none()
+            && other.task_config() == self.setup.task_config()
+            && other.model == self.setup.model
+            && other.sft == self.setup.sft
+    }
+
+    fn run_stage(&self, stage: &Stage, p: &Products) -> Result<Record> {
+        match stage.work {
+            Work::Base => self.base(p),
+            Work::Critic => self.critic(p),
+            Work::Labels => self.labels(p),
+            Work::RewardModel => self.reward_model(p),
+            Work::BaseEval => self.base_eval(p),
+            Work::Pool => self.pool(p),
+            Work::Rl(cfg) => {
+                let (base, rm) = (self.base_policy(&p.base)?, self.proxy(&p.reward_model)?);
+                let reference = self.base_reference(p, base)?;
+                let mut store = self.store()?;
+                self.rl(cfg, base, rm, self.labelers(p)?, &mut store, &reference)
             }
-            if !matches!(stage.work, Work::Base | Work::Critic) {
-                self.attach_critics(&mut products)?;
+            Work::Dpo(cfg) => {
+                let (base, rm) = (self.base_policy(&p.base)?, self.proxy(&p.reward_model)?);
+                let reference = self.base_reference(p, base)?;
+                self.dpo(cfg, base, rm, self.labelers(p)?, &self.store()?, &reference)
             }
-            let record = match stage.work {
-                Work::Base => self.base(&products)?,
-                Work::Critic => self.critic(&products)?,
-                Work::Labels => self.labels(&mut products)?,
-                Work::RewardModel => self.reward_model(&products)?,
-                Work::BaseEval => self.base_eval(&products)?,
-                Work::Pool => self.pool(&products)?,
-                Work::Rl(cfg) => {
-                    let (base, rm) = (
-                        self.base_policy(&products.base)?,
-                        self.proxy(&products.reward_model)?,
-                    );
-                    self.rl(cfg, base, rm, &products.labelers, &mut products.store)?
-                }
-                Work::Dpo(cfg) => {
-                    let (base, rm) = (
-                        self.base_policy(&products.base)?,
-                        self.proxy(&products.reward_model)?,
-                    );
-                    self.dpo(cfg, base, rm, &products.labelers, &products.store)?
-                }
-            };
-            self.complete(&stage.name, &record)?;
         }
-        Ok(())
     }
 
     /// The base policy, with the task's prompt format and frozen blocks applied:
@@ -253,14 +369,8 @@ impl TaskRun<'_> {
     /// task would train (same task settings, network, SFT and seed), with its record.
     fn twin_base(&self) -> Result<Option<(String, Record)>> {
         let exp = self.dir.experiment()?;
-        let same = |t: &TaskSetup| {
-            t.base_checkpoint.is_none()
-                && t.task_config() == self.setup.task_config()
-                && t.model == self.setup.model
-                && t.sft == self.setup.sft
-        };
         for t in exp.tasks.iter().take_while(|t| t.name() != self.name()) {
-            if !same(t) {
+            if !self.same_base(t) {
                 continue;
             }
             if let Some(r @ Record::Base { .. }) = self.dir.read_record(t.name(), "base")? {
@@ -365,9 +475,9 @@ impl TaskRun<'_> {
         Ok(record)
     }
 
-    fn labels(&self, p: &mut Products) -> Result<Record> {
+    fn labels(&self, p: &Products) -> Result<Record> {
         let base = self.base_policy(&p.base)?;
-        let (store, labelers) = (&mut p.store, &p.labelers);
+        let (store, labelers) = (&mut self.store()?, self.labelers(p)?);
         store.retract_batch("base")?;
         let prompts = self.task.prompts(Split::Train);
         let pairs = match self.setup.task_config() {
@@ -433,12 +543,12 @@ impl TaskRun<'_> {
 
     fn reward_model(&self, p: &Products) -> Result<Record> {
         let base = self.base_policy(&p.base)?;
-        let comparisons = self.base_comparisons(&p.store)?;
+        let comparisons = self.base_comparisons(&self.store()?)?;
         let (rm, report) = train_reward_model(
             base,
             &comparisons,
             self.task,
-            &p.labelers,
+            self.labelers(p)?,
             &self.setup.reward_model,
             &mut self.rng("reward_model"),
             self.progress,
@@ -449,7 +559,7 @@ impl TaskRun<'_> {
     }
 
     fn base_eval(&self, p: &Products) -> Result<Record> {
-        let (base, labelers) = (self.base_policy(&p.base)?, &p.labelers);
+        let (base, labelers) = (self.base_policy(&p.base)?, self.labelers(p)?);
         let ev = &self.setup.evaluation;
         let mut rng = self.rng("base_eval");
         // Sampled as every curve point is, so the base policy's gold here is the curves' origin.

@@ -1,5 +1,6 @@
-//! The stage table: a task's stages in the order they run, each with what it
-//! needs and makes. The one list the runner, `--resume` and the records read.
+//! The stage table: a task's stages in the order they are listed, each with
+//! what it needs and makes. The one list the runner's graph, `--resume` and
+//! the records read.
 
 use super::config::TaskSetup;
 use crate::optimize::dpo::DpoConfig;
@@ -11,8 +12,9 @@ pub struct Stage<'a> {
     pub(super) work: Work<'a>,
 }
 
-/// What a stage does. Its inputs are the products of earlier stages, which
-/// `Products` (the runner's) makes (or reloads, on resume) when first asked for.
+/// What a stage does. Its inputs are the products of earlier stages
+/// ([`Stage::needs`]), which `Products` (the runner's) holds once made (or
+/// reloads, on resume, when first asked for).
 pub(super) enum Work<'a> {
     /// Train (or load and optionally fine-tune) the base policy. Makes: the base policy.
     Base,
@@ -34,6 +36,20 @@ pub(super) enum Work<'a> {
 }
 
 impl Stage<'_> {
+    /// The stages whose products this one reads, by name (a name the task's
+    /// table lacks, such as `critic` without critic rounds, is no input). The
+    /// scheduler runs a stage once these are done; labelling and measuring
+    /// need the critics their labelers are assisted by.
+    pub fn needs(&self) -> &'static [&'static str] {
+        match self.work {
+            Work::Base => &[],
+            Work::Critic => &["base"],
+            Work::Labels | Work::BaseEval => &["base", "critic"],
+            Work::RewardModel => &["base", "critic", "labels"],
+            Work::Pool | Work::Rl(_) | Work::Dpo(_) => &["base", "critic", "reward_model"],
+        }
+    }
+
     /// The strategy this stage runs, for `--strategy`; `None` for the shared stages.
     pub(super) fn strategy(&self) -> Option<&str> {
         match &self.work {
@@ -44,8 +60,8 @@ impl Stage<'_> {
     }
 }
 
-/// The stages of a task, in the order they run: the one list the runner,
-/// `--resume` and the report read.
+/// The stages of a task, each listed after what it needs: the one list the
+/// runner, `--resume` and the report read.
 pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
     let stage = |name: &str, work| Stage {
         name: name.to_string(),

@@ -1,6 +1,6 @@
 //! A run end to end, as `goodhart run` and `goodhart report` do it: the
-//! runner over a prepared run directory (or over each seed of a several-seed
-//! run in turn), then the outputs rebuilt from the records (each seed's, then
+//! runner over a prepared run directory (or over every seed of a several-seed
+//! run at once), then the outputs rebuilt from the records (each seed's, then
 //! the aggregate across seeds at the root). Nothing here prints: progress goes
 //! through [`Progress`], and the caller shows what comes back.
 
@@ -27,21 +27,17 @@ pub fn run(
     write_outputs(&RunDir::new(root))
 }
 
-/// Run (or continue) each seed of `seeds` in turn, writing its outputs, then
-/// the aggregate at the root. `starting` hears of each seed and its directory
-/// before the seed runs.
+/// Run (or continue) every seed of `seeds`, side by side, then write each
+/// seed's outputs and the aggregate at the root. `starting` hears of each
+/// seed and its directory before the seeds run.
 pub fn run_seeds(
     seeds: &SeedsRun,
     opts: &RunOptions,
     progress: &dyn Progress,
     starting: &dyn Fn(u64, &Path),
 ) -> Result<Aggregate> {
-    for &seed in &seeds.seeds {
-        let (dir, exp) = seeds.prepare_seed(seed)?;
-        starting(seed, &dir);
-        run(&dir, &exp, opts, progress)?;
-    }
-    write_aggregate(seeds)
+    seeds.run(opts, progress, starting)?;
+    rewrite_seeds(seeds)
 }
 
 /// Rebuild the outputs of a several-seed run from its records: each seed's, then the aggregate.
