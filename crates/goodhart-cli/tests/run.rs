@@ -210,7 +210,9 @@ fn a_killed_run_resumes_to_the_same_numbers() {
     let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
     ok(&["run", "--quick", "--out", whole.to_str().unwrap()]);
 
-    // Kill the run once answers' online PPO stage has begun labelling (or later).
+    // SIGKILL the run once answers' RLOO stage has finished: on two threads
+    // two stages run at once (answers' online PPO, which labels as it goes,
+    // and other tasks' stages), so the kill lands in the middle of both.
     let mut child = Command::new(env!("CARGO_BIN_EXE_goodhart"))
         .args([
             "--quiet",
