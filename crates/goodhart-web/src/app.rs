@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use goodhart_data::feedback::{LabelStore, SessionLimits};
 use goodhart_data::task::{self, Task};
 
 use crate::error::ApiError;
+use crate::store_file::StoreFile;
 
 /// Failed sign-ins allowed per minute (all names together) before the server
 /// answers 429 to every sign-in until the minute has passed.
@@ -40,25 +42,15 @@ pub struct App {
     options: ServeOptions,
     /// Accepted `Host` values; empty (a router used on its own) accepts any.
     hosts: RwLock<Vec<String>>,
-    /// The store's file and its identity when opened: a label is acknowledged
-    /// only while that same file is there.
+    /// The store's file as opened: a label is acknowledged only while it is
+    /// still that file. (After `store`: its descriptor closes after SQLite's.)
+    store_file: StoreFile,
     store_path: PathBuf,
-    store_identity: Option<(u64, u64)>,
+    /// Set once the file was found removed, replaced, cut short or
+    /// overwritten: writes are refused until the server is restarted.
+    store_lost: AtomicBool,
     /// When recent sign-ins failed.
     failed_sign_ins: Mutex<VecDeque<Instant>>,
-}
-
-/// A file's device and inode: what stays the same while it is the same file.
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
-    }
 }
 
 impl App {
@@ -67,20 +59,28 @@ impl App {
     }
 
     pub fn open_with(store: &Path, options: ServeOptions) -> goodhart_data::Result<Arc<Self>> {
+        let unusable = |message: String| goodhart_data::Error::Store {
+            path: store.to_path_buf(),
+            message,
+        };
         // A server that cannot write the store would refuse every label: say so now.
-        if let Err(e) = std::fs::OpenOptions::new().write(true).open(store) {
-            return Err(goodhart_data::Error::Store {
-                path: store.to_path_buf(),
-                message: format!("cannot be written ({e}); the server needs to save labels"),
-            });
+        if std::fs::metadata(store).is_ok_and(|m| m.permissions().readonly()) {
+            return Err(unusable(
+                "is read-only; the server needs to save labels".into(),
+            ));
         }
+        let mut labels = LabelStore::open_existing(store)?;
+        let stamp = labels.stamp()?;
+        let store_file = StoreFile::open(store, stamp)
+            .map_err(|fault| unusable(format!("{fault}; the server needs to save labels")))?;
         Ok(Arc::new(Self {
-            store: Mutex::new(LabelStore::open_existing(store)?),
+            store: Mutex::new(labels),
             tasks: Mutex::new(HashMap::new()),
             hosts: RwLock::new(options.hosts.clone()),
             options,
+            store_file,
             store_path: store.to_path_buf(),
-            store_identity: identity(store),
+            store_lost: AtomicBool::new(false),
             failed_sign_ins: Mutex::new(VecDeque::new()),
         }))
     }
@@ -110,17 +110,39 @@ impl App {
         hosts.is_empty() || host.is_some_and(|h| hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
     }
 
-    /// Whether the store file is still the one opened; when it is not (removed,
-    /// replaced), nothing may be acknowledged, and the log says why.
+    /// Whether the store's file is still the one opened and writable; when it
+    /// is not (removed, replaced, cut short, overwritten, read-only), nothing
+    /// may be acknowledged, and the log says why.
     pub(crate) fn check_store(&self) -> Result<(), ApiError> {
-        if self.store_identity.is_some() && identity(&self.store_path) == self.store_identity {
-            return Ok(());
+        if !self.store_lost.load(Ordering::SeqCst) {
+            let Err(fault) = self.store_file.check() else {
+                return Ok(());
+            };
+            let store = self.store_path.display();
+            if fault.passing() {
+                tracing::error!(%store, "{fault}: refusing writes until it is writable again");
+            } else {
+                self.store_lost.store(true, Ordering::SeqCst);
+                tracing::error!(%store, "{fault}: refusing writes until the server is restarted");
+            }
         }
-        tracing::error!(store = %self.store_path.display(), "the label store file was removed or replaced: refusing writes until the server is restarted");
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the label store is unavailable: labels are not being accepted (the server's log says why)",
         ))
+    }
+
+    /// Write to the store: refused unless its file passes [`App::check_store`]
+    /// before, and answered 503 (not acknowledged) unless it passes again after
+    /// the commit, so an acknowledgement means a fresh connection reads it.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut LabelStore) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.check_store()?;
+        let written = f(&mut *self.store()?)?;
+        self.check_store()?;
+        Ok(written)
     }
 
     pub(crate) fn store(&self) -> Result<MutexGuard<'_, LabelStore>, ApiError> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -11,6 +11,7 @@ use goodhart_data::feedback::{Answer, HumanLabel, HumanProgress};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{blocking, App};
+use crate::body;
 use crate::error::ApiError;
 use crate::session::{session, writer};
 use crate::view::{view, PairView};
@@ -71,25 +72,26 @@ pub(crate) struct LabelResponse {
 pub(crate) async fn label(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<Json<LabelRequest>, JsonRejection>,
+    body: body::Object,
 ) -> Result<Json<LabelResponse>, ApiError> {
     // Who asks comes first: without a session the answer is 401, whatever the body.
     let s = blocking(&app, move |app| writer(app, &headers)).await?;
-    let Json(req) = body?;
+    let req: LabelRequest = body::read(body)?;
     blocking(&app, move |app| {
-        let mut store = app.store()?;
-        let comparison = store.submit(
-            &s.user,
-            &HumanLabel {
-                pair: req.pair,
-                answer: req.answer,
-                reason: req.reason.as_deref(),
-                seconds: req.seconds,
-            },
-        )??;
+        let comparison = app.write(|store| {
+            Ok(store.submit(
+                &s.user,
+                &HumanLabel {
+                    pair: req.pair,
+                    answer: req.answer,
+                    reason: req.reason.as_deref(),
+                    seconds: req.seconds,
+                },
+            )??)
+        })?;
         Ok(Json(LabelResponse {
             comparison,
-            progress: store.progress(&s.user)?,
+            progress: app.store()?.progress(&s.user)?,
         }))
     })
     .await
@@ -107,7 +109,7 @@ pub(crate) async fn undo(
 ) -> Result<Json<UndoResponse>, ApiError> {
     blocking(&app, move |app| {
         let s = writer(app, &headers)?;
-        let pair = app.store()?.undo(&s.user)?;
+        let pair = app.write(|store| Ok(store.undo(&s.user)?))?;
         Ok(Json(UndoResponse { pair }))
     })
     .await

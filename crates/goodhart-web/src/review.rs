@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -20,6 +20,7 @@ use goodhart_data::feedback::{QueuedReview, ReviewAnswer, ReviewProgress};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{blocking, App};
+use crate::body;
 use crate::error::ApiError;
 use crate::session::{session, writer};
 
@@ -136,25 +137,26 @@ pub(crate) struct ReviewResponse {
 pub(crate) async fn submit(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<Json<ReviewRequest>, JsonRejection>,
+    body: body::Object,
 ) -> Result<Json<ReviewResponse>, ApiError> {
     // Who asks comes first: without a session the answer is 401, whatever the body.
     let s = blocking(&app, move |app| writer(app, &headers)).await?;
-    let Json(req) = body?;
+    let req: ReviewRequest = body::read(body)?;
     blocking(&app, move |app| {
-        let mut store = app.store()?;
-        let review = store.submit_review(
-            &s.user,
-            &ReviewAnswer {
-                item: req.item,
-                chosen: req.chosen,
-                reason: req.reason.as_deref(),
-                seconds: req.seconds,
-            },
-        )??;
+        let review = app.write(|store| {
+            Ok(store.submit_review(
+                &s.user,
+                &ReviewAnswer {
+                    item: req.item,
+                    chosen: req.chosen,
+                    reason: req.reason.as_deref(),
+                    seconds: req.seconds,
+                },
+            )??)
+        })?;
         Ok(Json(ReviewResponse {
             review,
-            progress: store.review_progress(&s.user)?,
+            progress: app.store()?.review_progress(&s.user)?,
         }))
     })
     .await

@@ -54,20 +54,47 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn_with_state(app.clone(), known_host))
         .layer(middleware::from_fn(deadline))
+        .layer(middleware::from_fn(announced_size))
         .layer(middleware::map_response(security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
 }
 
-/// Refuse a request for a name this server was not told it has.
+/// Refuse a request for a name this server was not told it has. The name is
+/// the request target's when it has one (`POST http://host/...`, which then
+/// stands for the `Host` header), else the one `Host` header's; two `Host`
+/// headers are refused whatever they say.
 async fn known_host(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return ApiError::new(StatusCode::BAD_REQUEST, "more than one Host header").into_response();
+    }
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => first.and_then(|v| v.to_str().ok()),
+    };
     if !app.knows_host(host) {
         tracing::warn!(host = ?host, "request for an unknown host refused");
         return ApiError::new(StatusCode::MISDIRECTED_REQUEST, "unknown host").into_response();
+    }
+    next.run(req).await
+}
+
+/// Refuse a body announced larger than [`MAX_BODY`] at once, before a byte of
+/// it is read (and before the deadline would answer 408).
+async fn announced_size(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a body is at most {MAX_BODY} bytes"),
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +11,7 @@ use goodhart_data::feedback::Session;
 use serde::Deserialize;
 
 use crate::app::{blocking, App};
+use crate::body;
 use crate::error::ApiError;
 use crate::session::{cookie, expired_cookie, session, set_cookie, writer};
 
@@ -24,9 +24,9 @@ pub(crate) struct SignIn {
 
 pub(crate) async fn sign_in(
     State(app): State<Arc<App>>,
-    body: Result<Json<SignIn>, JsonRejection>,
+    body: body::Object,
 ) -> Result<Response, ApiError> {
-    let Json(SignIn { name, token }) = body?;
+    let SignIn { name, token } = body::read(body)?;
     if name.len() > 100 || token.len() > 200 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -41,12 +41,11 @@ pub(crate) async fn sign_in(
     }
     let who = name.clone();
     let signed = blocking(&app, move |app| {
-        app.check_store()?;
-        Ok(app.store()?.sign_in(&name, &token)?)
+        app.write(|store| Ok(store.sign_in(&name, &token)?))
     })
     .await?;
     let Some((secret, session)) = signed else {
-        tracing::warn!(name = %who, "failed sign-in");
+        tracing::warn!(name = ?who, "failed sign-in");
         app.note_failed_sign_in();
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -64,10 +63,10 @@ pub(crate) async fn sign_out(
     let secret = cookie(&headers);
     blocking(&app, move |app| {
         writer(app, &headers)?;
-        if let Some(secret) = secret {
-            app.store()?.sign_out(&secret)?;
+        match secret {
+            Some(secret) => app.write(|store| Ok(store.sign_out(&secret)?)),
+            None => Ok(()),
         }
-        Ok(())
     })
     .await?;
     Ok((

@@ -1,5 +1,6 @@
 //! What abuse testing of the label server found, each a test: sessions that
-//! end on the server, a store that vanishes, foreign hosts, sign-in floods,
+//! end on the server, a store that vanishes, is cut short, overwritten,
+//! replaced, made read-only or fills its disk, foreign hosts, sign-in floods,
 //! and the order and shape of refusals.
 
 mod common;
@@ -244,4 +245,281 @@ async fn a_stalled_client_is_cut_off_and_shutdown_does_not_wait_for_it() {
     )
     .await;
     assert!(done.is_ok(), "the server did not stop");
+}
+
+/// Run a command of this machine's (as another process would act on the store).
+fn sh(program: &str, args: &[&str]) {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+impl Fixture {
+    async fn label_status(&self) -> StatusCode {
+        self.label().await.0
+    }
+
+    async fn health(&self) -> StatusCode {
+        self.send(request(HOST, "GET", "/healthz", None, None))
+            .await
+            .0
+    }
+}
+
+#[tokio::test]
+async fn a_store_cut_short_in_place_acknowledges_nothing_more() {
+    for size in ["0", "4096"] {
+        let f = fixture(ServeOptions::default());
+        assert_eq!(f.label_status().await, StatusCode::OK);
+        let before = inode(&f.store);
+        sh("truncate", &["-s", size, f.store.to_str().unwrap()]);
+        assert_eq!(inode(&f.store), before, "truncated in place");
+        assert_eq!(
+            f.label_status().await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "size {size}"
+        );
+        assert_eq!(f.health().await, StatusCode::SERVICE_UNAVAILABLE);
+        // Sign-ins write too.
+        let token = "whatever";
+        let body = json!({"name": "alice", "token": token}).to_string();
+        let (status, _, _) = f
+            .send(request(HOST, "POST", "/api/signin", None, Some(&body)))
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[tokio::test]
+async fn a_store_overwritten_or_replaced_acknowledges_nothing_more() {
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = common::queued_store(other_dir.path(), 2);
+    // Another store that a server has stamped, and one it has not.
+    let stamped_dir = tempfile::tempdir().unwrap();
+    let stamped = common::queued_store(stamped_dir.path(), 2);
+    drop(goodhart_web::App::open(&stamped).unwrap());
+    for (source, how) in [(&other, "cp"), (&stamped, "cp"), (&other, "mv")] {
+        let f = fixture(ServeOptions::default());
+        assert_eq!(f.label_status().await, StatusCode::OK);
+        let before = inode(&f.store);
+        let copy = f.store.with_extension("copy");
+        std::fs::copy(source, &copy).unwrap();
+        sh(how, &[copy.to_str().unwrap(), f.store.to_str().unwrap()]);
+        assert_eq!(inode(&f.store) == before, how == "cp");
+        assert_eq!(
+            f.label_status().await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{how} {}",
+            source.display()
+        );
+        assert_eq!(f.health().await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[tokio::test]
+async fn a_store_made_read_only_refuses_labels_until_it_is_writable_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(ServeOptions::default());
+    let mode = |m| std::fs::set_permissions(&f.store, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(0o444);
+    assert_eq!(f.label_status().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(f.health().await, StatusCode::SERVICE_UNAVAILABLE);
+    mode(0o644);
+    assert_eq!(f.label_status().await, StatusCode::OK);
+    assert_eq!(f.health().await, StatusCode::OK);
+}
+
+/// A small tmpfs, unmounted when dropped (mounting needs root, as in CI).
+struct Tmpfs {
+    disk: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk");
+        std::fs::create_dir(&disk).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&disk)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { disk, _dir: dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.disk)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_acknowledges_no_label_a_fresh_connection_cannot_read() {
+    let Some(tmpfs) = Tmpfs::mount("1m") else {
+        // CI runs as root; elsewhere this needs `sudo`.
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let f = Fixture::in_dir(&tmpfs.disk, 400, ServeOptions::default());
+    // Fill the disk.
+    let mut filler = std::fs::File::create(tmpfs.disk.join("filler")).unwrap();
+    let block = vec![7u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    let mut acknowledged = vec![];
+    let mut refused = 0;
+    for _ in 0..400 {
+        let (status, body) = f.label().await;
+        match status {
+            StatusCode::OK => acknowledged.push(body["comparison"].as_i64().unwrap()),
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("{other}: {body}"),
+        }
+        if refused >= 3 {
+            break;
+        }
+    }
+    assert!(
+        refused >= 3,
+        "a full disk took {} labels",
+        acknowledged.len()
+    );
+    let store = f.store.clone();
+    drop(f);
+    let fresh = LabelStore::open_existing(&store).unwrap();
+    let stored: Vec<i64> = fresh
+        .comparisons(&goodhart_data::feedback::Filter::default())
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    for id in &acknowledged {
+        assert!(
+            stored.contains(id),
+            "acknowledged comparison {id} is not in the store"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_hosts_an_absolute_target_and_a_body_that_is_not_an_object_are_refused() {
+    let f = fixture(ServeOptions {
+        hosts: vec![HOST.into()],
+        ..ServeOptions::default()
+    });
+    let mut twice = request(HOST, "GET", "/api/me", f.me(), None);
+    twice
+        .headers_mut()
+        .append(header::HOST, "evil.example".parse().unwrap());
+    assert_eq!(f.send(twice).await.0, StatusCode::BAD_REQUEST);
+    let absolute = request(HOST, "GET", "http://evil.example/api/me", f.me(), None);
+    assert_eq!(f.send(absolute).await.0, StatusCode::MISDIRECTED_REQUEST);
+    let ours = request(HOST, "GET", &format!("http://{HOST}/api/me"), f.me(), None);
+    assert_eq!(f.send(ours).await.0, StatusCode::OK);
+
+    // A struct from an array of its fields: not a label.
+    let (status, body, _) = f
+        .send(request(
+            HOST,
+            "POST",
+            "/api/label",
+            f.me(),
+            Some("[1, \"b\"]"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let stored = LabelStore::open_existing(&f.store)
+        .unwrap()
+        .comparisons(&goodhart_data::feedback::Filter::default())
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    let signin = request(
+        HOST,
+        "POST",
+        "/api/signin",
+        None,
+        Some("[\"alice\", \"x\"]"),
+    );
+    assert_eq!(f.send(signin).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_at_once_and_one_client_cannot_take_every_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture(ServeOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(goodhart_web::serve(listener, f.app.clone(), async {
+        let _ = stopped.await;
+    }));
+    let start = std::time::Instant::now();
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    big.write_all(
+        format!(
+            "POST /api/label HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), big.read(&mut buf))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    drop(big);
+    // Its connection is closed on the server's side before the count below.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // One address announcing bodies it never sends: it gets its share of the
+    // slots, and the rest of its connections are closed.
+    let mut held = vec![];
+    for _ in 0..goodhart_web::MAX_CONNECTIONS_PER_CLIENT + 8 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = c
+            .write_all(
+                format!("POST /api/signin HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        held.push(c);
+    }
+    // A refused connection reads end-of-stream (or a reset) at once; the
+    // others wait for the body they announced.
+    let mut reads = tokio::task::JoinSet::new();
+    for mut c in held {
+        reads.spawn(async move {
+            let mut byte = [0u8; 1];
+            let wait = std::time::Duration::from_millis(500);
+            matches!(
+                tokio::time::timeout(wait, c.read(&mut byte)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        });
+    }
+    let closed = reads.join_all().await.into_iter().filter(|&c| c).count();
+    assert_eq!(closed, 8, "connections over the per-client cap");
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(
+        goodhart_web::SHUTDOWN_DEADLINE + std::time::Duration::from_secs(5),
+        server,
+    )
+    .await;
 }

@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 /// A store with pairs queued, a server over it, and alice signed in.
 pub struct Fixture {
-    pub _dir: tempfile::TempDir,
+    pub _dir: Option<tempfile::TempDir>,
     pub store: PathBuf,
     pub app: Arc<App>,
     pub cookie: String,
@@ -26,11 +26,20 @@ pub struct Fixture {
 impl Fixture {
     pub fn new(pairs: usize, options: ServeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = queued_store(dir.path(), pairs);
+        let fixture = Self::in_dir(dir.path(), pairs, options);
+        Self {
+            _dir: Some(dir),
+            ..fixture
+        }
+    }
+
+    /// The same in a directory the caller keeps.
+    pub fn in_dir(dir: &Path, pairs: usize, options: ServeOptions) -> Self {
+        let store = queued_store(dir, pairs);
         let (cookie, csrf) = signed_in(&store, "alice");
         let app = App::open_with(&store, options).unwrap();
         Self {
-            _dir: dir,
+            _dir: None,
             store,
             app,
             cookie,
