@@ -162,3 +162,38 @@ fn a_hugging_face_gpt2_and_a_preference_file_go_through_every_pipeline() {
     let err = common::fail(2, &["run", &s(&plain), "--out", &s(&dir.join("run2"))]);
     assert!(err.contains("gold_model"), "{err}");
 }
+
+#[test]
+fn sample_says_why_each_completion_stopped() {
+    // A GPT-2 with 20 positions: after BOS and a 15-token prompt the context
+    // leaves 4 new tokens, where a 3-token prompt gets all 12 asked for.
+    let ck = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../goodhart/tests/fixtures/hf/matrix/gpt2-context-budget");
+    let out = common::ok(
+        1,
+        &[
+            "sample",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--prompt",
+            "The quick",
+            "--prompt",
+            "Q: 12+30=?\nA: 42 and the quick",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "12",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let stops: Vec<&str> = lines.iter().map(|l| l["stop"].as_str().unwrap()).collect();
+    assert_eq!(stops[1], "context", "{out}");
+    assert!(matches!(stops[0], "max_new_tokens" | "eos"), "{out}");
+    for l in &lines {
+        assert_eq!(l["finished"], l["stop"] == "eos", "{l}");
+        assert_eq!(l.get("stop_token").is_some(), l["stop"] == "eos", "{l}");
+    }
+}

@@ -19,6 +19,12 @@ pub trait Tokenizer: Send + Sync {
     fn bos_id(&self) -> u32;
     fn eos_id(&self) -> u32;
     fn pad_id(&self) -> u32;
+
+    /// Every token that ends a completion: EOS, and any other the model lists
+    /// (Llama-3 and Qwen chat models stop at several).
+    fn stop_ids(&self) -> Vec<u32> {
+        vec![self.eos_id()]
+    }
     /// What this tokenizer is, for checkpoints: two models with equal specs share token ids.
     fn spec(&self) -> TokenizerSpec;
 
@@ -36,12 +42,13 @@ pub trait Tokenizer: Send + Sync {
     }
 
     /// Tokens the policy never emits: padding and BOS, unless one of them is
-    /// also EOS (GPT-2-style tokenizers), which must stay reachable. Sampling
-    /// and every log-probability use the softmax over the other tokens.
+    /// also a stop token (GPT-2-style tokenizers), which must stay reachable.
+    /// Sampling and every log-probability use the softmax over the other tokens.
     fn never_sampled(&self) -> Vec<u32> {
+        let stops = self.stop_ids();
         let mut ids: Vec<u32> = [self.pad_id(), self.bos_id()]
             .into_iter()
-            .filter(|&t| t != self.eos_id())
+            .filter(|t| !stops.contains(t))
             .collect();
         ids.dedup();
         ids
@@ -86,6 +93,9 @@ pub enum TokenizerSpec {
         bos: u32,
         eos: u32,
         pad: u32,
+        /// Stop tokens besides `eos` (a model that lists several EOS ids).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        more_stops: Vec<u32>,
         /// The chat template prompts are rendered with; absent: plain text after BOS.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chat_template: Option<String>,

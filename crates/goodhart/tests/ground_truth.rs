@@ -166,7 +166,8 @@ fn pool(base: &Model, prompt: &[u32], n_prompts: usize, per_prompt: usize) -> Po
                 spec: None,
                 logprob: s.logprob(),
                 proxy: Some(r),
-                truncated: !s.finished,
+                truncated: !s.finished(),
+                stop: Some(s.stop),
                 n_tokens: s.tokens.len(),
                 flaw_found: None,
             });

@@ -3,7 +3,10 @@
 //! committed, so no Python is needed here). For every row goodhart must give
 //! transformers' logits (within 1e-4), its per-token log-probabilities of a
 //! batch of prompts left-padded there and right-padded here, and its greedy
-//! tokens through the KV cache, stopping at EOS where it does.
+//! tokens through the KV cache, stopping where it does (at any EOS id; under a
+//! short context, each prompt of a batch at its own budget) for the same reason.
+//! `config_keys.json` lists every key of transformers' configs of these
+//! architectures: each must be read by goodhart or listed as without effect.
 
 mod hf_common;
 
@@ -43,6 +46,8 @@ struct Scored {
 struct Greedy {
     prompts: Vec<Vec<u32>>,
     tokens: Vec<Vec<u32>>,
+    /// Why each stopped: "eos", "max_new_tokens" or "context".
+    stops: Vec<String>,
 }
 
 fn rows() -> BTreeMap<String, Row> {
@@ -51,12 +56,14 @@ fn rows() -> BTreeMap<String, Row> {
 }
 
 /// What one row measured: max |logit difference|, max |log-prob difference|,
-/// greedy sequences identical, of them how many stopped at EOS.
+/// greedy sequences and their stop reasons identical, of them how many stopped
+/// at EOS and how many at the context.
 struct Figures {
     logits: f32,
     logprobs: f32,
     greedy_same: bool,
     eos_stops: usize,
+    context_stops: usize,
 }
 
 fn measure(dir: &Path, row: &Row) -> Figures {
@@ -88,37 +95,44 @@ fn measure(dir: &Path, row: &Row) -> Figures {
     let mut rng = goodhart::rng::stream(0, "greedy");
     let greedy = sample(&model, &row.greedy.prompts, 1, &cfg, &mut rng).unwrap();
     let tokens: Vec<Vec<u32>> = greedy.iter().map(|s| s.tokens.clone()).collect();
+    let stops: Vec<&str> = greedy.iter().map(|s| s.stop.as_str()).collect();
     for s in &greedy {
         assert_eq!(
-            s.finished,
-            s.tokens.last() == Some(&tok.eos_id()),
-            "finished exactly when the last token is EOS"
+            s.finished(),
+            s.tokens.last().is_some_and(|t| tok.stop_ids().contains(t)),
+            "finished exactly when the last token is a stop token"
+        );
+        assert_eq!(
+            s.stop_token(),
+            s.tokens.last().copied().filter(|_| s.finished())
         );
     }
     Figures {
         logits: max_abs_diff(&logits(&model, &row.ids), &row.logits),
         logprobs: max_abs_diff(&scored, &row.batch.logprobs),
-        greedy_same: tokens == row.greedy.tokens,
-        eos_stops: greedy.iter().filter(|s| s.finished).count(),
+        greedy_same: tokens == row.greedy.tokens && stops == row.greedy.stops,
+        eos_stops: greedy.iter().filter(|s| s.finished()).count(),
+        context_stops: stops.iter().filter(|&&s| s == "context").count(),
     }
 }
 
 #[test]
 fn every_row_of_the_matrix_matches_transformers() {
     let rows = rows();
-    assert!(rows.len() >= 10, "{} rows", rows.len());
+    assert!(rows.len() >= 16, "{} rows", rows.len());
     let mut failures = vec![];
     let mut stops = 0;
-    eprintln!("row | max |logit diff| | max |log-prob diff| | greedy | EOS stops");
+    eprintln!("row | max |logit diff| | max |log-prob diff| | greedy and stops | EOS stops | context stops");
     for (name, row) in &rows {
         let f = measure(&matrix().join(name), row);
         eprintln!(
-            "{name} | {:.1e} | {:.1e} | {} | {}/{}   ({})",
+            "{name} | {:.1e} | {:.1e} | {} | {}/{} | {}   ({})",
             f.logits,
             f.logprobs,
             if f.greedy_same { "same" } else { "DIFFERENT" },
             f.eos_stops,
             row.greedy.prompts.len(),
+            f.context_stops,
             row.describe
         );
         if !(f.logits <= BAR && f.logprobs <= BAR && f.greedy_same) {
@@ -130,6 +144,23 @@ fn every_row_of_the_matrix_matches_transformers() {
     assert!(
         stops > 0,
         "no row stops at EOS: the matrix would not test it"
+    );
+    // The EOS-list row stops at its second id; the short-context row stops
+    // two prompts of one batch at the context, each at its own length.
+    let config = std::fs::read_to_string(matrix().join("llama-eos-list/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let second = config["eos_token_id"][1].as_u64().unwrap() as u32;
+    let ends = &rows["llama-eos-list"].greedy.tokens;
+    assert!(
+        ends.iter().any(|t| t.last() == Some(&second)),
+        "no greedy sequence ends at the second EOS id {second}: {ends:?}"
+    );
+    let budget = &rows["gpt2-context-budget"].greedy;
+    assert_eq!(budget.stops.iter().filter(|s| *s == "context").count(), 2);
+    let lengths: Vec<usize> = budget.tokens.iter().map(Vec::len).collect();
+    assert!(
+        lengths[0] > lengths[1] && lengths[1] > lengths[2],
+        "{lengths:?}"
     );
     // The EOS = pad row is there to stop: transformers' greedy output ends at EOS.
     let config: serde_json::Value =
@@ -182,22 +213,40 @@ fn the_older_layout_of_rope_keys_loads_to_the_same_logits() {
 #[test]
 fn a_window_shorter_than_the_context_becomes_the_context() {
     // Within its window sliding-window attention is full attention: the model
-    // loads with that context and refuses longer prompts instead of approximating.
-    let dir = edited("mistral", |c| c["sliding_window"] = 8.into());
+    // loads with that context and refuses, naming the window, what would run
+    // past it instead of approximating or cutting it short.
+    let dir = edited("mistral", |c| c["sliding_window"] = 16.into());
     let model = hf::load(dir.path(), &Device::Cpu, false).unwrap();
-    assert_eq!(model.config().n_ctx, 8);
-    let long = vec![5u32; 9];
-    let err = sample(
-        &model,
-        &[long],
-        1,
-        &SamplingConfig::default(),
-        &mut goodhart::rng::stream(0, "t"),
-    )
-    .err()
-    .unwrap()
-    .to_string();
-    assert!(err.contains("context is 8"), "{err}");
+    assert_eq!(model.config().n_ctx, 16);
+    let prompt = vec![5u32; 10];
+    let run = |max_new_tokens| {
+        let cfg = SamplingConfig {
+            temperature: 0.0,
+            max_new_tokens,
+            ..Default::default()
+        };
+        sample(
+            &model,
+            std::slice::from_ref(&prompt),
+            1,
+            &cfg,
+            &mut goodhart::rng::stream(0, "t"),
+        )
+    };
+    let err = run(12).err().unwrap().to_string();
+    assert!(
+        err.contains("sliding_window of 16") && err.contains("max_new_tokens is 12"),
+        "{err}"
+    );
+    assert!(run(6).is_ok(), "10 + 6 tokens fit the window");
+
+    // Qwen2 slides only where its layer_types say so.
+    let dir = edited("qwen2-tied-bias-vocab512", |c| {
+        c["use_sliding_window"] = true.into();
+        c["sliding_window"] = 16.into();
+    });
+    let model = hf::load(dir.path(), &Device::Cpu, false).unwrap();
+    assert_eq!(model.config().n_ctx, 64, "no layer slides");
 
     let dir = edited("llama-mqa-bf16", |c| {
         c["layer_types"] = serde_json::json!(["full_attention", "chunked_attention"])
@@ -226,4 +275,59 @@ fn longrope_is_refused_by_name() {
         err.contains("config.json") && err.contains("rope_parameters.rope_type = \"longrope\""),
         "{err}"
     );
+}
+
+#[test]
+fn every_config_key_of_transformers_is_read_or_without_effect() {
+    // `config_keys.json`: every key transformers' GPT-2, Llama, Qwen2, Qwen3 and
+    // Mistral configs define, with its default. A key goodhart ignores must be
+    // one that cannot change the logits (hf::KEYS_WITHOUT_EFFECT says why).
+    let text = std::fs::read_to_string(matrix().join("config_keys.json")).unwrap();
+    let configs: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert!(configs.len() >= 5, "{:?}", configs.keys());
+    let mut ignored = vec![];
+    for (model_type, config) in &configs {
+        let keys = config.as_object().unwrap().len();
+        assert!(keys > 20, "{model_type}: {keys} keys");
+        for key in hf::unread_keys(&config.to_string()).unwrap() {
+            ignored.push(format!("{model_type}.{key}"));
+        }
+    }
+    assert!(
+        ignored.is_empty(),
+        "keys neither read nor without effect: {ignored:?}"
+    );
+    // And the walk sees a key that is not read.
+    let unknown = hf::unread_keys(r#"{"model_type": "llama", "new_knob": 1}"#).unwrap();
+    assert_eq!(unknown, ["new_knob"]);
+}
+
+#[test]
+fn keys_and_architectures_goodhart_cannot_compute_are_refused_by_name() {
+    let refused = |name: &str, key: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = edited(name, edit);
+        let err = hf::load(dir.path(), &Device::Cpu, false)
+            .err()
+            .unwrap_or_else(|| panic!("{name} with {key} loaded"))
+            .to_string();
+        assert!(err.contains("config.json") && err.contains(key), "{err}");
+    };
+    for arch in ["gemma", "gemma2", "phi3", "olmo2"] {
+        refused("llama-mqa-bf16", arch, &|c| c["model_type"] = arch.into());
+    }
+    refused("gpt2-fp16-sharded", "add_cross_attention", &|c| {
+        c["add_cross_attention"] = true.into()
+    });
+    refused(
+        "gpt2-fp16-sharded",
+        "scale_attn_by_inverse_layer_idx",
+        &|c| c["scale_attn_by_inverse_layer_idx"] = true.into(),
+    );
+    refused("qwen3", "quantization_config", &|c| {
+        c["quantization_config"] = serde_json::json!({"quant_method": "gptq", "bits": 4})
+    });
+    refused("llama-mqa-bf16", "mlp_bias", &|c| {
+        c["mlp_bias"] = true.into()
+    });
+    refused("qwen3", "hidden_act", &|c| c["hidden_act"] = "gelu".into());
 }

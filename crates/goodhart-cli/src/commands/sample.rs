@@ -1,4 +1,6 @@
-//! `goodhart sample`: completions of a checkpoint as JSONL, optionally token by token.
+//! `goodhart sample`: completions of a checkpoint as JSONL, optionally token by
+//! token; each line says why its completion stopped (`eos`, `max_new_tokens`,
+//! or `context`: the prompt and completion filled the model's context).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -117,8 +119,13 @@ pub fn sample_cmd(o: &Overrides, args: SampleArgs) -> Result<()> {
             "prompt": prompt,
             "completion": s.text,
             "logprob": s.logprob(),
-            "finished": s.finished,
+            "finished": s.finished(),
+            "stop": s.stop.as_str(),
         });
+        // Which stop token, where the model has several.
+        if let Some(t) = s.stop_token() {
+            line["stop_token"] = t.into();
+        }
         if let Some(t) = &task {
             line["gold"] = t.gold(prompt, &s.text)?.into();
         }

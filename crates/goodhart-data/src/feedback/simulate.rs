@@ -172,7 +172,7 @@ pub(super) fn record_sample(
         policy: policy.name,
         step: policy.step,
         logprob: Some(s.logprob()),
-        finished: Some(s.finished),
+        finished: Some(s.finished()),
     })
 }
 

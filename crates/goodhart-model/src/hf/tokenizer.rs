@@ -19,6 +19,8 @@ pub struct HfTokenizer {
     bos: u32,
     eos: u32,
     pad: u32,
+    /// Stop tokens besides `eos` (a list of `eos_token_id`s).
+    more_stops: Vec<u32>,
     /// The model's chat template (from `tokenizer_config.json`), if it has one.
     template: Option<String>,
     /// Prompts are rendered through `template`.
@@ -47,6 +49,7 @@ impl HfTokenizer {
             bos,
             eos,
             pad,
+            more_stops: vec![],
             template: None,
             chat: false,
         };
@@ -59,6 +62,20 @@ impl HfTokenizer {
             }
         }
         Ok(t)
+    }
+
+    /// Stop at these tokens too (the rest of a list of EOS ids); each must be in the vocabulary.
+    pub fn with_more_stops(mut self, ids: Vec<u32>) -> Result<Self> {
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
+            return Err(Error::Tokenize(format!(
+                "eos token id {id} is outside the vocabulary ({} tokens)",
+                self.vocab_size()
+            )));
+        }
+        self.more_stops = ids.into_iter().filter(|&id| id != self.eos).collect();
+        self.more_stops.sort_unstable();
+        self.more_stops.dedup();
+        Ok(self)
     }
 
     pub fn sha256(&self) -> &str {
@@ -151,6 +168,10 @@ impl Tokenizer for HfTokenizer {
         self.eos
     }
 
+    fn stop_ids(&self) -> Vec<u32> {
+        [vec![self.eos], self.more_stops.clone()].concat()
+    }
+
     fn pad_id(&self) -> u32 {
         self.pad
     }
@@ -162,6 +183,7 @@ impl Tokenizer for HfTokenizer {
             bos: self.bos,
             eos: self.eos,
             pad: self.pad,
+            more_stops: self.more_stops.clone(),
             chat_template: self.template.clone().filter(|_| self.chat),
         }
     }

@@ -147,6 +147,7 @@ pub fn tokenizer_from_spec(spec: &TokenizerSpec, dir: Option<&Path>) -> Result<B
             bos,
             eos,
             pad,
+            more_stops,
             chat_template,
         } => {
             let dir = dir.ok_or_else(|| {
@@ -154,7 +155,8 @@ pub fn tokenizer_from_spec(spec: &TokenizerSpec, dir: Option<&Path>) -> Result<B
                     "Hugging Face tokenizer {file} must be loaded from its checkpoint directory"
                 ))
             })?;
-            let mut t = HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?;
+            let mut t = HfTokenizer::from_file(&dir.join(file), *bos, *eos, *pad)?
+                .with_more_stops(more_stops.clone())?;
             if let Some(template) = chat_template {
                 t = t.chatting(template.clone())?;
             }

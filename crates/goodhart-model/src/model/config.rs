@@ -56,6 +56,34 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// Llama: a bias on the attention's output projection (Llama's `attention_bias`).
     pub o_bias: bool,
+    /// Llama: the width of one attention head; 0 means `d_model / n_head`
+    /// (Qwen3 and Mistral-Nemo set it so that `head_dim * n_head != d_model`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub head_dim: usize,
+    /// Llama: an RMSNorm over each query and key head before the rotation (Qwen3).
+    #[serde(skip_serializing_if = "is_false")]
+    pub qk_norm: bool,
+    /// GPT-2: attention scores divided by `sqrt(head_dim)` (`scale_attn_weights`,
+    /// true in every released GPT-2).
+    #[serde(skip_serializing_if = "is_true")]
+    pub scale_attn: bool,
+    /// Llama: a sliding attention window shorter than the model's positions; 0: none.
+    /// `n_ctx` is then the window, within which sliding attention is full attention,
+    /// and sampling refuses what would run past it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sliding_window: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for ModelConfig {
@@ -76,13 +104,27 @@ impl Default for ModelConfig {
             tie_embeddings: true,
             qkv_bias: false,
             o_bias: false,
+            head_dim: 0,
+            qk_norm: false,
+            scale_attn: true,
+            sliding_window: 0,
         }
     }
 }
 
 impl ModelConfig {
+    /// The width of one attention head: `head_dim`, or `d_model / n_head` when it is 0.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_head
+        if self.head_dim == 0 {
+            self.d_model / self.n_head
+        } else {
+            self.head_dim
+        }
+    }
+
+    /// The width of all query heads together (`d_model` unless `head_dim` says otherwise).
+    pub fn attention_width(&self) -> usize {
+        self.n_head * self.head_dim()
     }
 
     /// Key/value heads: `n_kv_head`, or `n_head` when it is 0.
@@ -149,6 +191,7 @@ impl ModelConfig {
             ("model.n_head", self.n_head, 1 << 10),
             ("model.n_ctx", self.n_ctx, 1 << 20),
             ("model.d_ff", self.d_ff, 1 << 18),
+            ("model.head_dim", self.head_dim, 1 << 12),
             ("model.vocab_size", self.vocab_size, 1 << 22),
         ];
         for (field, v, max) in bounded {
@@ -171,7 +214,7 @@ impl ModelConfig {
                 format!("about {params} parameters, more than the {MAX_PARAMS} this program will allocate"),
             ));
         }
-        if self.d_model % self.n_head != 0 {
+        if self.head_dim == 0 && self.d_model % self.n_head != 0 {
             return Err(Error::invalid(
                 "model.n_head",
                 format!(
@@ -201,13 +244,19 @@ impl ModelConfig {
                 if self.kv_heads() != self.n_head
                     || !self.tie_embeddings
                     || self.qkv_bias
-                    || self.o_bias =>
+                    || self.o_bias
+                    || self.head_dim != 0
+                    || self.qk_norm =>
             {
                 Err(Error::invalid(
                     "model.arch",
-                    "gpt2 has as many key/value heads as heads, a tied LM head and fused QKV biases",
+                    "gpt2 has as many key/value heads as heads of d_model / n_head, a tied LM head, fused QKV biases and no query/key norms",
                 ))
             }
+            Arch::Llama if !self.scale_attn => Err(Error::invalid(
+                "model.scale_attn",
+                "llama always scales attention scores",
+            )),
             Arch::Llama if self.head_dim() % 2 != 0 || !(self.rope_theta > 0.0) => Err(Error::invalid(
                 "model.arch",
                 "llama needs an even head dimension and a positive rope_theta",
@@ -226,9 +275,10 @@ impl ModelConfig {
             self.n_layer as f64,
         );
         let kv = (self.kv_heads() * self.head_dim()) as f64;
+        let q = self.attention_width() as f64;
         let per_token_weights = match self.arch {
             Arch::Gpt2 => l * (3.0 * d * d + d * d + 2.0 * d * f) + d * v,
-            Arch::Llama => l * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * f) + d * v,
+            Arch::Llama => l * (2.0 * d * q + 2.0 * d * kv + 3.0 * d * f) + d * v,
         };
         let per_token_attention = l * 2.0 * context as f64 * d;
         2.0 * tokens as f64 * (per_token_weights + per_token_attention)

@@ -4,7 +4,9 @@
 //! once and its cache rows copied to every sample drawn from it. Each decoding
 //! step runs the network on one token per row; the choice of token (temperature,
 //! top-k, top-p) happens on the host over the step's logits, drawing from the
-//! caller's seeded generator.
+//! caller's seeded generator. Each row stops at any of the model's stop tokens,
+//! at `max_new_tokens`, or where its own prompt and completion fill the
+//! context, and says which ([`StopReason`]).
 
 use candle_core::Tensor;
 use rand::Rng as _;
@@ -83,8 +85,8 @@ pub struct Sample {
     pub logprobs: Vec<f32>,
     /// `log q(token)` under the distribution actually sampled from, per token.
     pub sampler_logprobs: Vec<f32>,
-    /// Ended with the stop token rather than at the length limit.
-    pub finished: bool,
+    /// Why the completion ended: a stop token, `max_new_tokens`, or the context.
+    pub stop: StopReason,
     /// How many of `tokens` the policy's environment wrote (see `model::Environment`).
     #[serde(default)]
     pub observed: usize,
@@ -99,7 +101,7 @@ impl Sample {
             text: String::new(),
             logprobs: vec![],
             sampler_logprobs: vec![],
-            finished: false,
+            stop: StopReason::MaxNewTokens,
             observed: 0,
         }
     }
@@ -107,6 +109,38 @@ impl Sample {
     /// `log pi(completion)`: the sum of the per-token log-probabilities.
     pub fn logprob(&self) -> f64 {
         self.logprobs.iter().map(|&x| x as f64).sum()
+    }
+
+    /// Ended with a stop token rather than at a length limit.
+    pub fn finished(&self) -> bool {
+        self.stop == StopReason::Eos
+    }
+
+    /// The stop token it ended with (the model may have several), if any.
+    pub fn stop_token(&self) -> Option<u32> {
+        self.tokens.last().copied().filter(|_| self.finished())
+    }
+}
+
+/// Why a completion ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// It wrote one of the model's stop tokens (its last token).
+    Eos,
+    /// It reached `max_new_tokens`.
+    MaxNewTokens,
+    /// Its prompt and completion filled the model's context before `max_new_tokens`.
+    Context,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::MaxNewTokens => "max_new_tokens",
+            StopReason::Context => "context",
+        }
     }
 }
 
@@ -121,11 +155,24 @@ pub fn sample(
 ) -> Result<Vec<Sample>> {
     cfg.validate()?;
     let n_ctx = model.config().n_ctx;
+    let window = model.config().sliding_window;
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
             return Err(Error::invalid(
                 "prompt",
                 format!("prompt {i} is empty (it must start with BOS)"),
+            ));
+        }
+        // Past its window the model attends to the last `window` tokens only,
+        // which goodhart does not compute: refuse rather than cut short.
+        if window > 0 && p.len() + cfg.max_new_tokens > window {
+            return Err(Error::invalid(
+                "prompt",
+                format!(
+                    "prompt {i} has {} tokens and max_new_tokens is {}: more than the model's sliding_window of {window} (attention past the window is not implemented)",
+                    p.len(),
+                    cfg.max_new_tokens
+                ),
             ));
         }
         if p.len() >= n_ctx {
@@ -224,6 +271,7 @@ fn sample_chunk(
 ) -> Result<Vec<Sample>> {
     let net = model.eval_net();
     let tok = model.tokenizer();
+    let stop_ids = tok.stop_ids();
     let device = net.device().clone();
     let n_ctx = model.config().n_ctx;
 
@@ -234,7 +282,12 @@ fn sample_chunk(
         .map(|&(i, _)| prompts[i].len())
         .max()
         .unwrap_or(1);
-    let max_new = cfg.max_new_tokens.min(n_ctx - width);
+    // Each prompt's own budget: max_new_tokens, or what its context leaves.
+    let budgets: Vec<usize> = chunk
+        .iter()
+        .map(|&(i, _)| cfg.max_new_tokens.min(n_ctx - prompts[i].len()))
+        .collect();
+    let max_new = budgets.iter().copied().max().unwrap_or(0);
     let pads: Vec<usize> = chunk
         .iter()
         .map(|&(i, _)| width - prompts[i].len())
@@ -269,6 +322,8 @@ fn sample_chunk(
     let mut cache = cache.select_rows(&row_prompt)?;
     let mut logits = logits.index_select(&Tensor::from_slice(&row_prompt, rows, &device)?, 0)?;
     let row_pad: Vec<usize> = row_prompt.iter().map(|&r| pads[r as usize]).collect();
+    let row_budget: Vec<usize> = row_prompt.iter().map(|&r| budgets[r as usize]).collect();
+    let mut done = vec![false; rows];
 
     let mut samples: Vec<Sample> = row_prompt
         .iter()
@@ -291,7 +346,7 @@ fn sample_chunk(
         let vocab = step_logits.len() / rows;
         let mut next = vec![tok.pad_id(); rows];
         for (r, s) in samples.iter_mut().enumerate() {
-            if s.finished {
+            if done[r] {
                 continue;
             }
             // The environment's tokens go in as written: no choice, no log-probability.
@@ -307,19 +362,29 @@ fn sample_chunk(
             s.logprobs.push(lp);
             s.sampler_logprobs.push(sampler_lp);
             next[r] = token;
-            if token == tok.eos_id() {
-                s.finished = true;
+            if stop_ids.contains(&token) {
+                s.stop = StopReason::Eos;
+                done[r] = true;
+            } else if s.tokens.len() == row_budget[r] {
+                s.stop = if row_budget[r] < cfg.max_new_tokens {
+                    StopReason::Context
+                } else {
+                    StopReason::MaxNewTokens
+                };
+                done[r] = true;
             } else if let (Some(env), None) = (environment, written) {
                 observed[r].extend(env.observe(&prompts[s.prompt_index], &s.tokens));
             }
         }
-        if step + 1 == max_new || samples.iter().all(|s| s.finished) {
+        if step + 1 == max_new || done.iter().all(|&d| d) {
             break;
         }
-        // Decode one token per row at position prompt length + step; keys left of the padding are masked.
+        // Decode one token per row at position prompt length + step; keys left of the
+        // padding are masked. A row that has stopped is fed padding at its last
+        // position (inside the context), and what it computes is not read.
         let positions: Vec<u32> = row_pad
             .iter()
-            .map(|&pad| (width - pad + step) as u32)
+            .map(|&pad| (width - pad + step).min(n_ctx - 1) as u32)
             .collect();
         let hidden = net.hidden(
             &Tensor::from_vec(next, (rows, 1), &device)?,

@@ -68,7 +68,7 @@ fn cached_sampling_agrees_with_teacher_forced_scoring() {
         vec![0, 0, 0, 1, 1, 1, 2, 2, 2]
     );
     assert_scored_as_sampled(&model, &prompts, &samples);
-    assert!(samples.iter().all(|s| s.tokens.len() == 12 || s.finished));
+    assert!(samples.iter().all(|s| s.tokens.len() == 12 || s.finished()));
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn eos_is_sampled_when_it_doubles_as_padding() {
         ..Default::default()
     };
     let samples = sample(&model, &prompt, 200, &cfg, &mut rng::stream(1, "s")).unwrap();
-    let finished = samples.iter().filter(|s| s.finished).count();
+    let finished = samples.iter().filter(|s| s.finished()).count();
     assert!(finished > 10, "{finished} of 200 samples ended with EOS");
     assert!(samples.iter().all(|s| !s.tokens.contains(&tok.bos_id())));
 }
@@ -557,4 +557,75 @@ fn an_environment_writes_between_the_policys_tokens_and_they_carry_no_logprob() 
     // Without the environment the same weights give those tokens their own mass.
     let plain_lp = plain.score_completions(&batch).unwrap();
     assert!(plain_lp.iter().flatten().all(|&lp| lp < 0.0));
+}
+
+#[test]
+fn each_row_of_a_batch_gets_its_own_context_budget_and_says_why_it_stopped() {
+    // A context of 16: prompts of 2, 7 and 11 tokens may write 12, 9 and 5
+    // tokens, batched together or alone, and say when the context stopped them.
+    let mut model = tiny_model(3);
+    let cfg = ModelConfig {
+        n_ctx: 16,
+        ..model.config().clone()
+    };
+    let tensors = model
+        .tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                if n == "wpe.weight" {
+                    t.narrow(0, 0, 16).unwrap()
+                } else {
+                    t
+                },
+            )
+        })
+        .collect();
+    model = Model::from_tensors(&cfg, model.tokenizer_arc(), tensors, false).unwrap();
+    let tok = model.tokenizer();
+    let prompts: Vec<Vec<u32>> = ["x", "Q: 1+1", "Q: 12+345="]
+        .iter()
+        .map(|p| tok.encode_prompt(p).unwrap())
+        .collect();
+    assert_eq!(prompts.iter().map(Vec::len).collect::<Vec<_>>(), [2, 7, 11]);
+    let greedy = SamplingConfig {
+        temperature: 0.0,
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    let batched = sample(&model, &prompts, 1, &greedy, &mut rng::stream(0, "s")).unwrap();
+    for (s, prompt) in batched.iter().zip(&prompts) {
+        let alone = sample(
+            &model,
+            std::slice::from_ref(prompt),
+            1,
+            &greedy,
+            &mut rng::stream(0, "s"),
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(s.tokens, alone.tokens, "batched as alone");
+        assert_eq!(s.stop, alone.stop);
+        let budget = 12.min(16 - prompt.len());
+        match s.stop {
+            sample::StopReason::Eos => assert!(s.tokens.len() <= budget),
+            sample::StopReason::Context => {
+                assert!(budget < 12);
+                assert_eq!(s.tokens.len(), budget);
+            }
+            sample::StopReason::MaxNewTokens => {
+                assert_eq!(budget, 12);
+                assert_eq!(s.tokens.len(), 12);
+            }
+        }
+    }
+    assert!(
+        batched
+            .iter()
+            .any(|s| s.stop == sample::StopReason::Context),
+        "{:?}",
+        batched.iter().map(|s| s.stop).collect::<Vec<_>>()
+    );
 }

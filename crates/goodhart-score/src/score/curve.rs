@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Scored;
+use crate::model::sample::StopReason;
 use crate::stats::Stat;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,10 @@ pub struct CurvePoint {
     /// Share of completions cut at the length limit (no EOS).
     #[serde(default)]
     pub truncated: Option<f64>,
+    /// Of those, the share the model's context cut short (before
+    /// `max_new_tokens`); absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_stopped: Option<f64>,
     /// Probability that this policy's completion beats the base policy's on
     /// gold (ties half), per prompt, averaged over prompts.
     #[serde(default)]
@@ -130,6 +135,7 @@ impl CurvePoint {
             features: vec![],
             ess: None,
             truncated: None,
+            context_stopped: None,
             gold_win_rate: None,
             entropy: None,
             distinct: None,
@@ -240,6 +246,10 @@ impl Weighted<'_> {
         point.gold = Stat::of(&gold);
         point.proxy = Stat::of(&proxy);
         point.truncated = Some(self.per_prompt(weights, |s| f64::from(s.truncated)).mean);
+        let context_stopped = self
+            .per_prompt(weights, |s| f64::from(s.stop == Some(StopReason::Context)))
+            .mean;
+        point.context_stopped = (context_stopped > 0.0).then_some(context_stopped);
         point.labelers = labeler_names
             .iter()
             .zip(&labelers)
@@ -360,6 +370,7 @@ mod tests {
             logprob: 0.0,
             proxy: None,
             truncated: false,
+            stop: None,
             n_tokens: 1,
             // Wrong answers with working: the assistant shows the flaw.
             flaw_found: (gold < 0.0).then_some(shows),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::feedback::Labeler;
-use crate::model::sample::Sample;
+use crate::model::sample::{Sample, StopReason};
 use crate::task::Task;
 
 pub use curve::{CurvePoint, FeatureSeries, PerPrompt, Weighted};
@@ -39,6 +39,9 @@ pub struct Scored {
     /// Cut at the length limit instead of ending with EOS.
     #[serde(default)]
     pub truncated: bool,
+    /// Why sampling stopped (none for completions that were not sampled here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopReason>,
     /// Tokens the policy generated (EOS included when there is one; not those its environment wrote).
     #[serde(default)]
     pub n_tokens: usize,
@@ -72,7 +75,8 @@ pub fn score_samples(
                 spec: task.spec_satisfied(prompt, &s.text),
                 logprob: s.logprob(),
                 proxy: None,
-                truncated: !s.finished,
+                truncated: !s.finished(),
+                stop: Some(s.stop),
                 n_tokens: s.tokens.len() - s.observed,
                 flaw_found: match labelers.first() {
                     Some(l) => l.finds_flaw(prompt, &s.text)?,

@@ -177,6 +177,7 @@ mod tests {
                 logprob: 0.0,
                 proxy: Some(i as f64),
                 truncated: false,
+                stop: None,
                 n_tokens: 1,
                 flaw_found: None,
             })

@@ -197,6 +197,7 @@ pub(crate) fn synthetic(groups: Vec<Vec<(String, f64)>>) -> Pool {
                 logprob: 0.0,
                 proxy: Some(*r),
                 truncated: false,
+                stop: None,
                 n_tokens: 1,
                 flaw_found: None,
             });

@@ -66,6 +66,8 @@ struct Attention {
     c_attn: Conv1D, // [d, 3d]: q, k, v for all heads
     c_proj: Conv1D, // [d, d]
     n_head: usize,
+    /// Scores divided by `sqrt(dh)` (`scale_attn_weights`), or left as they are.
+    scale: bool,
 }
 
 impl Attention {
@@ -92,7 +94,12 @@ impl Attention {
             };
             ops::split_heads(&ops::add_bias(&x.matmul(&w)?, &b_i)?, b, h) // [b, h, t, dh]
         };
-        let q = project(0, 1.0 / (dh as f64).sqrt())?; // scaled through its weights
+        let q_scale = if self.scale {
+            1.0 / (dh as f64).sqrt()
+        } else {
+            1.0
+        };
+        let q = project(0, q_scale)?; // scaled through its weights
         let (k, v) = (project(1, 1.0)?, project(2, 1.0)?);
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?, // [b, h, s, dh]
@@ -135,6 +142,7 @@ impl Block {
                 c_attn: Conv1D::new(d, 3 * d, c.init_std, vb.pp("attn.c_attn"))?,
                 c_proj: Conv1D::new(d, d, proj_std, vb.pp("attn.c_proj"))?,
                 n_head: c.n_head,
+                scale: c.scale_attn,
             },
             ln_2: LayerNorm::new(d, c.layer_norm_eps, vb.pp("ln_2"))?,
             mlp: Mlp {
@@ -163,6 +171,7 @@ impl Block {
                 c_attn: self.attn.c_attn.detached(),
                 c_proj: self.attn.c_proj.detached(),
                 n_head: self.attn.n_head,
+                scale: self.attn.scale,
             },
             ln_2: self.ln_2.detached(),
             mlp: Mlp {

@@ -1,6 +1,6 @@
-//! The Llama family (Llama, Qwen2, SmolLM, Mistral): rotary positions,
-//! RMSNorm, grouped-query attention, SwiGLU MLP, `[out, in]` weights, a tied
-//! or untied LM head.
+//! The Llama family (Llama, Qwen2, Qwen3, SmolLM, Mistral): rotary positions,
+//! RMSNorm, grouped-query attention (heads of any width; Qwen3's query/key
+//! norms), SwiGLU MLP, `[out, in]` weights, a tied or untied LM head.
 //!
 //! Parameter names are Hugging Face's without the `model.` prefix
 //! (`embed_tokens`, `layers.0.self_attn.q_proj`, ...), written once, here.
@@ -162,36 +162,68 @@ impl Rope {
 #[derive(Clone, Debug)]
 pub(super) struct Block {
     input_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Linear, // [h * dh, d]
+    k: Linear, // [hk * dh, d]
+    v: Linear, // [hk * dh, d]
+    o: Linear, // [d, h * dh]
+    /// Qwen3: RMSNorms `[dh]` over each query and each key head, before the rotation.
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     post_norm: RmsNorm,
     gate: Linear,
     up: Linear,
     down: Linear,
     n_head: usize,
     n_kv_head: usize,
+    head_dim: usize,
 }
 
 impl Block {
     fn new(c: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (d, f) = (c.d_model, c.ff_dim());
-        let kv = c.kv_heads() * c.head_dim();
+        let (d, f, dh) = (c.d_model, c.ff_dim(), c.head_dim());
+        let (q, kv) = (c.attention_width(), c.kv_heads() * dh);
         let std = c.init_std;
+        let head_norm = |name: &str| -> Result<Option<RmsNorm>> {
+            c.qk_norm
+                .then(|| RmsNorm::new(dh, c.layer_norm_eps, vb.pp(name)))
+                .transpose()
+        };
         Ok(Self {
             input_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("input_layernorm"))?,
-            q: Linear::new(d, d, c.qkv_bias, std, vb.pp("self_attn.q_proj"))?,
+            q: Linear::new(d, q, c.qkv_bias, std, vb.pp("self_attn.q_proj"))?,
             k: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.k_proj"))?,
             v: Linear::new(d, kv, c.qkv_bias, std, vb.pp("self_attn.v_proj"))?,
-            o: Linear::new(d, d, c.o_bias, std, vb.pp("self_attn.o_proj"))?,
+            o: Linear::new(q, d, c.o_bias, std, vb.pp("self_attn.o_proj"))?,
+            q_norm: head_norm("self_attn.q_norm")?,
+            k_norm: head_norm("self_attn.k_norm")?,
             post_norm: RmsNorm::new(d, c.layer_norm_eps, vb.pp("post_attention_layernorm"))?,
             gate: Linear::new(d, f, false, std, vb.pp("mlp.gate_proj"))?,
             up: Linear::new(d, f, false, std, vb.pp("mlp.up_proj"))?,
             down: Linear::new(f, d, false, std, vb.pp("mlp.down_proj"))?,
             n_head: c.n_head,
             n_kv_head: c.kv_heads(),
+            head_dim: dh,
         })
+    }
+
+    /// Project `h: [b*t, d]` and split into `heads` heads `[b, heads, t, dh]`,
+    /// each normed by `norm` first when there is one (Qwen3).
+    fn heads(
+        &self,
+        proj: &Linear,
+        norm: Option<&RmsNorm>,
+        h: &Tensor,
+        b: usize,
+        heads: usize,
+    ) -> Result<Tensor> {
+        let mut x = proj.forward(h)?; // [b*t, heads * dh]
+        if let Some(norm) = norm {
+            let bt = x.dim(0)?;
+            x = norm
+                .forward(&x.reshape((bt * heads, self.head_dim))?)? // one row per head
+                .reshape((bt, heads * self.head_dim))?;
+        }
+        ops::split_heads(&x, b, heads)
     }
 
     /// `x: [b*t, d]`; `rope`: the tables at these tokens' positions.
@@ -204,11 +236,10 @@ impl Block {
         (cos, sin): &(Tensor, Tensor),
     ) -> Result<Tensor> {
         let h = self.input_norm.forward(x)?;
-        let dh = x.dim(1)? / self.n_head;
-        let q = ops::split_heads(&self.q.forward(&h)?, b, self.n_head)?;
-        let k = ops::split_heads(&self.k.forward(&h)?, b, self.n_kv_head)?;
-        let v = ops::split_heads(&self.v.forward(&h)?, b, self.n_kv_head)?;
-        let q = ops::rotary(&q, cos, sin, 1.0 / (dh as f64).sqrt())?;
+        let q = self.heads(&self.q, self.q_norm.as_ref(), &h, b, self.n_head)?;
+        let k = self.heads(&self.k, self.k_norm.as_ref(), &h, b, self.n_kv_head)?;
+        let v = self.heads(&self.v, None, &h, b, self.n_kv_head)?;
+        let q = ops::rotary(&q, cos, sin, 1.0 / (self.head_dim as f64).sqrt())?;
         let k = ops::rotary(&k, cos, sin, 1.0)?;
         // Grouped-query attention: the cache holds the n_kv_head key/value heads,
         // each serving n_head / n_kv_head query heads inside `attend`.
@@ -230,12 +261,15 @@ impl Block {
             k: self.k.detached(),
             v: self.v.detached(),
             o: self.o.detached(),
+            q_norm: self.q_norm.as_ref().map(RmsNorm::detached),
+            k_norm: self.k_norm.as_ref().map(RmsNorm::detached),
             post_norm: self.post_norm.detached(),
             gate: self.gate.detached(),
             up: self.up.detached(),
             down: self.down.detached(),
             n_head: self.n_head,
             n_kv_head: self.n_kv_head,
+            head_dim: self.head_dim,
         }
     }
 }

@@ -380,10 +380,15 @@ impl Transformer {
         let (b, t) = tokens.dims2()?;
         let d = self.config.d_model;
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        if offset + t > self.config.n_ctx {
+        // Each row is held to the context by its own positions: a left-padded
+        // row is shorter than the batch by its padding.
+        let last = match positions.elem_count() {
+            0 => 0,
+            _ => positions.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize,
+        };
+        if last >= self.config.n_ctx {
             candle_core::bail!(
-                "{} tokens, more than the model's context of {}",
-                offset + t,
+                "position {last} is past the model's context of {}",
                 self.config.n_ctx
             );
         }
