@@ -1,4 +1,4 @@
-//! Every parser a user's file reaches, fed the committed corpus of nasty inputs
+//! Every parser a user's file or argument reaches, fed the committed corpus of nasty inputs
 //! (`tests/corpus/<parser>/`) and a few thousand deterministic mutations of
 //! valid ones: each must answer with a value or an error, never a panic, a
 //! stack overflow (which would abort this test binary) or a hang.
@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use goodhart::experiment::sweep::SweepConfig;
 use goodhart::experiment::Experiment;
 use goodhart::formats::{parse_jsonl, PreferenceLine};
 use goodhart::task::spec::{Formula, WorldState};
@@ -44,6 +45,14 @@ fn parse_preferences(bytes: &[u8]) {
     let _ = parse_jsonl::<PreferenceLine>(bytes, Path::new("fuzz.jsonl"));
 }
 
+fn parse_seeds(bytes: &[u8]) {
+    let _ = goodhart::experiment::seeds::parse_seeds(&String::from_utf8_lossy(bytes));
+}
+
+fn parse_sweep(bytes: &[u8]) {
+    let _ = SweepConfig::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
+}
+
 fn parse_hf_config(bytes: &[u8]) {
     let _ = goodhart::hf::parse_config(&String::from_utf8_lossy(bytes), Path::new("config.json"));
 }
@@ -78,6 +87,18 @@ fn targets() -> Vec<Target> {
             parse: parse_preferences,
             seeds: vec![
                 b"{\"prompt\": \"2+2=\", \"chosen\": \"4\", \"rejected\": \"5\", \"tie\": false, \"labeler\": \"a\", \"chosen_gold\": 1.0}\n{\"prompt\": \"q\", \"chosen\": \"x\", \"rejected\": \"y\"}\n".to_vec(),
+            ],
+        },
+        Target {
+            name: "seeds",
+            parse: parse_seeds,
+            seeds: vec![b"0..4".to_vec(), b"0,3,7".to_vec(), b"3..=999".to_vec()],
+        },
+        Target {
+            name: "sweep",
+            parse: parse_sweep,
+            seeds: vec![
+                b"name = \"kl\"\nseeds = \"0..2\"\nquick = true\n[set]\ntask.answers.sft.steps = 3\n[[grid]]\nkey = \"task.*.labels.pairs\"\nvalues = [100, 200]\n[[grid]]\nkey = \"task.answers.strategies.rl.ppo-kl.kl.coef\"\nvalues = [0.01, 0.1, 1.0]\n[slurm]\npartition = \"debug\"\ntime = \"1:00:00\"\nmem = \"8G\"\nextra = [\"--qos=short\"]\n".to_vec(),
             ],
         },
         Target {

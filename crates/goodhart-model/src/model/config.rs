@@ -10,6 +10,22 @@ use crate::error::{Error, Result};
 /// into an error instead of an allocation that takes the machine down.
 pub const MAX_PARAMS: u128 = 8_000_000_000;
 
+/// The memory assumed where the machine's cannot be read (`/proc/meminfo`).
+pub const ASSUMED_MEMORY_BYTES: u128 = 64 << 30;
+
+/// The machine's memory: what one batch's activations may need at most (by
+/// [`ModelConfig::batch_bytes`]), so a typo is refused before training starts.
+pub fn machine_memory() -> u128 {
+    static MEMORY: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        info.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u128>().ok())
+            .map_or(ASSUMED_MEMORY_BYTES, |kib| kib * 1024)
+    })
+}
+
 /// Which family of weights and names the network follows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,6 +187,36 @@ impl ModelConfig {
         self.validate_shape()
     }
 
+    /// Bytes of activations a batch of `batch` full-length sequences needs, at
+    /// least: per token, every block's residual, attention and MLP values (about
+    /// 16 x `d_model` floats) and the logits, in f32. (A vocabulary still to
+    /// come from the tokenizer counts as 256.)
+    pub fn batch_bytes(&self, batch: usize) -> u128 {
+        let per_token =
+            self.n_layer as u128 * 16 * self.d_model as u128 + self.vocab_size.max(256) as u128;
+        batch as u128 * self.n_ctx as u128 * per_token * 4
+    }
+
+    /// Refuse a batch size (the key `field`) whose activations would need more
+    /// than the machine's memory ([`machine_memory`]).
+    pub fn check_batch(&self, field: &str, batch: usize) -> Result<()> {
+        let bytes = self.batch_bytes(batch);
+        let memory = machine_memory();
+        if bytes > memory {
+            let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{batch} sequences of {} tokens need about {:.1} GiB of activations with this model; this machine has {:.1} GiB",
+                    self.n_ctx,
+                    gib(bytes),
+                    gib(memory)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Check everything but the vocabulary size (which may still come from the tokenizer).
     pub fn validate_shape(&self) -> Result<()> {
         let positive = [
@@ -226,8 +272,17 @@ impl ModelConfig {
         if let Some(s) = &self.rope_scaling {
             s.validate()?;
         }
-        if !(self.layer_norm_eps > 0.0) {
-            return Err(Error::invalid("model.layer_norm_eps", "must be positive"));
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(Error::invalid(
+                "model.layer_norm_eps",
+                "must be a positive number",
+            ));
+        }
+        if !(self.init_std > 0.0 && self.init_std.is_finite()) {
+            return Err(Error::invalid(
+                "model.init_std",
+                format!("{}: must be a positive number", self.init_std),
+            ));
         }
         if self.n_head % self.kv_heads() != 0 {
             return Err(Error::invalid(

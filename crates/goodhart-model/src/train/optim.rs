@@ -101,10 +101,13 @@ impl OptimConfig {
                 "beta1 and beta2 must be in [0, 1)",
             ));
         }
-        if self.weight_decay < 0.0 || self.grad_clip < 0.0 || self.eps <= 0.0 {
+        let finite = [self.weight_decay, self.grad_clip, self.eps]
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite || self.weight_decay < 0.0 || self.grad_clip < 0.0 || self.eps <= 0.0 {
             return Err(Error::invalid(
                 f("weight_decay"),
-                "weight_decay and grad_clip must be >= 0 and eps > 0",
+                "weight_decay and grad_clip must be numbers >= 0 and eps a number > 0",
             ));
         }
         Ok(())

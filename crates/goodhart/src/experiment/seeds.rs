@@ -14,10 +14,16 @@ pub const SEEDS_FILE: &str = "seeds.json";
 /// The experiment of a several-seed run, kept at its root (each seed's copy differs only in `seed`).
 pub const SEEDS_EXPERIMENT: &str = "experiment-all-seeds.toml";
 
-/// Seeds from `0..4` (inclusive: 0, 1, 2, 3, 4) or a list `0,3,7`.
+/// The most seeds one run or sweep takes.
+pub const MAX_SEEDS: u64 = 1000;
+
+/// Seeds from `0..4` (inclusive: 0, 1, 2, 3, 4) or a list `0,3,7`; at most
+/// [`MAX_SEEDS`], counted before any list is made.
 pub fn parse_seeds(spec: &str) -> Result<Vec<u64>> {
+    let shown: String = spec.chars().take(60).collect();
     let bad =
-        |why: &str| Error::invalid("--seeds", format!("{spec:?}: {why} (write 0..4 or 0,3,7)"));
+        |why: &str| Error::invalid("--seeds", format!("{shown:?}: {why} (write 0..4 or 0,3,7)"));
+    let too_many = || bad(&format!("more than {MAX_SEEDS} seeds"));
     let seeds: Vec<u64> = if let Some((a, b)) = spec.split_once("..") {
         let b = b.strip_prefix('=').unwrap_or(b);
         let (a, b): (u64, u64) = (
@@ -27,8 +33,14 @@ pub fn parse_seeds(spec: &str) -> Result<Vec<u64>> {
         if a > b {
             return Err(bad("the range is empty"));
         }
+        if b - a >= MAX_SEEDS {
+            return Err(too_many());
+        }
         (a..=b).collect()
     } else {
+        if spec.split(',').count() as u64 > MAX_SEEDS {
+            return Err(too_many());
+        }
         spec.split(',')
             .map(|s| s.trim().parse().map_err(|_| bad("not a number")))
             .collect::<Result<_>>()?
@@ -38,9 +50,6 @@ pub fn parse_seeds(spec: &str) -> Result<Vec<u64>> {
     sorted.dedup();
     if sorted.len() != seeds.len() {
         return Err(bad("a seed is repeated"));
-    }
-    if seeds.len() > 1000 {
-        return Err(bad("more than 1000 seeds"));
     }
     Ok(seeds)
 }
@@ -96,5 +105,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--seeds"));
+    }
+
+    #[test]
+    fn huge_seed_ranges_are_refused_before_anything_is_allocated() {
+        assert_eq!(parse_seeds("0..999").unwrap().len(), 1000);
+        for spec in [
+            "0..1000",
+            "0..1000000000",
+            "0..1099511627776",
+            "0..18446744073709551615",
+            "1..=18446744073709551615",
+        ] {
+            let err = parse_seeds(spec).unwrap_err().to_string();
+            assert!(err.contains("more than 1000 seeds"), "{spec}: {err}");
+        }
+        let list: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+        assert!(parse_seeds(&list.join(","))
+            .unwrap_err()
+            .to_string()
+            .contains("more than 1000"));
     }
 }

@@ -32,6 +32,11 @@ pub const PLAN_FILE: &str = "sweep.json";
 /// Experiment keys the sweep sets itself (its `seeds`, `threads`, `name`).
 const SWEEP_OWN_KEYS: [&str; 3] = ["seed", "threads", "name"];
 
+/// The most points a grid may have (planning writes a directory per point).
+pub const MAX_POINTS: usize = 1000;
+/// The most runs (points times seeds) a sweep may have.
+pub const MAX_RUNS: usize = 10_000;
+
 /// A sweep file, as written.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -118,8 +123,13 @@ fn one() -> usize {
 impl SweepConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let source = path.display().to_string();
-        let de = toml::de::Deserializer::parse(&text).map_err(|e| Error::Config {
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and check a sweep file's text; `source` (its path) names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self> {
+        let source = source.to_string();
+        let de = toml::de::Deserializer::parse(text).map_err(|e| Error::Config {
             source_name: source.clone(),
             message: e.to_string(),
         })?;
@@ -151,6 +161,8 @@ impl SweepConfig {
         if self.name.trim().is_empty() {
             return Err(Error::invalid("name", "a sweep needs a name"));
         }
+        no_control("name", &self.name)?;
+        self.slurm.validate()?;
         if self.experiments.is_empty() {
             return Err(Error::invalid(
                 "experiments",
@@ -169,6 +181,8 @@ impl SweepConfig {
             ));
         }
         let set = grid::flatten(&self.set);
+        let grid_keys: std::collections::HashSet<&str> =
+            self.grid.iter().map(|a| a.key.as_str()).collect();
         for (key, _) in &set {
             if SWEEP_OWN_KEYS.contains(&key.as_str()) {
                 return Err(Error::invalid(
@@ -176,13 +190,14 @@ impl SweepConfig {
                     "is set by the sweep itself (its `seeds`, `threads`, `name`)",
                 ));
             }
-            if self.grid.iter().any(|a| &a.key == key) {
+            if grid_keys.contains(key.as_str()) {
                 return Err(Error::invalid(
                     format!("set.{key}"),
                     "is also swept in the grid: keep one",
                 ));
             }
         }
+        let mut swept = std::collections::HashSet::new();
         for (i, a) in self.grid.iter().enumerate() {
             let at = format!("grid[{i}]");
             let first = a.key.split('.').next().unwrap_or_default();
@@ -204,15 +219,131 @@ impl SweepConfig {
                     "list at least one value",
                 ));
             }
-            if self.grid[..i].iter().any(|b| b.key == a.key) {
+            if !swept.insert(a.key.as_str()) {
                 return Err(Error::invalid(
                     format!("{at}.key"),
                     format!("{:?} is swept twice", a.key),
                 ));
             }
         }
+        // Counted, never expanded, before it is known to be small enough.
+        let points = self.grid.iter().fold(self.experiments.len(), |n, a| {
+            n.saturating_mul(a.values.len())
+        });
+        if points > MAX_POINTS {
+            return Err(Error::invalid(
+                "grid",
+                format!("{} points; a sweep has at most {MAX_POINTS}", count(points)),
+            ));
+        }
+        let runs = points.saturating_mul(self.seed_list()?.len());
+        if runs > MAX_RUNS {
+            return Err(Error::invalid(
+                "seeds",
+                format!(
+                    "{} runs ({points} points x seeds); a sweep has at most {MAX_RUNS}",
+                    count(runs)
+                ),
+            ));
+        }
         Ok(())
     }
+}
+
+/// A count that may have saturated.
+fn count(n: usize) -> String {
+    if n == usize::MAX {
+        "more than 2^64".into()
+    } else {
+        n.to_string()
+    }
+}
+
+/// Refuse control characters (a newline would start a line of its own in the job script).
+fn no_control(field: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::invalid(
+            field,
+            format!("{value:?} holds the control character {c:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl SlurmConfig {
+    /// Every value is written into the job script's `#SBATCH` lines: no
+    /// control characters anywhere, names and sizes in the forms sbatch takes.
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [("partition", &self.partition), ("account", &self.account)] {
+            let Some(v) = value else { continue };
+            let field = format!("slurm.{key}");
+            no_control(&field, v)?;
+            let ok = !v.is_empty()
+                && v.len() <= 128
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.,".contains(c));
+            if !ok {
+                return Err(Error::invalid(
+                    field,
+                    format!("{v:?}: 1 to 128 of a-z, A-Z, 0-9, -, _, . and ,"),
+                ));
+            }
+        }
+        if let Some(t) = &self.time {
+            no_control("slurm.time", t)?;
+            if !slurm_time(t) {
+                return Err(Error::invalid(
+                    "slurm.time",
+                    format!(
+                        "{t:?}: write MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
+                    ),
+                ));
+            }
+        }
+        if let Some(m) = &self.mem {
+            no_control("slurm.mem", m)?;
+            let digits = m.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+            let ok = m.len() - digits.len() <= 1
+                && (1..=12).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit());
+            if !ok {
+                return Err(Error::invalid(
+                    "slurm.mem",
+                    format!("{m:?}: a whole number with an optional unit K, M, G or T (\"8G\")"),
+                ));
+            }
+        }
+        if let Some(b) = &self.binary {
+            no_control("slurm.binary", &b.to_string_lossy())?;
+        }
+        for (i, e) in self.extra.iter().enumerate() {
+            let field = format!("slurm.extra[{i}]");
+            no_control(&field, e)?;
+            if !e.starts_with('-') {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "{e:?}: an sbatch option, as written after `#SBATCH ` (\"--qos=short\")"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A time limit in one of the forms sbatch takes.
+fn slurm_time(t: &str) -> bool {
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
+        return true;
+    }
+    let number = |s: &str| (1..=9).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let (days, clock) = match t.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, t),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    days.is_none_or(number) && parts.len() <= 3 && parts.iter().all(|p| number(p))
 }
 
 /// One point of the grid: an experiment with its swept values set.
@@ -364,6 +495,8 @@ pub fn run_experiment(dir: &Path, run: &RunRef) -> Result<Experiment> {
 /// `dir`: a new directory, or one holding this same sweep (which is then
 /// continued). Returns the plan.
 pub fn create(dir: &Path, cfg: &SweepConfig, base: &Path) -> Result<Plan> {
+    // Again: the CLI may have changed the seeds since the file was read.
+    cfg.validate()?;
     let seeds = cfg.seed_list()?;
     let mut experiments = vec![];
     for name in &cfg.experiments {

@@ -25,7 +25,7 @@ pub fn submit(dir: &Path, plan: &Plan, todo: &[usize]) -> Result<String> {
     std::fs::create_dir_all(dir.join("logs")).with_context(|| dir.display().to_string())?;
     std::fs::create_dir_all(dir.join("slurm")).with_context(|| dir.display().to_string())?;
     let script = dir.join("slurm").join("sweep.sbatch");
-    write_atomic(&script, batch_script(&dir, plan, &binary).as_bytes())?;
+    write_atomic(&script, batch_script(&dir, plan, &binary)?.as_bytes())?;
     let mut array = array_spec(todo);
     if plan.slurm.max_running > 0 {
         write!(array, "%{}", plan.slurm.max_running).unwrap();
@@ -62,9 +62,22 @@ pub fn submit(dir: &Path, plan: &Plan, todo: &[usize]) -> Result<String> {
     Ok(job)
 }
 
-/// The batch script: resources from the sweep's `[slurm]` table, one run per array task.
-fn batch_script(dir: &Path, plan: &Plan, binary: &Path) -> String {
+/// The batch script: resources from the sweep's `[slurm]` table, one run per
+/// array task. Every value is checked again here (the plan is a file that can
+/// be edited): a control character would start a line of its own.
+fn batch_script(dir: &Path, plan: &Plan, binary: &Path) -> Result<String> {
     let s = &plan.slurm;
+    s.validate()?;
+    for (what, text) in [
+        ("the sweep directory", dir.display().to_string()),
+        ("the goodhart binary's path", binary.display().to_string()),
+    ] {
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            bail!(
+                "{what} {text:?} holds the control character {c:?}: it cannot go in a job script"
+            );
+        }
+    }
     let mut o = String::from("#!/bin/bash\n");
     let name = super::super::slug(&plan.name);
     writeln!(o, "#SBATCH --job-name=goodhart-{name}").unwrap();
@@ -92,7 +105,7 @@ fn batch_script(dir: &Path, plan: &Plan, binary: &Path) -> String {
         shell_quote(&dir.display().to_string())
     )
     .unwrap();
-    o
+    Ok(o)
 }
 
 fn shell_quote(s: &str) -> String {
@@ -169,6 +182,62 @@ pub fn queue_states(dir: &Path) -> Result<Vec<(usize, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(slurm: goodhart::experiment::sweep::SlurmConfig) -> Plan {
+        Plan {
+            name: "s".into(),
+            seeds: vec![0],
+            threads: 1,
+            parallel: 0,
+            keys: vec![],
+            experiments: 1,
+            points: vec![],
+            slurm,
+        }
+    }
+
+    #[test]
+    fn a_plan_edited_to_inject_a_line_writes_no_script() {
+        use goodhart::experiment::sweep::SlurmConfig;
+        let dir = Path::new("/sweeps/s");
+        let good = SlurmConfig {
+            partition: Some("debug".into()),
+            time: Some("1-02:00:00".into()),
+            mem: Some("8G".into()),
+            extra: vec!["--qos=normal".into()],
+            ..SlurmConfig::default()
+        };
+        let script = batch_script(dir, &plan(good.clone()), Path::new("/bin/goodhart")).unwrap();
+        assert!(script.contains("#SBATCH --qos=normal\n"), "{script}");
+        let bad = [
+            SlurmConfig {
+                extra: vec!["--qos=normal\nrm -rf /x".into()],
+                ..good.clone()
+            },
+            SlurmConfig {
+                partition: Some("debug\nrm -rf /x".into()),
+                ..good.clone()
+            },
+            SlurmConfig {
+                mem: Some("8G\rrm".into()),
+                ..good.clone()
+            },
+            SlurmConfig {
+                time: Some("forever".into()),
+                ..good.clone()
+            },
+        ];
+        for slurm in bad {
+            let err = batch_script(dir, &plan(slurm.clone()), Path::new("/bin/goodhart"));
+            assert!(err.is_err(), "{slurm:?}");
+        }
+        let err = batch_script(
+            Path::new("/sweeps/a\nb"),
+            &plan(good),
+            Path::new("/bin/goodhart"),
+        );
+        assert!(err.unwrap_err().to_string().contains("control character"));
+    }
 
     #[test]
     fn array_lists_compress_consecutive_runs() {

@@ -199,3 +199,94 @@ fn a_plan_crosses_experiments_and_axes_and_a_sweep_continues_only_itself() {
     clear(&out).unwrap();
     assert!(!out.exists());
 }
+
+#[test]
+fn nothing_that_would_inject_a_line_into_the_job_script_is_accepted() {
+    let ok = config(
+        "name = \"s\"\n[slurm]\npartition = \"gpu,debug\"\naccount = \"lab_1\"\ntime = \"2-12:00:00\"\nmem = \"16G\"\nextra = [\"--qos=short\", \"--gres=gpu:1\"]\n",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    for time in ["30", "30:00", "1:00:00", "1-0", "1-2:30", "UNLIMITED"] {
+        let text = format!("name = \"s\"\n[slurm]\ntime = \"{time}\"\n");
+        assert!(config(&text).is_ok(), "{time}");
+    }
+    for (text, want) in [
+        ("name = \"s\\nrm -rf /x\"\n", "name"),
+        (
+            "name = \"s\"\n[slurm]\nextra = [\"--qos=normal\\nrm -rf /x\"]\n",
+            "slurm.extra[0]",
+        ),
+        (
+            "name = \"s\"\n[slurm]\nextra = [\"rm -rf /x\"]\n",
+            "slurm.extra[0]",
+        ),
+        (
+            "name = \"s\"\n[slurm]\npartition = \"debug\\nrm -rf /x\"\n",
+            "slurm.partition",
+        ),
+        (
+            "name = \"s\"\n[slurm]\npartition = \"debug --wrap=x\"\n",
+            "slurm.partition",
+        ),
+        (
+            "name = \"s\"\n[slurm]\naccount = \"a\\u001b[2J\"\n",
+            "slurm.account",
+        ),
+        (
+            "name = \"s\"\n[slurm]\nmem = \"8G\\nrm -rf /x\"\n",
+            "slurm.mem",
+        ),
+        ("name = \"s\"\n[slurm]\nmem = \"lots\"\n", "slurm.mem"),
+        ("name = \"s\"\n[slurm]\ntime = \"forever\"\n", "slurm.time"),
+        ("name = \"s\"\n[slurm]\ntime = \"1:2:3:4\"\n", "slurm.time"),
+        (
+            "name = \"s\"\n[slurm]\nbinary = \"/bin/x\\ny\"\n",
+            "slurm.binary",
+        ),
+    ] {
+        let err = config(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn grids_and_seeds_are_counted_before_they_are_expanded() {
+    // 64 two-valued axes: 2^64 points, refused at once.
+    let mut text = String::from("name = \"s\"\n");
+    for i in 0..64 {
+        text.push_str(&format!("[[grid]]\nkey = \"a{i}.b\"\nvalues = [1, 2]\n"));
+    }
+    let start = std::time::Instant::now();
+    let err = config(&text).unwrap_err().to_string();
+    assert!(err.contains("grid") && err.contains("at most"), "{err}");
+    // 1,000,000 points.
+    let mut text = String::from("name = \"s\"\n");
+    for i in 0..6 {
+        let values: Vec<String> = (0..10).map(|v| v.to_string()).collect();
+        text.push_str(&format!(
+            "[[grid]]\nkey = \"a{i}.b\"\nvalues = [{}]\n",
+            values.join(", ")
+        ));
+    }
+    assert!(config(&text).unwrap_err().to_string().contains("grid"));
+    for seeds in [
+        "0..18446744073709551615",
+        "0..1099511627776",
+        "0..1000000000",
+    ] {
+        let err = config(&format!("name = \"s\"\nseeds = \"{seeds}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1000 seeds"), "{seeds}: {err}");
+    }
+    // 500 points x 100 seeds.
+    let text = format!(
+        "name = \"s\"\nseeds = \"0..99\"\n[[grid]]\nkey = \"a.b\"\nvalues = [{}]\n",
+        (0..500)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(config(&text).unwrap_err().to_string().contains("runs"));
+    assert!(start.elapsed().as_secs() < 2, "{:?}", start.elapsed());
+}
