@@ -177,8 +177,14 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Labels(cmd) => labels_cmd(cmd),
         Command::Rm(cmd) => rm_cmd(&o, cmd, bars),
         Command::Sweep(args) => sweep_cmd(args, bars),
-        Command::Task(TaskCommand::Show { name, n, split }) => {
-            task_show(&name, n, split.into(), cli.seed.unwrap_or(0))
+        Command::Task(TaskCommand::Show {
+            name,
+            experiment,
+            n,
+            split,
+        }) => {
+            let exp = load_experiment(experiment.as_deref(), &o)?;
+            task_show(&name, &exp, n, split.into())
         }
         Command::Config {
             reference: true, ..

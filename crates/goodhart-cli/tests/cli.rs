@@ -254,3 +254,19 @@ fn a_killed_label_simulation_keeps_every_committed_comparison() {
         );
     }
 }
+
+#[test]
+fn task_show_shows_a_task_as_the_experiment_sets_it_up() {
+    let out = ok(&["task", "show", "answers-careful", "--n", "1"]);
+    assert!(
+        out.contains("as experiment") && out.contains("--- gold:"),
+        "{out}"
+    );
+    let kind = ok(&["task", "show", "gridworld", "--n", "1", "--split", "heldout"]);
+    assert!(kind.contains("heldout split"), "{kind}");
+    let err = fail(&["task", "show", "no-such-task"]);
+    assert!(
+        err.contains("no-such-task") && err.contains("answers-careful"),
+        "names the experiment's tasks: {err}"
+    );
+}

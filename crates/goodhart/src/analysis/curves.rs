@@ -514,8 +514,16 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
             writeln!(out, "  note: {note}").unwrap();
         }
     }
+    out.push_str(LEGEND);
     out
 }
+
+/// What the columns of [`summary`]'s tables mean.
+const LEGEND: &str = "columns: max KL = the strategy's largest KL from the base policy (nats); \
+proxy, labeler, gold = their means there over held-out prompts (gold with its 95% interval); \
+win = how often a completion there beats a base-policy sample of the same prompt on gold (ties half); \
+peak gold = the highest gold measured on the curve, its 95% interval and KL; \
+shift gold = gold at the largest KL on the shifted prompts (- where the task has none)\n";
 
 #[cfg(test)]
 mod tests;

@@ -130,6 +130,21 @@ fn unknown_task_and_bad_values_are_rejected() {
 }
 
 #[test]
+fn a_bad_setting_found_after_parsing_names_the_line_it_is_on() {
+    let text = "seed = 1\n\n[[task]]\nkind = \"answers\"\n\n[[task]]\nkind = \"answers\"\nname = \"b\"\n\n[[task.labelers]]\nname = \"quick\"\nbiases = { confident = 1.0, nope = 2.0 }\n";
+    let err = Experiment::parse(text, "exp.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("exp.toml:12:") && err.contains("task[1].labelers[0].biases.nope"),
+        "{err}"
+    );
+    // A value with no line of its own (a whole table missing) points at its table.
+    let err = Experiment::parse("[[task]]\nlabelers = []\n", "e.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("e.toml:2:"), "{err}");
+}
+
+#[test]
 fn policies_are_measured_untempered_whatever_the_task_samples_with() {
     let exp = Experiment::parse(
         "[[task]]\n[task.sampling]\ntemperature = 0.7\ntop_k = 5\nmax_new_tokens = 30\n",
