@@ -274,6 +274,39 @@ impl TaskSetup {
         }
         self.model.validate_shape().map_err(prefixed)?;
         self.sft.validate().map_err(prefixed)?;
+        // Batches are bounded by the memory they need, before anything is allocated.
+        let mut batches = vec![
+            ("sft.batch_size".to_string(), self.sft.batch_size),
+            ("sampling.batch_size".to_string(), self.sampling.batch_size),
+            (
+                "reward_model.batch_size".to_string(),
+                self.reward_model.batch_size,
+            ),
+            ("critic.batch_size".to_string(), self.critic.batch_size),
+        ];
+        for (i, d) in self.strategies.dpo.iter().enumerate() {
+            batches.push((format!("strategies.dpo[{i}].batch_size"), d.batch_size));
+        }
+        for (i, r) in self.strategies.rl.iter().enumerate() {
+            if let Some(ppo) = &r.ppo {
+                batches.push((
+                    format!("strategies.rl[{i}].ppo.minibatch_size"),
+                    ppo.minibatch_size,
+                ));
+            }
+        }
+        for (key, batch) in batches {
+            self.model.check_batch(&format!("{at}.{key}"), batch)?;
+        }
+        if let Some(k) = self.train_last_blocks {
+            let blocks = self.model.n_layer;
+            if k == 0 || (self.base_checkpoint.is_none() && k > blocks) {
+                return Err(Error::invalid(
+                    format!("{at}.train_last_blocks"),
+                    format!("{k}: the model has {blocks} blocks; train 1 to {blocks} of them (unset: all)"),
+                ));
+            }
+        }
         self.sampling.validate().map_err(prefixed)?;
         self.labels.validate().map_err(prefixed)?;
         self.reward_model.validate().map_err(prefixed)?;
@@ -338,9 +371,10 @@ impl TaskSetup {
             TaskKind::Gridworld => crate::task::gridworld::LOOK_NAMES,
             TaskKind::Jsonl => &[],
         };
+        let mut labeler_names = std::collections::HashSet::new();
         for (i, l) in self.labelers.iter().enumerate() {
             l.validate(self.kind_name(), looks, &format!("{at}.labelers[{i}]"))?;
-            if self.labelers[..i].iter().any(|m| m.name == l.name) {
+            if !labeler_names.insert(l.name.as_str()) {
                 return Err(Error::invalid(
                     format!("{at}.labelers[{i}].name"),
                     format!("labeler {:?} is listed twice", l.name),
@@ -351,6 +385,9 @@ impl TaskSetup {
     }
 }
 
+/// The most `[[task]]` tables an experiment may have.
+pub const MAX_TASKS: usize = 256;
+
 impl Experiment {
     /// Parse an experiment; `source_name` (a path) is used in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Self> {
@@ -360,18 +397,9 @@ impl Experiment {
             let path = e.path().to_string();
             toml_error(source_name, text, e.inner(), Some(path))
         })?;
-        exp.validate().map_err(|e| {
-            let at = match &e {
-                Error::Invalid { field, .. } => locate(text, field),
-                _ => None,
-            };
-            Error::Config {
-                source_name: match at {
-                    Some((line, col)) => format!("{source_name}:{line}:{col}"),
-                    None => source_name.to_string(),
-                },
-                message: e.to_string(),
-            }
+        exp.validate().map_err(|e| Error::Config {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
         })?;
         // Every default filled in, so the experiment a run stores reads back equal.
         for t in &mut exp.tasks {
@@ -431,12 +459,6 @@ impl Experiment {
             s.pool.prompts = s.pool.prompts.min(8);
             s.pool.samples = s.pool.samples.min(8);
             s.bon.n.retain(|&n| n <= 8);
-            // Keep the quantiles a pool of 8 can stand for (q = 0.1 would keep
-            // one sample: best-of-8, dropped with a warning at every run).
-            let samples = s.pool.samples;
-            s.quantiliser
-                .q
-                .retain(|&q| crate::optimize::quantilize::kept(q, samples).is_ok());
             // A pool of 8 can never reach an effective sample size of 10: scale the bar with it.
             s.conditioning.min_ess = s.conditioning.min_ess.min(s.pool.samples as f64 / 4.0);
             for r in &mut s.rl {
@@ -467,6 +489,13 @@ impl Experiment {
     }
 
     pub fn validate(&self) -> Result<()> {
+        // Shown in terminals and reports: an escape sequence or a newline would act there.
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return Err(Error::invalid(
+                "name",
+                format!("{:?} holds the control character {c:?}", self.name),
+            ));
+        }
         if self.threads > crate::runtime::MAX_THREADS {
             return Err(Error::invalid(
                 "threads",
@@ -483,9 +512,19 @@ impl Experiment {
                 "an experiment needs at least one [[task]]",
             ));
         }
+        if self.tasks.len() > MAX_TASKS {
+            return Err(Error::invalid(
+                "task",
+                format!(
+                    "{} tasks; an experiment has at most {MAX_TASKS}",
+                    self.tasks.len()
+                ),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
         for (i, t) in self.tasks.iter().enumerate() {
             t.validate(&format!("task[{i}]"))?;
-            if self.tasks[..i].iter().any(|u| u.name() == t.name()) {
+            if !names.insert(t.name()) {
                 let field = if t.name.is_some() { "name" } else { "kind" };
                 return Err(Error::invalid(
                     format!("task[{i}].{field}"),
@@ -558,7 +597,9 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
     let location = e
         .span()
         .map(|span| {
-            let (line, col) = line_col(text, span.start);
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("{line}:{col}: ")
         })
         .unwrap_or_default();
@@ -577,43 +618,3 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
 
 #[cfg(test)]
 mod tests;
-/// Line and column (from 1) of byte `pos` of `text`.
-fn line_col(text: &str, pos: usize) -> (usize, usize) {
-    let before = &text[..pos.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// Where in `text` a setting is written: `field` is its path as validation
-/// names it (`task[1].labelers[0].biases.shows_working`); the place is that
-/// of the deepest part of the path the text spells out (a key left to its
-/// default has no line of its own; the table it belongs in does).
-fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
-    let doc = toml::de::DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
-    let mut at = None;
-    for part in field.split('.') {
-        let (name, index) = match part.split_once('[') {
-            Some((name, i)) => (name, i.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        let Some((key, mut value)) = table.get_key_value(name) else {
-            break;
-        };
-        at = Some(key.span().start);
-        if let Some(i) = index {
-            let Some(item) = value.get_ref().as_array().and_then(|a| a.get(i)) else {
-                break;
-            };
-            at = Some(item.span().start);
-            value = item;
-        }
-        let Some(inner) = value.get_ref().as_table() else {
-            break;
-        };
-        table = inner;
-    }
-    at.map(|pos| line_col(text, pos))
-}
-
