@@ -397,9 +397,18 @@ impl Experiment {
             let path = e.path().to_string();
             toml_error(source_name, text, e.inner(), Some(path))
         })?;
-        exp.validate().map_err(|e| Error::Config {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
+        exp.validate().map_err(|e| {
+            let at = match &e {
+                Error::Invalid { field, .. } => locate(text, field),
+                _ => None,
+            };
+            Error::Config {
+                source_name: match at {
+                    Some((line, col)) => format!("{source_name}:{line}:{col}"),
+                    None => source_name.to_string(),
+                },
+                message: e.to_string(),
+            }
         })?;
         // Every default filled in, so the experiment a run stores reads back equal.
         for t in &mut exp.tasks {
@@ -459,6 +468,12 @@ impl Experiment {
             s.pool.prompts = s.pool.prompts.min(8);
             s.pool.samples = s.pool.samples.min(8);
             s.bon.n.retain(|&n| n <= 8);
+            // Keep the quantiles a pool of 8 can stand for (q = 0.1 would keep
+            // one sample: best-of-8, dropped with a warning at every run).
+            let samples = s.pool.samples;
+            s.quantiliser
+                .q
+                .retain(|&q| crate::optimize::quantilize::kept(q, samples).is_ok());
             // A pool of 8 can never reach an effective sample size of 10: scale the bar with it.
             s.conditioning.min_ess = s.conditioning.min_ess.min(s.pool.samples as f64 / 4.0);
             for r in &mut s.rl {
@@ -597,9 +612,7 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
     let location = e
         .span()
         .map(|span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let (line, col) = line_col(text, span.start);
             format!("{line}:{col}: ")
         })
         .unwrap_or_default();
@@ -618,3 +631,43 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
 
 #[cfg(test)]
 mod tests;
+/// Line and column (from 1) of byte `pos` of `text`.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let before = &text[..pos.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Where in `text` a setting is written: `field` is its path as validation
+/// names it (`task[1].labelers[0].biases.shows_working`); the place is that
+/// of the deepest part of the path the text spells out (a key left to its
+/// default has no line of its own; the table it belongs in does).
+fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut at = None;
+    for part in field.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, i)) => (name, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((key, mut value)) = table.get_key_value(name) else {
+            break;
+        };
+        at = Some(key.span().start);
+        if let Some(i) = index {
+            let Some(item) = value.get_ref().as_array().and_then(|a| a.get(i)) else {
+                break;
+            };
+            at = Some(item.span().start);
+            value = item;
+        }
+        let Some(inner) = value.get_ref().as_table() else {
+            break;
+        };
+        table = inner;
+    }
+    at.map(|pos| line_col(text, pos))
+}
+
