@@ -2,6 +2,7 @@
 //! progress, and hands each subcommand to its module in `commands/`.
 
 mod commands;
+mod log;
 mod progress;
 
 use std::io::Write as _;
@@ -10,7 +11,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use commands::eval::{eval_cmd, EvalArgs};
 use commands::label::{label_cmd, LabelCommand};
@@ -121,15 +121,7 @@ fn main() -> ExitCode {
         (false, 1) => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("GOODHART_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
-        )
-        .with_writer(bars.log_writer())
-        // Colour only on a terminal: a log written to a file or a pipe stays plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    log::init(level, bars.log_writer());
     match run(cli, &bars) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
@@ -228,7 +220,9 @@ fn broken_pipe(e: &anyhow::Error) -> bool {
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
+        // A newline becomes a space; any other control character (from a
+        // name or path in the message) is escaped.
+        let text = log::escape(&cause.to_string().replace('\n', " ")).into_owned();
         if line.contains(&text) {
             continue;
         }

@@ -287,3 +287,196 @@ fn logs_written_to_a_file_are_plain_text() {
         "colour codes in a log that is not a terminal: {err:?}"
     );
 }
+
+/// What forges a log line or clears a terminal: ESC, then a newline and a fake line.
+const FORGERY: &str = "\u{1b}[2J\nINFO sign_in name=admin";
+
+/// No raw control character and no line that starts as the forged one.
+fn assert_unforged(text: &str, what: &str) {
+    assert!(!text.contains('\u{1b}'), "{what} holds a raw ESC: {text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("INFO sign_in")),
+        "{what} holds a forged line: {text:?}"
+    );
+}
+
+#[test]
+fn control_characters_from_input_reach_no_log_line_or_table() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("labels.sqlite");
+    let file = dir.path().join("evil.jsonl");
+    let line = serde_line(FORGERY);
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    ok(&[
+        "labels",
+        "import",
+        "--store",
+        s(&store),
+        s(&file),
+        "--task",
+        "answers",
+    ]);
+    let table = ok(&["label", "stats", "--store", s(&store)]);
+    assert_unforged(&table, "label stats");
+    assert!(table.contains("\\u{1b}[2J\\nINFO"), "{table}");
+
+    // A sign-in with the forgery as its name, before anyone is signed in.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_goodhart"))
+        .args([
+            "--quiet",
+            "label",
+            "serve",
+            "--store",
+            s(&store),
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("serving http://")
+        .and_then(|a| a.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    let body = format!("{{\"name\": {}, \"token\": \"x\"}}", json_string(FORGERY));
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /api/signin HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    server.kill().unwrap();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    server.wait().unwrap();
+    assert!(log.contains("failed sign-in"), "{log}");
+    assert_unforged(&log, "the server's log");
+}
+
+/// A preference line whose labeler is `name`.
+fn serde_line(name: &str) -> String {
+    format!(
+        "{{\"prompt\": \"1+1=\", \"chosen\": \"2\", \"rejected\": \"3\", \"labeler\": {}}}",
+        json_string(name)
+    )
+}
+
+/// `text` as a JSON string literal (control characters as \u escapes).
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn huge_seed_ranges_and_bad_settings_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    for seeds in [
+        "0..18446744073709551615",
+        "0..1099511627776",
+        "0..1000000000",
+    ] {
+        let out = dir.path().join("r");
+        let err = fail(&["run", "--quick", "--seeds", seeds, "--out", s(&out)]);
+        assert!(
+            err.contains("more than 1000 seeds") && err.lines().count() == 1,
+            "{seeds}: {err}"
+        );
+        let sweep = dir.path().join("s.toml");
+        std::fs::write(&sweep, "name = \"s\"\n").unwrap();
+        let err = fail(&[
+            "sweep",
+            s(&sweep),
+            "--seeds",
+            seeds,
+            "--out",
+            s(&dir.path().join("sw")),
+        ]);
+        assert!(err.contains("more than 1000 seeds"), "{seeds}: {err}");
+    }
+    let exp = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    for (path, key) in [
+        (
+            exp("b.toml", "[[task]]\n[task.sft]\nbatch_size = 1000000000\n"),
+            "sft.batch_size",
+        ),
+        (
+            exp("i.toml", "[[task]]\n[task.model]\ninit_std = inf\n"),
+            "init_std",
+        ),
+        (
+            exp("n.toml", "[[task]]\n[task.model]\ninit_std = nan\n"),
+            "init_std",
+        ),
+        (
+            exp("w.toml", "[[task]]\n[task.sft.optim]\nweight_decay = nan\n"),
+            "weight_decay",
+        ),
+        (
+            exp("l.toml", "[[task]]\ntrain_last_blocks = 100\n"),
+            "train_last_blocks",
+        ),
+    ] {
+        let err = fail(&["config", s(&path)]);
+        assert!(
+            err.contains(key) && err.lines().count() == 1,
+            "{key}: {err}"
+        );
+    }
+    for args in [
+        &[
+            "label",
+            "serve",
+            "--store",
+            "x.sqlite",
+            "--idle-minutes",
+            "0",
+        ][..],
+        &[
+            "label",
+            "serve",
+            "--store",
+            "x.sqlite",
+            "--session-hours",
+            "0",
+        ],
+        &["eval", "--checkpoint", "nowhere", "-n", "0"],
+    ] {
+        let err = fail(args);
+        assert!(
+            err.contains("'0'") && err.contains("1.."),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
+}

@@ -84,15 +84,16 @@ pub fn parse_jsonl<T: DeserializeOwned>(
 }
 
 /// One line as a `T`, which must be written as a JSON object (serde would
-/// also take a struct from an array of its fields).
+/// also take a struct from an array of its fields). Read straight into `T`,
+/// so a key written twice is an error, not the last one silently kept.
 fn parse_object<T: DeserializeOwned>(line: &str) -> std::result::Result<T, String> {
-    match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(v @ serde_json::Value::Object(_)) => {
-            serde_json::from_value(v).map_err(|e| e.to_string())
-        }
-        Ok(_) => Err("not a JSON object".into()),
-        Err(e) => Err(e.to_string()),
+    if !line.trim_start().starts_with('{') {
+        return match serde_json::from_str::<serde::de::IgnoredAny>(line) {
+            Ok(_) => Err("not a JSON object".into()),
+            Err(e) => Err(e.to_string()),
+        };
     }
+    serde_json::from_str(line).map_err(|e| e.to_string())
 }
 
 /// Every non-blank line of the file at `path` as a `T`; the first bad line is
@@ -122,6 +123,22 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_written_twice_or_an_array_is_a_bad_line() {
+        let text = "{\"prompt\": \"p\", \"chosen\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n[\"p\", \"a\", \"c\"]\n";
+        let lines: Vec<Line<PreferenceLine>> =
+            parse_jsonl(text.as_bytes(), Path::new("x.jsonl")).unwrap();
+        assert!(
+            lines[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("duplicate field `chosen`"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1].1.as_ref().unwrap_err(), "not a JSON object");
+    }
 
     #[test]
     fn blank_lines_are_skipped_and_bad_lines_keep_their_number() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 use goodhart::experiment::stages;
 use goodhart::task::Split;
@@ -26,10 +27,10 @@ pub struct EvalArgs {
     critics: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "heldout")]
     split: SplitArg,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
     n_prompts: usize,
     /// Completions per prompt.
-    #[arg(long, short = 'n', default_value_t = 4)]
+    #[arg(long, short = 'n', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=4096).map(|n| n as usize))]
     n: usize,
     /// Also write the full report (every completion scored) as JSON here.
     #[arg(long)]

@@ -11,6 +11,7 @@ use goodhart::task::{self, Split};
 use goodhart::{fsutil, rng, runtime};
 
 use super::{check_output, load_experiment, with_critics, ExperimentArgs, Overrides};
+use crate::log::escape;
 use crate::progress::Bars;
 
 #[derive(Args)]
@@ -101,10 +102,10 @@ pub enum LabelCommand {
         #[arg(long)]
         secure_cookie: bool,
         /// A session with no request for this many minutes ends.
-        #[arg(long, default_value_t = 120)]
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
         idle_minutes: u32,
         /// A session ends this many hours after sign-in.
-        #[arg(long, default_value_t = 168)]
+        #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..))]
         session_hours: u32,
     },
     /// Take a person's access away: their unused token and every session end (their labels stay).
@@ -396,7 +397,7 @@ fn label_serve(
         }
         // The address first, alone on its line: scripts wait for it.
         outln!("serving http://{addr}/");
-        eprintln!("{queued} pairs queued; {} people: {}; Ctrl-C stops", users.len(), users.join(", "));
+        eprintln!("{queued} pairs queued; {} people: {}; Ctrl-C stops", users.len(), escape(&users.join(", ")));
         goodhart_web::serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -439,9 +440,9 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
     for s in &stats {
         outln!(
             "{:<16} {:>6} {:<14} {:>6} {:>5} {:>5} {:>4} {:>5}  {:<20} {:<20} {:>9}",
-            s.labeler,
+            escape(&s.labeler),
             if s.person { "person" } else { "sim" },
-            s.assistant.as_deref().unwrap_or("-"),
+            escape(s.assistant.as_deref().unwrap_or("-")),
             s.comparisons,
             s.answers.a,
             s.answers.b,
@@ -458,7 +459,7 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         for s in &shown {
             outln!(
                 "{:<24} {:>3} people {:>6} labels  vs gold {} ({}/{})",
-                s.assistant.as_deref().unwrap_or("no assistant"),
+                escape(s.assistant.as_deref().unwrap_or("no assistant")),
                 s.people,
                 s.labels,
                 goodhart::analysis::judges::share(&share_of(s.gold_agreement)),
@@ -480,7 +481,7 @@ fn label_stats(store: &Path, json: Option<&Path>) -> Result<()> {
         for g in &goals {
             outln!(
                 "{:<48} {:>7} {:>7} {:>5}",
-                g.goal,
+                escape(&g.goal),
                 g.offered,
                 g.chosen,
                 g.kept
