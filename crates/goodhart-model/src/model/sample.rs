@@ -188,7 +188,8 @@ pub fn sample(
     let mut out = Vec::with_capacity(prompts.len() * n_per_prompt);
     for chunk in plan_chunks(prompts.len(), n_per_prompt, cfg.batch_size) {
         let rows: usize = chunk.iter().map(|&(_, n)| n).sum();
-        let parts = split_rows(&chunk, &crate::runtime::shards(rows));
+        let shards = crate::runtime::shards_of(rows, crate::runtime::SAMPLE_SHARD_ROWS);
+        let parts = split_rows(&chunk, &shards);
         if parts.len() <= 1 {
             out.extend(sample_chunk(model, prompts, &chunk, cfg, rng)?);
             continue;
@@ -493,100 +494,4 @@ impl Picker {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    #[test]
-    fn split_rows_keeps_row_order_and_cuts_a_prompt_between_parts() {
-        let parts = split_rows(&[(0, 3), (1, 2), (2, 3)], &[0..4, 4..8]);
-        assert_eq!(parts, vec![vec![(0, 3), (1, 1)], vec![(1, 1), (2, 3)]]);
-        let one = split_rows(&[(4, 5)], &[0..2, 2..3, 3..5]);
-        assert_eq!(one, vec![vec![(4, 2)], vec![(4, 1)], vec![(4, 2)]]);
-    }
-
-    #[test]
-    fn chunks_cover_every_row_once() {
-        let chunks = plan_chunks(3, 5, 4);
-        let total: usize = chunks.iter().flatten().map(|&(_, n)| n).sum();
-        assert_eq!(total, 15);
-        assert!(chunks
-            .iter()
-            .all(|c| c.iter().map(|&(_, n)| n).sum::<usize>() <= 4));
-        let per_prompt: Vec<usize> = (0..3)
-            .map(|p| {
-                chunks
-                    .iter()
-                    .flatten()
-                    .filter(|&&(q, _)| q == p)
-                    .map(|&(_, n)| n)
-                    .sum()
-            })
-            .collect();
-        assert_eq!(per_prompt, vec![5, 5, 5]);
-    }
-
-    #[test]
-    fn picker_respects_truncation_and_reports_both_logprobs() {
-        let logits = [0.0f32, 2.0, 1.0, -1.0, 3.0];
-        let mut rng = Rng::seed_from_u64(0);
-        let cfg = SamplingConfig {
-            top_k: 2,
-            ..Default::default()
-        };
-        let mut picker = Picker::new(&cfg, &[0]);
-        for _ in 0..200 {
-            let (t, lp, slp) = picker.pick(&logits, &mut rng);
-            assert!(t == 4 || t == 1, "top-2 keeps tokens 4 and 1, got {t}");
-            assert!(
-                slp > lp,
-                "the truncated sampler puts more mass on kept tokens"
-            );
-        }
-        let greedy = SamplingConfig {
-            temperature: 0.0,
-            ..Default::default()
-        };
-        let mut picker = Picker::new(&greedy, &[4]);
-        assert_eq!(
-            picker.pick(&logits, &mut rng).0,
-            1,
-            "banned tokens are never picked"
-        );
-        let nucleus = SamplingConfig {
-            top_p: 0.5,
-            ..Default::default()
-        };
-        let mut picker = Picker::new(&nucleus, &[]);
-        for _ in 0..50 {
-            assert_eq!(
-                picker.pick(&logits, &mut rng).0,
-                4,
-                "token 4 alone holds over half the mass"
-            );
-        }
-    }
-
-    #[test]
-    fn unmodified_sampler_matches_policy_frequencies() {
-        let logits = [0.0f32, 1.0, 2.0];
-        let mut rng = Rng::seed_from_u64(1);
-        let mut picker = Picker::new(&SamplingConfig::default(), &[]);
-        let mut counts = [0usize; 3];
-        let n = 20_000;
-        for _ in 0..n {
-            let (t, lp, slp) = picker.pick(&logits, &mut rng);
-            assert!((lp - slp).abs() < 1e-5);
-            counts[t as usize] += 1;
-        }
-        let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
-        for t in 0..3 {
-            let expected = (logits[t] as f64).exp() / z;
-            let got = counts[t] as f64 / n as f64;
-            assert!(
-                (got - expected).abs() < 0.015,
-                "token {t}: {got} vs {expected}"
-            );
-        }
-    }
-}
+mod tests;

@@ -411,4 +411,42 @@ mod tests {
         );
         assert!(weighted_correlation(&[(1.0, 2.0, 1.0), (1.0, 4.0, 1.0)]).is_nan());
     }
+
+    #[test]
+    fn a_point_records_the_share_the_context_stopped_and_omits_it_when_none() {
+        let stopped = |stop| Scored {
+            truncated: stop != StopReason::Eos,
+            stop: Some(stop),
+            ..scored(1.0, 0.5, 0.0)
+        };
+        let s = [
+            stopped(StopReason::Context),
+            stopped(StopReason::Eos),
+            stopped(StopReason::MaxNewTokens),
+            stopped(StopReason::Eos),
+        ];
+        let w = Weighted {
+            scored: &s,
+            per_prompt: 2,
+        };
+        let mut point = CurvePoint::new("t", "s", "heldout", "n", 1.0, vec![0.0, 0.0]);
+        let uniform = vec![vec![0.5, 0.5]; 2];
+        w.summarise(&uniform, &[], &[], (&[], 0), &mut point);
+        assert_eq!(point.context_stopped, Some(0.25));
+        assert_eq!(point.truncated, Some(0.5));
+        let json = serde_json::to_string(&point).unwrap();
+        assert!(json.contains("\"context_stopped\":0.25"), "{json}");
+
+        let none = [stopped(StopReason::Eos), stopped(StopReason::MaxNewTokens)];
+        let w = Weighted {
+            scored: &none,
+            per_prompt: 2,
+        };
+        let mut point = CurvePoint::new("t", "s", "heldout", "n", 1.0, vec![0.0]);
+        w.summarise(&[vec![0.5, 0.5]], &[], &[], (&[], 0), &mut point);
+        assert_eq!(point.context_stopped, None);
+        assert!(!serde_json::to_string(&point)
+            .unwrap()
+            .contains("context_stopped"));
+    }
 }
