@@ -469,19 +469,25 @@ fn a_step_cut_by_batch_is_the_same_at_any_thread_count() {
 fn sampling_cut_by_batch_is_reproducible_and_in_prompt_order() {
     let model = tiny_model(2);
     let prompts = three_prompts(&model);
+    // 33 rows in one batch: two shards of a sampling batch.
     let cfg = SamplingConfig {
         max_new_tokens: 10,
-        batch_size: 9,
+        batch_size: 33,
         ..Default::default()
     };
+    assert_eq!(
+        crate::runtime::shards_of(33, crate::runtime::SAMPLE_SHARD_ROWS).len(),
+        2
+    );
     let run = |seed, threads| {
         crate::runtime::pool(threads)
             .unwrap()
-            .install(|| sample(&model, &prompts, 3, &cfg, &mut rng::stream(seed, "s")).unwrap())
+            .install(|| sample(&model, &prompts, 11, &cfg, &mut rng::stream(seed, "s")).unwrap())
     };
     let (x, y, z) = (run(5, 2), run(5, 1), run(6, 2));
     let order: Vec<usize> = x.iter().map(|s| s.prompt_index).collect();
-    assert_eq!(order, vec![0, 0, 0, 1, 1, 1, 2, 2, 2]);
+    let expected: Vec<usize> = (0..3).flat_map(|p| [p; 11]).collect();
+    assert_eq!(order, expected);
     let tokens = |s: &[sample::Sample]| s.iter().map(|s| s.tokens.clone()).collect::<Vec<_>>();
     assert_eq!(tokens(&x), tokens(&y), "one thread and two draw the same");
     let logprobs = |s: &[sample::Sample]| s.iter().map(|s| s.logprobs.clone()).collect::<Vec<_>>();
