@@ -4,6 +4,7 @@
 //! append-only history (enforced by triggers) records every label given or withdrawn.
 
 mod schema;
+mod stamp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,13 +17,10 @@ use crate::error::{Error, Result};
 use crate::formats::parse_jsonl;
 pub use crate::formats::PreferenceLine;
 use schema::SCHEMA;
+pub use stamp::STAMP_BYTES;
 
 const FORMAT: &str = "goodhart-labels";
 const VERSION: i64 = 1;
-
-/// Where [`LabelStore::stamp`] sits in the file: the header's `user_version`
-/// (a big-endian 32-bit number).
-pub const STAMP_BYTES: std::ops::Range<usize> = 60..64;
 
 pub struct LabelStore {
     pub(super) conn: Connection,
@@ -231,40 +229,6 @@ impl LabelStore {
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
-    }
-
-    /// The store's stamp: a random number kept in its file's header (SQLite's
-    /// `user_version`, bytes [`STAMP_BYTES`]), set the first time it is asked
-    /// for, so a copy of another store does not carry it. A server reads the
-    /// header itself before acknowledging a label, so the stamp is also
-    /// checkpointed into the main file here; an error when that cannot be done.
-    pub fn stamp(&mut self) -> Result<u32> {
-        let read =
-            |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-        let mut stamp = read(&self.conn).map_err(|e| self.err(e))?;
-        if stamp == 0 {
-            // Positive, nonzero: SQLite keeps it as a signed 32-bit number.
-            let fresh = (rand::random::<u32>() >> 1) | 1;
-            self.conn
-                .execute_batch(&format!("PRAGMA user_version = {fresh}"))
-                .map_err(|e| self.err(e))?;
-            stamp = read(&self.conn).map_err(|e| self.err(e))?;
-        }
-        // FULL waits (up to the busy timeout) for readers of older pages.
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if busy != 0 {
-            return Err(Error::Store {
-                path: self.path.clone(),
-                message: "another process kept the store busy: its header could not be written; try again".into(),
-            });
-        }
-        u32::try_from(stamp).map_err(|_| Error::Store {
-            path: self.path.clone(),
-            message: format!("its header's user_version is {stamp}, not a goodhart stamp"),
-        })
     }
 
     /// Run `f` in one transaction: all its writes land together, or none do.
