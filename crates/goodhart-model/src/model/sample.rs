@@ -188,7 +188,8 @@ pub fn sample(
     let mut out = Vec::with_capacity(prompts.len() * n_per_prompt);
     for chunk in plan_chunks(prompts.len(), n_per_prompt, cfg.batch_size) {
         let rows: usize = chunk.iter().map(|&(_, n)| n).sum();
-        let parts = split_rows(&chunk, &crate::runtime::shards(rows));
+        let shards = crate::runtime::shards_of(rows, crate::runtime::SAMPLE_SHARD_ROWS);
+        let parts = split_rows(&chunk, &shards);
         if parts.len() <= 1 {
             out.extend(sample_chunk(model, prompts, &chunk, cfg, rng)?);
             continue;
