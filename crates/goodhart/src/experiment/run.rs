@@ -82,16 +82,17 @@ pub fn run_tasks(runs: &[Prepared], opts: &RunOptions, progress: &dyn Progress) 
         opts.check(run.exp)?;
     }
     // Each task of each run, with its environment built once and its products shared by its stages.
-    let mut tasks: Vec<(&Prepared, &TaskSetup, Box<dyn Task>)> = vec![];
-    for run in runs {
+    let mut tasks: Vec<(usize, &Prepared, &TaskSetup, Box<dyn Task>)> = vec![];
+    for (r, run) in runs.iter().enumerate() {
         for setup in &run.exp.tasks {
             let task = crate::reward::build_task(&setup.task_config(), run.exp.seed)?;
-            tasks.push((run, setup, task));
+            tasks.push((r, run, setup, task));
         }
     }
+    let run_of: Vec<usize> = tasks.iter().map(|(r, ..)| *r).collect();
     let views: Vec<TaskRun> = tasks
         .iter()
-        .map(|(run, setup, task)| TaskRun {
+        .map(|(_, run, setup, task)| TaskRun {
             dir: run.dir,
             setup,
             task: task.as_ref(),
@@ -105,7 +106,7 @@ pub fn run_tasks(runs: &[Prepared], opts: &RunOptions, progress: &dyn Progress) 
         .iter()
         .map(TaskRun::products)
         .collect::<Result<Vec<_>>>()?;
-    let graph = Graph::of(&views, runs.len() > 1)?;
+    let graph = Graph::of(&views, &run_of, runs.len() > 1)?;
     let slots = rayon::current_num_threads();
     tracing::info!(
         stages = graph.nodes.len(),
@@ -155,21 +156,12 @@ impl Graph {
     /// on (the shared stages first, so that the strategies of every task
     /// become ready early). A task whose base policy an earlier task of its
     /// run trains already (the same settings) waits for that one and copies it.
-    fn of(tasks: &[TaskRun], name_seeds: bool) -> Result<Self> {
+    /// `run_of[t]` is the run (seed) task `t` belongs to.
+    fn of(tasks: &[TaskRun], run_of: &[usize], name_seeds: bool) -> Result<Self> {
         let mut found: Vec<(usize, usize, usize, Node)> = vec![];
         let mut at: std::collections::HashMap<(usize, String), usize> = Default::default();
-        let mut run_of = vec![];
         for (t, view) in tasks.iter().enumerate() {
-            let run = match run_of
-                .iter()
-                .position(|d: &&RunDir| std::ptr::eq(*d, view.dir))
-            {
-                Some(r) => r,
-                None => {
-                    run_of.push(view.dir);
-                    run_of.len() - 1
-                }
-            };
+            let run = run_of[t];
             for (s, stage) in stages(view.setup).iter().enumerate() {
                 let wanted = stage.strategy().is_none_or(|st| view.wanted(st));
                 if !wanted || view.done(&stage.name)?.is_some() {
@@ -211,8 +203,8 @@ impl Graph {
                     .filter_map(|name| at.get(&(n.task, name.to_string())).copied())
                     .collect();
                 if matches!(stage.work, Work::Base) {
-                    let twin = tasks[..n.task].iter().position(|other| {
-                        std::ptr::eq(other.dir, view.dir) && view.same_base(other.setup)
+                    let twin = (0..n.task).find(|&other| {
+                        run_of[other] == run_of[n.task] && view.same_base(tasks[other].setup)
                     });
                     needs.extend(twin.and_then(|t| at.get(&(t, "base".to_string())).copied()));
                 }
