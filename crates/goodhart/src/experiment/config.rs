@@ -438,32 +438,6 @@ impl Experiment {
     }
 }
 
-/// `file:line:col: key: message` from a TOML or type error.
-fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<String>) -> Error {
-    let location = e
-        .span()
-        .map(|span| {
-            let (line, col) = line_col(text, span.start);
-            format!("{line}:{col}: ")
-        })
-        .unwrap_or_default();
-    let key = match path.as_deref() {
-        Some(p) if p != "." && !p.is_empty() => format!("`{p}`: "),
-        _ => String::new(),
-    };
-    Error::Config {
-        source_name: format!("{source_name}:{location}")
-            .trim_end_matches(": ")
-            .trim_end_matches(':')
-            .to_string(),
-        message: format!("{key}{}", e.message().trim()),
-    }
-}
-
-mod validate;
-
-#[cfg(test)]
-mod tests;
 /// Line and column (from 1) of byte `pos` of `text`.
 fn line_col(text: &str, pos: usize) -> (usize, usize) {
     let before = &text[..pos.min(text.len())];
@@ -504,3 +478,29 @@ fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
     at.map(|pos| line_col(text, pos))
 }
 
+/// `file:line:col: key: message` from a TOML or type error.
+fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<String>) -> Error {
+    let location = e
+        .span()
+        .map(|span| {
+            let (line, col) = line_col(text, span.start);
+            format!("{line}:{col}: ")
+        })
+        .unwrap_or_default();
+    let key = match path.as_deref() {
+        Some(p) if p != "." && !p.is_empty() => format!("`{p}`: "),
+        _ => String::new(),
+    };
+    Error::Config {
+        source_name: format!("{source_name}:{location}")
+            .trim_end_matches(": ")
+            .trim_end_matches(':')
+            .to_string(),
+        message: format!("{key}{}", e.message().trim()),
+    }
+}
+
+mod validate;
+
+#[cfg(test)]
+mod tests;
