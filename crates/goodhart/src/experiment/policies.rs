@@ -33,14 +33,18 @@ impl TaskRun<'_> {
     /// Gold of base-policy samples on each evaluation split's prompts, sampled as
     /// checkpoints are (once per task, from its own stream): what a
     /// checkpoint's gold win rate is measured against.
+    ///
+    /// The lock is never held while sampling: a thread waiting inside that
+    /// sampling's batch may start another stage of the task, which would then
+    /// wait on the lock below it on its own stack. Two stages may both sample
+    /// it; they get the same numbers (one stream), and the first kept stands.
     pub(super) fn base_reference(&self, p: &Products, base: &Model) -> Result<Arc<Vec<BaseGold>>> {
-        let mut kept = p.base_reference.lock().expect("base reference lock");
-        if let Some(r) = kept.as_ref() {
+        let kept = || p.base_reference.lock().expect("base reference lock");
+        if let Some(r) = kept().as_ref() {
             return Ok(r.clone());
         }
-        let r = Arc::new(self.sample_base_reference(base)?);
-        *kept = Some(r.clone());
-        Ok(r)
+        let sampled = Arc::new(self.sample_base_reference(base)?);
+        Ok(kept().get_or_insert(sampled).clone())
     }
 
     fn sample_base_reference(&self, base: &Model) -> Result<Vec<BaseGold>> {

@@ -243,8 +243,8 @@ pub(super) struct Products<'a> {
     pub(super) reward_model: OnceLock<RewardModel>,
     /// The learned critics, by round (made by their stage, or loaded).
     pub(super) critics: OnceLock<Vec<Arc<LearnedCritic>>>,
-    /// Per evaluation split, base-policy samples' gold: sampled once and
-    /// shared by every RL and DPO run (the lock keeps two from sampling it).
+    /// Per evaluation split, base-policy samples' gold, shared by every RL and
+    /// DPO run (see [`TaskRun::base_reference`]).
     pub(super) base_reference: Mutex<Option<Arc<Vec<BaseGold>>>>,
 }
 

@@ -5,9 +5,12 @@
 //! of the global pool and cuts its batches into shards there, so a thread with
 //! no piece of its own takes shards of the others' batches: while one stage is
 //! ready every core works on it, and while many are, each core runs one. The
-//! pool is never handed more pieces than it has threads: a thread waiting for
-//! a shard helps with other shards, never starts a whole stage of its own in
-//! the middle of its batch.
+//! pool is never handed more pieces than it has threads, so a thread waiting
+//! for a shard nearly always helps with other shards. Nearly: a piece handed
+//! over in the moment a waiting thread looks for work may start on that
+//! thread, below the waiting stage on its stack. So a stage never holds a
+//! lock across parallel work that another stage may take (that would wait on
+//! itself: see `TaskRun::base_reference`).
 //!
 //! Which piece runs first changes how soon a result comes, never what it is:
 //! each stage draws from its own random stream and cuts its batches by their
