@@ -262,7 +262,15 @@ fn task_show_shows_a_task_as_the_experiment_sets_it_up() {
         out.contains("as experiment") && out.contains("--- gold:"),
         "{out}"
     );
-    let kind = ok(&["task", "show", "gridworld", "--n", "1", "--split", "heldout"]);
+    let kind = ok(&[
+        "task",
+        "show",
+        "gridworld",
+        "--n",
+        "1",
+        "--split",
+        "heldout",
+    ]);
     assert!(kind.contains("heldout split"), "{kind}");
     let err = fail(&["task", "show", "no-such-task"]);
     assert!(

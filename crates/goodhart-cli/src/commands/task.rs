@@ -24,9 +24,17 @@ pub enum TaskCommand {
     },
 }
 
-pub fn task_show(name: &str, exp: &goodhart::experiment::Experiment, n: usize, split: Split) -> Result<()> {
+pub fn task_show(
+    name: &str,
+    exp: &goodhart::experiment::Experiment,
+    n: usize,
+    split: Split,
+) -> Result<()> {
     let (cfg, from) = match exp.tasks.iter().find(|t| t.name() == name) {
-        Some(t) => (t.task_config(), format!("as experiment {:?} sets it up", exp.name)),
+        Some(t) => (
+            t.task_config(),
+            format!("as experiment {:?} sets it up", exp.name),
+        ),
         None => (
             task::by_name(name).map_err(|e| {
                 let names: Vec<&str> = exp.tasks.iter().map(|t| t.name()).collect();
@@ -36,7 +44,11 @@ pub fn task_show(name: &str, exp: &goodhart::experiment::Experiment, n: usize, s
         ),
     };
     let task = goodhart::reward::build_task(&cfg, exp.seed)?;
-    outln!("task {name} ({} split; {from}, seed {})", split.name(), exp.seed);
+    outln!(
+        "task {name} ({} split; {from}, seed {})",
+        split.name(),
+        exp.seed
+    );
     outln!("labeler sees: {}", task.look_names().join(", "));
     outln!("measured features: {}\n", task.feature_names().join(", "));
     for ex in task.demonstrations(split).iter().take(n) {
