@@ -74,7 +74,7 @@ pub struct Prepared<'a> {
 
 /// Run (or continue) every task of every run in `runs` (one per seed) as one
 /// graph of stages on the global pool, as many stages at once as the pool
-/// has threads. Call it from outside the pool. Returns when every stage has
+/// has threads (from a thread of a pool: one at a time). Returns when every stage has
 /// finished, or after the first failure, when the stages already started have
 /// (that failure).
 pub fn run_tasks(runs: &[Prepared], opts: &RunOptions, progress: &dyn Progress) -> Result<()> {

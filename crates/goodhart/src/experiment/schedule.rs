@@ -26,7 +26,9 @@ use crate::error::{Error, Result};
 /// `needs[i]` (indices into `needs`) to have finished first. Ready nodes start
 /// lowest index first, at most `slots` at a time. Returns when every node has
 /// run, or, after the first failure, when the nodes already started have
-/// finished (nothing new starts): the first error. A panic in `work` is an error.
+/// finished (nothing new starts): the first error. A panic in `work` is an
+/// error. Called from a thread of a rayon pool, it runs one node at a time
+/// on that thread.
 pub fn execute<F>(needs: &[Vec<usize>], slots: usize, work: F) -> Result<()>
 where
     F: Fn(usize) -> Result<()> + Sync,
@@ -45,17 +47,27 @@ where
     let (mut running, mut finished) = (0, 0);
     let mut failed: Option<Error> = None;
     let work = &work;
+    let run = move |i: usize| {
+        catch_unwind(AssertUnwindSafe(|| work(i)))
+            .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&panic))))
+    };
+    // Called from a thread of a pool, this loop would hold that thread while
+    // it waits: run one node at a time on it instead (a pool of one would
+    // otherwise never run anything).
+    let inline = rayon::current_thread_index().is_some();
     rayon::in_place_scope(|scope| {
         loop {
             while running < slots.max(1) && failed.is_none() {
                 let Some(i) = ready.pop_first() else { break };
                 running += 1;
                 let done = done_tx.clone();
+                if inline {
+                    let _ = done.send((i, run(i)));
+                    break;
+                }
+                // The receiver outlives the scope.
                 scope.spawn(move |_| {
-                    let result = catch_unwind(AssertUnwindSafe(|| work(i)))
-                        .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&panic))));
-                    // The receiver outlives the scope.
-                    let _ = done.send((i, result));
+                    let _ = done.send((i, run(i)));
                 });
             }
             if running == 0 {
@@ -110,19 +122,16 @@ mod tests {
         let needs = vec![vec![], vec![0], vec![0], vec![0], vec![1, 2, 3], vec![]];
         let order = Mutex::new(vec![]);
         let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        crate::runtime::pool(4)
-            .unwrap()
-            .install(|| {
-                execute(&needs, 2, |i| {
-                    let at = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(at, Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    order.lock().unwrap().push(i);
-                    now.fetch_sub(1, Ordering::SeqCst);
-                    Ok(())
-                })
-            })
-            .unwrap();
+        // From outside any pool: the nodes run on the global pool's threads.
+        execute(&needs, 2, |i| {
+            let at = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(at, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            order.lock().unwrap().push(i);
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
         let order = order.into_inner().unwrap();
         let at = |i| order.iter().position(|&x| x == i).unwrap();
         assert_eq!(order.len(), 6);
@@ -130,6 +139,22 @@ mod tests {
             assert!(at(0) < at(i) && at(i) < at(4), "{order:?}");
         }
         assert!(most.into_inner() <= 2, "at most two at once");
+    }
+
+    #[test]
+    fn from_inside_a_pool_of_one_every_node_still_runs() {
+        let needs = vec![vec![], vec![0], vec![0], vec![1, 2]];
+        let ran = Mutex::new(vec![]);
+        crate::runtime::pool(1)
+            .unwrap()
+            .install(|| {
+                execute(&needs, 1, |i| {
+                    ran.lock().unwrap().push(i);
+                    Ok(())
+                })
+            })
+            .unwrap();
+        assert_eq!(ran.into_inner().unwrap(), vec![0, 1, 2, 3]);
     }
 
     #[test]
