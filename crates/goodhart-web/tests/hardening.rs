@@ -202,16 +202,29 @@ async fn refusals_are_json_and_a_missing_session_comes_before_a_bad_body() {
     }
 }
 
-#[tokio::test]
-async fn a_stalled_client_is_cut_off_and_shutdown_does_not_wait_for_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let f = fixture(ServeOptions::default());
+/// The fixture's app served on a loopback port: its address, the sender that
+/// stops it, and the server's task.
+async fn serving(
+    f: &Fixture,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(goodhart_web::serve(listener, f.app.clone(), async {
         let _ = stopped.await;
     }));
+    (addr, stop, server)
+}
+
+#[tokio::test]
+async fn a_stalled_client_is_cut_off_and_shutdown_does_not_wait_for_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture(ServeOptions::default());
+    let (addr, stop, server) = serving(&f).await;
     // Half a request's headers, then nothing.
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
     stalled
@@ -460,12 +473,7 @@ async fn two_hosts_an_absolute_target_and_a_body_that_is_not_an_object_are_refus
 async fn an_oversized_body_is_refused_at_once_and_one_client_cannot_take_every_slot() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let f = fixture(ServeOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(goodhart_web::serve(listener, f.app.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, server) = serving(&f).await;
     let start = std::time::Instant::now();
     let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
     big.write_all(
