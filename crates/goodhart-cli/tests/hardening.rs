@@ -20,6 +20,19 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Import `file`'s comparisons into `store` as the answers task's.
+fn import(store: &Path, file: &Path) {
+    ok(&[
+        "labels",
+        "import",
+        "--store",
+        s(store),
+        s(file),
+        "--task",
+        "answers",
+    ]);
+}
+
 /// A store with one imported comparison, and the file it came from.
 fn store_with_a_comparison(dir: &Path) -> std::path::PathBuf {
     let store = dir.join("labels.sqlite");
@@ -29,15 +42,7 @@ fn store_with_a_comparison(dir: &Path) -> std::path::PathBuf {
         "{\"prompt\": \"1+1=\", \"chosen\": \"2\", \"rejected\": \"3\"}\n",
     )
     .unwrap();
-    ok(&[
-        "labels",
-        "import",
-        "--store",
-        s(&store),
-        s(&file),
-        "--task",
-        "answers",
-    ]);
+    import(&store, &file);
     store
 }
 
@@ -308,15 +313,7 @@ fn control_characters_from_input_reach_no_log_line_or_table() {
     let file = dir.path().join("evil.jsonl");
     let line = serde_line(FORGERY);
     std::fs::write(&file, format!("{line}\n")).unwrap();
-    ok(&[
-        "labels",
-        "import",
-        "--store",
-        s(&store),
-        s(&file),
-        "--task",
-        "answers",
-    ]);
+    import(&store, &file);
     let table = ok(&["label", "stats", "--store", s(&store)]);
     assert_unforged(&table, "label stats");
     assert!(table.contains("\\u{1b}[2J\\nINFO"), "{table}");
