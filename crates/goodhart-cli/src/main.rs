@@ -38,6 +38,9 @@ struct Cli {
     /// Override the experiment's seed.
     #[arg(long, global = true)]
     seed: Option<u64>,
+    /// Where tensors live: cpu, cuda or cuda:N (default: the first CUDA GPU when built with `--features cuda` and one is present, else the CPU).
+    #[arg(long, global = true, value_name = "DEVICE")]
+    device: Option<String>,
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -139,6 +142,12 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
             goodhart::runtime::MAX_THREADS
         );
     }
+    // Refused here, before any tensor work: a GPU this build cannot use, and a
+    // GOODHART_COMPOSITE_OPS that is neither 0 nor 1.
+    goodhart::runtime::cpu_ops_path()?;
+    if let Some(spec) = &cli.device {
+        goodhart::runtime::select_device(Some(spec))?;
+    }
     let o = Overrides {
         threads: cli.threads,
         seed: cli.seed,
@@ -168,7 +177,7 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Label(cmd) => label_cmd(&o, cmd, bars),
         Command::Labels(cmd) => labels_cmd(cmd),
         Command::Rm(cmd) => rm_cmd(&o, cmd, bars),
-        Command::Sweep(args) => sweep_cmd(args, bars),
+        Command::Sweep(args) => sweep_cmd(args, cli.device.as_deref(), bars),
         Command::Task(TaskCommand::Show {
             name,
             experiment,

@@ -162,8 +162,18 @@ pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// this runs on has cores, few enough that starting them cannot exhaust it.
 pub const MAX_THREADS: usize = 256;
 
-/// The device tensors live on: the first CUDA GPU when built with `cuda` and one is present, else the CPU.
+/// The device tensors live on: the one chosen at start-up ([`select_device`]),
+/// else the first CUDA GPU when built with `cuda` and one is present, else the
+/// CPU. One device for the whole process: candle refuses to combine tensors of
+/// two handles to the same GPU, so it is opened once and every later call
+/// hands back the same handle.
 pub fn device() -> Device {
+    DEVICE.get_or_init(default_device).clone()
+}
+
+static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
+fn default_device() -> Device {
     #[cfg(feature = "cuda")]
     if let Ok(d) = Device::new_cuda(0) {
         return d;
@@ -171,9 +181,95 @@ pub fn device() -> Device {
     Device::Cpu
 }
 
+/// Is this build able to run on a CUDA GPU (built with the `cuda` feature)?
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+/// Choose the process's device from `spec` (`cpu`, `cuda` or `cuda:N`; `None`:
+/// the default of [`device`]) before any tensor work, and return it. Asking for
+/// a GPU in a build without `cuda`, or one that is not there, is an error; so is
+/// a second choice that differs from the first.
+pub fn select_device(spec: Option<&str>) -> crate::Result<Device> {
+    let wanted = match spec {
+        None => default_device(),
+        Some(spec) => open_device(spec)?,
+    };
+    let chosen = DEVICE.get_or_init(|| wanted.clone());
+    if chosen.location() != wanted.location() {
+        return Err(crate::Error::invalid(
+            "device",
+            format!(
+                "{} was already chosen for this process, not {}",
+                device_name(chosen),
+                device_name(&wanted)
+            ),
+        ));
+    }
+    Ok(chosen.clone())
+}
+
+/// `cpu`, `cuda` (the first GPU) or `cuda:N`, opened.
+fn open_device(spec: &str) -> crate::Result<Device> {
+    let invalid = |message: String| crate::Error::invalid("device", message);
+    let ordinal = match spec.trim() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => {
+                return Err(invalid(format!(
+                    "{spec:?} is not a device: expected cpu, cuda or cuda:N"
+                )))
+            }
+        },
+    };
+    if !CUDA_BUILT {
+        return Err(invalid(format!(
+            "{spec} asked for, but this build has no CUDA support: rebuild with \
+             `cargo build --release -p goodhart-cli --features cuda` (needs the CUDA toolkit), or use cpu"
+        )));
+    }
+    Device::new_cuda(ordinal).map_err(|e| invalid(format!("cannot open CUDA GPU {ordinal}: {e}")))
+}
+
+/// A device as `--device` spells it: `cpu` or `cuda:N`.
+pub fn device_name(d: &Device) -> String {
+    match d.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// The path the fused ops take on the CPU (`GOODHART_COMPOSITE_OPS`, read
+/// once); an error for a value other than 0 or 1. Other devices always take
+/// the composite path.
+pub fn cpu_ops_path() -> crate::Result<crate::model::ops::OpsPath> {
+    crate::model::ops::cpu_path()
+        .map_err(|message| crate::Error::invalid(crate::model::ops::COMPOSITE_OPS_ENV, message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_are_named_as_the_cli_spells_them_and_bad_ones_refused() {
+        assert_eq!(
+            open_device("cpu").unwrap().location(),
+            Device::Cpu.location()
+        );
+        assert_eq!(device_name(&Device::Cpu), "cpu");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
+            let err = open_device(bad).unwrap_err().to_string();
+            assert!(err.contains("expected cpu, cuda or cuda:N"), "{bad}: {err}");
+        }
+        if !CUDA_BUILT {
+            for gpu in ["cuda", "cuda:1"] {
+                let err = open_device(gpu).unwrap_err().to_string();
+                assert!(err.contains("no CUDA support"), "{err}");
+            }
+        }
+    }
 
     #[test]
     fn pieces_and_shards_cover_the_items_in_order_whatever_the_pool() {

@@ -7,6 +7,8 @@
 //! short context, each prompt of a batch at its own budget) for the same reason.
 //! `config_keys.json` lists every key of transformers' configs of these
 //! architectures: each must be read by goodhart or listed as without effect.
+//! The whole matrix runs twice: through the fused CPU kernels, and through
+//! the composite ops a GPU runs (`GOODHART_COMPOSITE_OPS=1`, in a process of its own).
 
 mod hf_common;
 
@@ -122,6 +124,7 @@ fn every_row_of_the_matrix_matches_transformers() {
     assert!(rows.len() >= 16, "{} rows", rows.len());
     let mut failures = vec![];
     let mut stops = 0;
+    eprintln!("ops: {}", goodhart::runtime::cpu_ops_path().unwrap().name());
     eprintln!("row | max |logit diff| | max |log-prob diff| | greedy and stops | EOS stops | context stops");
     for (name, row) in &rows {
         let f = measure(&matrix().join(name), row);
@@ -173,6 +176,31 @@ fn every_row_of_the_matrix_matches_transformers() {
         stopped.iter().any(|t| t.last() == Some(&eos)),
         "{stopped:?}"
     );
+}
+
+/// The same matrix with every fused op on its composite branch, the path other
+/// devices take: this test binary again, running the test above alone with
+/// the switch on (read once per process, so not in this one).
+#[test]
+fn every_row_matches_transformers_through_the_composite_ops() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "every_row_of_the_matrix_matches_transformers",
+            "--nocapture",
+        ])
+        .env(goodhart::model::ops::COMPOSITE_OPS_ENV, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the matrix through the composite ops:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("ops: composite"), "{stderr}");
 }
 
 /// A copy of a matrix row whose config.json is rewritten by `edit`.

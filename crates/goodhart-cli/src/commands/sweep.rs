@@ -81,16 +81,17 @@ enum SweepCommand {
     },
 }
 
-pub fn sweep_cmd(args: SweepArgs, bars: &Bars) -> Result<()> {
+/// `device`: the `--device` given, handed on to each local run's process.
+pub fn sweep_cmd(args: SweepArgs, device: Option<&str>, bars: &Bars) -> Result<()> {
     match args.command {
         Some(SweepCommand::Status { dir }) => status(&dir),
         Some(SweepCommand::Report { dir }) => report(&dir, bars).map(|_| ()),
         Some(SweepCommand::RunOne { dir, index }) => run_one(&dir, index, bars),
-        None => start(args.start, bars),
+        None => start(args.start, device, bars),
     }
 }
 
-fn start(args: StartArgs, bars: &Bars) -> Result<()> {
+fn start(args: StartArgs, device: Option<&str>, bars: &Bars) -> Result<()> {
     let began = Instant::now();
     let file = args.sweep.expect("clap requires the sweep file");
     let mut cfg = SweepConfig::from_file(&file)?;
@@ -123,7 +124,7 @@ fn start(args: StartArgs, bars: &Bars) -> Result<()> {
     match args.backend {
         Backend::Local => {
             let parallel = args.parallel.unwrap_or(plan.parallel);
-            let failed = run_local(&dir, &plan, &todo, parallel, bars)?;
+            let failed = run_local(&dir, &plan, &todo, parallel, device, bars)?;
             report(&dir, bars)?;
             bars.println(&format!(
                 "finished in {:.0} s; report: {}",
@@ -201,6 +202,7 @@ fn run_local(
     plan: &Plan,
     todo: &[usize],
     parallel: usize,
+    device: Option<&str>,
     bars: &Bars,
 ) -> Result<Vec<usize>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -222,7 +224,7 @@ fn run_local(
                     break;
                 };
                 let began = Instant::now();
-                let ok = run_process(&exe, dir, i).unwrap_or(false);
+                let ok = run_process(&exe, dir, i, device).unwrap_or(false);
                 let run = plan.run(i).expect("indices come from the plan");
                 let mut n = done.lock().expect("count");
                 *n += 1;
@@ -247,10 +249,11 @@ fn run_local(
 }
 
 /// Run one run as a child process, its output in its log; whether it succeeded.
-fn run_process(exe: &Path, dir: &Path, index: usize) -> Result<bool> {
+fn run_process(exe: &Path, dir: &Path, index: usize, device: Option<&str>) -> Result<bool> {
     let log = std::fs::File::create(log_path(dir, index))?;
     let status = std::process::Command::new(exe)
         .args(["--quiet", "sweep", "run-one"])
+        .args(device.map(|d| ["--device", d]).into_iter().flatten())
         .arg(dir)
         .arg(index.to_string())
         .stdin(std::process::Stdio::null())

@@ -7,7 +7,11 @@
 //! silently cut the graph. On the CPU these are single passes over each row,
 //! parallel over rows; row reductions (LayerNorm's weight gradients) sum
 //! fixed-size chunks in order, so results do not depend on the thread count.
-//! Other devices take the composite path, which candle runs natively.
+//! Other devices (and other dtypes) take the composite path: the candle ops
+//! each kernel is tested against, which candle runs natively and
+//! differentiates on any device. [`fused`] is the one place that chooses;
+//! `GOODHART_COMPOSITE_OPS=1` ([`COMPOSITE_OPS_ENV`]) sends the CPU down the
+//! composite path too, which is how the suite exercises it without a GPU.
 //!
 //! One kernel a file: [`layer_norm`], [`gelu`], [`softmax`] (plain and causal),
 //! [`bias`], [`target_logprobs`], [`heads`], [`decode_attention`], [`rms_norm`],
@@ -28,6 +32,8 @@ mod target_logprobs;
 #[cfg(test)]
 mod tests;
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -45,9 +51,69 @@ pub use target_logprobs::target_logprobs;
 /// Rows per parallel task, and the fixed chunking of cross-row reductions.
 const ROWS_PER_TASK: usize = 32;
 
-/// Does the fused CPU path apply to this tensor?
+/// The environment variable that sends CPU tensors down the composite path
+/// (`1`; `0` or unset: the fused kernels). Read once per process.
+pub const COMPOSITE_OPS_ENV: &str = "GOODHART_COMPOSITE_OPS";
+
+/// Which implementation of these ops a tensor gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsPath {
+    /// The fused CPU kernels of this module (f32 on the CPU only).
+    Fused,
+    /// candle's own ops, on any device and dtype.
+    Composite,
+}
+
+impl OpsPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpsPath::Fused => "fused",
+            OpsPath::Composite => "composite",
+        }
+    }
+}
+
+/// The path CPU f32 tensors take in this process, from [`COMPOSITE_OPS_ENV`]
+/// (read once); an error names a value that is neither `0` nor `1` (the
+/// kernels then stay fused: the CLI refuses such a value before any tensor work).
+pub fn cpu_path() -> std::result::Result<OpsPath, String> {
+    from_env().clone()
+}
+
+fn from_env() -> &'static std::result::Result<OpsPath, String> {
+    static FROM_ENV: OnceLock<std::result::Result<OpsPath, String>> = OnceLock::new();
+    FROM_ENV.get_or_init(|| match std::env::var(COMPOSITE_OPS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(OpsPath::Fused),
+        Ok(v) if v.is_empty() || v == "0" => Ok(OpsPath::Fused),
+        Ok(v) if v == "1" => Ok(OpsPath::Composite),
+        Ok(v) => Err(format!("{COMPOSITE_OPS_ENV}={v:?}: expected 1 or 0")),
+        Err(e) => Err(format!("{COMPOSITE_OPS_ENV}: {e}")),
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A test's choice of path for ops called on its own thread.
+    static TEST_PATH: std::cell::Cell<Option<OpsPath>> = const { std::cell::Cell::new(None) };
+}
+
+/// Run `f` with ops called on this thread taking `path` (tests of both paths in one process).
+#[cfg(test)]
+pub(crate) fn with_path<R>(path: OpsPath, f: impl FnOnce() -> R) -> R {
+    let before = TEST_PATH.with(|p| p.replace(Some(path)));
+    let out = f();
+    TEST_PATH.with(|p| p.set(before));
+    out
+}
+
+/// Does the fused CPU kernel apply to this tensor? The one place the path is
+/// chosen: f32 on the CPU, unless the composite path is forced.
 pub(crate) fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
+    #[cfg(test)]
+    if let Some(path) = TEST_PATH.with(|p| p.get()) {
+        return path == OpsPath::Fused && x.device().is_cpu() && x.dtype() == DType::F32;
+    }
+    x.device().is_cpu() && x.dtype() == DType::F32 && !matches!(from_env(), Ok(OpsPath::Composite))
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {

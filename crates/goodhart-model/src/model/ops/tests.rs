@@ -327,3 +327,94 @@ fn fused_swiglu_matches_composite_forward_and_backward() {
     );
     assert!(d < 1e-5, "{d}");
 }
+
+/// `f`'s output and the gradients of `sum(output * r)` (a fixed `r`) with
+/// respect to `vars`, computed through the fused kernels and again through
+/// each op's own composite branch (what other devices run).
+fn on_both_paths(vars: &[&Var], f: impl Fn() -> Tensor) -> [(Tensor, Vec<Tensor>); 2] {
+    [OpsPath::Fused, OpsPath::Composite].map(|path| {
+        with_path(path, || {
+            let y = f();
+            let n = y.elem_count();
+            let r = (Tensor::arange(0f32, n as f32, y.device())
+                .unwrap()
+                .reshape(y.shape())
+                .unwrap()
+                .sin()
+                .unwrap()
+                + 0.1)
+                .unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = vars
+                .iter()
+                .map(|v| grads.get(v.as_tensor()).unwrap().clone())
+                .collect();
+            (y, grads)
+        })
+    })
+}
+
+/// The two paths agree: outputs within `fwd`, every gradient within `bwd`.
+fn paths_agree(name: &str, vars: &[&Var], fwd: f32, bwd: f32, f: impl Fn() -> Tensor) {
+    let [(y1, g1), (y2, g2)] = on_both_paths(vars, f);
+    assert_eq!(y1.dims(), y2.dims(), "{name}: shapes");
+    let d = max_diff(&y1, &y2);
+    assert!(d < fwd, "{name}: outputs differ by {d}");
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        let d = max_diff(a, b);
+        assert!(d < bwd, "{name}: gradient {i} differs by {d}");
+    }
+}
+
+#[test]
+fn every_op_gives_the_same_through_its_own_composite_branch() {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&input()).unwrap(); // [3, 5, 8]
+    let rows = Var::from_tensor(&input().reshape((15, 8)).unwrap()).unwrap();
+    let w = Var::new(&[1.0f32, 0.5, 2.0, -1.0, 0.3, 1.2, 0.9, -0.4], &dev).unwrap();
+    let b = Var::new(&[0.1f32, 0.0, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0], &dev).unwrap();
+    let up = Var::from_tensor(&(input().cos().unwrap() * 1.5).unwrap()).unwrap();
+    let xs = || x.as_tensor();
+    paths_agree("gelu", &[&x], 1e-5, 1e-4, || gelu(xs()).unwrap());
+    paths_agree("softmax", &[&x], 1e-6, 1e-5, || {
+        softmax_last_dim(xs()).unwrap()
+    });
+    let square = Var::from_tensor(&input().narrow(2, 0, 5).unwrap().contiguous().unwrap()).unwrap();
+    paths_agree("causal softmax", &[&square], 1e-6, 1e-5, || {
+        causal_softmax(square.as_tensor()).unwrap()
+    });
+    paths_agree("layer norm", &[&x, &w, &b], 1e-5, 1e-4, || {
+        layer_norm(xs(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap()
+    });
+    paths_agree("rms norm", &[&x, &w], 1e-5, 1e-4, || {
+        rms_norm(xs(), w.as_tensor(), 1e-5).unwrap()
+    });
+    paths_agree("bias", &[&rows, &b], 1e-7, 1e-5, || {
+        add_bias(rows.as_tensor(), b.as_tensor()).unwrap()
+    });
+    let targets = Tensor::new(&[3u32, 0, 7, 7, 1, 2, 5, 4, 6, 0, 1, 2, 3, 4, 5], &dev).unwrap();
+    paths_agree("target log-probs", &[&rows], 1e-5, 1e-4, || {
+        target_logprobs(rows.as_tensor(), &targets).unwrap()
+    });
+    let flat = Var::from_tensor(&input().reshape((6, 20)).unwrap()).unwrap(); // b=2, t=3, h=4, dh=5
+    paths_agree("split heads", &[&flat], 1e-9, 1e-9, || {
+        split_heads(flat.as_tensor(), 2, 4).unwrap()
+    });
+    let heads = Var::from_tensor(&input().reshape((2, 4, 3, 5)).unwrap()).unwrap();
+    paths_agree("merge heads", &[&heads], 1e-9, 1e-9, || {
+        merge_heads(heads.as_tensor()).unwrap()
+    });
+    // [b 3, h 2, t 5, dh 4], angles per (batch, position).
+    let x4 = Var::from_tensor(&input().reshape((3, 2, 5, 4)).unwrap()).unwrap();
+    let angles = (Tensor::arange(0f32, 3. * 5. * 2., &dev).unwrap() * 0.3)
+        .unwrap()
+        .reshape((3, 1, 5, 2))
+        .unwrap();
+    let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+    paths_agree("rotary", &[&x4], 1e-6, 1e-6, || {
+        rotary(x4.as_tensor(), &cos, &sin, 0.5).unwrap()
+    });
+    paths_agree("swiglu", &[&x, &up], 1e-5, 1e-4, || {
+        swiglu(xs(), up.as_tensor()).unwrap()
+    });
+}

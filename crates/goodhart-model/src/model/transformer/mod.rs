@@ -510,3 +510,54 @@ pub fn arange_positions(b: usize, t: usize, device: &Device) -> Result<Tensor> {
 pub(crate) fn dtype() -> DType {
     DType::F32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::{with_path, OpsPath};
+
+    /// Decoding attention over a cache, each query head group sharing a
+    /// key/value head, through the fused kernel and through the composite path
+    /// (repeated heads, an additive mask, softmax, matmul) other devices take.
+    #[test]
+    fn decode_attention_gives_the_same_through_the_composite_path() {
+        let (b, h, hk, s, dh) = (3, 4, 2, 6, 8);
+        let values = |n: usize, f: f32| {
+            Tensor::arange(0f32, n as f32, &Device::Cpu)
+                .unwrap()
+                .affine(f as f64, 0.1)
+                .unwrap()
+                .sin()
+                .unwrap()
+        };
+        let q = values(b * h * dh, 0.37).reshape((b, h, 1, dh)).unwrap();
+        // Views into a longer cache, as sampling hands them over.
+        let cache = |f| {
+            values(b * hk * (s + 2) * dh, f)
+                .reshape((b, hk, s + 2, dh))
+                .unwrap()
+                .narrow(2, 0, s)
+                .unwrap()
+        };
+        let (k, v) = (cache(0.53), cache(0.71));
+        let pads = [0, 2, 5];
+        let [fused, composite] = [OpsPath::Fused, OpsPath::Composite].map(|path| {
+            with_path(path, || {
+                attend(&q, &k, &v, &LayerMask::Decode(pads.to_vec()), b).unwrap()
+            })
+        });
+        assert_eq!(fused.dims(), [b, h, 1, dh]);
+        assert_eq!(composite.dims(), [b, h, 1, dh]);
+        let d = (fused - composite)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "decode attention differs by {d}");
+    }
+}
