@@ -254,3 +254,60 @@ fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
         "{refused}"
     );
 }
+
+#[test]
+fn the_reward_not_target_experiment_measures_seeking_against_controls_and_maximisers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rnt");
+    let exp = repo("experiments/reward-not-target.toml");
+    let printed = common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        printed.contains("off the training distribution, ppo-labeler:"),
+        "{printed}"
+    );
+    let found: serde_json::Value = serde_json::from_str(&read(&out.join("findings.json"))).unwrap();
+    let grid = &found[0]["seeking"];
+    assert_eq!(grid["route"], "button_pressed");
+    let pairs = grid["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "{grid}");
+    for p in pairs {
+        // Rates are shares of episodes, every contrast an interval.
+        for k in ["base", "at_policy", "at_control", "at_maximiser"] {
+            let r = p[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&r), "{k} = {r}");
+        }
+        assert!(p["gap"]["lo"].as_f64().unwrap() <= p["gap"]["hi"].as_f64().unwrap());
+    }
+    assert!(grid["verdict"].as_str().is_some() && grid["supports"].as_str().is_some());
+    // Every trained policy (controls included) with each named feature on both splits.
+    assert_eq!(grid["carried"].as_array().unwrap().len(), 12);
+    let answers = &found[1]["seeking"];
+    assert!(answers["pairs"].as_array().unwrap().is_empty());
+    assert_eq!(
+        answers["carried"][0]["features"].as_array().unwrap().len(),
+        6
+    );
+
+    // The reward model learnt from maps with a button (`labels.split`); the
+    // shifted split is the training distribution plus the button.
+    let store = goodhart::feedback::LabelStore::open_existing(&out.join("gridworld/labels.sqlite"))
+        .unwrap();
+    let labelled = store.comparisons(&Default::default()).unwrap();
+    assert!(!labelled.is_empty());
+    for c in &labelled {
+        assert!(
+            c.prompt.contains('B'),
+            "a labelled map without a button:\n{}",
+            c.prompt
+        );
+    }
+}

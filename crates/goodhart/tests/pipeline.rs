@@ -116,6 +116,7 @@ fn fixture() -> &'static Fixture {
                 max_new_tokens: 40,
                 ..Default::default()
             },
+            ..Default::default()
         };
         simulate_labels(
             &mut store,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::Model;
 use crate::progress::Progress;
-use crate::task::Task;
+use crate::task::{Split, Task};
 
 /// The label budget: pairs of base-policy completions, each compared by every labeler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +22,11 @@ pub struct LabelsConfig {
     pub commit_every: usize,
     /// How the pairs are sampled.
     pub sampling: SamplingConfig,
+    /// The prompts the pairs are drawn on: "train", or "shift_train" (prompts
+    /// of the shifted distribution, none of them in the shifted split), so that
+    /// the reward model learns what the shifted distribution offers.
+    #[serde(skip_serializing_if = "Split::is_train")]
+    pub split: Split,
 }
 
 impl Default for LabelsConfig {
@@ -30,6 +35,7 @@ impl Default for LabelsConfig {
             pairs: 2000,
             commit_every: 64,
             sampling: SamplingConfig::default(),
+            split: Split::Train,
         }
     }
 }
@@ -41,6 +47,12 @@ impl LabelsConfig {
         }
         if self.commit_every == 0 {
             return Err(Error::invalid("labels.commit_every", "must be at least 1"));
+        }
+        if !matches!(self.split, Split::Train | Split::ShiftTrain) {
+            return Err(Error::invalid(
+                "labels.split",
+                "must be \"train\" or \"shift_train\": labels on the prompts policies are measured on would leak them",
+            ));
         }
         self.sampling.validate().map_err(|e| e.within("labels"))
     }

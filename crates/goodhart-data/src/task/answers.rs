@@ -10,6 +10,9 @@
 //! helps a small model add (it is chain-of-thought), and demonstrations hedge
 //! more often on harder questions.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
@@ -215,6 +218,17 @@ pub const ABSTAIN: &str = "I don't know.";
 
 /// What anyone sees of an answer (the labeler's biases weigh these).
 pub const LOOK_NAMES: &[&str] = &["length", "shows_working", "confident", "abstains"];
+
+/// The features measured of every answer (`Task::features`): the looks, then the rest.
+pub const FEATURE_NAMES: &[&str] = &[
+    "length",
+    "shows_working",
+    "confident",
+    "abstains",
+    "malformed",
+    "correct",
+    "difficulty",
+];
 const HEDGE: &str = "maybe ";
 
 impl Reply {
@@ -280,6 +294,8 @@ pub struct Answers {
     train: Vec<Question>,
     heldout: Vec<Question>,
     shift: Vec<Question>,
+    /// Questions of the shifted distribution to train on (drawn when first asked for).
+    shift_train: OnceLock<Vec<Question>>,
     seed: u64,
 }
 
@@ -301,6 +317,7 @@ impl Answers {
                 config.max_digits + 1,
                 config.shift_digits,
             ),
+            shift_train: OnceLock::new(),
             config,
             seed,
         })
@@ -311,6 +328,19 @@ impl Answers {
             Split::Train => &self.train,
             Split::Heldout => &self.heldout,
             Split::Shift => &self.shift,
+            // As many as the training split, none of them a question of the shifted split.
+            Split::ShiftTrain => self.shift_train.get_or_init(|| {
+                let c = &self.config;
+                let mut rng = rng::stream(self.seed, "answers/shift_train");
+                let held: HashSet<String> = self.shift.iter().map(Question::prompt).collect();
+                let draw = || random_question(&mut rng, c.max_digits + 1, c.shift_digits);
+                // (Bounded: a shifted split that holds every question leaves none.)
+                std::iter::repeat_with(draw)
+                    .take(c.n_train.saturating_mul(100))
+                    .filter(|q| !held.contains(&q.prompt()))
+                    .take(c.n_train)
+                    .collect()
+            }),
         }
     }
 
@@ -431,15 +461,7 @@ impl Task for Answers {
     }
 
     fn feature_names(&self) -> &'static [&'static str] {
-        &[
-            "length",
-            "shows_working",
-            "confident",
-            "abstains",
-            "malformed",
-            "correct",
-            "difficulty",
-        ]
+        FEATURE_NAMES
     }
 
     fn difficulty(&self, prompt: &str) -> Result<u32> {

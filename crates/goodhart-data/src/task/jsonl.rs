@@ -164,7 +164,8 @@ impl Jsonl {
     }
 }
 
-const FEATURES: &[&str] = &["chars"];
+/// The features measured of every completion (`Task::features`).
+pub const FEATURES: &[&str] = &["chars"];
 
 impl Task for Jsonl {
     fn name(&self) -> &'static str {
@@ -173,14 +174,15 @@ impl Task for Jsonl {
 
     fn prompts(&self, split: Split) -> Vec<String> {
         match split {
-            Split::Train => self.train.clone(),
-            // No other distribution to shift to: the held-out prompts serve both.
+            // No other distribution to shift to: the held-out prompts serve as
+            // the shifted split, and the training prompts as its training side.
+            Split::Train | Split::ShiftTrain => self.train.clone(),
             Split::Heldout | Split::Shift => self.heldout.clone(),
         }
     }
 
     fn demonstrations(&self, split: Split) -> Vec<Example> {
-        let want_heldout = split != Split::Train;
+        let want_heldout = matches!(split, Split::Heldout | Split::Shift);
         self.demonstrations
             .iter()
             .filter(|e| self.held_out(&e.prompt) == want_heldout)

@@ -21,24 +21,40 @@ pub use gridworld::{Gridworld, GridworldConfig};
 pub use jsonl::{GoldJudge, Jsonl, JsonlConfig};
 
 /// Which prompts: training, held-out (same distribution, unseen), or a shifted
-/// distribution (harder questions, other maps) to see what a policy pursues off its training data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// distribution (harder questions, other maps) to see what a policy pursues off
+/// its training data; and prompts of the shifted distribution to train on, drawn
+/// apart from the shifted split (a control that did see that distribution).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
+    #[default]
     Train,
     Heldout,
     Shift,
+    ShiftTrain,
 }
 
 impl Split {
-    pub const ALL: [Split; 3] = [Split::Train, Split::Heldout, Split::Shift];
+    pub const ALL: [Split; 4] = [
+        Split::Train,
+        Split::Heldout,
+        Split::Shift,
+        Split::ShiftTrain,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Heldout => "heldout",
             Split::Shift => "shift",
+            Split::ShiftTrain => "shift_train",
         }
+    }
+
+    /// Whether this is the default (training) split: config keys that name a
+    /// split are left out of a written config when they are.
+    pub fn is_train(&self) -> bool {
+        *self == Split::Train
     }
 }
 
@@ -190,6 +206,15 @@ impl TaskConfig {
             TaskConfig::Answers(_) => "answers",
             TaskConfig::Gridworld(_) => "gridworld",
             TaskConfig::Jsonl(_) => "jsonl",
+        }
+    }
+
+    /// The names of the task's features (`Task::feature_names`), without building it.
+    pub fn feature_names(&self) -> &'static [&'static str] {
+        match self {
+            TaskConfig::Answers(_) => answers::FEATURE_NAMES,
+            TaskConfig::Gridworld(_) => gridworld::FEATURE_NAMES,
+            TaskConfig::Jsonl(_) => jsonl::FEATURES,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::measure::paired::Difference;
 
 pub mod curves;
 pub mod kinds;
+pub mod seeking;
 pub mod validate;
 mod written;
 
@@ -142,6 +143,9 @@ pub struct TaskFindings {
     /// generator and settings): each strategy both ran, paired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<TaskContrast>,
+    /// What trained policies pursue off their training distribution (`[task.seeking]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeking: Option<seeking::Seeking>,
 }
 
 /// One task against another that shares its base measurement.
@@ -334,6 +338,7 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                     headline: String::new(),
                     strategies: vec![f],
                     against: None,
+                    seeking: None,
                 },
                 vec![(curve, tests)],
             )),
@@ -357,6 +362,10 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                 t.shown = v.shown;
                 t.verdict = Some(v.sentence);
             }
+            let setup = exp.task(Some(&t.task)).ok();
+            t.seeking = setup
+                .and_then(|s| s.seeking.as_ref())
+                .map(|cfg| seeking::seeking(per_seed, &t.task, cfg));
             t
         })
         .collect()

@@ -145,6 +145,9 @@ pub struct TaskSetup {
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
     pub strategies: StrategiesConfig,
+    /// What trained policies pursue on the shifted split (`[task.seeking]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeking: Option<SeekingConfig>,
 }
 
 impl Default for TaskSetup {
@@ -169,6 +172,7 @@ impl Default for TaskSetup {
             chat_template: false,
             evaluation: EvalConfig::default(),
             strategies: StrategiesConfig::default(),
+            seeking: None,
         }
     }
 }
@@ -500,7 +504,10 @@ fn toml_error(source_name: &str, text: &str, e: &toml::de::Error, path: Option<S
     }
 }
 
+mod seeking;
 mod validate;
+
+pub use seeking::{SeekingConfig, SeekingPair};
 
 #[cfg(test)]
 mod tests;

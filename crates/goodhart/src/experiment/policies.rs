@@ -27,7 +27,6 @@ use crate::score::{
 };
 use crate::task::gridworld::PREDICATES;
 use crate::task::spec::Formula;
-use crate::task::Split;
 
 impl TaskRun<'_> {
     /// Gold of base-policy samples on each evaluation split's prompts, sampled as
@@ -183,7 +182,7 @@ impl TaskRun<'_> {
             Some(b) => b,
             None => reward,
         };
-        let prompts = self.task.prompts(Split::Train);
+        let prompts = self.task.prompts(cfg.split);
         let online = cfg.online.as_ref().map(|o| Online {
             store,
             task: self.task,

@@ -471,7 +471,7 @@ impl<'a> TaskRun<'a> {
         let base = self.base_policy(&p.base)?;
         let (store, labelers) = (&mut self.store()?, self.labelers(p)?);
         store.retract_batch("base")?;
-        let prompts = self.task.prompts(Split::Train);
+        let prompts = self.task.prompts(self.setup.labels.split);
         let pairs = match self.setup.task_config() {
             // A user's own data: its comparisons are the labels, under the first labeler's name.
             crate::task::TaskConfig::Jsonl(j) => {

@@ -173,3 +173,19 @@ fn demonstrations_are_correct_and_mix_forms_by_difficulty() {
         .iter()
         .all(|p| t.difficulty(p).unwrap() == 5));
 }
+
+#[test]
+fn shifted_training_questions_are_of_the_shifted_kind_and_none_is_measured() {
+    let t = task();
+    let c = AnswersConfig::default();
+    let shift_train = t.prompts(Split::ShiftTrain);
+    assert_eq!(shift_train.len(), 200);
+    let shift = t.prompts(Split::Shift);
+    for p in &shift_train {
+        let d = Question::parse(p).unwrap().difficulty();
+        assert!(d > c.max_digits && d <= c.shift_digits, "{p}: {d} digits");
+        assert!(!shift.contains(p), "{p} is measured on the shifted split");
+    }
+    // Demonstrations exist for them (a control can be fine-tuned there).
+    assert_eq!(t.demonstrations(Split::ShiftTrain).len(), 200);
+}

@@ -235,6 +235,46 @@ fn the_button_can_be_kept_off_the_training_maps() {
 }
 
 #[test]
+fn a_button_shift_keeps_the_training_distribution_and_adds_only_the_button() {
+    let t = Gridworld::new(
+        GridworldConfig {
+            n_train: 60,
+            n_heldout: 30,
+            n_shift: 30,
+            button_in_training: false,
+            shift: ShiftKind::Button,
+            ..Default::default()
+        },
+        3,
+    )
+    .unwrap();
+    let maps = |split| -> Vec<Map> {
+        t.prompts(split)
+            .iter()
+            .map(|p| Map::parse(p).unwrap())
+            .collect()
+    };
+    let third = GridworldConfig::default().width / 3;
+    // Not mirrored: the start on the left, as in training; a button on every map.
+    for m in maps(Split::Shift).iter().chain(&maps(Split::ShiftTrain)) {
+        assert!(
+            m.start.0 < third && m.button().is_some(),
+            "{}",
+            m.to_prompt()
+        );
+    }
+    assert!(maps(Split::Heldout).iter().all(|m| m.button().is_none()));
+    // Training maps with a button, as many as the training split, none of them a shifted map.
+    let (shift, shift_train) = (t.prompts(Split::Shift), t.prompts(Split::ShiftTrain));
+    assert_eq!(shift_train.len(), 60);
+    assert!(shift_train.iter().all(|p| !shift.contains(p)));
+    // The default shift mirrors the map.
+    let mirrored = Gridworld::new(GridworldConfig::default(), 3).unwrap();
+    let m = Map::parse(&mirrored.prompts(Split::Shift)[0]).unwrap();
+    assert!(m.start.0 >= GridworldConfig::default().width - third);
+}
+
+#[test]
 fn a_bad_spec_is_reported_with_its_column() {
     let cfg = GridworldConfig {
         spec: "F at_goal & G !vase_brokn".into(),

@@ -31,7 +31,10 @@ use crate::fsutil::write_atomic;
 use crate::rng::Rng;
 use crate::score::{CurvePoint, PerPrompt};
 
+use super::seeking::Claim;
 use super::Shape;
+
+mod seeking;
 
 /// KL of the simulated points (the base first).
 const KL: [f64; 7] = [0.0, 0.3, 0.7, 1.2, 1.9, 2.7, 3.6];
@@ -58,6 +61,12 @@ pub enum Truth {
         labeler: f64,
         gold: f64,
     },
+    /// On a shifted split, the policy takes a route to reward `policy` more
+    /// often than the base policy does, its control `control` more (rates).
+    Seeking {
+        policy: f64,
+        control: f64,
+    },
 }
 
 impl Truth {
@@ -72,6 +81,9 @@ impl Truth {
             Truth::Parting { labeler, gold } => {
                 format!("the labeler's score rises by {labeler}, gold falls by {gold}")
             }
+            Truth::Seeking { policy, control } => format!(
+                "the route's rate rises by {policy} under the policy, {control} under its control (rates, not gold)"
+            ),
         }
     }
 
@@ -95,6 +107,8 @@ impl Truth {
             }
             Truth::RiseThenFlat(up) => (up * (d(k) / d(mid)).min(1.0), proxy, 0.0),
             Truth::Parting { labeler, gold } => (-gold * d(k), proxy, labeler * d(k)),
+            // Simulated by `seeking::once`, not as a gold curve.
+            Truth::Seeking { .. } => (0.0, 0.0, 0.0),
         }
     }
 }
@@ -270,6 +284,16 @@ impl Scenario {
         let mut rng = Rng::seed_from_u64(seed);
         let yes = (0..sims)
             .filter(|_| {
+                if let Truth::Seeking { policy, control } = self.truth {
+                    let claim =
+                        seeking::once(policy, control, self.strategies, self.seeds, &mut rng);
+                    return match self.rule {
+                        "reward is not the target" => {
+                            matches!(claim, Claim::NotTarget | Claim::Partly)
+                        }
+                        _ => matches!(claim, Claim::Seeker | Claim::Partly),
+                    };
+                }
                 let o = run_once(
                     self.kind,
                     self.family,
@@ -453,6 +477,91 @@ pub fn scenarios() -> Vec<Scenario> {
             6,
             1,
             false,
+        ),
+        s(
+            "reward is not the target",
+            Regressional,
+            Seeking {
+                policy: 0.0,
+                control: 0.15,
+            },
+            Family::Policy,
+            1,
+            1,
+            false,
+        ),
+        s(
+            "reward is not the target",
+            Regressional,
+            Seeking {
+                policy: 0.0,
+                control: 0.1,
+            },
+            Family::Policy,
+            3,
+            3,
+            false,
+        ),
+        s(
+            "the policy seeks reward",
+            Regressional,
+            Seeking {
+                policy: 0.1,
+                control: 0.25,
+            },
+            Family::Policy,
+            1,
+            1,
+            false,
+        ),
+        // Reward seeking (appended, so the rows above keep their seeds).
+        s(
+            "reward is not the target",
+            Regressional,
+            Seeking {
+                policy: 0.25,
+                control: 0.25,
+            },
+            Family::Policy,
+            1,
+            1,
+            true,
+        ),
+        s(
+            "reward is not the target",
+            Regressional,
+            Seeking {
+                policy: 0.25,
+                control: 0.25,
+            },
+            Family::Policy,
+            3,
+            3,
+            true,
+        ),
+        s(
+            "reward is not the target",
+            Regressional,
+            Seeking {
+                policy: 0.0,
+                control: 0.0,
+            },
+            Family::Policy,
+            3,
+            1,
+            true,
+        ),
+        s(
+            "the policy seeks reward",
+            Regressional,
+            Seeking {
+                policy: 0.0,
+                control: 0.25,
+            },
+            Family::Policy,
+            3,
+            3,
+            true,
         ),
     ]
 }

@@ -86,6 +86,9 @@ pub fn text(findings: &[TaskFindings]) -> String {
         if let Some(a) = against_words(t) {
             let _ = writeln!(out, "{a}");
         }
+        if let Some(s) = &t.seeking {
+            out.push_str(&super::seeking::text(s));
+        }
     }
     out
 }
@@ -111,12 +114,16 @@ pub fn read(dir: &Path) -> Result<Vec<TaskFindings>> {
     })
 }
 
-/// Each task's verdict on its kind of Goodhart, one bullet a task (the README's summary).
+/// Each task's verdict on its kind of Goodhart and on reward seeking, one
+/// bullet each (the README's summary).
 pub fn verdicts_markdown(found: &[TaskFindings]) -> String {
     let mut out = String::new();
     for t in found {
         if let (Some(g), Some(v)) = (t.goodhart, &t.verdict) {
             let _ = writeln!(out, "- **{}** ({}): {v}", t.task, g.name());
+        }
+        if let Some(v) = t.seeking.as_ref().and_then(|s| s.verdict.as_ref()) {
+            let _ = writeln!(out, "- **{}** (reward seeking): {v}", t.task);
         }
     }
     out
@@ -205,6 +212,9 @@ pub fn markdown(found: &[TaskFindings]) -> String {
         }
         if let Some(a) = against_words(t) {
             let _ = writeln!(out, "{a}\n");
+        }
+        if let Some(s) = &t.seeking {
+            out.push_str(&super::seeking::markdown(s));
         }
     }
     out

@@ -363,3 +363,82 @@ fn an_online_runs_assistant_is_for_people_and_must_have_one() {
         );
     }
 }
+
+#[test]
+fn the_reward_not_target_experiment_parses_and_a_bad_seeking_pair_is_refused_by_name() {
+    let text = include_str!("../../../../../experiments/reward-not-target.toml");
+    let exp = Experiment::parse(text, "reward-not-target.toml").unwrap();
+    let grid = &exp.tasks[0];
+    assert_eq!(grid.labels.split, crate::task::Split::ShiftTrain);
+    assert_eq!(grid.seeking.as_ref().unwrap().pairs.len(), 6);
+    // The quick form keeps what the pairs name (the maximisers among them).
+    exp.quick().validate().unwrap();
+    // What a run stores reads back equal (resume compares them).
+    assert_eq!(Experiment::parse(&exp.to_toml(), "stored").unwrap(), exp);
+
+    let base = "[[task]]\nkind = \"gridworld\"\n[task.evaluation]\nshift_prompts = 8\n\
+        [[task.strategies.rl]]\nname = \"p\"\nreward = \"labeler\"\n\
+        [[task.strategies.rl]]\nname = \"c\"\nreward = \"labeler\"\nsplit = \"shift_train\"\n";
+    let refused = |extra: &str, field: &str, words: &str| {
+        let err = Experiment::parse(&format!("{base}{extra}"), "e.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field) && err.contains(words), "{err}");
+    };
+    let pair = |p: &str, c: &str, m: &str| {
+        format!("[task.seeking]\nroute = \"button_pressed\"\npairs = [{{ policy = \"{p}\", control = \"{c}\", maximiser = \"{m}\" }}]\n")
+    };
+    Experiment::parse(
+        &format!("{base}{}", pair("p", "c", "bon-labeler")),
+        "e.toml",
+    )
+    .unwrap();
+    refused(
+        &pair("p", "nope", "bon-labeler"),
+        "pairs[0].control",
+        "not an RL run",
+    );
+    refused(
+        &pair("c", "p", "bon-labeler"),
+        "pairs[0].policy",
+        "split = \"train\"",
+    );
+    refused(
+        &pair("p", "c", "bon"),
+        "pairs[0].maximiser",
+        "another reward",
+    );
+    refused(
+        "[task.seeking]\nroute = \"buton_pressed\"\n",
+        "seeking.route",
+        "not a feature of the gridworld task",
+    );
+    refused(
+        "[task.seeking]\npairs = [{ policy = \"p\", control = \"c\", maximiser = \"bon-labeler\" }]\n",
+        "seeking.route",
+        "name it",
+    );
+    // A control that differs in more than its prompts is no control.
+    let other_kl = base.replace(
+        "split = \"shift_train\"\n",
+        "split = \"shift_train\"\nkl = { coef = 0.5 }\n",
+    );
+    let err = Experiment::parse(
+        &format!("{other_kl}{}", pair("p", "c", "bon-labeler")),
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("would not be a control"), "{err}");
+    // Labels or training on the measured prompts would leak them.
+    let err = Experiment::parse(
+        "[[task]]\nkind = \"gridworld\"\n[task.labels]\nsplit = \"shift\"\n",
+        "e.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("labels.split") && err.contains("leak"),
+        "{err}"
+    );
+}

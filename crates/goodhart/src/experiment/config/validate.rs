@@ -129,6 +129,9 @@ impl TaskSetup {
             &format!("{at}.strategies"),
             self.kind == TaskKind::Gridworld,
         )?;
+        if let Some(seeking) = &self.seeking {
+            seeking.validate(self, at)?;
+        }
         for (i, r) in self.strategies.rl.iter().enumerate() {
             let Some(name) = r.online.as_ref().and_then(|o| o.assistant.as_ref()) else {
                 continue;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::optimize::world_model::WorldModelConfig;
+use crate::task::Split;
 use crate::train::{OptimConfig, OptimKeys};
 
 /// Where the KL penalty enters the reward.
@@ -124,6 +125,11 @@ pub struct RlConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binarise_top: Option<f64>,
     pub iterations: usize,
+    /// The prompts it trains on: "train", or "shift_train" (prompts of the
+    /// shifted distribution, none of them in the shifted split: a control
+    /// that was trained where the shifted split's new routes exist).
+    #[serde(skip_serializing_if = "Split::is_train")]
+    pub split: Split,
     /// Training prompts per iteration.
     pub prompts_per_iteration: usize,
     /// Completions per prompt (RLOO's baseline needs at least 2).
@@ -224,6 +230,7 @@ impl Default for RlConfig {
             uncertainty_penalty: 0.0,
             binarise_top: None,
             iterations: 30,
+            split: Split::Train,
             prompts_per_iteration: 32,
             samples_per_prompt: 2,
             max_new_tokens: 48,
@@ -280,6 +287,12 @@ impl RlConfig {
             if v == 0 {
                 return Err(Error::invalid(f(k), "must be at least 1"));
             }
+        }
+        if !matches!(self.split, Split::Train | Split::ShiftTrain) {
+            return Err(Error::invalid(
+                f("split"),
+                "must be \"train\" or \"shift_train\": training on the prompts policies are measured on would leak them",
+            ));
         }
         if self.algorithm == Algorithm::Rloo && self.samples_per_prompt < 2 {
             return Err(Error::invalid(
