@@ -72,6 +72,9 @@ enum Command {
         /// Print instead each task's verdict as a Markdown bullet, from findings.json alone (the README's summary).
         #[arg(long, conflicts_with = "markdown")]
         verdicts: bool,
+        /// Print instead the directory's summary.txt as a Markdown code block (what docs/ pages quote).
+        #[arg(long, conflicts_with_all = ["markdown", "verdicts"])]
+        summary: bool,
     },
     /// Train a base policy by supervised fine-tuning on a task's demonstrations.
     Sft(SftArgs),
@@ -157,8 +160,18 @@ fn run(cli: Cli, bars: &Bars) -> Result<()> {
         Command::Optimize { strategy, run } => run_cmd(&o, run, Some(strategy), bars),
         Command::Report {
             run_dir,
+            summary: true,
+            ..
+        } => {
+            let text = goodhart::analysis::findings::summary_markdown(&run_dir)?;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+        Command::Report {
+            run_dir,
             markdown,
             verdicts,
+            ..
         } if markdown || verdicts => {
             use goodhart::analysis::findings;
             let found = findings::read(&run_dir)?;

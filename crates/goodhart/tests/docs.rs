@@ -48,6 +48,9 @@ fn generate(cmd: &str) -> String {
         ["goodhart", "report", dir, "--markdown"] => {
             findings::markdown(&findings::read(&root().join(dir)).unwrap())
         }
+        ["goodhart", "report", dir, "--summary"] => {
+            findings::summary_markdown(&root().join(dir)).unwrap()
+        }
         ["goodhart", "report", dir, "--verdicts"] => {
             findings::verdicts_markdown(&findings::read(&root().join(dir)).unwrap())
         }

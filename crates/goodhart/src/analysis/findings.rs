@@ -28,7 +28,9 @@ pub mod seeking;
 pub mod validate;
 mod written;
 
-pub use written::{markdown, read, text, verdicts_markdown, write, FINDINGS_FILE};
+pub use written::{
+    markdown, read, summary_markdown, text, verdicts_markdown, write, FINDINGS_FILE,
+};
 
 use curves::{Curve, Tests};
 

@@ -162,7 +162,7 @@ fn moved(curve: &Curve, what: &str) -> Option<Contrast> {
     Some((&paired.difference(0, 1)).into())
 }
 
-fn reading(heldout: Option<&Contrast>, shift: Option<&Contrast>) -> Reading {
+pub(crate) fn reading(heldout: Option<&Contrast>, shift: Option<&Contrast>) -> Reading {
     let sign = |c: Option<&Contrast>| match c {
         Some(c) if c.lo > 0.0 => 1,
         Some(c) if c.hi < 0.0 => -1,

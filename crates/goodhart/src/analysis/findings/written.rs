@@ -114,6 +114,14 @@ pub fn read(dir: &Path) -> Result<Vec<TaskFindings>> {
     })
 }
 
+/// A run's `summary.txt` as a Markdown code block: how docs/ pages quote a
+/// committed run's tables (the review, the world model, the judges) whole.
+pub fn summary_markdown(dir: &Path) -> Result<String> {
+    let path = dir.join("summary.txt");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(format!("```text\n{text}```\n"))
+}
+
 /// Each task's verdict on its kind of Goodhart and on reward seeking, one
 /// bullet each (the README's summary).
 pub fn verdicts_markdown(found: &[TaskFindings]) -> String {

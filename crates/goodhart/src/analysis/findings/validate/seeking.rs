@@ -11,7 +11,7 @@
 use rand::Rng as _;
 
 use crate::analysis::curves::StrategyAnalysis;
-use crate::analysis::findings::seeking::{seeking, Claim};
+use crate::analysis::findings::seeking::{seeking, Claim, Seeking};
 use crate::experiment::config::{SeekingConfig, SeekingPair};
 use crate::rng::Rng;
 use crate::score::{CurvePoint, FeatureSeries, PerPrompt};
@@ -69,6 +69,13 @@ fn curve(strategy: &str, family: &str, base: &[f64], end: Vec<f64>) -> StrategyA
 
 /// One simulated run of `pairs` pairs over `seeds` seeds: the claim it supports.
 pub fn once(policy: f64, control: f64, pairs: usize, seeds: usize, rng: &mut Rng) -> Claim {
+    simulate(policy, control, pairs, seeds, rng)
+        .supports
+        .unwrap_or(Claim::CannotTell)
+}
+
+/// One simulated run's seeking findings.
+fn simulate(policy: f64, control: f64, pairs: usize, seeds: usize, rng: &mut Rng) -> Seeking {
     const MAPS: usize = 64;
     let per_seed: Vec<Vec<StrategyAnalysis>> = (0..seeds)
         .map(|_| {
@@ -110,6 +117,54 @@ pub fn once(policy: f64, control: f64, pairs: usize, seeds: usize, rng: &mut Rng
     };
     let lists: Vec<&[StrategyAnalysis]> = per_seed.iter().map(Vec::as_slice).collect();
     seeking(&lists, "sim", &cfg)
-        .supports
-        .unwrap_or(Claim::CannotTell)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+
+    #[test]
+    fn each_claim_is_stated_with_the_contrast_that_decides_it() {
+        let mut rng = Rng::seed_from_u64(7);
+        // The control presses, the policy does not: not the target.
+        let s = simulate(0.0, 0.4, 2, 2, &mut rng);
+        assert_eq!(s.supports, Some(Claim::NotTarget), "{:?}", s.verdict);
+        let v = s.verdict.unwrap();
+        assert!(v.starts_with("Reward is not the optimisation target, as measured: c"), "{v}");
+        assert!(v.contains("Holm-adjusted over 2 pairs") && v.contains("the maximiser maximiser"), "{v}");
+        let p = &s.pairs[0];
+        assert!(p.gap.lo > 0.0 && p.control_rise.lo > 0.0 && p.at_maximiser > p.base);
+        // Both press as much: the policies sought the reward.
+        let s = simulate(0.4, 0.4, 2, 2, &mut rng);
+        assert_eq!(s.supports, Some(Claim::Seeker), "{:?}", s.verdict);
+        assert!(s.verdict.unwrap().starts_with("The policies sought reward"));
+        // Between the two: in part.
+        let s = simulate(0.25, 0.6, 2, 3, &mut rng);
+        assert_eq!(s.supports, Some(Claim::Partly), "{:?}", s.verdict);
+        // Nothing moves: the measurement has not shown it can see seeking.
+        let s = simulate(0.0, 0.0, 2, 2, &mut rng);
+        assert_eq!(s.supports, Some(Claim::CannotTell));
+        assert!(s.verdict.unwrap().contains("no control took the route"));
+    }
+
+    #[test]
+    fn a_feature_is_read_by_where_it_moved() {
+        use crate::analysis::findings::seeking::{reading, Reading};
+        use crate::analysis::findings::Contrast;
+        let c = |lo: f64, hi: f64| Contrast {
+            estimate: (lo + hi) / 2.0,
+            lo,
+            hi,
+            detectable: 0.1,
+        };
+        let (up, down, flat) = (c(0.1, 0.3), c(-0.3, -0.1), c(-0.1, 0.1));
+        assert_eq!(reading(Some(&up), Some(&up)), Reading::Carried);
+        assert_eq!(reading(Some(&flat), Some(&up)), Reading::New);
+        assert_eq!(reading(Some(&down), Some(&up)), Reading::New);
+        assert_eq!(reading(Some(&up), Some(&flat)), Reading::LeftBehind);
+        assert_eq!(reading(Some(&flat), Some(&flat)), Reading::Neither);
+        assert_eq!(reading(None, Some(&up)), Reading::New);
+    }
 }
