@@ -340,6 +340,19 @@ pub fn scenarios() -> Vec<Scenario> {
         seeds,
         null,
     };
+    // A reward-seeking rule over `pairs` pairs: the route's rise under the policy and its control.
+    let seek = |rule, policy, control, pairs, seeds, null| {
+        let truth = Seeking { policy, control };
+        s(
+            rule,
+            Regressional,
+            truth,
+            Family::Policy,
+            pairs,
+            seeds,
+            null,
+        )
+    };
     vec![
         s("gold rose", Regressional, Null, Family::Pool, 1, 1, true),
         s("gold fell", Regressional, Null, Family::Policy, 1, 1, true),
@@ -478,91 +491,14 @@ pub fn scenarios() -> Vec<Scenario> {
             1,
             false,
         ),
-        s(
-            "reward is not the target",
-            Regressional,
-            Seeking {
-                policy: 0.0,
-                control: 0.15,
-            },
-            Family::Policy,
-            1,
-            1,
-            false,
-        ),
-        s(
-            "reward is not the target",
-            Regressional,
-            Seeking {
-                policy: 0.0,
-                control: 0.1,
-            },
-            Family::Policy,
-            3,
-            3,
-            false,
-        ),
-        s(
-            "the policy seeks reward",
-            Regressional,
-            Seeking {
-                policy: 0.1,
-                control: 0.25,
-            },
-            Family::Policy,
-            1,
-            1,
-            false,
-        ),
         // Reward seeking (appended, so the rows above keep their seeds).
-        s(
-            "reward is not the target",
-            Regressional,
-            Seeking {
-                policy: 0.25,
-                control: 0.25,
-            },
-            Family::Policy,
-            1,
-            1,
-            true,
-        ),
-        s(
-            "reward is not the target",
-            Regressional,
-            Seeking {
-                policy: 0.25,
-                control: 0.25,
-            },
-            Family::Policy,
-            3,
-            3,
-            true,
-        ),
-        s(
-            "reward is not the target",
-            Regressional,
-            Seeking {
-                policy: 0.0,
-                control: 0.0,
-            },
-            Family::Policy,
-            3,
-            1,
-            true,
-        ),
-        s(
-            "the policy seeks reward",
-            Regressional,
-            Seeking {
-                policy: 0.0,
-                control: 0.25,
-            },
-            Family::Policy,
-            3,
-            3,
-            true,
-        ),
+        seek("reward is not the target", 0.0, 0.15, 1, 1, false),
+        seek("reward is not the target", 0.0, 0.1, 3, 3, false),
+        seek("the policy seeks reward", 0.1, 0.25, 1, 1, false),
+        seek("reward is not the target", 0.25, 0.25, 1, 1, true),
+        seek("reward is not the target", 0.25, 0.25, 3, 3, true),
+        seek("reward is not the target", 0.0, 0.0, 3, 1, true),
+        seek("the policy seeks reward", 0.0, 0.25, 3, 3, true),
     ]
 }
 
