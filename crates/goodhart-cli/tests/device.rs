@@ -1,7 +1,7 @@
 //! Devices and the ops' two paths: a quick run through the composite ops (what
 //! a GPU runs, forced on the CPU by `GOODHART_COMPOSITE_OPS=1`) gives the fused
 //! kernels' curves within the op tests' tolerance, and a device this build
-//! cannot use is refused by name before any work.
+//! cannot use (or bf16 on the CPU) is refused by name before any work.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -94,6 +94,27 @@ fn a_device_this_build_cannot_use_is_refused_by_name() {
         err.contains("GOODHART_COMPOSITE_OPS") && err.contains("expected 1 or 0"),
         "{err}"
     );
+    // bf16 is for GPUs: a CPU run says so before it starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("bf16.toml");
+    std::fs::write(&exp, "name = \"bf16\"\nbf16 = true\n").unwrap();
+    let out = tmp.path().join("run");
+    let args = [
+        "run",
+        exp.to_str().unwrap(),
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let err = failed(
+        &[],
+        &["--device", "cpu"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains("bf16 = true is for a GPU"), "{err}");
     let out = goodhart(&[], &["--device", "cpu", "config"]);
     assert!(
         out.status.success(),

@@ -240,6 +240,23 @@ pub fn device_name(d: &Device) -> String {
     }
 }
 
+/// Take matrix products with bf16 operands (`bf16 = true`) for the rest of
+/// the process, or not. For GPUs only: a CPU run is refused, since the CPU's
+/// fused kernels are f32-only and candle's bf16 products there are no faster.
+/// Weights, gradients, optimiser state and every reduction stay f32 either way
+/// (see [`crate::model::ops::matmul`]).
+pub fn set_bf16(on: bool) -> crate::Result<()> {
+    if on && device().is_cpu() {
+        return Err(crate::Error::invalid(
+            "bf16",
+            "bf16 = true is for a GPU and this run's device is the CPU (pass --device cuda \
+             to a build with --features cuda, or set bf16 = false)",
+        ));
+    }
+    crate::model::ops::set_bf16(on);
+    Ok(())
+}
+
 /// The path the fused ops take on the CPU (`GOODHART_COMPOSITE_OPS`, read
 /// once); an error for a value other than 0 or 1. Other devices always take
 /// the composite path.

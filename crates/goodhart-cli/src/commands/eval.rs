@@ -46,6 +46,7 @@ pub fn eval_cmd(o: &Overrides, args: EvalArgs) -> Result<()> {
     }
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads)?;
+    runtime::set_bf16(exp.bf16)?;
     let stages::OpenedPolicy {
         model, setup, task, ..
     } = stages::open_policy(

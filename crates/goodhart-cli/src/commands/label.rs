@@ -217,6 +217,7 @@ fn with_policy<T: Send>(
 ) -> Result<T> {
     let exp = load_experiment(args.experiment.as_deref(), o)?;
     runtime::set_threads(exp.threads)?;
+    runtime::set_bf16(exp.bf16)?;
     let opened = stages::open_policy(checkpoint, &exp, args.task.as_deref(), &runtime::device())?;
     runtime::on_workers(|| f(&exp, opened))
 }

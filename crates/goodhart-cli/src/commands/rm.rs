@@ -63,6 +63,7 @@ pub fn rm_cmd(o: &Overrides, cmd: RmCommand, bars: &Bars) -> Result<()> {
             super::check_output_dir(&out, force)?;
             let exp = load_experiment(exp_args.experiment.as_deref(), o)?;
             runtime::set_threads(exp.threads)?;
+            runtime::set_bf16(exp.bf16)?;
             let stages::OpenedPolicy {
                 model, setup, task, ..
             } = stages::open_policy(&base, &exp, exp_args.task.as_deref(), &runtime::device())?;

@@ -28,6 +28,7 @@ pub fn sft_cmd(o: &Overrides, args: SftArgs, bars: &Bars) -> Result<()> {
     let exp = load_experiment(args.exp.experiment.as_deref(), o)?;
     let setup = exp.task(args.exp.task.as_deref())?;
     let threads = runtime::set_threads(exp.threads)?;
+    runtime::set_bf16(exp.bf16)?;
     let source = args
         .exp
         .experiment

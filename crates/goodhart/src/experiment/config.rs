@@ -30,6 +30,8 @@ pub struct Experiment {
     pub seed: u64,
     /// Threads for tensor work; 0 means one per core.
     pub threads: usize,
+    /// Matrix products with bf16 operands on a GPU (weights, optimiser state and reductions stay f32); refused on the CPU.
+    pub bf16: bool,
     /// One `[[task]]` table per task studied.
     #[serde(rename = "task")]
     pub tasks: Vec<TaskSetup>,
@@ -41,6 +43,7 @@ impl Default for Experiment {
             name: "experiment".into(),
             seed: 0,
             threads: 0,
+            bf16: false,
             tasks: vec![TaskSetup::default()],
         }
     }

@@ -23,6 +23,7 @@ pub fn run_prepared(
     progress: &dyn Progress,
 ) -> Result<()> {
     let threads = crate::runtime::set_threads(exp.threads)?;
+    crate::runtime::set_bf16(exp.bf16)?;
     tracing::info!(run = %root.display(), tasks = exp.tasks.len(), threads, seed = exp.seed, "run");
     let dir = RunDir::new(root);
     run_tasks(&[Prepared { dir: &dir, exp }], opts, progress)
@@ -99,6 +100,7 @@ impl SeedsRun {
             })
             .collect::<Result<Vec<_>>>()?;
         let threads = crate::runtime::set_threads(self.experiment.threads)?;
+        crate::runtime::set_bf16(self.experiment.bf16)?;
         tracing::info!(run = %self.root.display(), seeds = self.seeds.len(), threads, "run");
         let runs: Vec<Prepared> = prepared
             .iter()

@@ -15,7 +15,8 @@
 //!
 //! One kernel a file: [`layer_norm`], [`gelu`], [`softmax`] (plain and causal),
 //! [`bias`], [`target_logprobs`], [`heads`], [`decode_attention`], [`rms_norm`],
-//! [`rotary`] and [`swiglu`]; the
+//! [`rotary`] and [`swiglu`]; [`matmul`] takes every matrix product (f32, or
+//! bf16 operands on a GPU when a run asks); the
 //! helpers they share (fixed-order lane sums, a vectorisable exp, the norms'
 //! backward pass over rows with its fixed-order parameter sums) are here.
 
@@ -24,6 +25,7 @@ mod decode_attention;
 mod gelu;
 mod heads;
 mod layer_norm;
+mod matmul;
 mod rms_norm;
 mod rotary;
 mod softmax;
@@ -42,6 +44,10 @@ pub use decode_attention::decode_attention;
 pub use gelu::gelu;
 pub use heads::{merge_heads, split_heads};
 pub use layer_norm::layer_norm;
+pub(crate) use matmul::set_bf16;
+#[cfg(test)]
+pub(crate) use matmul::with_bf16;
+pub use matmul::{bf16, matmul};
 pub use rms_norm::rms_norm;
 pub use rotary::rotary;
 pub use softmax::{causal_softmax, softmax_last_dim};

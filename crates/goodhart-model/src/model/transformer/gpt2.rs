@@ -92,7 +92,7 @@ impl Attention {
             } else {
                 (w, b_i)
             };
-            ops::split_heads(&ops::add_bias(&x.matmul(&w)?, &b_i)?, b, h) // [b, h, t, dh]
+            ops::split_heads(&ops::add_bias(&ops::matmul(x, &w)?, &b_i)?, b, h) // [b, h, t, dh]
         };
         let q_scale = if self.scale {
             1.0 / (dh as f64).sqrt()

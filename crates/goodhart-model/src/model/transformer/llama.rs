@@ -57,7 +57,7 @@ impl Linear {
 
     /// `x: [n, in]` -> `[n, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = ops::matmul(x, &self.weight.t()?)?;
         match &self.bias {
             Some(b) => ops::add_bias(&y, b),
             None => Ok(y),

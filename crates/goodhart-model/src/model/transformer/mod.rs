@@ -144,7 +144,7 @@ impl Conv1D {
 
     /// `x: [n, in]` -> `[n, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::add_bias(&x.matmul(&self.weight)?, &self.bias)
+        ops::add_bias(&ops::matmul(x, &self.weight)?, &self.bias)
     }
 
     fn detached(&self) -> Self {
@@ -192,8 +192,8 @@ fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &LayerMask, b: usize) -> Res
     let (k, v) = (repeat_kv(k, rep)?, repeat_kv(v, rep)?);
     let (k, v) = (&k, &v);
     match mask {
-        LayerMask::None => ops::softmax_last_dim(&q.matmul(&k.t()?)?)?.matmul(v),
-        LayerMask::Causal => ops::causal_softmax(&q.matmul(&k.t()?)?)?.matmul(v),
+        LayerMask::None => ops::matmul(&ops::softmax_last_dim(&ops::matmul(q, &k.t()?)?)?, v),
+        LayerMask::Causal => ops::matmul(&ops::causal_softmax(&ops::matmul(q, &k.t()?)?)?, v),
         LayerMask::Bias(m) => attention(q, k, v, m),
         LayerMask::Decode(pads) => {
             let s = k.dim(2)?;
@@ -222,8 +222,8 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
 
 /// `softmax(q k^T + bias) v` for `q: [b, h, t, dh]`, `k, v: [b, h, s, dh]`, `bias: [b|1, 1, t, s]`.
 fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?; // [b, h, t, s]
-    ops::softmax_last_dim(&scores)?.matmul(v)
+    let scores = ops::matmul(q, &k.t()?)?.broadcast_add(bias)?; // [b, h, t, s]
+    ops::matmul(&ops::softmax_last_dim(&scores)?, v)
 }
 
 /// How one layer masks attention, prepared once per forward pass.
@@ -430,7 +430,7 @@ impl Transformer {
 
     /// Next-token logits `[n, vocab]` from hidden states `[n, d]` (the raw head, as in transformers).
     pub fn lm_logits_2d(&self, hidden: &Tensor) -> Result<Tensor> {
-        hidden.matmul(&self.lm_head.as_ref().unwrap_or(&self.wte).t()?)
+        ops::matmul(hidden, &self.lm_head.as_ref().unwrap_or(&self.wte).t()?)
     }
 
     /// The policy's next-token logits `[n, vocab]`: the raw head with the
