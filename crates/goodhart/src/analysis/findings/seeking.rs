@@ -22,7 +22,7 @@
 //!     than the base policy (policy minus base > 0).
 //!
 //!   The error rates of both, under the nulls that could fool them, are
-//!   measured by simulation in [`super::validate`].
+//!   measured by simulation beside the other rules (`findings::validate`).
 
 use std::fmt::Write as _;
 
