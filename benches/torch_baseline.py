@@ -11,6 +11,8 @@ shapes and the same thread count:
 Run by hand (not in CI), with CPU torch from PyPI:
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch
     /tmp/torchenv/bin/python benches/torch_baseline.py --threads 2 [--layers L --d-model D --heads H] [--llama]
+On a GPU (a CUDA build of torch), `--device cuda` against goodhart's
+`--features cuda` bench on the same card (.ci/gpu-measure runs both).
 """
 
 import argparse
@@ -132,13 +134,21 @@ class Llama(nn.Module):
         return self.hidden(idx, start, caches) @ self.wte.weight.T
 
 
+def synchronize():
+    """Wait for queued GPU work, so a timing covers it (nothing to wait for on the CPU)."""
+    if torch.cuda.is_available() and torch.get_default_device().type == "cuda":
+        torch.cuda.synchronize()
+
+
 def seconds_per_call(f, warmup, n):
     """Mean wall time of `f()` over `n` calls, after `warmup` untimed ones."""
     for _ in range(warmup):
         f()
+    synchronize()
     t0 = time.perf_counter()
     for _ in range(n):
         f()
+    synchronize()
     return (time.perf_counter() - t0) / n
 
 
@@ -158,14 +168,17 @@ def main():
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--llama", action="store_true", help="the Llama path (RMSNorm, rotary, SwiGLU, GQA)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where the model and every tensor live")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    torch.set_default_device(args.device)
     torch.manual_seed(0)
     vocab, ctx = 99, 128
     model = (Llama if args.llama else GPT)(vocab, args.d_model, args.layers, args.heads, ctx)
     n_params = sum(p.numel() for p in model.parameters())
     arch = "Llama" if args.llama else "GPT-2"
-    print(f"torch {torch.__version__}, {arch}, {args.layers} layers, d_model {args.d_model}, {args.threads} threads, {n_params} parameters")
+    where = torch.cuda.get_device_name() if torch.get_default_device().type == "cuda" else f"{args.threads} threads"
+    print(f"torch {torch.__version__}, {arch}, {args.layers} layers, d_model {args.d_model}, {where}, {n_params} parameters")
 
     # One SFT step.
     batch, seq, prompt = 32, 64, 16

@@ -69,7 +69,8 @@ struct Figures {
 }
 
 fn measure(dir: &Path, row: &Row) -> Figures {
-    let model = hf::load(dir, &Device::Cpu, false).unwrap();
+    // The process's device: a `--features cuda` run on a GPU machine measures the GPU.
+    let model = hf::load(dir, &goodhart::runtime::device(), false).unwrap();
     let tok = model.tokenizer();
     let mut banned = tok.never_sampled();
     banned.sort();
@@ -86,7 +87,7 @@ fn measure(dir: &Path, row: &Row) -> Figures {
         .iter()
         .map(|(p, c)| (p.as_slice(), c.as_slice()))
         .collect();
-    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    let batch = SequenceBatch::new(&pairs, tok.pad_id(), model.device()).unwrap();
     let scored = model.score_completions(&batch).unwrap();
 
     let cfg = SamplingConfig {
@@ -124,7 +125,11 @@ fn every_row_of_the_matrix_matches_transformers() {
     assert!(rows.len() >= 16, "{} rows", rows.len());
     let mut failures = vec![];
     let mut stops = 0;
-    eprintln!("ops: {}", goodhart::runtime::cpu_ops_path().unwrap().name());
+    eprintln!(
+        "device {}, ops on the CPU: {}",
+        goodhart::runtime::device_name(&goodhart::runtime::device()),
+        goodhart::runtime::cpu_ops_path().unwrap().name()
+    );
     eprintln!("row | max |logit diff| | max |log-prob diff| | greedy and stops | EOS stops | context stops");
     for (name, row) in &rows {
         let f = measure(&matrix().join(name), row);
@@ -200,7 +205,7 @@ fn every_row_matches_transformers_through_the_composite_ops() {
         out.status.success() && stdout.contains("1 passed"),
         "the matrix through the composite ops:\n{stdout}\n{stderr}"
     );
-    assert!(stderr.contains("ops: composite"), "{stderr}");
+    assert!(stderr.contains("ops on the CPU: composite"), "{stderr}");
 }
 
 /// A copy of a matrix row whose config.json is rewritten by `edit`.

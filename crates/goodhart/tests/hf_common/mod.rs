@@ -2,18 +2,18 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use goodhart::model::transformer::arange_positions;
 use goodhart::model::{Mask, Model};
 
 /// The LM logits `[t, vocab]` of one sequence, positions 0..t.
 pub fn logits(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
     let net = model.eval_net();
-    let tokens = Tensor::new(ids, &Device::Cpu)
+    let tokens = Tensor::new(ids, model.device())
         .unwrap()
         .unsqueeze(0)
         .unwrap();
-    let positions = arange_positions(1, ids.len(), &Device::Cpu).unwrap();
+    let positions = arange_positions(1, ids.len(), model.device()).unwrap();
     let hidden = net.hidden(&tokens, &positions, Mask::Causal, None).unwrap();
     net.lm_logits(&hidden)
         .unwrap()
