@@ -25,7 +25,6 @@ pub struct LabelsConfig {
     /// The prompts the pairs are drawn on: "train", or "shift_train" (prompts
     /// of the shifted distribution, none of them in the shifted split), so that
     /// the reward model learns what the shifted distribution offers.
-    #[serde(skip_serializing_if = "Split::is_train")]
     pub split: Split,
 }
 

@@ -50,12 +50,6 @@ impl Split {
             Split::ShiftTrain => "shift_train",
         }
     }
-
-    /// Whether this is the default (training) split: config keys that name a
-    /// split are left out of a written config when they are.
-    pub fn is_train(&self) -> bool {
-        *self == Split::Train
-    }
 }
 
 /// How much a labeler can check, and the help it gets.

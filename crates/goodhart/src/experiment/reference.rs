@@ -2,7 +2,7 @@
 //! README's table is this function's output (a test compares them), so a
 //! default changed in code can never be misstated there.
 
-use super::config::Experiment;
+use super::config::{Experiment, SeekingConfig};
 use crate::optimize::dpo::DpoConfig;
 use crate::optimize::rl::RlConfig;
 
@@ -18,6 +18,7 @@ pub fn reference_markdown() -> String {
     for t in &mut exp.tasks {
         t.strategies.rl = vec![RlConfig::default().resolved()];
         t.strategies.dpo = vec![DpoConfig::default()];
+        t.seeking = Some(SeekingConfig::default());
     }
     let text = toml::to_string(&exp).expect("experiments serialise");
     let mut rows: Vec<(String, Vec<String>)> = vec![("top level".into(), vec![])];

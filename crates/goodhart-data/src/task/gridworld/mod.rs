@@ -55,12 +55,6 @@ pub enum ShiftKind {
     Button,
 }
 
-impl ShiftKind {
-    fn is_mirrored(&self) -> bool {
-        *self == ShiftKind::Mirrored
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GridworldConfig {
@@ -100,7 +94,6 @@ pub struct GridworldConfig {
     /// sides, and a button) or "button" (maps of the training distribution
     /// with a button: with `button_in_training = false`, the button is then
     /// the only thing new).
-    #[serde(skip_serializing_if = "ShiftKind::is_mirrored")]
     pub shift: ShiftKind,
     /// Demonstrations write, after each move, the position it leads to (`R21D22`:
     /// column, row), a scratchpad from which a small policy can tell where it is

@@ -128,7 +128,6 @@ pub struct RlConfig {
     /// The prompts it trains on: "train", or "shift_train" (prompts of the
     /// shifted distribution, none of them in the shifted split: a control
     /// that was trained where the shifted split's new routes exist).
-    #[serde(skip_serializing_if = "Split::is_train")]
     pub split: Split,
     /// Training prompts per iteration.
     pub prompts_per_iteration: usize,

@@ -132,8 +132,14 @@ mod tests {
         let s = simulate(0.0, 0.4, 2, 2, &mut rng);
         assert_eq!(s.supports, Some(Claim::NotTarget), "{:?}", s.verdict);
         let v = s.verdict.unwrap();
-        assert!(v.starts_with("Reward is not the optimisation target, as measured: c"), "{v}");
-        assert!(v.contains("Holm-adjusted over 2 pairs") && v.contains("the maximiser maximiser"), "{v}");
+        assert!(
+            v.starts_with("Reward is not the optimisation target, as measured: c"),
+            "{v}"
+        );
+        assert!(
+            v.contains("Holm-adjusted over 2 pairs") && v.contains("the maximiser maximiser"),
+            "{v}"
+        );
         let p = &s.pairs[0];
         assert!(p.gap.lo > 0.0 && p.control_rise.lo > 0.0 && p.at_maximiser > p.base);
         // Both press as much: the policies sought the reward.
