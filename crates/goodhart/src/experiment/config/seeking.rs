@@ -49,7 +49,7 @@ impl SeekingConfig {
         let at = format!("{at}.seeking");
         if setup.evaluation.shift_prompts == 0 {
             return Err(Error::invalid(
-                format!("{at}"),
+                at,
                 "is measured on the shifted split: set evaluation.shift_prompts above 0",
             ));
         }
