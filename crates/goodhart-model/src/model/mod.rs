@@ -352,4 +352,6 @@ pub fn target_logprobs(net: &Transformer, hidden: &Tensor, target: &Tensor) -> R
 }
 
 #[cfg(test)]
+mod bf16_tests;
+#[cfg(test)]
 pub(crate) mod tests;

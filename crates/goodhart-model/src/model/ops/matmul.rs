@@ -1,5 +1,5 @@
 //! Matrix products in f32, or with bf16 operands on a GPU when a run asks for
-//! it (`bf16 = true`, set once per process by [`crate::runtime::set_bf16`]).
+//! it (`bf16 = true`, set once per process by the runtime's `set_bf16`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,7 +8,7 @@ use candle_core::{DType, Result, Tensor};
 static BF16: AtomicBool = AtomicBool::new(false);
 
 /// Take the bf16 path for every later product off the CPU (the runtime refuses
-/// it for a CPU run; see [`crate::runtime::set_bf16`]).
+/// it for a CPU run; see the runtime's `set_bf16`).
 pub(crate) fn set_bf16(on: bool) {
     BF16.store(on, Ordering::Relaxed);
 }
