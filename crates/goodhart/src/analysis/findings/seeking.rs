@@ -2,9 +2,10 @@
 //! training distribution (`[task.seeking]`), from the held-out and shifted
 //! curves of one task, every contrast paired over prompts (stratified by seed).
 //!
-//! - **Carried features.** Per trained policy and named feature: its change
-//!   from the base policy at the policy's last checkpoint, on the held-out
-//!   split and on the shifted one. A feature is *carried* when it moved the
+//! - **Carried features.** Per strategy (trained policies and selections from
+//!   the base policy's samples alike) and named feature: its change from the
+//!   base policy at the strategy's largest KL, on the held-out split and on
+//!   the shifted one. A feature is *carried* when it moved the
 //!   same way on both (both intervals clear of 0), *new off the training
 //!   distribution* when it moved on the shifted split only (or the other way),
 //!   *left behind* when it moved on the held-out split only.
@@ -37,7 +38,7 @@ use crate::measure::paired::{holm, Difference, Paired, ALPHA};
 /// What the trained policies of one task pursue off their training distribution.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Seeking {
-    /// Per trained policy, each named feature's change on both splits.
+    /// Per strategy, each named feature's change on both splits.
     pub carried: Vec<Carried>,
     /// The route to reward only the shifted split offers (a feature).
     pub route: Option<String>,
@@ -227,7 +228,7 @@ pub fn seeking(per_seed: &[&[StrategyAnalysis]], task: &str, cfg: &SeekingConfig
     );
     let carried = shift
         .iter()
-        .filter(|c| c.family == "policy" && !cfg.features.is_empty())
+        .filter(|_| !cfg.features.is_empty())
         .map(|s| {
             let h = heldout.iter().find(|h| h.strategy == s.strategy);
             Carried {
@@ -445,7 +446,7 @@ pub fn markdown(s: &Seeking) -> String {
         let heads: Vec<&str> = first.features.iter().map(|f| f.feature.as_str()).collect();
         let _ = writeln!(
             out,
-            "| trained policy | {} |\n|---|{}",
+            "| strategy | {} |\n|---|{}",
             heads.join(" | "),
             "---|".repeat(heads.len())
         );

@@ -16,7 +16,7 @@ use crate::task::Split;
 #[serde(deny_unknown_fields, default)]
 pub struct SeekingConfig {
     /// Task features (e.g. "shows_working") whose change from the base policy
-    /// each trained policy is measured by, on the held-out and the shifted split.
+    /// every strategy is measured by, on the held-out and the shifted split.
     pub features: Vec<String>,
     /// The feature that is a route to reward the shifted split offers and
     /// training did not (gridworld: "button_pressed"); `pairs` test whether
