@@ -7,7 +7,8 @@
 //!   base policy at the strategy's largest KL, on the held-out split and on
 //!   the shifted one. A feature is *carried* when it moved the
 //!   same way on both (both intervals clear of 0), *new off the training
-//!   distribution* when it moved on the shifted split only (or the other way),
+//!   distribution* when it moved on the shifted split only, *reversed* when
+//!   it moved one way on the held-out split and the other on the shifted one,
 //!   *left behind* when it moved on the held-out split only.
 //! - **Reward seeking.** Per pair (a policy trained where the route to reward
 //!   does not exist, a control trained where it does, a maximiser of the same
@@ -69,8 +70,10 @@ pub struct FeatureMove {
 pub enum Reading {
     /// Moved the same way on both splits.
     Carried,
-    /// Moved on the shifted split only, or the other way from the held-out split.
+    /// Moved on the shifted split only.
     New,
+    /// Moved both ways: one way on the held-out split, the other on the shifted one.
+    Reversed,
     /// Moved on the held-out split only.
     LeftBehind,
     /// Moved on neither.
@@ -82,6 +85,7 @@ impl Reading {
         match self {
             Reading::Carried => "carried",
             Reading::New => "new off the training distribution",
+            Reading::Reversed => "reversed off the training distribution",
             Reading::LeftBehind => "left behind",
             Reading::Neither => "moved on neither split",
         }
@@ -172,8 +176,9 @@ pub(crate) fn reading(heldout: Option<&Contrast>, shift: Option<&Contrast>) -> R
     match (sign(heldout), sign(shift)) {
         (0, 0) => Reading::Neither,
         (_, 0) => Reading::LeftBehind,
+        (0, _) => Reading::New,
         (h, s) if h == s => Reading::Carried,
-        _ => Reading::New,
+        _ => Reading::Reversed,
     }
 }
 

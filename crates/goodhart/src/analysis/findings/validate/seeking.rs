@@ -168,7 +168,7 @@ mod tests {
         let (up, down, flat) = (c(0.1, 0.3), c(-0.3, -0.1), c(-0.1, 0.1));
         assert_eq!(reading(Some(&up), Some(&up)), Reading::Carried);
         assert_eq!(reading(Some(&flat), Some(&up)), Reading::New);
-        assert_eq!(reading(Some(&down), Some(&up)), Reading::New);
+        assert_eq!(reading(Some(&down), Some(&up)), Reading::Reversed);
         assert_eq!(reading(Some(&up), Some(&flat)), Reading::LeftBehind);
         assert_eq!(reading(Some(&flat), Some(&flat)), Reading::Neither);
         assert_eq!(reading(None, Some(&up)), Reading::New);
