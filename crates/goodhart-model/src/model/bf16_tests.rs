@@ -1,9 +1,7 @@
 //! bf16 matrix products (`bf16 = true`) against f32 through a whole model.
 
-use super::tests::tiny_model;
+use super::tests::{tiny_llama, tiny_model};
 use super::*;
-use crate::rng;
-use crate::tokenize::CharTokenizer;
 use candle_core::Device;
 
 /// bf16 products (what `bf16 = true` does on a GPU, here on the CPU's bf16
@@ -12,23 +10,7 @@ use candle_core::Device;
 /// way as f32's.
 #[test]
 fn bf16_products_stay_near_f32_and_train_f32_weights() {
-    let llama = ModelConfig {
-        arch: Arch::Llama,
-        n_layer: 2,
-        d_model: 32,
-        n_head: 4,
-        n_kv_head: 2,
-        n_ctx: 40,
-        ..Default::default()
-    };
-    let llama = Model::init(
-        &llama,
-        Arc::new(CharTokenizer::ascii()),
-        &mut rng::stream(5, "init"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    for model in [tiny_model(4), llama] {
+    for model in [tiny_model(4), tiny_llama(2, 5)] {
         let tok = model.tokenizer();
         let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45.")]
             .iter()

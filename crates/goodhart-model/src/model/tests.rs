@@ -6,6 +6,26 @@ use crate::rng;
 use crate::tokenize::CharTokenizer;
 use candle_core::Device;
 
+/// A 2-block Llama of width 32 with 4 query heads sharing `kv_heads` key/value heads.
+pub(crate) fn tiny_llama(kv_heads: usize, seed: u64) -> Model {
+    let cfg = ModelConfig {
+        arch: Arch::Llama,
+        n_layer: 2,
+        d_model: 32,
+        n_head: 4,
+        n_kv_head: kv_heads,
+        n_ctx: 40,
+        ..Default::default()
+    };
+    Model::init(
+        &cfg,
+        Arc::new(CharTokenizer::ascii()),
+        &mut rng::stream(seed, "init"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
 pub(crate) fn tiny_model(seed: u64) -> Model {
     let cfg = ModelConfig {
         n_layer: 2,
@@ -75,22 +95,7 @@ fn cached_sampling_agrees_with_teacher_forced_scoring() {
 fn multi_query_llama_caches_one_kv_head_and_samples_what_it_scores() {
     // 4 query heads share 1 key/value head: the cache holds only that head,
     // and the cached decoding path must agree with teacher forcing (which repeats it).
-    let cfg = ModelConfig {
-        arch: Arch::Llama,
-        n_layer: 2,
-        d_model: 32,
-        n_head: 4,
-        n_kv_head: 1,
-        n_ctx: 40,
-        ..Default::default()
-    };
-    let model = Model::init(
-        &cfg,
-        Arc::new(CharTokenizer::ascii()),
-        &mut rng::stream(4, "init"),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let model = tiny_llama(1, 4);
     let cache = model.eval_net().new_cache(3, 16).unwrap();
     assert_eq!(
         cache.key_shape(),
