@@ -1,8 +1,7 @@
 //! bf16 matrix products (`bf16 = true`) against f32 through a whole model.
 
-use super::tests::{tiny_llama, tiny_model};
+use super::tests::{text_batch, tiny_llama, tiny_model};
 use super::*;
-use candle_core::Device;
 
 /// bf16 products (what `bf16 = true` does on a GPU, here on the CPU's bf16
 /// matmul): log-probabilities within 5e-3 of f32's on a GPT-2 and a Llama
@@ -11,21 +10,7 @@ use candle_core::Device;
 #[test]
 fn bf16_products_stay_near_f32_and_train_f32_weights() {
     for model in [tiny_model(4), tiny_llama(2, 5)] {
-        let tok = model.tokenizer();
-        let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45.")]
-            .iter()
-            .map(|(p, c)| {
-                (
-                    tok.encode_prompt(p).unwrap(),
-                    tok.encode_completion(c).unwrap(),
-                )
-            })
-            .collect();
-        let pairs: Vec<(&[u32], &[u32])> = seqs
-            .iter()
-            .map(|(p, c)| (p.as_slice(), c.as_slice()))
-            .collect();
-        let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+        let batch = text_batch(&model, &[("Q: 1+2", "3."), ("Q: 40+5", "maybe 45.")]);
         let f32_lp = model.score_completions(&batch).unwrap();
         let bf16_lp = ops::with_bf16(|| model.score_completions(&batch).unwrap());
         let worst = f32_lp

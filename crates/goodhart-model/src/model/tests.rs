@@ -6,17 +6,8 @@ use crate::rng;
 use crate::tokenize::CharTokenizer;
 use candle_core::Device;
 
-/// A 2-block Llama of width 32 with 4 query heads sharing `kv_heads` key/value heads.
-pub(crate) fn tiny_llama(kv_heads: usize, seed: u64) -> Model {
-    let cfg = ModelConfig {
-        arch: Arch::Llama,
-        n_layer: 2,
-        d_model: 32,
-        n_head: 4,
-        n_kv_head: kv_heads,
-        n_ctx: 40,
-        ..Default::default()
-    };
+/// A model of `cfg` with the ASCII tokenizer, initialised from `seed`.
+fn tiny(cfg: ModelConfig, seed: u64) -> Model {
     Model::init(
         &cfg,
         Arc::new(CharTokenizer::ascii()),
@@ -26,21 +17,48 @@ pub(crate) fn tiny_llama(kv_heads: usize, seed: u64) -> Model {
     .unwrap()
 }
 
-pub(crate) fn tiny_model(seed: u64) -> Model {
-    let cfg = ModelConfig {
+/// The tiny models' shape: 2 blocks of width 32, 4 heads, 40 positions.
+fn tiny_config() -> ModelConfig {
+    ModelConfig {
         n_layer: 2,
         d_model: 32,
         n_head: 4,
         n_ctx: 40,
         ..Default::default()
+    }
+}
+
+/// A tiny Llama whose 4 query heads share `kv_heads` key/value heads.
+pub(crate) fn tiny_llama(kv_heads: usize, seed: u64) -> Model {
+    let cfg = ModelConfig {
+        arch: Arch::Llama,
+        n_kv_head: kv_heads,
+        ..tiny_config()
     };
-    Model::init(
-        &cfg,
-        Arc::new(CharTokenizer::ascii()),
-        &mut rng::stream(seed, "init"),
-        &Device::Cpu,
-    )
-    .unwrap()
+    tiny(cfg, seed)
+}
+
+pub(crate) fn tiny_model(seed: u64) -> Model {
+    tiny(tiny_config(), seed)
+}
+
+/// (prompt, completion) texts as one padded batch of `model`'s tokens.
+pub(crate) fn text_batch(model: &Model, texts: &[(&str, &str)]) -> SequenceBatch {
+    let tok = model.tokenizer();
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = texts
+        .iter()
+        .map(|(p, c)| {
+            (
+                tok.encode_prompt(p).unwrap(),
+                tok.encode_completion(c).unwrap(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&[u32], &[u32])> = seqs
+        .iter()
+        .map(|(p, c)| (p.as_slice(), c.as_slice()))
+        .collect();
+    SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap()
 }
 
 /// Three prompts of different lengths: they exercise the left padding and per-row positions.
@@ -314,21 +332,10 @@ fn backward_through_a_llama_model_matches_finite_differences() {
 
 /// The largest gradient entry of every parameter against a central difference of the SFT loss.
 fn check_gradients(model: &Model) {
-    let tok = model.tokenizer();
-    let seqs: Vec<(Vec<u32>, Vec<u32>)> = [("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")]
-        .iter()
-        .map(|(p, c)| {
-            (
-                tok.encode_prompt(p).unwrap(),
-                tok.encode_completion(c).unwrap(),
-            )
-        })
-        .collect();
-    let pairs: Vec<(&[u32], &[u32])> = seqs
-        .iter()
-        .map(|(p, c)| (p.as_slice(), c.as_slice()))
-        .collect();
-    let batch = SequenceBatch::new(&pairs, tok.pad_id(), &Device::Cpu).unwrap();
+    let batch = text_batch(
+        model,
+        &[("Q: 1+2", "3."), ("Q: 40+5", "maybe 45."), ("x", "y")],
+    );
     let loss = |m: &Model| crate::train::sft::completion_nll(m, &batch).unwrap();
     let grads = loss(model).backward().unwrap();
     let mut checked = 0;
