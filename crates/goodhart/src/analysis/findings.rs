@@ -311,14 +311,7 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
     };
     let mut out: Vec<(TaskFindings, Vec<(Curve, Tests)>)> = vec![];
     for a in first.iter().filter(|a| a.split == "heldout") {
-        let same: Vec<&StrategyAnalysis> = per_seed
-            .iter()
-            .filter_map(|list| {
-                list.iter()
-                    .find(|b| b.task == a.task && b.strategy == a.strategy && b.split == a.split)
-            })
-            .collect();
-        let Some(curve) = Curve::new(&same) else {
+        let Some(curve) = Curve::across_seeds(per_seed, a) else {
             continue;
         };
         let Some((f, tests)) = finding(&curve, exp) else {

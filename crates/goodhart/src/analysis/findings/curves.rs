@@ -79,6 +79,19 @@ impl<'a> Curve<'a> {
         })
     }
 
+    /// The curve of `a`'s task, strategy and split over every seed's analyses
+    /// (`per_seed[s]` one seed's list); None as for [`Curve::new`].
+    pub fn across_seeds(per_seed: &[&'a [StrategyAnalysis]], a: &StrategyAnalysis) -> Option<Self> {
+        let same: Vec<&StrategyAnalysis> = per_seed
+            .iter()
+            .filter_map(|list| {
+                list.iter()
+                    .find(|b| b.task == a.task && b.strategy == a.strategy && b.split == a.split)
+            })
+            .collect();
+        Curve::new(&same)
+    }
+
     /// The curve in seed `s` alone.
     pub fn seed(&self, s: usize) -> Curve<'a> {
         Curve {

@@ -146,17 +146,7 @@ fn curves<'a>(per_seed: &[&'a [StrategyAnalysis]], task: &str, split: &str) -> V
     first
         .iter()
         .filter(|a| a.task == task && a.split == split)
-        .filter_map(|a| {
-            let same: Vec<&StrategyAnalysis> = per_seed
-                .iter()
-                .filter_map(|list| {
-                    list.iter().find(|b| {
-                        b.task == a.task && b.strategy == a.strategy && b.split == a.split
-                    })
-                })
-                .collect();
-            Curve::new(&same)
-        })
+        .filter_map(|a| Curve::across_seeds(per_seed, a))
         .collect()
 }
 
