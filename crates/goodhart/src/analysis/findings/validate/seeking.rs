@@ -10,6 +10,7 @@
 
 use rand::Rng as _;
 
+use super::uniforms;
 use crate::analysis::curves::StrategyAnalysis;
 use crate::analysis::findings::seeking::{seeking, Claim, Seeking};
 use crate::experiment::config::{SeekingConfig, SeekingPair};
@@ -23,12 +24,6 @@ fn rates(prob: &[f64], draws: &[Vec<f64>]) -> Vec<f64> {
     prob.iter()
         .zip(draws)
         .map(|(&q, d)| d.iter().filter(|&&u| u < q).count() as f64 / d.len() as f64)
-        .collect()
-}
-
-fn uniforms(rng: &mut Rng, maps: usize, k: usize) -> Vec<Vec<f64>> {
-    (0..maps)
-        .map(|_| (0..k).map(|_| rng.random::<f64>()).collect())
         .collect()
 }
 
