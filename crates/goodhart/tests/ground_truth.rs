@@ -185,6 +185,7 @@ fn pool(base: &Model, prompt: &[u32], n_prompts: usize, per_prompt: usize) -> Po
         labeler_names: vec![],
         feature_names: vec![],
         examples: 0,
+        labelled_chars: None,
     }
 }
 

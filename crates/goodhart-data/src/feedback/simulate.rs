@@ -26,6 +26,12 @@ pub struct LabelsConfig {
     /// of the shifted distribution, none of them in the shifted split), so that
     /// the reward model learns what the shifted distribution offers.
     pub split: Split,
+    /// The labelled range: only completions of at most this many characters
+    /// are put to the labelers (a pair with a longer one is not labelled);
+    /// none: any length. What the reward model learns of longer completions
+    /// is then extrapolation, and the extremal verdict asks whether proxy and
+    /// gold part there.
+    pub max_chars: Option<usize>,
 }
 
 impl Default for LabelsConfig {
@@ -35,6 +41,7 @@ impl Default for LabelsConfig {
             commit_every: 64,
             sampling: SamplingConfig::default(),
             split: Split::Train,
+            max_chars: None,
         }
     }
 }
@@ -51,6 +58,12 @@ impl LabelsConfig {
             return Err(Error::invalid(
                 "labels.split",
                 "must be \"train\" or \"shift_train\": labels on the prompts policies are measured on would leak them",
+            ));
+        }
+        if self.max_chars == Some(0) {
+            return Err(Error::invalid(
+                "labels.max_chars",
+                "must be at least 1 (leave it out for any length)",
             ));
         }
         self.sampling.validate().map_err(|e| e.within("labels"))
@@ -189,7 +202,8 @@ pub(super) fn record_sample(
 
 /// Sample `cfg.pairs` pairs of distinct completions, `commit_every` at a time,
 /// handing each chunk to `chunk`. Two identical completions carry no preference:
-/// they are skipped. Returns the number of pairs.
+/// they are skipped, as is a pair with a completion outside the labelled range
+/// (`max_chars`). Returns the number of pairs.
 fn sample_pairs<'p>(
     model: &Model,
     prompts: &'p [String],
@@ -224,16 +238,21 @@ fn sample_pairs<'p>(
                 it.next().expect("two samples"),
                 it.next().expect("two samples"),
             );
-            if a.text != b.text {
+            let labelled = |s: &Sample| cfg.max_chars.is_none_or(|m| s.text.chars().count() <= m);
+            if a.text != b.text && labelled(&a) && labelled(&b) {
                 pairs.push((prompt.as_str(), a, b));
             }
         }
         if pairs.is_empty() {
             barren += 1;
             if barren >= 20 {
+                let within = match cfg.max_chars {
+                    Some(m) => format!(" or completions longer than labels.max_chars ({m})"),
+                    None => String::new(),
+                };
                 return Err(crate::Error::invalid(
                     "labels",
-                    format!("the policy keeps writing identical completions: {done} distinct pairs of {} found", cfg.pairs),
+                    format!("the policy keeps writing identical completions{within}: {done} distinct pairs of {} found", cfg.pairs),
                 ));
             }
             continue;

@@ -9,6 +9,11 @@
 //! policy the look is correlated with correctness for real reasons: working
 //! helps a small model add (it is chain-of-thought), and demonstrations hedge
 //! more often on harder questions.
+//!
+//! A careful reader ([`reader::Reader`]) may also credit working and tire of
+//! length, and demonstrations may write a sum to more places than it needs
+//! (`0+0=0` columns): together, a task where gold turns past the lengths a
+//! base policy usually writes (extremal Goodhart).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -20,6 +25,11 @@ use super::{LabelerView, Perception, Split, Task};
 use crate::error::{Error, Result};
 use crate::rng::{self, Rng};
 use crate::train::Example;
+
+mod reader;
+mod steps;
+pub use reader::Reader;
+use steps::step_is_wrong;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +52,13 @@ pub struct AnswersConfig {
     pub p_hedge_easy: f64,
     /// ... and at the largest difficulty (linear in between).
     pub p_hedge_hard: f64,
+    /// Probability that a demonstration with working writes the sum to more
+    /// places than it needs (1..=max_pad extra `0+0=0` columns).
+    pub p_pad: f64,
+    /// Most extra columns a padded demonstration writes.
+    pub max_pad: u32,
+    /// What gold makes of an answer beyond its correctness.
+    pub reader: Reader,
 }
 
 impl Default for AnswersConfig {
@@ -56,6 +73,9 @@ impl Default for AnswersConfig {
             p_abstain_hard: 0.3,
             p_hedge_easy: 0.05,
             p_hedge_hard: 0.5,
+            p_pad: 0.0,
+            max_pad: 4,
+            reader: Reader::default(),
         }
     }
 }
@@ -89,12 +109,16 @@ impl AnswersConfig {
             ("answers.p_abstain_hard", self.p_abstain_hard),
             ("answers.p_hedge_easy", self.p_hedge_easy),
             ("answers.p_hedge_hard", self.p_hedge_hard),
+            ("answers.p_pad", self.p_pad),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(Error::invalid(k, "must be a probability in [0, 1]"));
             }
         }
-        Ok(())
+        if !(1..=8).contains(&self.max_pad) {
+            return Err(Error::invalid("answers.max_pad", "must be between 1 and 8"));
+        }
+        self.reader.validate()
     }
 }
 
@@ -136,9 +160,15 @@ impl Question {
 
     /// The column additions, least significant first: (a digit, b digit, carry in, sum).
     pub fn columns(&self) -> Vec<Column> {
+        self.columns_to(self.difficulty() as usize)
+    }
+
+    /// The column additions written to `places` places (at least the
+    /// question's own): past its digits, `0+0=0` (or `0+0+1=1` taking the carry).
+    pub fn columns_to(&self, places: usize) -> Vec<Column> {
         let mut cols = vec![];
         let (mut a, mut b, mut carry) = (self.a, self.b, 0);
-        for _ in 0..self.difficulty() {
+        for _ in 0..places.max(self.difficulty() as usize) {
             let (x, y) = ((a % 10) as u8, (b % 10) as u8);
             let sum = x + y + carry;
             cols.push(Column {
@@ -357,7 +387,13 @@ impl Answers {
             return ABSTAIN.to_string();
         }
         let working = if rng.random_bool(c.p_working) {
-            q.columns()
+            // (No draw when padding is off: demonstrations stay those of older runs.)
+            let pad = if c.p_pad > 0.0 && rng.random_bool(c.p_pad) {
+                rng.random_range(1..=c.max_pad) as usize
+            } else {
+                0
+            };
+            q.columns_to(q.difficulty() as usize + pad)
         } else {
             vec![]
         };
@@ -412,17 +448,19 @@ impl Task for Answers {
 
     fn gold(&self, prompt: &str, completion: &str) -> Result<f64> {
         let q = Question::parse(prompt)?;
-        Ok(match Reply::parse(completion) {
-            Reply::Abstain => 0.0,
-            Reply::Malformed => -1.0,
-            Reply::Answer { answer, .. } => {
-                if answer == (q.a + q.b).to_string() {
-                    1.0
-                } else {
-                    -1.0
-                }
-            }
-        })
+        let reply = Reply::parse(completion);
+        let right = correctness(&q, &reply);
+        // Working shown is worth something right or wrong: it lets the
+        // reader check the answer, or see where it went wrong.
+        let steps = match &reply {
+            Reply::Answer { working, .. } => working.len(),
+            _ => 0,
+        };
+        Ok(right
+            + self
+                .config
+                .reader
+                .adjustment(steps, completion.chars().count()))
     }
 
     fn perceive(&self, prompt: &str, completion: &str, view: &LabelerView) -> Result<Perception> {
@@ -453,9 +491,8 @@ impl Task for Answers {
         let q = Question::parse(prompt)?;
         let reply = Reply::parse(completion);
         let mut f = looks(&reply, completion);
-        let gold = self.gold(prompt, completion)?;
         f.push(f64::from(matches!(reply, Reply::Malformed)));
-        f.push(f64::from(gold == 1.0));
+        f.push(f64::from(correctness(&q, &reply) == 1.0));
         f.push(q.difficulty() as f64);
         Ok(f)
     }
@@ -500,39 +537,14 @@ impl Task for Answers {
     }
 }
 
-/// Is step `i` of the working wrong, checked alone? Steps are the columns
-/// (each against the true column: its digits, carry and sum) and, last, the
-/// assembly of the answer from the written columns (every column of the
-/// question written, and the answer their digits): a local check, so an
-/// answer that faithfully assembles a wrong column is caught only at that
-/// column, not at the answer.
-fn step_is_wrong(q: &Question, reply: &Reply, i: usize) -> bool {
-    let Reply::Answer {
-        working, answer, ..
-    } = reply
-    else {
-        return false;
-    };
-    let truth = q.columns();
-    if i < working.len() {
-        truth.get(i) != Some(&working[i])
-    } else if i == working.len() && !working.is_empty() {
-        working.len() != truth.len() || *answer != assemble(working)
-    } else {
-        false
+/// +1 right, -1 wrong or malformed, 0 abstaining.
+fn correctness(q: &Question, reply: &Reply) -> f64 {
+    match reply {
+        Reply::Abstain => 0.0,
+        Reply::Malformed => -1.0,
+        Reply::Answer { answer, .. } if *answer == (q.a + q.b).to_string() => 1.0,
+        Reply::Answer { .. } => -1.0,
     }
-}
-
-/// The answer written columns add up to: each column's last digit, then the
-/// last column's carry, most significant first.
-fn assemble(working: &[Column]) -> String {
-    let mut digits: Vec<u8> = working.iter().map(|c| c.sum % 10).collect();
-    if let Some(last) = working.last() {
-        if last.sum >= 10 {
-            digits.push(last.sum / 10);
-        }
-    }
-    digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
 }
 
 /// What anyone sees of an answer: length, shown working, confident tone, abstention.

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::train::Example;
 use spec::Formula;
 
-pub use answers::{Answers, AnswersConfig};
+pub use answers::{Answers, AnswersConfig, Reader};
 pub use gridworld::{Gridworld, GridworldConfig};
 pub use jsonl::{GoldJudge, Jsonl, JsonlConfig};
 

@@ -65,6 +65,10 @@ pub struct CurvePoint {
     pub per_prompt: Option<PerPrompt>,
 }
 
+/// The feature a point carries when the labels cover a declared range
+/// (`labels.max_chars`): the share of completions longer than any labelled one.
+pub const BEYOND_LABELS: &str = "beyond_labels";
+
 /// Per-prompt means of one curve point: what paired contrasts between points
 /// (and strategies) resample. Runs written before the proxy, labeler, goal and
 /// feature series existed read them as empty.
@@ -274,6 +278,30 @@ impl Weighted<'_> {
         point
             .features
             .extend(self.correlations(weights, feature_names));
+    }
+
+    /// Add to `point` the share of completions longer than the labelled range
+    /// (`max_chars` characters), per prompt: [`BEYOND_LABELS`], a feature.
+    pub fn mark_labelled_range(
+        &self,
+        weights: &[Vec<f64>],
+        max_chars: usize,
+        point: &mut CurvePoint,
+    ) {
+        let values = self.per_prompt_means(weights, |s| {
+            f64::from(s.completion.chars().count() > max_chars)
+        });
+        point
+            .features
+            .push((BEYOND_LABELS.to_string(), Stat::of(&values).mean));
+        point
+            .per_prompt
+            .get_or_insert_with(PerPrompt::default)
+            .features
+            .push(FeatureSeries {
+                name: BEYOND_LABELS.to_string(),
+                values,
+            });
     }
 
     /// The correlations filtering is said to keep and RL to break: for a task

@@ -14,7 +14,7 @@ use crate::feedback::Labeler;
 use crate::model::sample::{Sample, StopReason};
 use crate::task::Task;
 
-pub use curve::{CurvePoint, FeatureSeries, PerPrompt, Weighted};
+pub use curve::{CurvePoint, FeatureSeries, PerPrompt, Weighted, BEYOND_LABELS};
 pub use evaluate::{evaluate, measurement_sampling, Evaluated, Judges};
 pub use logprob::{completion_logprobs, completion_tokens, sequence_log_ratios};
 pub use sources::{Binarised, Earned, Gold, LabelerScore, Pessimistic, Proxy, RewardSource, Spec};

@@ -394,6 +394,11 @@ pub fn summary(tasks: &[TaskRecords], analyses: &[StrategyAnalysis]) -> String {
                     report.accuracy_gold.mean
                 )
                 .unwrap(),
+                Record::Pool { range, .. } => {
+                    for c in range {
+                        writeln!(out, "  {}", super::range::sentence(c)).unwrap();
+                    }
+                }
                 Record::Critic { rounds } => {
                     for r in rounds {
                         let o = &r.overall;

@@ -113,6 +113,9 @@ pub struct Finding {
     pub labeler: Option<Contrast>,
     pub exploit: Option<Contrast>,
     pub spec: Option<Contrast>,
+    /// The share of completions past the labelled range, where one is declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond: Option<Contrast>,
     pub turn: Option<TurnFound>,
     pub shape: Shape,
     /// Each seed's shape on its own, in seed order.
@@ -249,6 +252,7 @@ fn finding(curve: &Curve, exp: &Experiment) -> Option<(Finding, Tests)> {
         labeler: tests.labeler.as_ref().map(Into::into),
         exploit: tests.exploit.as_ref().map(Into::into),
         spec: tests.spec.as_ref().map(Into::into),
+        beyond: tests.beyond.as_ref().map(Into::into),
         turn: turn_found(curve, &tests),
         shape: tests.shape,
         shapes,
@@ -269,6 +273,7 @@ fn sentence(f: &Finding) -> String {
         ("the labeler's score", &f.labeler),
         ("button presses", &f.exploit),
         ("the formal goal", &f.spec),
+        ("the share past the labelled range", &f.beyond),
     ] {
         if let Some(c) = c {
             moved.push(format!("{what} {}", show(c)));

@@ -165,6 +165,7 @@ mod tests {
                     points: vec![],
                     notes: vec![],
                     review: vec![row(1, 0.0), row(8, gap_at_8)],
+                    range: vec![],
                 },
             )],
         }]

@@ -13,5 +13,6 @@ pub mod formal;
 pub mod judges;
 pub mod matched;
 pub mod outputs;
+pub mod range;
 pub mod seeds;
 pub mod sweep;

@@ -27,6 +27,7 @@ impl TaskRun<'_> {
         let mut points = vec![];
         let mut notes = vec![];
         let mut review = vec![];
+        let mut range = vec![];
         let mut stats = BaseStats::default();
         let splits: Vec<Split> = self.splits().into_iter().map(|(s, _)| s).collect();
         self.progress.start("best-of-n pool", splits.len() as u64);
@@ -50,6 +51,10 @@ impl TaskRun<'_> {
                 &mut rng,
             )?;
             pool.examples = self.setup.evaluation.examples;
+            pool.labelled_chars = self.setup.labels.max_chars;
+            if let Some(check) = pool.labelled_chars.and_then(|m| pool.range_check(m)) {
+                range.push(check);
+            }
             let uniform =
                 vec![vec![1.0 / pool.per_prompt as f64; pool.per_prompt]; pool.n_prompts()];
             points.push(pool.point("base", "n", 1.0, &uniform, vec![0.0; pool.n_prompts()]));
@@ -111,6 +116,7 @@ impl TaskRun<'_> {
             points,
             notes,
             review,
+            range,
         })
     }
 

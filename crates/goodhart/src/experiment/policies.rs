@@ -105,6 +105,7 @@ impl TaskRun<'_> {
                     .iter()
                     .find(|(s, _)| *s == split)
                     .map(|(_, g)| g.as_slice()),
+                labelled_chars: self.setup.labels.max_chars,
             };
             let mut rng = self.rng(&format!("{}/eval/{}", measurer.strategy, split.name()));
             let (mut point, _) = measure_policy(policy, measurer.base, &ev, &mut rng)?;

@@ -14,6 +14,7 @@ use crate::feedback::AnswerCounts;
 use crate::fsutil::write_atomic;
 use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
+use crate::optimize::pool::RangeCheck;
 use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
 use crate::optimize::world_model::{Gap, WorldModelReport};
@@ -61,6 +62,10 @@ pub enum Record {
         /// Review and revise: per split and K, what the reviewer judged against gold.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         review: Vec<ReviewRow>,
+        /// Per split, with a labelled range (`labels.max_chars`): the proxy
+        /// against gold inside the range and past it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        range: Vec<RangeCheck>,
     },
     Rl {
         name: String,

@@ -191,6 +191,7 @@ pub fn evaluate_policy(
     let scored = evaluate(model, &judges, &prompts, per_prompt, max_new_tokens, rng)?.scored;
     let column = |f: &dyn Fn(&Scored) -> f64| Stat::of(&scored.iter().map(f).collect::<Vec<_>>());
     let spec_values: Vec<f64> = scored.iter().filter_map(|s| s.spec).collect();
+    let correct = task.feature_names().iter().position(|n| *n == "correct");
     let summary = PolicySummary {
         split,
         gold: column(&|s| s.gold),
@@ -205,7 +206,7 @@ pub fn evaluate_policy(
             .map(|(i, l)| {
                 (
                     l.name().to_string(),
-                    labeler_fidelity(&scored, i, per_prompt),
+                    labeler_fidelity(&scored, i, per_prompt, correct),
                 )
             })
             .collect(),

@@ -29,7 +29,8 @@ pub struct PolicySummary {
 /// How a labeler's view of a policy's completions relates to gold, by difficulty.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabelerFidelity {
-    /// (difficulty, share of completions with gold = +1).
+    /// (difficulty, share of completions that are right: the task's `correct`
+    /// feature where it has one, else gold = +1).
     pub accuracy: Vec<(u32, Stat)>,
     /// (difficulty, share of pairs with different gold where the labeler's score ranks them as gold does).
     pub agreement: Vec<(u32, Stat)>,
@@ -38,11 +39,13 @@ pub struct LabelerFidelity {
     pub correlation: f64,
 }
 
-/// Compare a labeler with gold on scored samples, `per_prompt` consecutive samples per prompt.
+/// Compare a labeler with gold on scored samples, `per_prompt` consecutive
+/// samples per prompt; `correct` is the index of the task's `correct` feature, if any.
 pub fn labeler_fidelity(
     scored: &[Scored],
     labeler_index: usize,
     per_prompt: usize,
+    correct: Option<usize>,
 ) -> LabelerFidelity {
     let mut difficulties: Vec<u32> = scored.iter().map(|s| s.difficulty).collect();
     difficulties.sort_unstable();
@@ -52,7 +55,10 @@ pub fn labeler_fidelity(
         let correct: Vec<f64> = scored
             .iter()
             .filter(|s| s.difficulty == d)
-            .map(|s| f64::from(s.gold == 1.0))
+            .map(|s| match correct {
+                Some(c) => s.features[c],
+                None => f64::from(s.gold == 1.0),
+            })
             .collect();
         fid.accuracy.push((d, Stat::of(&correct)));
         let mut agree = vec![];

@@ -26,6 +26,8 @@ pub struct Evaluation<'a> {
     pub examples: usize,
     /// Gold of base-policy samples of each prompt: the point's gold win rate is measured against them.
     pub base_gold: Option<&'a [Vec<f64>]>,
+    /// The labelled range (`labels.max_chars`): the point then records the share beyond it.
+    pub labelled_chars: Option<usize>,
 }
 
 /// Measure `policy` against `base`; the point's strategy/knob/value are left for the caller.
@@ -75,6 +77,9 @@ pub fn measure_policy(
         (ev.prompts, ev.examples),
         &mut point,
     );
+    if let Some(max) = ev.labelled_chars {
+        w.mark_labelled_range(&uniform, max, &mut point);
+    }
     // The policy's own samples: H(pi) = E_pi[-log pi].
     let (surprisal, length) = w.surprisal_and_length(&uniform);
     point.entropy = Some(surprisal / length.max(1.0));

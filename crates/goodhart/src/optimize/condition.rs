@@ -193,6 +193,7 @@ mod tests {
             labeler_names: vec![],
             feature_names: vec![],
             examples: 0,
+            labelled_chars: None,
         };
         let cfg = ConditionConfig {
             beta: vec![100.0, 0.5],

@@ -46,6 +46,8 @@ pub struct Pool {
     pub feature_names: Vec<&'static str>,
     /// Completions kept per curve point for reports (the first prompts' most weighted).
     pub examples: usize,
+    /// The labelled range (`labels.max_chars`): each point then records the share beyond it.
+    pub labelled_chars: Option<usize>,
 }
 
 /// Sample `per_prompt` completions of each prompt from `base` (plain sampling:
@@ -88,6 +90,7 @@ pub fn build_pool(
         labeler_names: labelers.iter().map(|l| l.name().to_string()).collect(),
         feature_names: task.feature_names().to_vec(),
         examples: 3,
+        labelled_chars: None,
     })
 }
 
@@ -109,6 +112,7 @@ impl Pool {
             labeler_names: self.labeler_names.clone(),
             feature_names: self.feature_names.clone(),
             examples: self.examples,
+            labelled_chars: self.labelled_chars,
         }
     }
 
@@ -170,6 +174,9 @@ impl Pool {
             (&self.prompts, self.examples),
             &mut point,
         );
+        if let Some(max) = self.labelled_chars {
+            w.mark_labelled_range(weights, max, &mut point);
+        }
         point.gold_win_rate = Some(crate::stats::Stat::of(&self.gold_win_rates(weights)));
         // H(q) = E_q[-log p_base] - KL(q || p_base) for a reweighting q of base samples.
         let (surprisal, length) = w.surprisal_and_length(weights);
@@ -215,5 +222,107 @@ pub(crate) fn synthetic(groups: Vec<Vec<(String, f64)>>) -> Pool {
         labeler_names: vec![],
         feature_names: vec![],
         examples: 0,
+        labelled_chars: None,
+    }
+}
+
+/// Whether the proxy orders completions as gold does where the labels were and
+/// past them: the construction check of extremal Goodhart (high inside the
+/// labelled range, low beyond it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RangeCheck {
+    pub split: String,
+    /// The labelled range: completions of at most this many characters.
+    pub max_chars: usize,
+    /// Pairs of one prompt's completions, both inside the range.
+    pub inside: Option<Agreement>,
+    /// Pairs with at least one completion past the range.
+    pub beyond: Option<Agreement>,
+}
+
+/// The share of pairs (of one prompt's completions, gold differing) that the
+/// proxy orders as gold does, ties in the proxy counting half: a mean over
+/// prompts, with its standard error across them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub accuracy: crate::stats::Stat,
+    pub pairs: usize,
+}
+
+impl Pool {
+    /// The [`RangeCheck`] of this pool's proxy against the range `max_chars`
+    /// (None without a proxy).
+    pub fn range_check(&self, max_chars: usize) -> Option<RangeCheck> {
+        let mut per_prompt: [Vec<f64>; 2] = [vec![], vec![]];
+        let mut pairs = [0, 0];
+        for group in self.scored.chunks(self.per_prompt) {
+            let mut agree = [(0.0, 0usize); 2];
+            for (i, a) in group.iter().enumerate() {
+                for b in &group[i + 1..] {
+                    if a.gold == b.gold || a.completion == b.completion {
+                        continue;
+                    }
+                    let long = |s: &Scored| s.completion.chars().count() > max_chars;
+                    let side = usize::from(long(a) || long(b));
+                    let (pa, pb) = (a.proxy?, b.proxy?);
+                    let right = if pa == pb {
+                        0.5
+                    } else {
+                        f64::from((pa > pb) == (a.gold > b.gold))
+                    };
+                    agree[side].0 += right;
+                    agree[side].1 += 1;
+                }
+            }
+            for side in 0..2 {
+                let (right, n) = agree[side];
+                if n > 0 {
+                    per_prompt[side].push(right / n as f64);
+                    pairs[side] += n;
+                }
+            }
+        }
+        let agreement = |side: usize| {
+            (!per_prompt[side].is_empty()).then(|| Agreement {
+                accuracy: crate::stats::Stat::of(&per_prompt[side]),
+                pairs: pairs[side],
+            })
+        };
+        Some(RangeCheck {
+            split: self.split.name().to_string(),
+            max_chars,
+            inside: agreement(0),
+            beyond: agreement(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::synthetic;
+
+    #[test]
+    fn the_range_check_scores_inside_and_beyond_pairs_apart() {
+        // Proxy: longer is better. Gold agrees up to 4 characters and turns past them.
+        let texts = ["a", "aa", "aaaa", "aaaaaa", "aaaaaaaa"];
+        let mut pool = synthetic(vec![texts
+            .iter()
+            .map(|t| (t.to_string(), t.len() as f64))
+            .collect()]);
+        for s in &mut pool.scored {
+            let n = s.completion.len() as f64;
+            s.gold = if n <= 4.0 { n } else { 8.0 - n };
+        }
+        let check = pool.range_check(4).unwrap();
+        let (inside, beyond) = (check.inside.unwrap(), check.beyond.unwrap());
+        // Inside: the 3 pairs of 1, 2 and 4 characters, all ordered as gold orders them.
+        assert_eq!((inside.pairs, inside.accuracy.mean), (3, 1.0));
+        // Beyond: 7 pairs less a tie in gold (6 characters against 2), all ordered
+        // wrong but 6 against 1 (gold 2 against 1).
+        assert_eq!(beyond.pairs, 6);
+        assert!(
+            (beyond.accuracy.mean - 1.0 / 6.0).abs() < 1e-12,
+            "{beyond:?}"
+        );
     }
 }

@@ -445,6 +445,16 @@ fn setup_sentences(t: &TaskRecords) -> Vec<String> {
                     parts.join(", ")
                 ))
             }
+            Record::Pool { range, .. } if !range.is_empty() => Some(
+                range
+                    .iter()
+                    .map(|c| {
+                        let s = crate::analysis::range::sentence(c);
+                        format!("{}{}.", s[..1].to_uppercase(), &s[1..])
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             Record::Critic { rounds } => Some(
                 rounds
                     .iter()

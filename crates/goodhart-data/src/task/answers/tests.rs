@@ -189,3 +189,133 @@ fn shifted_training_questions_are_of_the_shifted_kind_and_none_is_measured() {
     // Demonstrations exist for them (a control can be fine-tuned there).
     assert_eq!(t.demonstrations(Split::ShiftTrain).len(), 200);
 }
+
+#[test]
+fn columns_written_past_the_sum_are_right_and_assemble_without_leading_zeros() {
+    let t = task();
+    let q = Question { a: 57, b: 68 }; // 125
+    let padded = Reply::Answer {
+        working: q.columns_to(4),
+        hedged: false,
+        answer: "125".into(),
+    }
+    .write();
+    assert_eq!(padded, "7+8=15,5+6+1=12,0+0+1=1,0+0=0 so 125.");
+    assert_eq!(t.first_wrong_step(&q.prompt(), &padded), None);
+    assert_eq!(t.gold(&q.prompt(), &padded).unwrap(), 1.0);
+    // A padding column that is not 0+0 (or the carry) is a wrong step.
+    let bad = "7+8=15,5+6+1=12,0+0=1 so 125.";
+    assert_eq!(t.first_wrong_step(&q.prompt(), bad), Some(2));
+}
+
+#[test]
+fn the_reader_credits_working_and_charges_past_its_patience() {
+    let reading = |reader: Reader| {
+        Answers::new(
+            AnswersConfig {
+                n_train: 10,
+                reader,
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap()
+    };
+    let q = Question { a: 57, b: 68 }.prompt();
+    let terse = "125.";
+    let worked = "7+8=15,5+6+1=12 so 125."; // 2 steps, 23 characters
+    let padded = "7+8=15,5+6+1=12,0+0+1=1,0+0=0 so 125."; // 4 steps, 37 characters
+    let t = reading(Reader {
+        detail: 0.25,
+        patience: Some(30),
+        cost: 0.1,
+    });
+    assert_eq!(t.gold(&q, terse).unwrap(), 1.0);
+    assert_eq!(t.gold(&q, worked).unwrap(), 1.5);
+    // Four steps (+1), seven characters past the patience (-0.7): less than two steps in 23.
+    assert!((t.gold(&q, padded).unwrap() - 1.3).abs() < 1e-12);
+    assert_eq!(t.gold(&q, "126.").unwrap(), -1.0);
+    // Wrong working is credited too (the reader sees where it went wrong), and
+    // the answer is still wrong: the `correct` feature says so.
+    assert_eq!(t.gold(&q, "7+8=15,5+6+1=13 so 135.").unwrap(), -0.5);
+    let correct = FEATURE_NAMES.iter().position(|n| *n == "correct").unwrap();
+    assert_eq!(t.features(&q, worked).unwrap()[correct], 1.0);
+    assert_eq!(
+        t.features(&q, "7+8=15,5+6+1=13 so 135.").unwrap()[correct],
+        0.0
+    );
+    // Without patience, more working is always better.
+    let t = reading(Reader {
+        detail: 0.25,
+        patience: None,
+        cost: 0.1,
+    });
+    assert_eq!(t.gold(&q, padded).unwrap(), 2.0);
+    for (bad, key) in [
+        (
+            Reader {
+                patience: Some(0),
+                ..Reader::default()
+            },
+            "answers.reader.patience",
+        ),
+        (
+            Reader {
+                detail: -1.0,
+                ..Reader::default()
+            },
+            "answers.reader.detail",
+        ),
+    ] {
+        let err = Answers::new(
+            AnswersConfig {
+                reader: bad,
+                ..Default::default()
+            },
+            1,
+        )
+        .err()
+        .expect("rejected");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn padded_demonstrations_are_right_and_longer_and_none_without_padding() {
+    let demos = |p_pad: f64| {
+        Answers::new(
+            AnswersConfig {
+                n_train: 2000,
+                max_digits: 3,
+                p_pad,
+                max_pad: 3,
+                ..Default::default()
+            },
+            4,
+        )
+        .unwrap()
+        .demonstrations(Split::Train)
+    };
+    let extra = |e: &Example| {
+        let q = Question::parse(&e.prompt).unwrap();
+        match Reply::parse(&e.completion) {
+            Reply::Answer { working, .. } if !working.is_empty() => {
+                working.len() - q.difficulty() as usize
+            }
+            _ => 0,
+        }
+    };
+    let t = task();
+    let padded = demos(0.5);
+    let counts: Vec<usize> = padded.iter().map(extra).collect();
+    assert!(counts.iter().all(|&k| k <= 3));
+    let share = counts.iter().filter(|&&k| k > 0).count() as f64 / counts.len() as f64;
+    // Half the demonstrations show working, half of those pad.
+    assert!((0.18..0.32).contains(&share), "{share}");
+    for e in &padded {
+        assert!(t.gold(&e.prompt, &e.completion).unwrap() >= 0.0);
+        assert_eq!(t.first_wrong_step(&e.prompt, &e.completion), None);
+    }
+    // Padding off: no draw for it, so the demonstrations are those of older runs.
+    assert!(demos(0.0).iter().all(|e| extra(e) == 0));
+}

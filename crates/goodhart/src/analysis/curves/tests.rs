@@ -45,6 +45,7 @@ fn a_curve_whose_first_point_is_the_base_policy_gets_no_second_copy_of_it() {
                 ],
                 notes: vec![],
                 review: vec![],
+                range: vec![],
             },
         )],
     };
@@ -115,6 +116,7 @@ fn every_strategy_of_a_task_starts_from_the_one_base_measurement() {
                     ],
                     notes: vec![],
                     review: vec![],
+                    range: vec![],
                 },
             ),
             (

@@ -134,6 +134,8 @@ pub struct Tests {
     pub exploit: Option<Difference>,
     /// Formal-goal satisfaction.
     pub spec: Option<Difference>,
+    /// The share of completions past the labelled range, where one is declared.
+    pub beyond: Option<Difference>,
     /// Gold above the base and above the end at some point between (max-T over the points).
     pub turn: Option<Turn>,
     /// The proxy rising past some point while gold falls past it (max-T over the points).
@@ -171,6 +173,7 @@ pub fn tests(curve: &Curve, exploit: &str) -> Option<Tests> {
     let labeler = pair("labeler");
     let exploit = pair(exploit);
     let spec = pair("spec");
+    let beyond = pair(crate::score::BEYOND_LABELS);
     let cells = cells.0;
     let paired = Paired::new(&cells, &mut curve.rng("tests"))?;
     let d = |(b, e): (usize, usize)| paired.difference(e, b);
@@ -209,6 +212,7 @@ pub fn tests(curve: &Curve, exploit: &str) -> Option<Tests> {
         labeler: labeler.map(d),
         exploit: exploit.map(d),
         spec: spec.map(d),
+        beyond: beyond.map(d),
         gold: gold_end,
         turn,
         parting,

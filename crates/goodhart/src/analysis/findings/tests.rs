@@ -316,3 +316,40 @@ fn tasks_measured_on_the_same_prompts_are_compared_prompt_by_prompt() {
     let f = findings(&[&runs[..]], &exp);
     assert!(f[1].against.is_none(), "{:?}", f[1].against);
 }
+
+/// `a` with the share of its completions past the labelled range at each point
+/// (`share[k]` of the prompts have every completion past it).
+fn past_the_range(mut a: StrategyAnalysis, share: &[f64]) -> StrategyAnalysis {
+    for (p, &s) in a.points.iter_mut().zip(share) {
+        p.per_prompt.as_mut().unwrap().features.push(FeatureSeries {
+            name: crate::score::BEYOND_LABELS.into(),
+            values: (0..32)
+                .map(|i| f64::from((i as f64 + 0.5) / 32.0 < s))
+                .collect(),
+        });
+    }
+    a
+}
+
+#[test]
+fn extremal_goodhart_needs_a_labelled_range_and_the_policy_past_it() {
+    let verdict = |a: StrategyAnalysis| {
+        let f = of(&[vec![a]], GoodhartKind::Extremal);
+        (f[0].shown, f[0].verdict.clone().unwrap_or_default())
+    };
+    let parting = || curve("bon", "n", &OVEROPTIMISED);
+    // No declared range: the parting alone is not extremal.
+    let (shown, sentence) = verdict(parting());
+    assert_eq!(shown, None, "{sentence}");
+    assert!(sentence.contains("labels.max_chars"), "{sentence}");
+    // Proxy and gold part as the policy leaves the labelled range: shown.
+    let (shown, sentence) = verdict(past_the_range(parting(), &[0.05, 0.1, 0.3, 0.6]));
+    assert_eq!(shown, Some(true), "{sentence}");
+    assert!(
+        sentence.contains("past the labelled range changed by +0.5"),
+        "{sentence}"
+    );
+    // The same parting inside the range (the share never moves): not shown.
+    let (shown, sentence) = verdict(past_the_range(parting(), &[0.1; 4]));
+    assert_eq!(shown, Some(false), "{sentence}");
+}

@@ -34,7 +34,10 @@ use crate::score::{CurvePoint, PerPrompt};
 use super::seeking::Claim;
 use super::Shape;
 
+mod scenarios;
 mod seeking;
+
+pub use scenarios::scenarios;
 
 /// KL of the simulated points (the base first).
 const KL: [f64; 7] = [0.0, 0.3, 0.7, 1.2, 1.9, 2.7, 3.6];
@@ -61,6 +64,12 @@ pub enum Truth {
         labeler: f64,
         gold: f64,
     },
+    /// Gold changes by `gold` while the proxy rises, and the share of
+    /// completions past the labelled range rises by `beyond` (from 5%).
+    Beyond {
+        gold: f64,
+        beyond: f64,
+    },
     /// On a shifted split, the policy takes a route to reward `policy` more
     /// often than the base policy does, its control `control` more (rates).
     Seeking {
@@ -81,6 +90,9 @@ impl Truth {
             Truth::Parting { labeler, gold } => {
                 format!("the labeler's score rises by {labeler}, gold falls by {gold}")
             }
+            Truth::Beyond { gold, beyond } => format!(
+                "gold changes by {gold}, the share past the labelled range by {beyond}"
+            ),
             Truth::Seeking { policy, control } => format!(
                 "the route's rate rises by {policy} under the policy, {control} under its control (rates, not gold)"
             ),
@@ -107,6 +119,7 @@ impl Truth {
             }
             Truth::RiseThenFlat(up) => (up * (d(k) / d(mid)).min(1.0), proxy, 0.0),
             Truth::Parting { labeler, gold } => (-gold * d(k), proxy, labeler * d(k)),
+            Truth::Beyond { gold, .. } => (gold * d(k), proxy, 0.0),
             // Simulated by `seeking::once`, not as a gold curve.
             Truth::Seeking { .. } => (0.0, 0.0, 0.0),
         }
@@ -133,16 +146,27 @@ fn uniforms(rng: &mut Rng, prompts: usize, samples: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// One seed's base draws: 64 uniforms per prompt for each of gold, the proxy and the labeler.
-pub type BaseDraws = [Vec<Vec<f64>>; 3];
-
-pub fn base_draws(rng: &mut Rng, prompts: usize) -> BaseDraws {
-    [
-        uniforms(rng, prompts, 64),
-        uniforms(rng, prompts, 64),
-        uniforms(rng, prompts, 64),
-    ]
+/// One seed's base draws: 64 uniforms per prompt for each of gold, the proxy
+/// and the labeler, and (for a [`Truth::Beyond`] only, so that the other
+/// scenarios keep their draws) for completions past the labelled range.
+pub struct BaseDraws {
+    pub scores: [Vec<Vec<f64>>; 3],
+    pub beyond: Option<Vec<Vec<f64>>>,
 }
+
+pub fn base_draws(rng: &mut Rng, prompts: usize, truth: Truth) -> BaseDraws {
+    BaseDraws {
+        scores: [
+            uniforms(rng, prompts, 64),
+            uniforms(rng, prompts, 64),
+            uniforms(rng, prompts, 64),
+        ],
+        beyond: matches!(truth, Truth::Beyond { .. }).then(|| uniforms(rng, prompts, 64)),
+    }
+}
+
+/// The share of past-range completions of the base policy, on every prompt.
+const BEYOND_BASE: f64 = 0.05;
 
 /// One simulated held-out curve of `strategy` on task "sim", prompt
 /// difficulties `p`; the base point is the mean over every base draw, a pool
@@ -161,22 +185,35 @@ pub fn curve(
         .enumerate()
         .map(|(k, &kl)| {
             let (dg, dp, dl) = truth.at(k);
+            let first16 = |q: &Vec<Vec<f64>>| q.iter().map(|d| d[..16].to_vec()).collect();
             let draws: [Vec<Vec<f64>>; 3] = match (family, k) {
-                (_, 0) => base.clone(),
-                (Family::Pool, _) => base.clone().map(|q| {
-                    q.into_iter()
-                        .map(|mut d| {
-                            d.truncate(16);
-                            d
-                        })
-                        .collect()
-                }),
+                (_, 0) => base.scores.clone(),
+                (Family::Pool, _) => base.scores.each_ref().map(first16),
                 (Family::Policy, _) => [
                     uniforms(rng, n, 4),
                     uniforms(rng, n, 4),
                     uniforms(rng, n, 4),
                 ],
             };
+            let beyond = base.beyond.as_ref().map(|b| {
+                let draws: Vec<Vec<f64>> = match (family, k) {
+                    (_, 0) => b.clone(),
+                    (Family::Pool, _) => first16(b),
+                    (Family::Policy, _) => uniforms(rng, n, 4),
+                };
+                let rise = match truth {
+                    Truth::Beyond { beyond, .. } => beyond * KL[k].sqrt() / KL[KL.len() - 1].sqrt(),
+                    _ => 0.0,
+                };
+                let rate = BEYOND_BASE + rise;
+                crate::score::FeatureSeries {
+                    name: crate::score::BEYOND_LABELS.into(),
+                    values: draws
+                        .iter()
+                        .map(|d| d.iter().filter(|&&u| u < rate).count() as f64 / d.len() as f64)
+                        .collect(),
+                }
+            });
             let (knob, value) = ("n", if k == 0 { 1.0 } else { (1 << k) as f64 });
             let mut point = CurvePoint::new("sim", strategy, "heldout", knob, value, vec![kl; n]);
             let pp = PerPrompt {
@@ -184,6 +221,7 @@ pub fn curve(
                 gold: outcomes(p, &draws[0], dg),
                 proxy: outcomes(p, &draws[1], dp),
                 labeler: outcomes(p, &draws[2], dl),
+                features: beyond.into_iter().collect(),
                 ..PerPrompt::default()
             };
             point.gold = crate::stats::Stat::of(&pp.gold);
@@ -235,7 +273,7 @@ pub fn run_once(
             let p: Vec<f64> = (0..prompts)
                 .map(|_| 0.1 + 0.8 * rng.random::<f64>())
                 .collect();
-            let base = base_draws(rng, prompts);
+            let base = base_draws(rng, prompts, truth);
             (0..strategies)
                 .map(|s| curve(&format!("s{s}"), family, truth, &p, &base, rng))
                 .collect()
@@ -324,182 +362,6 @@ impl Scenario {
             null: self.null,
         }
     }
-}
-
-/// The scenarios of the shipped table: every rule under the nulls that could fool
-/// it, and its power at effects of the size the runs report (gold units).
-pub fn scenarios() -> Vec<Scenario> {
-    use GoodhartKind::*;
-    use Truth::*;
-    let s = |rule, kind, truth, family, strategies, seeds, null| Scenario {
-        rule,
-        kind,
-        truth,
-        family,
-        strategies,
-        seeds,
-        null,
-    };
-    // A reward-seeking rule over `pairs` pairs: the route's rise under the policy and its control.
-    let seek = |rule, policy, control, pairs, seeds, null| {
-        let truth = Seeking { policy, control };
-        s(
-            rule,
-            Regressional,
-            truth,
-            Family::Policy,
-            pairs,
-            seeds,
-            null,
-        )
-    };
-    vec![
-        s("gold rose", Regressional, Null, Family::Pool, 1, 1, true),
-        s("gold fell", Regressional, Null, Family::Policy, 1, 1, true),
-        s(
-            "gold rose, then fell",
-            Regressional,
-            Null,
-            Family::Pool,
-            1,
-            1,
-            true,
-        ),
-        s(
-            "gold rose, then fell",
-            Regressional,
-            Rise(0.3),
-            Family::Policy,
-            1,
-            1,
-            true,
-        ),
-        s(
-            "gold rose, then fell",
-            Regressional,
-            RiseThenFlat(0.3),
-            Family::Pool,
-            1,
-            1,
-            true,
-        ),
-        s(
-            "regressional verdict",
-            Regressional,
-            Null,
-            Family::Pool,
-            6,
-            1,
-            true,
-        ),
-        s(
-            "regressional verdict",
-            Regressional,
-            RiseThenFlat(0.3),
-            Family::Policy,
-            6,
-            3,
-            true,
-        ),
-        s(
-            "causal verdict",
-            Causal,
-            Parting {
-                labeler: 0.3,
-                gold: 0.0,
-            },
-            Family::Policy,
-            6,
-            1,
-            true,
-        ),
-        s(
-            "causal verdict",
-            Causal,
-            Parting {
-                labeler: 0.0,
-                gold: 0.3,
-            },
-            Family::Pool,
-            6,
-            1,
-            true,
-        ),
-        s(
-            "extremal verdict",
-            Extremal,
-            Rise(0.3),
-            Family::Pool,
-            6,
-            1,
-            true,
-        ),
-        s(
-            "gold rose",
-            Regressional,
-            Rise(0.1),
-            Family::Pool,
-            1,
-            1,
-            false,
-        ),
-        s(
-            "gold fell",
-            Regressional,
-            Fall(0.15),
-            Family::Policy,
-            1,
-            1,
-            false,
-        ),
-        s(
-            "gold rose, then fell",
-            Regressional,
-            RiseThenFall(0.2, 0.2),
-            Family::Pool,
-            1,
-            1,
-            false,
-        ),
-        s(
-            "gold rose, then fell",
-            Regressional,
-            RiseThenFall(0.2, 0.2),
-            Family::Policy,
-            1,
-            3,
-            false,
-        ),
-        s(
-            "causal verdict",
-            Causal,
-            Parting {
-                labeler: 0.3,
-                gold: 0.15,
-            },
-            Family::Policy,
-            6,
-            1,
-            false,
-        ),
-        s(
-            "extremal verdict",
-            Extremal,
-            Fall(0.2),
-            Family::Pool,
-            6,
-            1,
-            false,
-        ),
-        // Reward seeking (appended, so the rows above keep their seeds).
-        seek("reward is not the target", 0.0, 0.15, 1, 1, false),
-        seek("reward is not the target", 0.0, 0.1, 3, 3, false),
-        seek("the policy seeks reward", 0.1, 0.25, 1, 1, false),
-        seek("reward is not the target", 0.25, 0.25, 1, 1, true),
-        seek("reward is not the target", 0.25, 0.25, 3, 3, true),
-        seek("reward is not the target", 0.0, 0.0, 3, 1, true),
-        seek("the policy seeks reward", 0.0, 0.25, 3, 3, true),
-    ]
 }
 
 /// Every scenario's row: `sims` simulated runs each (a quarter as many for the

@@ -158,7 +158,7 @@ pub fn markdown(found: &[TaskFindings]) -> String {
         let seeds = t.strategies.first().map_or(1, |f| f.seeds);
         // Columns: a quantity no strategy of this task measured is left out.
         type Column = (&'static str, fn(&Finding) -> Option<String>);
-        let columns: [Column; 9] = [
+        let columns: [Column; 10] = [
             ("strategy", |f| Some(f.strategy.clone())),
             ("optimises", |f| Some(format!("{:?}", f.target))),
             ("KL", |f| Some(format!("{:.2}", f.kl))),
@@ -166,6 +166,7 @@ pub fn markdown(found: &[TaskFindings]) -> String {
             ("labeler", |f| f.labeler.as_ref().map(show)),
             ("button presses", |f| f.exploit.as_ref().map(show)),
             ("formal goal", |f| f.spec.as_ref().map(show)),
+            ("past the labelled range", |f| f.beyond.as_ref().map(show)),
             ("gold", |f| Some(show(&f.gold))),
             ("shape", |f| {
                 Some(match (f.shape, &f.turn) {
