@@ -318,3 +318,52 @@ fn the_reward_not_target_experiment_measures_seeking_against_controls_and_maximi
         );
     }
 }
+
+#[test]
+fn the_extremal_experiment_labels_only_inside_its_range_and_measures_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("extremal");
+    let exp = repo("experiments/extremal.toml");
+    let printed = common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    // The construction check, on both splits.
+    assert!(
+        printed.contains("reward model against gold on pairs of base answers (heldout): inside the labelled range (at most 40 characters)"),
+        "{printed}"
+    );
+    let found: serde_json::Value = serde_json::from_str(&read(&out.join("findings.json"))).unwrap();
+    let task = &found[0];
+    assert_eq!(task["goodhart"], "extremal");
+    assert!(
+        task["verdict"].as_str().unwrap().contains("labelled range"),
+        "{task}"
+    );
+    // Every tested strategy's share past the range is a paired contrast.
+    for f in task["strategies"].as_array().unwrap() {
+        assert!(
+            f["beyond"]["lo"].as_f64().unwrap() <= f["beyond"]["hi"].as_f64().unwrap(),
+            "{f}"
+        );
+    }
+    let store =
+        goodhart::feedback::LabelStore::open_existing(&out.join("answers-extremal/labels.sqlite"))
+            .unwrap();
+    let labelled = store.comparisons(&Default::default()).unwrap();
+    assert!(!labelled.is_empty());
+    for c in &labelled {
+        for text in [&c.a, &c.b] {
+            assert!(
+                text.chars().count() <= 40,
+                "a labelled answer past the range: {text:?}"
+            );
+        }
+    }
+}
