@@ -367,3 +367,68 @@ fn the_extremal_experiment_labels_only_inside_its_range_and_measures_past_it() {
         }
     }
 }
+
+#[test]
+fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("red-team");
+    let exp = repo("experiments/red-team.toml");
+    let printed = common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        printed.contains(
+            "answers: red team against the reward model, and random pairs for the same labels"
+        ),
+        "{printed}"
+    );
+    for task in ["answers", "answers-careful"] {
+        let record: serde_json::Value =
+            serde_json::from_str(&read(&out.join(task).join("stages/red_team.json"))).unwrap();
+        let rounds = record["rounds"].as_array().unwrap();
+        // Three rounds in each arm, each with its pairs labelled and a retrained model.
+        assert_eq!(rounds.len(), 6, "{record}");
+        for (i, r) in rounds.iter().enumerate() {
+            assert_eq!(r["arm"], if i < 3 { "red_team" } else { "random" });
+            assert!(r["pairs"].as_u64().unwrap() > 0);
+            let share = r["failures"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&share));
+        }
+        // Each round's labels grow what the next model learns from.
+        let learnt: Vec<u64> = rounds[..3]
+            .iter()
+            .map(|r| r["comparisons"].as_u64().unwrap())
+            .collect();
+        assert!(learnt.windows(2).all(|w| w[0] < w[1]), "{learnt:?}");
+        // Best-of-n under round 0's model and each round's, on the held-out pool.
+        let names: Vec<&str> = record["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["strategy"].as_str().unwrap())
+            .collect();
+        for name in ["bon-round-0", "bon-red-team-3", "bon-random-3"] {
+            assert!(names.contains(&name), "{name} missing");
+        }
+        let store =
+            goodhart::feedback::LabelStore::open_existing(&out.join(task).join("labels.sqlite"))
+                .unwrap();
+        let batch = |b: &str| {
+            store
+                .comparisons(&goodhart::feedback::Filter {
+                    batches: vec![b.into()],
+                    ..Default::default()
+                })
+                .unwrap()
+                .len()
+        };
+        assert!(batch("red_team/red_team/1") > 0 && batch("red_team/random/3") > 0);
+    }
+}

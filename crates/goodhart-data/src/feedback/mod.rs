@@ -16,5 +16,5 @@ pub use reviews::{
     ReviewQueueConfig, Rollout,
 };
 pub use sessions::{Session, SessionLimits};
-pub use simulate::{queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
+pub use simulate::{label_pairs, queue_pairs, simulate_labels, LabelsConfig, PolicyTag};
 pub use store::{Comparison, Filter, LabelStore, NewComparison, NewSample, OnBadLine};

@@ -96,38 +96,54 @@ pub fn simulate_labels(
 ) -> Result<usize> {
     progress.start(&format!("labels {batch}"), cfg.pairs as u64);
     let done = sample_pairs(model, prompts, cfg, rng, |pairs, rng| {
-        let judged = pairs
-            .into_iter()
-            .map(|(prompt, a, b)| {
-                let answers = labelers
-                    .iter()
-                    .map(|l| l.compare(prompt, &a.text, &b.text, rng))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((prompt, a, b, answers))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        store.write(|w| {
-            for (prompt, a, b, answers) in &judged {
-                let (ia, ib) = record_pair(w, task, policy, prompt, a, b)?;
-                for (l, answer) in labelers.iter().zip(answers) {
-                    w.comparison(&NewComparison {
-                        sample_a: ia,
-                        sample_b: ib,
-                        labeler: l.name(),
-                        answer: *answer,
-                        reason: None,
-                        batch: Some(batch),
-                        seconds: None,
-                    })?;
-                }
-            }
-            Ok(())
-        })?;
-        progress.advance(judged.len() as u64);
+        let n = label_pairs(store, task, policy, labelers, pairs, batch, rng)?;
+        progress.advance(n as u64);
         Ok(())
     })?;
     progress.finish();
     Ok(done)
+}
+
+/// Have every labeler compare each of `pairs` (a prompt and two of `policy`'s
+/// completions of it) and record them in `batch`, in one transaction. Returns
+/// the number of pairs.
+pub fn label_pairs(
+    store: &mut LabelStore,
+    task: &dyn Task,
+    policy: &PolicyTag,
+    labelers: &[Labeler],
+    pairs: Vec<(&str, Sample, Sample)>,
+    batch: &str,
+    rng: &mut crate::rng::Rng,
+) -> Result<usize> {
+    let judged = pairs
+        .into_iter()
+        .map(|(prompt, a, b)| {
+            let answers = labelers
+                .iter()
+                .map(|l| l.compare(prompt, &a.text, &b.text, rng))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((prompt, a, b, answers))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    store.write(|w| {
+        for (prompt, a, b, answers) in &judged {
+            let (ia, ib) = record_pair(w, task, policy, prompt, a, b)?;
+            for (l, answer) in labelers.iter().zip(answers) {
+                w.comparison(&NewComparison {
+                    sample_a: ia,
+                    sample_b: ib,
+                    labeler: l.name(),
+                    answer: *answer,
+                    reason: None,
+                    batch: Some(batch),
+                    seconds: None,
+                })?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(judged.len())
 }
 
 /// Sample `cfg.pairs` pairs as [`simulate_labels`] does and queue them in `batch`

@@ -136,7 +136,7 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
     let mut out = vec![];
     for (_, record) in &records.records {
         let points = record.points();
-        let family = if matches!(record, Record::Pool { .. }) {
+        let family = if matches!(record, Record::Pool { .. } | Record::RedTeam { .. }) {
             "pool"
         } else {
             "policy"

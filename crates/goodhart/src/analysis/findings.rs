@@ -24,6 +24,7 @@ use crate::measure::paired::Difference;
 
 pub mod curves;
 pub mod kinds;
+pub mod red_team;
 pub mod seeking;
 pub mod validate;
 mod written;
@@ -151,6 +152,9 @@ pub struct TaskFindings {
     /// What trained policies pursue off their training distribution (`[task.seeking]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeking: Option<seeking::Seeking>,
+    /// Whether adversarial training of the reward model paid (`[task.red_team]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub red_team: Option<red_team::RedTeamFinding>,
 }
 
 /// One task against another that shares its base measurement.
@@ -339,6 +343,7 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                     strategies: vec![f],
                     against: None,
                     seeking: None,
+                    red_team: None,
                 },
                 vec![(curve, tests)],
             )),
@@ -366,6 +371,9 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
             t.seeking = setup
                 .and_then(|s| s.seeking.as_ref())
                 .map(|cfg| seeking::seeking(per_seed, &t.task, cfg));
+            t.red_team = setup
+                .filter(|s| s.red_team.rounds > 0)
+                .and_then(|s| red_team::red_team(per_seed, &t.task, s.red_team.rounds));
             t
         })
         .collect()

@@ -14,5 +14,6 @@ pub mod judges;
 pub mod matched;
 pub mod outputs;
 pub mod range;
+pub mod red_team;
 pub mod seeds;
 pub mod sweep;

@@ -13,6 +13,7 @@ pub use crate::feedback::simulate::LabelsConfig;
 use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
+use crate::optimize::red_team::RedTeamConfig;
 use crate::reward::RewardModelConfig;
 use crate::task::{AnswersConfig, GridworldConfig, JsonlConfig, Task, TaskConfig};
 use crate::train::SftConfig;
@@ -144,6 +145,8 @@ pub struct TaskSetup {
     /// A learned critic that points labelers at the step it believes wrong
     /// (labelers use it with `assistant = { learned_round = N }`); answers only.
     pub critic: CriticConfig,
+    /// Rounds of adversarial testing and training of the reward model (`[task.red_team]`).
+    pub red_team: RedTeamConfig,
     /// How every policy is measured.
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
@@ -169,6 +172,7 @@ impl Default for TaskSetup {
             labels: LabelsConfig::default(),
             reward_model: RewardModelConfig::default(),
             critic: CriticConfig::default(),
+            red_team: RedTeamConfig::default(),
             base_checkpoint: None,
             fine_tune_base: false,
             train_last_blocks: None,

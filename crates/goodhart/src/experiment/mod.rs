@@ -6,6 +6,7 @@ mod filtering;
 pub mod launch;
 mod policies;
 pub mod record;
+mod red_team;
 pub mod reference;
 pub mod run;
 mod schedule;

@@ -15,6 +15,7 @@ use crate::fsutil::write_atomic;
 use crate::measure::PolicySummary;
 use crate::optimize::dpo::DpoLog;
 use crate::optimize::pool::RangeCheck;
+use crate::optimize::red_team::RedTeamRound;
 use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
 use crate::optimize::world_model::{Gap, WorldModelReport};
@@ -67,6 +68,12 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         range: Vec<RangeCheck>,
     },
+    /// Rounds of red-team search, labels and retraining against as many
+    /// random pairs, and best-of-n under each round's reward model.
+    RedTeam {
+        rounds: Vec<RedTeamRound>,
+        points: Vec<CurvePoint>,
+    },
     Rl {
         name: String,
         logs: Vec<IterationLog>,
@@ -87,6 +94,7 @@ impl Record {
     pub fn points(&self) -> &[CurvePoint] {
         match self {
             Record::Pool { points, .. }
+            | Record::RedTeam { points, .. }
             | Record::Rl { points, .. }
             | Record::Dpo { points, .. } => points,
             _ => &[],

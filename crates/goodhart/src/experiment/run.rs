@@ -310,6 +310,7 @@ impl<'a> TaskRun<'a> {
             Work::RewardModel => self.reward_model(p),
             Work::BaseEval => self.base_eval(p),
             Work::Pool => self.pool(p),
+            Work::RedTeam => self.red_team(p),
             Work::Rl(cfg) => {
                 let (base, rm) = (self.base_policy(&p.base)?, self.proxy(&p.reward_model)?);
                 let reference = self.base_reference(p, base)?;

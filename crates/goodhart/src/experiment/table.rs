@@ -29,6 +29,9 @@ pub(super) enum Work<'a> {
     /// Best-of-n, conditioning and the quantiliser on one pool of base samples.
     /// Needs: the base policy, the reward model.
     Pool,
+    /// Rounds of red-team search, labels and retraining of the reward model.
+    /// Needs: the base policy, the reward model (and the labels it learnt from).
+    RedTeam,
     /// One RL run. Needs: the base policy, the reward model, the label store (online).
     Rl(&'a RlConfig),
     /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
@@ -46,7 +49,9 @@ impl Stage<'_> {
             Work::Critic => &["base"],
             Work::Labels | Work::BaseEval => &["base", "critic"],
             Work::RewardModel => &["base", "critic", "labels"],
-            Work::Pool | Work::Rl(_) | Work::Dpo(_) => &["base", "critic", "reward_model"],
+            Work::Pool | Work::RedTeam | Work::Rl(_) | Work::Dpo(_) => {
+                &["base", "critic", "reward_model"]
+            }
         }
     }
 
@@ -77,6 +82,9 @@ pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
         stage("base_eval", Work::BaseEval),
         stage("pool", Work::Pool),
     ]);
+    if setup.red_team.rounds > 0 {
+        stages.push(stage("red_team", Work::RedTeam));
+    }
     stages.extend(
         setup
             .strategies

@@ -17,6 +17,7 @@ pub mod online;
 pub mod pool;
 pub mod ppo;
 pub mod quantilize;
+pub mod red_team;
 pub mod review;
 pub mod rl;
 pub mod rloo;

@@ -89,6 +89,9 @@ pub fn text(findings: &[TaskFindings]) -> String {
         if let Some(s) = &t.seeking {
             out.push_str(&super::seeking::text(s));
         }
+        if let Some(r) = &t.red_team {
+            let _ = writeln!(out, "{}", r.verdict);
+        }
     }
     out
 }
@@ -132,6 +135,13 @@ pub fn verdicts_markdown(found: &[TaskFindings]) -> String {
         }
         if let Some(v) = t.seeking.as_ref().and_then(|s| s.verdict.as_ref()) {
             let _ = writeln!(out, "- **{}** (reward seeking): {v}", t.task);
+        }
+        if let Some(r) = &t.red_team {
+            let _ = writeln!(
+                out,
+                "- **{}** (adversarial training): {}",
+                t.task, r.verdict
+            );
         }
     }
     out

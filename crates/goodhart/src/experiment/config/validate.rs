@@ -103,6 +103,13 @@ impl TaskSetup {
         self.labels.validate().map_err(prefixed)?;
         self.reward_model.validate().map_err(prefixed)?;
         self.critic.validate().map_err(prefixed)?;
+        self.red_team.validate().map_err(prefixed)?;
+        if self.red_team.rounds > 0 && self.strategies.bon.n.is_empty() {
+            return Err(Error::invalid(
+                format!("{at}.red_team.rounds"),
+                "each round's reward model is measured by best-of-n: set strategies.bon.n",
+            ));
+        }
         if self.critic.rounds > 0 && self.kind != TaskKind::Answers {
             return Err(Error::invalid(
                 format!("{at}.critic.rounds"),

@@ -1,0 +1,213 @@
+//! The `red_team` stage: rounds of adversarial testing and training of the
+//! reward model (see [`crate::optimize::red_team`]), against the same number
+//! of labels on random pairs, each round's reward model retrained from the
+//! base labels and its arm's labels so far with the reward model stage's own
+//! random stream (so the arms and rounds differ in their labels alone), and
+//! measured by best-of-n on one pool of held-out base samples.
+
+use std::collections::HashSet;
+
+use super::record::Record;
+use super::run::{Products, TaskRun};
+use crate::error::Result;
+use crate::feedback::{label_pairs, Answer, Comparison, Filter, PolicyTag};
+use crate::optimize::bon;
+use crate::optimize::pool::Pool;
+use crate::optimize::red_team::{pick, Arm, RedTeamRound, Searched};
+use crate::reward::{train_reward_model, RewardModel};
+use crate::score::{evaluate, Evaluated, Judges, Proxy, RewardSource};
+use crate::task::Split;
+
+impl TaskRun<'_> {
+    pub(super) fn red_team(&self, p: &Products) -> Result<Record> {
+        let (base, proxy, labelers) = (
+            self.base_policy(&p.base)?,
+            self.proxy(&p.reward_model)?,
+            self.labelers(p)?,
+        );
+        let cfg = &self.setup.red_team;
+        let s = &self.setup.strategies;
+        let max_new = self.setup.sampling.max_new_tokens;
+        let mut rng = self.rng("red_team");
+        let judges = Judges {
+            task: self.task,
+            labelers,
+            proxy: None,
+        };
+        self.progress.start("red team", 2 * cfg.rounds as u64 + 1);
+        let searched_prompts: Vec<String> = self
+            .task
+            .prompts(Split::Train)
+            .into_iter()
+            .take(cfg.prompts)
+            .collect();
+        let search = evaluate(
+            base,
+            &judges,
+            &searched_prompts,
+            cfg.samples,
+            max_new,
+            &mut rng,
+        )?;
+        let held_prompts: Vec<String> = self
+            .task
+            .prompts(Split::Heldout)
+            .into_iter()
+            .take(s.pool.prompts)
+            .collect();
+        let held = evaluate(
+            base,
+            &judges,
+            &held_prompts,
+            s.pool.samples,
+            max_new,
+            &mut rng,
+        )?;
+        let reward_labeler = &self.setup.reward_labelers()[0];
+        let li = labelers
+            .iter()
+            .position(|l| l.name() == reward_labeler)
+            .unwrap_or(0);
+        let mut store = self.store()?;
+        let base_labels = self.base_comparisons(&store)?;
+
+        // Round 0: the reward model every other stage optimises.
+        let mut points = bon::run(
+            &self.held_pool(proxy, &held_prompts, &held)?,
+            &s.bon,
+            "bon-round-0",
+        )?;
+        self.progress.advance(1);
+        let mut rounds = vec![];
+        for arm in [Arm::RedTeam, Arm::Random] {
+            let mut current: Option<RewardModel> = None;
+            let mut used = HashSet::new();
+            let mut added: Vec<Comparison> = vec![];
+            for round in 1..=cfg.rounds {
+                let rm = current.as_ref().unwrap_or(proxy);
+                let scores =
+                    Proxy(rm).rewards(&searched_prompts, &search.prompt_tokens, &search.samples)?;
+                let searched: Vec<Searched> = search
+                    .scored
+                    .iter()
+                    .zip(&scores)
+                    .map(|(x, &proxy)| Searched {
+                        proxy,
+                        labeler: x.labeler[li],
+                        text: &x.completion,
+                    })
+                    .collect();
+                let picks = pick(arm, &searched, cfg.samples, cfg.pairs, &used, &mut rng);
+                used.extend(picks.iter().map(|p| p.prompt));
+                let batch = format!("red_team/{}/{round}", arm.name());
+                let pairs = picks
+                    .iter()
+                    .map(|p| {
+                        (
+                            searched_prompts[p.prompt].as_str(),
+                            search.samples[p.first].clone(),
+                            search.samples[p.second].clone(),
+                        )
+                    })
+                    .collect();
+                label_pairs(
+                    &mut store,
+                    self.task,
+                    &PolicyTag {
+                        name: "base",
+                        step: None,
+                    },
+                    labelers,
+                    pairs,
+                    &batch,
+                    &mut rng,
+                )?;
+                let labelled = store.comparisons(&Filter {
+                    task: Some(self.task.name().into()),
+                    labelers: self.setup.reward_labelers(),
+                    batches: vec![batch],
+                })?;
+                // Failures: pairs the tested model orders against gold; caught: their label agrees with gold.
+                let gold = |i: usize| search.scored[i].gold;
+                let failures: Vec<&crate::optimize::red_team::Pick> = picks
+                    .iter()
+                    .filter(|p| {
+                        let (g1, g2) = (gold(p.first), gold(p.second));
+                        g1 != g2 && (scores[p.first] > scores[p.second]) != (g1 > g2)
+                    })
+                    .collect();
+                let caught = failures
+                    .iter()
+                    .filter(|p| {
+                        let prompt = &searched_prompts[p.prompt];
+                        let (a, b) = (
+                            &search.scored[p.first].completion,
+                            &search.scored[p.second].completion,
+                        );
+                        labelled.iter().any(|c| {
+                            &c.prompt == prompt
+                                && &c.a == a
+                                && &c.b == b
+                                && match c.answer {
+                                    Answer::A => gold(p.first) > gold(p.second),
+                                    Answer::B => gold(p.second) > gold(p.first),
+                                    _ => false,
+                                }
+                        })
+                    })
+                    .count();
+                added.extend(labelled);
+                let all: Vec<Comparison> = base_labels.iter().chain(&added).cloned().collect();
+                let (rm, _) = train_reward_model(
+                    base,
+                    &all,
+                    self.task,
+                    labelers,
+                    &self.setup.reward_model,
+                    &mut self.rng("reward_model"),
+                    &crate::progress::Silent,
+                )?;
+                let name = format!("bon-{}-{round}", arm.name().replace('_', "-"));
+                let pool = self.held_pool(&rm, &held_prompts, &held)?;
+                points.extend(bon::run(&pool, &s.bon, &name)?);
+                // Against gold on every pair of a prompt's held-out answers.
+                let agreement = pool.range_check(usize::MAX).and_then(|c| c.inside);
+                rounds.push(RedTeamRound {
+                    arm,
+                    round,
+                    pairs: picks.len(),
+                    failures: failures.len() as f64 / picks.len().max(1) as f64,
+                    caught: (!failures.is_empty()).then(|| caught as f64 / failures.len() as f64),
+                    comparisons: all.len(),
+                    agreement,
+                });
+                current = Some(rm);
+                self.progress.advance(1);
+            }
+        }
+        self.progress.finish();
+        Ok(Record::RedTeam { rounds, points })
+    }
+
+    /// The held-out pool scored by `rm` (the proxy every point reports, and the selection reward).
+    fn held_pool(&self, rm: &RewardModel, prompts: &[String], held: &Evaluated) -> Result<Pool> {
+        let reward = Proxy(rm).rewards(prompts, &held.prompt_tokens, &held.samples)?;
+        let mut scored = held.scored.clone();
+        for (x, &r) in scored.iter_mut().zip(&reward) {
+            x.proxy = Some(r);
+        }
+        Ok(Pool {
+            task: self.task.name().to_string(),
+            split: Split::Heldout,
+            prompts: prompts.to_vec(),
+            per_prompt: self.setup.strategies.pool.samples,
+            scored,
+            reward,
+            reward_name: "proxy".into(),
+            labeler_names: self.setup.labelers.iter().map(|l| l.name.clone()).collect(),
+            feature_names: self.task.feature_names().to_vec(),
+            examples: self.setup.evaluation.examples,
+            labelled_chars: self.setup.labels.max_chars,
+        })
+    }
+}
