@@ -432,3 +432,66 @@ fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_r
         assert!(batch("red_team/red_team/1") > 0 && batch("red_team/random/3") > 0);
     }
 }
+
+#[test]
+fn the_rrm_experiment_trains_each_rounds_critic_on_that_rounds_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rrm");
+    let exp = repo("experiments/rrm.toml");
+    let printed = common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        printed.contains("answers: recursive reward modelling, each round's policy best-of-16"),
+        "{printed}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&out.join("answers/stages/rrm.json"))).unwrap();
+    let rounds = record["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{record}");
+    let base = record["base_answers"].as_str().unwrap();
+    for (k, r) in rounds.iter().enumerate() {
+        assert_eq!(r["round"], k + 1);
+        // The critic of round k learnt from checks of round k's policy's answers ...
+        assert_eq!(
+            r["critic_trained_on"],
+            r["policy_answers"],
+            "round {}",
+            k + 1
+        );
+        // ... which are the policy's, not the base policy's.
+        assert_ne!(
+            r["policy_answers"].as_str().unwrap(),
+            base,
+            "round {}",
+            k + 1
+        );
+        for share in ["right", "judge_accepts", "unassisted_accepts", "agreement"] {
+            let x = r[share].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&x), "{share} = {x}");
+        }
+        assert!(r["labels"].as_u64().unwrap() > 0);
+    }
+    // Round 2's policy answers to round 1's judge's reward model: another policy.
+    assert_ne!(rounds[0]["policy_answers"], rounds[1]["policy_answers"]);
+    // The round's judge labelled its policy's answers, under the policy's name.
+    let store =
+        goodhart::feedback::LabelStore::open_existing(&out.join("answers/labels.sqlite")).unwrap();
+    let labelled = store
+        .comparisons(&goodhart::feedback::Filter {
+            batches: vec!["rrm/2".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!labelled.is_empty());
+    assert!(labelled
+        .iter()
+        .all(|c| c.policy_a == "rrm-policy-2" && c.labeler == "quick-rrm-2"));
+}

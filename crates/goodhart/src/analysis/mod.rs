@@ -15,5 +15,6 @@ pub mod matched;
 pub mod outputs;
 pub mod range;
 pub mod red_team;
+pub mod rrm;
 pub mod seeds;
 pub mod sweep;

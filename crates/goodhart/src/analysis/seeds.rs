@@ -274,6 +274,7 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
     summary.push_str(&super::formal::formal_text(&all_records));
     summary.push_str(&super::range::range_text(&all_records));
     summary.push_str(&super::red_team::red_team_text(&all_records));
+    summary.push_str(&super::rrm::rrm_text(&all_records));
     summary.push('\n');
     summary.push_str(&matched::text(&matched_rows));
     summary.push_str("\nfindings\n");

@@ -14,6 +14,7 @@ use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
 use crate::optimize::red_team::RedTeamConfig;
+use crate::optimize::rrm::RrmConfig;
 use crate::reward::RewardModelConfig;
 use crate::task::{AnswersConfig, GridworldConfig, JsonlConfig, Task, TaskConfig};
 use crate::train::SftConfig;
@@ -147,6 +148,8 @@ pub struct TaskSetup {
     pub critic: CriticConfig,
     /// Rounds of adversarial testing and training of the reward model (`[task.red_team]`).
     pub red_team: RedTeamConfig,
+    /// Rounds of recursive reward modelling on optimised policies (`[task.rrm]`).
+    pub rrm: RrmConfig,
     /// How every policy is measured.
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
@@ -173,6 +176,7 @@ impl Default for TaskSetup {
             reward_model: RewardModelConfig::default(),
             critic: CriticConfig::default(),
             red_team: RedTeamConfig::default(),
+            rrm: RrmConfig::default(),
             base_checkpoint: None,
             fine_tune_base: false,
             train_last_blocks: None,

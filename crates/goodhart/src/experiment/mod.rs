@@ -8,6 +8,7 @@ mod policies;
 pub mod record;
 mod red_team;
 pub mod reference;
+mod rrm;
 pub mod run;
 mod schedule;
 pub mod seeds;

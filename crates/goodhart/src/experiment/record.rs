@@ -18,6 +18,7 @@ use crate::optimize::pool::RangeCheck;
 use crate::optimize::red_team::RedTeamRound;
 use crate::optimize::review::ReviewRow;
 use crate::optimize::rl::IterationLog;
+use crate::optimize::rrm::RrmRound;
 use crate::optimize::world_model::{Gap, WorldModelReport};
 use crate::reward::RewardReport;
 use crate::score::CurvePoint;
@@ -73,6 +74,12 @@ pub enum Record {
     RedTeam {
         rounds: Vec<RedTeamRound>,
         points: Vec<CurvePoint>,
+    },
+    /// Recursive reward modelling: per round, the policy, its critic and its judge, measured.
+    Rrm {
+        /// Digest of the base policy's own answers to the rounds' prompts.
+        base_answers: String,
+        rounds: Vec<RrmRound>,
     },
     Rl {
         name: String,

@@ -32,6 +32,9 @@ pub(super) enum Work<'a> {
     /// Rounds of red-team search, labels and retraining of the reward model.
     /// Needs: the base policy, the reward model (and the labels it learnt from).
     RedTeam,
+    /// Rounds of recursive reward modelling: policy, critic, judge, labels, reward model.
+    /// Needs: the base policy, the reward model (and the labels it learnt from).
+    Rrm,
     /// One RL run. Needs: the base policy, the reward model, the label store (online).
     Rl(&'a RlConfig),
     /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
@@ -49,7 +52,7 @@ impl Stage<'_> {
             Work::Critic => &["base"],
             Work::Labels | Work::BaseEval => &["base", "critic"],
             Work::RewardModel => &["base", "critic", "labels"],
-            Work::Pool | Work::RedTeam | Work::Rl(_) | Work::Dpo(_) => {
+            Work::Pool | Work::RedTeam | Work::Rrm | Work::Rl(_) | Work::Dpo(_) => {
                 &["base", "critic", "reward_model"]
             }
         }
@@ -84,6 +87,9 @@ pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
     ]);
     if setup.red_team.rounds > 0 {
         stages.push(stage("red_team", Work::RedTeam));
+    }
+    if setup.rrm.rounds > 0 {
+        stages.push(stage("rrm", Work::Rrm));
     }
     stages.extend(
         setup

@@ -21,4 +21,5 @@ pub mod red_team;
 pub mod review;
 pub mod rl;
 pub mod rloo;
+pub mod rrm;
 pub mod world_model;

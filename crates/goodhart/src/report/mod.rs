@@ -61,9 +61,10 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
     let html = render("run.html", &view)?;
     write_atomic(&dir.root.join("report.html"), html.as_bytes())?;
     let summary = format!(
-        "{}{}\nfindings\n{}",
+        "{}{}{}\nfindings\n{}",
         analysis::summary(&tasks, &analyses),
         crate::analysis::red_team::red_team_text(std::slice::from_ref(&tasks)),
+        crate::analysis::rrm::rrm_text(std::slice::from_ref(&tasks)),
         findings::text(&found)
     );
     write_atomic(&dir.root.join("summary.txt"), summary.as_bytes())?;

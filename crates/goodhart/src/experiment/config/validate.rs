@@ -104,6 +104,16 @@ impl TaskSetup {
         self.reward_model.validate().map_err(prefixed)?;
         self.critic.validate().map_err(prefixed)?;
         self.red_team.validate().map_err(prefixed)?;
+        self.rrm.validate().map_err(prefixed)?;
+        if self.rrm.rounds > 0 && self.kind != TaskKind::Answers {
+            return Err(Error::invalid(
+                format!("{at}.rrm.rounds"),
+                format!(
+                    "each round trains a critic that points at steps, and only the answers task's completions have them (this task is {})",
+                    self.kind_name()
+                ),
+            ));
+        }
         if self.red_team.rounds > 0 && self.strategies.bon.n.is_empty() {
             return Err(Error::invalid(
                 format!("{at}.red_team.rounds"),
