@@ -16,6 +16,25 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Run `experiments/<file>` shrunk (`--quick`, one thread) into a fresh
+/// directory: the directory (kept alive), the run's folder, what it printed.
+fn run_quick(file: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let exp = repo(&format!("experiments/{file}"));
+    let printed = common::ok(
+        1,
+        &[
+            "run",
+            exp.to_str().unwrap(),
+            "--quick",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    (dir, out, printed)
+}
+
 /// The header and rows of a CSV file (no quoted commas in these).
 fn table(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = read(path);
@@ -166,19 +185,7 @@ fn the_label_budget_sweep_plots_reward_model_accuracy_against_labels() {
 
 #[test]
 fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("oversight");
-    let exp = repo("experiments/oversight.toml");
-    common::ok(
-        1,
-        &[
-            "run",
-            exp.to_str().unwrap(),
-            "--quick",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (dir, out, _) = run_quick("oversight.toml");
     let record: serde_json::Value =
         serde_json::from_str(&read(&out.join("unassisted/stages/base_eval.json"))).unwrap();
     let judges: Vec<&str> = record["heldout"]["fidelity"]
@@ -257,19 +264,7 @@ fn the_oversight_experiment_measures_every_judge_against_gold_by_difficulty() {
 
 #[test]
 fn the_reward_not_target_experiment_measures_seeking_against_controls_and_maximisers() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rnt");
-    let exp = repo("experiments/reward-not-target.toml");
-    let printed = common::ok(
-        1,
-        &[
-            "run",
-            exp.to_str().unwrap(),
-            "--quick",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (_dir, out, printed) = run_quick("reward-not-target.toml");
     assert!(
         printed.contains("off the training distribution, ppo-labeler:"),
         "{printed}"
@@ -321,19 +316,7 @@ fn the_reward_not_target_experiment_measures_seeking_against_controls_and_maximi
 
 #[test]
 fn the_extremal_experiment_labels_only_inside_its_range_and_measures_past_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("extremal");
-    let exp = repo("experiments/extremal.toml");
-    let printed = common::ok(
-        1,
-        &[
-            "run",
-            exp.to_str().unwrap(),
-            "--quick",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (_dir, out, printed) = run_quick("extremal.toml");
     // The construction check, on both splits.
     assert!(
         printed.contains("reward model against gold on pairs of base answers (heldout): inside the labelled range (at most 40 characters)"),
@@ -370,19 +353,7 @@ fn the_extremal_experiment_labels_only_inside_its_range_and_measures_past_it() {
 
 #[test]
 fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_round() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("red-team");
-    let exp = repo("experiments/red-team.toml");
-    let printed = common::ok(
-        1,
-        &[
-            "run",
-            exp.to_str().unwrap(),
-            "--quick",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (_dir, out, printed) = run_quick("red-team.toml");
     assert!(
         printed.contains(
             "answers: red team against the reward model, and random pairs for the same labels"
@@ -435,19 +406,7 @@ fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_r
 
 #[test]
 fn the_rrm_experiment_trains_each_rounds_critic_on_that_rounds_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rrm");
-    let exp = repo("experiments/rrm.toml");
-    let printed = common::ok(
-        1,
-        &[
-            "run",
-            exp.to_str().unwrap(),
-            "--quick",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let (_dir, out, printed) = run_quick("rrm.toml");
     assert!(
         printed.contains("answers: recursive reward modelling, each round's policy best-of-16"),
         "{printed}"

@@ -10,11 +10,13 @@ use std::collections::HashSet;
 use super::record::Record;
 use super::run::{Products, TaskRun};
 use crate::error::Result;
-use crate::feedback::{label_pairs, Answer, Comparison, Filter, PolicyTag};
+use crate::feedback::{label_pairs, Answer, Comparison, Filter, Labeler, PolicyTag};
+use crate::model::Model;
 use crate::optimize::bon;
 use crate::optimize::pool::Pool;
 use crate::optimize::red_team::{pick, Arm, RedTeamRound, Searched};
 use crate::reward::{train_reward_model, RewardModel};
+use crate::rng::Rng;
 use crate::score::{evaluate, Evaluated, Judges, Proxy, RewardSource};
 use crate::task::Split;
 
@@ -27,40 +29,22 @@ impl TaskRun<'_> {
         );
         let cfg = &self.setup.red_team;
         let s = &self.setup.strategies;
-        let max_new = self.setup.sampling.max_new_tokens;
         let mut rng = self.rng("red_team");
-        let judges = Judges {
-            task: self.task,
-            labelers,
-            proxy: None,
-        };
         self.progress.start("red team", 2 * cfg.rounds as u64 + 1);
-        let searched_prompts: Vec<String> = self
-            .task
-            .prompts(Split::Train)
-            .into_iter()
-            .take(cfg.prompts)
-            .collect();
-        let search = evaluate(
+        let (searched_prompts, search) = self.base_answers(
             base,
-            &judges,
-            &searched_prompts,
+            labelers,
+            Split::Train,
+            cfg.prompts,
             cfg.samples,
-            max_new,
             &mut rng,
         )?;
-        let held_prompts: Vec<String> = self
-            .task
-            .prompts(Split::Heldout)
-            .into_iter()
-            .take(s.pool.prompts)
-            .collect();
-        let held = evaluate(
+        let (held_prompts, held) = self.base_answers(
             base,
-            &judges,
-            &held_prompts,
+            labelers,
+            Split::Heldout,
+            s.pool.prompts,
             s.pool.samples,
-            max_new,
             &mut rng,
         )?;
         let reward_labeler = &self.setup.reward_labelers()[0];
@@ -157,16 +141,7 @@ impl TaskRun<'_> {
                     })
                     .count();
                 added.extend(labelled);
-                let all: Vec<Comparison> = base_labels.iter().chain(&added).cloned().collect();
-                let (rm, _) = train_reward_model(
-                    base,
-                    &all,
-                    self.task,
-                    labelers,
-                    &self.setup.reward_model,
-                    &mut self.rng("reward_model"),
-                    &crate::progress::Silent,
-                )?;
+                let rm = self.retrained(base, labelers, &base_labels, &added)?;
                 let name = format!("bon-{}-{round}", arm.name().replace('_', "-"));
                 let pool = self.held_pool(&rm, &held_prompts, &held)?;
                 points.extend(bon::run(&pool, &s.bon, &name)?);
@@ -178,7 +153,7 @@ impl TaskRun<'_> {
                     pairs: picks.len(),
                     failures: failures.len() as f64 / picks.len().max(1) as f64,
                     caught: (!failures.is_empty()).then(|| caught as f64 / failures.len() as f64),
-                    comparisons: all.len(),
+                    comparisons: base_labels.len() + added.len(),
                     agreement,
                 });
                 current = Some(rm);
@@ -187,6 +162,51 @@ impl TaskRun<'_> {
         }
         self.progress.finish();
         Ok(Record::RedTeam { rounds, points })
+    }
+
+    /// Base-policy answers to the first `n` prompts of `split`, `per_prompt`
+    /// each, scored by gold and every labeler (not the proxy: that is what changes).
+    pub(super) fn base_answers(
+        &self,
+        base: &Model,
+        labelers: &[Labeler],
+        split: Split,
+        n: usize,
+        per_prompt: usize,
+        rng: &mut Rng,
+    ) -> Result<(Vec<String>, Evaluated)> {
+        let prompts: Vec<String> = self.task.prompts(split).into_iter().take(n).collect();
+        let judges = Judges {
+            task: self.task,
+            labelers,
+            proxy: None,
+        };
+        let max_new = self.setup.sampling.max_new_tokens;
+        let answers = evaluate(base, &judges, &prompts, per_prompt, max_new, rng)?;
+        Ok((prompts, answers))
+    }
+
+    /// A reward model trained afresh on the base labels and `extra`, with the
+    /// reward-model stage's settings and random stream: two of them differ in
+    /// their labels alone.
+    pub(super) fn retrained(
+        &self,
+        base: &Model,
+        labelers: &[Labeler],
+        base_labels: &[Comparison],
+        extra: &[Comparison],
+    ) -> Result<RewardModel> {
+        let all: Vec<Comparison> = base_labels.iter().chain(extra).cloned().collect();
+        let (rm, _) = train_reward_model(
+            base,
+            &all,
+            self.task,
+            labelers,
+            &self.setup.reward_model,
+            &mut self.rng("reward_model"),
+            &crate::progress::Silent,
+        )?;
+        Ok(rm)
     }
 
     /// The held-out pool scored by `rm` (the proxy every point reports, and the selection reward).

@@ -16,8 +16,8 @@ use crate::feedback::{
     label_pairs, AssistantConfig, Comparison, Critic, Filter, Labeler, PolicyTag,
 };
 use crate::optimize::rrm::{best_of, digest, RrmRound};
-use crate::reward::{train_reward_model, RewardModel};
-use crate::score::{evaluate, Judges, Proxy, RewardSource};
+use crate::reward::RewardModel;
+use crate::score::{Proxy, RewardSource};
 use crate::stats::Stat;
 use crate::task::Split;
 
@@ -29,29 +29,14 @@ impl TaskRun<'_> {
             self.labelers(p)?,
         );
         let cfg = &self.setup.rrm;
-        let max_new = self.setup.sampling.max_new_tokens;
         let mut rng = self.rng("rrm");
-        let judges = Judges {
-            task: self.task,
-            labelers,
-            proxy: None,
-        };
         self.progress
             .start("recursive reward modelling", cfg.rounds as u64);
-        let prompts: Vec<String> = self
-            .task
-            .prompts(Split::Train)
-            .into_iter()
-            .take(cfg.prompts)
-            .collect();
-        let train = evaluate(base, &judges, &prompts, cfg.n, max_new, &mut rng)?;
-        let held_prompts: Vec<String> = self
-            .task
-            .prompts(Split::Heldout)
-            .into_iter()
-            .take(self.setup.strategies.pool.prompts)
-            .collect();
-        let held = evaluate(base, &judges, &held_prompts, cfg.n, max_new, &mut rng)?;
+        let (prompts, train) =
+            self.base_answers(base, labelers, Split::Train, cfg.prompts, cfg.n, &mut rng)?;
+        let held_n = self.setup.strategies.pool.prompts;
+        let (held_prompts, held) =
+            self.base_answers(base, labelers, Split::Heldout, held_n, cfg.n, &mut rng)?;
         let first = self
             .setup
             .labelers
@@ -169,16 +154,7 @@ impl TaskRun<'_> {
                 labelers: vec![],
                 batches: vec![batch],
             })?);
-            let all: Vec<Comparison> = store_labels.iter().chain(&added).cloned().collect();
-            let (rm, _) = train_reward_model(
-                base,
-                &all,
-                self.task,
-                labelers,
-                &self.setup.reward_model,
-                &mut self.rng("reward_model"),
-                &crate::progress::Silent,
-            )?;
+            let rm = self.retrained(base, labelers, &store_labels, &added)?;
             rounds.push(RrmRound {
                 round,
                 policy: format!("best-of-{} under round {}'s reward model", cfg.n, round - 1),
