@@ -51,7 +51,7 @@ pub fn rrm_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:>5} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+            "  {:>5} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
             "round",
             "policy gold",
             "right",
@@ -59,7 +59,8 @@ pub fn rrm_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
             "unassisted",
             "judge = gold",
             "accepts - right",
-            "critic hits"
+            "critic hits",
+            "fooled, no step"
         );
         let gap = |x: &RrmRound| x.judge_accepts - x.right;
         for row in rounds.iter() {
@@ -70,9 +71,18 @@ pub fn rrm_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
             let across = |f: &dyn Fn(&RrmRound) -> f64| {
                 AcrossSeeds::of(&same.iter().map(|x| f(x)).collect::<Vec<_>>()).show()
             };
+            let unpointable: Vec<f64> = same
+                .iter()
+                .filter_map(|x| x.accepted_wrong_without_steps)
+                .collect();
+            let unpointable = if unpointable.is_empty() {
+                "-".to_string()
+            } else {
+                AcrossSeeds::of(&unpointable).show()
+            };
             let _ = writeln!(
                 out,
-                "  {:>5} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+                "  {:>5} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
                 row.round,
                 across(&|x| x.gold.mean),
                 across(&|x| x.right),
@@ -81,6 +91,7 @@ pub fn rrm_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
                 across(&|x| x.agreement),
                 across(&gap),
                 across(&|x| x.critic.overall.hit.mean),
+                unpointable,
             );
         }
         let ends = rounds.first().zip(rounds.last());

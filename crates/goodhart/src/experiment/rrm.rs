@@ -108,6 +108,8 @@ impl TaskRun<'_> {
             let (mut gold, mut right, mut accepts, mut plain, mut agree) =
                 (vec![], 0.0, 0.0, 0.0, 0.0);
             let mut gap_per_prompt = vec![];
+            // Wrong answers the judge accepts, and of them those with no step to point at.
+            let (mut fooled, mut unpointable) = (0.0, 0.0);
             for (prompt, completion) in &held_answers {
                 let g = self.task.gold(prompt, completion)?;
                 let accepted = judge.score(prompt, completion)? > 0.0;
@@ -117,6 +119,10 @@ impl TaskRun<'_> {
                 plain += f64::from(unassisted.score(prompt, completion)? > 0.0);
                 agree += f64::from(accepted == (g > 0.0));
                 gap_per_prompt.push(f64::from(accepted) - f64::from(g > 0.0));
+                if accepted && g <= 0.0 {
+                    fooled += 1.0;
+                    unpointable += f64::from(self.task.n_steps(prompt, completion) == 0);
+                }
             }
             let n = held_answers.len().max(1) as f64;
             // The judge labels the policy's answers, each against another base answer to its prompt.
@@ -166,6 +172,7 @@ impl TaskRun<'_> {
                 unassisted_accepts: plain / n,
                 agreement: agree / n,
                 gap_per_prompt,
+                accepted_wrong_without_steps: (fooled > 0.0).then(|| unpointable / fooled),
                 critic: report,
                 labels,
             });

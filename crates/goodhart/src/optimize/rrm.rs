@@ -106,6 +106,9 @@ pub struct RrmRound {
     pub unassisted_accepts: f64,
     /// Share where the judge's acceptance agrees with gold (accepted iff right).
     pub agreement: f64,
+    /// Of the wrong answers the judge accepts, the share with no step its critic could point at.
+    #[serde(default)]
+    pub accepted_wrong_without_steps: Option<f64>,
     /// Per held-out prompt (in order): accepted minus right, for paired contrasts between rounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gap_per_prompt: Vec<f64>,
