@@ -5,7 +5,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::store::Writer;
-use super::{Assist, LabelStore, Labeler, NewComparison, NewSample};
+use super::{Answer, Assist, LabelStore, Labeler, NewComparison, NewSample};
 use crate::error::{Error, Result};
 use crate::model::sample::{sample, Sample, SamplingConfig};
 use crate::model::Model;
@@ -96,8 +96,8 @@ pub fn simulate_labels(
 ) -> Result<usize> {
     progress.start(&format!("labels {batch}"), cfg.pairs as u64);
     let done = sample_pairs(model, prompts, cfg, rng, |pairs, rng| {
-        let n = label_pairs(store, task, policy, labelers, pairs, batch, rng)?;
-        progress.advance(n as u64);
+        let answers = label_pairs(store, task, policy, labelers, pairs, batch, rng)?;
+        progress.advance(answers.len() as u64);
         Ok(())
     })?;
     progress.finish();
@@ -106,7 +106,7 @@ pub fn simulate_labels(
 
 /// Have every labeler compare each of `pairs` (a prompt and two of `policy`'s
 /// completions of it) and record them in `batch`, in one transaction. Returns
-/// the number of pairs.
+/// each pair's answers, one per labeler in order.
 pub fn label_pairs(
     store: &mut LabelStore,
     task: &dyn Task,
@@ -115,7 +115,7 @@ pub fn label_pairs(
     pairs: Vec<(&str, Sample, Sample)>,
     batch: &str,
     rng: &mut crate::rng::Rng,
-) -> Result<usize> {
+) -> Result<Vec<Vec<Answer>>> {
     let judged = pairs
         .into_iter()
         .map(|(prompt, a, b)| {
@@ -143,7 +143,7 @@ pub fn label_pairs(
         }
         Ok(())
     })?;
-    Ok(judged.len())
+    Ok(judged.into_iter().map(|(_, _, _, a)| a).collect())
 }
 
 /// Sample `cfg.pairs` pairs as [`simulate_labels`] does and queue them in `batch`

@@ -41,8 +41,11 @@ impl AcrossSeeds {
         }
     }
 
+    /// "mean ±half-width"; the mean alone with one seed; "-" with none.
     pub fn show(&self) -> String {
-        if self.half_width.is_finite() {
+        if self.seeds == 0 {
+            "-".to_string()
+        } else if self.half_width.is_finite() {
             format!("{:.3} ±{:.3}", self.mean, self.half_width)
         } else {
             format!("{:.3}", self.mean)

@@ -105,12 +105,7 @@ fn lines(out: &mut String, task: &str, first: &[RedTeamRound], seeds: &Seeds) {
             .filter_map(|(r, _)| r.iter().find(|x| x.arm == row.arm && x.round == row.round))
             .collect();
         let across = |f: &dyn Fn(&RedTeamRound) -> Option<f64>| {
-            let values: Vec<f64> = same.iter().filter_map(|x| f(x)).collect();
-            if values.is_empty() {
-                "-".to_string()
-            } else {
-                AcrossSeeds::of(&values).show()
-            }
+            AcrossSeeds::of(&same.iter().filter_map(|x| f(x)).collect::<Vec<_>>()).show()
         };
         let name = format!("bon-{}-{}", row.arm.name().replace('_', "-"), row.round);
         let curves: Vec<Vec<&CurvePoint>> =

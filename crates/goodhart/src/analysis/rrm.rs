@@ -75,11 +75,7 @@ pub fn rrm_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
                 .iter()
                 .filter_map(|x| x.accepted_wrong_without_steps)
                 .collect();
-            let unpointable = if unpointable.is_empty() {
-                "-".to_string()
-            } else {
-                AcrossSeeds::of(&unpointable).show()
-            };
+            let unpointable = AcrossSeeds::of(&unpointable).show();
             let _ = writeln!(
                 out,
                 "  {:>5} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",

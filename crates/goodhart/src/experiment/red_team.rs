@@ -94,7 +94,7 @@ impl TaskRun<'_> {
                         )
                     })
                     .collect();
-                label_pairs(
+                let answers = label_pairs(
                     &mut store,
                     self.task,
                     &PolicyTag {
@@ -111,48 +111,35 @@ impl TaskRun<'_> {
                     labelers: self.setup.reward_labelers(),
                     batches: vec![batch],
                 })?;
-                // Failures: pairs the tested model orders against gold; caught: their label agrees with gold.
+                // Failures: pairs the tested model orders against gold; caught:
+                // the reward model's labeler answered as gold orders them.
                 let gold = |i: usize| search.scored[i].gold;
-                let failures: Vec<&crate::optimize::red_team::Pick> = picks
-                    .iter()
-                    .filter(|p| {
-                        let (g1, g2) = (gold(p.first), gold(p.second));
-                        g1 != g2 && (scores[p.first] > scores[p.second]) != (g1 > g2)
-                    })
-                    .collect();
-                let caught = failures
-                    .iter()
-                    .filter(|p| {
-                        let prompt = &searched_prompts[p.prompt];
-                        let (a, b) = (
-                            &search.scored[p.first].completion,
-                            &search.scored[p.second].completion,
-                        );
-                        labelled.iter().any(|c| {
-                            &c.prompt == prompt
-                                && &c.a == a
-                                && &c.b == b
-                                && match c.answer {
-                                    Answer::A => gold(p.first) > gold(p.second),
-                                    Answer::B => gold(p.second) > gold(p.first),
-                                    _ => false,
-                                }
-                        })
-                    })
-                    .count();
+                let (mut failures, mut caught) = (0, 0);
+                for (p, answer) in picks.iter().zip(&answers) {
+                    let (g1, g2) = (gold(p.first), gold(p.second));
+                    if g1 == g2 || (scores[p.first] > scores[p.second]) == (g1 > g2) {
+                        continue;
+                    }
+                    failures += 1;
+                    caught += usize::from(match answer[li] {
+                        Answer::A => g1 > g2,
+                        Answer::B => g2 > g1,
+                        _ => false,
+                    });
+                }
                 added.extend(labelled);
                 let rm = self.retrained(base, labelers, &base_labels, &added)?;
                 let name = format!("bon-{}-{round}", arm.name().replace('_', "-"));
                 let pool = self.held_pool(&rm, &held_prompts, &held)?;
                 points.extend(bon::run(&pool, &s.bon, &name)?);
                 // Against gold on every pair of a prompt's held-out answers.
-                let agreement = pool.range_check(usize::MAX).and_then(|c| c.inside);
+                let agreement = pool.agreement();
                 rounds.push(RedTeamRound {
                     arm,
                     round,
                     pairs: picks.len(),
-                    failures: failures.len() as f64 / picks.len().max(1) as f64,
-                    caught: (!failures.is_empty()).then(|| caught as f64 / failures.len() as f64),
+                    failures: failures as f64 / picks.len().max(1) as f64,
+                    caught: (failures > 0).then(|| caught as f64 / failures as f64),
                     comparisons: base_labels.len() + added.len(),
                     agreement,
                 });
@@ -220,7 +207,7 @@ impl TaskRun<'_> {
             task: self.task.name().to_string(),
             split: Split::Heldout,
             prompts: prompts.to_vec(),
-            per_prompt: self.setup.strategies.pool.samples,
+            per_prompt: held.scored.len() / prompts.len().max(1),
             scored,
             reward,
             reward_name: "proxy".into(),

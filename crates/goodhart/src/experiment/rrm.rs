@@ -42,9 +42,8 @@ impl TaskRun<'_> {
             .labelers
             .first()
             .ok_or_else(|| Error::invalid("rrm", "needs a labeler to assist"))?;
-        let unassisted = &labelers[0];
-        let store_labels = self.base_comparisons(&self.store()?)?;
         let mut store = self.store()?;
+        let store_labels = self.base_comparisons(&store)?;
         let mut added: Vec<Comparison> = vec![];
         let mut current: Option<RewardModel> = None;
         let mut rounds = vec![];
@@ -110,13 +109,14 @@ impl TaskRun<'_> {
             let mut gap_per_prompt = vec![];
             // Wrong answers the judge accepts, and of them those with no step to point at.
             let (mut fooled, mut unpointable) = (0.0, 0.0);
-            for (prompt, completion) in &held_answers {
-                let g = self.task.gold(prompt, completion)?;
+            // (Gold and the unassisted labeler's score were measured with the samples.)
+            for (&i, (prompt, completion)) in held_picks.iter().zip(&held_answers) {
+                let g = held.scored[i].gold;
                 let accepted = judge.score(prompt, completion)? > 0.0;
                 gold.push(g);
                 right += f64::from(g > 0.0);
                 accepts += f64::from(accepted);
-                plain += f64::from(unassisted.score(prompt, completion)? > 0.0);
+                plain += f64::from(held.scored[i].labeler[0] > 0.0);
                 agree += f64::from(accepted == (g > 0.0));
                 gap_per_prompt.push(f64::from(accepted) - f64::from(g > 0.0));
                 if accepted && g <= 0.0 {
@@ -174,7 +174,7 @@ impl TaskRun<'_> {
                 gap_per_prompt,
                 accepted_wrong_without_steps: (fooled > 0.0).then(|| unpointable / fooled),
                 critic: report,
-                labels,
+                labels: labels.len(),
             });
             current = Some(rm);
             self.progress.advance(1);

@@ -253,6 +253,26 @@ impl Pool {
     /// The [`RangeCheck`] of this pool's proxy against the range `max_chars`
     /// (None without a proxy).
     pub fn range_check(&self, max_chars: usize) -> Option<RangeCheck> {
+        let long = |s: &Scored| s.completion.chars().count() > max_chars;
+        let [inside, beyond] = self.agreements(|a, b| usize::from(long(a) || long(b)))?;
+        Some(RangeCheck {
+            split: self.split.name().to_string(),
+            max_chars,
+            inside,
+            beyond,
+        })
+    }
+
+    /// The proxy's [`Agreement`] with gold over every pair of a prompt's completions (None without a proxy).
+    pub fn agreement(&self) -> Option<Agreement> {
+        self.agreements(|_, _| 0)?[0].take()
+    }
+
+    /// [`Agreement`] on the pairs `side` puts on side 0 and on side 1.
+    fn agreements(
+        &self,
+        side: impl Fn(&Scored, &Scored) -> usize,
+    ) -> Option<[Option<Agreement>; 2]> {
         let mut per_prompt: [Vec<f64>; 2] = [vec![], vec![]];
         let mut pairs = [0, 0];
         for group in self.scored.chunks(self.per_prompt) {
@@ -262,8 +282,7 @@ impl Pool {
                     if a.gold == b.gold || a.completion == b.completion {
                         continue;
                     }
-                    let long = |s: &Scored| s.completion.chars().count() > max_chars;
-                    let side = usize::from(long(a) || long(b));
+                    let side = side(a, b);
                     let (pa, pb) = (a.proxy?, b.proxy?);
                     let right = if pa == pb {
                         0.5
@@ -282,18 +301,12 @@ impl Pool {
                 }
             }
         }
-        let agreement = |side: usize| {
+        Some([0, 1].map(|side| {
             (!per_prompt[side].is_empty()).then(|| Agreement {
                 accuracy: crate::stats::Stat::of(&per_prompt[side]),
                 pairs: pairs[side],
             })
-        };
-        Some(RangeCheck {
-            split: self.split.name().to_string(),
-            max_chars,
-            inside: agreement(0),
-            beyond: agreement(1),
-        })
+        }))
     }
 }
 
