@@ -19,6 +19,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
+use crate::feedback::labeler::most_suspicious_first;
 use crate::feedback::Critic;
 use crate::model::{Mask, Model, SequenceBatch};
 use crate::progress::Progress;
@@ -118,10 +119,11 @@ pub struct CriticScores {
     pub recall: Stat,
 }
 
-/// A trained critic, as labelers use it (its pointers are remembered).
+/// A trained critic, as labelers use it (its beliefs are remembered).
 pub struct LearnedCritic {
     pub model: Model,
-    memo: Mutex<HashMap<(String, String), Vec<usize>>>,
+    /// Its beliefs about each completion it was asked of.
+    memo: Mutex<HashMap<(String, String), Vec<f64>>>,
 }
 
 /// A completion encoded for the critic, with where each step ends.
@@ -190,11 +192,11 @@ impl LearnedCritic {
             .iter()
             .map(|(p, c, ends)| encode(&self.model, ends, p, c))
             .collect::<Result<Vec<_>>>()?;
-        self.beliefs(&encoded.iter().collect::<Vec<_>>())
+        self.encoded_beliefs(&encoded.iter().collect::<Vec<_>>())
     }
 
     /// P(wrong) of each step of each encoded completion.
-    fn beliefs(&self, encoded: &[&Encoded]) -> Result<Vec<Vec<f64>>> {
+    fn encoded_beliefs(&self, encoded: &[&Encoded]) -> Result<Vec<Vec<f64>>> {
         let mut out = Vec::with_capacity(encoded.len());
         for chunk in encoded.chunks(64) {
             let at: Vec<(usize, usize)> = chunk
@@ -233,20 +235,19 @@ fn argmax(ps: &[f64]) -> Option<usize> {
 }
 
 impl Critic for LearnedCritic {
-    fn rank(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<usize>> {
+    fn beliefs(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<f64>> {
         let key = (prompt.to_string(), completion.to_string());
-        if let Some(r) = self.memo.lock().expect("critic memo").get(&key) {
-            return Ok(r.clone());
+        if let Some(ps) = self.memo.lock().expect("critic memo").get(&key) {
+            return Ok(ps.clone());
         }
-        let ps = &self.probabilities(&[(prompt, completion, step_ends.to_vec())])?[0];
-        let mut order: Vec<usize> = (0..ps.len()).collect();
-        // Most suspicious first; ties keep the earlier step first.
-        order.sort_by(|&a, &b| ps[b].total_cmp(&ps[a]).then(a.cmp(&b)));
+        let ps = self
+            .probabilities(&[(prompt, completion, step_ends.to_vec())])?
+            .remove(0);
         self.memo
             .lock()
             .expect("critic memo")
-            .insert(key, order.clone());
-        Ok(order)
+            .insert(key, ps.clone());
+        Ok(ps)
     }
 }
 
@@ -298,7 +299,7 @@ pub fn train_critics(
         let beliefs = match previous {
             Some(critic) => {
                 let chosen: Vec<&Encoded> = items.iter().map(|&i| &train[i].1).collect();
-                Some(critic.beliefs(&chosen)?)
+                Some(critic.encoded_beliefs(&chosen)?)
             }
             None => None,
         };
@@ -340,6 +341,90 @@ pub fn train_critics(
     }
     progress.finish();
     Ok(out)
+}
+
+/// Train an honest defender against a fixed attacker (not by self-play): on
+/// `train` completions the attacker points at its `pointers` most suspicious
+/// steps, the judge checks one of them at random (misread with probability
+/// `noise`), and the defender, a fresh copy of `base` with the critic's
+/// head, learns from those verdicts (never from gold) which pointed steps
+/// are wrong: what it concedes. Measured on `heldout` as a critic is.
+#[allow(clippy::too_many_arguments)]
+pub fn train_defender(
+    base: &Model,
+    task: &dyn Task,
+    cfg: &CriticConfig,
+    attacker: &LearnedCritic,
+    pointers: usize,
+    noise: f64,
+    train: &[(String, String)],
+    heldout: &[(String, String)],
+    rng: &mut Rng,
+    progress: &dyn Progress,
+) -> Result<(LearnedCritic, CriticRound)> {
+    let train: Vec<((String, String), Encoded)> = train
+        .iter()
+        .filter(|(p, c)| task.n_steps(p, c) > 0)
+        .map(|(p, c)| {
+            Ok((
+                (p.clone(), c.clone()),
+                encode(base, &task.step_ends(p, c), p, c)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let heldout: Vec<(String, String)> = heldout
+        .iter()
+        .filter(|(p, c)| task.n_steps(p, c) > 0)
+        .cloned()
+        .collect();
+    progress.start("defender", cfg.steps as u64);
+    let items: Vec<usize> = if train.is_empty() {
+        vec![]
+    } else {
+        (0..cfg.checks)
+            .map(|_| rng.random_range(0..train.len()))
+            .collect()
+    };
+    let chosen: Vec<&Encoded> = items.iter().map(|&i| &train[i].1).collect();
+    let beliefs = attacker.encoded_beliefs(&chosen)?;
+    let mut checks = Vec::with_capacity(items.len());
+    let mut confirmed = Vec::with_capacity(items.len());
+    for (&i, b) in items.iter().zip(&beliefs) {
+        let mut order = most_suspicious_first(b);
+        order.truncate(pointers.max(1));
+        let (pick, misread) = (
+            rng.random_range(0..order.len()),
+            rng.random::<f64>() < noise,
+        );
+        let step = order[pick];
+        let (p, c) = &train[i].0;
+        let wrong = task.step_is_wrong(p, c, step) != misread;
+        confirmed.push(f64::from(u8::from(wrong)));
+        checks.push(Check {
+            item: i,
+            step,
+            wrong,
+        });
+    }
+    let model = base.deep_copy(true)?;
+    let train_loss = if checks.is_empty() {
+        progress.advance(cfg.steps as u64);
+        vec![]
+    } else {
+        fit(&model, &train, &checks, cfg, rng, progress)?
+    };
+    progress.finish();
+    let defender = LearnedCritic::new(model.deep_copy(false)?);
+    let (overall, by_difficulty) = measure(&defender, task, &heldout)?;
+    let report = CriticRound {
+        round: 1,
+        checks: checks.len(),
+        confirmed: Stat::of(&confirmed),
+        train_loss,
+        overall,
+        by_difficulty,
+    };
+    Ok((defender, report))
 }
 
 /// Logistic regression of the judge's verdicts on the critic's step log-odds.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+use super::debate::{Defender, Moves};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::task::{LabelerView, Task};
@@ -132,11 +133,22 @@ pub struct AssistantConfig {
     pub learned_round: Option<usize>,
     /// Learned only: debate of this many turns. Each side's debater (the
     /// learned critic) points at one more step of the other side's answer per
-    /// turn, most suspicious first, and the judge checks every step pointed
-    /// at (a checked step needs no defence, so the defender has no move).
-    /// Absent: one pointer, as a critic.
+    /// turn, most suspicious first, and the judge checks the steps pointed
+    /// at (see `checks` and `defender`). Absent: one pointer, as a critic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turns: Option<usize>,
+    /// Learned only: the judge's check budget, the most pointed steps it
+    /// verifies per completion, contested ones in the attacker's order
+    /// (absent: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<usize>,
+    /// Learned only: the probability that a verified step is misread (a right
+    /// step taken for wrong, a wrong one for right). Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_noise: Option<f64>,
+    /// Learned only: who answers each pointer (see [`Defender`]); absent: nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defender: Option<Defender>,
 }
 
 impl AssistantConfig {
@@ -157,11 +169,26 @@ impl AssistantConfig {
     }
 }
 
-/// A learned critic, as a labeler uses it: the steps of a completion in the
-/// order it would point at them, most suspicious first, given where the task
-/// says each step ends (empty when the completion has no steps).
+/// A learned critic, as a labeler uses it (as a debate's attacker, or as an
+/// honest defender's beliefs), given where the task says each step ends.
 pub trait Critic: Send + Sync {
-    fn rank(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<usize>>;
+    /// Its P(wrong) of each step (empty when the completion has no steps).
+    fn beliefs(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<f64>>;
+
+    /// The steps in the order it would point at them, most suspicious first
+    /// (ties: the earlier step first).
+    fn rank(&self, prompt: &str, completion: &str, step_ends: &[usize]) -> Result<Vec<usize>> {
+        Ok(most_suspicious_first(
+            &self.beliefs(prompt, completion, step_ends)?,
+        ))
+    }
+}
+
+/// Steps by P(wrong), highest first (ties: the earlier step first).
+pub fn most_suspicious_first(ps: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..ps.len()).collect();
+    order.sort_by(|&a, &b| ps[b].total_cmp(&ps[a]).then(a.cmp(&b)));
+    order
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -267,6 +294,26 @@ impl LabelerConfig {
                         "a debate has at least 1 turn",
                     ));
                 }
+                (Some(_), None)
+                    if a.checks.is_some() || a.check_noise.is_some() || a.defender.is_some() =>
+                {
+                    return Err(Error::invalid(
+                        f("assistant"),
+                        "`checks`, `check_noise` and `defender` shape a debate: they need a learned critic (learned_round)",
+                    ));
+                }
+                (None, Some(_)) if a.checks == Some(0) => {
+                    return Err(Error::invalid(
+                        f("assistant.checks"),
+                        "a judge with a budget checks at least 1 step (leave it out to check every one)",
+                    ));
+                }
+                (None, Some(_)) if a.check_noise.is_some_and(|e| !(0.0..=0.5).contains(&e)) => {
+                    return Err(Error::invalid(
+                        f("assistant.check_noise"),
+                        "must be a probability in [0, 0.5] (a check misread more often than not is no check)",
+                    ));
+                }
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
                     return Err(Error::invalid(
@@ -289,6 +336,8 @@ pub struct Labeler<'t> {
     weights: Vec<f64>,
     /// The learned critic its assistant names, once attached ([`Labeler::with_critic`]).
     critic: Option<Arc<dyn Critic>>,
+    /// An honest defender's learned critic, once attached ([`Labeler::with_defender`]).
+    defender: Option<Arc<dyn Critic>>,
 }
 
 /// What a labeler made of one completion.
@@ -315,6 +364,7 @@ impl<'t> Labeler<'t> {
             task,
             weights,
             critic: None,
+            defender: None,
         })
     }
 
@@ -322,6 +372,13 @@ impl<'t> Labeler<'t> {
     /// (`assistant.learned_round`), to point with.
     pub fn with_critic(mut self, critic: Arc<dyn Critic>) -> Self {
         self.critic = Some(critic);
+        self
+    }
+
+    /// The learned critic whose beliefs an honest defender concedes by
+    /// (`assistant.defender = "honest"`).
+    pub fn with_defender(mut self, defender: Arc<dyn Critic>) -> Self {
+        self.defender = Some(defender);
         self
     }
 
@@ -335,39 +392,75 @@ impl<'t> Labeler<'t> {
         self.learned_round().filter(|_| self.critic.is_none())
     }
 
-    /// The learned critic's pointers (one, or one per debate turn), or a
-    /// clear error when none is attached.
-    fn learned_pointers(&self, prompt: &str, completion: &str) -> Result<Vec<usize>> {
-        let turns = self
-            .config
-            .assistant
-            .as_ref()
-            .and_then(|a| a.turns)
-            .unwrap_or(1);
-        match &self.critic {
-            Some(c) => {
-                let mut ranked = c.rank(prompt, completion, &self.task.step_ends(prompt, completion))?;
-                ranked.truncate(turns);
-                Ok(ranked)
-            }
-            None => Err(Error::invalid(
-                format!("labeler {:?}.assistant", self.config.name),
+    /// The debate over a completion with the learned critic attacking (one
+    /// pointer, or one per turn), or a clear error when a model it needs is
+    /// not attached.
+    fn moves(&self, prompt: &str, completion: &str) -> Result<Moves> {
+        let a = self.config.assistant.clone().unwrap_or_default();
+        let at = || format!("labeler {:?}.assistant", self.config.name);
+        let Some(critic) = &self.critic else {
+            return Err(Error::invalid(
+                at(),
                 format!(
                     "needs the learned critic of round {}, which is trained by `goodhart run` (stage `critic`) and was not loaded here",
                     self.learned_round().unwrap_or(0)
                 ),
-            )),
+            ));
+        };
+        let ends = self.task.step_ends(prompt, completion);
+        let mut pointers = critic.rank(prompt, completion, &ends)?;
+        pointers.truncate(a.turns.unwrap_or(1));
+        let beliefs = match (a.defender, &self.defender) {
+            (Some(Defender::Honest), Some(d)) => d.beliefs(prompt, completion, &ends)?,
+            (Some(Defender::Honest), None) => {
+                return Err(Error::invalid(
+                    at(),
+                    "an honest defender needs its own learned critic, which the `debate` stage trains ([task.debate]); it was not loaded here",
+                ))
+            }
+            _ => vec![],
+        };
+        Ok(Moves::play(pointers, a.defender, &beliefs, a.checks))
+    }
+
+    /// What a learned critic's debate can end in: the judgement if the
+    /// completion survives (the labeler's own: a check read right adds
+    /// nothing), the judgement if it sinks, and the probability it sinks.
+    fn outcomes(&self, prompt: &str, completion: &str) -> Result<(Judgement, Judgement, f64)> {
+        let own = self.judge_with(prompt, completion, &[])?;
+        if own.checked {
+            return Ok((own, own, 0.0));
         }
+        let moves = self.moves(prompt, completion)?;
+        let wrong = |k| self.task.step_is_wrong(prompt, completion, k);
+        let noise = self.assistant().and_then(|a| a.check_noise).unwrap_or(0.0);
+        let p_sinks = 1.0 - moves.p_survives(wrong, noise);
+        let sunk = match moves.sinking_step(wrong) {
+            Some(k) => self.judge_taken_wrong(prompt, completion, k)?,
+            None => own,
+        };
+        Ok((own, sunk, p_sinks))
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    /// The labeler's score of a completion, with the assistant's pointer drawn from `rng`.
+    /// The labeler's score of a completion, with the assistant's pointer (or
+    /// a noisy debate's checks) drawn from `rng`.
     pub fn judge(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Judgement> {
-        let pointers = self.pointers(prompt, completion, rng)?;
-        self.judge_with(prompt, completion, &pointers)
+        if self.learned_round().is_none() {
+            let pointers = self.pointers(prompt, completion, rng)?;
+            return self.judge_with(prompt, completion, &pointers);
+        }
+        let (survived, sunk, p_sinks) = self.outcomes(prompt, completion)?;
+        // One draw whenever checks are noisy, whatever the completion; none when not.
+        let noisy = self
+            .assistant()
+            .and_then(|a| a.check_noise)
+            .is_some_and(|e| e > 0.0);
+        let u = if noisy { rng.random::<f64>() } else { 0.5 };
+        Ok(if u < p_sinks { sunk } else { survived })
     }
 
     /// Its assistant, if it has one.
@@ -380,7 +473,7 @@ impl<'t> Labeler<'t> {
     /// learned critic's one, or one per debate turn.
     pub fn pointers(&self, prompt: &str, completion: &str, rng: &mut Rng) -> Result<Vec<usize>> {
         if self.learned_round().is_some() {
-            return self.learned_pointers(prompt, completion);
+            return Ok(self.moves(prompt, completion)?.pointers);
         }
         let pointer = self.config.assistant.as_ref().and_then(|a| {
             let n = self.task.n_steps(prompt, completion);
@@ -402,25 +495,47 @@ impl<'t> Labeler<'t> {
     /// were made with (the first wrong step with probability `accuracy`, else a
     /// step at random), so the measured labeler is the one that labelled.
     pub fn score(&self, prompt: &str, completion: &str) -> Result<f64> {
+        self.expected(prompt, completion, |j| j.score)
+    }
+
+    /// The probability that one judgement of a completion accepts it (scores it above 0).
+    pub fn p_accepts(&self, prompt: &str, completion: &str) -> Result<f64> {
+        self.expected(prompt, completion, |j| f64::from(u8::from(j.score > 0.0)))
+    }
+
+    /// The expectation of `f` of the labeler's judgement of a completion, over
+    /// its assistant's pointers and checks.
+    fn expected(
+        &self,
+        prompt: &str,
+        completion: &str,
+        f: impl Fn(Judgement) -> f64,
+    ) -> Result<f64> {
         if self.learned_round().is_some() {
-            let pointers = self.learned_pointers(prompt, completion)?;
-            return Ok(self.judge_with(prompt, completion, &pointers)?.score);
+            let (survived, sunk, p_sinks) = self.outcomes(prompt, completion)?;
+            return Ok(if p_sinks == 0.0 {
+                f(survived)
+            } else if p_sinks == 1.0 {
+                f(sunk)
+            } else {
+                (1.0 - p_sinks) * f(survived) + p_sinks * f(sunk)
+            });
         }
         let Some(a) = &self.config.assistant else {
-            return Ok(self.judge_with(prompt, completion, &[])?.score);
+            return Ok(f(self.judge_with(prompt, completion, &[])?));
         };
         let accuracy = a.accuracy.unwrap_or(1.0);
         let n = self.task.n_steps(prompt, completion);
         if n == 0 {
-            return Ok(self.judge_with(prompt, completion, &[])?.score);
+            return Ok(f(self.judge_with(prompt, completion, &[])?));
         }
         let mut at_random = 0.0;
         for k in 0..n {
-            at_random += self.judge_with(prompt, completion, &[k])?.score / n as f64;
+            at_random += f(self.judge_with(prompt, completion, &[k])?) / n as f64;
         }
         Ok(match self.task.first_wrong_step(prompt, completion) {
             Some(w) => {
-                let pointed = self.judge_with(prompt, completion, &[w])?.score;
+                let pointed = f(self.judge_with(prompt, completion, &[w])?);
                 accuracy * pointed + (1.0 - accuracy) * at_random
             }
             None => at_random,
@@ -430,8 +545,8 @@ impl<'t> Labeler<'t> {
     /// How likely this labeler's assistant is to show it a flaw of a wrong
     /// answer it could not check on its own: `None` without an assistant,
     /// when no step is wrong, or when the labeler checks the answer anyway.
-    /// A learned critic (or debate) finds it when a pointed step is wrong; a
-    /// scripted one with its accuracy, else by a lucky random pointer.
+    /// A learned critic (or debate) finds it as likely as its debate sinks
+    /// the answer; a scripted one with its accuracy, else by a lucky random pointer.
     pub fn finds_flaw(&self, prompt: &str, completion: &str) -> Result<Option<f64>> {
         let Some(a) = &self.config.assistant else {
             return Ok(None);
@@ -444,11 +559,7 @@ impl<'t> Labeler<'t> {
             return Ok(None);
         }
         if self.learned_round().is_some() {
-            let pointers = self.learned_pointers(prompt, completion)?;
-            let found = pointers
-                .iter()
-                .any(|&k| self.task.step_is_wrong(prompt, completion, k));
-            return Ok(Some(f64::from(u8::from(found))));
+            return Ok(Some(self.outcomes(prompt, completion)?.2));
         }
         let accuracy = a.accuracy.unwrap_or(1.0);
         Ok(Some(accuracy + (1.0 - accuracy) * wrong as f64 / n as f64))
@@ -460,6 +571,7 @@ impl<'t> Labeler<'t> {
         let view = |pointer| LabelerView {
             competence: self.config.competence,
             pointer,
+            taken_wrong: None,
         };
         let mut p = self.task.perceive(prompt, completion, &view(None))?;
         for &k in pointers {
@@ -471,12 +583,29 @@ impl<'t> Labeler<'t> {
                 .perceive(prompt, completion, &view(Some(k)))?
                 .verified;
         }
+        Ok(self.judgement(p))
+    }
+
+    /// The judgement with step `k` taken for wrong whatever it is: a
+    /// defender's concession, or a check misread.
+    fn judge_taken_wrong(&self, prompt: &str, completion: &str, k: usize) -> Result<Judgement> {
+        let view = LabelerView {
+            competence: self.config.competence,
+            pointer: Some(k),
+            taken_wrong: Some(true),
+        };
+        Ok(self.judgement(self.task.perceive(prompt, completion, &view)?))
+    }
+
+    /// The labeler's score of what it perceived: the verified value (else its
+    /// assumption) weighted, plus its biases.
+    fn judgement(&self, p: crate::task::Perception) -> Judgement {
         let bias: f64 = p.looks.iter().zip(&self.weights).map(|(x, w)| x * w).sum();
         let base = p.verified.unwrap_or(self.config.unverified_value);
-        Ok(Judgement {
+        Judgement {
             score: self.config.verified_weight * base + bias,
             checked: p.verified.is_some(),
-        })
+        }
     }
 
     /// The probability that this labeler's answer is A, given that it answers

@@ -1,6 +1,7 @@
 //! Feedback: simulated labelers and the store where every judgement is kept.
 
 pub mod assist;
+pub mod debate;
 pub mod labeler;
 pub mod people;
 pub mod reviews;
@@ -9,6 +10,7 @@ pub mod simulate;
 pub mod store;
 
 pub use assist::{people_by_assistant, Assist, AssistedPeople, PairSide, Pointer};
+pub use debate::{Defender, Moves};
 pub use labeler::{Answer, AnswerCounts, AssistantConfig, Critic, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Tally};
 pub use reviews::{

@@ -474,8 +474,12 @@ impl Task for Answers {
             Some(gold)
         } else {
             // An assistant's pointer lets the labeler check that one step: a wrong step sinks the answer.
-            view.pointer
-                .and_then(|p| step_is_wrong(&q, &reply, p).then_some(-1.0))
+            view.pointer.and_then(|p| {
+                let wrong = view
+                    .taken_wrong
+                    .unwrap_or_else(|| step_is_wrong(&q, &reply, p));
+                wrong.then_some(-1.0)
+            })
         };
         Ok(Perception {
             verified,

@@ -60,6 +60,11 @@ pub struct LabelerView {
     pub competence: f64,
     /// An assistant's pointer to one step of the completion, which the labeler then checks.
     pub pointer: Option<usize>,
+    /// What the labeler takes the pointed step to be when not by its own
+    /// true check: `Some(true)` wrong (a debate's defender conceded it, or a
+    /// noisy check misread a right step), `Some(false)` right (a noisy check
+    /// missed its flaw); `None`: as it is.
+    pub taken_wrong: Option<bool>,
 }
 
 /// What a labeler perceives of one completion.

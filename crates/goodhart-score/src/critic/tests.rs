@@ -143,3 +143,70 @@ fn with_no_answer_to_check_a_critic_stays_untrained_and_says_so() {
         assert!(r.train_loss.is_empty() && r.confirmed.n == 0);
     }
 }
+
+#[test]
+fn a_defender_trained_against_a_fixed_attacker_learns_which_pointed_steps_to_concede() {
+    let task = Answers::new(
+        AnswersConfig {
+            n_train: 10,
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap();
+    let base = tiny_base(32, 64);
+    let cfg = CriticConfig {
+        rounds: 1,
+        checks: 600,
+        steps: 150,
+        batch_size: 32,
+        heldout: 200,
+        ..Default::default()
+    };
+    let (train, heldout) = (completions(400, 2), completions(200, 3));
+    let mut rng = crate::rng::stream(4, "critic");
+    let (attacker, _) = train_critics(&base, &task, &cfg, &train, &heldout, &mut rng, &Silent)
+        .unwrap()
+        .remove(0);
+    // The judge's checks are misread one time in ten: the defender learns from them anyway.
+    let (defender, report) = train_defender(
+        &base, &task, &cfg, &attacker, 2, 0.1, &train, &heldout, &mut rng, &Silent,
+    )
+    .unwrap();
+    assert_eq!(report.checks, 600);
+    let losses: Vec<f64> = report.train_loss.iter().map(|l| l.loss).collect();
+    let (head, tail) = (
+        losses[..20].iter().sum::<f64>(),
+        losses[losses.len() - 20..].iter().sum::<f64>(),
+    );
+    assert!(
+        tail < 0.7 * head,
+        "the defender's loss falls: {head} then {tail}"
+    );
+    // On held-out answers, at the attacker's two pointers: it concedes wrong steps, contests right ones.
+    let (mut wrong, mut right) = (vec![], vec![]);
+    for (p, c) in &heldout {
+        let ends = task.step_ends(p, c);
+        let beliefs = defender.beliefs(p, c, &ends).unwrap();
+        for k in attacker.rank(p, c, &ends).unwrap().into_iter().take(2) {
+            let conceded = f64::from(u8::from(beliefs[k] >= 0.5));
+            if task.step_is_wrong(p, c, k) {
+                wrong.push(conceded)
+            } else {
+                right.push(conceded)
+            }
+        }
+    }
+    let share = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    assert!(wrong.len() > 50 && right.len() > 50);
+    assert!(
+        share(&wrong) > 0.6,
+        "concedes {} of wrong pointed steps",
+        share(&wrong)
+    );
+    assert!(
+        share(&right) < 0.2,
+        "concedes {} of right pointed steps",
+        share(&right)
+    );
+}

@@ -202,10 +202,10 @@ fn unknown_bias_names_the_feature_and_the_options() {
 struct PointsAt(usize);
 
 impl Critic for PointsAt {
-    fn rank(&self, _prompt: &str, _completion: &str, ends: &[usize]) -> Result<Vec<usize>> {
-        let mut order: Vec<usize> = (0..ends.len()).filter(|&k| k != self.0).collect();
-        order.insert(0, self.0);
-        Ok(order)
+    fn beliefs(&self, _prompt: &str, _completion: &str, ends: &[usize]) -> Result<Vec<f64>> {
+        Ok((0..ends.len())
+            .map(|k| if k == self.0 { 0.9 } else { 0.1 })
+            .collect())
     }
 }
 
@@ -287,7 +287,7 @@ fn an_assistant_is_scripted_or_learned_not_both() {
             AssistantConfig {
                 accuracy: Some(0.5),
                 learned_round: Some(1),
-                turns: None,
+                ..AssistantConfig::default()
             },
             "set one of",
         ),
@@ -316,4 +316,121 @@ fn an_assistant_is_scripted_or_learned_not_both() {
         let err = Labeler::new(cfg, &t).err().unwrap().to_string();
         assert!(err.contains("assistant") && err.contains(want), "{err}");
     }
+}
+
+/// A debate judge (competence 2) of `turns` pointers, `checks` budget and `noise`.
+fn debate(
+    turns: usize,
+    checks: Option<usize>,
+    noise: Option<f64>,
+    defender: Option<Defender>,
+) -> LabelerConfig {
+    LabelerConfig {
+        p_random: 0.0,
+        assistant: Some(AssistantConfig {
+            turns: Some(turns),
+            checks,
+            check_noise: noise,
+            defender,
+            ..AssistantConfig::learned(1)
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_honest_defenders_concession_reaches_a_flaw_beyond_the_judges_budget() {
+    let t = task();
+    let hard = Question { a: 347, b: 85 }.prompt(); // beyond the judge's competence (2)
+                                                    // Only the second column is wrong; the attacker points at step 0, then step 1.
+    let wrong = "7+5=12,4+8+1=14,3+0+1=4 so 442.";
+    let judge = |checks, defender| {
+        Labeler::new(debate(2, checks, None, defender), &t)
+            .unwrap()
+            .with_critic(Arc::new(PointsAt(0)))
+            .with_defender(Arc::new(PointsAt(1)))
+    };
+    // One check, spent on the attacker's first (right) pointer: the flaw goes unseen.
+    assert_eq!(judge(Some(1), None).p_accepts(&hard, wrong).unwrap(), 1.0);
+    // A defender trained to win contests both: judged as with no defender.
+    assert_eq!(
+        judge(Some(1), Some(Defender::Dishonest))
+            .p_accepts(&hard, wrong)
+            .unwrap(),
+        1.0
+    );
+    // The honest defender believes step 1 wrong and concedes it: the answer sinks.
+    let honest = judge(Some(1), Some(Defender::Honest));
+    assert_eq!(honest.p_accepts(&hard, wrong).unwrap(), 0.0);
+    assert_eq!(honest.score(&hard, wrong).unwrap(), -1.0);
+    assert_eq!(honest.finds_flaw(&hard, wrong).unwrap(), Some(1.0));
+    // With a budget for both pointers, the judge finds it without the defender.
+    assert_eq!(judge(None, None).p_accepts(&hard, wrong).unwrap(), 0.0);
+    // An honest defender with no critic of its own is a clear error.
+    let bare = Labeler::new(debate(2, Some(1), None, Some(Defender::Honest)), &t)
+        .unwrap()
+        .with_critic(Arc::new(PointsAt(0)));
+    let err = bare.score(&hard, wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("honest defender") && err.contains("debate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn noisy_checks_sink_right_answers_as_often_as_their_noise_says() {
+    let t = task();
+    let hard = Question { a: 347, b: 85 }.prompt();
+    let right = "7+5=12,4+8+1=13,3+0+1=4 so 432.";
+    let judge = Labeler::new(debate(2, None, Some(0.1), None), &t)
+        .unwrap()
+        .with_critic(Arc::new(PointsAt(0)));
+    // Two right steps checked, each misread with probability 0.1.
+    let p = judge.p_accepts(&hard, right).unwrap();
+    assert!((p - 0.81).abs() < 1e-12, "{p}");
+    let alone = Labeler::new(
+        LabelerConfig {
+            p_random: 0.0,
+            ..Default::default()
+        },
+        &t,
+    )
+    .unwrap();
+    let expected = 0.81 * alone.score(&hard, right).unwrap() + 0.19 * -1.0;
+    assert!((judge.score(&hard, right).unwrap() - expected).abs() < 1e-12);
+    // Drawn judgements accept about as often.
+    let mut rng = rng::stream(3, "noisy checks");
+    let n = 4000;
+    let accepted = (0..n)
+        .filter(|_| judge.judge(&hard, right, &mut rng).unwrap().score > 0.0)
+        .count() as f64
+        / n as f64;
+    assert!((accepted - 0.81).abs() < 0.03, "{accepted}");
+    // A check within the judge's own competence is not debated.
+    let easy = Question { a: 12, b: 30 }.prompt();
+    assert_eq!(judge.p_accepts(&easy, "1+0=1,2+3=5 so 42.").unwrap(), 1.0);
+}
+
+#[test]
+fn debate_settings_need_a_learned_critic_and_sane_values() {
+    let t = task();
+    let scripted = LabelerConfig {
+        assistant: Some(AssistantConfig {
+            checks: Some(1),
+            ..AssistantConfig::scripted(0.9)
+        }),
+        ..Default::default()
+    };
+    let err = Labeler::new(scripted, &t).err().unwrap().to_string();
+    assert!(err.contains("learned critic"), "{err}");
+    let err = Labeler::new(debate(2, Some(0), None, None), &t)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("assistant.checks"), "{err}");
+    let err = Labeler::new(debate(2, None, Some(0.7), None), &t)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("assistant.check_noise"), "{err}");
 }

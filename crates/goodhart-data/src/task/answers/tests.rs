@@ -66,10 +66,12 @@ fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
     let able = LabelerView {
         competence: 3.0,
         pointer: None,
+        ..Default::default()
     };
     let unable = LabelerView {
         competence: 2.0,
         pointer: None,
+        ..Default::default()
     };
     assert_eq!(t.perceive(&p, wrong, &able).unwrap().verified, Some(-1.0));
     assert_eq!(t.perceive(&p, wrong, &unable).unwrap().verified, None);
@@ -77,6 +79,7 @@ fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
     let pointed = LabelerView {
         competence: 2.0,
         pointer: Some(1),
+        ..Default::default()
     };
     assert_eq!(
         t.perceive(&p, wrong, &pointed).unwrap().verified,
@@ -85,11 +88,27 @@ fn labeler_checks_only_within_competence_unless_pointed_at_a_wrong_step() {
     let misdirected = LabelerView {
         competence: 2.0,
         pointer: Some(0),
+        ..Default::default()
     };
     assert_eq!(t.perceive(&p, wrong, &misdirected).unwrap().verified, None);
     let right = "7+5=12,4+8+1=13,3+0+1=4 so 432.";
     assert_eq!(t.first_wrong_step(&p, right), None);
     assert_eq!(t.perceive(&p, right, &pointed).unwrap().verified, None);
+    // Told otherwise (a defender's concession, a misread check), it takes the step as told.
+    let conceded = LabelerView {
+        competence: 2.0,
+        pointer: Some(0),
+        taken_wrong: Some(true),
+    };
+    assert_eq!(
+        t.perceive(&p, right, &conceded).unwrap().verified,
+        Some(-1.0)
+    );
+    let missed = LabelerView {
+        taken_wrong: Some(false),
+        ..pointed
+    };
+    assert_eq!(t.perceive(&p, wrong, &missed).unwrap().verified, None);
 }
 
 #[test]
