@@ -454,3 +454,40 @@ fn the_rrm_experiment_trains_each_rounds_critic_on_that_rounds_policy() {
         .iter()
         .all(|c| c.policy_a == "rrm-policy-2" && c.labeler == "quick-rrm-2"));
 }
+
+#[test]
+fn the_debate_experiment_judges_the_same_answers_in_every_arm() {
+    let (_dir, out, printed) = run_quick("debate.toml");
+    assert!(
+        printed.contains(
+            "answers: debate, the round-2 critic attacking, checks misread with probability 0.1"
+        ),
+        "{printed}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&out.join("answers/stages/debate.json"))).unwrap();
+    let answers = record["answers"].as_array().unwrap();
+    // The quick form judges 32 held-out answers and 8 shifted ones.
+    assert_eq!(answers.len(), 40, "{record}");
+    let arms = record["arms"].as_array().unwrap();
+    let names: Vec<&str> = arms
+        .iter()
+        .map(|a| a["arm"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[..3], ["alone", "critic", "debate-1 c1 +defender"]);
+    assert_eq!(names.len(), 11, "{names:?}");
+    for a in arms {
+        let p = a["p_correct"].as_array().unwrap();
+        assert_eq!(p.len(), answers.len());
+        assert!(p.iter().all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())));
+        // Only the defended arms say what their defender conceded.
+        let defended = a["arm"].get("defender").is_some();
+        assert_eq!(a.get("conceded_wrong").is_some(), defended, "{a}");
+    }
+    // The defender's training is reported (the quick base policy may show no
+    // working to check: its learning is tested in goodhart-score's critic tests).
+    assert!(record["defender"]["checks"].is_u64(), "{record}");
+    for d in answers.iter().map(|a| a["difficulty"].as_u64().unwrap()) {
+        assert!((1..=4).contains(&d));
+    }
+}

@@ -395,7 +395,7 @@ impl<'t> Labeler<'t> {
     /// The debate over a completion with the learned critic attacking (one
     /// pointer, or one per turn), or a clear error when a model it needs is
     /// not attached.
-    fn moves(&self, prompt: &str, completion: &str) -> Result<Moves> {
+    pub fn moves(&self, prompt: &str, completion: &str) -> Result<Moves> {
         let a = self.config.assistant.clone().unwrap_or_default();
         let at = || format!("labeler {:?}.assistant", self.config.name);
         let Some(critic) = &self.critic else {

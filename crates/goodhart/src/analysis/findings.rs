@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use super::curves::StrategyAnalysis;
 use crate::experiment::config::{Experiment, GoodhartKind};
+use crate::experiment::record::TaskRecords;
 use crate::measure::paired::Difference;
 
 pub mod curves;
+pub mod debate;
 pub mod kinds;
 pub mod red_team;
+pub mod rrm;
 pub mod seeking;
 pub mod validate;
 mod written;
@@ -155,6 +158,12 @@ pub struct TaskFindings {
     /// Whether adversarial training of the reward model paid (`[task.red_team]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub red_team: Option<red_team::RedTeamFinding>,
+    /// Whether honesty wins debates, and what a defender changes (`[task.debate]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debate: Option<debate::DebateFinding>,
+    /// Whether recursive reward modelling's judge falls behind its policy (`[task.rrm]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrm: Option<rrm::RrmFinding>,
 }
 
 /// One task against another that shares its base measurement.
@@ -344,6 +353,8 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
                     against: None,
                     seeking: None,
                     red_team: None,
+                    debate: None,
+                    rrm: None,
                 },
                 vec![(curve, tests)],
             )),
@@ -377,6 +388,16 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
             t
         })
         .collect()
+}
+
+/// Attach each task's findings that rest on stage records rather than
+/// curves (debate, recursive reward modelling) from every seed's records
+/// (`per_seed[s]`: seed s's tasks), after [`findings`].
+pub fn attach_records<T: AsRef<[TaskRecords]>>(found: &mut [TaskFindings], per_seed: &[T]) {
+    for t in found.iter_mut() {
+        t.debate = debate::debate(per_seed, &t.task);
+        t.rrm = rrm::rrm(per_seed, &t.task);
+    }
 }
 
 /// Whether two tasks of `exp` are measured on the same prompts: the same task

@@ -8,6 +8,7 @@
 
 pub mod across;
 pub mod curves;
+pub mod debate;
 pub mod findings;
 pub mod formal;
 pub mod judges;

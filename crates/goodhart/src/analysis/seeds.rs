@@ -262,19 +262,21 @@ pub fn aggregate(root: &Path, seeds: &[u64]) -> Result<Aggregate> {
         Some(&seed) => RunDir::new(&seed_dir(root, seed)).experiment()?,
         None => Experiment::default(),
     };
-    let found = findings::findings(
+    let mut found = findings::findings(
         &analyses
             .iter()
             .map(|(_, list)| list.as_slice())
             .collect::<Vec<_>>(),
         &first_exp,
     );
+    findings::attach_records(&mut found, &all_records);
     let judges = super::judges::judges_across_seeds(&all_records);
     summary.push_str(&super::judges::judges_text(&judges));
     summary.push_str(&super::formal::formal_text(&all_records));
     summary.push_str(&super::range::range_text(&all_records));
     summary.push_str(&super::red_team::red_team_text(&all_records));
     summary.push_str(&super::rrm::rrm_text(&all_records));
+    summary.push_str(&super::debate::debate_text(&all_records));
     summary.push('\n');
     summary.push_str(&matched::text(&matched_rows));
     summary.push_str("\nfindings\n");

@@ -13,6 +13,7 @@ pub use crate::feedback::simulate::LabelsConfig;
 use crate::feedback::{Labeler, LabelerConfig};
 use crate::model::sample::SamplingConfig;
 use crate::model::ModelConfig;
+use crate::optimize::debate::DebateConfig;
 use crate::optimize::red_team::RedTeamConfig;
 use crate::optimize::rrm::RrmConfig;
 use crate::reward::RewardModelConfig;
@@ -150,6 +151,8 @@ pub struct TaskSetup {
     pub red_team: RedTeamConfig,
     /// Rounds of recursive reward modelling on optimised policies (`[task.rrm]`).
     pub rrm: RrmConfig,
+    /// A judge alone, with a critic, and in debates with and without a defender, against gold (`[task.debate]`).
+    pub debate: DebateConfig,
     /// How every policy is measured.
     pub evaluation: EvalConfig,
     /// What is optimised, and how far.
@@ -177,6 +180,7 @@ impl Default for TaskSetup {
             critic: CriticConfig::default(),
             red_team: RedTeamConfig::default(),
             rrm: RrmConfig::default(),
+            debate: DebateConfig::default(),
             base_checkpoint: None,
             fine_tune_base: false,
             train_last_blocks: None,
@@ -304,6 +308,8 @@ impl Experiment {
             t.critic.checks = t.critic.checks.min(96);
             t.critic.steps = t.critic.steps.min(20);
             t.critic.heldout = t.critic.heldout.min(32);
+            t.debate.prompts = t.debate.prompts.min(32);
+            t.debate.shift_prompts = t.debate.shift_prompts.min(8);
             // One member, unless a run penalises the ensemble's spread (which needs two).
             let penalised = t.strategies.rl.iter().any(|r| r.uncertainty_penalty > 0.0);
             t.reward_model.ensemble = if penalised { 2 } else { 1 };

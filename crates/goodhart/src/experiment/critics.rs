@@ -56,7 +56,7 @@ impl TaskRun<'_> {
 
     /// `n` base-policy completions of the split's prompts (one per prompt,
     /// the prompts drawn at random), sampled as labels are.
-    fn completions(
+    pub(super) fn completions(
         &self,
         base: &Model,
         split: Split,
@@ -93,25 +93,30 @@ impl TaskRun<'_> {
             return Ok(l);
         }
         let assisted = p.unassisted.iter().any(|l| l.missing_critic().is_some());
-        if assisted && p.critics.get().is_none() {
+        let critics = if assisted { self.critics(p)? } else { &[] };
+        let labelers = p
+            .unassisted
+            .iter()
+            .map(|l| match l.missing_critic() {
+                Some(r) => l
+                    .clone()
+                    .with_critic(critics[r - 1].clone() as Arc<dyn Critic>),
+                None => l.clone(),
+            })
+            .collect();
+        Ok(p.labelers.get_or_init(|| labelers))
+    }
+
+    /// The task's learned critics by round: the ones the critic stage made,
+    /// or their checkpoints (loaded once, when a stage first asks).
+    pub(super) fn critics<'p>(&self, p: &'p Products) -> Result<&'p [Arc<LearnedCritic>]> {
+        if p.critics.get().is_none() {
             let loaded = (1..=self.setup.critic.rounds)
                 .map(|round| load_critic(&self.path(&format!("critic-{round}")), &self.device))
                 .collect::<Result<Vec<_>>>()?;
             p.critics.get_or_init(|| loaded);
         }
-        let labelers = p
-            .unassisted
-            .iter()
-            .map(|l| match l.missing_critic() {
-                Some(r) => {
-                    let critics = p.critics.get().expect("critics made or loaded");
-                    l.clone()
-                        .with_critic(critics[r - 1].clone() as Arc<dyn Critic>)
-                }
-                None => l.clone(),
-            })
-            .collect();
-        Ok(p.labelers.get_or_init(|| labelers))
+        Ok(p.critics.get().expect("critics made or loaded"))
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod config;
 mod critics;
+mod debate;
 mod filtering;
 pub mod launch;
 mod policies;

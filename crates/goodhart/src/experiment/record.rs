@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::feedback::AnswerCounts;
 use crate::fsutil::write_atomic;
 use crate::measure::PolicySummary;
+use crate::optimize::debate::DebateRecord;
 use crate::optimize::dpo::DpoLog;
 use crate::optimize::pool::RangeCheck;
 use crate::optimize::red_team::RedTeamRound;
@@ -81,6 +82,8 @@ pub enum Record {
         base_answers: String,
         rounds: Vec<RrmRound>,
     },
+    /// A judge alone, with a critic, and in debates, against gold on the same answers.
+    Debate(DebateRecord),
     Rl {
         name: String,
         logs: Vec<IterationLog>,

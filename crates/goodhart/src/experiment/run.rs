@@ -312,6 +312,7 @@ impl<'a> TaskRun<'a> {
             Work::Pool => self.pool(p),
             Work::RedTeam => self.red_team(p),
             Work::Rrm => self.rrm(p),
+            Work::Debate => self.debate(p),
             Work::Rl(cfg) => {
                 let (base, rm) = (self.base_policy(&p.base)?, self.proxy(&p.reward_model)?);
                 let reference = self.base_reference(p, base)?;

@@ -35,6 +35,9 @@ pub(super) enum Work<'a> {
     /// Rounds of recursive reward modelling: policy, critic, judge, labels, reward model.
     /// Needs: the base policy, the reward model (and the labels it learnt from).
     Rrm,
+    /// A judge alone, with a critic, and in debates with and without a
+    /// defender, on base answers. Needs: the base policy, the critics.
+    Debate,
     /// One RL run. Needs: the base policy, the reward model, the label store (online).
     Rl(&'a RlConfig),
     /// One DPO run. Needs: the base policy, the labels, the reward model (to report the proxy).
@@ -50,7 +53,7 @@ impl Stage<'_> {
         match self.work {
             Work::Base => &[],
             Work::Critic => &["base"],
-            Work::Labels | Work::BaseEval => &["base", "critic"],
+            Work::Labels | Work::BaseEval | Work::Debate => &["base", "critic"],
             Work::RewardModel => &["base", "critic", "labels"],
             Work::Pool | Work::RedTeam | Work::Rrm | Work::Rl(_) | Work::Dpo(_) => {
                 &["base", "critic", "reward_model"]
@@ -90,6 +93,9 @@ pub fn stages(setup: &TaskSetup) -> Vec<Stage<'_>> {
     }
     if setup.rrm.rounds > 0 {
         stages.push(stage("rrm", Work::Rrm));
+    }
+    if !setup.debate.turns.is_empty() {
+        stages.push(stage("debate", Work::Debate));
     }
     stages.extend(
         setup

@@ -11,6 +11,7 @@
 
 pub mod bon;
 pub mod condition;
+pub mod debate;
 pub mod dpo;
 pub mod expert;
 pub mod online;

@@ -51,7 +51,8 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
         &dir.root.join("fits.json"),
         outputs::fits_json(&analyses).as_bytes(),
     )?;
-    let found = findings::findings(&[analyses.as_slice()], &exp);
+    let mut found = findings::findings(&[analyses.as_slice()], &exp);
+    findings::attach_records(&mut found, std::slice::from_ref(&tasks));
     findings::write(&dir.root, &found)?;
     let view = page::run_page(&exp, &tasks, &analyses, found.clone())?;
     write_atomic(
@@ -61,10 +62,11 @@ pub fn write_outputs(dir: &RunDir) -> Result<Outputs> {
     let html = render("run.html", &view)?;
     write_atomic(&dir.root.join("report.html"), html.as_bytes())?;
     let summary = format!(
-        "{}{}{}\nfindings\n{}",
+        "{}{}{}{}\nfindings\n{}",
         analysis::summary(&tasks, &analyses),
         crate::analysis::red_team::red_team_text(std::slice::from_ref(&tasks)),
         crate::analysis::rrm::rrm_text(std::slice::from_ref(&tasks)),
+        crate::analysis::debate::debate_text(std::slice::from_ref(&tasks)),
         findings::text(&found)
     );
     write_atomic(&dir.root.join("summary.txt"), summary.as_bytes())?;

@@ -396,7 +396,7 @@ fn noisy_checks_sink_right_answers_as_often_as_their_noise_says() {
         &t,
     )
     .unwrap();
-    let expected = 0.81 * alone.score(&hard, right).unwrap() + 0.19 * -1.0;
+    let expected = 0.81 * alone.score(&hard, right).unwrap() - 0.19; // a sunk answer scores -1
     assert!((judge.score(&hard, right).unwrap() - expected).abs() < 1e-12);
     // Drawn judgements accept about as often.
     let mut rng = rng::stream(3, "noisy checks");

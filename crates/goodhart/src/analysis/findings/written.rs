@@ -92,6 +92,12 @@ pub fn text(findings: &[TaskFindings]) -> String {
         if let Some(r) = &t.red_team {
             let _ = writeln!(out, "{}", r.verdict);
         }
+        if let Some(d) = &t.debate {
+            let _ = writeln!(out, "{}", d.verdict);
+        }
+        if let Some(r) = &t.rrm {
+            let _ = writeln!(out, "{}", r.verdict);
+        }
     }
     out
 }
@@ -140,6 +146,16 @@ pub fn verdicts_markdown(found: &[TaskFindings]) -> String {
             let _ = writeln!(
                 out,
                 "- **{}** (adversarial training): {}",
+                t.task, r.verdict
+            );
+        }
+        if let Some(d) = &t.debate {
+            let _ = writeln!(out, "- **{}** (debate): {}", t.task, d.verdict);
+        }
+        if let Some(r) = &t.rrm {
+            let _ = writeln!(
+                out,
+                "- **{}** (recursive reward modelling): {}",
                 t.task, r.verdict
             );
         }

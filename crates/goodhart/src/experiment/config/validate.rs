@@ -105,6 +105,7 @@ impl TaskSetup {
         self.critic.validate().map_err(prefixed)?;
         self.red_team.validate().map_err(prefixed)?;
         self.rrm.validate().map_err(prefixed)?;
+        self.debate.validate(self.critic.rounds).map_err(prefixed)?;
         if self.rrm.rounds > 0 && self.kind != TaskKind::Answers {
             return Err(Error::invalid(
                 format!("{at}.rrm.rounds"),
@@ -131,6 +132,14 @@ impl TaskSetup {
         }
         for (i, l) in self.labelers.iter().enumerate() {
             let round = l.assistant.as_ref().and_then(|a| a.learned_round);
+            if l.assistant.as_ref().and_then(|a| a.defender)
+                == Some(crate::feedback::Defender::Honest)
+            {
+                return Err(Error::invalid(
+                    format!("{at}.labelers[{i}].assistant.defender"),
+                    "an honest defender is a learned model that only the debate stage trains ([task.debate], which judges with it); a labeler here can debate with `defender = \"dishonest\"` or none",
+                ));
+            }
             if let Some(r) = round.filter(|&r| r > self.critic.rounds) {
                 return Err(Error::invalid(
                     format!("{at}.labelers[{i}].assistant.learned_round"),

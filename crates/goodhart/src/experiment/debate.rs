@@ -1,0 +1,154 @@
+//! The `debate` stage: one judge, the task's first labeler, decides whether
+//! base answers to held-out prompts are right, in every arm of
+//! [`crate::optimize::debate`] (alone, with one critic's pointer, and in
+//! debates with a check budget and noisy checks, without and with an honest
+//! defender trained here against the fixed attacker), on the same answers.
+
+use std::sync::Arc;
+
+use super::record::Record;
+use super::run::{Products, TaskRun};
+use crate::critic::train_defender;
+use crate::error::{Error, Result};
+use crate::feedback::{Critic, Labeler, LabelerConfig};
+use crate::optimize::debate::{ArmResult, DebateRecord, Judged};
+use crate::stats::Stat;
+use crate::task::{LabelerView, Split};
+
+impl TaskRun<'_> {
+    pub(super) fn debate(&self, p: &Products) -> Result<Record> {
+        let base = self.base_policy(&p.base)?;
+        let cfg = &self.setup.debate;
+        let critics = self.critics(p)?;
+        let round = if cfg.round == 0 {
+            critics.len()
+        } else {
+            cfg.round
+        };
+        let attacker = critics.get(round.wrapping_sub(1)).ok_or_else(|| {
+            Error::invalid(
+                "debate.round",
+                "the task has no learned critic of that round",
+            )
+        })?;
+        let first: &LabelerConfig = self
+            .setup
+            .labelers
+            .first()
+            .ok_or_else(|| Error::invalid("debate", "needs a labeler to judge"))?;
+        let labelers = self.labelers(p)?;
+        let mut rng = self.rng("debate");
+        let arms = cfg.arms();
+        self.progress.start("debate", arms.len() as u64 + 1);
+
+        // The honest defender learns against the fixed attacker, from the judge's checks.
+        let train = self.completions(base, Split::Train, self.setup.critic.checks, &mut rng)?;
+        let measured =
+            self.completions(base, Split::Heldout, self.setup.critic.heldout, &mut rng)?;
+        let (defender, defender_report) = train_defender(
+            base,
+            self.task,
+            &self.setup.critic,
+            attacker,
+            cfg.max_turns(),
+            cfg.check_noise,
+            &train,
+            &measured,
+            &mut rng,
+            &crate::progress::Silent,
+        )?;
+        let defender: Arc<dyn Critic> = Arc::new(defender);
+        self.progress.advance(1);
+
+        // Base answers to held-out prompts, then to shifted ones: one each.
+        let mut judged = vec![];
+        for (split, n) in [
+            (Split::Heldout, cfg.prompts),
+            (Split::Shift, cfg.shift_prompts),
+        ] {
+            if n > 0 {
+                let (prompts, answers) =
+                    self.base_answers(base, labelers, split, n, 1, &mut rng)?;
+                judged.extend(
+                    answers
+                        .scored
+                        .into_iter()
+                        .map(|s| (prompts[s.prompt_index].clone(), s.completion, s.gold)),
+                );
+            }
+        }
+        let items: Vec<(&str, &str)> = judged
+            .iter()
+            .map(|(p, c, _)| (p.as_str(), c.as_str()))
+            .collect();
+        let alone_view = LabelerView {
+            competence: first.competence,
+            ..LabelerView::default()
+        };
+        let answers = judged
+            .iter()
+            .zip(&items)
+            .map(|((_, _, gold), &(prompt, completion))| {
+                Ok(Judged {
+                    difficulty: self.task.difficulty(prompt)?,
+                    right: *gold > 0.0,
+                    steps: self.task.n_steps(prompt, completion),
+                    flawed: self.task.first_wrong_step(prompt, completion).is_some(),
+                    checked_alone: self
+                        .task
+                        .perceive(prompt, completion, &alone_view)?
+                        .verified
+                        .is_some(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut results = vec![];
+        for arm in arms {
+            let judge = Labeler::new(
+                LabelerConfig {
+                    name: format!("{}-{}", first.name, arm.name),
+                    assistant: arm.assistant(round, cfg.check_noise),
+                    ..first.clone()
+                },
+                self.task,
+            )?
+            .with_critic(attacker.clone() as Arc<dyn Critic>)
+            .with_defender(defender.clone());
+            let mut p_correct = Vec::with_capacity(items.len());
+            let (mut wrong, mut right) = (vec![], vec![]);
+            for (a, &(prompt, completion)) in answers.iter().zip(&items) {
+                let accepts = judge.p_accepts(prompt, completion)?;
+                p_correct.push(if a.right { accepts } else { 1.0 - accepts });
+                if arm.defender.is_none() || a.checked_alone {
+                    continue;
+                }
+                let moves = judge.moves(prompt, completion)?;
+                for &k in &moves.pointers {
+                    let conceded = f64::from(u8::from(moves.conceded.contains(&k)));
+                    if self.task.step_is_wrong(prompt, completion, k) {
+                        wrong.push(conceded);
+                    } else {
+                        right.push(conceded);
+                    }
+                }
+            }
+            let defended = arm.defender.is_some();
+            results.push(ArmResult {
+                arm,
+                p_correct,
+                conceded_wrong: defended.then(|| Stat::of(&wrong)),
+                conceded_right: defended.then(|| Stat::of(&right)),
+            });
+            self.progress.advance(1);
+        }
+        self.progress.finish();
+        Ok(Record::Debate(DebateRecord {
+            attacker_round: round,
+            check_noise: cfg.check_noise,
+            answers,
+            arms: results,
+            defender: defender_report,
+        }))
+    }
+}
