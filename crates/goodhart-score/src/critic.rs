@@ -126,6 +126,12 @@ pub struct LearnedCritic {
     memo: Mutex<HashMap<(String, String), Vec<f64>>>,
 }
 
+/// A (prompt, completion).
+type Completion = (String, String);
+
+/// A completion with steps, and its encoding.
+type Pointable = (Completion, Encoded);
+
 /// A completion encoded for the critic, with where each step ends.
 struct Encoded {
     prompt: Vec<u32>,
@@ -271,18 +277,7 @@ pub fn train_critics(
     rng: &mut Rng,
     progress: &dyn Progress,
 ) -> Result<Vec<(LearnedCritic, CriticRound)>> {
-    let has_steps = |(p, c): &&(String, String)| task.n_steps(p, c) > 0;
-    let train: Vec<((String, String), Encoded)> = train
-        .iter()
-        .filter(has_steps)
-        .map(|(p, c)| {
-            Ok((
-                (p.clone(), c.clone()),
-                encode(base, &task.step_ends(p, c), p, c)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let heldout: Vec<(String, String)> = heldout.iter().filter(has_steps).cloned().collect();
+    let (train, heldout) = with_steps(base, task, train, heldout)?;
     let mut checks: Vec<Check> = vec![];
     let mut out: Vec<(LearnedCritic, CriticRound)> = vec![];
     progress.start("critic", (cfg.rounds * cfg.steps) as u64);
@@ -320,22 +315,11 @@ pub fn train_critics(
                 wrong,
             });
         }
-        let model = base.deep_copy(true)?;
-        let train_loss = if checks.is_empty() {
-            progress.advance(cfg.steps as u64);
-            vec![]
-        } else {
-            fit(&model, &train, &checks, cfg, rng, progress)?
-        };
-        let critic = LearnedCritic::new(model.deep_copy(false)?);
-        let (overall, by_difficulty) = measure(&critic, task, &heldout)?;
+        let (critic, report) = fitted(base, task, cfg, &train, &checks, &heldout, rng, progress)?;
         let report = CriticRound {
             round,
-            checks: checks.len(),
             confirmed: Stat::of(&confirmed),
-            train_loss,
-            overall,
-            by_difficulty,
+            ..report
         };
         out.push((critic, report));
     }
@@ -362,21 +346,7 @@ pub fn train_defender(
     rng: &mut Rng,
     progress: &dyn Progress,
 ) -> Result<(LearnedCritic, CriticRound)> {
-    let train: Vec<((String, String), Encoded)> = train
-        .iter()
-        .filter(|(p, c)| task.n_steps(p, c) > 0)
-        .map(|(p, c)| {
-            Ok((
-                (p.clone(), c.clone()),
-                encode(base, &task.step_ends(p, c), p, c)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let heldout: Vec<(String, String)> = heldout
-        .iter()
-        .filter(|(p, c)| task.n_steps(p, c) > 0)
-        .cloned()
-        .collect();
+    let (train, heldout) = with_steps(base, task, train, heldout)?;
     progress.start("defender", cfg.steps as u64);
     let items: Vec<usize> = if train.is_empty() {
         vec![]
@@ -406,31 +376,74 @@ pub fn train_defender(
             wrong,
         });
     }
+    let (defender, report) = fitted(base, task, cfg, &train, &checks, &heldout, rng, progress)?;
+    progress.finish();
+    let report = CriticRound {
+        confirmed: Stat::of(&confirmed),
+        ..report
+    };
+    Ok((defender, report))
+}
+
+/// The completions of `train` with steps (nothing else can be pointed at),
+/// encoded for the critic, and those of `heldout`.
+fn with_steps(
+    base: &Model,
+    task: &dyn Task,
+    train: &[(String, String)],
+    heldout: &[(String, String)],
+) -> Result<(Vec<Pointable>, Vec<Completion>)> {
+    let has_steps = |(p, c): &&(String, String)| task.n_steps(p, c) > 0;
+    let train = train
+        .iter()
+        .filter(has_steps)
+        .map(|(p, c)| {
+            Ok((
+                (p.clone(), c.clone()),
+                encode(base, &task.step_ends(p, c), p, c)?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok((train, heldout.iter().filter(has_steps).cloned().collect()))
+}
+
+/// A fresh copy of `base` fitted to `checks` and measured on `heldout`
+/// against gold (its report's round 1, and `confirmed` empty: the caller's).
+#[allow(clippy::too_many_arguments)]
+fn fitted(
+    base: &Model,
+    task: &dyn Task,
+    cfg: &CriticConfig,
+    train: &[Pointable],
+    checks: &[Check],
+    heldout: &[(String, String)],
+    rng: &mut Rng,
+    progress: &dyn Progress,
+) -> Result<(LearnedCritic, CriticRound)> {
     let model = base.deep_copy(true)?;
     let train_loss = if checks.is_empty() {
         progress.advance(cfg.steps as u64);
         vec![]
     } else {
-        fit(&model, &train, &checks, cfg, rng, progress)?
+        fit(&model, train, checks, cfg, rng, progress)?
     };
-    progress.finish();
-    let defender = LearnedCritic::new(model.deep_copy(false)?);
-    let (overall, by_difficulty) = measure(&defender, task, &heldout)?;
+    let critic = LearnedCritic::new(model.deep_copy(false)?);
+    let (overall, by_difficulty) = measure(&critic, task, heldout)?;
     let report = CriticRound {
         round: 1,
         checks: checks.len(),
-        confirmed: Stat::of(&confirmed),
+        confirmed: Stat::default(),
         train_loss,
         overall,
         by_difficulty,
     };
-    Ok((defender, report))
+    Ok((critic, report))
 }
 
 /// Logistic regression of the judge's verdicts on the critic's step log-odds.
 fn fit(
     model: &Model,
-    train: &[((String, String), Encoded)],
+    train: &[Pointable],
     checks: &[Check],
     cfg: &CriticConfig,
     rng: &mut Rng,

@@ -56,8 +56,17 @@ fn tiny_base(d_model: usize, n_ctx: usize) -> Model {
     .unwrap()
 }
 
-#[test]
-fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
+/// The task, a base trunk, `rounds` of critic settings, and completions to train on and hold out.
+#[allow(clippy::type_complexity)]
+fn setup(
+    rounds: usize,
+) -> (
+    Answers,
+    Model,
+    CriticConfig,
+    Vec<(String, String)>,
+    Vec<(String, String)>,
+) {
     let task = Answers::new(
         AnswersConfig {
             n_train: 10,
@@ -66,16 +75,26 @@ fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
         0,
     )
     .unwrap();
-    let base = tiny_base(32, 64);
     let cfg = CriticConfig {
-        rounds: 2,
+        rounds,
         checks: 600,
         steps: 150,
         batch_size: 32,
         heldout: 200,
         ..Default::default()
     };
-    let (train, heldout) = (completions(400, 2), completions(200, 3));
+    (
+        task,
+        tiny_base(32, 64),
+        cfg,
+        completions(400, 2),
+        completions(200, 3),
+    )
+}
+
+#[test]
+fn a_critic_learns_from_checked_pointers_alone_to_point_at_wrong_steps() {
+    let (task, base, cfg, train, heldout) = setup(2);
     let critics = train_critics(
         &base,
         &task,
@@ -146,24 +165,7 @@ fn with_no_answer_to_check_a_critic_stays_untrained_and_says_so() {
 
 #[test]
 fn a_defender_trained_against_a_fixed_attacker_learns_which_pointed_steps_to_concede() {
-    let task = Answers::new(
-        AnswersConfig {
-            n_train: 10,
-            ..Default::default()
-        },
-        0,
-    )
-    .unwrap();
-    let base = tiny_base(32, 64);
-    let cfg = CriticConfig {
-        rounds: 1,
-        checks: 600,
-        steps: 150,
-        batch_size: 32,
-        heldout: 200,
-        ..Default::default()
-    };
-    let (train, heldout) = (completions(400, 2), completions(200, 3));
+    let (task, base, cfg, train, heldout) = setup(1);
     let mut rng = crate::rng::stream(4, "critic");
     let (attacker, _) = train_critics(&base, &task, &cfg, &train, &heldout, &mut rng, &Silent)
         .unwrap()

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{show, Contrast};
 use crate::experiment::record::{Record, TaskRecords};
-use crate::measure::paired::{holm, Paired, ALPHA};
+use crate::measure::paired::{holm, Difference, Paired, ALPHA};
 use crate::optimize::debate::{DebateRecord, Judged};
 
 /// A debate's records in each seed of `per_seed` that has one, for `task`.
@@ -90,6 +90,26 @@ pub struct ByClass {
     pub p_arguable: Option<f64>,
 }
 
+impl ByClass {
+    fn new(
+        debate: String,
+        right: &Difference,
+        wrong: &Difference,
+        p_right: f64,
+        p_wrong: f64,
+    ) -> Self {
+        Self {
+            debate,
+            right: right.into(),
+            wrong: wrong.into(),
+            p_right,
+            p_wrong,
+            arguable: None,
+            p_arguable: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DebateFinding {
     pub seeds: usize,
@@ -132,7 +152,7 @@ fn paired(cells: &[Vec<Vec<f64>>], task: &str, class: Class) -> Option<Paired> {
 }
 
 /// Two-sided p-value of a contrast.
-fn two_sided(d: &crate::measure::paired::Difference) -> f64 {
+fn two_sided(d: &Difference) -> f64 {
     (2.0 * d.p_above().min(d.negated().p_above())).min(1.0)
 }
 
@@ -190,15 +210,7 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
     let defender: Vec<ByClass> = defender
         .iter()
         .enumerate()
-        .map(|(i, (a, r, w))| ByClass {
-            debate: name(*a),
-            right: r.into(),
-            wrong: w.into(),
-            p_right: p[2 * i],
-            p_wrong: p[2 * i + 1],
-            arguable: None,
-            p_arguable: None,
-        })
+        .map(|(i, (a, r, w))| ByClass::new(name(*a), r, w, p[2 * i], p[2 * i + 1]))
         .collect();
 
     let honesty: Vec<_> = debates
@@ -234,13 +246,9 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
         .iter()
         .enumerate()
         .map(|(i, (a, r, w))| ByClass {
-            debate: name(*a),
-            right: r.into(),
-            wrong: w.into(),
-            p_right: wins[i],
-            p_wrong: loses[i],
             arguable: arguable.as_ref().map(|xs| (&xs[i].0).into()),
             p_arguable: arguable_wins.as_ref().map(|p| p[i]),
+            ..ByClass::new(name(*a), r, w, wins[i], loses[i])
         })
         .collect();
     let counts = [n_right, n_wrong, n_arguable];
