@@ -19,7 +19,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
-use crate::feedback::labeler::most_suspicious_first;
+use crate::feedback::assistant::most_suspicious_first;
 use crate::feedback::Critic;
 use crate::model::{Mask, Model, SequenceBatch};
 use crate::progress::Progress;

@@ -1,6 +1,7 @@
 //! Feedback: simulated labelers and the store where every judgement is kept.
 
 pub mod assist;
+pub mod assistant;
 pub mod debate;
 pub mod labeler;
 pub mod people;
@@ -10,8 +11,9 @@ pub mod simulate;
 pub mod store;
 
 pub use assist::{people_by_assistant, Assist, AssistedPeople, PairSide, Pointer};
+pub use assistant::{AssistantConfig, Critic};
 pub use debate::{Defender, Moves};
-pub use labeler::{Answer, AnswerCounts, AssistantConfig, Critic, Labeler, LabelerConfig};
+pub use labeler::{Answer, AnswerCounts, Labeler, LabelerConfig};
 pub use people::{HumanLabel, HumanProgress, LabelerStats, QueuedPair, Refusal, Tally};
 pub use reviews::{
     queue_reviews, GoalTally, QueuedReview, ReviewAnswer, ReviewCandidate, ReviewProgress,
