@@ -388,6 +388,20 @@ fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_r
         for name in ["bon-round-0", "bon-red-team-3", "bon-random-3"] {
             assert!(names.contains(&name), "{name} missing");
         }
+        // PPO against the last round's models, checkpoint by checkpoint (the task's own `ppo` is round 0's).
+        for name in ["ppo-red-team-3", "ppo-random-3"] {
+            let knobs: Vec<&str> = record["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["strategy"] == name)
+                .map(|p| p["knob"].as_str().unwrap())
+                .collect();
+            assert!(
+                knobs.len() > 1 && knobs.iter().all(|&k| k == "iteration"),
+                "{name}: {knobs:?}"
+            );
+        }
         let store =
             goodhart::feedback::LabelStore::open_existing(&out.join(task).join("labels.sqlite"))
                 .unwrap();

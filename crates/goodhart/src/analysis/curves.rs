@@ -136,10 +136,11 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
     let mut out = vec![];
     for (_, record) in &records.records {
         let points = record.points();
-        let family = if matches!(record, Record::Pool { .. } | Record::RedTeam { .. }) {
-            "pool"
-        } else {
-            "policy"
+        // A red team's best-of-n curves reweight the pool; its PPO runs are trained policies.
+        let family = |strategy: &str| match record {
+            Record::Pool { .. } => "pool",
+            Record::RedTeam { .. } if strategy.starts_with("bon-") => "pool",
+            _ => "policy",
         };
         let mut groups: Vec<(String, String)> = vec![];
         for p in points.iter().filter(|p| p.strategy != "base") {
@@ -179,7 +180,7 @@ pub fn analyse(records: &TaskRecords) -> Vec<StrategyAnalysis> {
                 &records.task,
                 &strategy,
                 &split,
-                family,
+                family(&strategy),
                 pts,
                 &base,
             ));

@@ -382,9 +382,15 @@ pub fn findings(per_seed: &[&[StrategyAnalysis]], exp: &Experiment) -> Vec<TaskF
             t.seeking = setup
                 .and_then(|s| s.seeking.as_ref())
                 .map(|cfg| seeking::seeking(per_seed, &t.task, cfg));
-            t.red_team = setup
-                .filter(|s| s.red_team.rounds > 0)
-                .and_then(|s| red_team::red_team(per_seed, &t.task, s.red_team.rounds));
+            t.red_team = setup.filter(|s| s.red_team.rounds > 0).and_then(|s| {
+                let rl = s.strategies.rl.first().filter(|_| s.red_team.ppo);
+                red_team::red_team(
+                    per_seed,
+                    &t.task,
+                    s.red_team.rounds,
+                    rl.map(|r| r.name.as_str()),
+                )
+            });
             t
         })
         .collect()

@@ -15,6 +15,7 @@ use crate::model::Model;
 use crate::optimize::bon;
 use crate::optimize::pool::Pool;
 use crate::optimize::red_team::{pick, Arm, RedTeamRound, Searched};
+use crate::optimize::rl::RlConfig;
 use crate::reward::{train_reward_model, RewardModel};
 use crate::rng::Rng;
 use crate::score::{evaluate, Evaluated, Judges, Proxy, RewardSource};
@@ -63,6 +64,8 @@ impl TaskRun<'_> {
         )?;
         self.progress.advance(1);
         let mut rounds = vec![];
+        // Each arm's last reward model, for PPO after the rounds.
+        let mut last: Vec<(Arm, RewardModel)> = vec![];
         for arm in [Arm::RedTeam, Arm::Random] {
             let mut current: Option<RewardModel> = None;
             let mut used = HashSet::new();
@@ -146,8 +149,27 @@ impl TaskRun<'_> {
                 current = Some(rm);
                 self.progress.advance(1);
             }
+            last.extend(current.map(|rm| (arm, rm)));
         }
         self.progress.finish();
+        if cfg.ppo {
+            // The task's first RL strategy, as its own stage runs it against round 0's model.
+            let rl =
+                s.rl.first()
+                    .expect("validated: red_team.ppo needs an RL strategy");
+            let reference = self.base_reference(p, base)?;
+            for (arm, rm) in &last {
+                let name = format!(
+                    "{}-{}-{}",
+                    rl.name,
+                    arm.name().replace('_', "-"),
+                    cfg.rounds
+                );
+                let arm_cfg = RlConfig { name, ..rl.clone() };
+                let record = self.rl(&arm_cfg, base, rm, labelers, &mut store, &reference)?;
+                points.extend(record.points().iter().cloned());
+            }
+        }
         Ok(Record::RedTeam { rounds, points })
     }
 

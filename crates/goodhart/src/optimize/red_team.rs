@@ -26,6 +26,10 @@ pub struct RedTeamConfig {
     pub prompts: usize,
     /// Base-policy samples searched per prompt.
     pub samples: usize,
+    /// Also train the task's first RL strategy against the last round's
+    /// red-team and random-label reward models (curves `<name>-red-team-<R>`
+    /// and `<name>-random-<R>`, beside `<name>` against round 0's).
+    pub ppo: bool,
 }
 
 impl Default for RedTeamConfig {
@@ -35,6 +39,7 @@ impl Default for RedTeamConfig {
             pairs: 150,
             prompts: 512,
             samples: 16,
+            ppo: false,
         }
     }
 }
@@ -256,6 +261,7 @@ mod tests {
             pairs: 200,
             prompts: 512,
             samples: 16,
+            ppo: false,
         };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(

@@ -115,6 +115,12 @@ impl TaskSetup {
                 ),
             ));
         }
+        if self.red_team.rounds > 0 && self.red_team.ppo && self.strategies.rl.is_empty() {
+            return Err(Error::invalid(
+                format!("{at}.red_team.ppo"),
+                "trains the task's first RL strategy against each arm's last reward model: list one in [[task.strategies.rl]]",
+            ));
+        }
         if self.red_team.rounds > 0 && self.strategies.bon.n.is_empty() {
             return Err(Error::invalid(
                 format!("{at}.red_team.rounds"),
