@@ -63,6 +63,17 @@ pub struct RedTeamFinding {
     pub verdict: String,
 }
 
+impl Peak {
+    /// Where: "at KL k", or "at the base policy" when no checkpoint beats it.
+    fn at(&self) -> String {
+        if self.kl <= 0.0 {
+            "at the base policy".into()
+        } else {
+            format!("at KL {:.2}", self.kl)
+        }
+    }
+}
+
 /// A trained curve's highest mean gold, by KL.
 fn peak(c: &Curve) -> Peak {
     let gold = |p: &super::curves::Aligned| {
@@ -168,7 +179,7 @@ pub fn red_team(
     if let Some(c) = &ppo {
         let [base, red, random] = [&c.peaks[0], &c.peaks[1], &c.peaks[2]];
         verdict.push_str(&format!(
-            " Under {} at its last checkpoint, adversarial training {}: the red-team reward model changed gold by {} against round 0's and by {} against the random labels' (p = {:.3}; KL {:.2}, {:.2} and {:.2}); gold peaks at KL {:.2} under round 0's model, {:.2} under the red team's and {:.2} under the random labels'.",
+            " Under {} at its last checkpoint, adversarial training {}: the red-team reward model changed gold by {} against round 0's and by {} against the random labels' (p = {:.3}; KL {:.2}, {:.2} and {:.2}); gold peaks {} under round 0's model, {} under the red team's and {} under the random labels'.",
             base.strategy,
             if c.p <= ALPHA { "paid" } else { "is not shown to pay beyond noise" },
             show(&c.red_team),
@@ -177,9 +188,9 @@ pub fn red_team(
             base.end_kl,
             red.end_kl,
             random.end_kl,
-            base.kl,
-            red.kl,
-            random.kl,
+            base.at(),
+            red.at(),
+            random.at(),
         ));
     }
     Some(RedTeamFinding {
