@@ -283,13 +283,7 @@ pub fn train_critics(
     progress.start("critic", (cfg.rounds * cfg.steps) as u64);
     for round in 1..=cfg.rounds {
         // Point: at random in round 1, else mostly where the critic before points.
-        let items: Vec<usize> = if train.is_empty() {
-            vec![]
-        } else {
-            (0..cfg.checks)
-                .map(|_| rng.random_range(0..train.len()))
-                .collect()
-        };
+        let items = draw_items(train.len(), cfg.checks, rng);
         let previous = out.last().map(|(c, _)| c);
         let beliefs = match previous {
             Some(critic) => {
@@ -348,13 +342,7 @@ pub fn train_defender(
 ) -> Result<(LearnedCritic, CriticRound)> {
     let (train, heldout) = with_steps(base, task, train, heldout)?;
     progress.start("defender", cfg.steps as u64);
-    let items: Vec<usize> = if train.is_empty() {
-        vec![]
-    } else {
-        (0..cfg.checks)
-            .map(|_| rng.random_range(0..train.len()))
-            .collect()
-    };
+    let items = draw_items(train.len(), cfg.checks, rng);
     let chosen: Vec<&Encoded> = items.iter().map(|&i| &train[i].1).collect();
     let beliefs = attacker.encoded_beliefs(&chosen)?;
     let mut checks = Vec::with_capacity(items.len());
@@ -383,6 +371,14 @@ pub fn train_defender(
         ..report
     };
     Ok((defender, report))
+}
+
+/// `checks` completions to check, drawn with replacement from `n` (none when there are none).
+fn draw_items(n: usize, checks: usize, rng: &mut Rng) -> Vec<usize> {
+    if n == 0 {
+        return vec![];
+    }
+    (0..checks).map(|_| rng.random_range(0..n)).collect()
 }
 
 /// The completions of `train` with steps (nothing else can be pointed at),
