@@ -152,19 +152,20 @@ pub fn debate_text<T: AsRef<[TaskRecords]>>(per_seed: &[T]) -> String {
             }
             let _ = writeln!(
                 out,
-                "  honesty without a defender: the judge's rate of siding with the honest debater minus 1/2, on right answers, wrong ones, and wrong ones with a step (p: honesty wins on right and wrong, then on right and wrong with a step, IUT, Holm; then: the dishonest side wins on wrong answers, Holm)"
+                "  honesty without a defender: the judge's rate of siding with the honest debater minus 1/2, on right answers, wrong ones, and wrong ones with a step (p: honesty wins on right and wrong, then on right and wrong with a step, IUT, Holm; the dishonest side wins on right answers, then on wrong ones, Holm)"
             );
             for c in &f.honesty {
                 let _ = writeln!(
                     out,
-                    "    {:<20} right {} wrong {} with a step {} (p {:.3}; {}; {:.3})",
+                    "    {:<20} right {} wrong {} with a step {} (p {:.3}; {}; {:.3}; {:.3})",
                     c.debate,
                     show(&c.right),
                     show(&c.wrong),
                     c.arguable.as_ref().map_or("-".into(), show),
-                    c.p_right,
-                    c.p_arguable.map_or("-".into(), |p| format!("{p:.3}")),
-                    c.p_wrong
+                    c.p_wins,
+                    c.p_wins_arguable.map_or("-".into(), |p| format!("{p:.3}")),
+                    c.p_loses_right,
+                    c.p_loses_wrong
                 );
             }
             let _ = writeln!(out, "  {}", f.verdict);

@@ -60,6 +60,17 @@ impl TaskRun<'_> {
         let defender: Arc<dyn Critic> = Arc::new(defender);
         self.progress.advance(1);
 
+        // Right: the task's `correct` feature where it has one (gold can
+        // reward working shown, right or wrong), else gold above 0.
+        let correct = self
+            .task
+            .feature_names()
+            .iter()
+            .position(|&n| n == "correct");
+        let right = |s: &crate::score::Scored| match correct {
+            Some(i) => s.features.get(i).is_some_and(|&x| x > 0.5),
+            None => s.gold > 0.0,
+        };
         // Base answers to held-out prompts, then to shifted ones: one each.
         let mut judged = vec![];
         for (split, n) in [
@@ -73,13 +84,13 @@ impl TaskRun<'_> {
                     answers
                         .scored
                         .into_iter()
-                        .map(|s| (prompts[s.prompt_index].clone(), s.completion, s.gold)),
+                        .map(|s| (prompts[s.prompt_index].clone(), right(&s), s.completion)),
                 );
             }
         }
         let items: Vec<(&str, &str)> = judged
             .iter()
-            .map(|(p, c, _)| (p.as_str(), c.as_str()))
+            .map(|(p, _, c)| (p.as_str(), c.as_str()))
             .collect();
         let alone_view = LabelerView {
             competence: first.competence,
@@ -88,10 +99,10 @@ impl TaskRun<'_> {
         let answers = judged
             .iter()
             .zip(&items)
-            .map(|((_, _, gold), &(prompt, completion))| {
+            .map(|((_, right, _), &(prompt, completion))| {
                 Ok(Judged {
                     difficulty: self.task.difficulty(prompt)?,
-                    right: *gold > 0.0,
+                    right: *right,
                     steps: self.task.n_steps(prompt, completion),
                     flawed: self.task.first_wrong_step(prompt, completion).is_some(),
                     checked_alone: self

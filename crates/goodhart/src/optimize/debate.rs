@@ -168,7 +168,7 @@ impl ArmSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Judged {
     pub difficulty: u32,
-    /// Gold above 0.
+    /// Its final answer is right (the task's `correct` feature; else gold above 0).
     pub right: bool,
     /// Steps the attacker can point at.
     pub steps: usize,

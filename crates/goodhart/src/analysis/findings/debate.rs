@@ -15,14 +15,26 @@
 //!   classes (an intersection-union test: p is the larger one-sided p-value
 //!   of the two rates above one half), and the dishonest side wins on a class
 //!   when the judge sides with it more often than not there; Holm's
-//!   adjustment over the debates.
+//!   adjustment over the debates. A rate is tested against one half with a
+//!   spread no smaller than one half allows (see `OverHalf`).
+//!
+//! Every rule is applied at [`LEVEL`], half the usual level, where their
+//! false-positive rates, measured by simulation below (including few right
+//! answers in seeds of unequal counts), stay within 5%; a class's tests use
+//! the seeds with at least [`MIN_PER_SEED`] answers of it.
 
 use serde::{Deserialize, Serialize};
 
 use super::{show, Contrast};
 use crate::experiment::record::{Record, TaskRecords};
 use crate::measure::paired::{holm, Difference, Paired, ALPHA};
+
 use crate::optimize::debate::{DebateRecord, Judged};
+
+/// The level these rules are applied at. At [`ALPHA`] the defender's paired
+/// bootstrap claims about 6% under the null on a few dozen answers a seed;
+/// at half of it every rule here stays within 5% (this file's tests).
+pub const LEVEL: f64 = ALPHA / 2.0;
 
 /// A debate's records in each seed of `per_seed` that has one, for `task`.
 pub fn records<'a, T: AsRef<[TaskRecords]>>(
@@ -79,35 +91,30 @@ pub struct ByClass {
     pub debate: String,
     pub right: Contrast,
     pub wrong: Contrast,
-    /// Adjusted p-values of the claim each row tests (see the module).
+    /// Two-sided p-values, Holm-adjusted over every debate and class.
     pub p_right: f64,
     pub p_wrong: f64,
-    /// Honesty only: on wrong answers with a step to point at, and p of
-    /// "honesty wins" on right answers and those (IUT, Holm).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguable: Option<Contrast>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub p_arguable: Option<f64>,
 }
 
-impl ByClass {
-    fn new(
-        debate: String,
-        right: &Difference,
-        wrong: &Difference,
-        p_right: f64,
-        p_wrong: f64,
-    ) -> Self {
-        Self {
-            debate,
-            right: right.into(),
-            wrong: wrong.into(),
-            p_right,
-            p_wrong,
-            arguable: None,
-            p_arguable: None,
-        }
-    }
+/// One debate without a defender as a debate between an honest and a
+/// dishonest debater: the judge's rate of siding with the honest one, minus
+/// one half, on each class.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Honesty {
+    pub debate: String,
+    pub right: Contrast,
+    pub wrong: Contrast,
+    /// On wrong answers with a step to point at (None: there are none).
+    pub arguable: Option<Contrast>,
+    /// Honesty wins on right and on wrong answers (IUT; Holm over the debates).
+    pub p_wins: f64,
+    /// The same on right answers and wrong ones with a step.
+    pub p_wins_arguable: Option<f64>,
+    /// The dishonest side wins on right answers (the attacker's false claims
+    /// sink them), and on wrong ones (the defender's lies stand); Holm over
+    /// both classes of every debate.
+    pub p_loses_right: f64,
+    pub p_loses_wrong: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,15 +127,23 @@ pub struct DebateFinding {
     pub wrong_with_steps: usize,
     /// Per debate: the honest defender minus none (p: either way, Holm).
     pub defender: Vec<ByClass>,
-    /// Per debate without a defender: the judge's rate of siding with the
-    /// honest debater minus one half (`p_right`: honesty wins, the IUT, Holm;
-    /// `p_wrong`: the dishonest side wins on wrong answers, Holm).
-    pub honesty: Vec<ByClass>,
+    /// Per debate without a defender: whether honesty wins.
+    pub honesty: Vec<Honesty>,
     pub verdict: String,
 }
 
-/// A class's cells in every seed, `cells[arm][seed]`, plus a last cell of one half.
+/// Answers of a class a seed needs for its tests: below this the bootstrap
+/// within the seed understates its spread (measured in this file's tests).
+pub const MIN_PER_SEED: usize = 10;
+
+/// A class's cells, `cells[arm][seed]`, over the seeds with at least
+/// [`MIN_PER_SEED`] answers of the class, plus a last cell of one half.
 fn cells(seeds: &[&DebateRecord], class: Class) -> Vec<Vec<Vec<f64>>> {
+    let seeds: Vec<&DebateRecord> = seeds
+        .iter()
+        .copied()
+        .filter(|d| values(d, 0, class).len() >= MIN_PER_SEED)
+        .collect();
     let arms = seeds.first().map_or(0, |d| d.arms.len());
     let mut out: Vec<Vec<Vec<f64>>> = (0..arms)
         .map(|a| seeds.iter().map(|d| values(d, a, class)).collect())
@@ -151,18 +166,86 @@ fn paired(cells: &[Vec<Vec<f64>>], task: &str, class: Class) -> Option<Paired> {
     Paired::new(&refs, &mut rng)
 }
 
+/// A rate's excess over one half, tested with a spread no smaller than the
+/// largest a rate of one half allows: values in [0, 1] with mean one half
+/// spread at most as coin flips do, 1/4 per answer. The bootstrap's own
+/// spread shrinks as the estimate moves off one half, and alone it claims too
+/// often on a few dozen answers a seed (this file's tests measure both).
+struct OverHalf {
+    estimate: f64,
+    se: f64,
+}
+
+impl OverHalf {
+    /// `d`: the rate minus one half, over seeds of `per_seed` answers each (seeds weighted equally).
+    fn new(d: &Difference, per_seed: &[usize]) -> Self {
+        let seeds = per_seed.len().max(1) as f64;
+        let floor = per_seed
+            .iter()
+            .map(|&n| 0.25 / n.max(1) as f64)
+            .sum::<f64>()
+            .sqrt()
+            / seeds;
+        Self {
+            estimate: d.estimate,
+            se: d.se.max(floor),
+        }
+    }
+
+    fn z(&self) -> f64 {
+        self.estimate / self.se
+    }
+
+    /// One-sided p of "above one half" (normal approximation).
+    fn p_above(&self) -> f64 {
+        normal_cdf(-self.z())
+    }
+
+    fn p_below(&self) -> f64 {
+        normal_cdf(self.z())
+    }
+
+    fn contrast(&self) -> Contrast {
+        Contrast {
+            estimate: self.estimate,
+            lo: self.estimate - 1.96 * self.se,
+            hi: self.estimate + 1.96 * self.se,
+            detectable: 2.8 * self.se,
+        }
+    }
+}
+
+/// The standard normal distribution function (Abramowitz and Stegun 7.1.26, error below 2e-7).
+fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * x);
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc = poly * (-x * x).exp();
+    if z >= 0.0 {
+        1.0 - erfc / 2.0
+    } else {
+        erfc / 2.0
+    }
+}
+
 /// Two-sided p-value of a contrast.
 fn two_sided(d: &Difference) -> f64 {
     (2.0 * d.p_above().min(d.negated().p_above())).min(1.0)
 }
 
 /// The finding of `task`'s debate stage across `per_seed` (None without one,
-/// or when a class has no answer the judge cannot check alone).
+/// when its seeds ran different arms or noise, or when no seed has a right
+/// or a wrong answer the judge cannot check alone).
 pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<DebateFinding> {
     let seeds = records(per_seed, task);
     let first = *seeds.first()?;
-    // Every seed must have run the same arms.
-    if seeds.iter().any(|d| d.arms.len() != first.arms.len()) {
+    let specs = |d: &DebateRecord| d.arms.iter().map(|a| a.arm.clone()).collect::<Vec<_>>();
+    if seeds
+        .iter()
+        .any(|d| specs(d) != specs(first) || d.check_noise != first.check_noise)
+    {
         return None;
     }
     let (right_cells, wrong_cells, arguable_cells) = (
@@ -170,7 +253,11 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
         cells(&seeds, Class::Wrong),
         cells(&seeds, Class::WrongWithSteps),
     );
-    let count = |c: &[Vec<Vec<f64>>]| c[0].iter().map(Vec::len).sum::<usize>();
+    let sizes = |c: &[Vec<Vec<f64>>]| -> Vec<usize> {
+        c.first()
+            .map_or(vec![], |c| c.iter().map(Vec::len).collect())
+    };
+    let count = |c: &[Vec<Vec<f64>>]| sizes(c).iter().sum::<usize>();
     let (n_right, n_wrong, n_arguable) = (
         count(&right_cells),
         count(&wrong_cells),
@@ -210,18 +297,30 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
     let defender: Vec<ByClass> = defender
         .iter()
         .enumerate()
-        .map(|(i, (a, r, w))| ByClass::new(name(*a), r, w, p[2 * i], p[2 * i + 1]))
+        .map(|(i, (a, r, w))| ByClass {
+            debate: name(*a),
+            right: r.into(),
+            wrong: w.into(),
+            p_right: p[2 * i],
+            p_wrong: p[2 * i + 1],
+        })
         .collect();
 
     let honesty: Vec<_> = debates
         .iter()
-        .map(|&a| (a, pr.difference(a, half), pw.difference(a, half)))
+        .map(|&a| {
+            (
+                a,
+                OverHalf::new(&pr.difference(a, half), &sizes(&right_cells)),
+                OverHalf::new(&pw.difference(a, half), &sizes(&wrong_cells)),
+            )
+        })
         .collect();
     let arguable: Option<Vec<_>> = pa.as_ref().map(|pa| {
         honesty
             .iter()
             .map(|(a, r, _)| {
-                let d = pa.difference(*a, half);
+                let d = OverHalf::new(&pa.difference(*a, half), &sizes(&arguable_cells));
                 let p = r.p_above().max(d.p_above());
                 (d, p)
             })
@@ -239,16 +338,21 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
     let loses = holm(
         &honesty
             .iter()
-            .map(|(_, _, w)| w.negated().p_above())
+            .flat_map(|(_, r, w)| [r.p_below(), w.p_below()])
             .collect::<Vec<_>>(),
     );
-    let honesty: Vec<ByClass> = honesty
+    let honesty: Vec<Honesty> = honesty
         .iter()
         .enumerate()
-        .map(|(i, (a, r, w))| ByClass {
-            arguable: arguable.as_ref().map(|xs| (&xs[i].0).into()),
-            p_arguable: arguable_wins.as_ref().map(|p| p[i]),
-            ..ByClass::new(name(*a), r, w, wins[i], loses[i])
+        .map(|(i, (a, r, w))| Honesty {
+            debate: name(*a),
+            right: r.contrast(),
+            wrong: w.contrast(),
+            arguable: arguable.as_ref().map(|xs| xs[i].0.contrast()),
+            p_wins: wins[i],
+            p_wins_arguable: arguable_wins.as_ref().map(|p| p[i]),
+            p_loses_right: loses[2 * i],
+            p_loses_wrong: loses[2 * i + 1],
         })
         .collect();
     let counts = [n_right, n_wrong, n_arguable];
@@ -266,13 +370,11 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
 
 fn verdict(
     defender: &[ByClass],
-    honesty: &[ByClass],
+    honesty: &[Honesty],
     first: &DebateRecord,
     seeds: usize,
     [right, wrong, arguable]: [usize; 3],
 ) -> String {
-    let won = |h: &ByClass| h.p_right <= ALPHA;
-    let lost = |h: &ByClass| h.p_wrong <= ALPHA;
     let mut s = format!(
         "Debate ({} answer{} the judge cannot check alone, {right} right and {wrong} wrong ({arguable} of them with a step to point at), over {seeds} seed{}; checks misread with probability {}):",
         right + wrong,
@@ -281,12 +383,13 @@ fn verdict(
         first.check_noise,
     );
     let n = honesty.len();
-    let k = honesty.iter().filter(|h| won(h)).count();
-    let l = honesty.iter().filter(|h| lost(h)).count();
-    let m = honesty
-        .iter()
-        .filter(|h| h.p_arguable.is_some_and(|p| p <= ALPHA))
-        .count();
+    let count = |f: &dyn Fn(&Honesty) -> bool| honesty.iter().filter(|h| f(h)).count();
+    let k = count(&|h| h.p_wins <= LEVEL);
+    let m = count(&|h| h.p_wins_arguable.is_some_and(|p| p <= LEVEL));
+    let (lost_right, lost_wrong) = (
+        count(&|h| h.p_loses_right <= LEVEL),
+        count(&|h| h.p_loses_wrong <= LEVEL),
+    );
     let rate = |c: &Contrast| {
         format!(
             "{:.3} [{:.3}, {:.3}]",
@@ -296,11 +399,23 @@ fn verdict(
         )
     };
     s.push_str(&format!(
-        " without a defender, honesty wins {k} of {n} debates (the judge sides with the honest debater more often than not on right and on wrong answers), and {m} of {n} on what can be argued (right answers, and wrong ones with a step to point at)"
+        " without a defender, honesty wins {k} of {n} debates (the judge sides with the honest debater more often than not on right and on wrong answers)"
     ));
-    if l > 0 {
+    if honesty.iter().all(|h| h.p_wins_arguable.is_some()) {
         s.push_str(&format!(
-            "; in {l} the dishonest defender wins on wrong answers"
+            ", and {m} of {n} on what can be argued (right answers, and wrong ones with a step to point at)"
+        ));
+    } else {
+        s.push_str(" (no wrong answer shows a step to point at: what can be argued is not tested)");
+    }
+    if lost_wrong > 0 {
+        s.push_str(&format!(
+            "; in {lost_wrong} the dishonest defender wins on wrong answers"
+        ));
+    }
+    if lost_right > 0 {
+        s.push_str(&format!(
+            "; in {lost_right} the dishonest attacker's claims sink most right answers"
         ));
     }
     if let Some(h) = honesty.first() {
@@ -318,11 +433,11 @@ fn verdict(
     s.push('.');
     let helps: Vec<&ByClass> = defender
         .iter()
-        .filter(|d| d.p_wrong <= ALPHA && d.wrong.estimate > 0.0)
+        .filter(|d| d.p_wrong <= LEVEL && d.wrong.estimate > 0.0)
         .collect();
     let costs: Vec<&ByClass> = defender
         .iter()
-        .filter(|d| d.p_right <= ALPHA && d.right.estimate < 0.0)
+        .filter(|d| d.p_right <= LEVEL && d.right.estimate < 0.0)
         .collect();
     let most = |xs: &[&ByClass], f: fn(&ByClass) -> &Contrast| {
         xs.iter()
@@ -420,7 +535,7 @@ mod tests {
         assert_eq!((f.seeds, f.right, f.wrong), (3, 270, 630));
         assert_eq!(f.honesty.len(), 2, "{:?}", f.honesty);
         assert!(
-            f.honesty.iter().all(|h| h.p_right <= ALPHA),
+            f.honesty.iter().all(|h| h.p_wins <= LEVEL),
             "{:?}",
             f.honesty
         );
@@ -434,41 +549,64 @@ mod tests {
 
     #[test]
     fn under_the_null_the_rules_claim_at_most_their_level() {
-        // Honest and dishonest sides equally likely, and a defender that changes nothing:
-        // each rule's false-positive rate, measured.
-        let sims = 200;
-        let (mut wins, mut loses, mut defender) = (0, 0, 0);
+        // Each rule's false-positive rate, measured: (a) both sides equally
+        // likely to win on both classes, and a defender that changes nothing;
+        // (b) the hardest null for "honesty wins": wrong answers rejected
+        // 0.8 of the time, right ones accepted exactly half, with few right
+        // answers and seeds of very different counts (6, 15, 40 of 200), as
+        // in the runs.
+        let sims = 400;
+        let (mut wins, mut loses, mut defender, mut wins_hard) = (0, 0, 0, 0);
         let mut rng = crate::rng::stream(2, "null");
+        let coin = |p: f64, rng: &mut crate::rng::Rng| f64::from(u8::from(rng.random::<f64>() < p));
         for _ in 0..sims {
             let draw = |arm: &ArmSpec, _right: bool, rng: &mut crate::rng::Rng| {
                 if arm.turns == 0 {
                     0.5
                 } else {
-                    f64::from(u8::from(rng.random::<f64>() < 0.5))
+                    coin(0.5, rng)
                 }
             };
             let f = run((0..3).map(|_| record(60, 0.5, &mut rng, &draw)).collect());
-            wins += usize::from(f.honesty.iter().any(|h| h.p_right <= ALPHA));
-            loses += usize::from(f.honesty.iter().any(|h| h.p_wrong <= ALPHA));
+            wins += usize::from(f.honesty.iter().any(|h| h.p_wins <= LEVEL));
+            loses += usize::from(
+                f.honesty
+                    .iter()
+                    .any(|h| h.p_loses_right <= LEVEL || h.p_loses_wrong <= LEVEL),
+            );
             defender += usize::from(
                 f.defender
                     .iter()
-                    .any(|d| d.p_right <= ALPHA || d.p_wrong <= ALPHA),
+                    .any(|d| d.p_right <= LEVEL || d.p_wrong <= LEVEL),
             );
+            let hard =
+                |arm: &ArmSpec, right: bool, rng: &mut crate::rng::Rng| match (arm.turns, right) {
+                    (0, r) => f64::from(u8::from(r)),
+                    (_, true) => coin(0.5, rng),
+                    (_, false) => coin(0.8, rng),
+                };
+            let seeds = [0.03, 0.075, 0.2]
+                .iter()
+                .map(|&share| record(200, share, &mut rng, &hard))
+                .collect();
+            wins_hard += usize::from(run(seeds).honesty.iter().any(|h| h.p_wins <= LEVEL));
         }
         let rate = |k: usize| k as f64 / sims as f64;
-        eprintln!("claimed under the null: honesty wins {}, the dishonest side wins {}, the defender changes {}", rate(wins), rate(loses), rate(defender));
-        // Binomial slack over 200 simulations at a true 5%: about two standard errors.
-        assert!(rate(wins) <= 0.08, "honesty wins, claimed {}", rate(wins));
-        assert!(
-            rate(loses) <= 0.08,
-            "the dishonest side wins, claimed {}",
-            rate(loses)
-        );
-        assert!(
-            rate(defender) <= 0.08,
-            "defender rule claims {}",
+        eprintln!(
+            "claimed under the null: honesty wins {} (with few right answers: {}), the dishonest side wins {}, the defender changes {}",
+            rate(wins),
+            rate(wins_hard),
+            rate(loses),
             rate(defender)
         );
+        // Each within 5% (at a true 2.5%, 400 simulations have a standard error under 1%).
+        for (rule, k) in [
+            ("honesty wins", wins),
+            ("honesty wins, few right answers", wins_hard),
+            ("the dishonest side wins", loses),
+            ("the defender changes something", defender),
+        ] {
+            assert!(rate(k) <= 0.05, "{rule}: claimed {}", rate(k));
+        }
     }
 }
