@@ -388,8 +388,13 @@ fn the_red_team_experiment_labels_its_finds_and_random_pairs_and_retrains_each_r
         for name in ["bon-round-0", "bon-red-team-3", "bon-random-3"] {
             assert!(names.contains(&name), "{name} missing");
         }
-        // PPO against the last round's models, checkpoint by checkpoint (the task's own `ppo` is round 0's).
-        for name in ["ppo-red-team-3", "ppo-random-3"] {
+        // PPO against every round's models, checkpoint by checkpoint (the task's own `ppo` is round 0's).
+        for name in [
+            "ppo-red-team-1",
+            "ppo-red-team-3",
+            "ppo-random-1",
+            "ppo-random-3",
+        ] {
             let knobs: Vec<&str> = record["points"]
                 .as_array()
                 .unwrap()

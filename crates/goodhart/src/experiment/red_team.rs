@@ -64,14 +64,18 @@ impl TaskRun<'_> {
         )?;
         self.progress.advance(1);
         let mut rounds = vec![];
-        // Each arm's last reward model, for PPO after the rounds.
-        let mut last: Vec<(Arm, RewardModel)> = vec![];
+        // Every round's reward model of each arm (the next round searches
+        // against its arm's last; PPO after the rounds trains against each).
+        let mut made: Vec<(Arm, usize, RewardModel)> = vec![];
         for arm in [Arm::RedTeam, Arm::Random] {
-            let mut current: Option<RewardModel> = None;
             let mut used = HashSet::new();
             let mut added: Vec<Comparison> = vec![];
             for round in 1..=cfg.rounds {
-                let rm = current.as_ref().unwrap_or(proxy);
+                let rm = made
+                    .iter()
+                    .rev()
+                    .find(|(a, _, _)| *a == arm)
+                    .map_or(proxy, |(_, _, m)| m);
                 let scores =
                     Proxy(rm).rewards(&searched_prompts, &search.prompt_tokens, &search.samples)?;
                 let searched: Vec<Searched> = search
@@ -146,25 +150,20 @@ impl TaskRun<'_> {
                     comparisons: base_labels.len() + added.len(),
                     agreement,
                 });
-                current = Some(rm);
+                made.push((arm, round, rm));
                 self.progress.advance(1);
             }
-            last.extend(current.map(|rm| (arm, rm)));
         }
         self.progress.finish();
         if cfg.ppo {
-            // The task's first RL strategy, as its own stage runs it against round 0's model.
+            // The task's first RL strategy, as its own stage runs it against
+            // round 0's model, against every round's model of each arm.
             let rl =
                 s.rl.first()
                     .expect("validated: red_team.ppo needs an RL strategy");
             let reference = self.base_reference(p, base)?;
-            for (arm, rm) in &last {
-                let name = format!(
-                    "{}-{}-{}",
-                    rl.name,
-                    arm.name().replace('_', "-"),
-                    cfg.rounds
-                );
+            for (arm, round, rm) in &made {
+                let name = format!("{}-{}-{round}", rl.name, arm.name().replace('_', "-"));
                 let arm_cfg = RlConfig { name, ..rl.clone() };
                 let record = self.rl(&arm_cfg, base, rm, labelers, &mut store, &reference)?;
                 points.extend(record.points().iter().cloned());

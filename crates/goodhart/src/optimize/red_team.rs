@@ -26,9 +26,9 @@ pub struct RedTeamConfig {
     pub prompts: usize,
     /// Base-policy samples searched per prompt.
     pub samples: usize,
-    /// Also train the task's first RL strategy against the last round's
-    /// red-team and random-label reward models (curves `<name>-red-team-<R>`
-    /// and `<name>-random-<R>`, beside `<name>` against round 0's).
+    /// Also train the task's first RL strategy against every round's
+    /// red-team and random-label reward model (curves `<name>-red-team-<r>`
+    /// and `<name>-random-<r>`, beside `<name>` against round 0's).
     pub ppo: bool,
 }
 
