@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// A critic that points the labeler at one step of each completion to check:
 /// scripted (`accuracy`) or the task's learned critic of a round (`learned_round`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssistantConfig {
     /// Scripted: the probability that it points at the first wrong step when

@@ -271,7 +271,7 @@ impl<'t> Labeler<'t> {
     /// pointer, or one per turn), or a clear error when a model it needs is
     /// not attached.
     pub fn moves(&self, prompt: &str, completion: &str) -> Result<Moves> {
-        let a = self.config.assistant.clone().unwrap_or_default();
+        let a = self.config.assistant.unwrap_or_default();
         let at = || format!("labeler {:?}.assistant", self.config.name);
         let Some(critic) = &self.critic else {
             return Err(Error::invalid(
@@ -308,8 +308,7 @@ impl<'t> Labeler<'t> {
         }
         let moves = self.moves(prompt, completion)?;
         let wrong = |k| self.task.step_is_wrong(prompt, completion, k);
-        let noise = self.assistant().and_then(|a| a.check_noise).unwrap_or(0.0);
-        let p_sinks = 1.0 - moves.p_survives(wrong, noise);
+        let p_sinks = 1.0 - moves.p_survives(wrong, self.check_noise());
         let sunk = match moves.sinking_step(wrong) {
             Some(k) => self.judge_taken_wrong(prompt, completion, k)?,
             None => own,
@@ -330,12 +329,22 @@ impl<'t> Labeler<'t> {
         }
         let (survived, sunk, p_sinks) = self.outcomes(prompt, completion)?;
         // One draw whenever checks are noisy, whatever the completion; none when not.
-        let noisy = self
-            .assistant()
-            .and_then(|a| a.check_noise)
-            .is_some_and(|e| e > 0.0);
-        let u = if noisy { rng.random::<f64>() } else { 0.5 };
+        let u = if self.check_noise() > 0.0 {
+            rng.random::<f64>()
+        } else {
+            0.5
+        };
         Ok(if u < p_sinks { sunk } else { survived })
+    }
+
+    /// The probability that its debate's checks are misread (0 without noise).
+    fn check_noise(&self) -> f64 {
+        self.assistant().and_then(|a| a.check_noise).unwrap_or(0.0)
+    }
+
+    /// Whether it checks a completion on its own, with no assistant's help.
+    pub fn checks_alone(&self, prompt: &str, completion: &str) -> Result<bool> {
+        Ok(self.judge_with(prompt, completion, &[])?.checked)
     }
 
     /// Its assistant, if it has one.
@@ -388,13 +397,7 @@ impl<'t> Labeler<'t> {
     ) -> Result<f64> {
         if self.learned_round().is_some() {
             let (survived, sunk, p_sinks) = self.outcomes(prompt, completion)?;
-            return Ok(if p_sinks == 0.0 {
-                f(survived)
-            } else if p_sinks == 1.0 {
-                f(sunk)
-            } else {
-                (1.0 - p_sinks) * f(survived) + p_sinks * f(sunk)
-            });
+            return Ok((1.0 - p_sinks) * f(survived) + p_sinks * f(sunk));
         }
         let Some(a) = &self.config.assistant else {
             return Ok(f(self.judge_with(prompt, completion, &[])?));
@@ -430,7 +433,7 @@ impl<'t> Labeler<'t> {
         let wrong = (0..n)
             .filter(|&k| self.task.step_is_wrong(prompt, completion, k))
             .count();
-        if wrong == 0 || self.judge_with(prompt, completion, &[])?.checked {
+        if wrong == 0 || self.checks_alone(prompt, completion)? {
             return Ok(None);
         }
         if self.learned_round().is_some() {
@@ -495,8 +498,7 @@ impl<'t> Labeler<'t> {
             return Ok(0.5); // only random answers are decisive
         }
         let p_a = 1.0 / (1.0 + (-d / c.temperature).exp());
-        let checked = |x: &str| -> Result<bool> { Ok(self.judge_with(prompt, x, &[])?.checked) };
-        let cant = if !checked(a)? && !checked(b)? {
+        let cant = if !self.checks_alone(prompt, a)? && !self.checks_alone(prompt, b)? {
             c.p_cant_tell
         } else {
             0.0

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::feedback::{Critic, Labeler, LabelerConfig};
 use crate::optimize::debate::{ArmResult, DebateRecord, Judged};
 use crate::stats::Stat;
-use crate::task::{LabelerView, Split};
+use crate::task::Split;
 
 impl TaskRun<'_> {
     pub(super) fn debate(&self, p: &Products) -> Result<Record> {
@@ -88,28 +88,22 @@ impl TaskRun<'_> {
                 );
             }
         }
-        let items: Vec<(&str, &str)> = judged
-            .iter()
-            .map(|(p, _, c)| (p.as_str(), c.as_str()))
-            .collect();
-        let alone_view = LabelerView {
-            competence: first.competence,
-            ..LabelerView::default()
-        };
+        let alone = Labeler::new(
+            LabelerConfig {
+                assistant: None,
+                ..first.clone()
+            },
+            self.task,
+        )?;
         let answers = judged
             .iter()
-            .zip(&items)
-            .map(|((_, right, _), &(prompt, completion))| {
+            .map(|(prompt, right, completion)| {
                 Ok(Judged {
                     difficulty: self.task.difficulty(prompt)?,
                     right: *right,
                     steps: self.task.n_steps(prompt, completion),
                     flawed: self.task.first_wrong_step(prompt, completion).is_some(),
-                    checked_alone: self
-                        .task
-                        .perceive(prompt, completion, &alone_view)?
-                        .verified
-                        .is_some(),
+                    checked_alone: alone.checks_alone(prompt, completion)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -126,9 +120,10 @@ impl TaskRun<'_> {
             )?
             .with_critic(attacker.clone() as Arc<dyn Critic>)
             .with_defender(defender.clone());
-            let mut p_correct = Vec::with_capacity(items.len());
-            let (mut wrong, mut right) = (vec![], vec![]);
-            for (a, &(prompt, completion)) in answers.iter().zip(&items) {
+            let mut p_correct = Vec::with_capacity(answers.len());
+            // Of the pointed steps the defender answered, wrong and right ones: conceded or not.
+            let (mut of_wrong, mut of_right) = (vec![], vec![]);
+            for (a, (prompt, _, completion)) in answers.iter().zip(&judged) {
                 let accepts = judge.p_accepts(prompt, completion)?;
                 p_correct.push(if a.right { accepts } else { 1.0 - accepts });
                 if arm.defender.is_none() || a.checked_alone {
@@ -138,9 +133,9 @@ impl TaskRun<'_> {
                 for &k in &moves.pointers {
                     let conceded = f64::from(u8::from(moves.conceded.contains(&k)));
                     if self.task.step_is_wrong(prompt, completion, k) {
-                        wrong.push(conceded);
+                        of_wrong.push(conceded);
                     } else {
-                        right.push(conceded);
+                        of_right.push(conceded);
                     }
                 }
             }
@@ -148,8 +143,8 @@ impl TaskRun<'_> {
             results.push(ArmResult {
                 arm,
                 p_correct,
-                conceded_wrong: defended.then(|| Stat::of(&wrong)),
-                conceded_right: defended.then(|| Stat::of(&right)),
+                conceded_wrong: defended.then(|| Stat::of(&of_wrong)),
+                conceded_right: defended.then(|| Stat::of(&of_right)),
             });
             self.progress.advance(1);
         }

@@ -157,13 +157,42 @@ fn cells(seeds: &[&DebateRecord], class: Class) -> Vec<Vec<Vec<f64>>> {
     out
 }
 
-fn paired(cells: &[Vec<Vec<f64>>], task: &str, class: Class) -> Option<Paired> {
-    let refs: Vec<Vec<&[f64]>> = cells
-        .iter()
-        .map(|c| c.iter().map(Vec::as_slice).collect())
-        .collect();
-    let mut rng = crate::rng::stream(0, &format!("debate/{task}/{class:?}"));
-    Paired::new(&refs, &mut rng)
+/// One class's answers over the seeds with enough of them: how many each
+/// seed has, and every arm's cell paired with the others and with one half
+/// (None when no seed has enough).
+struct ClassTest {
+    sizes: Vec<usize>,
+    paired: Option<Paired>,
+    /// The index of the cell of one half.
+    half: usize,
+}
+
+impl ClassTest {
+    fn new(seeds: &[&DebateRecord], task: &str, class: Class) -> Self {
+        let cells = cells(seeds, class);
+        let refs: Vec<Vec<&[f64]>> = cells
+            .iter()
+            .map(|c| c.iter().map(Vec::as_slice).collect())
+            .collect();
+        let mut rng = crate::rng::stream(0, &format!("debate/{task}/{class:?}"));
+        Self {
+            sizes: cells
+                .first()
+                .map_or(vec![], |c| c.iter().map(Vec::len).collect()),
+            paired: Paired::new(&refs, &mut rng),
+            half: cells.len() - 1,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.sizes.iter().sum()
+    }
+
+    /// Arm `a`'s rate minus one half.
+    fn over_half(&self, a: usize) -> Option<OverHalf> {
+        let d = self.paired.as_ref()?.difference(a, self.half);
+        Some(OverHalf::new(&d, &self.sizes))
+    }
 }
 
 /// A rate's excess over one half, tested with a spread no smaller than the
@@ -248,28 +277,10 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
     {
         return None;
     }
-    let (right_cells, wrong_cells, arguable_cells) = (
-        cells(&seeds, Class::Right),
-        cells(&seeds, Class::Wrong),
-        cells(&seeds, Class::WrongWithSteps),
-    );
-    let sizes = |c: &[Vec<Vec<f64>>]| -> Vec<usize> {
-        c.first()
-            .map_or(vec![], |c| c.iter().map(Vec::len).collect())
-    };
-    let count = |c: &[Vec<Vec<f64>>]| sizes(c).iter().sum::<usize>();
-    let (n_right, n_wrong, n_arguable) = (
-        count(&right_cells),
-        count(&wrong_cells),
-        count(&arguable_cells),
-    );
-    let (pr, pw) = (
-        paired(&right_cells, task, Class::Right)?,
-        paired(&wrong_cells, task, Class::Wrong)?,
-    );
+    let [right, wrong, arguable] = [Class::Right, Class::Wrong, Class::WrongWithSteps]
+        .map(|class| ClassTest::new(&seeds, task, class));
     // (No wrong answer with steps: nothing to argue about, and no such test.)
-    let pa = paired(&arguable_cells, task, Class::WrongWithSteps);
-    let half = first.arms.len();
+    let (pr, pw) = (right.paired.as_ref()?, wrong.paired.as_ref()?);
     let name = |a: usize| first.arms[a].arm.name.clone();
     // The debates: arms with an attacker and no defender, and each one's defended twin.
     let debates: Vec<usize> = (0..first.arms.len())
@@ -308,25 +319,17 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
 
     let honesty: Vec<_> = debates
         .iter()
-        .map(|&a| {
-            (
-                a,
-                OverHalf::new(&pr.difference(a, half), &sizes(&right_cells)),
-                OverHalf::new(&pw.difference(a, half), &sizes(&wrong_cells)),
-            )
+        .map(|&a| Some((a, right.over_half(a)?, wrong.over_half(a)?)))
+        .collect::<Option<_>>()?;
+    let arguable_rates: Option<Vec<_>> = honesty
+        .iter()
+        .map(|(a, r, _)| {
+            let d = arguable.over_half(*a)?;
+            let p = r.p_above().max(d.p_above());
+            Some((d, p))
         })
         .collect();
-    let arguable: Option<Vec<_>> = pa.as_ref().map(|pa| {
-        honesty
-            .iter()
-            .map(|(a, r, _)| {
-                let d = OverHalf::new(&pa.difference(*a, half), &sizes(&arguable_cells));
-                let p = r.p_above().max(d.p_above());
-                (d, p)
-            })
-            .collect()
-    });
-    let arguable_wins: Option<Vec<f64>> = arguable
+    let arguable_wins: Option<Vec<f64>> = arguable_rates
         .as_ref()
         .map(|xs| holm(&xs.iter().map(|(_, p)| *p).collect::<Vec<_>>()));
     let wins = holm(
@@ -348,20 +351,20 @@ pub fn debate<T: AsRef<[TaskRecords]>>(per_seed: &[T], task: &str) -> Option<Deb
             debate: name(*a),
             right: r.contrast(),
             wrong: w.contrast(),
-            arguable: arguable.as_ref().map(|xs| xs[i].0.contrast()),
+            arguable: arguable_rates.as_ref().map(|xs| xs[i].0.contrast()),
             p_wins: wins[i],
             p_wins_arguable: arguable_wins.as_ref().map(|p| p[i]),
             p_loses_right: loses[2 * i],
             p_loses_wrong: loses[2 * i + 1],
         })
         .collect();
-    let counts = [n_right, n_wrong, n_arguable];
+    let counts = [right.count(), wrong.count(), arguable.count()];
     let verdict = verdict(&defender, &honesty, first, seeds.len(), counts);
     Some(DebateFinding {
         seeds: seeds.len(),
-        right: n_right,
-        wrong: n_wrong,
-        wrong_with_steps: n_arguable,
+        right: counts[0],
+        wrong: counts[1],
+        wrong_with_steps: counts[2],
         defender,
         honesty,
         verdict,
